@@ -1,0 +1,70 @@
+//! The trait every connector implements.
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::error::ConnectorError;
+use crate::operation::{Applied, Operation};
+use crate::pull::Pull;
+
+/// Receives progress of long pulls and applies (objects read, operations done).
+pub trait Progress: Send + Sync {
+    /// `n` more objects were read or operations carried out.
+    fn advance(&self, n: u64);
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn advance(&self, _n: u64) {}
+}
+
+/// One check of `coexist doctor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// What was checked, in a few words.
+    pub check: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found, or what the admin must do.
+    pub detail: String,
+}
+
+/// A connection to one system.
+///
+/// Connectors decide nothing: they read and they write what they are told.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// The system's id from the configuration.
+    fn system(&self) -> &str;
+
+    /// Reads the system. With `cursor` (from the previous pull) a connector
+    /// that supports it returns a [`crate::PullMode::Delta`]; a cursor the
+    /// system no longer accepts must lead to a full read, not an error.
+    async fn pull(
+        &self,
+        cursor: Option<&str>,
+        progress: &dyn Progress,
+    ) -> Result<Pull, ConnectorError>;
+
+    /// Carries out one operation. Operations are idempotent (see [`Operation`]).
+    async fn apply(&self, operation: &Operation) -> Result<Applied, ConnectorError>;
+
+    /// Carries out several operations, returning one result per operation in
+    /// order. Connectors with a batch API override this; one failed entry
+    /// must not fail or repeat the others.
+    async fn apply_many(&self, operations: &[Operation]) -> Vec<Result<Applied, ConnectorError>> {
+        let mut results = Vec::with_capacity(operations.len());
+        for operation in operations {
+            results.push(self.apply(operation).await);
+        }
+        results
+    }
+
+    /// Checks credentials, routing domains and the settings no API exposes
+    /// (`coexist doctor`). The default reports nothing.
+    async fn doctor(&self) -> Vec<Finding> {
+        Vec::new()
+    }
+}
