@@ -1,1 +1,458 @@
+//! The `simulated` system: an in-memory directory seeded from a JSON file.
+//!
+//! The demo and the engine tests use it in place of a real LDAP server or
+//! cloud tenant. It behaves like a well-mannered connector: it lists its
+//! recipients and the stubs coexist wrote, and it carries out operations
+//! idempotently.
+//!
+//! A seed file is a JSON object `{"recipients": [Recipient, …], "stubs":
+//! [FoundStub, …]}`. When a **state file** is configured, every applied
+//! operation is appended to it as one JSON line before the call returns, and
+//! replayed on the next start, so the system outlives the process (the engine's
+//! crash tests kill coexist half-way through an apply and start it again).
+//! Faults can be injected for tests: a pull that stops part-way, a pull that
+//! returns nothing, an operation that fails.
 
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use coexist_connector::{
+    Applied, Connector, ConnectorError, FoundStub, Operation, Progress, Pull, PullMode, Recipient,
+};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The configuration of a simulated system.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatedConfig {
+    /// The JSON seed file (recipients and stubs at start).
+    pub seed: Option<PathBuf>,
+    /// The journal of applied operations; without one the system lives in
+    /// memory only.
+    pub state: Option<PathBuf>,
+    /// Test fault: the pull stops after this many recipients and reports
+    /// itself incomplete.
+    #[serde(default)]
+    pub fail_pull_after: Option<usize>,
+    /// Test fault: the pull returns nothing at all (a source that "suddenly
+    /// returns nothing").
+    #[serde(default)]
+    pub pull_returns_nothing: bool,
+    /// Test fault: operations on these addresses fail permanently.
+    #[serde(default)]
+    pub reject_addresses: Vec<String>,
+}
+
+/// The content of a seed file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Seed {
+    #[serde(default)]
+    pub recipients: Vec<Recipient>,
+    #[serde(default)]
+    pub stubs: Vec<FoundStub>,
+}
+
+/// A simulated system could not be set up.
+#[derive(Debug, Error)]
+pub enum SimulatedError {
+    #[error("cannot read the seed file {path}: {reason}")]
+    Seed { path: String, reason: String },
+    #[error("cannot read the state file {path}: {reason}")]
+    State { path: String, reason: String },
+}
+
+/// One line of the state journal.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+enum Event {
+    Upsert { stub: FoundStub },
+    Remove { id: String },
+}
+
+#[derive(Debug, Default)]
+struct Directory {
+    recipients: Vec<Recipient>,
+    /// Stubs by object id.
+    stubs: BTreeMap<String, FoundStub>,
+    /// Object id of the stub carrying each anchor.
+    by_anchor: BTreeMap<String, String>,
+    next_id: u64,
+}
+
+impl Directory {
+    fn upsert(&mut self, stub: FoundStub) {
+        if let Some(old) = self.stubs.get(&stub.id) {
+            if old.stub.anchor != stub.stub.anchor {
+                self.by_anchor.remove(&old.stub.anchor);
+            }
+        }
+        self.by_anchor
+            .insert(stub.stub.anchor.clone(), stub.id.clone());
+        self.stubs.insert(stub.id.clone(), stub);
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(old) = self.stubs.remove(id) {
+            if self.by_anchor.get(&old.stub.anchor).map(String::as_str) == Some(id) {
+                self.by_anchor.remove(&old.stub.anchor);
+            }
+        }
+    }
+
+    fn apply(&mut self, event: Event) {
+        match event {
+            Event::Upsert { stub } => self.upsert(stub),
+            Event::Remove { id } => self.remove(&id),
+        }
+    }
+}
+
+/// A simulated system.
+#[derive(Debug)]
+pub struct SimulatedConnector {
+    system: String,
+    config: SimulatedConfig,
+    directory: Mutex<Directory>,
+}
+
+impl SimulatedConnector {
+    /// Loads the seed file and replays the state journal.
+    pub fn new(system: &str, config: SimulatedConfig) -> Result<Self, SimulatedError> {
+        let seed = match &config.seed {
+            Some(path) => read_seed(path)?,
+            None => Seed::default(),
+        };
+        Self::from_seed(system, config, seed)
+    }
+
+    /// A system holding `seed`, replaying the configured state journal.
+    pub fn from_seed(
+        system: &str,
+        config: SimulatedConfig,
+        seed: Seed,
+    ) -> Result<Self, SimulatedError> {
+        let mut directory = Directory {
+            recipients: seed.recipients,
+            ..Directory::default()
+        };
+        for stub in seed.stubs {
+            directory.upsert(stub);
+        }
+        if let Some(path) = &config.state {
+            replay(path, &mut directory)?;
+        }
+        directory.next_id = directory.stubs.len() as u64 + 1;
+        Ok(SimulatedConnector {
+            system: system.to_string(),
+            config,
+            directory: Mutex::new(directory),
+        })
+    }
+
+    /// The stubs the system holds now.
+    pub fn stubs(&self) -> Vec<FoundStub> {
+        self.lock()
+            .map(|d| d.stubs.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Replaces the system's recipients (tests: a source changes).
+    pub fn set_recipients(&self, recipients: Vec<Recipient>) {
+        if let Ok(mut d) = self.lock() {
+            d.recipients = recipients;
+        }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Directory>, ConnectorError> {
+        self.directory
+            .lock()
+            .map_err(|_| ConnectorError::permanent("the simulated directory is poisoned"))
+    }
+
+    fn record(&self, event: &Event) -> Result<(), ConnectorError> {
+        let Some(path) = &self.config.state else {
+            return Ok(());
+        };
+        let line = serde_json::to_string(event)
+            .map_err(|e| ConnectorError::permanent(format!("cannot encode a state event: {e}")))?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| {
+                ConnectorError::retryable(format!("cannot write {}: {e}", path.display()))
+            })?;
+        writeln!(file, "{line}")
+            .map_err(|e| ConnectorError::retryable(format!("cannot write {}: {e}", path.display())))
+    }
+
+    fn rejected(&self, operation: &Operation) -> bool {
+        let stub = operation.stub();
+        self.config
+            .reject_addresses
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&stub.primary_address))
+    }
+}
+
+fn read_seed(path: &Path) -> Result<Seed, SimulatedError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SimulatedError::Seed {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| SimulatedError::Seed {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn replay(path: &Path, directory: &mut Directory) -> Result<(), SimulatedError> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(SimulatedError::State {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })
+        }
+    };
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| SimulatedError::State {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Event>(&line) {
+            Ok(event) => directory.apply(event),
+            // A line cut short by a crash is the last one: what it
+            // described never completed, so it is ignored.
+            Err(e) => {
+                tracing::warn!(line = n + 1, error = %e, "ignoring an unreadable state line in {}", path.display())
+            }
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Connector for SimulatedConnector {
+    fn system(&self) -> &str {
+        &self.system
+    }
+
+    async fn pull(
+        &self,
+        _cursor: Option<&str>,
+        progress: &dyn Progress,
+    ) -> Result<Pull, ConnectorError> {
+        let directory = self.lock()?;
+        if self.config.pull_returns_nothing {
+            return Ok(Pull::full(Vec::new(), Vec::new()));
+        }
+        let mut recipients = directory.recipients.clone();
+        let mut complete = true;
+        if let Some(limit) = self.config.fail_pull_after {
+            if recipients.len() > limit {
+                recipients.truncate(limit);
+                complete = false;
+            }
+        }
+        progress.advance(recipients.len() as u64);
+        let mut pull = Pull::full(recipients, directory.stubs.values().cloned().collect());
+        pull.mode = PullMode::Full;
+        pull.complete = complete;
+        if !complete {
+            pull.problems.push(coexist_connector::Problem {
+                object: self.system.clone(),
+                message: "the listing failed part-way (simulated fault)".into(),
+            });
+        }
+        Ok(pull)
+    }
+
+    async fn apply(&self, operation: &Operation) -> Result<Applied, ConnectorError> {
+        if self.rejected(operation) {
+            return Err(ConnectorError::permanent(format!(
+                "{} refused {} (simulated fault)",
+                self.system,
+                operation.stub().primary_address
+            )));
+        }
+        let mut directory = self.lock()?;
+        match operation {
+            Operation::Create { stub } => {
+                // Idempotent: a stub with this anchor already there is updated.
+                let id = match directory.by_anchor.get(&stub.anchor) {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id = format!("{}-{}", self.system, directory.next_id);
+                        directory.next_id += 1;
+                        id
+                    }
+                };
+                let found = FoundStub {
+                    locator: format!("sim://{}/{id}", self.system),
+                    id,
+                    stub: stub.clone(),
+                };
+                self.record(&Event::Upsert {
+                    stub: found.clone(),
+                })?;
+                directory.upsert(found.clone());
+                Ok(Applied { found: Some(found) })
+            }
+            Operation::Update { id, after, .. } => {
+                let found = FoundStub {
+                    locator: format!("sim://{}/{id}", self.system),
+                    id: id.clone(),
+                    stub: after.clone(),
+                };
+                self.record(&Event::Upsert {
+                    stub: found.clone(),
+                })?;
+                directory.upsert(found.clone());
+                Ok(Applied { found: Some(found) })
+            }
+            Operation::Delete { id, .. } => {
+                if directory.stubs.contains_key(id) {
+                    self.record(&Event::Remove { id: id.clone() })?;
+                    directory.remove(id);
+                }
+                Ok(Applied { found: None })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coexist_connector::{NoProgress, RecipientKind, Route, Stub};
+
+    fn stub(anchor: &str, address: &str) -> Stub {
+        Stub {
+            anchor: anchor.into(),
+            kind: RecipientKind::Person,
+            primary_address: address.into(),
+            aliases: vec![],
+            route: Route::Address(address.replace("acmecorp.com", "gapps.acmecorp.com")),
+            attributes: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn creating_twice_keeps_one_stub() {
+        let system =
+            SimulatedConnector::from_seed("ldap", SimulatedConfig::default(), Seed::default())
+                .unwrap();
+        let op = Operation::Create {
+            stub: stub("google:1", "ann@acmecorp.com"),
+        };
+        system.apply(&op).await.unwrap();
+        system.apply(&op).await.unwrap();
+        assert_eq!(system.stubs().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn deleting_a_missing_stub_succeeds() {
+        let system =
+            SimulatedConnector::from_seed("ldap", SimulatedConfig::default(), Seed::default())
+                .unwrap();
+        let op = Operation::Delete {
+            id: "nope".into(),
+            locator: "sim://ldap/nope".into(),
+            stub: stub("google:1", "ann@acmecorp.com"),
+        };
+        assert!(system.apply(&op).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_state_file_outlives_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SimulatedConfig {
+            state: Some(dir.path().join("state.jsonl")),
+            ..Default::default()
+        };
+        let first = SimulatedConnector::from_seed("ldap", config.clone(), Seed::default()).unwrap();
+        first
+            .apply(&Operation::Create {
+                stub: stub("google:1", "ann@acmecorp.com"),
+            })
+            .await
+            .unwrap();
+        first
+            .apply(&Operation::Create {
+                stub: stub("google:2", "bob@acmecorp.com"),
+            })
+            .await
+            .unwrap();
+        let gone = first
+            .stubs()
+            .into_iter()
+            .find(|s| s.stub.anchor == "google:1")
+            .unwrap();
+        first
+            .apply(&Operation::Delete {
+                id: gone.id.clone(),
+                locator: gone.locator.clone(),
+                stub: gone.stub.clone(),
+            })
+            .await
+            .unwrap();
+        drop(first);
+        // A crash can cut the last line short; it is ignored.
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("state.jsonl"))
+            .unwrap();
+        write!(file, "{{\"event\":\"ups").unwrap();
+
+        let second = SimulatedConnector::from_seed("ldap", config, Seed::default()).unwrap();
+        let pull = second.pull(None, &NoProgress).await.unwrap();
+        let anchors: Vec<_> = pull.stubs.iter().map(|s| s.stub.anchor.as_str()).collect();
+        assert_eq!(anchors, ["google:2"]);
+    }
+
+    #[tokio::test]
+    async fn an_injected_partial_pull_is_marked_incomplete() {
+        let recipients = (0..5)
+            .map(|i| Recipient {
+                anchor: format!("u{i}"),
+                kind: RecipientKind::Person,
+                primary_address: format!("u{i}@acmecorp.com"),
+                aliases: vec![],
+                mailbox: true,
+                enabled: true,
+                attributes: Default::default(),
+                members: vec![],
+                forwards_to: None,
+                extra: Default::default(),
+                etag: None,
+            })
+            .collect();
+        let config = SimulatedConfig {
+            fail_pull_after: Some(2),
+            ..Default::default()
+        };
+        let system = SimulatedConnector::from_seed(
+            "ldap",
+            config,
+            Seed {
+                recipients,
+                stubs: vec![],
+            },
+        )
+        .unwrap();
+        let pull = system.pull(None, &NoProgress).await.unwrap();
+        assert!(!pull.complete);
+        assert_eq!(pull.recipients.len(), 2);
+    }
+}
