@@ -1,1 +1,10 @@
+//! coexist: directory synchronisation for mail systems that share one email
+//! domain.
+//!
+//! The crate is split along the three boundaries of `ARCHITECTURE.md`:
+//! [`reconcile`] decides (pure, no I/O), [`store`] persists (decides
+//! nothing), and the connectors in `connectors/` talk to systems (decide
+//! nothing). [`engine`] runs them in order: pull, stage, reconcile, plan,
+//! apply within the safety gates.
 
+pub mod reconcile;

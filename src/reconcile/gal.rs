@@ -1,0 +1,418 @@
+//! Joining the systems' recipients into the GAL.
+//!
+//! Objects of different systems that share a normalised shared-domain
+//! address are one recipient (union-find over addresses). Each recipient
+//! gets one home: an explicit placement or the configured home attribute
+//! where there is one, else the one system holding its mailbox. Clusters that
+//! cannot be given exactly one home become [`Conflict`]s.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use coexist_connector::{normalize_address, split_address, Attributes, Recipient};
+
+use super::{Conflict, ConflictKind, GalEntry, Notice, Policy, Staged};
+
+/// Which systems hold an object (not a stub) for each shared address:
+/// a bit per system index.
+pub type AddressIndex = HashMap<String, u64>;
+
+/// The GAL and what was found while building it.
+pub struct Joined {
+    pub gal: Vec<GalEntry>,
+    pub conflicts: Vec<Conflict>,
+    pub notices: Vec<Notice>,
+    pub index: AddressIndex,
+    /// Addresses of conflicted recipients: their stubs are left as they are.
+    pub held: HashSet<String>,
+    pub disabled: usize,
+}
+
+struct Object<'a> {
+    system: usize,
+    recipient: &'a Recipient,
+    /// Normalised shared-domain addresses, the primary first.
+    addresses: Vec<String>,
+}
+
+fn find(parent: &mut [usize], mut x: usize) -> usize {
+    while parent[x] != x {
+        parent[x] = parent[parent[x]];
+        x = parent[x];
+    }
+    x
+}
+
+fn union(parent: &mut [usize], a: usize, b: usize) {
+    let (ra, rb) = (find(parent, a), find(parent, b));
+    if ra != rb {
+        parent[ra.max(rb)] = ra.min(rb);
+    }
+}
+
+/// Builds the GAL from `staged`.
+pub fn build(staged: &Staged, policy: &Policy) -> Joined {
+    let mut notices = Vec::new();
+    let mut conflicts = Vec::new();
+    let system_ids: Vec<&str> = staged.systems.iter().map(|s| s.id.as_str()).collect();
+
+    // 1. Every object with at least one shared-domain address.
+    let mut objects: Vec<Object<'_>> = Vec::new();
+    for (system, staged_system) in staged.systems.iter().enumerate() {
+        for recipient in &staged_system.recipients {
+            let mut addresses = Vec::with_capacity(1 + recipient.aliases.len());
+            for raw in recipient.addresses() {
+                match normalize_address(raw) {
+                    Ok(address) => {
+                        let shared =
+                            split_address(&address).is_some_and(|(_, d)| policy.is_shared(d));
+                        if shared && !addresses.contains(&address) {
+                            addresses.push(address);
+                        }
+                    }
+                    Err(error) => notices.push(Notice {
+                        system: staged_system.id.clone(),
+                        object: recipient.anchor.clone(),
+                        message: format!("skipped the address: {error}"),
+                    }),
+                }
+            }
+            if !addresses.is_empty() {
+                objects.push(Object {
+                    system,
+                    recipient,
+                    addresses,
+                });
+            }
+        }
+    }
+
+    // 2. Index addresses; an address held twice within one system is a conflict.
+    let mut owners: HashMap<&str, Vec<usize>> = HashMap::with_capacity(objects.len() * 2);
+    for (i, object) in objects.iter().enumerate() {
+        for address in &object.addresses {
+            owners.entry(address.as_str()).or_default().push(i);
+        }
+    }
+    let mut parent: Vec<usize> = (0..objects.len()).collect();
+    let mut conflicted_objects: HashSet<usize> = HashSet::new();
+    let mut index: AddressIndex = HashMap::with_capacity(owners.len());
+    for (address, holders) in &owners {
+        let mut mask = 0u64;
+        for &h in holders {
+            mask |= 1u64 << (objects[h].system.min(63));
+        }
+        index.insert((*address).to_string(), mask);
+        for pair in holders.windows(2) {
+            union(&mut parent, pair[0], pair[1]);
+        }
+        if holders.len() > 1 {
+            let mut by_system: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+            for &h in holders {
+                by_system.entry(objects[h].system).or_default().push(h);
+            }
+            for (system, same) in by_system.into_iter().filter(|(_, v)| v.len() > 1) {
+                conflicted_objects.extend(same.iter().copied());
+                let system = system_ids[system];
+                let names: Vec<String> = same
+                    .iter()
+                    .map(|&h| {
+                        format!(
+                            "{} ({})",
+                            objects[h].addresses[0], objects[h].recipient.anchor
+                        )
+                    })
+                    .collect();
+                conflicts.push(Conflict {
+                    kind: ConflictKind::AddressClaimedTwice,
+                    addresses: vec![(*address).to_string()],
+                    systems: vec![system.to_string()],
+                    message: format!(
+                        "{address} is claimed by {} recipients on {system}: {}; remove it from all but one",
+                        same.len(),
+                        names.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+
+    // 3. Clusters.
+    let mut clusters: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..objects.len() {
+        let root = find(&mut parent, i);
+        clusters.entry(root).or_default().push(i);
+    }
+
+    let mut gal = Vec::with_capacity(clusters.len());
+    let mut held = HashSet::new();
+    let mut disabled = 0usize;
+    for members in clusters.values() {
+        let all_addresses: BTreeSet<&str> = members
+            .iter()
+            .flat_map(|&i| objects[i].addresses.iter().map(String::as_str))
+            .collect();
+        let hold = |held: &mut HashSet<String>| {
+            held.extend(all_addresses.iter().map(|a| (*a).to_string()));
+        };
+        if members.iter().any(|i| conflicted_objects.contains(i)) {
+            hold(&mut held);
+            continue;
+        }
+        match choose_home(policy, &staged.placements, &system_ids, &objects, members) {
+            Home::Decided(home_object) => {
+                let object = &objects[home_object];
+                if !object.recipient.enabled && !policy.include_disabled {
+                    disabled += 1;
+                    continue;
+                }
+                gal.push(entry(
+                    policy,
+                    &system_ids,
+                    &objects,
+                    members,
+                    home_object,
+                    &mut notices,
+                ));
+            }
+            Home::NoMailbox => {}
+            Home::Conflict(conflict) => {
+                hold(&mut held);
+                conflicts.push(conflict);
+            }
+        }
+    }
+    gal.sort_by(|a, b| a.primary_address.cmp(&b.primary_address));
+    Joined {
+        gal,
+        conflicts,
+        notices,
+        index,
+        held,
+        disabled,
+    }
+}
+
+enum Home {
+    Decided(usize),
+    /// Only directory entries without a mailbox (hand-made forwarders).
+    NoMailbox,
+    Conflict(Conflict),
+}
+
+fn choose_home(
+    policy: &Policy,
+    placements: &BTreeMap<String, String>,
+    system_ids: &[&str],
+    objects: &[Object<'_>],
+    members: &[usize],
+) -> Home {
+    let addresses: Vec<String> = {
+        let set: BTreeSet<&str> = members
+            .iter()
+            .flat_map(|&i| objects[i].addresses.iter().map(String::as_str))
+            .collect();
+        set.into_iter().map(str::to_string).collect()
+    };
+    let mailboxes: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|&i| objects[i].recipient.mailbox)
+        .collect();
+    let mailbox_systems: BTreeSet<&str> = mailboxes
+        .iter()
+        .map(|&i| system_ids[objects[i].system])
+        .collect();
+
+    // An explicit placement, or the master directory's home attribute.
+    let configured: Option<(String, String)> = addresses
+        .iter()
+        .find_map(|a| placements.get(a).cloned())
+        .map(|s| (s, "its placement".to_string()))
+        .or_else(|| {
+            let rule = policy.home_attribute.as_ref()?;
+            members.iter().find_map(|&i| {
+                let object = &objects[i];
+                if system_ids[object.system] != rule.system {
+                    return None;
+                }
+                let value = object.recipient.extra.get(&rule.attribute)?;
+                let home = rule.values.get(value.trim())?;
+                Some((
+                    home.clone(),
+                    format!("{} = {value} on {}", rule.attribute, rule.system),
+                ))
+            })
+        });
+
+    if let Some((home, why)) = configured {
+        let in_home: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&i| system_ids[objects[i].system] == home)
+            .collect();
+        let mailbox_in_home: Vec<usize> = in_home
+            .iter()
+            .copied()
+            .filter(|&i| objects[i].recipient.mailbox)
+            .collect();
+        let pick = if mailbox_in_home.len() == 1 {
+            Some(mailbox_in_home[0])
+        } else if mailboxes.is_empty() && in_home.len() == 1 {
+            Some(in_home[0])
+        } else {
+            None
+        };
+        if let Some(i) = pick {
+            return Home::Decided(i);
+        }
+        let found = if mailbox_systems.is_empty() {
+            "no system holds its mailbox".to_string()
+        } else {
+            format!("its mailbox is on {}", join(&mailbox_systems))
+        };
+        return Home::Conflict(Conflict {
+            kind: ConflictKind::PlacementContradictsMailbox,
+            addresses: addresses.clone(),
+            systems: std::iter::once(home.clone()).chain(mailbox_systems.iter().map(|s| s.to_string())).collect(),
+            message: format!(
+                "{} should be homed on {home} by {why}, but {found}; create the mailbox on {home} or correct the placement",
+                addresses[0]
+            ),
+        });
+    }
+
+    match mailboxes.len() {
+        0 => Home::NoMailbox,
+        1 => Home::Decided(mailboxes[0]),
+        _ => {
+            let primaries: BTreeSet<&str> = mailboxes
+                .iter()
+                .map(|&i| objects[i].addresses[0].as_str())
+                .collect();
+            if primaries.len() > 1 {
+                let shared: Vec<String> = addresses
+                    .iter()
+                    .filter(|a| {
+                        mailboxes
+                            .iter()
+                            .filter(|&&i| objects[i].addresses.contains(a))
+                            .count()
+                            > 1
+                    })
+                    .cloned()
+                    .collect();
+                Home::Conflict(Conflict {
+                    kind: ConflictKind::AddressClaimedTwice,
+                    addresses: addresses.clone(),
+                    systems: mailbox_systems.iter().map(|s| s.to_string()).collect(),
+                    message: format!(
+                        "{} is claimed by two recipients ({}); remove the address from all but one",
+                        shared.first().unwrap_or(&addresses[0]),
+                        mailboxes
+                            .iter()
+                            .map(|&i| format!(
+                                "{} on {}",
+                                objects[i].addresses[0], system_ids[objects[i].system]
+                            ))
+                            .collect::<Vec<_>>()
+                            .join(" and ")
+                    ),
+                })
+            } else {
+                Home::Conflict(Conflict {
+                    kind: ConflictKind::MailboxInTwoSystems,
+                    addresses: addresses.clone(),
+                    systems: mailbox_systems.iter().map(|s| s.to_string()).collect(),
+                    message: format!(
+                        "{} has a mailbox on both {}; remove one, or place the recipient on one system (a placement)",
+                        addresses[0],
+                        join(&mailbox_systems)
+                    ),
+                })
+            }
+        }
+    }
+}
+
+fn join(systems: &BTreeSet<&str>) -> String {
+    systems.iter().copied().collect::<Vec<_>>().join(" and ")
+}
+
+fn entry(
+    policy: &Policy,
+    system_ids: &[&str],
+    objects: &[Object<'_>],
+    members: &[usize],
+    home_object: usize,
+    notices: &mut Vec<Notice>,
+) -> GalEntry {
+    let home = &objects[home_object];
+    let home_id = system_ids[home.system];
+    let mut addresses: Vec<String> = members
+        .iter()
+        .flat_map(|&i| objects[i].addresses.iter().cloned())
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+
+    // Attribute precedence: per attribute, then the default order, then the
+    // home, then every other system in configuration order.
+    let mut attributes = Attributes::default();
+    for name in Attributes::NAMES {
+        let order = policy
+            .precedence_by_attribute
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or(policy.precedence.as_slice());
+        let value = order
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once(home_id))
+            .chain(system_ids.iter().copied())
+            .find_map(|system| {
+                members
+                    .iter()
+                    .filter(|&&i| system_ids[objects[i].system] == system)
+                    .find_map(|&i| {
+                        objects[i]
+                            .recipient
+                            .attributes
+                            .get(name)
+                            .filter(|v| !v.trim().is_empty())
+                    })
+            });
+        attributes.set(name, value.map(str::to_string));
+    }
+
+    let mut member_addresses = Vec::new();
+    for raw in &home.recipient.members {
+        match normalize_address(raw) {
+            Ok(a) => member_addresses.push(a),
+            Err(error) => notices.push(Notice {
+                system: home_id.to_string(),
+                object: home.addresses[0].clone(),
+                message: format!("skipped a group member: {error}"),
+            }),
+        }
+    }
+    member_addresses.sort();
+    member_addresses.dedup();
+
+    let mut systems: Vec<String> = members
+        .iter()
+        .map(|&i| system_ids[objects[i].system].to_string())
+        .collect();
+    systems.sort();
+    systems.dedup();
+
+    GalEntry {
+        anchor: format!("{home_id}:{}", home.recipient.anchor),
+        kind: home.recipient.kind,
+        primary_address: home.addresses[0].clone(),
+        addresses,
+        home: home_id.to_string(),
+        attributes,
+        members: member_addresses,
+        systems,
+    }
+}

@@ -1,0 +1,164 @@
+//! The reconciler: staged objects in, GAL and plan out. **No I/O.**
+//!
+//! [`reconcile`] joins the recipients of every system into the GAL
+//! ([`gal`]), finds the conflicts that must stop coexist from writing, and
+//! computes for each system the stubs it should hold and the operations that
+//! turn the stubs it holds into those ([`diff`]). Everything it needs is in
+//! its arguments; everything it decides is in its result.
+
+pub mod diff;
+pub mod gal;
+pub mod policy;
+pub mod route;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use coexist_connector::{Attributes, FoundStub, Operation, Recipient, RecipientKind};
+
+pub use policy::{HomeAttribute, Policy, StubStyle, SystemPolicy, UnknownRecipient};
+
+/// What one system holds, as staged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StagedSystem {
+    pub id: String,
+    pub recipients: Vec<Recipient>,
+    pub stubs: Vec<FoundStub>,
+}
+
+/// Everything staged: the input of the reconciler.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Staged {
+    pub systems: Vec<StagedSystem>,
+    /// Explicit homes (from provisioning): normalised address → system id.
+    pub placements: BTreeMap<String, String>,
+}
+
+impl Staged {
+    /// The staged system `id`.
+    pub fn system(&self, id: &str) -> Option<&StagedSystem> {
+        self.systems.iter().find(|s| s.id == id)
+    }
+}
+
+/// One entry of the unified global address list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GalEntry {
+    /// `<home system>:<anchor of the home object>`; written in every stub's marker.
+    pub anchor: String,
+    pub kind: RecipientKind,
+    /// The primary shared-domain address, normalised.
+    pub primary_address: String,
+    /// Every shared-domain address, normalised and sorted (primary included).
+    pub addresses: Vec<String>,
+    /// The system hosting the mailbox.
+    pub home: String,
+    /// Attributes merged by precedence.
+    pub attributes: Attributes,
+    /// For groups: member addresses, normalised and sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+    /// The systems holding an object of this recipient (home included).
+    pub systems: Vec<String>,
+}
+
+impl GalEntry {
+    /// The addresses other than the primary.
+    pub fn aliases(&self) -> impl Iterator<Item = &str> {
+        self.addresses
+            .iter()
+            .map(String::as_str)
+            .filter(move |a| *a != self.primary_address)
+    }
+}
+
+/// What kind of conflict stops coexist from writing for a recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictKind {
+    /// The same address is a mailbox in two systems.
+    MailboxInTwoSystems,
+    /// One address is claimed by two different recipients.
+    AddressClaimedTwice,
+    /// A placement (or the home attribute) names a system that does not hold
+    /// the mailbox.
+    PlacementContradictsMailbox,
+    /// Mail would go round in circles.
+    RoutingLoop,
+}
+
+/// A problem coexist will not resolve by itself. The recipients concerned
+/// get no new stubs anywhere until an admin resolves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub kind: ConflictKind,
+    /// The addresses concerned.
+    pub addresses: Vec<String>,
+    /// The systems concerned.
+    pub systems: Vec<String>,
+    /// A sentence an admin can act on.
+    pub message: String,
+}
+
+/// Something worth telling that stops nothing else: an object skipped
+/// because it is malformed, an entry coexist did not make and leaves alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub system: String,
+    pub object: String,
+    pub message: String,
+}
+
+/// One operation of a plan, on one system, with the reason for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedOperation {
+    pub system: String,
+    pub operation: Operation,
+    /// Why this change is needed, in words.
+    pub reason: String,
+}
+
+/// The result of reconciling.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciliation {
+    /// The GAL, sorted by primary address.
+    pub gal: Vec<GalEntry>,
+    pub conflicts: Vec<Conflict>,
+    pub notices: Vec<Notice>,
+    /// The operations, per system in configuration order, creates before
+    /// updates before deletes.
+    pub operations: Vec<PlannedOperation>,
+    /// Desired stubs per system (what each system should hold).
+    pub desired_stubs: BTreeMap<String, usize>,
+    /// Recipients left out of the GAL because their account is disabled.
+    pub disabled: usize,
+}
+
+/// Reconciles `staged` under `policy`.
+pub fn reconcile(staged: &Staged, policy: &Policy) -> Reconciliation {
+    let joined = gal::build(staged, policy);
+    let mut conflicts = joined.conflicts;
+    let mut notices = joined.notices;
+    let routes = diff::check_routes(policy, &mut conflicts, &mut notices);
+    let planned = diff::plan(
+        staged,
+        policy,
+        &joined.gal,
+        &joined.index,
+        &joined.held,
+        &routes,
+        &mut notices,
+    );
+    Reconciliation {
+        gal: joined.gal,
+        conflicts,
+        notices,
+        operations: planned.operations,
+        desired_stubs: planned.desired,
+        disabled: joined.disabled,
+    }
+}
+
+#[cfg(test)]
+mod tests;

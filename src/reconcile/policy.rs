@@ -1,0 +1,104 @@
+//! What the reconciler needs to know of the organisation: the part of the
+//! configuration that decides what should exist. Built from the config file
+//! by [`crate::config`], or by hand in tests and benchmarks.
+
+use std::collections::BTreeMap;
+
+/// How a system takes stubs for recipients homed elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StubStyle {
+    /// A forwarding entry or mail contact routed to `local@<home routing domain>`.
+    RoutingAddress,
+    /// A directory entry relayed to the home's smart host (`mailHost`).
+    SmartHost,
+    /// An address-book entry only; the system's domain routing carries mail
+    /// (Google's catch-all / split delivery).
+    DomainRouting,
+    /// The system takes no stubs (a master directory read only for its
+    /// attributes, for instance).
+    None,
+}
+
+/// What a system does with mail for an address of the shared domain that it
+/// neither hosts nor holds a stub or forwarder for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnknownRecipient {
+    /// It bounces the message (invalid address).
+    Reject,
+    /// It relays the message to another system (a catch-all route, a smart
+    /// host, Exchange's internal relay).
+    Relay(String),
+}
+
+/// One system, as the reconciler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemPolicy {
+    pub id: String,
+    /// The domain that delivers straight to this system, if it has one.
+    pub routing_domain: Option<String>,
+    /// The host other systems relay to in the smart-host style.
+    pub smart_host: Option<String>,
+    pub stub_style: StubStyle,
+    pub unknown_recipient: UnknownRecipient,
+}
+
+/// How a recipient's home is decided when it is not simply where the
+/// mailbox is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeAttribute {
+    /// The master directory holding the attribute.
+    pub system: String,
+    /// The attribute read into `Recipient::extra`.
+    pub attribute: String,
+    /// Attribute value → home system id (`gapps` → `google`).
+    pub values: BTreeMap<String, String>,
+}
+
+/// Everything the reconciler is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The shared domains, normalised. The first is the one routing domains
+    /// alias.
+    pub shared_domains: Vec<String>,
+    /// The systems, in configuration order.
+    pub systems: Vec<SystemPolicy>,
+    /// Optional: a directory attribute decides the home.
+    pub home_attribute: Option<HomeAttribute>,
+    /// The default order of systems for attributes (first non-empty wins).
+    /// Empty: the home first, then the others in configuration order.
+    pub precedence: Vec<String>,
+    /// Per-attribute order overriding `precedence`.
+    pub precedence_by_attribute: BTreeMap<String, Vec<String>>,
+    /// Whether disabled accounts stay in the GAL.
+    pub include_disabled: bool,
+    /// The system the shared domain's MX points at.
+    pub mx: Option<String>,
+}
+
+impl Policy {
+    /// The system with id `id`.
+    pub fn system(&self, id: &str) -> Option<&SystemPolicy> {
+        self.systems.iter().find(|s| s.id == id)
+    }
+
+    /// Whether `domain` (normalised) is a shared domain.
+    pub fn is_shared(&self, domain: &str) -> bool {
+        self.shared_domains.iter().any(|d| d == domain)
+    }
+
+    /// The system whose routing domain is `domain`.
+    pub fn system_by_routing_domain(&self, domain: &str) -> Option<&SystemPolicy> {
+        self.systems
+            .iter()
+            .find(|s| s.routing_domain.as_deref() == Some(domain))
+    }
+
+    /// The system reached through smart host `host`.
+    pub fn system_by_smart_host(&self, host: &str) -> Option<&SystemPolicy> {
+        self.systems.iter().find(|s| {
+            s.smart_host
+                .as_deref()
+                .is_some_and(|h| h.eq_ignore_ascii_case(host))
+        })
+    }
+}

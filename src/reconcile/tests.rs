@@ -1,0 +1,568 @@
+//! The reconciler's specification, by example and by property.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use coexist_connector::{Attributes, FoundStub, Operation, Recipient, RecipientKind, Route};
+
+use super::*;
+
+fn system(id: &str, rd: &str, style: StubStyle, unknown: UnknownRecipient) -> SystemPolicy {
+    SystemPolicy {
+        id: id.into(),
+        routing_domain: Some(rd.into()),
+        smart_host: Some(format!("mx.{rd}")),
+        stub_style: style,
+        unknown_recipient: unknown,
+    }
+}
+
+/// acmecorp of the seeds: Google (MX, catch-all to the LDAP mail server)
+/// and an LDAP mail server with "forward to alternate domain" entries.
+fn acmecorp() -> Policy {
+    Policy {
+        shared_domains: vec!["acmecorp.com".into()],
+        systems: vec![
+            system(
+                "google",
+                "gapps.acmecorp.com",
+                StubStyle::DomainRouting,
+                UnknownRecipient::Relay("ldap".into()),
+            ),
+            system(
+                "ldap",
+                "mithi.acmecorp.com",
+                StubStyle::RoutingAddress,
+                UnknownRecipient::Reject,
+            ),
+        ],
+        home_attribute: None,
+        precedence: vec![],
+        precedence_by_attribute: BTreeMap::new(),
+        include_disabled: false,
+        mx: Some("google".into()),
+    }
+}
+
+fn person(anchor: &str, address: &str) -> Recipient {
+    Recipient {
+        anchor: anchor.into(),
+        kind: RecipientKind::Person,
+        primary_address: address.into(),
+        aliases: vec![],
+        mailbox: true,
+        enabled: true,
+        attributes: Attributes {
+            display_name: Some(address.split('@').next().unwrap_or_default().into()),
+            ..Default::default()
+        },
+        members: vec![],
+        forwards_to: None,
+        extra: BTreeMap::new(),
+        etag: None,
+    }
+}
+
+fn staged(google: Vec<Recipient>, ldap: Vec<Recipient>) -> Staged {
+    Staged {
+        systems: vec![
+            StagedSystem {
+                id: "google".into(),
+                recipients: google,
+                stubs: vec![],
+            },
+            StagedSystem {
+                id: "ldap".into(),
+                recipients: ldap,
+                stubs: vec![],
+            },
+        ],
+        placements: BTreeMap::new(),
+    }
+}
+
+/// Applies a plan to the staged state the way a connector would.
+fn apply(staged: &mut Staged, operations: &[PlannedOperation]) {
+    for (n, planned) in operations.iter().enumerate() {
+        let Some(system) = staged.systems.iter_mut().find(|s| s.id == planned.system) else {
+            continue;
+        };
+        match &planned.operation {
+            Operation::Create { stub } => system.stubs.push(FoundStub {
+                id: format!("new-{n}-{}", stub.anchor),
+                locator: format!("loc-{n}"),
+                stub: stub.clone(),
+            }),
+            Operation::Update { id, after, .. } => {
+                if let Some(f) = system.stubs.iter_mut().find(|f| &f.id == id) {
+                    f.stub = after.clone();
+                }
+            }
+            Operation::Delete { id, .. } => system.stubs.retain(|f| &f.id != id),
+        }
+    }
+}
+
+fn ops_on<'a>(r: &'a Reconciliation, system: &str) -> Vec<&'a PlannedOperation> {
+    r.operations.iter().filter(|o| o.system == system).collect()
+}
+
+#[test]
+fn each_system_gets_a_stub_for_every_recipient_homed_elsewhere() {
+    let state = staged(
+        vec![person("g1", "ann@acmecorp.com")],
+        vec![person("l1", "bob@acmecorp.com")],
+    );
+    let r = reconcile(&state, &acmecorp());
+
+    assert_eq!(r.gal.len(), 2);
+    assert!(r.conflicts.is_empty(), "{:?}", r.conflicts);
+    let ldap = ops_on(&r, "ldap");
+    assert_eq!(ldap.len(), 1);
+    let stub = ldap[0].operation.stub();
+    assert_eq!(stub.primary_address, "ann@acmecorp.com");
+    assert_eq!(stub.route, Route::Address("ann@gapps.acmecorp.com".into()));
+    assert_eq!(stub.anchor, "google:g1");
+
+    let google = ops_on(&r, "google");
+    assert_eq!(google.len(), 1);
+    assert_eq!(
+        google[0].operation.stub().primary_address,
+        "bob@acmecorp.com"
+    );
+    assert_eq!(google[0].operation.stub().route, Route::DomainRouting);
+}
+
+#[test]
+fn planning_again_after_applying_changes_nothing() {
+    let mut state = staged(
+        vec![person("g1", "ann@acmecorp.com")],
+        vec![person("l1", "bob@acmecorp.com")],
+    );
+    let first = reconcile(&state, &acmecorp());
+    apply(&mut state, &first.operations);
+    let second = reconcile(&state, &acmecorp());
+    assert!(second.operations.is_empty(), "{:?}", second.operations);
+}
+
+#[test]
+fn addresses_join_across_case_and_unicode_spelling() {
+    let mut directory_copy = person("l1", "ANN@AcmeCorp.com");
+    directory_copy.mailbox = false; // a directory entry of a Google mailbox
+    directory_copy.attributes.title = Some("CFO".into());
+    let state = staged(vec![person("g1", "ann@acmecorp.com")], vec![directory_copy]);
+    let r = reconcile(&state, &acmecorp());
+    assert_eq!(r.gal.len(), 1);
+    assert_eq!(r.gal[0].home, "google");
+    assert_eq!(r.gal[0].attributes.title.as_deref(), Some("CFO"));
+    assert_eq!(r.gal[0].systems, ["google", "ldap"]);
+    // ldap holds its own entry for ann: coexist writes no stub beside it.
+    assert!(ops_on(&r, "ldap").is_empty());
+    assert!(r.notices.iter().any(|n| n.message.contains("did not make")));
+
+    let unicode = Policy {
+        shared_domains: vec!["xn--exmple-cua.com".into()],
+        ..acmecorp()
+    };
+    let a = staged(vec![person("g1", "émile@exämple.com")], vec![]);
+    let r = reconcile(&a, &unicode);
+    assert_eq!(r.gal[0].primary_address, "émile@xn--exmple-cua.com");
+}
+
+#[test]
+fn a_mailbox_in_two_systems_is_a_conflict_and_gets_no_stubs() {
+    let state = staged(
+        vec![
+            person("g1", "ann@acmecorp.com"),
+            person("g2", "cat@acmecorp.com"),
+        ],
+        vec![person("l1", "ann@acmecorp.com")],
+    );
+    let r = reconcile(&state, &acmecorp());
+    assert_eq!(r.conflicts.len(), 1);
+    assert_eq!(r.conflicts[0].kind, ConflictKind::MailboxInTwoSystems);
+    assert!(r.conflicts[0]
+        .message
+        .contains("ann@acmecorp.com has a mailbox on both google and ldap"));
+    assert!(r
+        .operations
+        .iter()
+        .all(|o| o.operation.stub().primary_address != "ann@acmecorp.com"));
+    assert_eq!(ops_on(&r, "ldap").len(), 1, "cat still gets her stub");
+}
+
+#[test]
+fn an_address_claimed_by_two_recipients_is_a_conflict() {
+    let mut ann = person("g1", "ann@acmecorp.com");
+    ann.aliases = vec!["sales@acmecorp.com".into()];
+    let mut bob = person("l1", "bob@acmecorp.com");
+    bob.aliases = vec!["Sales@acmecorp.com".into()];
+    let r = reconcile(&staged(vec![ann], vec![bob]), &acmecorp());
+    assert_eq!(r.conflicts.len(), 1);
+    assert_eq!(r.conflicts[0].kind, ConflictKind::AddressClaimedTwice);
+    assert!(
+        r.conflicts[0]
+            .message
+            .starts_with("sales@acmecorp.com is claimed by two recipients"),
+        "{}",
+        r.conflicts[0].message
+    );
+    assert!(
+        r.conflicts[0]
+            .message
+            .contains("ann@acmecorp.com on google and bob@acmecorp.com on ldap"),
+        "{}",
+        r.conflicts[0].message
+    );
+    assert!(r.operations.is_empty());
+
+    let twice_in_one = staged(
+        vec![
+            person("g1", "x@acmecorp.com"),
+            person("g2", "X@acmecorp.com"),
+        ],
+        vec![],
+    );
+    let r = reconcile(&twice_in_one, &acmecorp());
+    assert_eq!(r.conflicts[0].kind, ConflictKind::AddressClaimedTwice);
+    assert!(r.operations.is_empty());
+}
+
+#[test]
+fn a_placement_decides_the_home_and_must_agree_with_the_mailbox() {
+    // During a move both systems hold a mailbox; the placement decides.
+    let mut state = staged(
+        vec![person("g1", "ann@acmecorp.com")],
+        vec![person("l1", "ann@acmecorp.com")],
+    );
+    state
+        .placements
+        .insert("ann@acmecorp.com".into(), "google".into());
+    let r = reconcile(&state, &acmecorp());
+    assert!(r.conflicts.is_empty());
+    assert_eq!(r.gal[0].home, "google");
+
+    // A placement naming a system without the mailbox is a conflict.
+    let mut state = staged(vec![], vec![person("l1", "ann@acmecorp.com")]);
+    state
+        .placements
+        .insert("ann@acmecorp.com".into(), "google".into());
+    let r = reconcile(&state, &acmecorp());
+    assert_eq!(
+        r.conflicts[0].kind,
+        ConflictKind::PlacementContradictsMailbox
+    );
+    assert!(
+        r.conflicts[0].message.contains("should be homed on google"),
+        "{}",
+        r.conflicts[0].message
+    );
+    assert!(r.operations.is_empty());
+}
+
+#[test]
+fn a_master_directory_attribute_decides_the_home() {
+    let mut policy = acmecorp();
+    policy.home_attribute = Some(HomeAttribute {
+        system: "ldap".into(),
+        attribute: "extensionAttribute1".into(),
+        values: [("gapps".to_string(), "google".to_string())].into(),
+    });
+    let mut master = person("l1", "ann@acmecorp.com");
+    master.mailbox = false;
+    master
+        .extra
+        .insert("extensionAttribute1".into(), "gapps".into());
+    let r = reconcile(
+        &staged(vec![person("g1", "ann@acmecorp.com")], vec![master]),
+        &policy,
+    );
+    assert_eq!(r.gal[0].home, "google");
+    assert!(r.conflicts.is_empty());
+}
+
+#[test]
+fn only_changed_attributes_are_updated() {
+    let mut state = staged(vec![person("g1", "ann@acmecorp.com")], vec![]);
+    let first = reconcile(&state, &acmecorp());
+    apply(&mut state, &first.operations);
+    state.systems[0].recipients[0].attributes.title = Some("CEO".into());
+    let r = reconcile(&state, &acmecorp());
+    assert_eq!(r.operations.len(), 1);
+    match &r.operations[0].operation {
+        Operation::Update { changed, .. } => {
+            assert_eq!(changed, &[coexist_connector::StubField::Title])
+        }
+        other => panic!("expected an update, got {other:?}"),
+    }
+    assert_eq!(r.operations[0].reason, "ann@acmecorp.com changed: title");
+}
+
+#[test]
+fn stubs_of_recipients_that_left_are_deleted_and_foreign_entries_never_touched() {
+    let mut state = staged(vec![person("g1", "ann@acmecorp.com")], vec![]);
+    let mut forwarder = person("l9", "old@acmecorp.com");
+    forwarder.mailbox = false;
+    forwarder.forwards_to = Some("old@elsewhere.example".into());
+    state.systems[1].recipients.push(forwarder);
+    let first = reconcile(&state, &acmecorp());
+    apply(&mut state, &first.operations);
+
+    state.systems[0].recipients.clear();
+    let r = reconcile(&state, &acmecorp());
+    assert_eq!(r.operations.len(), 1);
+    assert_eq!(r.operations[0].operation.action(), "delete");
+    assert_eq!(
+        r.operations[0].reason,
+        "ann@acmecorp.com is no longer in the GAL"
+    );
+}
+
+#[test]
+fn a_recipient_moved_into_a_system_loses_its_stub_there() {
+    let mut state = staged(vec![person("g1", "ann@acmecorp.com")], vec![]);
+    let first = reconcile(&state, &acmecorp());
+    apply(&mut state, &first.operations);
+    // ann moved to ldap.
+    let ann = state.systems[0].recipients.remove(0);
+    state.systems[1].recipients.push(Recipient {
+        anchor: "l7".into(),
+        ..ann
+    });
+    let r = reconcile(&state, &acmecorp());
+    let ldap = ops_on(&r, "ldap");
+    assert_eq!(ldap.len(), 1);
+    assert_eq!(ldap[0].reason, "ann@acmecorp.com is now homed on ldap");
+    assert_eq!(
+        ops_on(&r, "google").len(),
+        1,
+        "google gets a contact for ann"
+    );
+}
+
+#[test]
+fn a_routing_loop_is_a_conflict() {
+    let mut policy = acmecorp();
+    // A third system, reached by neither stubs nor catch-all: google relays
+    // unknown addresses to ldap, and ldap (which takes no stubs) relays them back.
+    policy.systems[1].stub_style = StubStyle::None;
+    policy.systems[1].unknown_recipient = UnknownRecipient::Relay("google".into());
+    policy.systems.push(system(
+        "ad",
+        "ad.acmecorp.com",
+        StubStyle::RoutingAddress,
+        UnknownRecipient::Reject,
+    ));
+    let mut state = staged(vec![person("g1", "ann@acmecorp.com")], vec![]);
+    state.systems.push(StagedSystem {
+        id: "ad".into(),
+        recipients: vec![person("a1", "cy@acmecorp.com")],
+        stubs: vec![],
+    });
+    let r = reconcile(&state, &policy);
+    let looping: Vec<_> = r
+        .conflicts
+        .iter()
+        .filter(|c| c.kind == ConflictKind::RoutingLoop)
+        .collect();
+    assert_eq!(looping.len(), 2, "{:?}", r.conflicts);
+    assert!(
+        looping.iter().any(|c| c.message.contains(
+            "mail from google to recipients homed on ad would loop (google → ldap → google)"
+        )),
+        "{looping:?}"
+    );
+    assert!(r.operations.iter().all(
+        |o| !(o.system == "google" && o.operation.stub().primary_address == "cy@acmecorp.com")
+    ));
+}
+
+#[test]
+fn precedence_picks_the_master_directory_value() {
+    let mut policy = acmecorp();
+    policy.precedence = vec!["ldap".into()];
+    policy
+        .precedence_by_attribute
+        .insert("mobile_phone".into(), vec!["google".into()]);
+    let mut cloud = person("g1", "ann@acmecorp.com");
+    cloud.attributes.title = Some("cloud title".into());
+    cloud.attributes.mobile_phone = Some("+1 555 0100".into());
+    let mut master = person("l1", "ann@acmecorp.com");
+    master.mailbox = false;
+    master.attributes.title = Some("Head of Finance".into());
+    master.attributes.mobile_phone = Some("+1 555 0199".into());
+    let r = reconcile(&staged(vec![cloud], vec![master]), &policy);
+    assert_eq!(
+        r.gal[0].attributes.title.as_deref(),
+        Some("Head of Finance")
+    );
+    assert_eq!(
+        r.gal[0].attributes.mobile_phone.as_deref(),
+        Some("+1 555 0100")
+    );
+}
+
+#[test]
+fn disabled_accounts_are_left_out_of_the_gal() {
+    let mut gone = person("g1", "ann@acmecorp.com");
+    gone.enabled = false;
+    let r = reconcile(&staged(vec![gone], vec![]), &acmecorp());
+    assert!(r.gal.is_empty());
+    assert_eq!(r.disabled, 1);
+}
+
+#[test]
+fn groups_keep_their_members_and_get_stubs() {
+    let mut group = person("g5", "team@acmecorp.com");
+    group.kind = RecipientKind::Group;
+    group.members = vec!["Ann@acmecorp.com".into(), "bob@acmecorp.com".into()];
+    let r = reconcile(&staged(vec![group], vec![]), &acmecorp());
+    assert_eq!(r.gal[0].members, ["ann@acmecorp.com", "bob@acmecorp.com"]);
+    assert_eq!(
+        ops_on(&r, "ldap")[0].operation.stub().kind,
+        RecipientKind::Group
+    );
+}
+
+// ---- properties ----------------------------------------------------------
+
+/// A random organisation: recipients spread over three systems, some
+/// sharing addresses, some directory-only copies, random attributes, and a
+/// random set of stubs already present (some stale, some duplicated).
+fn organisation() -> impl Strategy<Value = (Staged, Policy)> {
+    let recipient = (
+        0usize..3,
+        0u8..40,
+        prop::option::of(0u8..40),
+        any::<bool>(),
+        prop::option::of("[a-c]{1,2}"),
+        0u8..10,
+    );
+    let stub = (0usize..3, 0u8..40, prop::option::of("[a-c]{1,2}"));
+    (
+        prop::collection::vec(recipient, 0..30),
+        prop::collection::vec(stub, 0..15),
+    )
+        .prop_map(|(recipients, stubs)| {
+            let mut policy = acmecorp();
+            policy.systems.push(system(
+                "ad",
+                "ad.acmecorp.com",
+                StubStyle::SmartHost,
+                UnknownRecipient::Reject,
+            ));
+            let mut state = staged(vec![], vec![]);
+            state.systems.push(StagedSystem {
+                id: "ad".into(),
+                ..Default::default()
+            });
+            for (n, (sys, local, alias, mailbox, title, enabled)) in
+                recipients.into_iter().enumerate()
+            {
+                let mut r = person(&format!("o{n}"), &format!("u{local}@acmecorp.com"));
+                r.aliases = alias
+                    .map(|a| format!("a{a}@acmecorp.com"))
+                    .into_iter()
+                    .collect();
+                r.mailbox = mailbox || n % 3 == 0;
+                r.enabled = enabled > 0;
+                r.attributes.title = title;
+                state.systems[sys].recipients.push(r);
+            }
+            for (n, (sys, local, title)) in stubs.into_iter().enumerate() {
+                let mut s = diff::desired_stub(
+                    &GalEntry {
+                        anchor: format!("google:o{local}"),
+                        kind: RecipientKind::Person,
+                        primary_address: format!("u{local}@acmecorp.com"),
+                        addresses: vec![format!("u{local}@acmecorp.com")],
+                        home: "google".into(),
+                        attributes: Attributes::default(),
+                        members: vec![],
+                        systems: vec![],
+                    },
+                    Route::Address(format!("u{local}@gapps.acmecorp.com")),
+                );
+                s.attributes.title = title;
+                state.systems[sys].stubs.push(FoundStub {
+                    id: format!("s{n}"),
+                    locator: format!("loc-s{n}"),
+                    stub: s,
+                });
+            }
+            (state, policy)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn planning_after_applying_a_plan_gives_an_empty_plan((state, policy) in organisation()) {
+        let mut state = state;
+        let first = reconcile(&state, &policy);
+        apply(&mut state, &first.operations);
+        let second = reconcile(&state, &policy);
+        prop_assert!(second.operations.is_empty(), "{:?}", second.operations);
+    }
+
+    #[test]
+    fn no_system_holds_a_stub_for_a_recipient_it_is_home_to((state, policy) in organisation()) {
+        let mut state = state;
+        let r = reconcile(&state, &policy);
+        apply(&mut state, &r.operations);
+        for entry in &r.gal {
+            let home = state.system(&entry.home).map(|s| s.stubs.clone()).unwrap_or_default();
+            let offending: Vec<_> = home.iter().filter(|f| f.stub.anchor == entry.anchor || f.stub.primary_address == entry.primary_address).collect();
+            prop_assert!(offending.is_empty(), "{entry:?} has stubs at home: {offending:?}; notices {:?}; conflicts {:?}", r.notices, r.conflicts);
+        }
+    }
+
+    #[test]
+    fn every_recipient_has_exactly_one_home((state, policy) in organisation()) {
+        let r = reconcile(&state, &policy);
+        let mut seen = std::collections::HashSet::new();
+        for entry in &r.gal {
+            prop_assert!(policy.system(&entry.home).is_some());
+            for address in &entry.addresses {
+                prop_assert!(seen.insert(address.clone()), "{address} appears in two GAL entries");
+            }
+        }
+    }
+
+    #[test]
+    fn no_stub_routes_anywhere_but_the_recipients_home((state, policy) in organisation()) {
+        let r = reconcile(&state, &policy);
+        let homes: std::collections::HashMap<_, _> = r.gal.iter().map(|e| (e.anchor.clone(), e.home.clone())).collect();
+        for planned in &r.operations {
+            if let Operation::Create { stub } | Operation::Update { after: stub, .. } = &planned.operation {
+                let home = homes.get(&stub.anchor).and_then(|h| policy.system(h));
+                prop_assert!(home.is_some());
+                let home = home.map(|h| h.clone()).unwrap_or_else(|| policy.systems[0].clone());
+                let ok = match &stub.route {
+                    Route::Address(a) => Some(a.rsplit('@').next()) == Some(home.routing_domain.as_deref()),
+                    Route::Host(h) => Some(h.as_str()) == home.smart_host.as_deref(),
+                    Route::DomainRouting => true,
+                };
+                prop_assert!(ok, "{:?} does not route to {}", stub.route, home.id);
+                prop_assert!(planned.system != home.id);
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_without_the_marker_is_ever_updated_or_deleted((state, policy) in organisation()) {
+        // Only found stubs (which carry the marker) may be the target of an
+        // update or delete: every id a plan touches is one of them.
+        let r = reconcile(&state, &policy);
+        for planned in &r.operations {
+            if let Operation::Update { id, .. } | Operation::Delete { id, .. } = &planned.operation {
+                let found = state.system(&planned.system).map(|s| s.stubs.iter().any(|f| &f.id == id)).unwrap_or(false);
+                prop_assert!(found, "{id} on {} is not a coexist stub", planned.system);
+                let recipient = state.systems.iter().flat_map(|s| &s.recipients).any(|rec| &rec.anchor == id);
+                prop_assert!(!recipient);
+            }
+        }
+    }
+}
