@@ -1,0 +1,1130 @@
+#!/usr/bin/env bash
+# deploy/testenv.sh - real servers for coexist's tests, on loopback.
+#
+#   deploy/testenv.sh up    [slapd|samba|postgres ...]  install what is missing, start, write the env file
+#   deploy/testenv.sh stop  [slapd|samba|postgres ...]  stop, keep the data (a later `up` restarts it)
+#   deploy/testenv.sh down  [slapd|samba|postgres ...]  stop and remove the data (all: the state dir)
+#   deploy/testenv.sh env                                print the env file (export NAME=value lines)
+#   deploy/testenv.sh status                             say what runs
+#
+# No server given means all three. State lives in ${COEXIST_TESTENV_DIR:-/tmp/coexist-testenv}.
+# Runs as root, unattended (no stdin), on a fresh Debian 12 as well as on a prepared machine.
+# See deploy/testenv/README.md.
+set -eEuo pipefail
+umask 022
+export PATH="$PATH:/usr/sbin:/sbin"
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
+
+# ---------------------------------------------------------------------------
+# Fixed test settings. Test credentials, loopback only: kept here, in one place.
+# ---------------------------------------------------------------------------
+readonly SLAPD_PASSWORD='coexist-ldap-test-pw'      # cn=admin of both slapd databases (and cn=config)
+readonly SAMBA_PASSWORD='Coexist-AD-Test-Pw-2024'   # AD Administrator (meets AD complexity)
+readonly POSTGRES_PASSWORD='coexist-pg-test-pw'     # role coexist
+
+readonly SLAPD_HOST=127.0.0.1 SLAPD_PORT=3389 SLAPD_TLS_PORT=3636
+readonly SLAPD_BASE='dc=acmecorp,dc=com'
+readonly SLAPD_PLAIN_BASE='dc=plain,dc=test'
+readonly SLAPD_USER=openldap
+
+readonly SAMBA_HOST=127.0.0.2
+readonly SAMBA_REALM='AD.ACMECORP.COM' SAMBA_DOMAIN='AD' SAMBA_NETBIOS='COEXISTDC'
+readonly SAMBA_BASE='DC=ad,DC=acmecorp,DC=com'
+readonly SAMBA_ADMIN_DN="CN=Administrator,CN=Users,${SAMBA_BASE}"
+readonly SAMBA_STUB_OU="OU=coexist,${SAMBA_BASE}"
+readonly SAMBA_TEMPLATE_ROOT=/var/tmp/coexist-samba-template
+
+readonly PG_HOST=127.0.0.1 PG_PORT=5433 PG_USER=coexist PG_DB=coexist
+
+readonly STATE_DIR="${COEXIST_TESTENV_DIR:-/tmp/coexist-testenv}"
+readonly CERT_DIR="$STATE_DIR/certs"
+readonly SLAPD_DIR="$STATE_DIR/slapd"
+readonly SAMBA_DIR="$STATE_DIR/samba"
+readonly PG_DIR="$STATE_DIR/postgres"
+readonly ENV_FILE="$STATE_DIR/env"
+readonly ALL_SERVERS=(slapd samba postgres)
+
+READY_TIMEOUT=${COEXIST_TESTENV_TIMEOUT:-60}   # seconds to wait for a server to answer
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+say() { printf 'testenv: %s\n' "$*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+
+# die_log LOGFILE MESSAGE: fail, showing the tail of a server log.
+die_log() {
+    local log=$1; shift
+    say "ERROR: $*"
+    if [[ -s $log ]]; then
+        say "---- last lines of $log ----"
+        tail -n 40 "$log" >&2 || true
+        say "---- end of $log ----"
+    fi
+    exit 1
+}
+
+CLEANUPS=()
+run_cleanups() {
+    local i
+    for ((i = ${#CLEANUPS[@]} - 1; i >= 0; i--)); do eval "${CLEANUPS[i]}" || true; done
+}
+trap run_cleanups EXIT
+# Anything failing that is not handled with its own message still says where.
+trap 'say "ERROR: unexpected failure (status $?) at line $LINENO: $BASH_COMMAND"' ERR
+
+# now_ms: milliseconds since the epoch, for timings.
+now_ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
+
+# hash of whatever is on stdin, short.
+short_hash() { sha256sum | cut -c1-16; }
+
+# pid_of FILE: the pid in a pid file (first line), or nothing.
+pid_of() {
+    if [[ -r $1 ]]; then head -n1 "$1" | tr -dc '0-9'; fi
+}
+
+# alive PID NAME: process PID runs and its command is NAME (guards against pid reuse).
+alive() {
+    local pid=$1 name=$2 comm
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+    [[ $comm == "$name"* ]]
+}
+
+# port_busy HOST PORT: something accepts TCP connections there.
+port_busy() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# stop_pid PID NAME: TERM, wait up to 20 s, then KILL.
+stop_pid() {
+    local pid=$1 name=$2 i
+    alive "$pid" "$name" || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 200; i++)); do
+        alive "$pid" "$name" || return 0
+        sleep 0.1
+    done
+    say "$name (pid $pid) did not stop in 20 s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    sleep 0.2
+}
+
+# urlencode STRING: percent-encode everything but unreserved characters.
+urlencode() {
+    local s=$1 out='' c i
+    for ((i = 0; i < ${#s}; i++)); do
+        c=${s:i:1}
+        case $c in
+            [A-Za-z0-9._~-]) out+=$c ;;
+            *) out+=$(printf '%%%02X' "'$c") ;;
+        esac
+    done
+    printf '%s' "$out"
+}
+
+# env_line NAME VALUE: one `export NAME=value` line, quoted only when needed.
+env_line() {
+    local name=$1 value=$2
+    if [[ $value =~ ^[A-Za-z0-9_.,:/=@%+-]*$ ]]; then
+        printf 'export %s=%s\n' "$name" "$value"
+    else
+        [[ $value != *"'"* ]] || die "internal: value of $name contains a quote"
+        printf "export %s='%s'\n" "$name" "$value"
+    fi
+}
+
+require_root() {
+    [[ $(id -u) -eq 0 ]] || die "must run as root (it installs Debian packages and Samba runs as root)"
+}
+
+# ---------------------------------------------------------------------------
+# Packages
+# ---------------------------------------------------------------------------
+packages_for() {
+    case $1 in
+        slapd) echo slapd ldap-utils ;;
+        # samba-vfs-modules: provisioning sets sysvol ACLs through vfs acl_xattr.
+        # winbind is not needed: the DC runs only its ldap service.
+        samba) echo samba samba-ad-provision samba-dsdb-modules samba-vfs-modules ldap-utils ;;
+        postgres) echo postgresql ;;
+    esac
+}
+
+is_installed() {
+    [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == 'install ok installed' ]]
+}
+
+ensure_packages() {
+    local -a want=(openssl) missing=()
+    local s p
+    for s in "$@"; do
+        # shellcheck disable=SC2207
+        want+=($(packages_for "$s"))
+    done
+    for p in "${want[@]}"; do
+        is_installed "$p" || missing+=("$p")
+    done
+    ((${#missing[@]})) || return 0
+    # Deduplicate, keep order.
+    # shellcheck disable=SC2207
+    missing=($(printf '%s\n' "${missing[@]}" | awk '!seen[$0]++'))
+
+    say "installing Debian packages: ${missing[*]}"
+    local t0; t0=$(now_ms)
+
+    # slapd: no configuration of its own (we build ours); no prompts anywhere.
+    debconf-set-selections <<'EOF'
+slapd slapd/no_configuration boolean true
+samba-common samba-common/dhcp boolean false
+samba-common samba-common/workgroup string WORKGROUP
+EOF
+    # Keep package scripts from starting system-wide services on the default ports.
+    local policy=/usr/sbin/policy-rc.d
+    if [[ -e $policy || -L $policy ]]; then
+        mv -f "$policy" "$policy.coexist-saved"
+        CLEANUPS+=("mv -f '$policy.coexist-saved' '$policy'")
+    else
+        CLEANUPS+=("rm -f '$policy'")
+    fi
+    printf '#!/bin/sh\n# written by coexist deploy/testenv.sh during apt-get install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+
+    local log="${TMPDIR:-/tmp}/coexist-testenv-apt.$$.log"
+    local -a apt_opts=(-y -q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+    if ! apt-get "${apt_opts[@]}" update >"$log" 2>&1; then
+        die_log "$log" "apt-get update failed"
+    fi
+    if ! apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}" >>"$log" 2>&1 </dev/null; then
+        die_log "$log" "apt-get install ${missing[*]} failed"
+    fi
+    rm -f "$log"
+    # Restore policy-rc.d now rather than at exit.
+    run_cleanups
+    CLEANUPS=()
+    say "packages installed in $(($(now_ms) - t0)) ms"
+}
+
+# ---------------------------------------------------------------------------
+# State directory, lock, certificates
+# ---------------------------------------------------------------------------
+LOCK_FD=9
+take_lock() {
+    mkdir -p "$(dirname "$STATE_DIR")"
+    eval "exec $LOCK_FD>>'${STATE_DIR}.lock'"
+    if ! flock -w 900 "$LOCK_FD"; then
+        die "another deploy/testenv.sh holds ${STATE_DIR}.lock for more than 15 min"
+    fi
+}
+
+make_state_dir() {
+    mkdir -p "$STATE_DIR"
+    chmod 755 "$STATE_DIR"   # the openldap and postgres users must traverse it
+}
+
+# issue_cert NAME CN SAN: a server key and certificate signed by the test CA.
+issue_cert() {
+    local name=$1 cn=$2 san=$3 d=$CERT_DIR
+    openssl req -new -newkey rsa:2048 -nodes -keyout "$d/$name.key" -out "$d/$name.csr" \
+        -subj "/O=coexist test/CN=$cn" 2>/dev/null
+    cat >"$d/$name.ext" <<EOF
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = $san
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid, issuer
+EOF
+    openssl x509 -req -in "$d/$name.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+        -days 825 -sha256 -extfile "$d/$name.ext" -out "$d/$name.pem" 2>/dev/null
+    rm -f "$d/$name.csr" "$d/$name.ext"
+    chmod 600 "$d/$name.key"
+}
+
+# cert_ok NAME: NAME.pem exists, is signed by the current CA and valid for another day.
+cert_ok() {
+    [[ -s $CERT_DIR/$1.pem && -s $CERT_DIR/$1.key ]] &&
+        openssl verify -CAfile "$CERT_DIR/ca.pem" "$CERT_DIR/$1.pem" >/dev/null 2>&1 &&
+        openssl x509 -checkend 86400 -noout -in "$CERT_DIR/$1.pem" >/dev/null 2>&1
+}
+
+ensure_certs() {
+    mkdir -p "$CERT_DIR"
+    chmod 755 "$CERT_DIR"
+    if ! [[ -s $CERT_DIR/ca.pem && -s $CERT_DIR/ca.key ]] ||
+        ! openssl x509 -checkend 86400 -noout -in "$CERT_DIR/ca.pem" >/dev/null 2>&1; then
+        say "generating the test CA"
+        rm -f "$CERT_DIR"/*.pem "$CERT_DIR"/*.key "$CERT_DIR"/*.srl
+        openssl req -x509 -new -newkey rsa:2048 -nodes -sha256 -days 3650 \
+            -keyout "$CERT_DIR/ca.key" -out "$CERT_DIR/ca.pem" \
+            -subj "/O=coexist test/CN=coexist test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" \
+            -addext "subjectKeyIdentifier=hash" 2>/dev/null
+        chmod 600 "$CERT_DIR/ca.key"
+    fi
+    # libldap checks "localhost" against the machine's host name, hence that name too.
+    local host; host=$(hostname 2>/dev/null || echo localhost)
+    if ! cert_ok slapd || ! openssl x509 -noout -checkhost "$host" -in "$CERT_DIR/slapd.pem" 2>/dev/null | grep -q 'does match'; then
+        issue_cert slapd localhost "IP:$SLAPD_HOST, DNS:localhost, DNS:$host"
+    fi
+    if ! cert_ok samba; then
+        issue_cert samba "${SAMBA_NETBIOS,,}.${SAMBA_REALM,,}" \
+            "IP:$SAMBA_HOST, DNS:${SAMBA_NETBIOS,,}.${SAMBA_REALM,,}"
+    fi
+    # slapd runs as openldap and reads its key; Samba wants its key 0600 root.
+    if id "$SLAPD_USER" >/dev/null 2>&1; then
+        chown "$SLAPD_USER:" "$CERT_DIR/slapd.key"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# OpenLDAP slapd
+# ---------------------------------------------------------------------------
+slapd_config_dir() { echo "$SLAPD_DIR/config"; }
+slapd_pidfile() { echo "$SLAPD_DIR/run/slapd.pid"; }
+slapd_socket() { echo "$SLAPD_DIR/run/ldapi"; }
+slapd_ldapi_url() { echo "ldapi://$(urlencode "$(slapd_socket)")"; }
+slapd_log() { echo "$SLAPD_DIR/slapd.log"; }
+
+# The cn=config tree, loaded with slapadd -n0.
+slapd_config_ldif() {
+    local hash=$1 root_ext='gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth'
+    cat <<EOF
+dn: cn=config
+objectClass: olcGlobal
+cn: config
+olcPidFile: $(slapd_pidfile)
+olcArgsFile: $SLAPD_DIR/run/slapd.args
+olcLogLevel: none
+olcSizeLimit: unlimited
+olcTimeLimit: unlimited
+olcToolThreads: 2
+olcTLSCACertificateFile: $CERT_DIR/ca.pem
+olcTLSCertificateFile: $CERT_DIR/slapd.pem
+olcTLSCertificateKeyFile: $CERT_DIR/slapd.key
+
+dn: cn=module{0},cn=config
+objectClass: olcModuleList
+cn: module{0}
+olcModulePath: /usr/lib/ldap
+olcModuleLoad: {0}back_mdb
+olcModuleLoad: {1}syncprov
+
+dn: cn=schema,cn=config
+objectClass: olcSchemaConfig
+cn: schema
+
+include: file:///etc/ldap/schema/core.ldif
+
+include: file:///etc/ldap/schema/cosine.ldif
+
+include: file:///etc/ldap/schema/nis.ldif
+
+include: file:///etc/ldap/schema/inetorgperson.ldif
+
+include: file:///etc/ldap/schema/misc.ldif
+
+dn: olcDatabase={-1}frontend,cn=config
+objectClass: olcDatabaseConfig
+objectClass: olcFrontendConfig
+olcDatabase: {-1}frontend
+olcSizeLimit: unlimited
+olcTimeLimit: unlimited
+olcAccess: {0}to * by dn.exact=$root_ext manage by * break
+olcAccess: {1}to dn.base="" by * read
+olcAccess: {2}to dn.base="cn=subschema" by * read
+
+dn: olcDatabase={0}config,cn=config
+objectClass: olcDatabaseConfig
+olcDatabase: {0}config
+olcRootDN: cn=admin,cn=config
+olcRootPW: $hash
+olcAccess: {0}to * by dn.exact=$root_ext manage by * break
+
+dn: olcDatabase={1}mdb,cn=config
+objectClass: olcDatabaseConfig
+objectClass: olcMdbConfig
+olcDatabase: {1}mdb
+olcSuffix: $SLAPD_BASE
+olcRootDN: cn=admin,$SLAPD_BASE
+olcRootPW: $hash
+olcDbDirectory: $SLAPD_DIR/db/acmecorp
+olcDbMaxSize: 8589934592
+olcDbNoSync: TRUE
+olcSizeLimit: unlimited
+olcTimeLimit: unlimited
+olcLastMod: TRUE
+olcDbIndex: objectClass eq
+olcDbIndex: mail eq
+olcDbIndex: mailLocalAddress eq
+olcDbIndex: mailRoutingAddress eq
+olcDbIndex: uid eq
+olcDbIndex: cn eq
+olcDbIndex: member eq
+olcDbIndex: entryUUID eq
+olcDbIndex: entryCSN eq
+olcAccess: {0}to attrs=userPassword by self write by anonymous auth by * none
+olcAccess: {1}to * by * read
+
+dn: olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config
+objectClass: olcOverlayConfig
+objectClass: olcSyncProvConfig
+olcOverlay: {0}syncprov
+olcSpCheckpoint: 100 10
+olcSpSessionlog: 10000
+
+dn: olcDatabase={2}mdb,cn=config
+objectClass: olcDatabaseConfig
+objectClass: olcMdbConfig
+olcDatabase: {2}mdb
+olcSuffix: $SLAPD_PLAIN_BASE
+olcRootDN: cn=admin,$SLAPD_PLAIN_BASE
+olcRootPW: $hash
+olcDbDirectory: $SLAPD_DIR/db/plain
+olcDbMaxSize: 2147483648
+olcDbNoSync: TRUE
+olcSizeLimit: unlimited
+olcTimeLimit: unlimited
+olcLastMod: TRUE
+olcDbIndex: objectClass eq
+olcDbIndex: mail eq
+olcDbIndex: mailLocalAddress eq
+olcDbIndex: uid eq
+olcDbIndex: cn eq
+olcDbIndex: entryUUID eq
+olcAccess: {0}to attrs=userPassword by self write by anonymous auth by * none
+olcAccess: {1}to * by * read
+EOF
+}
+
+slapd_base_ldif() {
+    cat <<EOF
+dn: $SLAPD_BASE
+objectClass: dcObject
+objectClass: organization
+dc: acmecorp
+o: Acme Corp
+
+dn: ou=people,$SLAPD_BASE
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=groups,$SLAPD_BASE
+objectClass: organizationalUnit
+ou: groups
+
+dn: ou=coexist,$SLAPD_BASE
+objectClass: organizationalUnit
+ou: coexist
+description: coexist stubs for recipients homed elsewhere
+EOF
+}
+
+slapd_plain_ldif() {
+    cat <<EOF
+dn: $SLAPD_PLAIN_BASE
+objectClass: dcObject
+objectClass: organization
+dc: plain
+o: Plain test directory (no syncprov)
+
+dn: ou=people,$SLAPD_PLAIN_BASE
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=coexist,$SLAPD_PLAIN_BASE
+objectClass: organizationalUnit
+ou: coexist
+EOF
+}
+
+# The recipe: changes to how slapd is built make a running one be rebuilt.
+slapd_recipe() {
+    {
+        declare -f slapd_config_ldif slapd_base_ldif slapd_plain_ldif slapd_start
+        cat "$CERT_DIR/slapd.pem" 2>/dev/null || true
+        echo "$SLAPD_PASSWORD $SLAPD_HOST $SLAPD_PORT $SLAPD_TLS_PORT $STATE_DIR"
+    } | short_hash
+}
+
+slapd_answers() {
+    ldapsearch -x -LLL -o nettimeout=3 -l 3 -H "ldap://$SLAPD_HOST:$SLAPD_PORT" \
+        -D "cn=admin,$SLAPD_BASE" -w "$SLAPD_PASSWORD" -b "$SLAPD_BASE" -s base dn >/dev/null 2>&1
+}
+
+slapd_running() { alive "$(pid_of "$(slapd_pidfile)")" slapd; }
+
+slapd_build() {
+    local cfg t0
+    t0=$(now_ms)
+    say "slapd: building a new config and databases in $SLAPD_DIR"
+    rm -rf "$SLAPD_DIR"
+    cfg=$(slapd_config_dir)
+    mkdir -p "$cfg" "$SLAPD_DIR/run" "$SLAPD_DIR/db/acmecorp" "$SLAPD_DIR/db/plain"
+    local hash
+    hash=$(slappasswd -h '{SSHA}' -s "$SLAPD_PASSWORD")
+    slapd_config_ldif "$hash" >"$SLAPD_DIR/config.ldif"
+    slapd_base_ldif >"$SLAPD_DIR/base.ldif"
+    slapd_plain_ldif >"$SLAPD_DIR/plain.ldif"
+    local log; log=$(slapd_log)
+    {
+        slapadd -n0 -F "$cfg" -l "$SLAPD_DIR/config.ldif" &&
+            slapadd -q -F "$cfg" -b "$SLAPD_BASE" -l "$SLAPD_DIR/base.ldif" &&
+            slapadd -q -F "$cfg" -b "$SLAPD_PLAIN_BASE" -l "$SLAPD_DIR/plain.ldif"
+    } >>"$log" 2>&1 || die_log "$log" "slapd: slapadd of the config or base entries failed"
+    say "slapd: built in $(($(now_ms) - t0)) ms"
+}
+
+slapd_start() {
+    local log pid i
+    log=$(slapd_log)
+    port_busy "$SLAPD_HOST" "$SLAPD_PORT" && die "slapd: $SLAPD_HOST:$SLAPD_PORT is already taken by another process (not ours); stop it first"
+    port_busy "$SLAPD_HOST" "$SLAPD_TLS_PORT" && die "slapd: $SLAPD_HOST:$SLAPD_TLS_PORT is already taken by another process (not ours); stop it first"
+    rm -f "$(slapd_socket)" "$(slapd_pidfile)"
+    chown -R "$SLAPD_USER:" "$SLAPD_DIR"
+    # Foreground (-d) so that errors and per-operation stats go to our log file;
+    # detached with setsid, no inherited descriptors (notably not our lock).
+    setsid slapd -d stats -u "$SLAPD_USER" -g "$SLAPD_USER" -F "$(slapd_config_dir)" \
+        -h "ldap://$SLAPD_HOST:$SLAPD_PORT/ ldaps://$SLAPD_HOST:$SLAPD_TLS_PORT/ $(slapd_ldapi_url)" \
+        </dev/null >>"$log" 2>&1 9>&- &
+    pid=$!
+    for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            die_log "$log" "slapd exited during startup"
+        fi
+        if slapd_answers; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    kill -TERM "$pid" 2>/dev/null || true
+    die_log "$log" "slapd did not answer on ldap://$SLAPD_HOST:$SLAPD_PORT within ${READY_TIMEOUT} s"
+}
+
+slapd_selftest() {
+    local log out
+    log=$(slapd_log)
+    export LDAPTLS_CACERT="$CERT_DIR/ca.pem" LDAPTLS_REQCERT=demand
+    local -a bind=(-x -LLL -o nettimeout=5 -l 10 -D "cn=admin,$SLAPD_BASE" -w "$SLAPD_PASSWORD")
+    ldapsearch "${bind[@]}" -ZZ -H "ldap://$SLAPD_HOST:$SLAPD_PORT" -b "$SLAPD_BASE" -s base dn >/dev/null 2>&1 ||
+        die_log "$log" "slapd: StartTLS with the test CA failed"
+    ldapsearch "${bind[@]}" -H "ldaps://$SLAPD_HOST:$SLAPD_TLS_PORT" -b "$SLAPD_BASE" -s base dn >/dev/null 2>&1 ||
+        die_log "$log" "slapd: LDAPS with the test CA failed"
+    ldapsearch -Q -LLL -Y EXTERNAL -H "$(slapd_ldapi_url)" -b cn=config -s base dn >/dev/null 2>&1 ||
+        die_log "$log" "slapd: ldapi with SASL EXTERNAL as root failed"
+    out=$(ldapsearch "${bind[@]}" -H "ldap://$SLAPD_HOST:$SLAPD_PORT" -E sync=ro -b "$SLAPD_BASE" dn 2>&1) ||
+        die_log "$log" "slapd: a content-sync (RFC 4533) refreshOnly search failed: $out"
+    [[ $out == *"ou=coexist,$SLAPD_BASE"* ]] || die_log "$log" "slapd: the sync search did not return the base entries: $out"
+    ldapsearch -x -LLL -o nettimeout=5 -l 10 -D "cn=admin,$SLAPD_PLAIN_BASE" -w "$SLAPD_PASSWORD" \
+        -H "ldap://$SLAPD_HOST:$SLAPD_PORT" -b "ou=coexist,$SLAPD_PLAIN_BASE" -s base dn >/dev/null 2>&1 ||
+        die_log "$log" "slapd: the plain database ($SLAPD_PLAIN_BASE) does not answer"
+    unset LDAPTLS_CACERT LDAPTLS_REQCERT
+}
+
+slapd_up() {
+    local pid; pid=$(pid_of "$(slapd_pidfile)")
+    if alive "$pid" slapd; then
+        if [[ $(cat "$SLAPD_DIR/recipe" 2>/dev/null || true) == "$(slapd_recipe)" ]] && cert_ok slapd && slapd_answers; then
+            say "slapd: already running (pid $pid), reused"
+            return 0
+        fi
+        say "slapd: the running one (pid $pid) is stale or does not answer; rebuilding"
+        stop_pid "$pid" slapd
+        rm -rf "$SLAPD_DIR"
+    fi
+    local t0; t0=$(now_ms)
+    if [[ -d $(slapd_config_dir) && $(cat "$SLAPD_DIR/recipe" 2>/dev/null || true) == "$(slapd_recipe)" ]]; then
+        say "slapd: restarting on its existing data"
+    else
+        slapd_build
+    fi
+    slapd_start
+    slapd_selftest
+    slapd_recipe >"$SLAPD_DIR/recipe"
+    say "slapd: up in $(($(now_ms) - t0)) ms (pid $(pid_of "$(slapd_pidfile)"), ldap://$SLAPD_HOST:$SLAPD_PORT, ldaps://$SLAPD_HOST:$SLAPD_TLS_PORT)"
+}
+
+slapd_stop() {
+    local pid; pid=$(pid_of "$(slapd_pidfile)")
+    if alive "$pid" slapd; then
+        say "slapd: stopping (pid $pid)"
+        stop_pid "$pid" slapd
+    fi
+}
+
+slapd_env() {
+    env_line COEXIST_TEST_SLAPD_URL "ldap://$SLAPD_HOST:$SLAPD_PORT"
+    env_line COEXIST_TEST_SLAPD_LDAPS_URL "ldaps://$SLAPD_HOST:$SLAPD_TLS_PORT"
+    env_line COEXIST_TEST_SLAPD_LDAPI "$(slapd_ldapi_url)"
+    env_line COEXIST_TEST_SLAPD_BASE "$SLAPD_BASE"
+    env_line COEXIST_TEST_SLAPD_BIND_DN "cn=admin,$SLAPD_BASE"
+    env_line COEXIST_TEST_SLAPD_PASSWORD "$SLAPD_PASSWORD"
+    env_line COEXIST_TEST_SLAPD_PLAIN_BASE "$SLAPD_PLAIN_BASE"
+    env_line COEXIST_TEST_SLAPD_PLAIN_BIND_DN "cn=admin,$SLAPD_PLAIN_BASE"
+    env_line COEXIST_TEST_SLAPD_CONFIG_DIR "$(slapd_config_dir)"
+    env_line COEXIST_TEST_SLAPD_PIDFILE "$(slapd_pidfile)"
+}
+
+# ---------------------------------------------------------------------------
+# Samba AD DC
+# ---------------------------------------------------------------------------
+samba_conf() { echo "$1/etc/smb.conf"; }
+samba_pidfile() { echo "$SAMBA_DIR/run/samba.pid"; }
+samba_log() { echo "$SAMBA_DIR/log/samba.log"; }
+
+# samba_write_conf DIR MODE: smb.conf for a DC living in DIR.
+# MODE template: schema updates allowed, no TLS; MODE instance: TLS with our certificate.
+samba_write_conf() {
+    local d=$1 mode=$2
+    mkdir -p "$d/etc" "$d/run" "$d/log" "$d/cache"
+    {
+        cat <<EOF
+# Written by coexist deploy/testenv.sh ($mode).
+[global]
+	netbios name = $SAMBA_NETBIOS
+	realm = $SAMBA_REALM
+	workgroup = $SAMBA_DOMAIN
+	server role = active directory domain controller
+	idmap_ldb:use rfc2307 = yes
+	private dir = $d/private
+	lock directory = $d
+	state directory = $d/state
+	cache directory = $d/cache
+	binddns dir = $d/bind-dns
+	pid directory = $d/run
+	ncalrpc dir = $d/run/ncalrpc
+	winbindd socket directory = $d/run/winbindd
+	ntp signd socket directory = $d/run/ntp_signd
+	log file = $d/log/samba.log
+	max log size = 0
+	log level = 1
+	# 127.0.0.2 only (ports 389/636/3268/3269), leaving 127.0.0.1 free.
+	# An address with a mask is taken even though no interface carries it.
+	interfaces = $SAMBA_HOST/8
+	bind interfaces only = yes
+	# Only the LDAP server: no smbd, nbt, kdc, dns, winbindd.
+	server services = ldap
+	ldap server require strong auth = no
+EOF
+        if [[ $mode == template ]]; then
+            printf '\ttls enabled = no\n\tdsdb:schema update allowed = true\n'
+        else
+            printf '\ttls enabled = yes\n\ttls keyfile = %s\n\ttls certfile = %s\n\ttls cafile = %s\n' \
+                "$CERT_DIR/samba.key" "$CERT_DIR/samba.pem" "$CERT_DIR/ca.pem"
+        fi
+        cat <<EOF
+
+[sysvol]
+	path = $d/state/sysvol
+	read only = No
+
+[netlogon]
+	path = $d/state/sysvol/${SAMBA_REALM,,}/scripts
+	read only = No
+EOF
+    } >"$(samba_conf "$d")"
+}
+
+# Exchange-style schema extension (targetAddress), and the test domain's layout.
+samba_schema_ldif() {
+    local schema="CN=Schema,CN=Configuration,$SAMBA_BASE"
+    cat <<EOF
+dn: CN=ms-Exch-Target-Address,$schema
+changetype: add
+objectClass: top
+objectClass: attributeSchema
+cn: ms-Exch-Target-Address
+attributeID: 1.2.840.113556.1.2.352
+attributeSyntax: 2.5.5.12
+oMSyntax: 64
+isSingleValued: TRUE
+lDAPDisplayName: targetAddress
+adminDisplayName: ms-Exch-Target-Address
+adminDescription: ms-Exch-Target-Address
+rangeLower: 1
+rangeUpper: 1123
+mAPIID: 32785
+searchFlags: 1
+isMemberOfPartialAttributeSet: TRUE
+showInAdvancedViewOnly: TRUE
+
+dn:
+changetype: modify
+add: schemaUpdateNow
+schemaUpdateNow: 1
+-
+
+dn: CN=User,$schema
+changetype: modify
+add: mayContain
+mayContain: targetAddress
+-
+
+dn: CN=Contact,$schema
+changetype: modify
+add: mayContain
+mayContain: targetAddress
+-
+
+dn:
+changetype: modify
+add: schemaUpdateNow
+schemaUpdateNow: 1
+-
+EOF
+}
+
+samba_layout_ldif() {
+    cat <<EOF
+dn: $SAMBA_BASE
+changetype: modify
+replace: maxPwdAge
+maxPwdAge: -9223372036854775808
+-
+replace: minPwdAge
+minPwdAge: 0
+-
+
+dn: $SAMBA_STUB_OU
+changetype: add
+objectClass: organizationalUnit
+ou: coexist
+description: coexist stubs for recipients homed elsewhere
+
+dn: OU=people,$SAMBA_BASE
+changetype: add
+objectClass: organizationalUnit
+ou: people
+EOF
+}
+
+samba_version() { samba -V 2>/dev/null | awk '{print $2}'; }
+
+samba_template_key() {
+    {
+        samba_version
+        declare -f samba_build_template samba_write_conf samba_schema_ldif samba_layout_ldif
+        echo "$SAMBA_PASSWORD $SAMBA_REALM $SAMBA_DOMAIN $SAMBA_NETBIOS $SAMBA_HOST"
+    } | short_hash
+}
+
+samba_recipe() {
+    {
+        samba_template_key
+        declare -f samba_run samba_write_conf
+        echo "$STATE_DIR"
+        cat "$CERT_DIR/samba.pem" 2>/dev/null || true
+    } | short_hash
+}
+
+# samba_ldap URL ARGS...: an LDAP tool as Administrator against the DC.
+samba_ldap() {
+    local tool=$1 url=$2; shift 2
+    "$tool" -x -o nettimeout=5 -H "$url" -D "$SAMBA_ADMIN_DN" -w "$SAMBA_PASSWORD" "$@"
+}
+
+samba_answers() {
+    samba_ldap ldapsearch "ldap://$SAMBA_HOST" -LLL -l 5 -b "$SAMBA_BASE" -s base dn >/dev/null 2>&1
+}
+
+# samba_run DIR: start a DC from DIR and wait until it answers.
+samba_run() {
+    local d=$1 log pid i
+    log="$d/log/samba.log"
+    port_busy "$SAMBA_HOST" 389 && die "samba: $SAMBA_HOST:389 is already taken by another process (not ours); stop it first"
+    port_busy "$SAMBA_HOST" 636 && die "samba: $SAMBA_HOST:636 is already taken by another process (not ours); stop it first"
+    rm -f "$d/run/samba.pid"
+    if ! samba -s "$(samba_conf "$d")" -M single </dev/null >>"$log" 2>&1 9>&-; then
+        die_log "$log" "samba failed to start"
+    fi
+    for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
+        pid=$(pid_of "$d/run/samba.pid")
+        if [[ -n $pid ]] && ! alive "$pid" samba; then
+            die_log "$log" "samba exited during startup"
+        fi
+        if [[ -n $pid ]] && samba_answers; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    stop_pid "$(pid_of "$d/run/samba.pid")" samba
+    die_log "$log" "samba did not answer on ldap://$SAMBA_HOST within ${READY_TIMEOUT} s"
+}
+
+samba_build_template() {
+    local key=$1 final tmp log t0
+    final="$SAMBA_TEMPLATE_ROOT/$key"
+    tmp="$final.building.$$"
+    t0=$(now_ms)
+    say "samba: provisioning a template domain $SAMBA_REALM (about 15 s, once per Samba version) in $final"
+    mkdir -p "$SAMBA_TEMPLATE_ROOT"
+    chmod 700 "$SAMBA_TEMPLATE_ROOT"
+    rm -rf "$tmp"
+    mkdir -p "$tmp/etc" "$tmp/log"
+    log="$tmp/log/samba.log"
+    : >"$tmp/etc/blank.conf"
+    if ! samba-tool domain provision -s "$tmp/etc/blank.conf" --targetdir="$tmp" \
+        --realm="$SAMBA_REALM" --domain="$SAMBA_DOMAIN" --server-role=dc \
+        --dns-backend=NONE --use-rfc2307 --backend-store=mdb \
+        --host-name="${SAMBA_NETBIOS,,}" --host-ip="$SAMBA_HOST" \
+        --adminpass="$SAMBA_PASSWORD" </dev/null >"$tmp/log/provision.log" 2>&1; then
+        die_log "$tmp/log/provision.log" "samba-tool domain provision failed"
+    fi
+    rm -f "$tmp/etc/blank.conf"
+    samba_write_conf "$tmp" template
+    samba_run "$tmp"
+    say "samba: extending the schema with targetAddress (as Exchange's schema preparation does)"
+    samba_schema_ldif | samba_ldap ldapmodify "ldap://$SAMBA_HOST" >>"$log" 2>&1 ||
+        { stop_pid "$(pid_of "$tmp/run/samba.pid")" samba; die_log "$log" "samba: the schema extension failed"; }
+    samba_layout_ldif | samba_ldap ldapmodify "ldap://$SAMBA_HOST" >>"$log" 2>&1 ||
+        { stop_pid "$(pid_of "$tmp/run/samba.pid")" samba; die_log "$log" "samba: creating the OUs / password policy failed"; }
+    stop_pid "$(pid_of "$tmp/run/samba.pid")" samba
+    rm -rf "$tmp/run" "$tmp/cache" "$tmp/log"
+    rm -rf "$final"
+    mv "$tmp" "$final"
+    # Keep only this template.
+    find "$SAMBA_TEMPLATE_ROOT" -mindepth 1 -maxdepth 1 ! -name "$key" -exec rm -rf {} +
+    say "samba: template ready in $(($(now_ms) - t0)) ms"
+}
+
+samba_selftest() {
+    local log dn url out
+    log=$(samba_log)
+    dn="CN=coexist-testenv-selftest,$SAMBA_STUB_OU"
+    url="ldap://$SAMBA_HOST"
+    export LDAPTLS_CACERT="$CERT_DIR/ca.pem" LDAPTLS_REQCERT=demand
+    samba_ldap ldapsearch "ldaps://$SAMBA_HOST" -LLL -l 10 -b "$SAMBA_BASE" -s base dn >/dev/null 2>&1 ||
+        die_log "$log" "samba: LDAPS with the test CA failed"
+    samba_ldap ldapsearch "$url" -ZZ -LLL -l 10 -b "$SAMBA_BASE" -s base dn >/dev/null 2>&1 ||
+        die_log "$log" "samba: StartTLS with the test CA failed"
+    unset LDAPTLS_CACERT LDAPTLS_REQCERT
+    samba_ldap ldapdelete "$url" "$dn" >/dev/null 2>&1 || true
+    out=$(samba_ldap ldapadd "$url" 2>&1 <<EOF
+dn: $dn
+objectClass: contact
+cn: coexist-testenv-selftest
+displayName: coexist testenv self-test
+mail: selftest@acmecorp.com
+proxyAddresses: SMTP:selftest@acmecorp.com
+proxyAddresses: smtp:selftest.alias@acmecorp.com
+targetAddress: SMTP:selftest@gapps.acmecorp.com
+EOF
+    ) || die_log "$log" "samba: creating a contact with mail, proxyAddresses and targetAddress failed: $out"
+    out=$(samba_ldap ldapsearch "$url" -LLL -b "$SAMBA_STUB_OU" "(targetAddress=SMTP:selftest@gapps.acmecorp.com)" targetAddress 2>&1) ||
+        die_log "$log" "samba: searching the self-test contact failed: $out"
+    [[ $out == *"targetAddress: SMTP:selftest@gapps.acmecorp.com"* ]] ||
+        die_log "$log" "samba: the self-test contact has no targetAddress: $out"
+    samba_ldap ldapdelete "$url" "$dn" >/dev/null 2>&1 ||
+        die_log "$log" "samba: deleting the self-test contact failed"
+}
+
+samba_up() {
+    local pid key tdir t0
+    pid=$(pid_of "$(samba_pidfile)")
+    if alive "$pid" samba; then
+        if [[ $(cat "$SAMBA_DIR/recipe" 2>/dev/null || true) == "$(samba_recipe)" ]] && cert_ok samba && samba_answers; then
+            say "samba: already running (pid $pid), reused"
+            return 0
+        fi
+        say "samba: the running one (pid $pid) is stale or does not answer; rebuilding"
+        stop_pid "$pid" samba
+        rm -rf "$SAMBA_DIR"
+    fi
+    t0=$(now_ms)
+    if [[ -d $SAMBA_DIR/private && $(cat "$SAMBA_DIR/recipe" 2>/dev/null || true) == "$(samba_recipe)" ]]; then
+        say "samba: restarting on its existing data"
+    else
+        key=$(samba_template_key)
+        tdir="$SAMBA_TEMPLATE_ROOT/$key"
+        [[ -d $tdir/private ]] || samba_build_template "$key"
+        say "samba: copying the template domain to $SAMBA_DIR"
+        rm -rf "$SAMBA_DIR"
+        cp -a "$tdir" "$SAMBA_DIR"
+        samba_write_conf "$SAMBA_DIR" instance
+    fi
+    samba_run "$SAMBA_DIR"
+    samba_selftest
+    samba_recipe >"$SAMBA_DIR/recipe"
+    say "samba: up in $(($(now_ms) - t0)) ms (pid $(pid_of "$(samba_pidfile)"), ldap://$SAMBA_HOST, ldaps://$SAMBA_HOST)"
+}
+
+samba_stop() {
+    local pid; pid=$(pid_of "$(samba_pidfile)")
+    if alive "$pid" samba; then
+        say "samba: stopping (pid $pid)"
+        stop_pid "$pid" samba
+    fi
+}
+
+samba_running() { alive "$(pid_of "$(samba_pidfile)")" samba; }
+
+samba_env() {
+    env_line COEXIST_TEST_SAMBA_URL "ldap://$SAMBA_HOST:389"
+    env_line COEXIST_TEST_SAMBA_LDAPS_URL "ldaps://$SAMBA_HOST:636"
+    env_line COEXIST_TEST_SAMBA_BASE "$SAMBA_BASE"
+    env_line COEXIST_TEST_SAMBA_BIND_DN "$SAMBA_ADMIN_DN"
+    env_line COEXIST_TEST_SAMBA_PASSWORD "$SAMBA_PASSWORD"
+    env_line COEXIST_TEST_SAMBA_STUB_OU "$SAMBA_STUB_OU"
+}
+
+# ---------------------------------------------------------------------------
+# PostgreSQL
+# ---------------------------------------------------------------------------
+pg_bindir() {
+    local d
+    d=$(find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -path '*/bin/initdb' 2>/dev/null | sort -V | tail -n1)
+    [[ -n $d ]] || die "postgres: no /usr/lib/postgresql/*/bin/initdb (is the postgresql package installed?)"
+    dirname "$d"
+}
+pg_data() { echo "$PG_DIR/data"; }
+pg_log() { echo "$PG_DIR/postgres.log"; }
+pg_url() { echo "postgres://$PG_USER:$POSTGRES_PASSWORD@$PG_HOST:$PG_PORT/$PG_DB"; }
+as_postgres() { runuser -u postgres -- "$@"; }
+
+pg_recipe() {
+    { declare -f pg_build pg_start pg_create_role; echo "$POSTGRES_PASSWORD $PG_HOST $PG_PORT $PG_USER $PG_DB $STATE_DIR"; } | short_hash
+}
+
+pg_running() {
+    local pid; pid=$(pid_of "$(pg_data)/postmaster.pid")
+    alive "$pid" postgres
+}
+
+pg_answers() {
+    PGCONNECT_TIMEOUT=3 psql -X -q -t -A "$(pg_url)" -c 'select 1' 2>/dev/null | grep -qx 1
+}
+
+pg_build() {
+    local bin t0
+    bin=$(pg_bindir)
+    t0=$(now_ms)
+    say "postgres: initdb into $(pg_data) ($bin)"
+    rm -rf "$PG_DIR"
+    mkdir -p "$PG_DIR/run"
+    chown -R postgres: "$PG_DIR"
+    as_postgres test -x "$PG_DIR" || die "postgres: the postgres user cannot reach $PG_DIR; choose a COEXIST_TESTENV_DIR it can traverse"
+    as_postgres "$bin/initdb" -D "$(pg_data)" -U postgres --auth-local=peer --auth-host=scram-sha-256 \
+        -E UTF8 --no-locale --no-sync </dev/null >"$PG_DIR/initdb.log" 2>&1 ||
+        die_log "$PG_DIR/initdb.log" "postgres: initdb failed"
+    cat >>"$(pg_data)/postgresql.conf" <<EOF
+
+# coexist deploy/testenv.sh: loopback test server, durability not needed
+listen_addresses = '$PG_HOST'
+port = $PG_PORT
+unix_socket_directories = '$PG_DIR/run'
+max_connections = 300
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+    say "postgres: initdb done in $(($(now_ms) - t0)) ms"
+}
+
+pg_create_role() {
+    as_postgres psql -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR/run" -p "$PG_PORT" -U postgres -d postgres <<EOF >>"$(pg_log)" 2>&1
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_USER') THEN
+    CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$POSTGRES_PASSWORD';
+  END IF;
+END \$\$;
+SELECT 'CREATE DATABASE $PG_DB OWNER $PG_USER'
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$PG_DB')\gexec
+EOF
+}
+
+pg_start() {
+    local bin log
+    bin=$(pg_bindir)
+    log=$(pg_log)
+    port_busy "$PG_HOST" "$PG_PORT" && die "postgres: $PG_HOST:$PG_PORT is already taken by another process (not ours); stop it first"
+    touch "$log"
+    chown postgres: "$log"
+    if ! as_postgres "$bin/pg_ctl" -D "$(pg_data)" -l "$log" -w -t "$READY_TIMEOUT" start </dev/null >"$PG_DIR/pg_ctl.out" 2>&1 9>&-; then
+        cat "$PG_DIR/pg_ctl.out" >&2 || true
+        die_log "$log" "postgres did not start"
+    fi
+    pg_create_role || die_log "$(pg_log)" "postgres: creating role/database $PG_USER failed"
+    pg_answers || die_log "$(pg_log)" "postgres: cannot connect as $PG_USER over TCP"
+}
+
+pg_up() {
+    local t0
+    if pg_running; then
+        if [[ $(cat "$PG_DIR/recipe" 2>/dev/null || true) == "$(pg_recipe)" ]] && pg_answers; then
+            say "postgres: already running (pid $(pid_of "$(pg_data)/postmaster.pid")), reused"
+            return 0
+        fi
+        say "postgres: the running one is stale or does not answer; rebuilding"
+        pg_stop
+        rm -rf "$PG_DIR"
+    fi
+    t0=$(now_ms)
+    if [[ -f $(pg_data)/PG_VERSION && $(cat "$PG_DIR/recipe" 2>/dev/null || true) == "$(pg_recipe)" ]]; then
+        say "postgres: restarting on its existing data"
+        rm -f "$(pg_data)/postmaster.pid"
+    else
+        pg_build
+    fi
+    pg_start
+    pg_recipe >"$PG_DIR/recipe"
+    say "postgres: up in $(($(now_ms) - t0)) ms (pid $(pid_of "$(pg_data)/postmaster.pid"), $PG_HOST:$PG_PORT)"
+}
+
+pg_stop() {
+    local pid; pid=$(pid_of "$(pg_data)/postmaster.pid")
+    if alive "$pid" postgres; then
+        say "postgres: stopping (pid $pid)"
+        as_postgres "$(pg_bindir)/pg_ctl" -D "$(pg_data)" -m fast -w -t 30 stop >/dev/null 2>&1 9>&- ||
+            stop_pid "$pid" postgres
+    fi
+}
+
+pg_env() {
+    env_line COEXIST_TEST_POSTGRES_URL "$(pg_url)"
+}
+
+# ---------------------------------------------------------------------------
+# Env file and commands
+# ---------------------------------------------------------------------------
+server_running() {
+    case $1 in
+        slapd) slapd_running ;;
+        samba) samba_running ;;
+        postgres) pg_running ;;
+    esac
+}
+
+write_env() {
+    [[ -d $STATE_DIR ]] || return 0
+    local tmp="$ENV_FILE.tmp.$$" any=0
+    {
+        echo "# coexist test servers, written by deploy/testenv.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        env_line COEXIST_TESTENV_DIR "$STATE_DIR"
+        [[ -s $CERT_DIR/ca.pem ]] && env_line COEXIST_TEST_CA_FILE "$CERT_DIR/ca.pem"
+        if slapd_running; then slapd_env; any=1; fi
+        if samba_running; then samba_env; any=1; fi
+        if pg_running; then pg_env; any=1; fi
+    } >"$tmp"
+    if ((any)); then
+        chmod 644 "$tmp"
+        mv -f "$tmp" "$ENV_FILE"
+    else
+        rm -f "$tmp" "$ENV_FILE"
+    fi
+}
+
+parse_servers() {
+    SERVERS=()
+    local s
+    if (($# == 0)); then
+        SERVERS=("${ALL_SERVERS[@]}")
+        return
+    fi
+    for s in "$@"; do
+        case $s in
+            slapd | samba) SERVERS+=("$s") ;;
+            postgres | postgresql | pg) SERVERS+=(postgres) ;;
+            *) die "unknown server '$s' (expected: slapd, samba, postgres)" ;;
+        esac
+    done
+}
+
+cmd_up() {
+    local t0 s
+    t0=$(now_ms)
+    parse_servers "$@"
+    require_root
+    take_lock
+    ensure_packages "${SERVERS[@]}"
+    id "$SLAPD_USER" >/dev/null 2>&1 || [[ " ${SERVERS[*]} " != *" slapd "* ]] ||
+        die "the $SLAPD_USER user is missing (the slapd package creates it)"
+    make_state_dir
+    ensure_certs
+    for s in "${SERVERS[@]}"; do
+        case $s in
+            slapd) slapd_up ;;
+            samba) samba_up ;;
+            postgres) pg_up ;;
+        esac
+    done
+    write_env
+    say "ready in $(($(now_ms) - t0)) ms: source $ENV_FILE"
+}
+
+cmd_stop() {
+    local s
+    parse_servers "$@"
+    require_root
+    take_lock
+    for s in "${SERVERS[@]}"; do
+        case $s in
+            slapd) slapd_stop ;;
+            samba) samba_stop ;;
+            postgres) pg_stop ;;
+        esac
+    done
+    write_env
+}
+
+cmd_down() {
+    local s all=1
+    (($# == 0)) || all=0
+    parse_servers "$@"
+    require_root
+    take_lock
+    for s in "${SERVERS[@]}"; do
+        case $s in
+            slapd) slapd_stop; rm -rf "$SLAPD_DIR" ;;
+            samba) samba_stop; rm -rf "$SAMBA_DIR" ;;
+            postgres) pg_stop; rm -rf "$PG_DIR" ;;
+        esac
+    done
+    local running=0
+    if slapd_running || samba_running || pg_running; then running=1; fi
+    if ((!running)) && { ((all)) || [[ ! -d $SLAPD_DIR && ! -d $SAMBA_DIR && ! -d $PG_DIR ]]; }; then
+        rm -rf "$STATE_DIR"
+        say "all stopped; removed $STATE_DIR"
+    elif ((all)); then
+        die "something still runs under $STATE_DIR; not removing it"
+    else
+        write_env
+    fi
+}
+
+cmd_env() {
+    [[ -s $ENV_FILE ]] || die "no $ENV_FILE: run 'deploy/testenv.sh up' first"
+    cat "$ENV_FILE"
+}
+
+cmd_status() {
+    local s rc=0
+    for s in "${ALL_SERVERS[@]}"; do
+        if server_running "$s"; then
+            printf '%-9s running\n' "$s"
+        else
+            printf '%-9s stopped\n' "$s"
+            rc=3
+        fi
+    done
+    return "$rc"
+}
+
+usage() {
+    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+main() {
+    local cmd=${1:-}
+    (($#)) && shift
+    case $cmd in
+        up) cmd_up "$@" ;;
+        stop) cmd_stop "$@" ;;
+        down) cmd_down "$@" ;;
+        env) cmd_env ;;
+        status) cmd_status ;;
+        -h | --help | help) usage ;;
+        *) usage >&2; exit 2 ;;
+    esac
+}
+
+main "$@"
