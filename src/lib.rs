@@ -8,3 +8,4 @@
 //! apply within the safety gates.
 
 pub mod reconcile;
+pub mod store;

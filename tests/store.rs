@@ -1,0 +1,337 @@
+//! The store's specification, run against SQLite and against a real
+//! PostgreSQL server (started by `deploy/testenv.sh`, whose URL arrives in
+//! `COEXIST_TEST_POSTGRES_URL`). Without that variable the PostgreSQL test
+//! fails: it never skips.
+
+use coexist::reconcile::{GalEntry, Staged};
+use coexist::store::{JournalState, Store};
+use coexist_connector::{
+    Attributes, FoundStub, Pull, PullMode, Recipient, RecipientKind, Route, Stub,
+};
+
+fn person(anchor: &str, address: &str) -> Recipient {
+    Recipient {
+        anchor: anchor.into(),
+        kind: RecipientKind::Person,
+        primary_address: address.into(),
+        aliases: vec![],
+        mailbox: true,
+        enabled: true,
+        attributes: Attributes::default(),
+        members: vec![],
+        forwards_to: None,
+        extra: Default::default(),
+        etag: None,
+    }
+}
+
+fn stub(id: &str, address: &str) -> FoundStub {
+    FoundStub {
+        id: id.into(),
+        locator: format!("cn={address}"),
+        stub: Stub {
+            anchor: format!("google:{id}"),
+            kind: RecipientKind::Person,
+            primary_address: address.into(),
+            aliases: vec![],
+            route: Route::Address(address.replace("acmecorp.com", "gapps.acmecorp.com")),
+            attributes: Attributes::default(),
+        },
+    }
+}
+
+async fn load(store: &Store) -> Staged {
+    store
+        .load_staged(&["ldap".to_string(), "google".to_string()])
+        .await
+        .unwrap()
+}
+
+async fn a_full_pull_replaces_what_a_system_holds(store: &Store) {
+    let first = Pull::full(
+        vec![
+            person("1", "ann@acmecorp.com"),
+            person("2", "bob@acmecorp.com"),
+        ],
+        vec![stub("s1", "cy@acmecorp.com")],
+    );
+    let report = store.stage_pull("ldap", &first, false).await.unwrap();
+    assert_eq!((report.added, report.changed, report.removed), (3, 0, 0));
+
+    let mut bob = person("2", "bob@acmecorp.com");
+    bob.attributes.title = Some("CTO".into());
+    let second = Pull::full(vec![bob], vec![stub("s1", "cy@acmecorp.com")]);
+    let report = store.stage_pull("ldap", &second, false).await.unwrap();
+    assert_eq!(
+        (
+            report.added,
+            report.changed,
+            report.unchanged,
+            report.removed
+        ),
+        (0, 1, 1, 1)
+    );
+
+    let staged = load(store).await;
+    let ldap = staged.system("ldap").unwrap();
+    assert_eq!(ldap.recipients.len(), 1);
+    assert_eq!(ldap.recipients[0].attributes.title.as_deref(), Some("CTO"));
+    assert_eq!(ldap.stubs.len(), 1);
+}
+
+async fn an_incomplete_pull_removes_nothing(store: &Store) {
+    let all = Pull::full(
+        vec![
+            person("1", "ann@acmecorp.com"),
+            person("2", "bob@acmecorp.com"),
+        ],
+        vec![],
+    );
+    store.stage_pull("ldap", &all, false).await.unwrap();
+    let part = Pull {
+        complete: false,
+        ..Pull::full(vec![person("1", "ann@acmecorp.com")], vec![])
+    };
+    let report = store.stage_pull("ldap", &part, true).await.unwrap();
+    assert_eq!(report.removed, 0);
+    assert_eq!(
+        load(store).await.system("ldap").unwrap().recipients.len(),
+        2
+    );
+}
+
+async fn a_delta_upserts_and_removes_what_it_names(store: &Store) {
+    store
+        .stage_pull(
+            "google",
+            &Pull::full(
+                vec![
+                    person("g1", "ann@acmecorp.com"),
+                    person("g2", "bob@acmecorp.com"),
+                ],
+                vec![],
+            ),
+            false,
+        )
+        .await
+        .unwrap();
+    let delta = Pull {
+        mode: PullMode::Delta,
+        removed: vec!["g1".into()],
+        cursor: Some("c2".into()),
+        ..Pull::full(vec![person("g3", "cat@acmecorp.com")], vec![])
+    };
+    store.stage_pull("google", &delta, false).await.unwrap();
+    let mut anchors: Vec<_> = load(store)
+        .await
+        .system("google")
+        .unwrap()
+        .recipients
+        .iter()
+        .map(|r| r.anchor.clone())
+        .collect();
+    anchors.sort();
+    assert_eq!(anchors, ["g2", "g3"]);
+}
+
+async fn the_fingerprint_follows_staged_changes_only(store: &Store) {
+    let pull = Pull::full(vec![person("1", "ann@acmecorp.com")], vec![]);
+    store.stage_pull("ldap", &pull, false).await.unwrap();
+    let before = store.fingerprint().await.unwrap();
+    store.stage_pull("ldap", &pull, false).await.unwrap();
+    assert_eq!(
+        store.fingerprint().await.unwrap(),
+        before,
+        "an unchanged pull keeps the fingerprint"
+    );
+    store
+        .set_placement("ann@acmecorp.com", "google")
+        .await
+        .unwrap();
+    let placed = store.fingerprint().await.unwrap();
+    assert_ne!(placed, before);
+    store
+        .put_stub("google", &stub("s9", "ann@acmecorp.com"))
+        .await
+        .unwrap();
+    assert_ne!(store.fingerprint().await.unwrap(), placed);
+    assert_eq!(
+        load(store)
+            .await
+            .placements
+            .get("ann@acmecorp.com")
+            .map(String::as_str),
+        Some("google")
+    );
+}
+
+async fn cursors_gal_journal_runs_and_audit_persist(store: &Store) {
+    store
+        .set_cursor("ldap", Some("cookie-1"), 900)
+        .await
+        .unwrap();
+    store
+        .set_cursor("ldap", Some("cookie-2"), 901)
+        .await
+        .unwrap();
+    let cursor = store.cursor("ldap").await.unwrap().unwrap();
+    assert_eq!(
+        (cursor.cursor.as_deref(), cursor.recipients),
+        (Some("cookie-2"), 901)
+    );
+    assert!(store.cursor("google").await.unwrap().is_none());
+
+    let entry = GalEntry {
+        anchor: "google:1".into(),
+        kind: RecipientKind::Person,
+        primary_address: "ann@acmecorp.com".into(),
+        addresses: vec!["ann@acmecorp.com".into()],
+        home: "google".into(),
+        attributes: Attributes::default(),
+        members: vec![],
+        systems: vec!["google".into()],
+    };
+    assert_eq!(
+        store.save_gal(std::slice::from_ref(&entry)).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.save_gal(std::slice::from_ref(&entry)).await.unwrap(),
+        0,
+        "an unchanged GAL writes nothing"
+    );
+    assert_eq!(store.load_gal().await.unwrap(), vec![entry]);
+    assert_eq!(store.save_gal(&[]).await.unwrap(), 1);
+
+    store.save_plan("p1", "fp", "{}").await.unwrap();
+    store.set_plan_status("p1", "applying").await.unwrap();
+    store
+        .journal(
+            "p1",
+            &[(0, "ldap"), (1, "ldap")],
+            JournalState::Started,
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .journal("p1", &[(0, "ldap")], JournalState::Done, None)
+        .await
+        .unwrap();
+    let journal = store.journal_of("p1").await.unwrap();
+    assert_eq!(journal.get(&0), Some(&JournalState::Done));
+    assert_eq!(journal.get(&1), Some(&JournalState::Started));
+    assert_eq!(store.unfinished_plans().await.unwrap(), ["p1"]);
+
+    let run = store.start_run("sync").await.unwrap();
+    store
+        .finish_run(run, "ok", &serde_json::json!({"operations": 3}))
+        .await
+        .unwrap();
+    let runs = store.runs(10).await.unwrap();
+    assert_eq!(runs[0].status, "ok");
+    assert_eq!(runs[0].summary, Some(serde_json::json!({"operations": 3})));
+
+    store
+        .audit(&coexist::store::AuditRecord {
+            at: coexist::store::now(),
+            run_id: Some(run),
+            actor: "coexist sync".into(),
+            system: "ldap".into(),
+            action: "create".into(),
+            address: "ann@acmecorp.com".into(),
+            before: None,
+            after: Some(serde_json::json!({"route": "x"})),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.audit_log(5).await.unwrap()[0].address,
+        "ann@acmecorp.com"
+    );
+}
+
+async fn a_thousand_objects_stage_in_bulk(store: &Store) {
+    let recipients = (0..1000)
+        .map(|i| person(&format!("b{i}"), &format!("user{i}@acmecorp.com")))
+        .collect();
+    let report = store
+        .stage_pull("google", &Pull::full(recipients, vec![]), false)
+        .await
+        .unwrap();
+    assert_eq!(report.added, 1000);
+    assert_eq!(store.staged_recipients("google").await.unwrap(), 1000);
+}
+
+macro_rules! cases {
+    ($($case:ident),* $(,)?) => {
+        const CASES: &[&str] = &[$(stringify!($case)),*];
+        async fn run_case(name: &str, store: &Store) {
+            match name {
+                $(stringify!($case) => $case(store).await,)*
+                other => panic!("unknown case {other}"),
+            }
+        }
+    };
+}
+
+cases!(
+    a_full_pull_replaces_what_a_system_holds,
+    an_incomplete_pull_removes_nothing,
+    a_delta_upserts_and_removes_what_it_names,
+    the_fingerprint_follows_staged_changes_only,
+    cursors_gal_journal_runs_and_audit_persist,
+    a_thousand_objects_stage_in_bulk,
+);
+
+#[tokio::test]
+async fn the_store_suite_passes_on_sqlite() {
+    for case in CASES {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!(
+            "sqlite:{}",
+            dir.path().join("nested/coexist.db").display()
+        ))
+        .await
+        .unwrap();
+        run_case(case, &store).await;
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_store_suite_passes_on_postgres() {
+    let url = std::env::var("COEXIST_TEST_POSTGRES_URL").expect(
+        "COEXIST_TEST_POSTGRES_URL is not set: run the tests through the README's test command (deploy/test.sh), which starts PostgreSQL",
+    );
+    for case in CASES {
+        // A clean database for every case.
+        {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query("DROP SCHEMA IF EXISTS public CASCADE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query("CREATE SCHEMA public")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn.close().await.unwrap();
+        }
+        let store = Store::open(&url).await.unwrap();
+        assert_eq!(store.backend(), coexist::store::Backend::Postgres);
+        run_case(case, &store).await;
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_bad_store_url_is_named() {
+    let error = Store::open("mysql://nope")
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(error.contains("not sqlite:… or postgres://…"), "{error}");
+}
