@@ -7,5 +7,6 @@
 //! nothing). [`engine`] runs them in order: pull, stage, reconcile, plan,
 //! apply within the safety gates.
 
+pub mod config;
 pub mod reconcile;
 pub mod store;

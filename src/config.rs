@@ -1,0 +1,603 @@
+//! The configuration file (`coexist.toml`).
+//!
+//! One TOML file describes the organisation: its shared domains, each system
+//! (id, kind, routing domain, stub style, what it does with unknown
+//! recipients, connection settings), how a recipient's home is decided,
+//! attribute precedence, the safety limits and the store. Secrets appear only
+//! by reference (`{ env = "NAME" }` or `{ file = "PATH" }`).
+//!
+//! Every error names the file, the line and the key, and says what was
+//! expected. [`Config::load`] touches no system.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+use toml::Spanned;
+
+use coexist_connector::{normalize_address, Attributes, SecretRef};
+
+use crate::reconcile::{HomeAttribute, Policy, StubStyle, SystemPolicy, UnknownRecipient};
+
+/// A configuration error, located.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The key concerned (`systems[1].routing_domain`).
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: ", self.file)?,
+            None => write!(f, "{}: ", self.file)?,
+        }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// The kinds of system coexist has a connector for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemKind {
+    /// An in-memory system seeded from a file (demo, tests).
+    Simulated,
+    /// An LDAP directory behind a mail server (OpenLDAP, qmail-ldap, Postfix).
+    Ldap,
+    /// An Active Directory domain (Exchange on-premises, or master directory).
+    ActiveDirectory,
+    /// A Google Workspace customer.
+    Google,
+}
+
+impl SystemKind {
+    fn default_stub_style(self) -> StubStyle {
+        match self {
+            SystemKind::Google => StubStyle::DomainRouting,
+            _ => StubStyle::RoutingAddress,
+        }
+    }
+}
+
+/// The safety gates of an apply.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Safety {
+    /// At most this many deletes in one system per run. Entra Connect's
+    /// export-deletion threshold defaults to 500; so does this.
+    pub max_deletes: u64,
+    /// At most this share (percent) of a system's stubs deleted per run,
+    /// in the spirit of GCDS's delete limits...
+    pub max_delete_percent: f64,
+    /// ...once more than this many deletes are planned (deleting 3 of 5
+    /// stubs in a tiny system is not a disaster).
+    pub percent_applies_above: u64,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Safety {
+            max_deletes: 500,
+            max_delete_percent: 20.0,
+            percent_applies_above: 10,
+        }
+    }
+}
+
+/// One configured system.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SystemConfig {
+    pub id: String,
+    pub kind: SystemKind,
+    /// The kind-specific settings, handed to the connector.
+    pub connection: toml::Table,
+    /// Where `connection` starts in the file.
+    pub connection_line: Option<usize>,
+}
+
+/// The store's URL: a string, or a secret reference (a Postgres URL holds a password).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+enum StoreUrl {
+    Plain(String),
+    Secret(SecretRef),
+}
+
+/// A loaded and validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    pub policy: Policy,
+    pub systems: Vec<SystemConfig>,
+    store_url: StoreUrl,
+    pub safety: Safety,
+}
+
+// ---- the file as written ----------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    organisation: RawOrganisation,
+    #[serde(default)]
+    store: Option<RawStore>,
+    #[serde(default)]
+    topology: Option<RawTopology>,
+    #[serde(default)]
+    home: Option<RawHome>,
+    #[serde(default)]
+    precedence: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
+    #[serde(default)]
+    safety: Safety,
+    systems: Vec<RawSystem>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrganisation {
+    shared_domains: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    include_disabled: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: StoreUrl,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopology {
+    mx: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHome {
+    attribute: Option<RawHomeAttribute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHomeAttribute {
+    system: Spanned<String>,
+    name: String,
+    values: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawStubStyle {
+    RoutingAddress,
+    SmartHost,
+    DomainRouting,
+    None,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawUnknown {
+    Word(String),
+    Relay { relay: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSystem {
+    id: Spanned<String>,
+    kind: Spanned<SystemKind>,
+    routing_domain: Option<Spanned<String>>,
+    smart_host: Option<Spanned<String>>,
+    stub_style: Option<Spanned<RawStubStyle>>,
+    unknown_recipient: Option<Spanned<RawUnknown>>,
+    #[serde(default)]
+    connection: Option<Spanned<toml::Table>>,
+}
+
+/// Turns byte offsets into line numbers.
+struct Locator<'a> {
+    file: String,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .bytes()
+            .filter(|&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn at<T>(
+        &self,
+        spanned: &Spanned<T>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            line: Some(self.line(spanned.span().start)),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn nowhere(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            line: None,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+fn valid_domain(raw: &str) -> Option<String> {
+    normalize_address(&format!("x@{raw}"))
+        .ok()
+        .map(|a| a[2..].to_string())
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read the configuration: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates `text`, read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let at = Locator {
+            file: path.display().to_string(),
+            text,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| at.line(s.start));
+            ConfigError {
+                file: at.file.clone(),
+                line,
+                key: String::new(),
+                message: e.message().trim().to_string(),
+            }
+        })?;
+
+        // Shared domains.
+        let mut shared_domains = Vec::new();
+        if raw.organisation.shared_domains.get_ref().is_empty() {
+            return Err(at.at(
+                &raw.organisation.shared_domains,
+                "organisation.shared_domains",
+                "expected at least one shared domain, like [\"acmecorp.com\"]",
+            ));
+        }
+        for domain in raw.organisation.shared_domains.get_ref() {
+            let normalised = valid_domain(domain.get_ref()).ok_or_else(|| {
+                at.at(
+                    domain,
+                    "organisation.shared_domains",
+                    format!("`{}` is not a domain name", domain.get_ref()),
+                )
+            })?;
+            shared_domains.push(normalised);
+        }
+
+        // Systems.
+        if raw.systems.is_empty() {
+            return Err(at.nowhere("systems", "expected at least one [[systems]] table"));
+        }
+        let ids: Vec<String> = raw.systems.iter().map(|s| s.id.get_ref().clone()).collect();
+        let mut systems = Vec::new();
+        let mut policies = Vec::new();
+        for (n, system) in raw.systems.iter().enumerate() {
+            let key = |field: &str| format!("systems[{n}].{field}");
+            let id = system.id.get_ref();
+            if !valid_id(id) {
+                return Err(at.at(
+                    &system.id,
+                    key("id"),
+                    format!("`{id}` is not a system id: use lower-case letters, digits, - and _"),
+                ));
+            }
+            if ids.iter().filter(|other| *other == id).count() > 1 {
+                return Err(at.at(
+                    &system.id,
+                    key("id"),
+                    format!("the id `{id}` is used by two systems"),
+                ));
+            }
+            let kind = *system.kind.get_ref();
+            let routing_domain = match &system.routing_domain {
+                Some(rd) => {
+                    let domain = valid_domain(rd.get_ref()).ok_or_else(|| {
+                        at.at(
+                            rd,
+                            key("routing_domain"),
+                            format!("`{}` is not a domain name", rd.get_ref()),
+                        )
+                    })?;
+                    if shared_domains.contains(&domain) {
+                        return Err(at.at(rd, key("routing_domain"), format!("`{domain}` is a shared domain; a routing domain must deliver to {id} alone (like gapps.acmecorp.com)")));
+                    }
+                    if raw.systems.iter().enumerate().any(|(m, other)| {
+                        m != n
+                            && other
+                                .routing_domain
+                                .as_ref()
+                                .and_then(|d| valid_domain(d.get_ref()))
+                                == Some(domain.clone())
+                    }) {
+                        return Err(at.at(rd, key("routing_domain"), format!("`{domain}` is the routing domain of two systems; mail to it would not know where to go")));
+                    }
+                    Some(domain)
+                }
+                None => None,
+            };
+            let stub_style = match system.stub_style.as_ref().map(Spanned::get_ref) {
+                Some(RawStubStyle::RoutingAddress) => StubStyle::RoutingAddress,
+                Some(RawStubStyle::SmartHost) => StubStyle::SmartHost,
+                Some(RawStubStyle::DomainRouting) => StubStyle::DomainRouting,
+                Some(RawStubStyle::None) => StubStyle::None,
+                None => kind.default_stub_style(),
+            };
+            let unknown_recipient = match &system.unknown_recipient {
+                None => UnknownRecipient::Reject,
+                Some(spanned) => {
+                    match spanned.get_ref() {
+                        RawUnknown::Word(word) if word == "reject" => UnknownRecipient::Reject,
+                        RawUnknown::Word(word) => return Err(at.at(
+                            spanned,
+                            key("unknown_recipient"),
+                            format!(
+                                "expected \"reject\" or {{ relay = \"SYSTEM\" }}, found \"{word}\""
+                            ),
+                        )),
+                        RawUnknown::Relay { relay } => {
+                            if !ids.contains(relay) || relay == id {
+                                return Err(at.at(spanned, key("unknown_recipient"), format!("`{relay}` is not another configured system; expected one of {}", ids.join(", "))));
+                            }
+                            UnknownRecipient::Relay(relay.clone())
+                        }
+                    }
+                }
+            };
+            let (connection, connection_line) = match &system.connection {
+                Some(table) => (table.get_ref().clone(), Some(at.line(table.span().start))),
+                None => (toml::Table::new(), None),
+            };
+            systems.push(SystemConfig {
+                id: id.clone(),
+                kind,
+                connection,
+                connection_line,
+            });
+            policies.push(SystemPolicy {
+                id: id.clone(),
+                routing_domain,
+                smart_host: system
+                    .smart_host
+                    .as_ref()
+                    .map(|h| h.get_ref().to_ascii_lowercase()),
+                stub_style,
+                unknown_recipient,
+            });
+        }
+
+        // Every stub style must be able to reach every other system.
+        for (n, system) in policies.iter().enumerate() {
+            for (m, home) in policies.iter().enumerate() {
+                if n == m {
+                    continue;
+                }
+                let missing = match system.stub_style {
+                    StubStyle::RoutingAddress if home.routing_domain.is_none() => {
+                        Some("routing_domain")
+                    }
+                    StubStyle::SmartHost if home.smart_host.is_none() => Some("smart_host"),
+                    _ => None,
+                };
+                if let Some(field) = missing {
+                    let key = format!("systems[{m}].{field}");
+                    let message = format!(
+                        "{} writes stubs routed by {field}, so {} needs a {field} (or set stub_style = \"none\" on {})",
+                        system.id, home.id, system.id
+                    );
+                    return Err(match &raw.systems[m].id {
+                        id => at.at(id, key, message),
+                    });
+                }
+            }
+        }
+
+        let mx = match raw.topology.as_ref().and_then(|t| t.mx.as_ref()) {
+            Some(mx) if !ids.contains(mx.get_ref()) => {
+                return Err(at.at(
+                    mx,
+                    "topology.mx",
+                    format!(
+                        "`{}` is not a configured system; expected one of {}",
+                        mx.get_ref(),
+                        ids.join(", ")
+                    ),
+                ))
+            }
+            Some(mx) => Some(mx.get_ref().clone()),
+            None => None,
+        };
+
+        let home_attribute = match raw.home.and_then(|h| h.attribute) {
+            None => None,
+            Some(rule) => {
+                if !ids.contains(rule.system.get_ref()) {
+                    return Err(at.at(
+                        &rule.system,
+                        "home.attribute.system",
+                        format!("`{}` is not a configured system", rule.system.get_ref()),
+                    ));
+                }
+                let mut values = BTreeMap::new();
+                for (value, system) in rule.values {
+                    if !ids.contains(system.get_ref()) {
+                        return Err(at.at(
+                            &system,
+                            format!("home.attribute.values.{value}"),
+                            format!("`{}` is not a configured system", system.get_ref()),
+                        ));
+                    }
+                    values.insert(value, system.into_inner());
+                }
+                Some(HomeAttribute {
+                    system: rule.system.into_inner(),
+                    attribute: rule.name,
+                    values,
+                })
+            }
+        };
+
+        let mut precedence = Vec::new();
+        let mut precedence_by_attribute = BTreeMap::new();
+        for (name, order) in &raw.precedence {
+            let key = format!("precedence.{}", name.get_ref());
+            if name.get_ref() != "default" && !Attributes::NAMES.contains(&name.get_ref().as_str())
+            {
+                return Err(at.at(
+                    name,
+                    key,
+                    format!(
+                        "expected `default` or an attribute name ({})",
+                        Attributes::NAMES.join(", ")
+                    ),
+                ));
+            }
+            let mut systems_in_order = Vec::new();
+            for system in order {
+                if !ids.contains(system.get_ref()) {
+                    return Err(at.at(
+                        system,
+                        key.clone(),
+                        format!("`{}` is not a configured system", system.get_ref()),
+                    ));
+                }
+                systems_in_order.push(system.get_ref().clone());
+            }
+            if name.get_ref() == "default" {
+                precedence = systems_in_order;
+            } else {
+                precedence_by_attribute.insert(name.get_ref().clone(), systems_in_order);
+            }
+        }
+
+        if !(0.0..=100.0).contains(&raw.safety.max_delete_percent) {
+            return Err(at.nowhere(
+                "safety.max_delete_percent",
+                "expected a percentage from 0 to 100",
+            ));
+        }
+
+        let store_url = match raw.store {
+            Some(store) => store.url,
+            None => {
+                let dir = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                StoreUrl::Plain(format!("sqlite:{}", dir.join("coexist.db").display()))
+            }
+        };
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            policy: Policy {
+                shared_domains,
+                systems: policies,
+                home_attribute,
+                precedence,
+                precedence_by_attribute,
+                include_disabled: raw.organisation.include_disabled,
+                mx,
+            },
+            systems,
+            store_url,
+            safety: raw.safety,
+        })
+    }
+
+    /// The store URL, its secret resolved.
+    pub fn store_url(&self) -> Result<String, ConfigError> {
+        match &self.store_url {
+            StoreUrl::Plain(url) => Ok(url.clone()),
+            StoreUrl::Secret(secret) => {
+                secret
+                    .resolve()
+                    .map(|s| s.expose().to_string())
+                    .map_err(|e| ConfigError {
+                        file: self.path.display().to_string(),
+                        line: None,
+                        key: "store.url".into(),
+                        message: e.to_string(),
+                    })
+            }
+        }
+    }
+
+    /// The system ids in configuration order.
+    pub fn system_ids(&self) -> Vec<String> {
+        self.systems.iter().map(|s| s.id.clone()).collect()
+    }
+
+    /// Resolves `path` relative to the configuration file's folder.
+    pub fn relative(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            return path.to_path_buf();
+        }
+        self.path
+            .parent()
+            .map(|dir| dir.join(path))
+            .unwrap_or_else(|| path.to_path_buf())
+    }
+
+    /// An error about `system`'s connection settings.
+    pub fn connection_error(
+        &self,
+        system: &SystemConfig,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let n = self
+            .systems
+            .iter()
+            .position(|s| s.id == system.id)
+            .unwrap_or(0);
+        ConfigError {
+            file: self.path.display().to_string(),
+            line: system.connection_line,
+            key: format!("systems[{n}].connection"),
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
