@@ -1,0 +1,374 @@
+//! Service-account authentication with domain-wide delegation.
+//!
+//! Follows "Using OAuth 2.0 for Server to Server Applications"
+//! (<https://developers.google.com/identity/protocols/oauth2/service-account>,
+//! section "Preparing to make an authorized API call" / "HTTP/REST"): a JWT
+//! signed with RS256 whose claims are `iss` (the service account's
+//! `client_email`), `scope` (space-separated), `aud` (the key's `token_uri`),
+//! `iat`, `exp` (at most an hour later) and `sub` (the admin impersonated), is
+//! exchanged at `token_uri` with
+//! `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`.
+//!
+//! The token is cached and refreshed five minutes before it expires (or at
+//! half its lifetime when that is shorter). Neither the key nor a token is
+//! ever logged: both are held in types whose `Debug` prints `[redacted]`.
+
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use coexist_connector::retry::RetryPolicy;
+use coexist_connector::{ConnectorError, Secret};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::sync::Mutex;
+
+use crate::http::{retry_after, status_error};
+
+/// The OAuth scopes coexist asks for: read users, groups and members, and
+/// domains and domain aliases (Admin SDK Directory API), and read and write
+/// the domain's shared contacts.
+pub const SCOPES: [&str; 4] = [
+    "https://www.googleapis.com/auth/admin.directory.user.readonly",
+    "https://www.googleapis.com/auth/admin.directory.group.readonly",
+    "https://www.googleapis.com/auth/admin.directory.domain.readonly",
+    "https://www.google.com/m8/feeds",
+];
+
+/// The grant type of the JWT bearer flow (RFC 7523).
+const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// How long a signed assertion is valid (Google's maximum: one hour).
+const ASSERTION_LIFETIME_SECS: u64 = 3600;
+
+/// How long before its expiry a token is replaced.
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+
+/// Why a service-account key cannot be used.
+#[derive(Debug, Error)]
+pub enum KeyError {
+    #[error("the service account key cannot be read: {0}")]
+    Unreadable(String),
+    #[error("the service account key is not a Google service-account JSON key: {0}")]
+    NotJson(String),
+    #[error("the service account key's {0} is empty")]
+    Missing(&'static str),
+    #[error("the service account key's private_key is not an RSA private key in PEM form: {0}")]
+    BadPrivateKey(String),
+}
+
+impl From<KeyError> for ConnectorError {
+    fn from(error: KeyError) -> Self {
+        ConnectorError::authentication(error.to_string())
+    }
+}
+
+/// The fields of a service-account JSON key coexist uses.
+#[derive(Deserialize)]
+struct KeyFile {
+    #[serde(default)]
+    client_email: String,
+    #[serde(default)]
+    private_key: String,
+    #[serde(default)]
+    private_key_id: Option<String>,
+    #[serde(default)]
+    token_uri: String,
+}
+
+/// A parsed service-account key.
+pub struct ServiceAccountKey {
+    client_email: String,
+    private_key_id: Option<String>,
+    token_uri: String,
+    encoding_key: EncodingKey,
+}
+
+impl fmt::Debug for ServiceAccountKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceAccountKey")
+            .field("client_email", &self.client_email)
+            .field("token_uri", &self.token_uri)
+            .field("private_key", &"[redacted]")
+            .finish()
+    }
+}
+
+impl ServiceAccountKey {
+    /// Parses the JSON key file's content.
+    pub fn parse(secret: &Secret) -> Result<Self, KeyError> {
+        let file: KeyFile = serde_json::from_str(secret.expose())
+            // serde_json's message names a position, never the content.
+            .map_err(|e| KeyError::NotJson(e.to_string()))?;
+        if file.client_email.trim().is_empty() {
+            return Err(KeyError::Missing("client_email"));
+        }
+        if file.token_uri.trim().is_empty() {
+            return Err(KeyError::Missing("token_uri"));
+        }
+        if file.private_key.trim().is_empty() {
+            return Err(KeyError::Missing("private_key"));
+        }
+        let encoding_key = EncodingKey::from_rsa_pem(file.private_key.as_bytes())
+            .map_err(|e| KeyError::BadPrivateKey(e.to_string()))?;
+        Ok(ServiceAccountKey {
+            client_email: file.client_email,
+            private_key_id: file.private_key_id.filter(|id| !id.is_empty()),
+            token_uri: file.token_uri,
+            encoding_key,
+        })
+    }
+
+    /// The service account's address (the JWT `iss`).
+    pub fn client_email(&self) -> &str {
+        &self.client_email
+    }
+
+    /// Where tokens are requested.
+    pub fn token_uri(&self) -> &str {
+        &self.token_uri
+    }
+}
+
+/// The claims of the JWT assertion.
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    scope: String,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    sub: &'a str,
+}
+
+/// A successful token response.
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// An OAuth error response (RFC 6749 section 5.2).
+#[derive(Deserialize)]
+struct TokenError {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// An access token, with the instant from which it must be replaced.
+#[derive(Clone)]
+pub struct AccessToken {
+    value: Secret,
+    refresh_at: Instant,
+}
+
+impl AccessToken {
+    /// The `Authorization` header value.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.value.expose())
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken([redacted])")
+    }
+}
+
+/// Obtains and caches access tokens for one service account and admin.
+pub struct TokenSource {
+    key: ServiceAccountKey,
+    subject: String,
+    scopes: String,
+    client: reqwest::Client,
+    retry: RetryPolicy,
+    cached: Mutex<Option<AccessToken>>,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("key", &self.key)
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSource {
+    pub fn new(
+        key: ServiceAccountKey,
+        subject: &str,
+        client: reqwest::Client,
+        retry: RetryPolicy,
+    ) -> Self {
+        TokenSource {
+            key,
+            subject: subject.to_string(),
+            scopes: SCOPES.join(" "),
+            client,
+            retry,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// A valid token: the cached one, or a new one when it is close to its
+    /// expiry. Concurrent callers wait for one request.
+    pub async fn token(&self) -> Result<AccessToken, ConnectorError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(token) = cached.as_ref() {
+            if Instant::now() < token.refresh_at {
+                return Ok(token.clone());
+            }
+        }
+        let token = self
+            .retry
+            .run("requesting an access token", || self.request_token())
+            .await?;
+        *cached = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Forgets `rejected` (a token the API answered 401 to), so the next
+    /// [`Self::token`] requests a new one. A token already replaced by
+    /// another task is left alone.
+    pub async fn invalidate(&self, rejected: &AccessToken) {
+        let mut cached = self.cached.lock().await;
+        if cached
+            .as_ref()
+            .is_some_and(|token| token.value == rejected.value)
+        {
+            *cached = None;
+        }
+    }
+
+    fn assertion(&self) -> Result<String, ConnectorError> {
+        let iat = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| ConnectorError::permanent("the system clock is before 1970"))?
+            .as_secs();
+        let claims = Claims {
+            iss: &self.key.client_email,
+            scope: self.scopes.clone(),
+            aud: &self.key.token_uri,
+            iat,
+            exp: iat + ASSERTION_LIFETIME_SECS,
+            sub: &self.subject,
+        };
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = self.key.private_key_id.clone();
+        jsonwebtoken::encode(&header, &claims, &self.key.encoding_key).map_err(|e| {
+            ConnectorError::authentication(format!(
+                "signing the token request with the service account key failed: {e}"
+            ))
+        })
+    }
+
+    async fn request_token(&self) -> Result<AccessToken, ConnectorError> {
+        let what = "requesting an access token";
+        let assertion = self.assertion()?;
+        let started = Instant::now();
+        let response = self
+            .client
+            .post(&self.key.token_uri)
+            .form(&[
+                ("grant_type", GRANT_TYPE),
+                ("assertion", assertion.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| {
+                ConnectorError::retryable(format!(
+                    "{what} from {}: {}",
+                    self.key.token_uri,
+                    crate::http::describe_transport_error(&e)
+                ))
+            })?;
+        let status = response.status();
+        let wait = retry_after(response.headers());
+        let body = response.bytes().await.map_err(|e| {
+            ConnectorError::retryable(format!(
+                "{what}: reading the answer: {}",
+                crate::http::describe_transport_error(&e)
+            ))
+        })?;
+        if status.is_success() {
+            let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+                ConnectorError::permanent(format!(
+                    "{what}: the token endpoint's answer is not a token response: {e}"
+                ))
+            })?;
+            let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3600));
+            let margin = REFRESH_MARGIN.min(lifetime / 2);
+            tracing::debug!(
+                lifetime_s = lifetime.as_secs(),
+                "obtained an access token for {}",
+                self.subject
+            );
+            return Ok(AccessToken {
+                value: Secret::new(token.access_token),
+                refresh_at: started + lifetime - margin,
+            });
+        }
+        if status.as_u16() == 400 || status.as_u16() == 401 || status.as_u16() == 403 {
+            let detail = serde_json::from_slice::<TokenError>(&body)
+                .map(|e| match e.error_description {
+                    Some(description) if !description.is_empty() => {
+                        format!("{}: {description}", e.error)
+                    }
+                    _ => e.error,
+                })
+                .unwrap_or_else(|_| format!("HTTP {status}"));
+            return Err(ConnectorError::authentication(format!(
+                "{what} for {} as {}: the token endpoint refused: {detail} \
+                 (check the service account key, its domain-wide delegation and the scopes {})",
+                self.key.client_email, self.subject, self.scopes
+            )));
+        }
+        Err(status_error(what, status, wait, &body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_that_is_not_json_is_an_authentication_error_naming_no_content() {
+        let secret = Secret::new("-----BEGIN PRIVATE KEY----- hunter2");
+        let error = ServiceAccountKey::parse(&secret)
+            .map(|_| ())
+            .map_err(ConnectorError::from);
+        let Err(ConnectorError::Authentication { message }) = error else {
+            panic!("expected an authentication error, got {error:?}");
+        };
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn a_key_without_token_uri_is_refused() {
+        let secret =
+            Secret::new(r#"{"client_email":"sa@p.iam.gserviceaccount.com","private_key":"x"}"#);
+        let error = ServiceAccountKey::parse(&secret)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some("the service account key's token_uri is empty")
+        );
+    }
+
+    #[test]
+    fn a_private_key_that_is_not_pem_is_refused() {
+        let secret = Secret::new(
+            r#"{"client_email":"sa@p.iam.gserviceaccount.com","private_key":"not a key",
+                "token_uri":"https://oauth2.googleapis.com/token"}"#,
+        );
+        assert!(matches!(
+            ServiceAccountKey::parse(&secret),
+            Err(KeyError::BadPrivateKey(_))
+        ));
+    }
+}

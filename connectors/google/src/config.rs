@@ -1,0 +1,210 @@
+//! The configuration of a Google Workspace system.
+
+use coexist_connector::SecretRef;
+use serde::Deserialize;
+
+/// The largest `maxResults` of `users.list`
+/// (<https://developers.google.com/admin-sdk/directory/reference/rest/v1/users/list>).
+pub const MAX_PAGE_SIZE_USERS: u32 = 500;
+/// The largest `maxResults` of `groups.list` and `members.list`
+/// (<https://developers.google.com/admin-sdk/directory/reference/rest/v1/groups/list>,
+/// <https://developers.google.com/admin-sdk/directory/reference/rest/v1/members/list>).
+pub const MAX_PAGE_SIZE_GROUPS: u32 = 200;
+/// The most operations one batch request of the Domain Shared Contacts API
+/// takes (<https://developers.google.com/workspace/admin/domain-shared-contacts/perform-batch-operations>).
+pub const MAX_BATCH_OPERATIONS: usize = 100;
+
+/// How coexist reaches one Google Workspace customer.
+///
+/// Every field but `domain`, `admin` and `service_account_key` has a default,
+/// so a minimal configuration reads:
+///
+/// ```toml
+/// [systems.google]
+/// kind = "google"
+/// domain = "acmecorp.com"
+/// admin = "coexist-admin@acmecorp.com"
+/// service_account_key = { file = "/etc/coexist/google-key.json" }
+/// routing_domain = "gapps.acmecorp.com"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoogleConfig {
+    /// The customer whose users and groups are read: `my_customer` (the
+    /// admin's own customer) or a customer id such as `C03az79cb`.
+    #[serde(default = "default_customer")]
+    pub customer: String,
+    /// The primary domain; the shared contacts live in its feed.
+    pub domain: String,
+    /// The super admin that the service account impersonates (the JWT `sub`)
+    /// through domain-wide delegation.
+    pub admin: String,
+    /// The service account's JSON key file. Its `token_uri` is where tokens
+    /// are requested (tests point it at a fake).
+    pub service_account_key: SecretRef,
+    /// The Admin SDK Directory API base URL, ending in `/`.
+    #[serde(default = "default_directory_url")]
+    pub directory_url: String,
+    /// The Domain Shared Contacts API base URL, ending in `/`; the feed is
+    /// `<contacts_url><domain>/full`.
+    #[serde(default = "default_contacts_url")]
+    pub contacts_url: String,
+    /// The client-side request budget (Google's default quota is 2,400
+    /// queries a minute per user per project). Token requests are not counted.
+    #[serde(default = "default_requests_per_minute")]
+    pub requests_per_minute: u32,
+    /// The most requests in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// `maxResults` of `users.list` (at most 500).
+    #[serde(default = "default_page_size_users")]
+    pub page_size_users: u32,
+    /// `maxResults` of `groups.list` and `members.list` (at most 200).
+    #[serde(default = "default_page_size_groups")]
+    pub page_size_groups: u32,
+    /// `max-results` of the shared contacts feed.
+    #[serde(default = "default_page_size_contacts")]
+    pub page_size_contacts: u32,
+    /// Attempts in all for a request that fails transiently (throttled, 5xx).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The domain alias that delivers straight to Google (the seeds'
+    /// `gapps.acmecorp.com`); `coexist doctor` checks that it exists.
+    #[serde(default)]
+    pub routing_domain: Option<String>,
+    /// The name of the contacts' extended property that holds coexist's
+    /// marker.
+    #[serde(default = "default_marker_property")]
+    pub marker_property: String,
+    /// The backoff ceiling of the first retry, in milliseconds (it doubles
+    /// with each attempt, with full jitter).
+    #[serde(default = "default_retry_base_delay_ms")]
+    pub retry_base_delay_ms: u64,
+    /// The longest wait between two attempts, in milliseconds; a server's
+    /// `Retry-After` is honoured up to this.
+    #[serde(default = "default_retry_max_delay_ms")]
+    pub retry_max_delay_ms: u64,
+    /// Seconds a single HTTP request may take before it counts as a
+    /// transient failure.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+}
+
+impl GoogleConfig {
+    /// A configuration with every default filled in.
+    pub fn new(
+        domain: impl Into<String>,
+        admin: impl Into<String>,
+        service_account_key: SecretRef,
+    ) -> Self {
+        GoogleConfig {
+            customer: default_customer(),
+            domain: domain.into(),
+            admin: admin.into(),
+            service_account_key,
+            directory_url: default_directory_url(),
+            contacts_url: default_contacts_url(),
+            requests_per_minute: default_requests_per_minute(),
+            concurrency: default_concurrency(),
+            page_size_users: default_page_size_users(),
+            page_size_groups: default_page_size_groups(),
+            page_size_contacts: default_page_size_contacts(),
+            max_attempts: default_max_attempts(),
+            routing_domain: None,
+            marker_property: default_marker_property(),
+            retry_base_delay_ms: default_retry_base_delay_ms(),
+            retry_max_delay_ms: default_retry_max_delay_ms(),
+            request_timeout_secs: default_request_timeout_secs(),
+        }
+    }
+}
+
+fn default_customer() -> String {
+    "my_customer".to_string()
+}
+
+fn default_directory_url() -> String {
+    "https://admin.googleapis.com/admin/directory/v1/".to_string()
+}
+
+fn default_contacts_url() -> String {
+    "https://www.google.com/m8/feeds/contacts/".to_string()
+}
+
+fn default_requests_per_minute() -> u32 {
+    2400
+}
+
+fn default_concurrency() -> usize {
+    8
+}
+
+fn default_page_size_users() -> u32 {
+    MAX_PAGE_SIZE_USERS
+}
+
+fn default_page_size_groups() -> u32 {
+    MAX_PAGE_SIZE_GROUPS
+}
+
+fn default_page_size_contacts() -> u32 {
+    1000
+}
+
+fn default_max_attempts() -> u32 {
+    6
+}
+
+fn default_marker_property() -> String {
+    "coexist".to_string()
+}
+
+fn default_retry_base_delay_ms() -> u64 {
+    500
+}
+
+fn default_retry_max_delay_ms() -> u64 {
+    32_000
+}
+
+fn default_request_timeout_secs() -> u64 {
+    120
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_configuration_takes_the_documented_defaults() -> Result<(), serde_json::Error> {
+        let config: GoogleConfig = serde_json::from_str(
+            r#"{"domain":"acmecorp.com","admin":"admin@acmecorp.com",
+                "service_account_key":{"file":"/etc/coexist/key.json"}}"#,
+        )?;
+        assert_eq!(config.customer, "my_customer");
+        assert_eq!(
+            config.directory_url,
+            "https://admin.googleapis.com/admin/directory/v1/"
+        );
+        assert_eq!(
+            config.contacts_url,
+            "https://www.google.com/m8/feeds/contacts/"
+        );
+        assert_eq!(config.requests_per_minute, 2400);
+        assert_eq!(config.concurrency, 8);
+        assert_eq!(config.page_size_users, 500);
+        assert_eq!(config.page_size_groups, 200);
+        assert_eq!(config.max_attempts, 6);
+        assert_eq!(config.routing_domain, None);
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let result: Result<GoogleConfig, _> = serde_json::from_str(
+            r#"{"domain":"acmecorp.com","admin":"admin@acmecorp.com",
+                "service_account_key":{"env":"KEY"},"page_sise_users":10}"#,
+        );
+        assert!(result.is_err());
+    }
+}
