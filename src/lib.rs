@@ -8,5 +8,8 @@
 //! apply within the safety gates.
 
 pub mod config;
+pub mod connectors;
+pub mod engine;
+pub mod plan;
 pub mod reconcile;
 pub mod store;

@@ -1,0 +1,341 @@
+//! The engine: runs pull, stage, reconcile, plan and apply in order.
+//!
+//! It is the only part that holds connectors and the store at once. It
+//! decides nothing itself: what should exist comes from [`crate::reconcile`],
+//! what may run from [`gates`].
+
+pub mod gates;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use thiserror::Error;
+use tracing::{info, info_span, warn, Instrument};
+
+use coexist_connector::{Applied, Connector, ConnectorError, Operation, Progress, PullMode};
+
+use crate::config::Config;
+use crate::plan::Plan;
+use crate::reconcile::{self, Reconciliation, Staged};
+use crate::store::{AuditRecord, JournalState, StageReport, Store, StoreError};
+
+pub use gates::SourceHealth;
+
+/// Operations handed to a connector at once (Google's batch takes 100).
+const APPLY_CHUNK: usize = 100;
+
+/// A failure that stops a run.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the plan {id} was computed from a staged state that has changed since (it expected {expected}, the store is at {actual}); make a new plan")]
+    StalePlan { id: String, expected: String, actual: String },
+    #[error("the plan names the system `{0}`, which is not configured")]
+    UnknownSystem(String),
+}
+
+/// Receives progress of long steps (a progress bar, or nothing).
+pub trait ProgressSink: Send + Sync {
+    /// Starts a step; `total` when known.
+    fn start(&self, label: &str, total: Option<u64>) -> Box<dyn Progress>;
+}
+
+/// A [`ProgressSink`] that shows nothing.
+pub struct Quiet;
+
+impl ProgressSink for Quiet {
+    fn start(&self, _label: &str, _total: Option<u64>) -> Box<dyn Progress> {
+        Box::new(coexist_connector::NoProgress)
+    }
+}
+
+/// What the pull of one system did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullReport {
+    pub system: String,
+    pub mode: &'static str,
+    pub recipients: u64,
+    pub stubs: u64,
+    pub staged: StageReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub problems: Vec<coexist_connector::Problem>,
+    #[serde(skip)]
+    pub health: SourceHealth,
+}
+
+/// What applying a plan did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApplyReport {
+    pub plan: String,
+    pub done: u64,
+    pub skipped_already_done: u64,
+    pub failed: u64,
+    pub withheld: u64,
+    pub failures: Vec<String>,
+}
+
+/// Options of a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Lift the delete thresholds for this run.
+    pub allow_deletes: bool,
+    /// Who asked (recorded in the audit log).
+    pub actor: String,
+}
+
+/// The engine of one organisation.
+pub struct Engine {
+    pub config: Config,
+    pub store: Store,
+    connectors: Vec<Arc<dyn Connector>>,
+    progress: Arc<dyn ProgressSink>,
+}
+
+impl Engine {
+    /// An engine over `store` talking to `connectors` (in configuration order).
+    pub fn new(config: Config, store: Store, connectors: Vec<Arc<dyn Connector>>, progress: Arc<dyn ProgressSink>) -> Self {
+        Engine { config, store, connectors, progress }
+    }
+
+    fn connector(&self, system: &str) -> Option<&Arc<dyn Connector>> {
+        self.connectors.iter().find(|c| c.system() == system)
+    }
+
+    /// Pulls every system (concurrently) and stages what was read.
+    pub async fn pull(&self) -> Result<Vec<PullReport>, EngineError> {
+        let pulls = self.connectors.iter().map(|connector| {
+            let system = connector.system().to_string();
+            async move {
+                let cursor = self.store.cursor(&system).await?;
+                let progress = self.progress.start(&format!("pulling {system}"), None);
+                let result = connector.pull(cursor.as_ref().and_then(|c| c.cursor.as_deref()), progress.as_ref()).await;
+                self.stage(&system, result, cursor.map(|c| c.recipients)).await
+            }
+            .instrument(info_span!("system", id = %connector.system()))
+        });
+        let mut reports = Vec::new();
+        for report in futures::future::join_all(pulls).await {
+            reports.push(report?);
+        }
+        Ok(reports)
+    }
+
+    async fn stage(
+        &self,
+        system: &str,
+        result: Result<coexist_connector::Pull, ConnectorError>,
+        before: Option<i64>,
+    ) -> Result<PullReport, EngineError> {
+        let pull = match result {
+            Ok(pull) => pull,
+            Err(error) => {
+                warn!(%error, "pull failed");
+                return Ok(PullReport {
+                    system: system.to_string(),
+                    mode: "none",
+                    recipients: 0,
+                    stubs: 0,
+                    staged: StageReport::default(),
+                    error: Some(error.to_string()),
+                    problems: Vec::new(),
+                    health: SourceHealth::Failed(error.to_string()),
+                });
+            }
+        };
+        let mode = match pull.mode {
+            PullMode::Full => "full",
+            PullMode::Delta => "delta",
+        };
+        let held_before = match before {
+            Some(n) => n,
+            None => self.store.staged_recipients(system).await?,
+        };
+        let health = if pull.mode == PullMode::Full && pull.recipients.is_empty() && held_before > 0 {
+            SourceHealth::SuddenlyEmpty { before: held_before }
+        } else if !pull.complete {
+            SourceHealth::Incomplete(
+                pull.problems.first().map(|p| p.message.clone()).unwrap_or_else(|| "the connector said the read was incomplete".into()),
+            )
+        } else {
+            SourceHealth::Complete
+        };
+        let mut report = PullReport {
+            system: system.to_string(),
+            mode,
+            recipients: pull.recipients.len() as u64,
+            stubs: pull.stubs.len() as u64,
+            staged: StageReport::default(),
+            error: None,
+            problems: pull.problems.clone(),
+            health: health.clone(),
+        };
+        match health {
+            // A source that suddenly returns nothing is not believed: what
+            // was staged stays as it was.
+            SourceHealth::SuddenlyEmpty { before } => {
+                warn!(before, "the pull returned no recipients; keeping what was staged");
+            }
+            SourceHealth::Incomplete(_) => {
+                report.staged = self.store.stage_pull(system, &pull, true).await?;
+                warn!("the pull was incomplete; nothing was removed from the staged objects");
+            }
+            _ => {
+                report.staged = self.store.stage_pull(system, &pull, false).await?;
+                let recipients = self.store.staged_recipients(system).await?;
+                self.store.set_cursor(system, pull.cursor.as_deref(), recipients).await?;
+            }
+        }
+        info!(mode, recipients = report.recipients, stubs = report.stubs, added = report.staged.added, changed = report.staged.changed, removed = report.staged.removed, "pulled");
+        Ok(report)
+    }
+
+    /// Loads the staged state of every configured system.
+    pub async fn staged(&self) -> Result<Staged, EngineError> {
+        Ok(self.store.load_staged(&self.config.system_ids()).await?)
+    }
+
+    /// Reconciles the staged state, saves the GAL, and makes the plan with
+    /// its safety gates applied.
+    pub async fn plan(
+        &self,
+        health: &BTreeMap<String, SourceHealth>,
+        options: &RunOptions,
+    ) -> Result<(Plan, Reconciliation), EngineError> {
+        let staged = self.staged().await?;
+        let fingerprint = self.store.fingerprint().await?;
+        let reconciliation = reconcile::reconcile(&staged, &self.config.policy);
+        self.store.save_gal(&reconciliation.gal).await?;
+        let mut plan = Plan::new(&reconciliation, &fingerprint, crate::store::now());
+        let stubs_held: BTreeMap<String, u64> = staged.systems.iter().map(|s| (s.id.clone(), s.stubs.len() as u64)).collect();
+        gates::apply_gates(&mut plan, &self.config.safety, health, &stubs_held, options.allow_deletes);
+        Ok((plan, reconciliation))
+    }
+
+    /// Applies `plan` exactly. A plan applied before and interrupted resumes
+    /// from its journal; a new plan is refused if the staged state changed
+    /// since it was made.
+    pub async fn apply(&self, plan: &Plan, run_id: Option<i64>, options: &RunOptions) -> Result<ApplyReport, EngineError> {
+        let journal = self.store.journal_of(&plan.id).await?;
+        if journal.is_empty() {
+            let actual = self.store.fingerprint().await?;
+            if actual != plan.fingerprint {
+                return Err(EngineError::StalePlan { id: plan.id.clone(), expected: plan.fingerprint.clone(), actual });
+            }
+        } else {
+            info!(plan = %plan.id, journalled = journal.len(), "resuming a plan from its journal");
+        }
+        let body = serde_json::to_string(plan).unwrap_or_default();
+        self.store.save_plan(&plan.id, &plan.fingerprint, &body).await?;
+        self.store.set_plan_status(&plan.id, "applying").await?;
+
+        let mut report = ApplyReport { plan: plan.id.clone(), ..ApplyReport::default() };
+        let withheld: Vec<(i64, &str)> = plan.operations.iter().filter(|s| s.withheld).map(|s| (s.seq, s.system.as_str())).collect();
+        report.withheld = withheld.len() as u64;
+        if !withheld.is_empty() {
+            self.store.journal(&plan.id, &withheld, JournalState::Withheld, None).await?;
+        }
+
+        // Group by system, keeping the plan's order within each.
+        let mut by_system: BTreeMap<&str, Vec<&crate::plan::PlanStep>> = BTreeMap::new();
+        for step in plan.runnable() {
+            if journal.get(&step.seq) == Some(&JournalState::Done) {
+                report.skipped_already_done += 1;
+                continue;
+            }
+            by_system.entry(step.system.as_str()).or_default().push(step);
+        }
+        let total: u64 = by_system.values().map(|v| v.len() as u64).sum();
+        let progress = self.progress.start("applying", Some(total));
+
+        for (system, steps) in by_system {
+            let connector = self.connector(system).ok_or_else(|| EngineError::UnknownSystem(system.to_string()))?.clone();
+            let span = info_span!("system", id = %system);
+            for chunk in steps.chunks(APPLY_CHUNK) {
+                let entries: Vec<(i64, &str)> = chunk.iter().map(|s| (s.seq, system)).collect();
+                self.store.journal(&plan.id, &entries, JournalState::Started, None).await?;
+                let operations: Vec<Operation> = chunk.iter().map(|s| s.operation.clone()).collect();
+                let results = connector.apply_many(&operations).instrument(span.clone()).await;
+                for (step, result) in chunk.iter().zip(results) {
+                    self.record(plan, step, result, run_id, options, &mut report).await?;
+                }
+                progress.advance(chunk.len() as u64);
+            }
+        }
+        let status = if report.failed > 0 { "partial" } else { "applied" };
+        self.store.set_plan_status(&plan.id, status).await?;
+        Ok(report)
+    }
+
+    async fn record(
+        &self,
+        plan: &Plan,
+        step: &crate::plan::PlanStep,
+        result: Result<Applied, ConnectorError>,
+        run_id: Option<i64>,
+        options: &RunOptions,
+        report: &mut ApplyReport,
+    ) -> Result<(), EngineError> {
+        match result {
+            Ok(applied) => {
+                match (&step.operation, applied.found) {
+                    (Operation::Delete { id, .. }, _) => self.store.remove_stub(&step.system, id).await?,
+                    (_, Some(found)) => {
+                        // An update may have moved the stub (a rename): forget the old row.
+                        if let Operation::Update { id, .. } = &step.operation {
+                            if *id != found.id {
+                                self.store.remove_stub(&step.system, id).await?;
+                            }
+                        }
+                        self.store.put_stub(&step.system, &found).await?;
+                    }
+                    (_, None) => {}
+                }
+                let (before, after) = match &step.operation {
+                    Operation::Create { stub } => (None, serde_json::to_value(stub).ok()),
+                    Operation::Update { before, after, .. } => (serde_json::to_value(before).ok(), serde_json::to_value(after).ok()),
+                    Operation::Delete { stub, .. } => (serde_json::to_value(stub).ok(), None),
+                };
+                self.store
+                    .audit(&AuditRecord {
+                        at: crate::store::now(),
+                        run_id,
+                        actor: options.actor.clone(),
+                        system: step.system.clone(),
+                        action: step.action.clone(),
+                        address: step.address.clone(),
+                        before,
+                        after,
+                    })
+                    .await?;
+                self.store.journal(&plan.id, &[(step.seq, step.system.as_str())], JournalState::Done, None).await?;
+                report.done += 1;
+            }
+            Err(error) => {
+                warn!(system = %step.system, address = %step.address, %error, "operation failed");
+                let message = format!("{} {} on {}: {error}", step.action, step.address, step.system);
+                self.store
+                    .journal(&plan.id, &[(step.seq, step.system.as_str())], JournalState::Failed, Some(&message))
+                    .await?;
+                report.failed += 1;
+                report.failures.push(message);
+            }
+        }
+        Ok(())
+    }
+
+    /// Plans that an earlier run started applying and never finished.
+    pub async fn interrupted(&self) -> Result<Vec<String>, EngineError> {
+        Ok(self.store.unfinished_plans().await?)
+    }
+
+    /// Marks interrupted plans as superseded by a fresh pull and plan.
+    pub async fn supersede(&self, plans: &[String]) -> Result<(), EngineError> {
+        for id in plans {
+            self.store.set_plan_status(id, "superseded").await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! The plan document: what `coexist plan --output json` prints and
+//! `coexist apply FILE` reads.
+//!
+//! ```json
+//! { "id": "…", "fingerprint": "…", "created_at": "…",
+//!   "operations": [ { "seq": 0, "system": "ldap", "action": "create", "kind": "person",
+//!                     "address": "ann@acmecorp.com", "target": "ann@gapps.acmecorp.com",
+//!                     "reason": "…", "operation": { … } } ],
+//!   "conflicts": [ … ], "notices": [ … ], "gates": [ … ],
+//!   "summary": { "create": 1, "update": 0, "delete": 0, "withheld": 0, "conflicts": 0,
+//!                "gal": 1000, "by_system": { "ldap": { "create": 1, … } } } }
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use coexist_connector::{Operation, RecipientKind};
+
+use crate::reconcile::{Conflict, Notice, Reconciliation};
+
+/// One operation of a plan, flattened for people and scripts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanStep {
+    /// Its position in the plan (the journal's key).
+    pub seq: i64,
+    pub system: String,
+    /// `create`, `update` or `delete`.
+    pub action: String,
+    pub kind: RecipientKind,
+    /// The recipient's primary address.
+    pub address: String,
+    /// Where the stub routes, when it names a place.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    pub reason: String,
+    /// `true` when a safety gate holds this operation back.
+    #[serde(default)]
+    pub withheld: bool,
+    /// The operation itself, as the connector receives it.
+    pub operation: Operation,
+}
+
+/// A safety gate that tripped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gate {
+    /// `incomplete_source` or `delete_threshold`.
+    pub gate: String,
+    /// The system whose operations it holds back (`*` for all).
+    pub system: String,
+    /// What happened and what to do, in words.
+    pub message: String,
+}
+
+/// Counts per action.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub create: u64,
+    pub update: u64,
+    pub delete: u64,
+}
+
+impl Counts {
+    fn add(&mut self, action: &str) {
+        match action {
+            "create" => self.create += 1,
+            "update" => self.update += 1,
+            _ => self.delete += 1,
+        }
+    }
+
+    /// All operations counted.
+    pub fn total(&self) -> u64 {
+        self.create + self.update + self.delete
+    }
+}
+
+/// The summary block of a plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub create: u64,
+    pub update: u64,
+    pub delete: u64,
+    pub withheld: u64,
+    pub conflicts: u64,
+    /// GAL entries.
+    pub gal: u64,
+    /// Recipients left out because their account is disabled.
+    pub disabled: u64,
+    pub by_system: BTreeMap<String, Counts>,
+    /// The stubs each system should hold once the plan is applied.
+    pub desired_stubs: BTreeMap<String, u64>,
+}
+
+/// A plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Derived from the fingerprint and the operations: the same plan always
+    /// has the same id, so applying it twice resumes its journal.
+    pub id: String,
+    /// The staged state the plan was computed from.
+    pub fingerprint: String,
+    pub created_at: String,
+    pub operations: Vec<PlanStep>,
+    pub conflicts: Vec<Conflict>,
+    pub notices: Vec<Notice>,
+    pub gates: Vec<Gate>,
+    pub summary: Summary,
+}
+
+impl Plan {
+    /// Builds the plan of a reconciliation.
+    pub fn new(reconciliation: &Reconciliation, fingerprint: &str, created_at: String) -> Plan {
+        let operations: Vec<PlanStep> = reconciliation
+            .operations
+            .iter()
+            .enumerate()
+            .map(|(seq, planned)| {
+                let stub = planned.operation.stub();
+                PlanStep {
+                    seq: seq as i64,
+                    system: planned.system.clone(),
+                    action: planned.operation.action().to_string(),
+                    kind: stub.kind,
+                    address: stub.primary_address.clone(),
+                    target: stub.route.target().map(str::to_string),
+                    reason: planned.reason.clone(),
+                    withheld: false,
+                    operation: planned.operation.clone(),
+                }
+            })
+            .collect();
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(fingerprint.as_bytes());
+        for step in &operations {
+            hasher.update(serde_json::to_vec(&step.operation).unwrap_or_default());
+            hasher.update(step.system.as_bytes());
+        }
+        let id = hex::encode(&hasher.finalize()[..10]);
+        let mut plan = Plan {
+            id,
+            fingerprint: fingerprint.to_string(),
+            created_at,
+            operations,
+            conflicts: reconciliation.conflicts.clone(),
+            notices: reconciliation.notices.clone(),
+            gates: Vec::new(),
+            summary: Summary::default(),
+        };
+        plan.summary.gal = reconciliation.gal.len() as u64;
+        plan.summary.disabled = reconciliation.disabled as u64;
+        plan.summary.desired_stubs = reconciliation.desired_stubs.iter().map(|(k, v)| (k.clone(), *v as u64)).collect();
+        plan.recount();
+        plan
+    }
+
+    /// Recomputes the summary counts after gates changed.
+    pub fn recount(&mut self) {
+        let mut by_system: BTreeMap<String, Counts> = BTreeMap::new();
+        let (mut create, mut update, mut delete, mut withheld) = (0, 0, 0, 0);
+        for step in &self.operations {
+            if step.withheld {
+                withheld += 1;
+                continue;
+            }
+            by_system.entry(step.system.clone()).or_default().add(&step.action);
+            match step.action.as_str() {
+                "create" => create += 1,
+                "update" => update += 1,
+                _ => delete += 1,
+            }
+        }
+        self.summary.create = create;
+        self.summary.update = update;
+        self.summary.delete = delete;
+        self.summary.withheld = withheld;
+        self.summary.conflicts = self.conflicts.len() as u64;
+        self.summary.by_system = by_system;
+    }
+
+    /// The operations that will run (not withheld).
+    pub fn runnable(&self) -> impl Iterator<Item = &PlanStep> {
+        self.operations.iter().filter(|s| !s.withheld)
+    }
+}
