@@ -1,1 +1,211 @@
+//! coexist's connector for LDAP directories: the OpenLDAP (or qmail-ldap,
+//! Postfix/Dovecot) directory behind a mail server, and Active Directory.
+//!
+//! It reads recipients (people, contacts, groups with their members
+//! resolved) and coexist's own stubs, incrementally where the server allows
+//! it (RFC 4533 content sync or `modifyTimestamp` on OpenLDAP; DirSync or
+//! `uSNChanged` on AD), and writes stubs: forwarding entries
+//! (`inetLocalMailRecipient` or qmail-ldap) or AD mail contacts. It decides
+//! nothing: what to write comes from the engine's plan.
+//!
+//! Every stub carries coexist's marker (`coexist:<anchor>`) in the
+//! configured marker attribute (default `description`, which both
+//! `inetOrgPerson` and the AD `contact` class allow); an entry without the
+//! marker is never updated or deleted.
 
+pub mod config;
+pub mod conn;
+pub mod cursor;
+pub mod dirsync;
+pub mod entry;
+pub mod escape;
+pub mod read;
+mod sync;
+pub mod write;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coexist_connector::{Applied, Connector, ConnectorError, Finding, Operation, Progress, Pull};
+use futures::stream::{self, StreamExt};
+use tracing::Instrument;
+
+pub use config::{AttributeMap, Flavor, LdapConfig, StubSchema};
+
+/// How many operations `apply_many` keeps in flight on one connection.
+const WRITE_CONCURRENCY: usize = 16;
+
+type ApplyFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Applied, ConnectorError>> + Send + 'a>,
+>;
+
+/// A connection to one LDAP or AD system.
+pub struct LdapConnector {
+    system: String,
+    config: LdapConfig,
+    reader: read::Reader,
+    writer: write::Writer,
+    conn: tokio::sync::Mutex<Option<ldap3::Ldap>>,
+}
+
+impl std::fmt::Debug for LdapConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapConnector")
+            .field("system", &self.system)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl LdapConnector {
+    /// A connector for `system` (its id in the configuration). Checks the
+    /// configuration; connects on first use.
+    pub fn new(system: &str, config: LdapConfig) -> Result<Self, ConnectorError> {
+        config.validate().map_err(|e| {
+            ConnectorError::permanent(format!("LDAP system `{system}`: bad configuration: {e}"))
+        })?;
+        if config.insecure_skip_verify {
+            tracing::warn!(
+                system,
+                "insecure_skip_verify is on: TLS certificates are not checked"
+            );
+        }
+        let reader = read::Reader::new(system, &config);
+        let writer = write::Writer::new(system, &config);
+        Ok(LdapConnector {
+            system: system.to_string(),
+            config,
+            reader,
+            writer,
+            conn: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &LdapConfig {
+        &self.config
+    }
+
+    /// A bound connection, reused while it stays open.
+    async fn ldap(&self) -> Result<ldap3::Ldap, ConnectorError> {
+        let mut guard = self.conn.lock().await;
+        if let Some(l) = guard.as_mut() {
+            if !l.is_closed() {
+                return Ok(l.clone());
+            }
+        }
+        let l = conn::connect(&self.system, &self.config).await?;
+        *guard = Some(l.clone());
+        Ok(l)
+    }
+
+    /// Forgets the cached connection after a connection-level failure.
+    async fn forget_connection(&self, error: &ConnectorError) {
+        if error.is_transient() {
+            let mut guard = self.conn.lock().await;
+            *guard = None;
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for LdapConnector {
+    fn system(&self) -> &str {
+        &self.system
+    }
+
+    async fn pull(
+        &self,
+        cursor: Option<&str>,
+        progress: &dyn Progress,
+    ) -> Result<Pull, ConnectorError> {
+        let span = tracing::info_span!("ldap_pull", system = %self.system, flavor = ?self.config.flavor, delta = cursor.is_some());
+        async {
+            let mut ldap = self.ldap().await?;
+            let result = sync::pull(&self.reader, &mut ldap, cursor, progress).await;
+            match &result {
+                Ok(p) => tracing::info!(
+                    mode = ?p.mode,
+                    recipients = p.recipients.len(),
+                    stubs = p.stubs.len(),
+                    removed = p.removed.len(),
+                    problems = p.problems.len(),
+                    complete = p.complete,
+                    "pulled"
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "pull failed");
+                    self.forget_connection(e).await;
+                }
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn apply(&self, operation: &Operation) -> Result<Applied, ConnectorError> {
+        let span = tracing::info_span!("ldap_apply", system = %self.system, action = operation.action(), anchor = %operation.stub().anchor);
+        async {
+            let mut ldap = self.ldap().await?;
+            let result = self.writer.apply(&mut ldap, operation, None).await;
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "operation failed");
+                self.forget_connection(e).await;
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Runs the operations concurrently on one connection (the server
+    /// works on several at once), after one listing of the existing stubs
+    /// so creates need no lookup each. Results come back in order.
+    async fn apply_many(&self, operations: &[Operation]) -> Vec<Result<Applied, ConnectorError>> {
+        let span = tracing::info_span!("ldap_apply_many", system = %self.system, operations = operations.len());
+        async {
+            let ldap = match self.ldap().await {
+                Ok(l) => l,
+                Err(e) => return operations.iter().map(|_| Err(e.clone())).collect(),
+            };
+            let creates = operations
+                .iter()
+                .filter(|o| matches!(o, Operation::Create { .. }))
+                .count();
+            let index: Option<Arc<HashMap<String, String>>> = if creates > 1 {
+                let mut l = ldap.clone();
+                match self.writer.stub_index(&mut l).await {
+                    Ok(i) => Some(Arc::new(i)),
+                    Err(e) => return operations.iter().map(|_| Err(e.clone())).collect(),
+                }
+            } else {
+                None
+            };
+            let mut futures: Vec<ApplyFuture<'_>> = Vec::with_capacity(operations.len());
+            for op in operations {
+                let mut l = ldap.clone();
+                let index = index.clone();
+                let writer = &self.writer;
+                futures.push(Box::pin(async move {
+                    writer.apply(&mut l, op, index.as_deref()).await
+                }));
+            }
+            let results: Vec<Result<Applied, ConnectorError>> = stream::iter(futures)
+                .buffered(WRITE_CONCURRENCY)
+                .collect()
+                .await;
+            if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
+                self.forget_connection(e).await;
+            }
+            results
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn doctor(&self) -> Vec<Finding> {
+        sync::doctor(&self.reader, &self.writer, self.ldap().await).await
+    }
+}

@@ -1,0 +1,414 @@
+//! The configuration of one LDAP or Active Directory system.
+//!
+//! Most settings have defaults that depend on the [`Flavor`]: the attribute
+//! map, the filters, the stub schema and the marker attribute. The
+//! configuration is read from the engine's TOML through serde; unknown keys
+//! are refused.
+
+use coexist_connector::SecretRef;
+use serde::Deserialize;
+
+/// Which kind of directory server the system is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flavor {
+    /// OpenLDAP (or another RFC-conforming server) behind a mail server:
+    /// inetOrgPerson, inetLocalMailRecipient, qmail-ldap; `entryUUID`
+    /// anchors; RFC 4533 content sync or `modifyTimestamp` for deltas.
+    Openldap,
+    /// Active Directory (or Samba AD): users, groups, contacts;
+    /// `objectGUID` anchors; DirSync or `uSNChanged` for deltas.
+    ActiveDirectory,
+}
+
+/// How stubs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StubSchema {
+    /// `inetOrgPerson` + `inetLocalMailRecipient` (misc.schema): `mail`,
+    /// `mailLocalAddress`, and `mailRoutingAddress` or `mailHost`.
+    InetLocalMailRecipient,
+    /// `inetOrgPerson` + `qmailUser` (qmail.schema): `mail`,
+    /// `mailAlternateAddress`, `mailForwardingAddress`,
+    /// `deliveryMode: forwardonly`, `accountStatus: active`.
+    Qmail,
+    /// An Active Directory `contact` with `mail`, `proxyAddresses` and
+    /// `targetAddress` (Exchange schema).
+    AdContact,
+}
+
+/// Overrides of the flavor's default attribute names. Every field left out
+/// keeps the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttributeMap {
+    /// The immutable identifier (`entryUUID`, `objectGUID`).
+    pub anchor: Option<String>,
+    /// The primary address (`mail`).
+    pub mail: Option<String>,
+    /// Attributes holding further addresses (`mailLocalAddress`,
+    /// `mailAlternateAddress`; on AD `proxyAddresses`, parsed by prefix).
+    pub aliases: Option<Vec<String>>,
+    pub display_name: Option<String>,
+    pub given_name: Option<String>,
+    pub surname: Option<String>,
+    pub business_phone: Option<String>,
+    pub mobile_phone: Option<String>,
+    pub title: Option<String>,
+    pub department: Option<String>,
+    pub company: Option<String>,
+    /// Group member attributes holding DNs (`member`, `uniqueMember`).
+    pub members: Option<Vec<String>>,
+}
+
+/// The resolved attribute names the connector reads (defaults + overrides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedAttributes {
+    pub anchor: String,
+    pub mail: String,
+    pub aliases: Vec<String>,
+    pub display_name: String,
+    pub given_name: String,
+    pub surname: String,
+    pub business_phone: String,
+    pub mobile_phone: String,
+    pub title: String,
+    pub department: String,
+    pub company: String,
+    pub members: Vec<String>,
+}
+
+impl ResolvedAttributes {
+    /// The defaults of `flavor` with `map`'s overrides applied.
+    pub fn resolve(flavor: Flavor, map: Option<&AttributeMap>) -> Self {
+        let mut r = match flavor {
+            Flavor::Openldap => ResolvedAttributes {
+                anchor: "entryUUID".into(),
+                mail: "mail".into(),
+                aliases: vec!["mailLocalAddress".into(), "mailAlternateAddress".into()],
+                display_name: "displayName".into(),
+                given_name: "givenName".into(),
+                surname: "sn".into(),
+                business_phone: "telephoneNumber".into(),
+                mobile_phone: "mobile".into(),
+                title: "title".into(),
+                department: "departmentNumber".into(),
+                company: "o".into(),
+                members: vec!["member".into(), "uniqueMember".into()],
+            },
+            Flavor::ActiveDirectory => ResolvedAttributes {
+                anchor: "objectGUID".into(),
+                mail: "mail".into(),
+                aliases: vec!["proxyAddresses".into()],
+                display_name: "displayName".into(),
+                given_name: "givenName".into(),
+                surname: "sn".into(),
+                business_phone: "telephoneNumber".into(),
+                mobile_phone: "mobile".into(),
+                title: "title".into(),
+                department: "department".into(),
+                company: "company".into(),
+                members: vec!["member".into()],
+            },
+        };
+        if let Some(m) = map {
+            let set = |slot: &mut String, v: &Option<String>| {
+                if let Some(v) = v {
+                    *slot = v.clone();
+                }
+            };
+            set(&mut r.anchor, &m.anchor);
+            set(&mut r.mail, &m.mail);
+            set(&mut r.display_name, &m.display_name);
+            set(&mut r.given_name, &m.given_name);
+            set(&mut r.surname, &m.surname);
+            set(&mut r.business_phone, &m.business_phone);
+            set(&mut r.mobile_phone, &m.mobile_phone);
+            set(&mut r.title, &m.title);
+            set(&mut r.department, &m.department);
+            set(&mut r.company, &m.company);
+            if let Some(a) = &m.aliases {
+                r.aliases = a.clone();
+            }
+            if let Some(a) = &m.members {
+                r.members = a.clone();
+            }
+        }
+        r
+    }
+}
+
+/// The configuration of one LDAP or AD system.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawLdapConfig")]
+pub struct LdapConfig {
+    /// `ldap://host:port` or `ldaps://host:port`.
+    pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS.
+    pub starttls: bool,
+    /// A PEM file of the CA certificates to trust (instead of the system's).
+    pub ca_file: Option<String>,
+    /// Turn certificate verification off (logs a warning on every connect).
+    pub insecure_skip_verify: bool,
+    pub bind_dn: String,
+    pub password: SecretRef,
+    pub flavor: Flavor,
+    /// Where recipients are read (subtree searches).
+    pub base_dns: Vec<String>,
+    /// Which entries are people (and contacts); flavor default when `None`.
+    pub user_filter: Option<String>,
+    /// Which entries are groups; flavor default when `None`.
+    pub group_filter: Option<String>,
+    /// The OU stubs are written to; it must exist.
+    pub stub_base: String,
+    pub stub_schema: StubSchema,
+    /// The attribute holding coexist's marker on stubs (default
+    /// `description` on both flavors: it is allowed on `inetOrgPerson`
+    /// through `person`, and on the AD `contact` class).
+    pub marker_attribute: String,
+    /// Paged-results page size (AD's MaxPageSize is 1000).
+    pub page_size: u32,
+    /// Follow referrals and search references (by default they are
+    /// reported and skipped).
+    pub follow_referrals: bool,
+    /// Further attributes read into `Recipient::extra`.
+    pub extra_attributes: Vec<String>,
+    /// Overrides of the flavor's attribute names.
+    pub attribute_map: Option<AttributeMap>,
+    /// The timeout of every network operation, in seconds.
+    pub timeout_seconds: u64,
+}
+
+/// What the configuration file holds; turned into [`LdapConfig`] with the
+/// flavor's defaults filled in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLdapConfig {
+    url: String,
+    #[serde(default)]
+    starttls: bool,
+    #[serde(default)]
+    ca_file: Option<String>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+    bind_dn: String,
+    password: SecretRef,
+    flavor: Flavor,
+    base_dns: Vec<String>,
+    #[serde(default)]
+    user_filter: Option<String>,
+    #[serde(default)]
+    group_filter: Option<String>,
+    stub_base: String,
+    #[serde(default)]
+    stub_schema: Option<StubSchema>,
+    #[serde(default)]
+    marker_attribute: Option<String>,
+    #[serde(default)]
+    page_size: Option<u32>,
+    #[serde(default)]
+    follow_referrals: bool,
+    #[serde(default)]
+    extra_attributes: Vec<String>,
+    #[serde(default)]
+    attribute_map: Option<AttributeMap>,
+    #[serde(default)]
+    timeout_seconds: Option<u64>,
+}
+
+impl TryFrom<RawLdapConfig> for LdapConfig {
+    type Error = String;
+
+    fn try_from(raw: RawLdapConfig) -> Result<Self, Self::Error> {
+        let mut config = LdapConfig::new(
+            raw.flavor,
+            raw.url,
+            raw.bind_dn,
+            raw.password,
+            raw.base_dns,
+            raw.stub_base,
+        );
+        config.starttls = raw.starttls;
+        config.ca_file = raw.ca_file;
+        config.insecure_skip_verify = raw.insecure_skip_verify;
+        config.user_filter = raw.user_filter;
+        config.group_filter = raw.group_filter;
+        if let Some(s) = raw.stub_schema {
+            config.stub_schema = s;
+        }
+        if let Some(m) = raw.marker_attribute {
+            config.marker_attribute = m;
+        }
+        if let Some(p) = raw.page_size {
+            config.page_size = p;
+        }
+        config.follow_referrals = raw.follow_referrals;
+        config.extra_attributes = raw.extra_attributes;
+        config.attribute_map = raw.attribute_map;
+        if let Some(t) = raw.timeout_seconds {
+            config.timeout_seconds = t;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The default filter for people on OpenLDAP: mail-carrying entries of the
+/// usual person classes.
+pub const OPENLDAP_USER_FILTER: &str = "(&(|(objectClass=inetOrgPerson)(objectClass=inetLocalMailRecipient)(objectClass=qmailUser))(|(mail=*)(mailLocalAddress=*)))";
+/// The default filter for groups on OpenLDAP.
+pub const OPENLDAP_GROUP_FILTER: &str =
+    "(&(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))(mail=*))";
+/// The default filter for users and contacts on AD (computers excluded).
+pub const AD_USER_FILTER: &str = "(&(|(&(objectClass=user)(!(objectClass=computer)))(objectClass=contact))(|(mail=*)(proxyAddresses=*)))";
+/// The default filter for groups on AD.
+pub const AD_GROUP_FILTER: &str = "(&(objectClass=group)(|(mail=*)(proxyAddresses=*)))";
+
+impl LdapConfig {
+    /// A configuration with the flavor's defaults.
+    pub fn new(
+        flavor: Flavor,
+        url: impl Into<String>,
+        bind_dn: impl Into<String>,
+        password: SecretRef,
+        base_dns: Vec<String>,
+        stub_base: impl Into<String>,
+    ) -> Self {
+        LdapConfig {
+            url: url.into(),
+            starttls: false,
+            ca_file: None,
+            insecure_skip_verify: false,
+            bind_dn: bind_dn.into(),
+            password,
+            flavor,
+            base_dns,
+            user_filter: None,
+            group_filter: None,
+            stub_base: stub_base.into(),
+            stub_schema: match flavor {
+                Flavor::Openldap => StubSchema::InetLocalMailRecipient,
+                Flavor::ActiveDirectory => StubSchema::AdContact,
+            },
+            marker_attribute: "description".into(),
+            page_size: 1000,
+            follow_referrals: false,
+            extra_attributes: Vec::new(),
+            attribute_map: None,
+            timeout_seconds: 30,
+        }
+    }
+
+    /// Checks the settings that can be checked without a server.
+    pub fn validate(&self) -> Result<(), String> {
+        let url = self.url.to_ascii_lowercase();
+        if !(url.starts_with("ldap://")
+            || url.starts_with("ldaps://")
+            || url.starts_with("ldapi://"))
+        {
+            return Err(format!(
+                "url `{}` must start with ldap://, ldaps:// or ldapi://",
+                self.url
+            ));
+        }
+        if self.starttls && !url.starts_with("ldap://") {
+            return Err("starttls needs an ldap:// url (ldaps:// is TLS already)".into());
+        }
+        if self.base_dns.is_empty() {
+            return Err("base_dns must name at least one base DN".into());
+        }
+        if self.stub_base.trim().is_empty() {
+            return Err("stub_base must name the OU stubs are written to".into());
+        }
+        if self.marker_attribute.trim().is_empty() {
+            return Err("marker_attribute must not be empty".into());
+        }
+        if self.page_size == 0 {
+            return Err("page_size must be at least 1".into());
+        }
+        if self.timeout_seconds == 0 {
+            return Err("timeout_seconds must be at least 1".into());
+        }
+        match (self.flavor, self.stub_schema) {
+            (Flavor::ActiveDirectory, StubSchema::AdContact)
+            | (Flavor::Openldap, StubSchema::InetLocalMailRecipient | StubSchema::Qmail) => Ok(()),
+            (flavor, schema) => Err(format!(
+                "stub_schema {schema:?} does not fit flavor {flavor:?}"
+            )),
+        }
+    }
+
+    /// The filter selecting people (and contacts).
+    pub fn effective_user_filter(&self) -> &str {
+        match (&self.user_filter, self.flavor) {
+            (Some(f), _) => f,
+            (None, Flavor::Openldap) => OPENLDAP_USER_FILTER,
+            (None, Flavor::ActiveDirectory) => AD_USER_FILTER,
+        }
+    }
+
+    /// The filter selecting groups.
+    pub fn effective_group_filter(&self) -> &str {
+        match (&self.group_filter, self.flavor) {
+            (Some(f), _) => f,
+            (None, Flavor::Openldap) => OPENLDAP_GROUP_FILTER,
+            (None, Flavor::ActiveDirectory) => AD_GROUP_FILTER,
+        }
+    }
+
+    /// The attribute names in force.
+    pub fn attributes(&self) -> ResolvedAttributes {
+        ResolvedAttributes::resolve(self.flavor, self.attribute_map.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<LdapConfig, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn flavor_defaults_are_filled_in() {
+        let c = parse(
+            r#"{"url":"ldap://h","bind_dn":"cn=a","password":{"env":"X"},"flavor":"active_directory",
+                "base_dns":["DC=ad"],"stub_base":"OU=c,DC=ad"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.stub_schema, StubSchema::AdContact);
+        assert_eq!(c.page_size, 1000);
+        assert_eq!(c.timeout_seconds, 30);
+        assert_eq!(c.marker_attribute, "description");
+        assert_eq!(c.attributes().anchor, "objectGUID");
+        let o = parse(
+            r#"{"url":"ldaps://h","bind_dn":"cn=a","password":{"file":"/p"},"flavor":"openldap",
+                "base_dns":["dc=x"],"stub_base":"ou=c,dc=x","stub_schema":"qmail",
+                "attribute_map":{"department":"ou"}}"#,
+        )
+        .unwrap();
+        assert_eq!(o.stub_schema, StubSchema::Qmail);
+        assert_eq!(o.attributes().department, "ou");
+        assert_eq!(o.attributes().anchor, "entryUUID");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_settings_are_refused() {
+        let unknown = parse(
+            r#"{"url":"ldap://h","bind_dn":"cn=a","password":{"env":"X"},"flavor":"openldap",
+                "base_dns":["dc=x"],"stub_base":"ou=c","colour":"red"}"#,
+        );
+        assert!(unknown.is_err());
+        let mismatch = parse(
+            r#"{"url":"ldap://h","bind_dn":"cn=a","password":{"env":"X"},"flavor":"openldap",
+                "base_dns":["dc=x"],"stub_base":"ou=c","stub_schema":"ad_contact"}"#,
+        );
+        assert!(mismatch.unwrap_err().to_string().contains("does not fit"));
+        let starttls_on_ldaps = parse(
+            r#"{"url":"ldaps://h","starttls":true,"bind_dn":"cn=a","password":{"env":"X"},
+                "flavor":"openldap","base_dns":["dc=x"],"stub_base":"ou=c"}"#,
+        );
+        assert!(starttls_on_ldaps.is_err());
+    }
+}

@@ -1,0 +1,815 @@
+//! Directory entries and how they become recipients and stubs.
+//!
+//! Everything here is pure: an [`Entry`] (as read) goes in, a
+//! [`Classified`] comes out. Group members are resolved later, by
+//! [`crate::read`], since that may need more reads.
+
+use std::collections::{BTreeMap, HashMap};
+
+use coexist_connector::marker::{marker_value, parse_marker};
+use coexist_connector::{
+    normalize_address, Attributes, FoundStub, Problem, Recipient, RecipientKind, Route, Stub,
+};
+use ldap3::SearchEntry;
+
+use crate::config::{Flavor, LdapConfig, ResolvedAttributes, StubSchema};
+
+/// Attribute values above this count make an entry "huge": it is reported
+/// and skipped rather than loaded.
+pub const MAX_VALUES: usize = 1000;
+
+/// The prefix of the marker attribute's second value, which records a stub's
+/// kind when it is not a person (`coexist-kind:group`).
+pub const KIND_PREFIX: &str = "coexist-kind:";
+
+/// An entry as read, attribute names folded to lower case.
+#[derive(Debug, Clone, Default)]
+pub struct Entry {
+    pub dn: String,
+    attrs: HashMap<String, Vec<String>>,
+    bin: HashMap<String, Vec<Vec<u8>>>,
+}
+
+impl From<SearchEntry> for Entry {
+    fn from(e: SearchEntry) -> Self {
+        let mut attrs = HashMap::with_capacity(e.attrs.len());
+        for (k, v) in e.attrs {
+            attrs.insert(k.to_ascii_lowercase(), v);
+        }
+        let mut bin = HashMap::with_capacity(e.bin_attrs.len());
+        for (k, v) in e.bin_attrs {
+            bin.insert(k.to_ascii_lowercase(), v);
+        }
+        Entry {
+            dn: e.dn,
+            attrs,
+            bin,
+        }
+    }
+}
+
+impl Entry {
+    /// An entry built by hand (tests, and the writer's view of a stub).
+    pub fn new(dn: impl Into<String>) -> Self {
+        Entry {
+            dn: dn.into(),
+            ..Entry::default()
+        }
+    }
+
+    /// Adds values to attribute `name`.
+    pub fn with(mut self, name: &str, values: &[&str]) -> Self {
+        self.attrs
+            .entry(name.to_ascii_lowercase())
+            .or_default()
+            .extend(values.iter().map(|v| v.to_string()));
+        self
+    }
+
+    /// Adds a binary value to attribute `name`.
+    pub fn with_bin(mut self, name: &str, value: &[u8]) -> Self {
+        self.bin
+            .entry(name.to_ascii_lowercase())
+            .or_default()
+            .push(value.to_vec());
+        self
+    }
+
+    /// The string values of attribute `name` (any case; range-suffixed AD
+    /// names such as `member;range=0-1499` are matched too).
+    pub fn values(&self, name: &str) -> &[String] {
+        let key = name.to_ascii_lowercase();
+        match self.attrs.get(&key) {
+            Some(v) => v,
+            None => self
+                .attrs
+                .iter()
+                .find(|(k, _)| k.starts_with(&key) && k[key.len()..].starts_with(";range="))
+                .map(|(_, v)| v.as_slice())
+                .unwrap_or(&[]),
+        }
+    }
+
+    /// The first string value of attribute `name`, trimmed, if not empty.
+    pub fn first(&self, name: &str) -> Option<&str> {
+        self.values(name)
+            .iter()
+            .map(|v| v.trim())
+            .find(|v| !v.is_empty())
+    }
+
+    /// The raw bytes of attribute `name`'s first value, whether the library
+    /// decoded it as text or kept it binary.
+    pub fn first_bytes(&self, name: &str) -> Option<&[u8]> {
+        let key = name.to_ascii_lowercase();
+        if let Some(v) = self.bin.get(&key).and_then(|v| v.first()) {
+            return Some(v);
+        }
+        self.attrs
+            .get(&key)
+            .and_then(|v| v.first())
+            .map(|s| s.as_bytes())
+    }
+
+    /// Whether the entry has object class `class` (case-insensitive).
+    pub fn has_class(&self, class: &str) -> bool {
+        self.values("objectClass")
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(class))
+    }
+
+    /// The largest value count among the attributes (members excluded).
+    fn largest_attribute(&self, except: &[String]) -> Option<(&str, usize)> {
+        self.attrs
+            .iter()
+            .filter(|(k, _)| {
+                !except
+                    .iter()
+                    .any(|e| k.split(';').next() == Some(e.to_ascii_lowercase().as_str()))
+            })
+            .map(|(k, v)| (k.as_str(), v.len()))
+            .max_by_key(|(_, n)| *n)
+    }
+}
+
+/// An `objectGUID` (AD's little-endian byte order) as the canonical
+/// lower-case GUID string.
+pub fn guid_to_string(bytes: &[u8]) -> Option<String> {
+    let array: [u8; 16] = bytes.try_into().ok()?;
+    Some(uuid::Uuid::from_bytes_le(array).hyphenated().to_string())
+}
+
+/// The `objectGUID` bytes of a canonical GUID string (for filters).
+pub fn guid_to_bytes(guid: &str) -> Option<[u8; 16]> {
+    uuid::Uuid::parse_str(guid).ok().map(|u| u.to_bytes_le())
+}
+
+/// An RFC 4533 entryUUID (16 bytes, network order) as its text form.
+pub fn uuid_to_string(bytes: &[u8]) -> Option<String> {
+    let array: [u8; 16] = bytes.try_into().ok()?;
+    Some(uuid::Uuid::from_bytes(array).hyphenated().to_string())
+}
+
+/// What an entry turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Classified {
+    /// A recipient, with the member DNs still to resolve (groups).
+    Recipient {
+        recipient: Recipient,
+        member_dns: Vec<String>,
+        /// Problems with parts of the entry (an invalid alias) that did not
+        /// stop it from being read.
+        warnings: Vec<Problem>,
+    },
+    /// One of coexist's stubs.
+    Stub(FoundStub),
+    /// A malformed entry, skipped.
+    Problem(Problem),
+}
+
+/// The addresses in `proxyAddresses`: the `SMTP:` primary and the `smtp:`
+/// secondaries; other address types (X500:, SIP:, X400:) are ignored.
+pub fn parse_proxy_addresses(values: &[String]) -> (Option<String>, Vec<String>) {
+    let mut primary = None;
+    let mut secondary = Vec::new();
+    for v in values {
+        let v = v.trim();
+        if let Some(a) = v.strip_prefix("SMTP:") {
+            if primary.is_none() {
+                primary = Some(a.trim().to_string());
+            } else {
+                secondary.push(a.trim().to_string());
+            }
+        } else if v.len() > 5 && v[..5].eq_ignore_ascii_case("smtp:") {
+            secondary.push(v[5..].trim().to_string());
+        }
+    }
+    (primary, secondary)
+}
+
+/// Strips an `SMTP:` / `smtp:` prefix (as in `targetAddress`).
+pub fn strip_smtp(value: &str) -> &str {
+    let v = value.trim();
+    if v.len() > 5 && v[..5].eq_ignore_ascii_case("smtp:") {
+        v[5..].trim()
+    } else {
+        v
+    }
+}
+
+/// The context in which entries are classified.
+#[derive(Debug, Clone)]
+pub struct Mapper {
+    pub flavor: Flavor,
+    pub schema: StubSchema,
+    pub attrs: ResolvedAttributes,
+    pub marker_attribute: String,
+    pub extra_attributes: Vec<String>,
+}
+
+impl Mapper {
+    pub fn new(config: &LdapConfig) -> Self {
+        Mapper {
+            flavor: config.flavor,
+            schema: config.stub_schema,
+            attrs: config.attributes(),
+            marker_attribute: config.marker_attribute.clone(),
+            extra_attributes: config.extra_attributes.clone(),
+        }
+    }
+
+    /// The attributes every read asks for.
+    pub fn read_attributes(&self) -> Vec<String> {
+        let a = &self.attrs;
+        let mut names: Vec<String> = vec![
+            "objectClass".into(),
+            a.anchor.clone(),
+            a.mail.clone(),
+            a.display_name.clone(),
+            "cn".into(),
+            a.given_name.clone(),
+            a.surname.clone(),
+            a.business_phone.clone(),
+            a.mobile_phone.clone(),
+            a.title.clone(),
+            a.department.clone(),
+            a.company.clone(),
+            self.marker_attribute.clone(),
+        ];
+        names.extend(a.aliases.iter().cloned());
+        names.extend(a.members.iter().cloned());
+        names.extend(self.extra_attributes.iter().cloned());
+        match self.flavor {
+            Flavor::Openldap => names.extend(
+                [
+                    "ou",
+                    "entryCSN",
+                    "modifyTimestamp",
+                    "mailRoutingAddress",
+                    "mailHost",
+                    "mailLocalAddress",
+                    "mailForwardingAddress",
+                    "mailAlternateAddress",
+                    "deliveryMode",
+                    "accountStatus",
+                ]
+                .map(String::from),
+            ),
+            Flavor::ActiveDirectory => names.extend(
+                [
+                    "proxyAddresses",
+                    "targetAddress",
+                    "userAccountControl",
+                    "uSNChanged",
+                    "department",
+                    "company",
+                ]
+                .map(String::from),
+            ),
+        }
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|n| seen.insert(n.to_ascii_lowercase()));
+        names
+    }
+
+    /// The entry's anchor (entryUUID / objectGUID), as text.
+    pub fn anchor(&self, entry: &Entry) -> Option<String> {
+        let name = &self.attrs.anchor;
+        if name.eq_ignore_ascii_case("objectGUID") {
+            return entry.first_bytes(name).and_then(guid_to_string);
+        }
+        entry.first(name).map(|s| s.to_ascii_lowercase())
+    }
+
+    /// The anchor in the entry's marker, if it carries one.
+    pub fn marker_anchor(&self, entry: &Entry) -> Option<String> {
+        entry
+            .values(&self.marker_attribute)
+            .iter()
+            .find_map(|v| parse_marker(v.trim()).map(str::to_string))
+    }
+
+    /// Classifies one entry.
+    pub fn classify(&self, entry: &Entry) -> Classified {
+        let problem = |message: String| {
+            Classified::Problem(Problem {
+                object: entry.dn.clone(),
+                message,
+            })
+        };
+        let Some(anchor) = self.anchor(entry) else {
+            return problem(format!(
+                "the entry has no {} (the anchor coexist keys it on); skipped",
+                self.attrs.anchor
+            ));
+        };
+        if let Some(marker) = self.marker_anchor(entry) {
+            return match self.stub(entry, anchor, marker) {
+                Ok(stub) => Classified::Stub(stub),
+                Err(message) => problem(message),
+            };
+        }
+        if let Some((name, n)) = entry.largest_attribute(&self.attrs.members) {
+            if n > MAX_VALUES {
+                return problem(format!(
+                    "attribute {name} has {n} values (more than {MAX_VALUES}); the entry is skipped, clean it up"
+                ));
+            }
+        }
+        self.recipient(entry, anchor)
+    }
+
+    fn recipient(&self, entry: &Entry, anchor: String) -> Classified {
+        let problem = |message: String| {
+            Classified::Problem(Problem {
+                object: entry.dn.clone(),
+                message,
+            })
+        };
+        let a = &self.attrs;
+        let mut warnings = Vec::new();
+        let mut addresses: Vec<String> = Vec::new();
+        let mut primary: Option<String> = None;
+        for alias_attr in &a.aliases {
+            if alias_attr.eq_ignore_ascii_case("proxyAddresses") {
+                let (p, s) = parse_proxy_addresses(entry.values(alias_attr));
+                if primary.is_none() {
+                    primary = p;
+                }
+                addresses.extend(s);
+            } else {
+                addresses.extend(
+                    entry
+                        .values(alias_attr)
+                        .iter()
+                        .map(|v| v.trim().to_string()),
+                );
+            }
+        }
+        let mails: Vec<String> = entry
+            .values(&a.mail)
+            .iter()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        let primary = match (primary, mails.first()) {
+            (Some(p), _) => {
+                addresses.extend(mails.iter().cloned());
+                p
+            }
+            (None, Some(m)) => {
+                addresses.extend(mails.iter().skip(1).cloned());
+                m.clone()
+            }
+            (None, None) => {
+                return problem(format!(
+                    "the entry has no {} (no primary address); skipped",
+                    a.mail
+                ))
+            }
+        };
+        let Ok(primary_norm) = normalize_address(&primary) else {
+            return problem(format!(
+                "the primary address `{primary}` is not a valid email address; skipped"
+            ));
+        };
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(primary_norm);
+        let mut aliases = Vec::new();
+        for addr in addresses {
+            if addr.is_empty() {
+                continue;
+            }
+            match normalize_address(&addr) {
+                Ok(n) => {
+                    if seen.insert(n) {
+                        aliases.push(addr);
+                    }
+                }
+                Err(_) => warnings.push(Problem {
+                    object: entry.dn.clone(),
+                    message: format!("the address `{addr}` is not valid and was ignored"),
+                }),
+            }
+        }
+        let is_group = entry.has_class("group")
+            || entry.has_class("groupOfNames")
+            || entry.has_class("groupOfUniqueNames");
+        let kind = if is_group {
+            RecipientKind::Group
+        } else {
+            RecipientKind::Person
+        };
+        let (mailbox, forwards_to) = self.delivery(entry);
+        let enabled = match self.flavor {
+            Flavor::ActiveDirectory => entry
+                .first("userAccountControl")
+                .and_then(|v| v.parse::<i64>().ok())
+                .map(|uac| uac & 0x2 == 0)
+                .unwrap_or(true),
+            Flavor::Openldap => !entry.values("accountStatus").iter().any(|s| {
+                let s = s.trim();
+                s.eq_ignore_ascii_case("disabled") || s.eq_ignore_ascii_case("deleted")
+            }),
+        };
+        let attributes = self.attributes(entry);
+        let mut member_dns = Vec::new();
+        if is_group {
+            for m in &a.members {
+                member_dns.extend(entry.values(m).iter().cloned());
+            }
+        }
+        let mut extra = BTreeMap::new();
+        for name in &self.extra_attributes {
+            if let Some(v) = entry.first(name) {
+                extra.insert(name.clone(), v.to_string());
+            }
+        }
+        let etag = match self.flavor {
+            Flavor::Openldap => entry.first("entryCSN").map(str::to_string),
+            Flavor::ActiveDirectory => entry.first("uSNChanged").map(str::to_string),
+        };
+        Classified::Recipient {
+            recipient: Recipient {
+                anchor,
+                kind,
+                primary_address: primary,
+                aliases,
+                mailbox,
+                enabled,
+                attributes,
+                members: Vec::new(),
+                forwards_to,
+                extra,
+                etag,
+            },
+            member_dns,
+            warnings,
+        }
+    }
+
+    /// Whether the entry holds a mailbox here, and where it forwards if not.
+    fn delivery(&self, entry: &Entry) -> (bool, Option<String>) {
+        match self.flavor {
+            Flavor::ActiveDirectory => {
+                let target = entry
+                    .first("targetAddress")
+                    .map(|t| strip_smtp(t).to_string());
+                if entry.has_class("contact") {
+                    let to = target.or_else(|| entry.first(&self.attrs.mail).map(str::to_string));
+                    (false, to)
+                } else if let Some(t) = target {
+                    (false, Some(t))
+                } else {
+                    (true, None)
+                }
+            }
+            Flavor::Openldap => {
+                if let Some(r) = entry.first("mailRoutingAddress") {
+                    return (false, Some(r.to_string()));
+                }
+                let forwardonly = entry
+                    .values("deliveryMode")
+                    .iter()
+                    .any(|m| m.trim().eq_ignore_ascii_case("forwardonly"));
+                match entry.first("mailForwardingAddress") {
+                    Some(f) if forwardonly => (false, Some(f.to_string())),
+                    _ => (true, None),
+                }
+            }
+        }
+    }
+
+    fn attributes(&self, entry: &Entry) -> Attributes {
+        let a = &self.attrs;
+        let get = |name: &str| entry.first(name).map(str::to_string);
+        let display_name = get(&a.display_name).or_else(|| match self.flavor {
+            Flavor::Openldap => get("cn"),
+            Flavor::ActiveDirectory => None,
+        });
+        let department = get(&a.department).or_else(|| match self.flavor {
+            Flavor::Openldap if a.department.eq_ignore_ascii_case("departmentNumber") => get("ou"),
+            _ => None,
+        });
+        Attributes {
+            display_name,
+            given_name: get(&a.given_name),
+            surname: get(&a.surname),
+            business_phone: get(&a.business_phone),
+            mobile_phone: get(&a.mobile_phone),
+            title: get(&a.title),
+            department,
+            company: get(&a.company),
+        }
+    }
+
+    /// Reads one of coexist's stubs back.
+    fn stub(&self, entry: &Entry, id: String, anchor: String) -> Result<FoundStub, String> {
+        let kind = entry
+            .values(&self.marker_attribute)
+            .iter()
+            .find_map(|v| v.trim().strip_prefix(KIND_PREFIX))
+            .map(|k| match k {
+                "group" => RecipientKind::Group,
+                "shared_mailbox" => RecipientKind::SharedMailbox,
+                "resource" => RecipientKind::Resource,
+                _ => RecipientKind::Person,
+            })
+            .unwrap_or(RecipientKind::Person);
+        let primary = entry
+            .first("mail")
+            .map(str::to_string)
+            .ok_or_else(|| "a coexist stub without mail; it will be rewritten".to_string())?;
+        let primary_norm = normalize_address(&primary).ok();
+        let mut aliases: Vec<String> = match self.schema {
+            StubSchema::InetLocalMailRecipient => entry.values("mailLocalAddress").to_vec(),
+            StubSchema::Qmail => entry.values("mailAlternateAddress").to_vec(),
+            StubSchema::AdContact => parse_proxy_addresses(entry.values("proxyAddresses")).1,
+        };
+        aliases.retain(|a| normalize_address(a).ok() != primary_norm || primary_norm.is_none());
+        aliases.sort();
+        aliases.dedup();
+        let route = match self.schema {
+            StubSchema::InetLocalMailRecipient => {
+                if let Some(r) = entry.first("mailRoutingAddress") {
+                    Route::Address(r.to_string())
+                } else if let Some(h) = entry.first("mailHost") {
+                    Route::Host(h.to_string())
+                } else {
+                    Route::DomainRouting
+                }
+            }
+            StubSchema::Qmail => {
+                if let Some(r) = entry.first("mailForwardingAddress") {
+                    Route::Address(r.to_string())
+                } else if let Some(h) = entry.first("mailHost") {
+                    Route::Host(h.to_string())
+                } else {
+                    Route::DomainRouting
+                }
+            }
+            StubSchema::AdContact => match entry.first("targetAddress") {
+                Some(t) => Route::Address(strip_smtp(t).to_string()),
+                None => Route::DomainRouting,
+            },
+        };
+        let get = |name: &str| entry.first(name).map(str::to_string);
+        let display_name = get("displayName");
+        let given_name = get("givenName");
+        let mut surname = get("sn");
+        if self.schema != StubSchema::AdContact
+            && surname.is_some()
+            && surname == Some(derived_surname(display_name.as_deref(), &primary))
+        {
+            // The writer filled the mandatory `sn` in; it was not a surname.
+            surname = None;
+        }
+        let attributes = Attributes {
+            display_name,
+            given_name,
+            surname,
+            business_phone: get("telephoneNumber"),
+            mobile_phone: get("mobile"),
+            title: get("title"),
+            department: match self.schema {
+                StubSchema::AdContact => get("department"),
+                _ => get("departmentNumber"),
+            },
+            company: match self.schema {
+                StubSchema::AdContact => get("company"),
+                _ => get("o"),
+            },
+        };
+        Ok(FoundStub {
+            id,
+            locator: entry.dn.clone(),
+            stub: Stub {
+                anchor,
+                kind,
+                primary_address: primary,
+                aliases,
+                route,
+                attributes,
+            },
+        })
+    }
+}
+
+/// The `sn` written on an inetOrgPerson stub whose recipient has no
+/// surname (`sn` is mandatory): the display name, else the local part.
+pub fn derived_surname(display_name: Option<&str>, primary: &str) -> String {
+    match display_name {
+        Some(d) if !d.trim().is_empty() => d.trim().to_string(),
+        _ => primary.split('@').next().unwrap_or(primary).to_string(),
+    }
+}
+
+/// The marker attribute's values for a stub of `anchor` and `kind`.
+pub fn marker_values(anchor: &str, kind: RecipientKind) -> Vec<String> {
+    let mut v = vec![marker_value(anchor)];
+    if kind != RecipientKind::Person {
+        v.push(format!("{KIND_PREFIX}{}", kind.as_str()));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coexist_connector::SecretRef;
+
+    fn mapper(flavor: Flavor) -> Mapper {
+        let config = LdapConfig::new(
+            flavor,
+            "ldap://x",
+            "cn=a",
+            SecretRef::Env { env: "X".into() },
+            vec!["dc=x".into()],
+            "ou=c,dc=x",
+        );
+        let mut m = Mapper::new(&config);
+        m.extra_attributes = vec!["extensionAttribute1".into()];
+        m
+    }
+
+    fn recipient(c: Classified) -> (Recipient, Vec<String>) {
+        match c {
+            Classified::Recipient {
+                recipient,
+                member_dns,
+                ..
+            } => (recipient, member_dns),
+            other => panic!("not a recipient: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn object_guids_read_as_canonical_guid_strings() {
+        // The GUID 01020304-0506-0708-090a-0b0c0d0e0f10 as AD stores it.
+        let bytes = [4, 3, 2, 1, 6, 5, 8, 7, 9, 10, 11, 12, 13, 14, 15, 16];
+        assert_eq!(
+            guid_to_string(&bytes).as_deref(),
+            Some("01020304-0506-0708-090a-0b0c0d0e0f10")
+        );
+        assert_eq!(
+            guid_to_bytes("01020304-0506-0708-090a-0b0c0d0e0f10"),
+            Some(bytes)
+        );
+        assert_eq!(guid_to_string(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn proxy_addresses_give_the_primary_and_secondaries_and_ignore_other_types() {
+        let values: Vec<String> = [
+            "smtp:alias@acmecorp.com",
+            "SMTP:Alice@AcmeCorp.com",
+            "X500:/o=Org/cn=alice",
+            "SIP:alice@acmecorp.com",
+            "smtp:a.smith@acmecorp.com",
+        ]
+        .map(String::from)
+        .to_vec();
+        let (p, s) = parse_proxy_addresses(&values);
+        assert_eq!(p.as_deref(), Some("Alice@AcmeCorp.com"));
+        assert_eq!(s, vec!["alias@acmecorp.com", "a.smith@acmecorp.com"]);
+    }
+
+    #[test]
+    fn an_ad_user_reads_with_proxy_addresses_disabled_flag_and_extra_attributes() {
+        let guid = [4, 3, 2, 1, 6, 5, 8, 7, 9, 10, 11, 12, 13, 14, 15, 16];
+        let e = Entry::new("CN=Alice,OU=People,DC=ad")
+            .with(
+                "objectClass",
+                &["top", "person", "organizationalPerson", "user"],
+            )
+            .with_bin("objectGUID", &guid)
+            .with("mail", &["alice@acmecorp.com"])
+            .with(
+                "proxyAddresses",
+                &[
+                    "SMTP:alice@acmecorp.com",
+                    "smtp:al@acmecorp.com",
+                    "X500:/o=x",
+                ],
+            )
+            .with("userAccountControl", &["514"])
+            .with("displayName", &["Alice Smith"])
+            .with("department", &["Sales"])
+            .with("extensionAttribute1", &["google"])
+            .with("uSNChanged", &["4711"]);
+        let (r, _) = recipient(mapper(Flavor::ActiveDirectory).classify(&e));
+        assert_eq!(r.anchor, "01020304-0506-0708-090a-0b0c0d0e0f10");
+        assert_eq!(r.primary_address, "alice@acmecorp.com");
+        assert_eq!(r.aliases, vec!["al@acmecorp.com"]);
+        assert!(!r.enabled, "userAccountControl bit 0x2 means disabled");
+        assert!(r.mailbox);
+        assert_eq!(r.attributes.department.as_deref(), Some("Sales"));
+        assert_eq!(
+            r.extra.get("extensionAttribute1").map(String::as_str),
+            Some("google")
+        );
+        assert_eq!(r.etag.as_deref(), Some("4711"));
+    }
+
+    #[test]
+    fn forwarding_only_entries_are_not_mailboxes() {
+        let m = mapper(Flavor::Openldap);
+        let routed = Entry::new("uid=b,dc=x")
+            .with("objectClass", &["inetOrgPerson", "inetLocalMailRecipient"])
+            .with("entryUUID", &["AAAA-1"])
+            .with("mail", &["bob@acmecorp.com"])
+            .with("mailRoutingAddress", &["bob@gapps.acmecorp.com"]);
+        let (r, _) = recipient(m.classify(&routed));
+        assert!(!r.mailbox);
+        assert_eq!(r.forwards_to.as_deref(), Some("bob@gapps.acmecorp.com"));
+        assert_eq!(r.anchor, "aaaa-1");
+        let qmail = Entry::new("uid=c,dc=x")
+            .with("objectClass", &["inetOrgPerson", "qmailUser"])
+            .with("entryUUID", &["c"])
+            .with("mail", &["carol@acmecorp.com"])
+            .with("mailForwardingAddress", &["carol@elsewhere.com"])
+            .with("deliveryMode", &["forwardonly"])
+            .with("accountStatus", &["disabled"]);
+        let (r, _) = recipient(m.classify(&qmail));
+        assert!(!r.mailbox);
+        assert!(!r.enabled, "qmail accountStatus disabled");
+        let contact = Entry::new("CN=D,DC=ad")
+            .with("objectClass", &["contact"])
+            .with_bin("objectGUID", &[7; 16])
+            .with("mail", &["dave@acmecorp.com"])
+            .with("targetAddress", &["SMTP:dave@cloud.acmecorp.com"]);
+        let (r, _) = recipient(mapper(Flavor::ActiveDirectory).classify(&contact));
+        assert!(!r.mailbox);
+        assert_eq!(r.forwards_to.as_deref(), Some("dave@cloud.acmecorp.com"));
+    }
+
+    #[test]
+    fn bad_entries_become_problems_naming_the_dn() {
+        let m = mapper(Flavor::Openldap);
+        let no_mail = Entry::new("uid=n,dc=x")
+            .with("objectClass", &["inetOrgPerson"])
+            .with("entryUUID", &["n"]);
+        let bad_mail = no_mail.clone().with("mail", &["not-an-address"]);
+        let mut huge = no_mail.clone().with("mail", &["h@acmecorp.com"]);
+        let many: Vec<String> = (0..1001).map(|i| format!("a{i}@acmecorp.com")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        huge = huge.with("mailLocalAddress", &refs);
+        for (e, needle) in [
+            (no_mail, "no mail"),
+            (bad_mail, "not a valid"),
+            (huge, "1001 values"),
+        ] {
+            match m.classify(&e) {
+                Classified::Problem(p) => {
+                    assert_eq!(p.object, "uid=n,dc=x");
+                    assert!(p.message.contains(needle), "{}", p.message);
+                }
+                other => panic!("expected a problem: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn marked_entries_read_as_stubs_never_as_recipients() {
+        let m = mapper(Flavor::Openldap);
+        let e = Entry::new("mail=eve@acmecorp.com,ou=c,dc=x")
+            .with("objectClass", &["inetOrgPerson", "inetLocalMailRecipient"])
+            .with("entryUUID", &["e1"])
+            .with("mail", &["eve@acmecorp.com"])
+            .with("mailLocalAddress", &["eve@acmecorp.com", "e@acmecorp.com"])
+            .with("mailRoutingAddress", &["eve@gapps.acmecorp.com"])
+            .with("cn", &["eve"])
+            .with("sn", &["eve"])
+            .with("description", &["coexist:google:123", "coexist-kind:group"]);
+        match m.classify(&e) {
+            Classified::Stub(s) => {
+                assert_eq!(s.id, "e1");
+                assert_eq!(s.stub.anchor, "google:123");
+                assert_eq!(s.stub.kind, RecipientKind::Group);
+                assert_eq!(s.stub.aliases, vec!["e@acmecorp.com"]);
+                assert_eq!(
+                    s.stub.route,
+                    Route::Address("eve@gapps.acmecorp.com".into())
+                );
+                assert_eq!(
+                    s.stub.attributes.surname, None,
+                    "derived sn is not a surname"
+                );
+            }
+            other => panic!("expected a stub: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn group_members_are_collected_for_resolution() {
+        let m = mapper(Flavor::Openldap);
+        let e = Entry::new("cn=g,dc=x")
+            .with("objectClass", &["groupOfNames"])
+            .with("entryUUID", &["g"])
+            .with("mail", &["g@acmecorp.com"])
+            .with("member", &["uid=a,dc=x", "cn=h,dc=x"]);
+        let (r, members) = recipient(m.classify(&e));
+        assert_eq!(r.kind, RecipientKind::Group);
+        assert_eq!(members, vec!["uid=a,dc=x", "cn=h,dc=x"]);
+    }
+}
