@@ -1,0 +1,325 @@
+//! Shared helpers of the integration tests: the test servers' settings,
+//! a private subtree per test, and a few direct LDAP calls.
+//!
+//! The servers are started by `deploy/testenv.sh up` (the README's test
+//! command does it). The settings come from the environment, or from the
+//! env file the script writes; when neither has them, the tests fail
+//! with a message saying so: they never skip silently.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use coexist_connector::SecretRef;
+use coexist_ldap::{Flavor, LdapConfig};
+use ldap3::{LdapConnAsync, LdapConnSettings, Mod, Scope, SearchEntry};
+
+fn env_file() -> &'static HashMap<String, String> {
+    static FILE: OnceLock<HashMap<String, String>> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = std::env::var("COEXIST_TESTENV_DIR")
+            .unwrap_or_else(|_| "/tmp/coexist-testenv".to_string());
+        let text = std::fs::read_to_string(PathBuf::from(dir).join("env")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    v.trim_matches('\'').trim_matches('"').to_string(),
+                )
+            })
+            .collect()
+    })
+}
+
+/// A test server setting; fails the test when it is missing.
+pub fn var(name: &str) -> String {
+    if let Ok(v) = std::env::var(name) {
+        return v;
+    }
+    match env_file().get(name) {
+        Some(v) => v.clone(),
+        None => panic!(
+            "{name} is not set: the test servers are not running. Run deploy/testenv.sh up, or the README test command"
+        ),
+    }
+}
+
+/// A random lower-case suffix.
+pub fn random() -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    (0..8)
+        .map(|_| char::from(b'a' + rng.gen_range(0..26)))
+        .collect()
+}
+
+/// A file holding `password`, for a `SecretRef::File`.
+pub fn password_file(password: &str) -> SecretRef {
+    let path = std::env::temp_dir().join(format!("coexist-ldap-test-pw-{}", random()));
+    std::fs::write(&path, password).expect("write the password file");
+    SecretRef::File {
+        file: path.display().to_string(),
+    }
+}
+
+/// Which server a test uses.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub flavor: Flavor,
+    pub url: String,
+    pub ldaps_url: String,
+    pub base: String,
+    pub bind_dn: String,
+    pub password: String,
+}
+
+impl Server {
+    pub fn slapd() -> Self {
+        Server {
+            flavor: Flavor::Openldap,
+            url: var("COEXIST_TEST_SLAPD_URL"),
+            ldaps_url: var("COEXIST_TEST_SLAPD_LDAPS_URL"),
+            base: var("COEXIST_TEST_SLAPD_BASE"),
+            bind_dn: var("COEXIST_TEST_SLAPD_BIND_DN"),
+            password: var("COEXIST_TEST_SLAPD_PASSWORD"),
+        }
+    }
+
+    /// The slapd database without syncprov.
+    pub fn slapd_plain() -> Self {
+        Server {
+            base: var("COEXIST_TEST_SLAPD_PLAIN_BASE"),
+            bind_dn: var("COEXIST_TEST_SLAPD_PLAIN_BIND_DN"),
+            ..Server::slapd()
+        }
+    }
+
+    pub fn samba() -> Self {
+        Server {
+            flavor: Flavor::ActiveDirectory,
+            url: var("COEXIST_TEST_SAMBA_URL"),
+            ldaps_url: var("COEXIST_TEST_SAMBA_LDAPS_URL"),
+            base: var("COEXIST_TEST_SAMBA_BASE"),
+            bind_dn: var("COEXIST_TEST_SAMBA_BIND_DN"),
+            password: var("COEXIST_TEST_SAMBA_PASSWORD"),
+        }
+    }
+}
+
+/// A test's own subtree `ou=t-<random>` under the server's base, with
+/// `ou=people`, `ou=groups` and `ou=coexist` in it; removed on drop.
+pub struct Subtree {
+    pub server: Server,
+    pub dn: String,
+    pub people: String,
+    pub groups: String,
+    pub stubs: String,
+}
+
+impl Subtree {
+    pub async fn new(server: Server) -> Self {
+        let dn = format!("ou=t-{},{}", random(), server.base);
+        let t = Subtree {
+            people: format!("ou=people,{dn}"),
+            groups: format!("ou=groups,{dn}"),
+            stubs: format!("ou=coexist,{dn}"),
+            dn,
+            server,
+        };
+        for ou in [&t.dn, &t.people, &t.groups, &t.stubs] {
+            let name = ou
+                .split(',')
+                .next()
+                .unwrap()
+                .trim_start_matches("ou=")
+                .to_string();
+            t.add(
+                ou,
+                vec![
+                    ("objectClass", vec!["top", "organizationalUnit"]),
+                    ("ou", vec![&name]),
+                ],
+            )
+            .await;
+        }
+        t
+    }
+
+    /// A connector configuration reading this subtree, writing stubs to its
+    /// `ou=coexist`.
+    pub fn config(&self) -> LdapConfig {
+        let mut c = LdapConfig::new(
+            self.server.flavor,
+            self.server.url.clone(),
+            self.server.bind_dn.clone(),
+            password_file(&self.server.password),
+            vec![self.dn.clone()],
+            self.stubs.clone(),
+        );
+        c.page_size = 7;
+        c
+    }
+
+    pub async fn ldap(&self) -> ldap3::Ldap {
+        admin(&self.server).await
+    }
+
+    /// Adds an entry; panics on failure.
+    pub async fn add(&self, dn: &str, attrs: Vec<(&str, Vec<&str>)>) {
+        let r = self.try_add(dn, attrs).await;
+        assert_eq!(r.rc, 0, "add {dn}: {r:?}");
+    }
+
+    pub async fn try_add(&self, dn: &str, attrs: Vec<(&str, Vec<&str>)>) -> ldap3::LdapResult {
+        let mut ldap = self.ldap().await;
+        let attrs: Vec<(String, HashSet<String>)> = attrs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
+            .collect();
+        let r = ldap.add(dn, attrs).await.expect("add");
+        let _ = ldap.unbind().await;
+        r
+    }
+
+    pub async fn modify(&self, dn: &str, mods: Vec<Mod<String>>) {
+        let mut ldap = self.ldap().await;
+        let r = ldap.modify(dn, mods).await.expect("modify");
+        assert_eq!(r.rc, 0, "modify {dn}: {r:?}");
+        let _ = ldap.unbind().await;
+    }
+
+    pub async fn delete(&self, dn: &str) {
+        let mut ldap = self.ldap().await;
+        let r = ldap.delete(dn).await.expect("delete");
+        assert_eq!(r.rc, 0, "delete {dn}: {r:?}");
+        let _ = ldap.unbind().await;
+    }
+
+    /// Entries under `base` matching `filter`.
+    pub async fn search(&self, base: &str, filter: &str, attrs: &[&str]) -> Vec<SearchEntry> {
+        let mut ldap = self.ldap().await;
+        let (entries, res) = ldap
+            .search(base, Scope::Subtree, filter, attrs.to_vec())
+            .await
+            .expect("search")
+            .success()
+            .expect("search result");
+        let _ = res;
+        let _ = ldap.unbind().await;
+        entries.into_iter().map(SearchEntry::construct).collect()
+    }
+
+    /// Adds a person `uid=<uid>` (OpenLDAP) or `cn=<uid>` user (AD).
+    pub async fn person(&self, uid: &str, mail: &str, extra: Vec<(&str, Vec<&str>)>) -> String {
+        match self.server.flavor {
+            Flavor::Openldap => {
+                let dn = format!("uid={},{}", ldap3::dn_escape(uid), self.people);
+                let mut attrs = vec![
+                    (
+                        "objectClass",
+                        vec!["inetOrgPerson", "inetLocalMailRecipient"],
+                    ),
+                    ("uid", vec![uid]),
+                    ("cn", vec![uid]),
+                    ("sn", vec![uid]),
+                    ("mail", vec![mail]),
+                ];
+                attrs.extend(extra);
+                self.add(&dn, attrs).await;
+                dn
+            }
+            Flavor::ActiveDirectory => {
+                let dn = format!("CN={},{}", ldap3::dn_escape(uid), self.people);
+                let sam = format!("t{}", &random()[..6]);
+                let mut attrs = vec![
+                    (
+                        "objectClass",
+                        vec!["top", "person", "organizationalPerson", "user"],
+                    ),
+                    ("sAMAccountName", vec![sam.as_str()]),
+                    ("mail", vec![mail]),
+                ];
+                attrs.extend(extra);
+                self.add(&dn, attrs).await;
+                dn
+            }
+        }
+    }
+}
+
+impl Drop for Subtree {
+    fn drop(&mut self) {
+        let _ = Command::new("ldapdelete")
+            .args([
+                "-x",
+                "-r",
+                "-H",
+                &self.server.url,
+                "-D",
+                &self.server.bind_dn,
+                "-w",
+                &self.server.password,
+                &self.dn,
+            ])
+            .output();
+    }
+}
+
+/// An admin connection to `server`.
+pub async fn admin(server: &Server) -> ldap3::Ldap {
+    let (conn, mut ldap) = LdapConnAsync::with_settings(LdapConnSettings::new(), &server.url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {}: {e}; run deploy/testenv.sh up", server.url));
+    tokio::spawn(async move {
+        let _ = conn.drive().await;
+    });
+    ldap.simple_bind(&server.bind_dn, &server.password)
+        .await
+        .expect("bind")
+        .success()
+        .expect("admin bind");
+    ldap
+}
+
+/// The values of `attr` (case-insensitive name) in an entry.
+pub fn values<'a>(e: &'a SearchEntry, attr: &str) -> Vec<&'a str> {
+    e.attrs
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(attr))
+        .flat_map(|(_, v)| v.iter().map(String::as_str))
+        .collect()
+}
+
+/// Runs `ldapmodify -Y EXTERNAL` on slapd's ldapi socket (cn=config).
+pub fn slapd_config(ldif: &str) {
+    use std::io::Write;
+    let mut child = Command::new("ldapmodify")
+        .args([
+            "-Q",
+            "-Y",
+            "EXTERNAL",
+            "-H",
+            &var("COEXIST_TEST_SLAPD_LDAPI"),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ldapmodify");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(ldif.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "ldapmodify on cn=config failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,565 @@
+//! The connector against the real OpenLDAP slapd of `deploy/testenv.sh`.
+
+mod common;
+
+use std::collections::HashSet;
+
+use coexist_connector::{
+    Attributes, Connector, ConnectorError, NoProgress, Operation, PullMode, RecipientKind, Route,
+    Stub, StubField,
+};
+use coexist_ldap::{LdapConnector, StubSchema};
+use common::{values, Server, Subtree};
+use ldap3::Mod;
+
+fn stub(anchor: &str, primary: &str) -> Stub {
+    Stub {
+        anchor: anchor.to_string(),
+        kind: RecipientKind::Person,
+        primary_address: primary.to_string(),
+        aliases: vec![format!("alias.{primary}")],
+        route: Route::Address(primary.replace("@acmecorp.com", "@gapps.acmecorp.com")),
+        attributes: Attributes {
+            display_name: Some("Zoë O'Neil".into()),
+            given_name: Some("Zoë".into()),
+            surname: Some("O'Neil".into()),
+            business_phone: Some("+1 555 0100".into()),
+            mobile_phone: Some("+1 555 0199".into()),
+            title: Some("Engineer".into()),
+            department: Some("R&D".into()),
+            company: Some("Acme".into()),
+        },
+    }
+}
+
+fn create(s: &Stub) -> Operation {
+    Operation::Create { stub: s.clone() }
+}
+
+#[tokio::test]
+async fn a_full_pull_reads_people_groups_forwarders_and_stubs_in_pages() {
+    let t = Subtree::new(Server::slapd()).await;
+    let mut people = Vec::new();
+    for i in 0..20 {
+        people.push(
+            t.person(
+                &format!("user{i}"),
+                &format!("user{i}@acmecorp.com"),
+                vec![],
+            )
+            .await,
+        );
+    }
+    let fwd = t
+        .person(
+            "fwd",
+            "fwd@acmecorp.com",
+            vec![("mailRoutingAddress", vec!["fwd@gapps.acmecorp.com"])],
+        )
+        .await;
+    let _ = fwd;
+    // groups: sales ⊃ inner ⊃ (user1, sales) — nested, with a cycle.
+    let sales = format!("cn=sales,{}", t.groups);
+    let inner = format!("cn=inner,{}", t.groups);
+    t.add(
+        &inner,
+        vec![
+            ("objectClass", vec!["groupOfNames"]),
+            ("cn", vec!["inner"]),
+            ("member", vec![people[1].as_str(), sales.as_str()]),
+        ],
+    )
+    .await;
+    t.add(
+        &sales,
+        vec![
+            ("objectClass", vec!["groupOfNames", "extensibleObject"]),
+            ("cn", vec!["sales"]),
+            ("mail", vec!["sales@acmecorp.com"]),
+            ("member", vec![people[0].as_str(), inner.as_str()]),
+        ],
+    )
+    .await;
+    let connector = LdapConnector::new("mail", t.config()).unwrap();
+    // one stub, written by the connector itself
+    let s = stub("google:1", "zoe@acmecorp.com");
+    connector.apply(&create(&s)).await.unwrap();
+
+    let pull = connector.pull(None, &NoProgress).await.unwrap();
+    assert_eq!(pull.mode, PullMode::Full);
+    assert!(pull.complete, "{:?}", pull.problems);
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_eq!(
+        pull.recipients.len(),
+        22,
+        "20 people, a forwarder and a group (page size 7)"
+    );
+    assert_eq!(pull.stubs.len(), 1);
+    assert_eq!(pull.stubs[0].stub.anchor, "google:1");
+    assert!(
+        pull.recipients
+            .iter()
+            .all(|r| r.primary_address != "zoe@acmecorp.com"),
+        "a stub is never a recipient"
+    );
+    let f = pull
+        .recipients
+        .iter()
+        .find(|r| r.primary_address == "fwd@acmecorp.com")
+        .unwrap();
+    assert!(!f.mailbox);
+    assert_eq!(f.forwards_to.as_deref(), Some("fwd@gapps.acmecorp.com"));
+    let g = pull
+        .recipients
+        .iter()
+        .find(|r| r.primary_address == "sales@acmecorp.com")
+        .unwrap();
+    assert_eq!(g.kind, RecipientKind::Group);
+    assert_eq!(g.members, vec!["user0@acmecorp.com", "user1@acmecorp.com"]);
+    let u = pull
+        .recipients
+        .iter()
+        .find(|r| r.primary_address == "user3@acmecorp.com")
+        .unwrap();
+    assert!(u.mailbox && u.enabled);
+    assert_eq!(u.anchor.len(), 36, "entryUUID anchor: {}", u.anchor);
+    assert!(u.etag.is_some(), "entryCSN as etag");
+    assert!(pull.cursor.unwrap().contains("syncrepl"));
+}
+
+#[tokio::test]
+async fn bad_entries_are_reported_with_their_dn_and_skipped() {
+    let t = Subtree::new(Server::slapd()).await;
+    t.person("good", "good@acmecorp.com", vec![]).await;
+    t.person("dup1", "dup@acmecorp.com", vec![]).await;
+    t.person("dup2", "DUP@acmecorp.com", vec![]).await;
+    t.person("invalid", "not-an-address", vec![]).await;
+    let many: Vec<String> = (0..1001).map(|i| format!("h{i}@acmecorp.com")).collect();
+    t.person(
+        "huge",
+        "huge@acmecorp.com",
+        vec![(
+            "mailLocalAddress",
+            many.iter().map(String::as_str).collect(),
+        )],
+    )
+    .await;
+    let nomail = format!("uid=nomail,{}", t.people);
+    t.add(
+        &nomail,
+        vec![
+            ("objectClass", vec!["inetOrgPerson"]),
+            ("uid", vec!["nomail"]),
+            ("cn", vec!["n"]),
+            ("sn", vec!["n"]),
+        ],
+    )
+    .await;
+    let mut config = t.config();
+    config.user_filter = Some("(objectClass=inetOrgPerson)".into());
+    let pull = LdapConnector::new("mail", config)
+        .unwrap()
+        .pull(None, &NoProgress)
+        .await
+        .unwrap();
+    let addresses: Vec<&str> = pull
+        .recipients
+        .iter()
+        .map(|r| r.primary_address.as_str())
+        .collect();
+    assert_eq!(addresses, vec!["good@acmecorp.com"]);
+    let text = format!("{:?}", pull.problems);
+    assert!(
+        text.contains("uid=nomail") && text.contains("no mail"),
+        "{text}"
+    );
+    assert!(
+        text.contains("uid=invalid") && text.contains("not a valid"),
+        "{text}"
+    );
+    assert!(
+        text.contains("uid=huge") && text.contains("1001 values"),
+        "{text}"
+    );
+    assert!(
+        text.contains("dup@acmecorp.com") && text.contains("several entries"),
+        "{text}"
+    );
+    assert!(pull.complete, "bad entries do not make the pull incomplete");
+}
+
+#[tokio::test]
+async fn stubs_are_created_updated_renamed_and_deleted_idempotently() {
+    let t = Subtree::new(Server::slapd()).await;
+    let connector = LdapConnector::new("mail", t.config()).unwrap();
+    let s = stub("google:42", "zoe.oneil@acmecorp.com");
+    let applied = connector.apply(&create(&s)).await.unwrap().found.unwrap();
+    assert_eq!(
+        applied.locator,
+        format!("mail=zoe.oneil@acmecorp.com,{}", t.stubs)
+    );
+    assert_eq!(applied.id.len(), 36, "the entryUUID of the new stub");
+    let e = &t
+        .search(&t.stubs, "(mail=zoe.oneil@acmecorp.com)", &["*"])
+        .await[0];
+    assert_eq!(
+        values(e, "mailRoutingAddress"),
+        ["zoe.oneil@gapps.acmecorp.com"]
+    );
+    let local: HashSet<&str> = values(e, "mailLocalAddress").into_iter().collect();
+    assert_eq!(
+        local,
+        HashSet::from(["zoe.oneil@acmecorp.com", "alias.zoe.oneil@acmecorp.com"])
+    );
+    assert_eq!(values(e, "cn"), ["Zoë O'Neil"]);
+    assert_eq!(values(e, "sn"), ["O'Neil"]);
+    assert_eq!(values(e, "telephoneNumber"), ["+1 555 0100"]);
+    assert_eq!(values(e, "mobile"), ["+1 555 0199"]);
+    assert_eq!(values(e, "departmentNumber"), ["R&D"]);
+    assert_eq!(values(e, "description"), ["coexist:google:42"]);
+
+    // A second create of the same anchor changes nothing and finds the same entry.
+    let again = connector.apply(&create(&s)).await.unwrap().found.unwrap();
+    assert_eq!(again.id, applied.id);
+    assert_eq!(
+        t.search(&t.stubs, "(description=coexist:*)", &["1.1"])
+            .await
+            .len(),
+        1
+    );
+
+    // The pull reads it back exactly as written: a second plan is empty.
+    let pull = connector.pull(None, &NoProgress).await.unwrap();
+    assert_eq!(pull.stubs.len(), 1);
+    assert_eq!(StubField::changed(&pull.stubs[0].stub, &s), vec![]);
+
+    // Update: only the title changes; the entry's other values stay.
+    let mut s2 = s.clone();
+    s2.attributes.title = Some("Manager".into());
+    let csn_before = values(
+        &t.search(&t.stubs, "(mail=zoe.oneil@acmecorp.com)", &["entryCSN"])
+            .await[0],
+        "entryCSN",
+    )[0]
+    .to_string();
+    connector
+        .apply(&Operation::Update {
+            id: applied.id.clone(),
+            locator: applied.locator.clone(),
+            before: s.clone(),
+            after: s2.clone(),
+            changed: vec![StubField::Title],
+        })
+        .await
+        .unwrap();
+    let e = &t
+        .search(
+            &t.stubs,
+            "(mail=zoe.oneil@acmecorp.com)",
+            &["title", "entryCSN"],
+        )
+        .await[0];
+    assert_eq!(values(e, "title"), ["Manager"]);
+    assert_ne!(values(e, "entryCSN")[0], csn_before);
+
+    // A primary-address change renames the entry.
+    let mut s3 = s2.clone();
+    s3.primary_address = "zoe@acmecorp.com".into();
+    let renamed = connector
+        .apply(&Operation::Update {
+            id: applied.id.clone(),
+            locator: applied.locator.clone(),
+            before: s2.clone(),
+            after: s3.clone(),
+            changed: vec![StubField::PrimaryAddress],
+        })
+        .await
+        .unwrap()
+        .found
+        .unwrap();
+    assert_eq!(
+        renamed.locator,
+        format!("mail=zoe@acmecorp.com,{}", t.stubs)
+    );
+    assert_eq!(renamed.id, applied.id, "a rename keeps the entryUUID");
+    let e = &t
+        .search(
+            &t.stubs,
+            "(description=coexist:google:42)",
+            &["mail", "mailLocalAddress"],
+        )
+        .await[0];
+    assert_eq!(values(e, "mail"), ["zoe@acmecorp.com"]);
+    assert!(values(e, "mailLocalAddress").contains(&"zoe@acmecorp.com"));
+    assert!(!values(e, "mailLocalAddress").contains(&"zoe.oneil@acmecorp.com"));
+
+    // Deleting an unmarked entry is refused.
+    let hand = t.person("hand", "hand@acmecorp.com", vec![]).await;
+    let refused = connector
+        .apply(&Operation::Delete {
+            id: "x".into(),
+            locator: hand.clone(),
+            stub: stub("google:hand", "hand@acmecorp.com"),
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(ConnectorError::Permanent { ref message }) if message.contains("marker")),
+        "{refused:?}"
+    );
+    assert_eq!(t.search(&hand, "(objectClass=*)", &["1.1"]).await.len(), 1);
+
+    // Delete, then delete again: both succeed, the entry is gone.
+    let delete = Operation::Delete {
+        id: renamed.id.clone(),
+        locator: renamed.locator.clone(),
+        stub: s3.clone(),
+    };
+    assert_eq!(connector.apply(&delete).await.unwrap().found, None);
+    assert_eq!(connector.apply(&delete).await.unwrap().found, None);
+    assert!(t
+        .search(&t.stubs, "(description=coexist:*)", &["1.1"])
+        .await
+        .is_empty());
+}
+
+#[tokio::test]
+async fn host_routes_and_group_kinds_round_trip() {
+    let t = Subtree::new(Server::slapd()).await;
+    let connector = LdapConnector::new("mail", t.config()).unwrap();
+    let mut s = stub("m365:g1", "team@acmecorp.com");
+    s.kind = RecipientKind::Group;
+    s.route = Route::Host("smtp.exchange.acmecorp.com".into());
+    s.attributes = Attributes::default();
+    connector.apply(&create(&s)).await.unwrap();
+    let e = &t.search(&t.stubs, "(mail=team@acmecorp.com)", &["*"]).await[0];
+    assert_eq!(values(e, "mailHost"), ["smtp.exchange.acmecorp.com"]);
+    assert!(values(e, "mailRoutingAddress").is_empty());
+    assert_eq!(
+        values(e, "sn"),
+        ["team"],
+        "sn is mandatory: derived from the address"
+    );
+    let pull = connector.pull(None, &NoProgress).await.unwrap();
+    assert_eq!(StubField::changed(&pull.stubs[0].stub, &s), vec![]);
+}
+
+#[tokio::test]
+async fn names_and_anchors_with_special_characters_are_escaped() {
+    let t = Subtree::new(Server::slapd()).await;
+    let connector = LdapConnector::new("mail", t.config()).unwrap();
+    let cases = [
+        (
+            "google:a*b(c)\\d",
+            "#hash+plus@acmecorp.com",
+            "Smith, John \"JJ\"",
+        ),
+        ("google:ü", "jürgen.ñandú@acmecorp.com", "Jürgen Ñandú"),
+        ("google:#lead", "o,neil@acmecorp.com", " leading space"),
+    ];
+    for (anchor, primary, name) in cases {
+        let mut s = stub(anchor, primary);
+        s.aliases.clear();
+        s.attributes.display_name = Some(name.trim().into());
+        let first = connector.apply(&create(&s)).await;
+        let first = first
+            .unwrap_or_else(|e| panic!("{primary}: {e}"))
+            .found
+            .unwrap();
+        // idempotent create: the marker lookup's filter is escaped right
+        let second = connector.apply(&create(&s)).await.unwrap().found.unwrap();
+        assert_eq!(
+            coexist_ldap::escape::normalize_dn(&first.locator),
+            coexist_ldap::escape::normalize_dn(&second.locator)
+        );
+        assert_eq!(first.id, second.id);
+    }
+    let pull = connector.pull(None, &NoProgress).await.unwrap();
+    let mut anchors: Vec<&str> = pull.stubs.iter().map(|s| s.stub.anchor.as_str()).collect();
+    anchors.sort();
+    assert_eq!(
+        anchors,
+        vec!["google:#lead", "google:a*b(c)\\d", "google:ü"]
+    );
+    for s in &pull.stubs {
+        connector
+            .apply(&Operation::Delete {
+                id: s.id.clone(),
+                locator: s.locator.clone(),
+                stub: s.stub.clone(),
+            })
+            .await
+            .unwrap();
+    }
+    assert!(t
+        .search(&t.stubs, "(description=coexist:*)", &["1.1"])
+        .await
+        .is_empty());
+}
+
+#[tokio::test]
+async fn an_incremental_pull_follows_the_content_sync_cookie() {
+    let t = Subtree::new(Server::slapd()).await;
+    let a = t.person("a", "a@acmecorp.com", vec![]).await;
+    let b = t.person("b", "b@acmecorp.com", vec![]).await;
+    t.person("c", "c@acmecorp.com", vec![]).await;
+    let connector = LdapConnector::new("mail", t.config()).unwrap();
+    let full = connector.pull(None, &NoProgress).await.unwrap();
+    assert_eq!(full.recipients.len(), 3);
+    let b_anchor = full
+        .recipients
+        .iter()
+        .find(|r| r.primary_address == "b@acmecorp.com")
+        .unwrap()
+        .anchor
+        .clone();
+    let cursor = full.cursor.unwrap();
+
+    let quiet = connector.pull(Some(&cursor), &NoProgress).await.unwrap();
+    assert_eq!(quiet.mode, PullMode::Delta);
+    assert!(
+        quiet.recipients.is_empty() && quiet.removed.is_empty(),
+        "{quiet:?}"
+    );
+
+    t.modify(
+        &a,
+        vec![Mod::Replace(
+            "title".into(),
+            HashSet::from(["Boss".to_string()]),
+        )],
+    )
+    .await;
+    t.delete(&b).await;
+    t.person("d", "d@acmecorp.com", vec![]).await;
+    let delta = connector
+        .pull(quiet.cursor.as_deref(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(delta.mode, PullMode::Delta);
+    let mut changed: Vec<&str> = delta
+        .recipients
+        .iter()
+        .map(|r| r.primary_address.as_str())
+        .collect();
+    changed.sort();
+    assert_eq!(changed, vec!["a@acmecorp.com", "d@acmecorp.com"]);
+    let a_now = delta
+        .recipients
+        .iter()
+        .find(|r| r.primary_address == "a@acmecorp.com")
+        .unwrap();
+    assert_eq!(a_now.attributes.title.as_deref(), Some("Boss"));
+    assert_eq!(delta.removed, vec![b_anchor]);
+    assert!(delta.cursor.is_some());
+}
+
+#[tokio::test]
+async fn a_cursor_the_server_rejects_leads_to_a_full_read() {
+    let t = Subtree::new(Server::slapd()).await;
+    t.person("a", "a@acmecorp.com", vec![]).await;
+    let connector = LdapConnector::new("mail", t.config()).unwrap();
+    let full = connector.pull(None, &NoProgress).await.unwrap();
+    // A cookie of a replica id the provider does not know, and a cursor of
+    // another configuration: both read everything again.
+    let cursor = full.cursor.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&cursor).unwrap();
+    let base = t.dn.clone();
+    let bogus = serde_json::json!({
+        "v": 1, "scope": v["scope"], "method": "syncrepl",
+        "cookies": { base: "cmlkPTk5OSxjc249MTk3MDAxMDEwMDAwMDAuMDAwMDAwWiMwMDAwMDAjMDAwIzAwMDAwMA==" }
+    });
+    for c in [bogus.to_string(), "garbage".to_string()] {
+        let p = connector.pull(Some(&c), &NoProgress).await.unwrap();
+        assert_eq!(p.recipients.len(), 1, "{c}");
+        assert!(p.complete);
+        assert!(p.cursor.is_some());
+    }
+}
+
+#[tokio::test]
+async fn without_syncprov_deltas_use_modify_timestamp_and_a_presence_read() {
+    let t = Subtree::new(Server::slapd_plain()).await;
+    let a = t.person("a", "a@acmecorp.com", vec![]).await;
+    let b = t.person("b", "b@acmecorp.com", vec![]).await;
+    let connector = LdapConnector::new("plain", t.config()).unwrap();
+    let full = connector.pull(None, &NoProgress).await.unwrap();
+    let cursor = full.cursor.unwrap();
+    assert!(cursor.contains("modify_timestamp"), "{cursor}");
+    let b_anchor = full
+        .recipients
+        .iter()
+        .find(|r| r.primary_address == "b@acmecorp.com")
+        .unwrap()
+        .anchor
+        .clone();
+    t.modify(
+        &a,
+        vec![Mod::Replace(
+            "title".into(),
+            HashSet::from(["Boss".to_string()]),
+        )],
+    )
+    .await;
+    t.delete(&b).await;
+    let delta = connector.pull(Some(&cursor), &NoProgress).await.unwrap();
+    assert_eq!(delta.mode, PullMode::Delta);
+    let a_now = delta
+        .recipients
+        .iter()
+        .find(|r| r.primary_address == "a@acmecorp.com")
+        .unwrap();
+    assert_eq!(a_now.attributes.title.as_deref(), Some("Boss"));
+    assert_eq!(delta.removed, vec![b_anchor]);
+}
+
+#[tokio::test]
+async fn stubs_can_be_written_in_bulk_concurrently() {
+    let t = Subtree::new(Server::slapd()).await;
+    let connector = LdapConnector::new("mail", t.config()).unwrap();
+    let ops: Vec<Operation> = (0..200)
+        .map(|i| create(&stub(&format!("google:{i}"), &format!("u{i}@acmecorp.com"))))
+        .collect();
+    let results = connector.apply_many(&ops).await;
+    assert!(
+        results.iter().all(|r| r.is_ok()),
+        "{:?}",
+        results.iter().find(|r| r.is_err())
+    );
+    for (op, r) in ops.iter().zip(&results) {
+        let found = r.as_ref().unwrap().found.as_ref().unwrap();
+        assert_eq!(
+            found.stub.anchor,
+            op.stub().anchor,
+            "results come back in order"
+        );
+    }
+    // again: every create finds its stub
+    let again = connector.apply_many(&ops).await;
+    assert!(again.iter().all(|r| r.is_ok()));
+    assert_eq!(
+        t.search(&t.stubs, "(description=coexist:*)", &["1.1"])
+            .await
+            .len(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_qmail_schema_missing_from_the_server_gives_a_clear_error() {
+    // qmail.schema is not loaded in the test slapd: this checks the error;
+    // the qmail mapping itself is checked by the unit tests of `write`.
+    let t = Subtree::new(Server::slapd()).await;
+    let mut config = t.config();
+    config.stub_schema = StubSchema::Qmail;
+    let connector = LdapConnector::new("qmail", config).unwrap();
+    let err = connector
+        .apply(&create(&stub("g:1", "q@acmecorp.com")))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ConnectorError::Permanent { .. }), "{err:?}");
+    assert!(
+        text.contains("`qmail`") && text.contains("qmail.schema"),
+        "{text}"
+    );
+}
