@@ -86,6 +86,17 @@ impl Writer {
                 .filter(|s| !s.is_empty())
                 .collect()
         };
+        if self.mapper.schema != StubSchema::AdContact {
+            if let Some(bad) = std::iter::once(&primary)
+                .chain(stub.aliases.iter())
+                .find(|a| !a.is_ascii())
+            {
+                return Err(ConnectorError::permanent(format!(
+                    "LDAP system `{}`: the address `{bad}` of {} is not ASCII; the LDAP mail attributes (IA5String) cannot hold it",
+                    self.system, stub.anchor
+                )));
+            }
+        }
         let mut aliases: Vec<String> = stub
             .aliases
             .iter()
