@@ -44,6 +44,10 @@ const ASSERTION_LIFETIME_SECS: u64 = 3600;
 /// How long before its expiry a token is replaced.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
+/// How long a refusal of the credentials is remembered, so the requests of
+/// one pull do not each ask again.
+const REFUSAL_MEMORY: Duration = Duration::from_secs(30);
+
 /// Why a service-account key cannot be used.
 #[derive(Debug, Error)]
 pub enum KeyError {
@@ -185,7 +189,14 @@ pub struct TokenSource {
     scopes: String,
     client: reqwest::Client,
     retry: RetryPolicy,
-    cached: Mutex<Option<AccessToken>>,
+    cached: Mutex<Cached>,
+}
+
+/// The current token, or the latest refusal of the credentials.
+#[derive(Default)]
+struct Cached {
+    token: Option<AccessToken>,
+    refused: Option<(Instant, ConnectorError)>,
 }
 
 impl fmt::Debug for TokenSource {
@@ -210,7 +221,7 @@ impl TokenSource {
             scopes: SCOPES.join(" "),
             client,
             retry,
-            cached: Mutex::new(None),
+            cached: Mutex::new(Cached::default()),
         }
     }
 
@@ -218,17 +229,33 @@ impl TokenSource {
     /// expiry. Concurrent callers wait for one request.
     pub async fn token(&self) -> Result<AccessToken, ConnectorError> {
         let mut cached = self.cached.lock().await;
-        if let Some(token) = cached.as_ref() {
+        if let Some(token) = cached.token.as_ref() {
             if Instant::now() < token.refresh_at {
                 return Ok(token.clone());
             }
         }
-        let token = self
+        if let Some((at, error)) = cached.refused.as_ref() {
+            if at.elapsed() < REFUSAL_MEMORY {
+                return Err(error.clone());
+            }
+        }
+        match self
             .retry
             .run("requesting an access token", || self.request_token())
-            .await?;
-        *cached = Some(token.clone());
-        Ok(token)
+            .await
+        {
+            Ok(token) => {
+                cached.token = Some(token.clone());
+                cached.refused = None;
+                Ok(token)
+            }
+            Err(error) => {
+                if matches!(error, ConnectorError::Authentication { .. }) {
+                    cached.refused = Some((Instant::now(), error.clone()));
+                }
+                Err(error)
+            }
+        }
     }
 
     /// Forgets `rejected` (a token the API answered 401 to), so the next
@@ -237,10 +264,11 @@ impl TokenSource {
     pub async fn invalidate(&self, rejected: &AccessToken) {
         let mut cached = self.cached.lock().await;
         if cached
+            .token
             .as_ref()
             .is_some_and(|token| token.value == rejected.value)
         {
-            *cached = None;
+            cached.token = None;
         }
     }
 
@@ -312,15 +340,26 @@ impl TokenSource {
                 refresh_at: started + lifetime - margin,
             });
         }
+        let refusal = serde_json::from_slice::<TokenError>(&body).ok();
+        let detail = refusal
+            .as_ref()
+            .map(|e| match &e.error_description {
+                Some(description) if !description.is_empty() => {
+                    format!("{}: {description}", e.error)
+                }
+                _ => e.error.clone(),
+            })
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        let rate_limited = refusal
+            .as_ref()
+            .is_some_and(|e| crate::http::RATE_LIMIT_REASONS.contains(&e.error.as_str()));
+        if status.as_u16() == 429 || (status.as_u16() == 403 && rate_limited) {
+            return Err(ConnectorError::throttled(
+                wait,
+                format!("{what}: HTTP {status}: {detail}"),
+            ));
+        }
         if status.as_u16() == 400 || status.as_u16() == 401 || status.as_u16() == 403 {
-            let detail = serde_json::from_slice::<TokenError>(&body)
-                .map(|e| match e.error_description {
-                    Some(description) if !description.is_empty() => {
-                        format!("{}: {description}", e.error)
-                    }
-                    _ => e.error,
-                })
-                .unwrap_or_else(|_| format!("HTTP {status}"));
             return Err(ConnectorError::authentication(format!(
                 "{what} for {} as {}: the token endpoint refused: {detail} \
                  (check the service account key, its domain-wide delegation and the scopes {})",

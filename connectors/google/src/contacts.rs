@@ -36,7 +36,7 @@ pub const REL_OTHER: &str = "http://schemas.google.com/g/2005#other";
 pub const REL_MOBILE: &str = "http://schemas.google.com/g/2005#mobile";
 /// The Atom category of a contact.
 const KIND_SCHEME: &str = "http://schemas.google.com/g/2005#kind";
-const KIND_CONTACT: &str = "http://schemas.google.com/g/2008#contact";
+const KIND_CONTACT: &str = "http://schemas.google.com/contact/2008#contact";
 
 /// One e-mail address of a contact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -469,25 +469,6 @@ pub fn parse_batch(document: &str) -> Result<Vec<BatchResult>, xml::XmlError> {
         .collect())
 }
 
-/// The reason of a GData error document
-/// (`<errors><error><internalReason>…`), or the body's start.
-pub fn gdata_error_message(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    if let Ok(root) = xml::parse(&text) {
-        let reasons: Vec<String> = root
-            .all(GD, "error")
-            .filter_map(|e| {
-                e.child_text(GD, "internalReason")
-                    .or_else(|| e.child_text(GD, "code"))
-            })
-            .collect();
-        if !reasons.is_empty() {
-            return reasons.join("; ");
-        }
-    }
-    crate::http::error_message(body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -617,11 +598,5 @@ mod tests {
             Some("https://x/full/c1/5")
         );
         Ok(())
-    }
-
-    #[test]
-    fn gdata_errors_are_read_for_their_reason() {
-        let body = br#"<errors xmlns="http://schemas.google.com/g/2005"><error><domain>GData</domain><code>invalid</code><internalReason>Invalid email</internalReason></error></errors>"#;
-        assert_eq!(gdata_error_message(body), "Invalid email");
     }
 }

@@ -250,7 +250,7 @@ struct ErrorItem {
 
 /// The reasons of a 403 that mean "slow down"
 /// (<https://developers.google.com/admin-sdk/directory/v1/limits>).
-const RATE_LIMIT_REASONS: [&str; 4] = [
+pub const RATE_LIMIT_REASONS: [&str; 4] = [
     "userRateLimitExceeded",
     "rateLimitExceeded",
     "quotaExceeded",
@@ -265,14 +265,41 @@ const PERMISSION_REASONS: [&str; 4] = [
     "authError",
 ];
 
+/// The message and reasons of an error answer: Google's JSON error body, or
+/// a GData error document
+/// (`<errors><error><domain/><code/><internalReason/></error></errors>`,
+/// <https://developers.google.com/gdata/docs/2.0/reference#ErrorResponses>).
 fn parse_error(body: &[u8]) -> Option<ErrorDetail> {
-    serde_json::from_slice::<ErrorBody>(body)
-        .ok()
-        .map(|b| b.error)
+    if let Ok(json) = serde_json::from_slice::<ErrorBody>(body) {
+        return Some(json.error);
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    let root = crate::xml::parse(text).ok()?;
+    if !root.is(crate::xml::GD, "errors") {
+        return None;
+    }
+    let errors: Vec<&crate::xml::Element> = root.all(crate::xml::GD, "error").collect();
+    let message = errors
+        .iter()
+        .filter_map(|e| {
+            e.child_text(crate::xml::GD, "internalReason")
+                .or_else(|| e.child_text(crate::xml::GD, "code"))
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(ErrorDetail {
+        message,
+        errors: errors
+            .iter()
+            .map(|e| ErrorItem {
+                reason: e.child_text(crate::xml::GD, "code").unwrap_or_default(),
+            })
+            .collect(),
+    })
 }
 
-/// The message of an error answer: Google's JSON `error.message`, or the
-/// start of the body (GData answers in plain text or XML).
+/// The message of an error answer: Google's JSON `error.message`, a GData
+/// error's reason, or the start of the body.
 pub fn error_message(body: &[u8]) -> String {
     if let Some(detail) = parse_error(body) {
         if !detail.message.is_empty() {
@@ -394,6 +421,22 @@ mod tests {
             &google_error(403, "forbidden"),
         );
         assert!(matches!(error, ConnectorError::Authentication { .. }));
+    }
+
+    #[test]
+    fn gdata_error_documents_are_classified_by_their_code() {
+        let body = br#"<?xml version="1.0"?><errors xmlns="http://schemas.google.com/g/2005"><error><domain>usageLimits</domain><code>userRateLimitExceeded</code><internalReason>User Rate Limit Exceeded</internalReason></error></errors>"#;
+        let error = status_error(
+            "reading shared contacts page 1",
+            StatusCode::FORBIDDEN,
+            None,
+            body,
+        );
+        assert!(
+            matches!(error, ConnectorError::Throttled { .. }),
+            "{error:?}"
+        );
+        assert_eq!(error_message(body), "User Rate Limit Exceeded");
     }
 
     #[test]

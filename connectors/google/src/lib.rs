@@ -798,9 +798,18 @@ impl GoogleConnector {
                 None,
                 format!("{what}: HTTP {code} {reason}"),
             )),
-            403 if reason.contains("imit") || reason.contains("uota") => Outcome::Again(
-                ConnectorError::throttled(None, format!("{what}: HTTP {code} {reason}")),
-            ),
+            403 if {
+                let reason = reason.to_lowercase();
+                reason.contains("rate limit")
+                    || reason.contains("ratelimit")
+                    || reason.contains("quota")
+            } =>
+            {
+                Outcome::Again(ConnectorError::throttled(
+                    None,
+                    format!("{what}: HTTP {code} {reason}"),
+                ))
+            }
             500..=599 => Outcome::Again(ConnectorError::retryable(format!(
                 "{what}: HTTP {code} {reason}"
             ))),
@@ -974,7 +983,7 @@ impl GoogleConnector {
         let reason = if reply.status.is_success() {
             String::new()
         } else {
-            contacts::gdata_error_message(&reply.body)
+            http::error_message(&reply.body)
         };
         self.outcome(planned, code, &reason, entry.as_ref()).await
     }
