@@ -365,24 +365,24 @@ impl Config {
             };
             let unknown_recipient = match &system.unknown_recipient {
                 None => UnknownRecipient::Reject,
-                Some(spanned) => {
-                    match spanned.get_ref() {
-                        RawUnknown::Word(word) if word == "reject" => UnknownRecipient::Reject,
-                        RawUnknown::Word(word) => return Err(at.at(
+                Some(spanned) => match spanned.get_ref() {
+                    RawUnknown::Word(word) if word == "reject" => UnknownRecipient::Reject,
+                    RawUnknown::Word(word) => {
+                        return Err(at.at(
                             spanned,
                             key("unknown_recipient"),
                             format!(
                                 "expected \"reject\" or {{ relay = \"SYSTEM\" }}, found \"{word}\""
                             ),
-                        )),
-                        RawUnknown::Relay { relay } => {
-                            if !ids.contains(relay) || relay == id {
-                                return Err(at.at(spanned, key("unknown_recipient"), format!("`{relay}` is not another configured system; expected one of {}", ids.join(", "))));
-                            }
-                            UnknownRecipient::Relay(relay.clone())
-                        }
+                        ))
                     }
-                }
+                    RawUnknown::Relay { relay } => {
+                        if !ids.contains(relay) || relay == id {
+                            return Err(at.at(spanned, key("unknown_recipient"), format!("`{relay}` is not another configured system; expected one of {}", ids.join(", "))));
+                        }
+                        UnknownRecipient::Relay(relay.clone())
+                    }
+                },
             };
             let (connection, connection_line) = match &system.connection {
                 Some(table) => (table.get_ref().clone(), Some(at.line(table.span().start))),

@@ -7,9 +7,13 @@
 //! nothing). [`engine`] runs them in order: pull, stage, reconcile, plan,
 //! apply within the safety gates.
 
+pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod demo;
 pub mod engine;
+pub mod exit;
+pub mod export;
 pub mod plan;
 pub mod reconcile;
 pub mod store;

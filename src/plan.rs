@@ -150,7 +150,11 @@ impl Plan {
         };
         plan.summary.gal = reconciliation.gal.len() as u64;
         plan.summary.disabled = reconciliation.disabled as u64;
-        plan.summary.desired_stubs = reconciliation.desired_stubs.iter().map(|(k, v)| (k.clone(), *v as u64)).collect();
+        plan.summary.desired_stubs = reconciliation
+            .desired_stubs
+            .iter()
+            .map(|(k, v)| (k.clone(), *v as u64))
+            .collect();
         plan.recount();
         plan
     }
@@ -164,7 +168,10 @@ impl Plan {
                 withheld += 1;
                 continue;
             }
-            by_system.entry(step.system.clone()).or_default().add(&step.action);
+            by_system
+                .entry(step.system.clone())
+                .or_default()
+                .add(&step.action);
             match step.action.as_str() {
                 "create" => create += 1,
                 "update" => update += 1,

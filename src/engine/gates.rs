@@ -34,7 +34,10 @@ pub fn apply_gates(
     stubs_held: &BTreeMap<String, u64>,
     allow_deletes: bool,
 ) {
-    let unhealthy: Vec<(&String, &SourceHealth)> = health.iter().filter(|(_, h)| **h != SourceHealth::Complete).collect();
+    let unhealthy: Vec<(&String, &SourceHealth)> = health
+        .iter()
+        .filter(|(_, h)| **h != SourceHealth::Complete)
+        .collect();
     let deletes_planned = plan.operations.iter().any(|s| s.action == "delete");
     if !unhealthy.is_empty() && deletes_planned {
         for step in plan.operations.iter_mut().filter(|s| s.action == "delete") {
@@ -42,7 +45,9 @@ pub fn apply_gates(
         }
         for (system, h) in unhealthy {
             let why = match h {
-                SourceHealth::Incomplete(why) => format!("the read of {system} stopped part-way ({why})"),
+                SourceHealth::Incomplete(why) => {
+                    format!("the read of {system} stopped part-way ({why})")
+                }
                 SourceHealth::SuddenlyEmpty { before } => {
                     format!("{system} returned no recipients although it held {before} at its last good read")
                 }
@@ -52,20 +57,30 @@ pub fn apply_gates(
             plan.gates.push(Gate {
                 gate: "incomplete_source".into(),
                 system: "*".into(),
-                message: format!("{why}; no stub is deleted anywhere in this run. Fix the source and run again"),
+                message: format!(
+                    "{why}; no stub is deleted anywhere in this run. Fix the source and run again"
+                ),
             });
         }
     }
 
     if !allow_deletes {
         let mut deletes: BTreeMap<&str, u64> = BTreeMap::new();
-        for step in plan.operations.iter().filter(|s| s.action == "delete" && !s.withheld) {
+        for step in plan
+            .operations
+            .iter()
+            .filter(|s| s.action == "delete" && !s.withheld)
+        {
             *deletes.entry(step.system.as_str()).or_default() += 1;
         }
         let mut tripped: Vec<(String, String)> = Vec::new();
         for (system, count) in deletes {
             let held = stubs_held.get(system).copied().unwrap_or(0);
-            let percent = if held == 0 { 100.0 } else { count as f64 * 100.0 / held as f64 };
+            let percent = if held == 0 {
+                100.0
+            } else {
+                count as f64 * 100.0 / held as f64
+            };
             let message = if count > safety.max_deletes {
                 Some(format!(
                     "{count} deletes planned on {system}, more than the limit of {} per run; check why, then run again with --allow-deletes",
@@ -84,10 +99,18 @@ pub fn apply_gates(
             }
         }
         for (system, message) in tripped {
-            for step in plan.operations.iter_mut().filter(|s| s.action == "delete" && s.system == system) {
+            for step in plan
+                .operations
+                .iter_mut()
+                .filter(|s| s.action == "delete" && s.system == system)
+            {
                 step.withheld = true;
             }
-            plan.gates.push(Gate { gate: "delete_threshold".into(), system, message });
+            plan.gates.push(Gate {
+                gate: "delete_threshold".into(),
+                system,
+                message,
+            });
         }
     }
     plan.recount();
@@ -110,26 +133,51 @@ mod tests {
         };
         let mut operations = Vec::new();
         for n in 0..creates {
-            operations.push(PlannedOperation { system: "google".into(), operation: Operation::Create { stub: stub(n) }, reason: String::new() });
+            operations.push(PlannedOperation {
+                system: "google".into(),
+                operation: Operation::Create { stub: stub(n) },
+                reason: String::new(),
+            });
         }
         for n in 0..deletes {
             operations.push(PlannedOperation {
                 system: "ldap".into(),
-                operation: Operation::Delete { id: format!("d{n}"), locator: String::new(), stub: stub(n) },
+                operation: Operation::Delete {
+                    id: format!("d{n}"),
+                    locator: String::new(),
+                    stub: stub(n),
+                },
                 reason: String::new(),
             });
         }
-        Plan::new(&Reconciliation { operations, ..Default::default() }, "fp", String::new())
+        Plan::new(
+            &Reconciliation {
+                operations,
+                ..Default::default()
+            },
+            "fp",
+            String::new(),
+        )
     }
 
     fn complete() -> BTreeMap<String, SourceHealth> {
-        [("google".to_string(), SourceHealth::Complete), ("ldap".to_string(), SourceHealth::Complete)].into()
+        [
+            ("google".to_string(), SourceHealth::Complete),
+            ("ldap".to_string(), SourceHealth::Complete),
+        ]
+        .into()
     }
 
     #[test]
     fn a_normal_run_passes_every_gate() {
         let mut plan = plan_with(3, 5);
-        apply_gates(&mut plan, &Safety::default(), &complete(), &[("ldap".to_string(), 100)].into(), false);
+        apply_gates(
+            &mut plan,
+            &Safety::default(),
+            &complete(),
+            &[("ldap".to_string(), 100)].into(),
+            false,
+        );
         assert!(plan.gates.is_empty());
         assert_eq!(plan.summary.withheld, 0);
     }
@@ -137,22 +185,46 @@ mod tests {
     #[test]
     fn more_deletes_than_the_absolute_limit_are_withheld() {
         let mut plan = plan_with(501, 5);
-        apply_gates(&mut plan, &Safety::default(), &complete(), &[("ldap".to_string(), 100_000)].into(), false);
+        apply_gates(
+            &mut plan,
+            &Safety::default(),
+            &complete(),
+            &[("ldap".to_string(), 100_000)].into(),
+            false,
+        );
         assert_eq!(plan.summary.withheld, 501);
         assert_eq!(plan.summary.create, 5, "creates still go ahead");
         assert_eq!(plan.gates[0].gate, "delete_threshold");
-        assert!(plan.gates[0].message.contains("501 deletes planned on ldap, more than the limit of 500"));
+        assert!(plan.gates[0]
+            .message
+            .contains("501 deletes planned on ldap, more than the limit of 500"));
     }
 
     #[test]
     fn more_than_the_share_of_a_systems_stubs_is_withheld_unless_allowed() {
         let mut plan = plan_with(30, 0);
-        apply_gates(&mut plan, &Safety::default(), &complete(), &[("ldap".to_string(), 100)].into(), false);
+        apply_gates(
+            &mut plan,
+            &Safety::default(),
+            &complete(),
+            &[("ldap".to_string(), 100)].into(),
+            false,
+        );
         assert_eq!(plan.summary.withheld, 30);
-        assert!(plan.gates[0].message.contains("30% of its 100 stubs"), "{}", plan.gates[0].message);
+        assert!(
+            plan.gates[0].message.contains("30% of its 100 stubs"),
+            "{}",
+            plan.gates[0].message
+        );
 
         let mut plan = plan_with(30, 0);
-        apply_gates(&mut plan, &Safety::default(), &complete(), &[("ldap".to_string(), 100)].into(), true);
+        apply_gates(
+            &mut plan,
+            &Safety::default(),
+            &complete(),
+            &[("ldap".to_string(), 100)].into(),
+            true,
+        );
         assert_eq!(plan.summary.withheld, 0);
         assert_eq!(plan.summary.delete, 30);
     }
@@ -160,21 +232,38 @@ mod tests {
     #[test]
     fn small_numbers_of_deletes_ignore_the_percentage() {
         let mut plan = plan_with(3, 0);
-        apply_gates(&mut plan, &Safety::default(), &complete(), &[("ldap".to_string(), 5)].into(), false);
+        apply_gates(
+            &mut plan,
+            &Safety::default(),
+            &complete(),
+            &[("ldap".to_string(), 5)].into(),
+            false,
+        );
         assert_eq!(plan.summary.withheld, 0);
     }
 
     #[test]
     fn an_incomplete_or_empty_source_holds_every_delete_even_when_allowed() {
-        for bad in [SourceHealth::Incomplete("page 3 failed".into()), SourceHealth::SuddenlyEmpty { before: 900 }] {
+        for bad in [
+            SourceHealth::Incomplete("page 3 failed".into()),
+            SourceHealth::SuddenlyEmpty { before: 900 },
+        ] {
             let mut health = complete();
             health.insert("google".into(), bad);
             let mut plan = plan_with(2, 4);
-            apply_gates(&mut plan, &Safety::default(), &health, &[("ldap".to_string(), 900)].into(), true);
+            apply_gates(
+                &mut plan,
+                &Safety::default(),
+                &health,
+                &[("ldap".to_string(), 900)].into(),
+                true,
+            );
             assert_eq!(plan.summary.withheld, 2);
             assert_eq!(plan.summary.create, 4);
             assert_eq!(plan.gates[0].gate, "incomplete_source");
-            assert!(plan.gates[0].message.contains("no stub is deleted anywhere"));
+            assert!(plan.gates[0]
+                .message
+                .contains("no stub is deleted anywhere"));
         }
     }
 }

@@ -31,7 +31,11 @@ pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the plan {id} was computed from a staged state that has changed since (it expected {expected}, the store is at {actual}); make a new plan")]
-    StalePlan { id: String, expected: String, actual: String },
+    StalePlan {
+        id: String,
+        expected: String,
+        actual: String,
+    },
     #[error("the plan names the system `{0}`, which is not configured")]
     UnknownSystem(String),
 }
@@ -96,8 +100,18 @@ pub struct Engine {
 
 impl Engine {
     /// An engine over `store` talking to `connectors` (in configuration order).
-    pub fn new(config: Config, store: Store, connectors: Vec<Arc<dyn Connector>>, progress: Arc<dyn ProgressSink>) -> Self {
-        Engine { config, store, connectors, progress }
+    pub fn new(
+        config: Config,
+        store: Store,
+        connectors: Vec<Arc<dyn Connector>>,
+        progress: Arc<dyn ProgressSink>,
+    ) -> Self {
+        Engine {
+            config,
+            store,
+            connectors,
+            progress,
+        }
     }
 
     fn connector(&self, system: &str) -> Option<&Arc<dyn Connector>> {
@@ -111,8 +125,14 @@ impl Engine {
             async move {
                 let cursor = self.store.cursor(&system).await?;
                 let progress = self.progress.start(&format!("pulling {system}"), None);
-                let result = connector.pull(cursor.as_ref().and_then(|c| c.cursor.as_deref()), progress.as_ref()).await;
-                self.stage(&system, result, cursor.map(|c| c.recipients)).await
+                let result = connector
+                    .pull(
+                        cursor.as_ref().and_then(|c| c.cursor.as_deref()),
+                        progress.as_ref(),
+                    )
+                    .await;
+                self.stage(&system, result, cursor.map(|c| c.recipients))
+                    .await
             }
             .instrument(info_span!("system", id = %connector.system()))
         });
@@ -153,11 +173,17 @@ impl Engine {
             Some(n) => n,
             None => self.store.staged_recipients(system).await?,
         };
-        let health = if pull.mode == PullMode::Full && pull.recipients.is_empty() && held_before > 0 {
-            SourceHealth::SuddenlyEmpty { before: held_before }
+        let health = if pull.mode == PullMode::Full && pull.recipients.is_empty() && held_before > 0
+        {
+            SourceHealth::SuddenlyEmpty {
+                before: held_before,
+            }
         } else if !pull.complete {
             SourceHealth::Incomplete(
-                pull.problems.first().map(|p| p.message.clone()).unwrap_or_else(|| "the connector said the read was incomplete".into()),
+                pull.problems
+                    .first()
+                    .map(|p| p.message.clone())
+                    .unwrap_or_else(|| "the connector said the read was incomplete".into()),
             )
         } else {
             SourceHealth::Complete
@@ -176,7 +202,10 @@ impl Engine {
             // A source that suddenly returns nothing is not believed: what
             // was staged stays as it was.
             SourceHealth::SuddenlyEmpty { before } => {
-                warn!(before, "the pull returned no recipients; keeping what was staged");
+                warn!(
+                    before,
+                    "the pull returned no recipients; keeping what was staged"
+                );
             }
             SourceHealth::Incomplete(_) => {
                 report.staged = self.store.stage_pull(system, &pull, true).await?;
@@ -185,10 +214,20 @@ impl Engine {
             _ => {
                 report.staged = self.store.stage_pull(system, &pull, false).await?;
                 let recipients = self.store.staged_recipients(system).await?;
-                self.store.set_cursor(system, pull.cursor.as_deref(), recipients).await?;
+                self.store
+                    .set_cursor(system, pull.cursor.as_deref(), recipients)
+                    .await?;
             }
         }
-        info!(mode, recipients = report.recipients, stubs = report.stubs, added = report.staged.added, changed = report.staged.changed, removed = report.staged.removed, "pulled");
+        info!(
+            mode,
+            recipients = report.recipients,
+            stubs = report.stubs,
+            added = report.staged.added,
+            changed = report.staged.changed,
+            removed = report.staged.removed,
+            "pulled"
+        );
         Ok(report)
     }
 
@@ -209,33 +248,64 @@ impl Engine {
         let reconciliation = reconcile::reconcile(&staged, &self.config.policy);
         self.store.save_gal(&reconciliation.gal).await?;
         let mut plan = Plan::new(&reconciliation, &fingerprint, crate::store::now());
-        let stubs_held: BTreeMap<String, u64> = staged.systems.iter().map(|s| (s.id.clone(), s.stubs.len() as u64)).collect();
-        gates::apply_gates(&mut plan, &self.config.safety, health, &stubs_held, options.allow_deletes);
+        let stubs_held: BTreeMap<String, u64> = staged
+            .systems
+            .iter()
+            .map(|s| (s.id.clone(), s.stubs.len() as u64))
+            .collect();
+        gates::apply_gates(
+            &mut plan,
+            &self.config.safety,
+            health,
+            &stubs_held,
+            options.allow_deletes,
+        );
         Ok((plan, reconciliation))
     }
 
     /// Applies `plan` exactly. A plan applied before and interrupted resumes
     /// from its journal; a new plan is refused if the staged state changed
     /// since it was made.
-    pub async fn apply(&self, plan: &Plan, run_id: Option<i64>, options: &RunOptions) -> Result<ApplyReport, EngineError> {
+    pub async fn apply(
+        &self,
+        plan: &Plan,
+        run_id: Option<i64>,
+        options: &RunOptions,
+    ) -> Result<ApplyReport, EngineError> {
         let journal = self.store.journal_of(&plan.id).await?;
         if journal.is_empty() {
             let actual = self.store.fingerprint().await?;
             if actual != plan.fingerprint {
-                return Err(EngineError::StalePlan { id: plan.id.clone(), expected: plan.fingerprint.clone(), actual });
+                return Err(EngineError::StalePlan {
+                    id: plan.id.clone(),
+                    expected: plan.fingerprint.clone(),
+                    actual,
+                });
             }
         } else {
             info!(plan = %plan.id, journalled = journal.len(), "resuming a plan from its journal");
         }
         let body = serde_json::to_string(plan).unwrap_or_default();
-        self.store.save_plan(&plan.id, &plan.fingerprint, &body).await?;
+        self.store
+            .save_plan(&plan.id, &plan.fingerprint, &body)
+            .await?;
         self.store.set_plan_status(&plan.id, "applying").await?;
 
-        let mut report = ApplyReport { plan: plan.id.clone(), ..ApplyReport::default() };
-        let withheld: Vec<(i64, &str)> = plan.operations.iter().filter(|s| s.withheld).map(|s| (s.seq, s.system.as_str())).collect();
+        let mut report = ApplyReport {
+            plan: plan.id.clone(),
+            ..ApplyReport::default()
+        };
+        let withheld: Vec<(i64, &str)> = plan
+            .operations
+            .iter()
+            .filter(|s| s.withheld)
+            .map(|s| (s.seq, s.system.as_str()))
+            .collect();
         report.withheld = withheld.len() as u64;
         if !withheld.is_empty() {
-            self.store.journal(&plan.id, &withheld, JournalState::Withheld, None).await?;
+            self.store
+                .journal(&plan.id, &withheld, JournalState::Withheld, None)
+                .await?;
         }
 
         // Group by system, keeping the plan's order within each.
@@ -245,26 +315,43 @@ impl Engine {
                 report.skipped_already_done += 1;
                 continue;
             }
-            by_system.entry(step.system.as_str()).or_default().push(step);
+            by_system
+                .entry(step.system.as_str())
+                .or_default()
+                .push(step);
         }
         let total: u64 = by_system.values().map(|v| v.len() as u64).sum();
         let progress = self.progress.start("applying", Some(total));
 
         for (system, steps) in by_system {
-            let connector = self.connector(system).ok_or_else(|| EngineError::UnknownSystem(system.to_string()))?.clone();
+            let connector = self
+                .connector(system)
+                .ok_or_else(|| EngineError::UnknownSystem(system.to_string()))?
+                .clone();
             let span = info_span!("system", id = %system);
             for chunk in steps.chunks(APPLY_CHUNK) {
                 let entries: Vec<(i64, &str)> = chunk.iter().map(|s| (s.seq, system)).collect();
-                self.store.journal(&plan.id, &entries, JournalState::Started, None).await?;
-                let operations: Vec<Operation> = chunk.iter().map(|s| s.operation.clone()).collect();
-                let results = connector.apply_many(&operations).instrument(span.clone()).await;
+                self.store
+                    .journal(&plan.id, &entries, JournalState::Started, None)
+                    .await?;
+                let operations: Vec<Operation> =
+                    chunk.iter().map(|s| s.operation.clone()).collect();
+                let results = connector
+                    .apply_many(&operations)
+                    .instrument(span.clone())
+                    .await;
                 for (step, result) in chunk.iter().zip(results) {
-                    self.record(plan, step, result, run_id, options, &mut report).await?;
+                    self.record(plan, step, result, run_id, options, &mut report)
+                        .await?;
                 }
                 progress.advance(chunk.len() as u64);
             }
         }
-        let status = if report.failed > 0 { "partial" } else { "applied" };
+        let status = if report.failed > 0 {
+            "partial"
+        } else {
+            "applied"
+        };
         self.store.set_plan_status(&plan.id, status).await?;
         Ok(report)
     }
@@ -281,7 +368,9 @@ impl Engine {
         match result {
             Ok(applied) => {
                 match (&step.operation, applied.found) {
-                    (Operation::Delete { id, .. }, _) => self.store.remove_stub(&step.system, id).await?,
+                    (Operation::Delete { id, .. }, _) => {
+                        self.store.remove_stub(&step.system, id).await?
+                    }
                     (_, Some(found)) => {
                         // An update may have moved the stub (a rename): forget the old row.
                         if let Operation::Update { id, .. } = &step.operation {
@@ -295,7 +384,10 @@ impl Engine {
                 }
                 let (before, after) = match &step.operation {
                     Operation::Create { stub } => (None, serde_json::to_value(stub).ok()),
-                    Operation::Update { before, after, .. } => (serde_json::to_value(before).ok(), serde_json::to_value(after).ok()),
+                    Operation::Update { before, after, .. } => (
+                        serde_json::to_value(before).ok(),
+                        serde_json::to_value(after).ok(),
+                    ),
                     Operation::Delete { stub, .. } => (serde_json::to_value(stub).ok(), None),
                 };
                 self.store
@@ -310,14 +402,29 @@ impl Engine {
                         after,
                     })
                     .await?;
-                self.store.journal(&plan.id, &[(step.seq, step.system.as_str())], JournalState::Done, None).await?;
+                self.store
+                    .journal(
+                        &plan.id,
+                        &[(step.seq, step.system.as_str())],
+                        JournalState::Done,
+                        None,
+                    )
+                    .await?;
                 report.done += 1;
             }
             Err(error) => {
                 warn!(system = %step.system, address = %step.address, %error, "operation failed");
-                let message = format!("{} {} on {}: {error}", step.action, step.address, step.system);
+                let message = format!(
+                    "{} {} on {}: {error}",
+                    step.action, step.address, step.system
+                );
                 self.store
-                    .journal(&plan.id, &[(step.seq, step.system.as_str())], JournalState::Failed, Some(&message))
+                    .journal(
+                        &plan.id,
+                        &[(step.seq, step.system.as_str())],
+                        JournalState::Failed,
+                        Some(&message),
+                    )
                     .await?;
                 report.failed += 1;
                 report.failures.push(message);
@@ -337,5 +444,85 @@ impl Engine {
             self.store.set_plan_status(id, "superseded").await?;
         }
         Ok(())
+    }
+}
+
+/// What a `sync` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub run: i64,
+    /// Plans of earlier runs that were interrupted and are completed by this one.
+    pub resumed: Vec<String>,
+    pub pulls: Vec<PullReport>,
+    pub plan: Plan,
+    pub apply: ApplyReport,
+}
+
+impl SyncReport {
+    /// The process exit code this run deserves (see the README).
+    pub fn exit_code(&self) -> i32 {
+        if self.apply.failed > 0 || self.pulls.iter().any(|p| p.error.is_some()) {
+            crate::exit::PARTIAL
+        } else if self.apply.withheld > 0 {
+            crate::exit::GATE
+        } else {
+            crate::exit::OK
+        }
+    }
+}
+
+impl Engine {
+    /// Health of every system: complete unless a pull report says otherwise.
+    pub fn health(&self, pulls: &[PullReport]) -> BTreeMap<String, SourceHealth> {
+        pulls
+            .iter()
+            .map(|p| (p.system.clone(), p.health.clone()))
+            .collect()
+    }
+
+    /// Pull, plan and apply within the safety gates, as one run.
+    pub async fn sync(&self, options: &RunOptions) -> Result<SyncReport, EngineError> {
+        let run = self.store.start_run("sync").await?;
+        let result = async {
+            let resumed = self.interrupted().await?;
+            if !resumed.is_empty() {
+                warn!(plans = ?resumed, "an earlier run was interrupted while applying; this run re-reads every system and completes its work");
+                self.supersede(&resumed).await?;
+            }
+            let pulls = self.pull().await?;
+            let (plan, _) = self.plan(&self.health(&pulls), options).await?;
+            let apply = self.apply(&plan, Some(run), options).await?;
+            Ok::<_, EngineError>(SyncReport { run, resumed, pulls, plan, apply })
+        }
+        .instrument(info_span!("run", id = run, command = "sync"))
+        .await;
+        match &result {
+            Ok(report) => {
+                let status = match report.exit_code() {
+                    crate::exit::OK => "ok",
+                    crate::exit::GATE => "withheld",
+                    _ => "partial",
+                };
+                let summary = serde_json::json!({
+                    "plan": report.plan.id,
+                    "summary": report.plan.summary,
+                    "done": report.apply.done,
+                    "failed": report.apply.failed,
+                    "withheld": report.apply.withheld,
+                    "gates": report.plan.gates,
+                });
+                self.store.finish_run(run, status, &summary).await?;
+            }
+            Err(error) => {
+                self.store
+                    .finish_run(
+                        run,
+                        "failed",
+                        &serde_json::json!({ "error": error.to_string() }),
+                    )
+                    .await?;
+            }
+        }
+        result
     }
 }

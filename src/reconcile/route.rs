@@ -271,3 +271,57 @@ pub fn trace(
         }
     }
 }
+
+/// Today's mail directory, as staged: mailboxes, coexist's stubs and the
+/// forwarding entries coexist did not make.
+#[derive(Debug, Default)]
+pub struct StagedView {
+    mailboxes: std::collections::HashSet<(String, String)>,
+    forwards: std::collections::HashMap<(String, String), Route>,
+}
+
+impl StagedView {
+    /// Indexes `staged`.
+    pub fn new(staged: &super::Staged) -> Self {
+        let mut view = StagedView::default();
+        for system in &staged.systems {
+            for recipient in &system.recipients {
+                for raw in recipient.addresses() {
+                    let Ok(address) = coexist_connector::normalize_address(raw) else {
+                        continue;
+                    };
+                    if recipient.mailbox {
+                        view.mailboxes.insert((system.id.clone(), address));
+                    } else if let Some(to) = &recipient.forwards_to {
+                        view.forwards
+                            .insert((system.id.clone(), address), Route::Address(to.clone()));
+                    }
+                }
+            }
+            for found in &system.stubs {
+                for address in
+                    std::iter::once(&found.stub.primary_address).chain(found.stub.aliases.iter())
+                {
+                    view.forwards.insert(
+                        (system.id.clone(), address.clone()),
+                        found.stub.route.clone(),
+                    );
+                }
+            }
+        }
+        view
+    }
+}
+
+impl MailDirectory for StagedView {
+    fn hosts_mailbox(&self, system: &str, address: &str) -> bool {
+        self.mailboxes
+            .contains(&(system.to_string(), address.to_string()))
+    }
+
+    fn forward(&self, system: &str, address: &str) -> Option<Route> {
+        self.forwards
+            .get(&(system.to_string(), address.to_string()))
+            .cloned()
+    }
+}

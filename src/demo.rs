@@ -1,0 +1,291 @@
+//! The acmecorp organisation of the seeds, for `coexist demo`.
+//!
+//! 1000 people: 100 with their mailbox on Google Workspace (routing domain
+//! gapps.acmecorp.com, the MX, catch-all to the mail server) and 900 on an
+//! LDAP-backed mail server, with aliases and a few groups on each side. The
+//! data is generated deterministically and written as the seed files of two
+//! `simulated` systems, with a `coexist.toml` beside them.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use coexist_connector::{Attributes, Recipient, RecipientKind};
+use coexist_simulated::Seed;
+
+const GIVEN: [&str; 40] = [
+    "Aarav", "Ada", "Alan", "Amara", "Ana", "Arjun", "Bea", "Carlos", "Chen", "Dara", "Diego",
+    "Elif", "Emma", "Farah", "Grace", "Hana", "Ines", "Ivan", "Jamal", "Jin", "Kavya", "Lars",
+    "Leila", "Lin", "Maya", "Mei", "Nadia", "Noah", "Olu", "Omar", "Priya", "Rahul", "Rosa",
+    "Sana", "Sofia", "Tariq", "Uma", "Vikram", "Yara", "Zoë",
+];
+const SURNAME: [&str; 50] = [
+    "Abbott",
+    "Bakshi",
+    "Banerjee",
+    "Becker",
+    "Costa",
+    "Das",
+    "Dubois",
+    "Evans",
+    "Fernandes",
+    "Fischer",
+    "Garcia",
+    "Gupta",
+    "Hall",
+    "Hoffmann",
+    "Iyer",
+    "Jansen",
+    "Joshi",
+    "Kapoor",
+    "Kim",
+    "Kowalski",
+    "Kumar",
+    "Lee",
+    "Lopez",
+    "Mehta",
+    "Menon",
+    "Meyer",
+    "Nair",
+    "Nguyen",
+    "Novak",
+    "O'Brien",
+    "Okafor",
+    "Patel",
+    "Pereira",
+    "Rao",
+    "Reddy",
+    "Rossi",
+    "Sato",
+    "Schmidt",
+    "Shah",
+    "Silva",
+    "Singh",
+    "Smith",
+    "Tanaka",
+    "Thomas",
+    "Varma",
+    "Wagner",
+    "Wang",
+    "Weber",
+    "Yilmaz",
+    "Zhang",
+];
+const DEPARTMENTS: [&str; 6] = [
+    "Engineering",
+    "Sales",
+    "Support",
+    "Finance",
+    "Operations",
+    "Marketing",
+];
+const TITLES: [&str; 6] = [
+    "Engineer",
+    "Account Manager",
+    "Support Specialist",
+    "Analyst",
+    "Coordinator",
+    "Manager",
+];
+
+/// The shared domain of the demo.
+pub const DOMAIN: &str = "acmecorp.com";
+
+fn local_part(given: &str, surname: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c == 'ë' { 'e' } else { c })
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_lowercase()
+    };
+    format!("{}.{}", clean(given), clean(surname))
+}
+
+/// The Google and LDAP seeds of acmecorp: `people` people, the first
+/// `on_google` of them on Google.
+pub fn acmecorp(people: usize, on_google: usize) -> (Seed, Seed) {
+    let mut used = HashSet::new();
+    let mut google = Seed::default();
+    let mut ldap = Seed::default();
+    let mut by_department: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut leaders = Vec::new();
+    for i in 0..people {
+        let given = GIVEN[i % GIVEN.len()];
+        let surname = SURNAME[(i * 7 + i / GIVEN.len()) % SURNAME.len()];
+        let mut local = local_part(given, surname);
+        if !used.insert(local.clone()) {
+            local = format!("{local}{i}");
+            used.insert(local.clone());
+        }
+        let address = format!("{local}@{DOMAIN}");
+        let department = DEPARTMENTS[i % DEPARTMENTS.len()];
+        let on_google_side = i < on_google;
+        let title = if i % 25 == 0 {
+            "Director"
+        } else {
+            TITLES[(i / 6) % TITLES.len()]
+        };
+        let mut aliases = Vec::new();
+        if i % 5 == 0 {
+            let initials = format!("{}{}", &local[..1], local.split('.').nth(1).unwrap_or(""));
+            if used.insert(initials.clone()) {
+                aliases.push(format!("{initials}@{DOMAIN}"));
+            }
+        }
+        let recipient = Recipient {
+            anchor: if on_google_side {
+                format!("1{:020}", 4_200_000 + i)
+            } else {
+                format!("5a1d{:04}-0000-4000-8000-{:012}", i % 10_000, i)
+            },
+            kind: RecipientKind::Person,
+            primary_address: address.clone(),
+            aliases,
+            mailbox: true,
+            enabled: true,
+            attributes: Attributes {
+                display_name: Some(format!("{given} {surname}")),
+                given_name: Some(given.to_string()),
+                surname: Some(surname.to_string()),
+                business_phone: Some(format!("+1 555 01{:02} {:04}", i % 100, i)),
+                mobile_phone: None,
+                title: Some(title.to_string()),
+                department: Some(department.to_string()),
+                company: Some("Acme Corp".to_string()),
+            },
+            members: vec![],
+            forwards_to: None,
+            extra: BTreeMap::new(),
+            etag: Some(format!("\"v1-{i}\"")),
+        };
+        by_department
+            .entry(department)
+            .or_default()
+            .push(address.clone());
+        if title == "Director" {
+            leaders.push(address);
+        }
+        if on_google_side {
+            google.recipients.push(recipient);
+        } else {
+            ldap.recipients.push(recipient);
+        }
+    }
+    let group = |anchor: String, name: &str, members: Vec<String>| Recipient {
+        anchor,
+        kind: RecipientKind::Group,
+        primary_address: format!("{}@{DOMAIN}", name.to_lowercase()),
+        aliases: vec![],
+        mailbox: true,
+        enabled: true,
+        attributes: Attributes {
+            display_name: Some(format!("{name} team")),
+            ..Attributes::default()
+        },
+        members,
+        forwards_to: None,
+        extra: BTreeMap::new(),
+        etag: None,
+    };
+    for (n, (department, members)) in by_department.into_iter().enumerate() {
+        ldap.recipients.push(group(
+            format!("9a0b{n:04}-0000-4000-8000-000000000000"),
+            department,
+            members,
+        ));
+    }
+    google
+        .recipients
+        .push(group("1g-leadership".into(), "Leadership", leaders));
+    (google, ldap)
+}
+
+/// The demo's configuration file.
+pub const CONFIG: &str = r#"# The acmecorp co-existence of the seeds (google-coexistence.txt):
+# Google Workspace holds 100 mailboxes and the MX; unknown acmecorp.com
+# addresses go to the LDAP mail server by Google's catch-all route. The mail
+# server forwards Google users to the alias routing domain gapps.acmecorp.com.
+
+[organisation]
+shared_domains = ["acmecorp.com"]
+
+[topology]
+mx = "google"
+
+[[systems]]
+id = "google"
+kind = "simulated"
+routing_domain = "gapps.acmecorp.com"
+stub_style = "domain_routing"          # shared contacts; the catch-all routes mail
+unknown_recipient = { relay = "ldap" } # Gmail default routing: catch-all to the mail server
+
+[systems.connection]
+seed = "google.json"
+state = "google-state.jsonl"
+
+[[systems]]
+id = "ldap"
+kind = "simulated"
+routing_domain = "mithi.acmecorp.com"
+smart_host = "mail.acmecorp.com"
+stub_style = "routing_address"         # "forward to alternate domain" entries
+unknown_recipient = "reject"
+
+[systems.connection]
+seed = "ldap.json"
+state = "ldap-state.jsonl"
+"#;
+
+/// Writes the demo organisation (seeds and configuration) into `dir`.
+pub fn write(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let (google, ldap) = acmecorp(1000, 100);
+    let encode = |seed: &Seed| serde_json::to_vec_pretty(seed).map_err(std::io::Error::other);
+    std::fs::write(dir.join("google.json"), encode(&google)?)?;
+    std::fs::write(dir.join("ldap.json"), encode(&ldap)?)?;
+    std::fs::write(dir.join("coexist.toml"), CONFIG)?;
+    for stale in [
+        "google-state.jsonl",
+        "ldap-state.jsonl",
+        "coexist.db",
+        "coexist.db-wal",
+        "coexist.db-shm",
+        "gal.ldif",
+    ] {
+        let _ = std::fs::remove_file(dir.join(stale));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acmecorp_has_1000_people_100_on_google_and_unique_addresses() {
+        let (google, ldap) = acmecorp(1000, 100);
+        let people = |s: &Seed| {
+            s.recipients
+                .iter()
+                .filter(|r| r.kind == RecipientKind::Person)
+                .count()
+        };
+        assert_eq!(people(&google), 100);
+        assert_eq!(people(&ldap), 900);
+        let mut seen = HashSet::new();
+        for r in google.recipients.iter().chain(&ldap.recipients) {
+            for a in r.addresses() {
+                assert!(seen.insert(a.to_string()), "{a} twice");
+            }
+        }
+        assert!(google
+            .recipients
+            .iter()
+            .chain(&ldap.recipients)
+            .any(|r| !r.aliases.is_empty()));
+        assert!(ldap
+            .recipients
+            .iter()
+            .any(|r| r.kind == RecipientKind::Group));
+    }
+}

@@ -1,0 +1,16 @@
+//! The process exit codes, documented in the README.
+
+/// Everything asked for was done.
+pub const OK: i32 = 0;
+/// An unexpected failure (the store, an I/O error).
+pub const FAILURE: i32 = 1;
+/// Bad command line or configuration.
+pub const USAGE: i32 = 2;
+/// A safety gate withheld changes.
+pub const GATE: i32 = 3;
+/// Partly done: a system could not be read, or some operations failed.
+pub const PARTIAL: i32 = 4;
+/// The saved plan is stale: the staged state changed since it was made.
+pub const STALE_PLAN: i32 = 5;
+/// `plan --detailed-exitcode`: the plan has changes to make.
+pub const CHANGES: i32 = 6;
