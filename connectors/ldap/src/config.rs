@@ -37,6 +37,24 @@ pub enum StubSchema {
     AdContact,
 }
 
+/// Which incremental read method pulls use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Incremental {
+    /// The best the server offers: content sync, else modifyTimestamp
+    /// (OpenLDAP); DirSync, else uSNChanged (AD).
+    #[default]
+    Auto,
+    /// RFC 4533 content sync (OpenLDAP syncprov).
+    ContentSync,
+    /// `modifyTimestamp` plus a presence read (any LDAP server).
+    ModifyTimestamp,
+    /// AD DirSync (needs "Replicating Directory Changes").
+    Dirsync,
+    /// AD `uSNChanged` with the DC's invocationId.
+    UsnChanged,
+}
+
 /// Overrides of the flavor's default attribute names. Every field left out
 /// keeps the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -177,6 +195,8 @@ pub struct LdapConfig {
     pub attribute_map: Option<AttributeMap>,
     /// The timeout of every network operation, in seconds.
     pub timeout_seconds: u64,
+    /// The incremental read method (default: the best available).
+    pub incremental: Incremental,
 }
 
 /// What the configuration file holds; turned into [`LdapConfig`] with the
@@ -214,6 +234,8 @@ struct RawLdapConfig {
     attribute_map: Option<AttributeMap>,
     #[serde(default)]
     timeout_seconds: Option<u64>,
+    #[serde(default)]
+    incremental: Incremental,
 }
 
 impl TryFrom<RawLdapConfig> for LdapConfig {
@@ -248,6 +270,7 @@ impl TryFrom<RawLdapConfig> for LdapConfig {
         if let Some(t) = raw.timeout_seconds {
             config.timeout_seconds = t;
         }
+        config.incremental = raw.incremental;
         config.validate()?;
         Ok(config)
     }
@@ -296,6 +319,7 @@ impl LdapConfig {
             extra_attributes: Vec::new(),
             attribute_map: None,
             timeout_seconds: 30,
+            incremental: Incremental::Auto,
         }
     }
 
@@ -328,6 +352,16 @@ impl LdapConfig {
         }
         if self.timeout_seconds == 0 {
             return Err("timeout_seconds must be at least 1".into());
+        }
+        match (self.flavor, self.incremental) {
+            (_, Incremental::Auto)
+            | (Flavor::Openldap, Incremental::ContentSync | Incremental::ModifyTimestamp)
+            | (Flavor::ActiveDirectory, Incremental::Dirsync | Incremental::UsnChanged) => {}
+            (flavor, method) => {
+                return Err(format!(
+                    "incremental {method:?} does not fit flavor {flavor:?}"
+                ))
+            }
         }
         match (self.flavor, self.stub_schema) {
             (Flavor::ActiveDirectory, StubSchema::AdContact)

@@ -27,7 +27,7 @@ use ldap3::controls::{
 };
 use ldap3::{Ldap, Scope, SearchEntry};
 
-use crate::config::Flavor;
+use crate::config::{Flavor, Incremental};
 use crate::conn::{self, rc};
 use crate::cursor::{b64, unb64, Cursor, Method};
 use crate::dirsync;
@@ -77,15 +77,25 @@ async fn full(
 ) -> Result<Pull, ConnectorError> {
     // The cursor is taken before the read, so changes made during the read
     // are seen again by the next delta rather than lost.
-    let method = match reader.config.flavor {
-        Flavor::Openldap => match sync_cookies(reader, ldap).await? {
+    let timestamp = || Method::ModifyTimestamp {
+        since: generalized_time(SystemTime::now() - TIMESTAMP_OVERLAP),
+        ids: Vec::new(),
+    };
+    let method = match (reader.config.flavor, reader.config.incremental) {
+        (Flavor::Openldap, Incremental::ModifyTimestamp) => Some(timestamp()),
+        (Flavor::Openldap, _) => match sync_cookies(reader, ldap).await? {
             Some(cookies) => Some(Method::Syncrepl { cookies }),
-            None => Some(Method::ModifyTimestamp {
-                since: generalized_time(SystemTime::now() - TIMESTAMP_OVERLAP),
-                ids: Vec::new(),
-            }),
+            None => {
+                if reader.config.incremental == Incremental::ContentSync {
+                    tracing::warn!("incremental = content_sync, but the server has no syncprov here: using modifyTimestamp");
+                }
+                Some(timestamp())
+            }
         },
-        Flavor::ActiveDirectory => match dirsync_cookie(reader, ldap).await? {
+        (Flavor::ActiveDirectory, Incremental::UsnChanged) => usn_position(reader, ldap)
+            .await?
+            .map(|(invocation_id, usn)| Method::Usn { invocation_id, usn }),
+        (Flavor::ActiveDirectory, _) => match dirsync_cookie(reader, ldap).await? {
             Some(cookie) => Some(Method::Dirsync {
                 cookie: b64(&cookie),
             }),

@@ -1,0 +1,345 @@
+//! The connector against the real Samba AD DC of `deploy/testenv.sh`
+//! (schema extended with Exchange's targetAddress).
+
+mod common;
+
+use std::collections::HashSet;
+
+use coexist_connector::{
+    Attributes, Connector, NoProgress, Operation, PullMode, RecipientKind, Route, Stub, StubField,
+};
+use coexist_ldap::{Incremental, LdapConnector};
+use common::{values, Server, Subtree};
+use ldap3::Mod;
+
+fn stub(anchor: &str, primary: &str) -> Stub {
+    Stub {
+        anchor: anchor.to_string(),
+        kind: RecipientKind::Person,
+        primary_address: primary.to_string(),
+        aliases: vec![format!("alias.{primary}")],
+        route: Route::Address(primary.replace("@acmecorp.com", "@gapps.acmecorp.com")),
+        attributes: Attributes {
+            display_name: Some("Smith, Zoë".into()),
+            given_name: Some("Zoë".into()),
+            surname: Some("Smith".into()),
+            business_phone: Some("+1 555 0100".into()),
+            mobile_phone: Some("+1 555 0199".into()),
+            title: Some("Engineer".into()),
+            department: Some("R&D".into()),
+            company: Some("Acme".into()),
+        },
+    }
+}
+
+async fn ad_people(t: &Subtree) -> (String, String, String) {
+    ad_people_tagged(t, "").await
+}
+
+/// Alice (enabled, proxyAddresses), Bob (disabled) and the contact Carol;
+/// with a tag, their addresses are `name.<tag>@acmecorp.com`.
+async fn ad_people_tagged(t: &Subtree, tag: &str) -> (String, String, String) {
+    let at = |name: &str| {
+        if tag.is_empty() {
+            format!("{name}@acmecorp.com")
+        } else {
+            format!("{name}.{tag}@acmecorp.com")
+        }
+    };
+    let (a, al, b, c) = (at("alice"), at("al"), at("bob"), at("carol"));
+    let (pa, pal) = (format!("SMTP:{a}"), format!("smtp:{al}"));
+    let alice = t
+        .person(
+            "Alice Smith",
+            &a,
+            vec![
+                (
+                    "proxyAddresses",
+                    vec![pa.as_str(), pal.as_str(), "X500:/o=acme/cn=alice"],
+                ),
+                ("userAccountControl", vec!["544"]),
+                ("displayName", vec!["Alice Smith"]),
+                ("department", vec!["Sales"]),
+            ],
+        )
+        .await;
+    let bob = t.person("Bob, Jr.", &b, vec![]).await; // disabled: 546
+    let carol = format!("CN=Carol,{}", t.people);
+    t.add(
+        &carol,
+        vec![
+            (
+                "objectClass",
+                vec!["top", "person", "organizationalPerson", "contact"],
+            ),
+            ("mail", vec![c.as_str()]),
+            ("targetAddress", vec!["SMTP:carol@cloud.acmecorp.com"]),
+        ],
+    )
+    .await;
+    (alice, bob, carol)
+}
+
+#[tokio::test]
+async fn a_full_pull_reads_users_contacts_and_groups_keyed_on_object_guid() {
+    let t = Subtree::new(Server::samba()).await;
+    let tag = common::random();
+    let (alice, bob, _carol) = ad_people_tagged(&t, &tag).await;
+    let group = format!("CN=Team,{}", t.groups);
+    let nested = format!("CN=Nested,{}", t.groups);
+    t.add(
+        &nested,
+        vec![
+            ("objectClass", vec!["top", "group"]),
+            (
+                "sAMAccountName",
+                vec![&format!("n{}", &common::random()[..6])],
+            ),
+            ("member", vec![bob.as_str()]),
+        ],
+    )
+    .await;
+    t.add(
+        &group,
+        vec![
+            ("objectClass", vec!["top", "group"]),
+            (
+                "sAMAccountName",
+                vec![&format!("g{}", &common::random()[..6])],
+            ),
+            ("mail", vec![format!("team.{tag}@acmecorp.com").as_str()]),
+            ("member", vec![alice.as_str(), nested.as_str()]),
+        ],
+    )
+    .await;
+    // nested ⊃ team: a cycle
+    t.modify(
+        &nested,
+        vec![Mod::Add("member".into(), HashSet::from([group.clone()]))],
+    )
+    .await;
+
+    let mut config = t.config();
+    config.base_dns = vec![t.server.base.clone()]; // from the domain root: references
+    let connector = LdapConnector::new("ad", config).unwrap();
+    let pull = connector.pull(None, &NoProgress).await.unwrap();
+    assert!(
+        pull.complete,
+        "search references are not errors: {:?}",
+        pull.problems
+    );
+    let mine: Vec<_> = pull
+        .recipients
+        .iter()
+        .filter(|r| r.primary_address.contains(&format!(".{tag}@")))
+        .collect();
+    assert_eq!(
+        mine.len(),
+        4,
+        "{:?}",
+        pull.recipients
+            .iter()
+            .map(|r| &r.primary_address)
+            .collect::<Vec<_>>()
+    );
+    let a = mine
+        .iter()
+        .find(|r| r.primary_address == format!("alice.{tag}@acmecorp.com"))
+        .unwrap();
+    assert_eq!(a.aliases, vec![format!("al.{tag}@acmecorp.com")]);
+    assert!(a.enabled && a.mailbox);
+    assert_eq!(a.attributes.department.as_deref(), Some("Sales"));
+    let guid = &t.search(&alice, "(objectClass=*)", &["objectGUID"]).await;
+    let _ = guid;
+    assert_eq!(a.anchor.len(), 36);
+    assert!(a.etag.is_some(), "uSNChanged as etag");
+    let b = mine
+        .iter()
+        .find(|r| r.primary_address == format!("bob.{tag}@acmecorp.com"))
+        .unwrap();
+    assert!(!b.enabled, "userAccountControl 546 is disabled");
+    let c = mine
+        .iter()
+        .find(|r| r.primary_address == format!("carol.{tag}@acmecorp.com"))
+        .unwrap();
+    assert!(!c.mailbox);
+    assert_eq!(c.forwards_to.as_deref(), Some("carol@cloud.acmecorp.com"));
+    let g = mine
+        .iter()
+        .find(|r| r.primary_address == format!("team.{tag}@acmecorp.com"))
+        .unwrap();
+    assert_eq!(g.kind, RecipientKind::Group);
+    assert_eq!(
+        g.members,
+        vec![
+            format!("alice.{tag}@acmecorp.com"),
+            format!("bob.{tag}@acmecorp.com")
+        ]
+    );
+    assert!(pull.cursor.unwrap().contains("dirsync"));
+}
+
+#[tokio::test]
+async fn contact_stubs_are_written_with_proxy_and_target_addresses() {
+    let t = Subtree::new(Server::samba()).await;
+    let connector = LdapConnector::new("ad", t.config()).unwrap();
+    let s = stub("google:7", "zoe@acmecorp.com");
+    let created = connector
+        .apply(&Operation::Create { stub: s.clone() })
+        .await
+        .unwrap()
+        .found
+        .unwrap();
+    assert_eq!(
+        created.id.len(),
+        36,
+        "objectGUID of the contact: {}",
+        created.id
+    );
+    let e = &t.search(&t.stubs, "(objectClass=contact)", &["*"]).await[0];
+    assert_eq!(values(e, "mail"), ["zoe@acmecorp.com"]);
+    let proxies: HashSet<&str> = values(e, "proxyAddresses").into_iter().collect();
+    assert_eq!(
+        proxies,
+        HashSet::from(["SMTP:zoe@acmecorp.com", "smtp:alias.zoe@acmecorp.com"])
+    );
+    assert_eq!(values(e, "targetAddress"), ["SMTP:zoe@gapps.acmecorp.com"]);
+    assert_eq!(values(e, "displayName"), ["Smith, Zoë"]);
+    assert_eq!(values(e, "company"), ["Acme"]);
+    assert_eq!(values(e, "department"), ["R&D"]);
+    assert_eq!(values(e, "description"), ["coexist:google:7"]);
+
+    let again = connector
+        .apply(&Operation::Create { stub: s.clone() })
+        .await
+        .unwrap()
+        .found
+        .unwrap();
+    assert_eq!(again.id, created.id);
+    let pull = connector.pull(None, &NoProgress).await.unwrap();
+    assert_eq!(pull.stubs.len(), 1);
+    assert_eq!(StubField::changed(&pull.stubs[0].stub, &s), vec![]);
+    assert!(
+        pull.recipients.is_empty(),
+        "the contact is a stub, not a recipient"
+    );
+
+    let mut s2 = s.clone();
+    s2.primary_address = "zoe.smith@acmecorp.com".into();
+    s2.route = Route::Address("zoe.smith@gapps.acmecorp.com".into());
+    let renamed = connector
+        .apply(&Operation::Update {
+            id: created.id.clone(),
+            locator: created.locator.clone(),
+            before: s.clone(),
+            after: s2.clone(),
+            changed: vec![StubField::PrimaryAddress, StubField::Route],
+        })
+        .await
+        .unwrap()
+        .found
+        .unwrap();
+    assert!(
+        renamed
+            .locator
+            .to_lowercase()
+            .starts_with("cn=zoe.smith@acmecorp.com,"),
+        "{}",
+        renamed.locator
+    );
+    assert_eq!(renamed.id, created.id);
+    let e = &t.search(&t.stubs, "(objectClass=contact)", &["*"]).await[0];
+    assert_eq!(
+        values(e, "targetAddress"),
+        ["SMTP:zoe.smith@gapps.acmecorp.com"]
+    );
+    assert!(values(e, "proxyAddresses").contains(&"SMTP:zoe.smith@acmecorp.com"));
+
+    let delete = Operation::Delete {
+        id: renamed.id.clone(),
+        locator: renamed.locator.clone(),
+        stub: s2.clone(),
+    };
+    connector.apply(&delete).await.unwrap();
+    connector.apply(&delete).await.unwrap();
+    assert!(t
+        .search(&t.stubs, "(objectClass=contact)", &["1.1"])
+        .await
+        .is_empty());
+}
+
+async fn incremental(method: Incremental, expect: &str) {
+    let t = Subtree::new(Server::samba()).await;
+    let (alice, bob, _) = ad_people(&t).await;
+    let mut config = t.config();
+    config.incremental = method;
+    let connector = LdapConnector::new("ad", config).unwrap();
+    let full = connector.pull(None, &NoProgress).await.unwrap();
+    assert_eq!(full.recipients.len(), 3);
+    let cursor = full.cursor.unwrap();
+    assert!(cursor.contains(expect), "{cursor}");
+    let bob_anchor = full
+        .recipients
+        .iter()
+        .find(|r| r.primary_address == "bob@acmecorp.com")
+        .unwrap()
+        .anchor
+        .clone();
+
+    t.modify(
+        &alice,
+        vec![Mod::Replace(
+            "title".into(),
+            HashSet::from(["Boss".to_string()]),
+        )],
+    )
+    .await;
+    t.delete(&bob).await;
+    let delta = connector.pull(Some(&cursor), &NoProgress).await.unwrap();
+    assert_eq!(delta.mode, PullMode::Delta);
+    let a = delta
+        .recipients
+        .iter()
+        .find(|r| r.primary_address == "alice@acmecorp.com")
+        .expect("alice changed");
+    assert_eq!(a.attributes.title.as_deref(), Some("Boss"));
+    assert_eq!(
+        a.aliases,
+        vec!["al@acmecorp.com"],
+        "a delta reads whole objects"
+    );
+    assert!(delta.removed.contains(&bob_anchor), "{:?}", delta.removed);
+    assert!(
+        delta
+            .recipients
+            .iter()
+            .all(|r| r.primary_address != "carol@acmecorp.com"),
+        "unchanged objects are not re-read"
+    );
+}
+
+#[tokio::test]
+async fn dirsync_deltas_return_changed_objects_and_tombstones() {
+    incremental(Incremental::Auto, "dirsync").await;
+}
+
+#[tokio::test]
+async fn usn_changed_deltas_return_changed_objects_and_tombstones() {
+    incremental(Incremental::UsnChanged, "\"usn\"").await;
+}
+
+#[tokio::test]
+async fn a_dirsync_cookie_the_server_rejects_leads_to_a_full_read() {
+    let t = Subtree::new(Server::samba()).await;
+    ad_people(&t).await;
+    let connector = LdapConnector::new("ad", t.config()).unwrap();
+    let full = connector.pull(None, &NoProgress).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(full.cursor.as_deref().unwrap()).unwrap();
+    let bogus = serde_json::json!({"v": 1, "scope": v["scope"], "method": "dirsync", "cookie": "bm90IGEgY29va2ll"});
+    let p = connector
+        .pull(Some(&bogus.to_string()), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(p.mode, PullMode::Full);
+    assert_eq!(p.recipients.len(), 3);
+}
