@@ -143,7 +143,7 @@ fn encode_token(kind: char, page: usize, position: &Position) -> String {
 
 fn decode_token(token: &str, kind: char) -> Result<PageToken, Response> {
     let invalid = || errors::bad_parameter("Invalid pageToken", "pageToken");
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return Err(invalid());
     }
     let bytes: Result<Vec<u8>, _> = (0..token.len())
@@ -157,7 +157,7 @@ fn decode_token(token: &str, kind: char) -> Result<PageToken, Response> {
     else {
         return Err(invalid());
     };
-    if k.chars().next() != Some(kind) {
+    if !k.starts_with(kind) {
         return Err(invalid());
     }
     let page: usize = page.parse().map_err(|_| invalid())?;

@@ -249,13 +249,11 @@ fn check_value(name: &str, value: &str, spec: &Value) -> Result<(), Response> {
                 ));
             }
         }
-        Some("boolean") => {
-            if value != "true" && value != "false" {
-                return Err(errors::bad_parameter(
-                    &format!("Invalid value '{value}'. Values must be 'true' or 'false'."),
-                    name,
-                ));
-            }
+        Some("boolean") if value != "true" && value != "false" => {
+            return Err(errors::bad_parameter(
+                &format!("Invalid value '{value}'. Values must be 'true' or 'false'."),
+                name,
+            ));
         }
         _ => {}
     }
