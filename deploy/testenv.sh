@@ -189,14 +189,24 @@ EOF
     printf '#!/bin/sh\n# written by coexist deploy/testenv.sh during apt-get install\nexit 101\n' >"$policy"
     chmod 755 "$policy"
 
-    local log="${TMPDIR:-/tmp}/coexist-testenv-apt.$$.log"
+    local log="${TMPDIR:-/tmp}/coexist-testenv-apt.$$.log" try
     local -a apt_opts=(-y -q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-    if ! apt-get "${apt_opts[@]}" update >"$log" 2>&1; then
-        die_log "$log" "apt-get update failed"
-    fi
-    if ! apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}" >>"$log" 2>&1 </dev/null; then
-        die_log "$log" "apt-get install ${missing[*]} failed"
-    fi
+    : >"$log"
+    # Another apt may hold the lists lock for a while: retry. A source that
+    # fails to update is not fatal by itself; the install says whether it matters.
+    for try in 1 2 3; do
+        apt-get "${apt_opts[@]}" update </dev/null >>"$log" 2>&1 && break
+        say "apt-get update failed (try $try of 3)"
+        ((try == 3)) || sleep 10
+    done
+    for try in 1 2; do
+        apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}" </dev/null >>"$log" 2>&1 && break
+        if ((try == 2)) || ! grep -q 'dpkg --configure -a' "$log"; then
+            die_log "$log" "apt-get install ${missing[*]} failed"
+        fi
+        say "dpkg was interrupted earlier: running dpkg --configure -a, then retrying"
+        dpkg --configure -a </dev/null >>"$log" 2>&1 || true
+    done
     rm -f "$log"
     # Restore policy-rc.d now rather than at exit.
     run_cleanups
@@ -263,9 +273,15 @@ ensure_certs() {
         chmod 600 "$CERT_DIR/ca.key"
     fi
     # libldap checks "localhost" against the machine's host name, hence that name too.
-    local host; host=$(hostname 2>/dev/null || echo localhost)
+    local host san="IP:$SLAPD_HOST, DNS:localhost"
+    host=$(hostname 2>/dev/null || true)
+    if [[ $host =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ && $host != localhost ]]; then
+        san+=", DNS:$host"
+    else
+        host=localhost
+    fi
     if ! cert_ok slapd || ! openssl x509 -noout -checkhost "$host" -in "$CERT_DIR/slapd.pem" 2>/dev/null | grep -q 'does match'; then
-        issue_cert slapd localhost "IP:$SLAPD_HOST, DNS:localhost, DNS:$host"
+        issue_cert slapd localhost "$san"
     fi
     if ! cert_ok samba; then
         issue_cert samba "${SAMBA_NETBIOS,,}.${SAMBA_REALM,,}" \
@@ -512,9 +528,11 @@ slapd_selftest() {
         die_log "$log" "slapd: LDAPS with the test CA failed"
     ldapsearch -Q -LLL -Y EXTERNAL -H "$(slapd_ldapi_url)" -b cn=config -s base dn >/dev/null 2>&1 ||
         die_log "$log" "slapd: ldapi with SASL EXTERNAL as root failed"
-    out=$(ldapsearch "${bind[@]}" -H "ldap://$SLAPD_HOST:$SLAPD_PORT" -E sync=ro -b "$SLAPD_BASE" dn 2>&1) ||
+    out=$(ldapsearch -x -o nettimeout=5 -l 10 -D "cn=admin,$SLAPD_BASE" -w "$SLAPD_PASSWORD" \
+        -H "ldap://$SLAPD_HOST:$SLAPD_PORT" -E sync=ro -b "ou=coexist,$SLAPD_BASE" -s base dn 2>&1) ||
         die_log "$log" "slapd: a content-sync (RFC 4533) refreshOnly search failed: $out"
-    [[ $out == *"ou=coexist,$SLAPD_BASE"* ]] || die_log "$log" "slapd: the sync search did not return the base entries: $out"
+    [[ $out == *"SyncState control"* && $out == *"cookie: "* ]] ||
+        die_log "$log" "slapd: the syncprov overlay did not answer a content-sync search: $out"
     ldapsearch -x -LLL -o nettimeout=5 -l 10 -D "cn=admin,$SLAPD_PLAIN_BASE" -w "$SLAPD_PASSWORD" \
         -H "ldap://$SLAPD_HOST:$SLAPD_PORT" -b "ou=coexist,$SLAPD_PLAIN_BASE" -s base dn >/dev/null 2>&1 ||
         die_log "$log" "slapd: the plain database ($SLAPD_PLAIN_BASE) does not answer"
@@ -703,7 +721,7 @@ samba_version() { samba -V 2>/dev/null | awk '{print $2}'; }
 samba_template_key() {
     {
         samba_version
-        declare -f samba_build_template samba_write_conf samba_schema_ldif samba_layout_ldif
+        declare -f samba_build_template samba_write_conf samba_schema_ldif samba_layout_ldif samba_contact_check
         echo "$SAMBA_PASSWORD $SAMBA_REALM $SAMBA_DOMAIN $SAMBA_NETBIOS $SAMBA_HOST"
     } | short_hash
 }
@@ -756,7 +774,7 @@ samba_build_template() {
     final="$SAMBA_TEMPLATE_ROOT/$key"
     tmp="$final.building.$$"
     t0=$(now_ms)
-    say "samba: provisioning a template domain $SAMBA_REALM (about 15 s, once per Samba version) in $final"
+    say "samba: provisioning a template domain $SAMBA_REALM (10-30 s, once per Samba version and recipe) in $final"
     mkdir -p "$SAMBA_TEMPLATE_ROOT"
     chmod 700 "$SAMBA_TEMPLATE_ROOT"
     rm -rf "$tmp"
@@ -772,12 +790,15 @@ samba_build_template() {
     fi
     rm -f "$tmp/etc/blank.conf"
     samba_write_conf "$tmp" template
+    # Whatever happens, the template's DC does not outlive this script.
+    CLEANUPS+=("stop_pid \"\$(pid_of '$tmp/run/samba.pid')\" samba")
     samba_run "$tmp"
     say "samba: extending the schema with targetAddress (as Exchange's schema preparation does)"
     samba_schema_ldif | samba_ldap ldapmodify "ldap://$SAMBA_HOST" >>"$log" 2>&1 ||
-        { stop_pid "$(pid_of "$tmp/run/samba.pid")" samba; die_log "$log" "samba: the schema extension failed"; }
+        die_log "$log" "samba: the schema extension failed"
     samba_layout_ldif | samba_ldap ldapmodify "ldap://$SAMBA_HOST" >>"$log" 2>&1 ||
-        { stop_pid "$(pid_of "$tmp/run/samba.pid")" samba; die_log "$log" "samba: creating the OUs / password policy failed"; }
+        die_log "$log" "samba: creating the OUs / password policy failed"
+    samba_contact_check "$log"
     stop_pid "$(pid_of "$tmp/run/samba.pid")" samba
     rm -rf "$tmp/run" "$tmp/cache" "$tmp/log"
     rm -rf "$final"
@@ -787,18 +808,13 @@ samba_build_template() {
     say "samba: template ready in $(($(now_ms) - t0)) ms"
 }
 
-samba_selftest() {
-    local log dn url out
-    log=$(samba_log)
+# samba_contact_check LOG: a contact with mail, proxyAddresses and targetAddress
+# can be created in the stub OU, found by targetAddress, and deleted.
+# Run once per template (a delete leaves a tombstone; instances start clean of it).
+samba_contact_check() {
+    local log=$1 dn url out
     dn="CN=coexist-testenv-selftest,$SAMBA_STUB_OU"
     url="ldap://$SAMBA_HOST"
-    export LDAPTLS_CACERT="$CERT_DIR/ca.pem" LDAPTLS_REQCERT=demand
-    samba_ldap ldapsearch "ldaps://$SAMBA_HOST" -LLL -l 10 -b "$SAMBA_BASE" -s base dn >/dev/null 2>&1 ||
-        die_log "$log" "samba: LDAPS with the test CA failed"
-    samba_ldap ldapsearch "$url" -ZZ -LLL -l 10 -b "$SAMBA_BASE" -s base dn >/dev/null 2>&1 ||
-        die_log "$log" "samba: StartTLS with the test CA failed"
-    unset LDAPTLS_CACERT LDAPTLS_REQCERT
-    samba_ldap ldapdelete "$url" "$dn" >/dev/null 2>&1 || true
     out=$(samba_ldap ldapadd "$url" 2>&1 <<EOF
 dn: $dn
 objectClass: contact
@@ -814,8 +830,26 @@ EOF
         die_log "$log" "samba: searching the self-test contact failed: $out"
     [[ $out == *"targetAddress: SMTP:selftest@gapps.acmecorp.com"* ]] ||
         die_log "$log" "samba: the self-test contact has no targetAddress: $out"
-    samba_ldap ldapdelete "$url" "$dn" >/dev/null 2>&1 ||
-        die_log "$log" "samba: deleting the self-test contact failed"
+    out=$(samba_ldap ldapdelete "$url" "$dn" 2>&1) ||
+        die_log "$log" "samba: deleting the self-test contact failed: $out"
+}
+
+samba_selftest() {
+    local log cls out
+    log=$(samba_log)
+    export LDAPTLS_CACERT="$CERT_DIR/ca.pem" LDAPTLS_REQCERT=demand
+    samba_ldap ldapsearch "ldaps://$SAMBA_HOST" -LLL -l 10 -b "$SAMBA_BASE" -s base dn >/dev/null 2>&1 ||
+        die_log "$log" "samba: LDAPS with the test CA failed"
+    samba_ldap ldapsearch "ldap://$SAMBA_HOST" -ZZ -LLL -l 10 -b "$SAMBA_BASE" -s base dn >/dev/null 2>&1 ||
+        die_log "$log" "samba: StartTLS with the test CA failed"
+    unset LDAPTLS_CACERT LDAPTLS_REQCERT
+    for cls in User Contact; do
+        out=$(samba_ldap ldapsearch "ldap://$SAMBA_HOST" -LLL -l 10 -b "CN=$cls,CN=Schema,CN=Configuration,$SAMBA_BASE" \
+            -s base mayContain 2>&1) || die_log "$log" "samba: reading the schema of $cls failed: $out"
+        [[ $out == *"mayContain: targetAddress"* ]] || die_log "$log" "samba: class $cls may not hold targetAddress"
+    done
+    samba_ldap ldapsearch "ldap://$SAMBA_HOST" -LLL -l 10 -b "$SAMBA_STUB_OU" -s base dn >/dev/null 2>&1 ||
+        die_log "$log" "samba: the stub OU $SAMBA_STUB_OU is missing"
 }
 
 samba_up() {
@@ -974,8 +1008,9 @@ pg_stop() {
     local pid; pid=$(pid_of "$(pg_data)/postmaster.pid")
     if alive "$pid" postgres; then
         say "postgres: stopping (pid $pid)"
-        as_postgres "$(pg_bindir)/pg_ctl" -D "$(pg_data)" -m fast -w -t 30 stop >/dev/null 2>&1 9>&- ||
-            stop_pid "$pid" postgres
+        as_postgres "$(pg_bindir)/pg_ctl" -D "$(pg_data)" -m fast -w -t 30 stop >/dev/null 2>&1 9>&- || true
+        # pg_ctl returns once the pid file is gone; make sure the process is too.
+        stop_pid "$pid" postgres
     fi
 }
 
@@ -1121,7 +1156,7 @@ main() {
         stop) cmd_stop "$@" ;;
         down) cmd_down "$@" ;;
         env) cmd_env ;;
-        status) cmd_status ;;
+        status) cmd_status || exit $? ;;
         -h | --help | help) usage ;;
         *) usage >&2; exit 2 ;;
     esac
