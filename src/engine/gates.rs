@@ -38,8 +38,7 @@ pub fn apply_gates(
         .iter()
         .filter(|(_, h)| **h != SourceHealth::Complete)
         .collect();
-    let deletes_planned = plan.operations.iter().any(|s| s.action == "delete");
-    if !unhealthy.is_empty() && deletes_planned {
+    if !unhealthy.is_empty() {
         for step in plan.operations.iter_mut().filter(|s| s.action == "delete") {
             step.withheld = true;
         }
@@ -48,9 +47,9 @@ pub fn apply_gates(
                 SourceHealth::Incomplete(why) => {
                     format!("the read of {system} stopped part-way ({why})")
                 }
-                SourceHealth::SuddenlyEmpty { before } => {
-                    format!("{system} returned no recipients although it held {before} at its last good read")
-                }
+                SourceHealth::SuddenlyEmpty { before } => format!(
+                    "{system} returned no recipients although it held {before} at its last good read, so what it held is kept as staged"
+                ),
                 SourceHealth::Failed(why) => format!("{system} could not be read ({why})"),
                 SourceHealth::Complete => continue,
             };

@@ -463,7 +463,7 @@ impl SyncReport {
     pub fn exit_code(&self) -> i32 {
         if self.apply.failed > 0 || self.pulls.iter().any(|p| p.error.is_some()) {
             crate::exit::PARTIAL
-        } else if self.apply.withheld > 0 {
+        } else if self.apply.withheld > 0 || !self.plan.gates.is_empty() {
             crate::exit::GATE
         } else {
             crate::exit::OK

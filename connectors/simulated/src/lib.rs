@@ -46,6 +46,10 @@ pub struct SimulatedConfig {
     /// Test fault: operations on these addresses fail permanently.
     #[serde(default)]
     pub reject_addresses: Vec<String>,
+    /// Test aid: each operation takes this long (so a test can kill coexist
+    /// in the middle of an apply).
+    #[serde(default)]
+    pub apply_delay_ms: u64,
 }
 
 /// The content of a seed file.
@@ -279,6 +283,9 @@ impl Connector for SimulatedConnector {
     }
 
     async fn apply(&self, operation: &Operation) -> Result<Applied, ConnectorError> {
+        if self.config.apply_delay_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(self.config.apply_delay_ms)).await;
+        }
         if self.rejected(operation) {
             return Err(ConnectorError::permanent(format!(
                 "{} refused {} (simulated fault)",

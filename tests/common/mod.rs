@@ -1,0 +1,158 @@
+//! Helpers shared by the integration tests: small organisations of
+//! `simulated` systems written to a temporary folder, and a way to run the
+//! real `coexist` binary against them.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use coexist_connector::{Attributes, Recipient, RecipientKind};
+use coexist_simulated::Seed;
+
+/// A person with a mailbox.
+pub fn person(anchor: &str, address: &str) -> Recipient {
+    let local = address.split('@').next().unwrap_or_default();
+    Recipient {
+        anchor: anchor.into(),
+        kind: RecipientKind::Person,
+        primary_address: address.into(),
+        aliases: vec![],
+        mailbox: true,
+        enabled: true,
+        attributes: Attributes {
+            display_name: Some(local.to_string()),
+            ..Attributes::default()
+        },
+        members: vec![],
+        forwards_to: None,
+        extra: Default::default(),
+        etag: None,
+    }
+}
+
+/// `n` people `prefix0@domain` … on one system.
+pub fn people(prefix: &str, domain: &str, n: usize) -> Vec<Recipient> {
+    (0..n)
+        .map(|i| person(&format!("{prefix}-{i}"), &format!("{prefix}{i}@{domain}")))
+        .collect()
+}
+
+/// An organisation on disk: a configuration and seed files.
+pub struct Org {
+    pub dir: tempfile::TempDir,
+}
+
+impl Org {
+    /// Writes `config` (a coexist.toml) and the seeds (system id → recipients).
+    pub fn new(config: &str, seeds: &[(&str, Vec<Recipient>)]) -> Org {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        std::fs::write(dir.path().join("coexist.toml"), config).expect("the configuration");
+        let org = Org { dir };
+        for (system, recipients) in seeds {
+            org.seed(system, recipients.clone());
+        }
+        org
+    }
+
+    /// Replaces the seed of `system` (its recipients change).
+    pub fn seed(&self, system: &str, recipients: Vec<Recipient>) {
+        let seed = Seed {
+            recipients,
+            stubs: vec![],
+        };
+        std::fs::write(
+            self.path(&format!("{system}.json")),
+            serde_json::to_vec(&seed).expect("json"),
+        )
+        .expect("a seed");
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path("coexist.toml")
+    }
+
+    /// Rewrites the configuration.
+    pub fn set_config(&self, config: &str) {
+        std::fs::write(self.config(), config).expect("the configuration");
+    }
+
+    /// Runs `coexist --config <org> ARGS`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        coexist(&self.config(), args)
+    }
+
+    /// Runs with `--output json` and parses stdout.
+    pub fn json(&self, args: &[&str]) -> (i32, serde_json::Value) {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "coexist {args:?} printed no JSON ({e}):\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap_or(-1), value)
+    }
+
+    /// The stubs a simulated system holds now (seed + state journal).
+    pub fn stubs(&self, system: &str) -> Vec<coexist_connector::FoundStub> {
+        let config = coexist_simulated::SimulatedConfig {
+            seed: Some(self.path(&format!("{system}.json"))),
+            state: Some(self.path(&format!("{system}-state.jsonl"))),
+            ..Default::default()
+        };
+        coexist_simulated::SimulatedConnector::new(system, config)
+            .expect("the simulated system")
+            .stubs()
+    }
+}
+
+/// The path of the built binary.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_coexist"))
+}
+
+/// Runs the binary with a configuration.
+pub fn coexist(config: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(binary())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("coexist runs")
+}
+
+/// The acmecorp topology of google-coexistence.txt, on simulated systems.
+pub const GOOGLE_AND_LDAP: &str = r#"
+[organisation]
+shared_domains = ["acmecorp.com"]
+
+[topology]
+mx = "google"
+
+[[systems]]
+id = "google"
+kind = "simulated"
+routing_domain = "gapps.acmecorp.com"
+stub_style = "domain_routing"
+unknown_recipient = { relay = "ldap" }
+[systems.connection]
+seed = "google.json"
+state = "google-state.jsonl"
+
+[[systems]]
+id = "ldap"
+kind = "simulated"
+routing_domain = "mithi.acmecorp.com"
+stub_style = "routing_address"
+[systems.connection]
+seed = "ldap.json"
+state = "ldap-state.jsonl"
+"#;
