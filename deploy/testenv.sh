@@ -44,6 +44,10 @@ readonly PG_DIR="$STATE_DIR/postgres"
 readonly ENV_FILE="$STATE_DIR/env"
 readonly ALL_SERVERS=(slapd samba postgres)
 
+# Bump to force running servers (and the Samba template) to be rebuilt after a change
+# that the recipes below do not see (they hash the generated configs, not this script).
+readonly RECIPE_VERSION=1
+
 READY_TIMEOUT=${COEXIST_TESTENV_TIMEOUT:-60}   # seconds to wait for a server to answer
 
 # ---------------------------------------------------------------------------
@@ -94,6 +98,16 @@ alive() {
 
 # port_busy HOST PORT: something accepts TCP connections there.
 port_busy() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# require_port_free SERVER HOST PORT: fail clearly when another process listens there.
+require_port_free() {
+    local server=$1 host=$2 port=$3 who=''
+    port_busy "$host" "$port" || return 0
+    if command -v ss >/dev/null 2>&1; then
+        who=$(ss -Htlnp "sport = :$port" 2>/dev/null | awk '{print $4, $6}' | tr '\n' ' ')
+    fi
+    die "$server: $host:$port is already in use${who:+ ($who)}, not by this state dir's $server. Another deploy/testenv.sh state dir (COEXIST_TESTENV_DIR) or a system service holds it: stop that first"
+}
 
 # stop_pid PID NAME: TERM, wait up to 20 s, then KILL.
 stop_pid() {
@@ -301,6 +315,7 @@ slapd_pidfile() { echo "$SLAPD_DIR/run/slapd.pid"; }
 slapd_socket() { echo "$SLAPD_DIR/run/ldapi"; }
 slapd_ldapi_url() { echo "ldapi://$(urlencode "$(slapd_socket)")"; }
 slapd_log() { echo "$SLAPD_DIR/slapd.log"; }
+slapd_urls() { echo "ldap://$SLAPD_HOST:$SLAPD_PORT/ ldaps://$SLAPD_HOST:$SLAPD_TLS_PORT/ $(slapd_ldapi_url)"; }
 
 # The cn=config tree, loaded with slapadd -n0.
 slapd_config_ldif() {
@@ -454,12 +469,16 @@ ou: coexist
 EOF
 }
 
-# The recipe: changes to how slapd is built make a running one be rebuilt.
+# The recipe: what the server is built from. When it changes, a running
+# slapd is rebuilt; edits elsewhere in this script leave running servers alone.
 slapd_recipe() {
     {
-        declare -f slapd_config_ldif slapd_base_ldif slapd_plain_ldif slapd_start
+        echo "$RECIPE_VERSION $SLAPD_PASSWORD $SLAPD_USER"
+        slapd_config_ldif '{password}'
+        slapd_base_ldif
+        slapd_plain_ldif
+        slapd_urls
         cat "$CERT_DIR/slapd.pem" 2>/dev/null || true
-        echo "$SLAPD_PASSWORD $SLAPD_HOST $SLAPD_PORT $SLAPD_TLS_PORT $STATE_DIR"
     } | short_hash
 }
 
@@ -494,14 +513,14 @@ slapd_build() {
 slapd_start() {
     local log pid i
     log=$(slapd_log)
-    port_busy "$SLAPD_HOST" "$SLAPD_PORT" && die "slapd: $SLAPD_HOST:$SLAPD_PORT is already taken by another process (not ours); stop it first"
-    port_busy "$SLAPD_HOST" "$SLAPD_TLS_PORT" && die "slapd: $SLAPD_HOST:$SLAPD_TLS_PORT is already taken by another process (not ours); stop it first"
+    require_port_free slapd "$SLAPD_HOST" "$SLAPD_PORT"
+    require_port_free slapd "$SLAPD_HOST" "$SLAPD_TLS_PORT"
     rm -f "$(slapd_socket)" "$(slapd_pidfile)"
     chown -R "$SLAPD_USER:" "$SLAPD_DIR"
     # Foreground (-d) so that errors and per-operation stats go to our log file;
     # detached with setsid, no inherited descriptors (notably not our lock).
     setsid slapd -d stats -u "$SLAPD_USER" -g "$SLAPD_USER" -F "$(slapd_config_dir)" \
-        -h "ldap://$SLAPD_HOST:$SLAPD_PORT/ ldaps://$SLAPD_HOST:$SLAPD_TLS_PORT/ $(slapd_ldapi_url)" \
+        -h "$(slapd_urls)" \
         </dev/null >>"$log" 2>&1 9>&- &
     pid=$!
     for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
@@ -551,6 +570,7 @@ slapd_up() {
         rm -rf "$SLAPD_DIR"
     fi
     local t0; t0=$(now_ms)
+    require_port_free slapd "$SLAPD_HOST" "$SLAPD_PORT"
     if [[ -d $(slapd_config_dir) && $(cat "$SLAPD_DIR/recipe" 2>/dev/null || true) == "$(slapd_recipe)" ]]; then
         say "slapd: restarting on its existing data"
     else
@@ -590,11 +610,16 @@ samba_conf() { echo "$1/etc/smb.conf"; }
 samba_pidfile() { echo "$SAMBA_DIR/run/samba.pid"; }
 samba_log() { echo "$SAMBA_DIR/log/samba.log"; }
 
-# samba_write_conf DIR MODE: smb.conf for a DC living in DIR.
-# MODE template: schema updates allowed, no TLS; MODE instance: TLS with our certificate.
+# samba_write_conf DIR MODE: write smb.conf for a DC living in DIR.
 samba_write_conf() {
+    mkdir -p "$1/etc" "$1/run" "$1/log" "$1/cache"
+    samba_conf_text "$1" "$2" >"$(samba_conf "$1")"
+}
+
+# samba_conf_text DIR MODE: smb.conf for a DC living in DIR.
+# MODE template: schema updates allowed, no TLS; MODE instance: TLS with our certificate.
+samba_conf_text() {
     local d=$1 mode=$2
-    mkdir -p "$d/etc" "$d/run" "$d/log" "$d/cache"
     {
         cat <<EOF
 # Written by coexist deploy/testenv.sh ($mode).
@@ -640,7 +665,7 @@ EOF
 	path = $d/state/sysvol/${SAMBA_REALM,,}/scripts
 	read only = No
 EOF
-    } >"$(samba_conf "$d")"
+    }
 }
 
 # Exchange-style schema extension (targetAddress), and the test domain's layout.
@@ -718,19 +743,29 @@ EOF
 
 samba_version() { samba -V 2>/dev/null | awk '{print $2}'; }
 
+# samba_provision_args TARGETDIR: how the template domain is provisioned.
+samba_provision_args() {
+    printf '%s\n' --targetdir="$1" --realm="$SAMBA_REALM" --domain="$SAMBA_DOMAIN" --server-role=dc \
+        --dns-backend=NONE --use-rfc2307 --backend-store=mdb \
+        --host-name="${SAMBA_NETBIOS,,}" --host-ip="$SAMBA_HOST" --adminpass="$SAMBA_PASSWORD"
+}
+
+# The template's key: Samba's version and what the template is built from.
 samba_template_key() {
     {
+        echo "$RECIPE_VERSION"
         samba_version
-        declare -f samba_build_template samba_write_conf samba_schema_ldif samba_layout_ldif samba_contact_check
-        echo "$SAMBA_PASSWORD $SAMBA_REALM $SAMBA_DOMAIN $SAMBA_NETBIOS $SAMBA_HOST"
+        samba_provision_args /template
+        samba_conf_text /template template
+        samba_schema_ldif
+        samba_layout_ldif
     } | short_hash
 }
 
 samba_recipe() {
     {
         samba_template_key
-        declare -f samba_run samba_write_conf
-        echo "$STATE_DIR"
+        samba_conf_text "$SAMBA_DIR" instance
         cat "$CERT_DIR/samba.pem" 2>/dev/null || true
     } | short_hash
 }
@@ -749,8 +784,8 @@ samba_answers() {
 samba_run() {
     local d=$1 log pid i
     log="$d/log/samba.log"
-    port_busy "$SAMBA_HOST" 389 && die "samba: $SAMBA_HOST:389 is already taken by another process (not ours); stop it first"
-    port_busy "$SAMBA_HOST" 636 && die "samba: $SAMBA_HOST:636 is already taken by another process (not ours); stop it first"
+    require_port_free samba "$SAMBA_HOST" 389
+    require_port_free samba "$SAMBA_HOST" 636
     rm -f "$d/run/samba.pid"
     if ! samba -s "$(samba_conf "$d")" -M single </dev/null >>"$log" 2>&1 9>&-; then
         die_log "$log" "samba failed to start"
@@ -781,11 +816,10 @@ samba_build_template() {
     mkdir -p "$tmp/etc" "$tmp/log"
     log="$tmp/log/samba.log"
     : >"$tmp/etc/blank.conf"
-    if ! samba-tool domain provision -s "$tmp/etc/blank.conf" --targetdir="$tmp" \
-        --realm="$SAMBA_REALM" --domain="$SAMBA_DOMAIN" --server-role=dc \
-        --dns-backend=NONE --use-rfc2307 --backend-store=mdb \
-        --host-name="${SAMBA_NETBIOS,,}" --host-ip="$SAMBA_HOST" \
-        --adminpass="$SAMBA_PASSWORD" </dev/null >"$tmp/log/provision.log" 2>&1; then
+    local -a args
+    mapfile -t args < <(samba_provision_args "$tmp")
+    if ! samba-tool domain provision -s "$tmp/etc/blank.conf" "${args[@]}" \
+        </dev/null >"$tmp/log/provision.log" 2>&1; then
         die_log "$tmp/log/provision.log" "samba-tool domain provision failed"
     fi
     rm -f "$tmp/etc/blank.conf"
@@ -865,6 +899,7 @@ samba_up() {
         rm -rf "$SAMBA_DIR"
     fi
     t0=$(now_ms)
+    require_port_free samba "$SAMBA_HOST" 389
     if [[ -d $SAMBA_DIR/private && $(cat "$SAMBA_DIR/recipe" 2>/dev/null || true) == "$(samba_recipe)" ]]; then
         say "samba: restarting on its existing data"
     else
@@ -915,8 +950,22 @@ pg_log() { echo "$PG_DIR/postgres.log"; }
 pg_url() { echo "postgres://$PG_USER:$POSTGRES_PASSWORD@$PG_HOST:$PG_PORT/$PG_DB"; }
 as_postgres() { runuser -u postgres -- "$@"; }
 
+pg_conf_text() {
+    cat <<EOF
+
+# coexist deploy/testenv.sh: loopback test server, durability not needed
+listen_addresses = '$PG_HOST'
+port = $PG_PORT
+unix_socket_directories = '$PG_DIR/run'
+max_connections = 300
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+}
+
 pg_recipe() {
-    { declare -f pg_build pg_start pg_create_role; echo "$POSTGRES_PASSWORD $PG_HOST $PG_PORT $PG_USER $PG_DB $STATE_DIR"; } | short_hash
+    { echo "$RECIPE_VERSION $POSTGRES_PASSWORD $PG_USER $PG_DB"; pg_bindir; pg_conf_text; } | short_hash
 }
 
 pg_running() {
@@ -940,17 +989,7 @@ pg_build() {
     as_postgres "$bin/initdb" -D "$(pg_data)" -U postgres --auth-local=peer --auth-host=scram-sha-256 \
         -E UTF8 --no-locale --no-sync </dev/null >"$PG_DIR/initdb.log" 2>&1 ||
         die_log "$PG_DIR/initdb.log" "postgres: initdb failed"
-    cat >>"$(pg_data)/postgresql.conf" <<EOF
-
-# coexist deploy/testenv.sh: loopback test server, durability not needed
-listen_addresses = '$PG_HOST'
-port = $PG_PORT
-unix_socket_directories = '$PG_DIR/run'
-max_connections = 300
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-EOF
+    pg_conf_text >>"$(pg_data)/postgresql.conf"
     say "postgres: initdb done in $(($(now_ms) - t0)) ms"
 }
 
@@ -970,7 +1009,7 @@ pg_start() {
     local bin log
     bin=$(pg_bindir)
     log=$(pg_log)
-    port_busy "$PG_HOST" "$PG_PORT" && die "postgres: $PG_HOST:$PG_PORT is already taken by another process (not ours); stop it first"
+    require_port_free postgres "$PG_HOST" "$PG_PORT"
     touch "$log"
     chown postgres: "$log"
     if ! as_postgres "$bin/pg_ctl" -D "$(pg_data)" -l "$log" -w -t "$READY_TIMEOUT" start </dev/null >"$PG_DIR/pg_ctl.out" 2>&1 9>&-; then
@@ -993,6 +1032,7 @@ pg_up() {
         rm -rf "$PG_DIR"
     fi
     t0=$(now_ms)
+    require_port_free postgres "$PG_HOST" "$PG_PORT"
     if [[ -f $(pg_data)/PG_VERSION && $(cat "$PG_DIR/recipe" 2>/dev/null || true) == "$(pg_recipe)" ]]; then
         say "postgres: restarting on its existing data"
         rm -f "$(pg_data)/postmaster.pid"
