@@ -88,12 +88,14 @@ pid_of() {
     if [[ -r $1 ]]; then head -n1 "$1" | tr -dc '0-9'; fi
 }
 
-# alive PID NAME: process PID runs and its command is NAME (guards against pid reuse).
+# alive PID NAME: process PID runs (not a zombie waiting for its reaper) and its
+# command is NAME (guards against pid reuse).
 alive() {
-    local pid=$1 name=$2 comm
+    local pid=$1 name=$2 comm state
     [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
     comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
-    [[ $comm == "$name"* ]]
+    state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$pid/status" 2>/dev/null || true)
+    [[ $comm == "$name"* && $state != [ZX] ]]
 }
 
 # port_busy HOST PORT: something accepts TCP connections there.
@@ -121,6 +123,17 @@ stop_pid() {
     say "$name (pid $pid) did not stop in 20 s; killing it"
     kill -KILL "$pid" 2>/dev/null || true
     sleep 0.2
+}
+
+# attempt FUNCTION...: run the functions in a subshell, errexit in force, and
+# return its status (a failure, with its message, does not end this script).
+# Call it as a plain statement: `attempt f || rc=$?`; inside an `if` bash
+# would ignore errexit in the subshell.
+attempt() {
+    local rc=0
+    ("$@") &
+    wait "$!" || rc=$?
+    return "$rc"
 }
 
 # urlencode STRING: percent-encode everything but unreserved characters.
@@ -558,6 +571,11 @@ slapd_selftest() {
     unset LDAPTLS_CACERT LDAPTLS_REQCERT
 }
 
+slapd_start_checked() {
+    slapd_start
+    slapd_selftest
+}
+
 slapd_up() {
     local pid; pid=$(pid_of "$(slapd_pidfile)")
     if alive "$pid" slapd; then
@@ -571,13 +589,20 @@ slapd_up() {
     fi
     local t0; t0=$(now_ms)
     require_port_free slapd "$SLAPD_HOST" "$SLAPD_PORT"
+    local rc=1
     if [[ -d $(slapd_config_dir) && $(cat "$SLAPD_DIR/recipe" 2>/dev/null || true) == "$(slapd_recipe)" ]]; then
         say "slapd: restarting on its existing data"
-    else
-        slapd_build
+        rc=0
+        attempt slapd_start_checked || rc=$?
+        if ((rc)); then
+            say "slapd: restarting on the existing data failed; rebuilding from scratch"
+            slapd_stop
+        fi
     fi
-    slapd_start
-    slapd_selftest
+    if ((rc)); then
+        slapd_build
+        slapd_start_checked
+    fi
     slapd_recipe >"$SLAPD_DIR/recipe"
     say "slapd: up in $(($(now_ms) - t0)) ms (pid $(pid_of "$(slapd_pidfile)"), ldap://$SLAPD_HOST:$SLAPD_PORT, ldaps://$SLAPD_HOST:$SLAPD_TLS_PORT)"
 }
@@ -886,6 +911,11 @@ samba_selftest() {
         die_log "$log" "samba: the stub OU $SAMBA_STUB_OU is missing"
 }
 
+samba_start_checked() {
+    samba_run "$SAMBA_DIR"
+    samba_selftest
+}
+
 samba_up() {
     local pid key tdir t0
     pid=$(pid_of "$(samba_pidfile)")
@@ -900,9 +930,17 @@ samba_up() {
     fi
     t0=$(now_ms)
     require_port_free samba "$SAMBA_HOST" 389
+    local rc=1
     if [[ -d $SAMBA_DIR/private && $(cat "$SAMBA_DIR/recipe" 2>/dev/null || true) == "$(samba_recipe)" ]]; then
         say "samba: restarting on its existing data"
-    else
+        rc=0
+        attempt samba_start_checked || rc=$?
+        if ((rc)); then
+            say "samba: restarting on the existing data failed; starting afresh from the template"
+            samba_stop
+        fi
+    fi
+    if ((rc)); then
         key=$(samba_template_key)
         tdir="$SAMBA_TEMPLATE_ROOT/$key"
         [[ -d $tdir/private ]] || samba_build_template "$key"
@@ -910,9 +948,8 @@ samba_up() {
         rm -rf "$SAMBA_DIR"
         cp -a "$tdir" "$SAMBA_DIR"
         samba_write_conf "$SAMBA_DIR" instance
+        samba_start_checked
     fi
-    samba_run "$SAMBA_DIR"
-    samba_selftest
     samba_recipe >"$SAMBA_DIR/recipe"
     say "samba: up in $(($(now_ms) - t0)) ms (pid $(pid_of "$(samba_pidfile)"), ldap://$SAMBA_HOST, ldaps://$SAMBA_HOST)"
 }
@@ -1033,13 +1070,21 @@ pg_up() {
     fi
     t0=$(now_ms)
     require_port_free postgres "$PG_HOST" "$PG_PORT"
+    local rc=1
     if [[ -f $(pg_data)/PG_VERSION && $(cat "$PG_DIR/recipe" 2>/dev/null || true) == "$(pg_recipe)" ]]; then
         say "postgres: restarting on its existing data"
         rm -f "$(pg_data)/postmaster.pid"
-    else
-        pg_build
+        rc=0
+        attempt pg_start || rc=$?
+        if ((rc)); then
+            say "postgres: restarting on the existing data failed; rebuilding from scratch"
+            pg_stop
+        fi
     fi
-    pg_start
+    if ((rc)); then
+        pg_build
+        pg_start
+    fi
     pg_recipe >"$PG_DIR/recipe"
     say "postgres: up in $(($(now_ms) - t0)) ms (pid $(pid_of "$(pg_data)/postmaster.pid"), $PG_HOST:$PG_PORT)"
 }
