@@ -12,14 +12,14 @@ use std::sync::Arc;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::auth::{self, Flavor};
 use crate::errors;
 use crate::spec::{apply_selection, FieldSel, Params};
 use crate::state::{
-    directory_etag, rfc3339_ms, MemberRec, MemberType, Shared, State as Data, StoredGroup,
-    StoredUser,
+    directory_etag, MemberRec, MemberType, Shared, State as Data, StoredGroup, StoredUser,
 };
 
 type Answer = Result<Response, Response>;
@@ -60,13 +60,27 @@ impl Call {
 
     /// The JSON answer, cut down to the `fields` selection.
     fn respond(&self, value: Value) -> Response {
-        let value = match &self.fields {
-            Some(sel) => apply_selection(&value, sel),
-            None => value,
+        self.respond_with(&value)
+    }
+
+    /// Serialises an answer, cut down to the `fields` selection.
+    fn respond_with<T: Serialize>(&self, value: &T) -> Response {
+        let pretty = self.get("prettyPrint") != Some("false");
+        let text = match &self.fields {
+            Some(sel) => {
+                let full = serde_json::to_value(value).unwrap_or(Value::Null);
+                let cut = apply_selection(&full, sel);
+                if pretty {
+                    serde_json::to_string_pretty(&cut)
+                } else {
+                    serde_json::to_string(&cut)
+                }
+            }
+            None if pretty => serde_json::to_string_pretty(value),
+            None => serde_json::to_string(value),
         };
-        if self.get("prettyPrint") == Some("false") {
-            let text = serde_json::to_string(&value).unwrap_or_default();
-            return (
+        match text {
+            Ok(text) => (
                 StatusCode::OK,
                 [(
                     axum::http::header::CONTENT_TYPE,
@@ -74,9 +88,9 @@ impl Call {
                 )],
                 text,
             )
-                .into_response();
+                .into_response(),
+            Err(_) => errors::fault_json(crate::Fault::ServerError500, 0),
         }
-        errors::json_response(StatusCode::OK, &value)
     }
 }
 
@@ -243,86 +257,165 @@ fn owns_domain(shared: &Shared, st: &Data, domain: &str) -> bool {
 
 // ----- users -----
 
-fn user_json(shared: &Shared, stored: &StoredUser, public_view: bool) -> Value {
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A User resource as users.list and users.get send it (serialised
+/// directly: 500 of them make a page).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserOut<'a> {
+    kind: &'a str,
+    id: &'a str,
+    etag: &'a str,
+    primary_email: &'a str,
+    name: NameOut<'a>,
+    emails: Vec<EmailOut<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    phones: Vec<PhoneOut<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    organizations: Vec<OrgOut<'a>>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    admin: Option<AdminOut<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NameOut<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    given_name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    family_name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    full_name: &'a str,
+}
+
+#[derive(Serialize)]
+struct EmailOut<'a> {
+    address: &'a str,
+    #[serde(skip_serializing_if = "is_false")]
+    primary: bool,
+}
+
+#[derive(Serialize)]
+struct PhoneOut<'a> {
+    value: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrgOut<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    title: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    department: &'a str,
+    primary: bool,
+    custom_type: &'a str,
+}
+
+/// The fields only the admin view shows.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AdminOut<'a> {
+    is_admin: bool,
+    is_delegated_admin: bool,
+    last_login_time: &'a str,
+    creation_time: &'a str,
+    agreed_to_terms: bool,
+    suspended: bool,
+    archived: bool,
+    change_password_at_next_login: bool,
+    ip_whitelisted: bool,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    aliases: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    non_editable_aliases: &'a [String],
+    customer_id: &'a str,
+    org_unit_path: &'a str,
+    is_mailbox_setup: bool,
+    is_enrolled_in2_sv: bool,
+    is_enforced_in2_sv: bool,
+    include_in_global_address_list: bool,
+}
+
+fn user_out<'a>(shared: &'a Shared, stored: &'a StoredUser, public_view: bool) -> UserOut<'a> {
     let u = &stored.user;
-    let mut name = Map::new();
-    for (k, v) in [
-        ("givenName", &u.given_name),
-        ("familyName", &u.family_name),
-        ("fullName", &u.full_name),
-    ] {
-        if !v.is_empty() {
-            name.insert(k.into(), Value::from(v.as_str()));
-        }
-    }
-    let mut emails = vec![json!({"address": u.primary_email, "primary": true})];
+    let mut emails = vec![EmailOut {
+        address: &u.primary_email,
+        primary: true,
+    }];
     for a in u.aliases.iter().chain(&u.non_editable_aliases) {
-        emails.push(json!({ "address": a }));
+        emails.push(EmailOut {
+            address: a,
+            primary: false,
+        });
     }
-    let mut obj = Map::new();
-    obj.insert("kind".into(), Value::from(shared.spec.kind("User")));
-    obj.insert("id".into(), Value::from(u.id.as_str()));
-    obj.insert("etag".into(), Value::from(stored.etag.as_str()));
-    obj.insert("primaryEmail".into(), Value::from(u.primary_email.as_str()));
-    obj.insert("name".into(), Value::Object(name));
-    obj.insert("emails".into(), Value::Array(emails));
-    if !u.phones.is_empty() {
-        let phones: Vec<Value> = u
+    let organizations =
+        if u.title.is_empty() && u.department.is_empty() && u.organization.is_empty() {
+            Vec::new()
+        } else {
+            vec![OrgOut {
+                name: &u.organization,
+                title: &u.title,
+                department: &u.department,
+                primary: true,
+                custom_type: "",
+            }]
+        };
+    UserOut {
+        kind: &shared.kinds.user,
+        id: &u.id,
+        etag: &stored.etag,
+        primary_email: &u.primary_email,
+        name: NameOut {
+            given_name: &u.given_name,
+            family_name: &u.family_name,
+            full_name: &u.full_name,
+        },
+        emails,
+        phones: u
             .phones
             .iter()
-            .map(|(t, v)| json!({"value": v, "type": t}))
-            .collect();
-        obj.insert("phones".into(), Value::Array(phones));
+            .map(|(t, v)| PhoneOut { value: v, kind: t })
+            .collect(),
+        organizations,
+        admin: (!public_view).then(|| AdminOut {
+            is_admin: false,
+            is_delegated_admin: false,
+            last_login_time: "1970-01-01T00:00:00.000Z",
+            creation_time: &stored.creation_time,
+            agreed_to_terms: true,
+            suspended: u.suspended,
+            archived: u.archived,
+            change_password_at_next_login: false,
+            ip_whitelisted: false,
+            aliases: &u.aliases,
+            non_editable_aliases: &u.non_editable_aliases,
+            customer_id: &shared.customer_id,
+            org_unit_path: &u.org_unit_path,
+            is_mailbox_setup: u.is_mailbox_setup,
+            is_enrolled_in2_sv: false,
+            is_enforced_in2_sv: false,
+            include_in_global_address_list: true,
+        }),
     }
-    if !(u.title.is_empty() && u.department.is_empty() && u.organization.is_empty()) {
-        let mut org = Map::new();
-        for (k, v) in [
-            ("name", &u.organization),
-            ("title", &u.title),
-            ("department", &u.department),
-        ] {
-            if !v.is_empty() {
-                org.insert(k.into(), Value::from(v.as_str()));
-            }
-        }
-        org.insert("primary".into(), Value::Bool(true));
-        org.insert("customType".into(), Value::from(""));
-        obj.insert("organizations".into(), json!([org]));
-    }
-    if public_view {
-        return Value::Object(obj);
-    }
-    obj.insert("isAdmin".into(), Value::Bool(false));
-    obj.insert("isDelegatedAdmin".into(), Value::Bool(false));
-    obj.insert(
-        "lastLoginTime".into(),
-        Value::from("1970-01-01T00:00:00.000Z"),
-    );
-    obj.insert(
-        "creationTime".into(),
-        Value::from(rfc3339_ms(stored.creation_ms)),
-    );
-    obj.insert("agreedToTerms".into(), Value::Bool(true));
-    obj.insert("suspended".into(), Value::Bool(u.suspended));
-    obj.insert("archived".into(), Value::Bool(u.archived));
-    obj.insert("changePasswordAtNextLogin".into(), Value::Bool(false));
-    obj.insert("ipWhitelisted".into(), Value::Bool(false));
-    if !u.aliases.is_empty() {
-        obj.insert("aliases".into(), json!(u.aliases));
-    }
-    if !u.non_editable_aliases.is_empty() {
-        obj.insert("nonEditableAliases".into(), json!(u.non_editable_aliases));
-    }
-    obj.insert(
-        "customerId".into(),
-        Value::from(shared.customer_id.as_str()),
-    );
-    obj.insert("orgUnitPath".into(), Value::from(u.org_unit_path.as_str()));
-    obj.insert("isMailboxSetup".into(), Value::Bool(u.is_mailbox_setup));
-    obj.insert("isEnrolledIn2Sv".into(), Value::Bool(false));
-    obj.insert("isEnforcedIn2Sv".into(), Value::Bool(false));
-    obj.insert("includeInGlobalAddressList".into(), Value::Bool(true));
-    Value::Object(obj)
+}
+
+/// A page of users.list.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UsersOut<'a> {
+    kind: &'a str,
+    etag: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    users: Vec<UserOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
 }
 
 /// One term of a users.list `query`
@@ -506,26 +599,19 @@ fn users_list_inner(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -
             (page, next.map(Position::After))
         }
     };
-    let users: Vec<Value> = page
+    let users: Vec<UserOut<'_>> = page
         .iter()
-        .map(|s| user_json(shared, s, public_view))
+        .map(|s| user_out(shared, s, public_view))
         .collect();
     let etags: Vec<&str> = page.iter().map(|s| s.etag.as_str()).collect();
-    let etag = directory_etag(&etags);
-    drop(st);
-    let mut obj = Map::new();
-    obj.insert("kind".into(), Value::from(shared.spec.kind("Users")));
-    obj.insert("etag".into(), Value::from(etag));
-    if !users.is_empty() {
-        obj.insert("users".into(), Value::Array(users));
-    }
-    if let Some(pos) = next {
-        obj.insert(
-            "nextPageToken".into(),
-            Value::from(encode_token('u', page_no + 1, &pos)),
-        );
-    }
-    Ok(call.respond(Value::Object(obj)))
+    let out = UsersOut {
+        kind: &shared.kinds.users,
+        etag: directory_etag(&etags),
+        users,
+        next_page_token: next.map(|pos| encode_token('u', page_no + 1, &pos)),
+    };
+    // Serialised under the lock: the page borrows the stored users.
+    Ok(call.respond_with(&out))
 }
 
 /// GET users/{userKey} — <https://developers.google.com/admin-sdk/directory/reference/rest/v1/users/get>.
@@ -544,9 +630,7 @@ pub(crate) async fn users_get(
             .find_user_id(&user_key)
             .and_then(|id| st.users.get(&id))
             .ok_or_else(|| errors::resource_not_found("userKey"))?;
-        let value = user_json(&shared, stored, public_view);
-        drop(st);
-        Ok(call.respond(value))
+        Ok(call.respond_with(&user_out(&shared, stored, public_view)))
     })())
 }
 

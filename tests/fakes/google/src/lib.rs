@@ -191,6 +191,7 @@ impl FakeGoogle {
             domain: options.domain.to_ascii_lowercase(),
             customer_id: options.customer_id.clone(),
             admin: options.admin.to_ascii_lowercase(),
+            kinds: state::Kinds::from_spec(&spec),
             spec,
             keys,
             latency_micros: AtomicU64::new(duration_micros(options.latency)),

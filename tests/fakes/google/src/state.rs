@@ -5,6 +5,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
@@ -138,9 +139,26 @@ pub(crate) struct Shared {
     pub customer_id: String,
     pub admin: String,
     pub spec: crate::spec::Spec,
+    /// `kind` values looked up once (they are on every user of a page).
+    pub kinds: Kinds,
     pub keys: crate::auth::Keys,
     pub latency_micros: AtomicU64,
     pub state: Mutex<State>,
+}
+
+/// The `kind` of the hot resources, from the discovery document.
+pub(crate) struct Kinds {
+    pub user: String,
+    pub users: String,
+}
+
+impl Kinds {
+    pub fn from_spec(spec: &crate::spec::Spec) -> Kinds {
+        Kinds {
+            user: spec.kind("User"),
+            users: spec.kind("Users"),
+        }
+    }
 }
 
 impl Shared {
@@ -158,7 +176,8 @@ impl Shared {
 pub(crate) struct StoredUser {
     pub user: FakeUser,
     pub etag: String,
-    pub creation_ms: u64,
+    /// `creationTime`, formatted once.
+    pub creation_time: Arc<str>,
 }
 
 pub(crate) struct StoredGroup {
@@ -343,7 +362,7 @@ impl State {
         }
     }
 
-    fn store_user(&mut self, mut user: FakeUser, creation_ms: u64) {
+    fn store_user(&mut self, mut user: FakeUser, creation_time: Arc<str>) {
         if user.full_name.is_empty() {
             user.full_name = format!("{} {}", user.given_name, user.family_name)
                 .trim()
@@ -364,7 +383,7 @@ impl State {
             StoredUser {
                 user,
                 etag,
-                creation_ms,
+                creation_time,
             },
         );
     }
@@ -382,8 +401,8 @@ impl State {
         let creation = self
             .users
             .get(&user.id)
-            .map(|u| u.creation_ms)
-            .unwrap_or_else(now_ms);
+            .map(|u| u.creation_time.clone())
+            .unwrap_or_else(|| Arc::from(rfc3339_ms(now_ms())));
         self.store_user(user, creation);
     }
 
@@ -402,7 +421,7 @@ impl State {
             return;
         };
         let mut user = stored.user.clone();
-        let creation = stored.creation_ms;
+        let creation = stored.creation_time.clone();
         f(&mut user);
         user.id = id; // the id is immutable
         self.store_user(user, creation);
@@ -616,7 +635,7 @@ impl State {
         groups: usize,
         members_per_group: usize,
     ) {
-        let now = now_ms();
+        let now: Arc<str> = Arc::from(rfc3339_ms(now_ms()));
         for i in 0..users {
             let user = FakeUser {
                 id: format!("{}", 100_000_000_000_000_000_000u128 + i as u128),
@@ -635,7 +654,7 @@ impl State {
                 organization: "Acme Corp".to_owned(),
                 ..FakeUser::default()
             };
-            self.store_user(user, now);
+            self.store_user(user, now.clone());
         }
         for g in 0..groups {
             let group = FakeGroup {
