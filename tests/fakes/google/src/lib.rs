@@ -23,6 +23,24 @@
 //! (`<errors xmlns="http://schemas.google.com/g/2005"><error><domain>…</domain><code>…</code><internalReason>…</internalReason></error></errors>`),
 //! as the GData protocol sends them.
 //!
+//! What a client must do, as with Google:
+//!
+//! - Directory: `customer=my_customer` (or the customer id) or `domain=` on
+//!   users.list and groups.list; page tokens are opaque and `nextPageToken`
+//!   is absent on the last page; `maxResults` at most 500 (users) or 200
+//!   (groups, members), from the discovery document.
+//! - Contacts: `GData-Version: 3.0` (or `v=3.0`), `Content-Type:
+//!   application/atom+xml` on writes. Edit links carry the entry's version
+//!   (`…/full/{id}/{version}`); `…/full/{id}` is served too. PUT and DELETE
+//!   need `If-Match` (the entry's etag or `*`), or the entry's `gd:etag`
+//!   attribute (PUT), or a versioned edit link: a stale etag is 412, a stale
+//!   version 409, none of them 403. In a batch, update and delete entries name
+//!   their contact by `<id>` (or the edit link) and carry `gd:etag` (or a
+//!   versioned edit link); each entry gets its own `batch:status`.
+//! - Tokens: the JWT's `scope` may only name [`AUTHORIZED_SCOPES`], and each
+//!   method needs one of the scopes the discovery document lists for it
+//!   (contacts: [`CONTACTS_SCOPE`]).
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use coexist_fake_google::{FakeGoogle, FakeOptions, FakeUser};
@@ -337,14 +355,10 @@ impl FakeGoogle {
     /// users as members (user `(g * members_per_group + k) % users`).
     pub fn seed_synthetic(&self, users: usize, groups: usize, members_per_group: usize) {
         let domain = self.shared.domain.clone();
-        let customer = self.shared.customer_id.clone();
-        self.shared.state.lock().seed_synthetic(
-            &domain,
-            &customer,
-            users,
-            groups,
-            members_per_group,
-        );
+        self.shared
+            .state
+            .lock()
+            .seed_synthetic(&domain, users, groups, members_per_group);
     }
 
     /// The next `n` requests (token endpoint excluded) fail with `fault`.

@@ -630,7 +630,6 @@ impl State {
     pub fn seed_synthetic(
         &mut self,
         domain: &str,
-        customer_id: &str,
         users: usize,
         groups: usize,
         members_per_group: usize,
@@ -681,6 +680,5 @@ impl State {
             }
             self.touch_group(&gid);
         }
-        let _ = customer_id;
     }
 }
