@@ -1,1 +1,319 @@
-fn main() {}
+//! Benchmarks against the real slapd of `deploy/testenv.sh`, each compared
+//! with OpenLDAP's own client in the same run:
+//!
+//! * a full pull of 100,000 entries vs `ldapsearch -E pr=1000/noprompt`
+//!   fetching the same entries and attributes to /dev/null (target ≤ 1.3x);
+//! * writing 10,000 stubs (`apply_many`) vs `ldapadd` loading the same
+//!   entries from LDIF (target ≤ 1.0x).
+//!
+//! The 100,000 entries are loaded once (with `ldapadd -c`) into
+//! `ou=bench-100k` of the database without syncprov and kept for later runs.
+//! Run: `deploy/testenv.sh up slapd && cargo bench -p coexist-ldap`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coexist_connector::{
+    Attributes, Connector, NoProgress, Operation, RecipientKind, Route, SecretRef, Stub,
+};
+use coexist_ldap::{Flavor, LdapConfig, LdapConnector};
+
+const PULL_ENTRIES: usize = 100_000;
+const STUBS: usize = 10_000;
+
+fn vars() -> HashMap<String, String> {
+    let dir =
+        std::env::var("COEXIST_TESTENV_DIR").unwrap_or_else(|_| "/tmp/coexist-testenv".into());
+    let mut map: HashMap<String, String> = std::fs::read_to_string(format!("{dir}/env"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (k, v) in std::env::vars() {
+        if k.starts_with("COEXIST_TEST") {
+            map.insert(k, v);
+        }
+    }
+    map
+}
+
+fn var(vars: &HashMap<String, String>, name: &str) -> String {
+    match vars.get(name) {
+        Some(v) => v.clone(),
+        None => {
+            eprintln!("{name} is not set: the test servers are not running. Run deploy/testenv.sh up, or the README test command");
+            std::process::exit(2);
+        }
+    }
+}
+
+struct Ldap {
+    url: String,
+    bind_dn: String,
+    password: String,
+}
+
+impl Ldap {
+    fn tool(&self, name: &str) -> Command {
+        let mut c = Command::new(name);
+        c.args([
+            "-x",
+            "-H",
+            &self.url,
+            "-D",
+            &self.bind_dn,
+            "-w",
+            &self.password,
+        ]);
+        c
+    }
+
+    fn count(&self, base: &str) -> usize {
+        let out = self
+            .tool("ldapsearch")
+            .args([
+                "-LLL",
+                "-E",
+                "pr=1000/noprompt",
+                "-b",
+                base,
+                "(mail=*)",
+                "1.1",
+            ])
+            .output();
+        match out {
+            Ok(o) => String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with("dn:"))
+                .count(),
+            Err(_) => 0,
+        }
+    }
+
+    fn ldapadd(&self, ldif: &str) -> Duration {
+        let start = Instant::now();
+        let mut child = self
+            .tool("ldapadd")
+            .arg("-c")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("ldapadd: {e} (install ldap-utils)"));
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
+        child.wait().unwrap();
+        start.elapsed()
+    }
+
+    fn delete_tree(&self, dn: &str) {
+        let _ = self.tool("ldapdelete").args(["-r", dn]).output();
+    }
+}
+
+fn ou(dn: &str) -> String {
+    let name = dn.split(',').next().unwrap().trim_start_matches("ou=");
+    format!("dn: {dn}\nobjectClass: organizationalUnit\nou: {name}\n\n")
+}
+
+fn ratio_line(what: &str, ours: Duration, theirs: Duration, target: f64) {
+    let ratio = ours.as_secs_f64() / theirs.as_secs_f64();
+    println!(
+        "{what}: coexist {:.2} s, reference {:.2} s, ratio {:.2} (target <= {target:.1}) {}",
+        ours.as_secs_f64(),
+        theirs.as_secs_f64(),
+        ratio,
+        if ratio <= target { "PASS" } else { "FAIL" }
+    );
+}
+
+fn main() {
+    let only_pull = std::env::var("COEXIST_BENCH_ONLY_PULL").is_ok();
+    let v = vars();
+    let base = var(&v, "COEXIST_TEST_SLAPD_PLAIN_BASE");
+    let ldap = Ldap {
+        url: var(&v, "COEXIST_TEST_SLAPD_URL"),
+        bind_dn: var(&v, "COEXIST_TEST_SLAPD_PLAIN_BIND_DN"),
+        password: var(&v, "COEXIST_TEST_SLAPD_PASSWORD"),
+    };
+    let pw_file = std::env::temp_dir().join("coexist-ldap-bench-pw");
+    std::fs::write(&pw_file, &ldap.password).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // --- pull of 100,000 entries -----------------------------------------
+    let pull_base = format!("ou=bench-100k,{base}");
+    let have = ldap.count(&pull_base);
+    if have != PULL_ENTRIES {
+        println!("loading {PULL_ENTRIES} entries into {pull_base} (once; kept for later runs; found {have})");
+        ldap.delete_tree(&pull_base);
+        let mut ldif = ou(&pull_base);
+        for i in 0..PULL_ENTRIES {
+            ldif.push_str(&format!(
+                "dn: uid=u{i},{pull_base}\nobjectClass: inetOrgPerson\nobjectClass: inetLocalMailRecipient\nuid: u{i}\ncn: User Number {i}\nsn: Number{i}\ngivenName: User\ndisplayName: User Number {i}\nmail: u{i}@acmecorp.com\nmailLocalAddress: user.{i}@acmecorp.com\ntelephoneNumber: +1 555 {i:06}\ntitle: Engineer\ndepartmentNumber: D{}\n\n",
+                i % 97
+            ));
+        }
+        let took = ldap.ldapadd(&ldif);
+        println!("loaded in {:.1} s", took.as_secs_f64());
+    }
+    let mut config = LdapConfig::new(
+        Flavor::Openldap,
+        ldap.url.clone(),
+        ldap.bind_dn.clone(),
+        SecretRef::File {
+            file: pw_file.display().to_string(),
+        },
+        vec![pull_base.clone()],
+        pull_base.clone(),
+    );
+    config.page_size = 1000;
+    let reader = coexist_ldap::read::Reader::new("bench", &config);
+    let scope = reader.scopes().remove(0);
+    let attrs = reader.mapper.read_attributes();
+    let connector = LdapConnector::new("bench", config.clone()).unwrap();
+    // warm the server's caches once, then measure both, alternating
+    let _ = runtime.block_on(connector.pull(None, &NoProgress));
+    let mut ours = Duration::MAX;
+    let mut theirs = Duration::MAX;
+    for _ in 0..2 {
+        let start = Instant::now();
+        let pull = runtime
+            .block_on(connector.pull(None, &NoProgress))
+            .expect("pull");
+        ours = ours.min(start.elapsed());
+        assert_eq!(
+            pull.recipients.len(),
+            PULL_ENTRIES,
+            "{:?}",
+            pull.problems.first()
+        );
+        let start = Instant::now();
+        let status = ldap
+            .tool("ldapsearch")
+            .args(["-E", "pr=1000/noprompt", "-b", &scope.base, &scope.filter])
+            .args(&attrs)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        theirs = theirs.min(start.elapsed());
+    }
+    ratio_line(
+        &format!("pull of {PULL_ENTRIES} entries vs ldapsearch -E pr=1000"),
+        ours,
+        theirs,
+        1.3,
+    );
+    // For the record: the ldap3 library alone (paged search, entries parsed).
+    let raw = runtime.block_on(async {
+        let (conn, mut l) = ldap3::LdapConnAsync::new(&ldap.url).await.unwrap();
+        tokio::spawn(async move {
+            let _ = conn.drive().await;
+        });
+        l.simple_bind(&ldap.bind_dn, &ldap.password).await.unwrap();
+        let start = Instant::now();
+        let mut stream = l
+            .streaming_search_with(
+                ldap3::adapters::PagedResults::new(1000),
+                &scope.base,
+                ldap3::Scope::Subtree,
+                &scope.filter,
+                attrs.clone(),
+            )
+            .await
+            .unwrap();
+        let mut n = 0;
+        while let Some(e) = stream.next().await.unwrap() {
+            let _ = ldap3::SearchEntry::construct(e);
+            n += 1;
+        }
+        assert_eq!(n, PULL_ENTRIES);
+        start.elapsed()
+    });
+    println!(
+        "  (ldap3 alone, paged search with entries parsed: {:.2} s)",
+        raw.as_secs_f64()
+    );
+
+    if only_pull {
+        return;
+    }
+    // --- writing 10,000 stubs ------------------------------------------------
+    let ref_base = format!("ou=bench-ldapadd,{base}");
+    let our_base = format!("ou=bench-stubs,{base}");
+    ldap.delete_tree(&ref_base);
+    ldap.delete_tree(&our_base);
+    ldap.ldapadd(&(ou(&ref_base) + &ou(&our_base)));
+    let stubs: Vec<Stub> = (0..STUBS)
+        .map(|i| Stub {
+            anchor: format!("google:{i}"),
+            kind: RecipientKind::Person,
+            primary_address: format!("s{i}@acmecorp.com"),
+            aliases: vec![format!("stub.{i}@acmecorp.com")],
+            route: Route::Address(format!("s{i}@gapps.acmecorp.com")),
+            attributes: Attributes {
+                display_name: Some(format!("Stub Number {i}")),
+                given_name: Some("Stub".into()),
+                surname: Some(format!("Number{i}")),
+                business_phone: Some(format!("+1 555 {i:06}")),
+                title: Some("Engineer".into()),
+                department: Some(format!("D{}", i % 97)),
+                ..Attributes::default()
+            },
+        })
+        .collect();
+    let mut ref_config = config.clone();
+    ref_config.stub_base = ref_base.clone();
+    let ref_writer = coexist_ldap::write::Writer::new("bench", &ref_config);
+    let mut ldif = String::new();
+    for s in &stubs {
+        let d = ref_writer.desired(s).unwrap();
+        ldif.push_str(&format!("dn: {}\n", d.dn));
+        for c in &d.object_classes {
+            ldif.push_str(&format!("objectClass: {c}\n"));
+        }
+        for (k, vals) in &d.attributes {
+            for val in vals {
+                ldif.push_str(&format!("{k}: {val}\n"));
+            }
+        }
+        ldif.push('\n');
+    }
+    let theirs = ldap.ldapadd(&ldif);
+    assert_eq!(ldap.count(&ref_base), STUBS, "ldapadd loaded everything");
+    let mut our_config = config.clone();
+    our_config.stub_base = our_base.clone();
+    let writer = LdapConnector::new("bench", our_config).unwrap();
+    let ops: Vec<Operation> = stubs
+        .into_iter()
+        .map(|stub| Operation::Create { stub })
+        .collect();
+    let start = Instant::now();
+    let results = runtime.block_on(writer.apply_many(&ops));
+    let ours = start.elapsed();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    assert_eq!(failed, 0, "{:?}", results.iter().find(|r| r.is_err()));
+    assert_eq!(ldap.count(&our_base), STUBS);
+    ratio_line(
+        &format!("writing {STUBS} stubs vs ldapadd"),
+        ours,
+        theirs,
+        1.0,
+    );
+    ldap.delete_tree(&ref_base);
+    ldap.delete_tree(&our_base);
+    let _ = std::fs::remove_file(&pw_file);
+}

@@ -23,7 +23,6 @@ pub mod read;
 mod sync;
 pub mod write;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -34,7 +33,7 @@ use tracing::Instrument;
 pub use config::{AttributeMap, Flavor, Incremental, LdapConfig, StubSchema};
 
 /// How many operations `apply_many` keeps in flight on one connection.
-const WRITE_CONCURRENCY: usize = 16;
+const WRITE_CONCURRENCY: usize = 32;
 
 type ApplyFuture<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<Applied, ConnectorError>> + Send + 'a>,
@@ -174,7 +173,7 @@ impl Connector for LdapConnector {
                 .iter()
                 .filter(|o| matches!(o, Operation::Create { .. }))
                 .count();
-            let index: Option<Arc<HashMap<String, String>>> = if creates > 1 {
+            let index: Option<Arc<write::StubIndex>> = if creates > 1 {
                 let mut l = ldap.clone();
                 match self.writer.stub_index(&mut l).await {
                     Ok(i) => Some(Arc::new(i)),
@@ -192,10 +191,31 @@ impl Connector for LdapConnector {
                     writer.apply(&mut l, op, index.as_deref()).await
                 }));
             }
-            let results: Vec<Result<Applied, ConnectorError>> = stream::iter(futures)
+            let mut results: Vec<Result<Applied, ConnectorError>> = stream::iter(futures)
                 .buffered(WRITE_CONCURRENCY)
                 .collect()
                 .await;
+            // Creates in bulk learn their ids from one listing afterwards.
+            let unknown = results.iter().any(|r| {
+                matches!(r, Ok(Applied { found: Some(f) }) if f.id.is_empty())
+            });
+            if unknown {
+                let mut l = ldap.clone();
+                match self.writer.stub_index(&mut l).await {
+                    Ok(after) => {
+                        for r in results.iter_mut() {
+                            if let Ok(Applied { found: Some(f) }) = r {
+                                if f.id.is_empty() {
+                                    if let Some((_, id)) = after.get(&f.stub.anchor) {
+                                        f.id = id.clone();
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not list the new stubs' ids; the next pull reads them"),
+                }
+            }
             if let Some(e) = results.iter().find_map(|r| r.as_ref().err()) {
                 self.forget_connection(e).await;
             }

@@ -5,16 +5,14 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use coexist_connector::{
-    normalize_address, ConnectorError, FoundStub, Problem, Progress, Recipient,
-};
+use coexist_connector::{ConnectorError, FoundStub, Problem, Progress, Recipient};
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::controls::RawControl;
 use ldap3::{Ldap, ResultEntry, Scope, SearchEntry};
 
 use crate::config::LdapConfig;
 use crate::conn::{self, rc};
-use crate::entry::{guid_to_bytes, parse_proxy_addresses, Classified, Entry, Mapper};
+use crate::entry::{guid_to_bytes, normalize, parse_proxy_addresses, Classified, Entry, Mapper};
 use crate::escape::{filter_bytes, filter_value, is_within, normalize_dn};
 
 /// One subtree search the connector runs: a base and its filter.
@@ -69,7 +67,7 @@ impl Collected {
                 warnings,
             } => {
                 self.nodes.insert(
-                    normalize_dn(&entry.dn),
+                    entry.dn.to_lowercase(),
                     Node {
                         address: Some(recipient.primary_address.clone()),
                         members: (recipient.kind == coexist_connector::RecipientKind::Group)
@@ -90,7 +88,7 @@ impl Collected {
                     .collect();
                 if !members.is_empty() {
                     self.nodes.insert(
-                        normalize_dn(&entry.dn),
+                        entry.dn.to_lowercase(),
                         Node {
                             address: None,
                             members: Some(members),
@@ -106,14 +104,16 @@ impl Collected {
     /// has, reporting each (no arbitrary winner).
     pub fn drop_duplicates(&mut self) {
         let mut count: HashMap<String, usize> = HashMap::new();
-        for (r, _) in &self.recipients {
-            if let Ok(n) = normalize_address(&r.primary_address) {
-                *count.entry(n).or_default() += 1;
-            }
+        let keys: Vec<String> = self
+            .recipients
+            .iter()
+            .map(|(r, _)| normalize(&r.primary_address).unwrap_or_default())
+            .collect();
+        for k in &keys {
+            *count.entry(k.clone()).or_default() += 1;
         }
         let mut kept = Vec::with_capacity(self.recipients.len());
-        for (r, m) in self.recipients.drain(..) {
-            let n = normalize_address(&r.primary_address).unwrap_or_default();
+        for ((r, m), n) in self.recipients.drain(..).zip(keys) {
             if count.get(&n).copied().unwrap_or(0) > 1 {
                 self.problems.push(Problem {
                     object: r.anchor.clone(),
@@ -404,7 +404,14 @@ impl Reader {
         ldap: &mut Ldap,
         out: &mut Collected,
     ) -> Result<(), ConnectorError> {
+        if out.recipients.iter().all(|(_, m)| m.is_empty()) {
+            return Ok(());
+        }
         let mut nodes = std::mem::take(&mut out.nodes);
+        // Member DNs are compared in normal form (case, spacing, escapes).
+        let mut normal: HashMap<String, Node> =
+            nodes.drain().map(|(k, v)| (normalize_dn(&k), v)).collect();
+        let nodes = &mut normal;
         let mut missing: HashSet<String> = HashSet::new();
         for (recipient, member_dns) in out.recipients.iter_mut() {
             if member_dns.is_empty() {
@@ -436,7 +443,7 @@ impl Reader {
                     Some(members) => stack.extend(members.iter().cloned()),
                     None => {
                         if let Some(a) = &node.address {
-                            if let Ok(n) = normalize_address(a) {
+                            if let Some(n) = normalize(a) {
                                 if seen_addr.insert(n) {
                                     addresses.push(a.clone());
                                 }
@@ -448,7 +455,7 @@ impl Reader {
             addresses.sort_by_key(|a| a.to_lowercase());
             recipient.members = addresses;
         }
-        out.nodes = nodes;
+        out.nodes = std::mem::take(nodes);
         Ok(())
     }
 

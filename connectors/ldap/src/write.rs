@@ -27,6 +27,9 @@ pub struct Desired {
     pub attributes: BTreeMap<String, Vec<String>>,
 }
 
+/// The stubs found under the stub base: marker anchor → (DN, object id).
+pub type StubIndex = HashMap<String, (String, String)>;
+
 /// The longest `cn` Active Directory accepts.
 const AD_CN_MAX: usize = 64;
 
@@ -301,11 +304,8 @@ impl Writer {
             .map(|e| Entry::from(SearchEntry::construct(e))))
     }
 
-    /// Every stub under the stub base: marker anchor → DN.
-    pub async fn stub_index(
-        &self,
-        ldap: &mut Ldap,
-    ) -> Result<HashMap<String, String>, ConnectorError> {
+    /// Every stub under the stub base: marker anchor → (DN, object id).
+    pub async fn stub_index(&self, ldap: &mut Ldap) -> Result<StubIndex, ConnectorError> {
         let filter = format!("({}=coexist:*)", self.mapper.marker_attribute);
         let mut stream = ldap
             .with_timeout(self.timeout)
@@ -314,7 +314,10 @@ impl Writer {
                 &self.stub_base,
                 Scope::Subtree,
                 &filter,
-                vec![self.mapper.marker_attribute.clone()],
+                vec![
+                    self.mapper.marker_attribute.clone(),
+                    self.mapper.attrs.anchor.clone(),
+                ],
             )
             .await
             .map_err(|e| conn::from_ldap(&self.system, "list the stubs", e))?;
@@ -325,7 +328,8 @@ impl Writer {
                 Ok(Some(e)) => {
                     let entry = Entry::from(SearchEntry::construct(e));
                     if let Some(anchor) = self.mapper.marker_anchor(&entry) {
-                        index.insert(anchor, entry.dn.clone());
+                        let id = self.mapper.anchor(&entry).unwrap_or_default();
+                        index.insert(anchor, (entry.dn.clone(), id));
                     }
                 }
                 Ok(None) => break,
@@ -379,7 +383,7 @@ impl Writer {
         &self,
         ldap: &mut Ldap,
         operation: &Operation,
-        index: Option<&HashMap<String, String>>,
+        index: Option<&StubIndex>,
     ) -> Result<Applied, ConnectorError> {
         match operation {
             Operation::Create { stub } => self.create(ldap, stub, index).await,
@@ -397,13 +401,13 @@ impl Writer {
         &self,
         ldap: &mut Ldap,
         stub: &Stub,
-        index: Option<&HashMap<String, String>>,
+        index: Option<&StubIndex>,
     ) -> Result<Applied, ConnectorError> {
         let desired = self.desired(stub)?;
         let attrs = self.managed_attributes(&desired);
         let existing = match index {
             Some(index) => match index.get(&stub.anchor) {
-                Some(dn) => self.read(ldap, dn, &attrs).await?,
+                Some((dn, _)) => self.read(ldap, dn, &attrs).await?,
                 None => None,
             },
             None => self.find_by_anchor(ldap, &stub.anchor, &attrs).await?,
@@ -426,9 +430,13 @@ impl Writer {
             }
         }
         let anchor_attr = self.mapper.attrs.anchor.clone();
-        let result = ldap
-            .with_timeout(self.timeout)
-            .with_controls(PostRead::new(vec![anchor_attr.as_str()]))
+        let handle = ldap.with_timeout(self.timeout);
+        if index.is_none() {
+            // One at a time: ask for the new entry's id with the add. In
+            // bulk the caller lists the ids once afterwards instead.
+            handle.with_controls(PostRead::new(vec![anchor_attr.as_str()]));
+        }
+        let result = handle
             .add(&desired.dn, add)
             .await
             .map_err(|e| conn::from_ldap(&self.system, &format!("add {}", desired.dn), e))?;
@@ -437,6 +445,7 @@ impl Writer {
                 let id = post_read_anchor(&self.mapper, &result.ctrls);
                 let id = match id {
                     Some(id) => id,
+                    None if index.is_some() => String::new(),
                     None => self
                         .read(ldap, &desired.dn, &attrs)
                         .await?
