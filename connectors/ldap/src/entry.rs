@@ -78,13 +78,31 @@ impl Entry {
     /// The string values of attribute `name` (any case; range-suffixed AD
     /// names such as `member;range=0-1499` are matched too).
     pub fn values(&self, name: &str) -> &[String] {
-        let key = name.to_ascii_lowercase();
-        match self.attrs.get(&key) {
+        // Lower-case short names on the stack: this runs for every
+        // attribute of every entry of a big pull.
+        let mut buf = [0u8; 64];
+        let owned;
+        let key: &str = if name.len() <= buf.len() {
+            let b = &mut buf[..name.len()];
+            b.copy_from_slice(name.as_bytes());
+            b.make_ascii_lowercase();
+            match std::str::from_utf8(b) {
+                Ok(k) => k,
+                Err(_) => {
+                    owned = name.to_ascii_lowercase();
+                    &owned
+                }
+            }
+        } else {
+            owned = name.to_ascii_lowercase();
+            &owned
+        };
+        match self.attrs.get(key) {
             Some(v) => v,
             None => self
                 .attrs
                 .iter()
-                .find(|(k, _)| k.starts_with(&key) && k[key.len()..].starts_with(";range="))
+                .find(|(k, _)| k.starts_with(key) && k[key.len()..].starts_with(";range="))
                 .map(|(_, v)| v.as_slice())
                 .unwrap_or(&[]),
         }
@@ -122,10 +140,10 @@ impl Entry {
     fn largest_attribute(&self, except: &[String]) -> Option<(&str, usize)> {
         self.attrs
             .iter()
+            .filter(|(_, v)| v.len() > MAX_VALUES)
             .filter(|(k, _)| {
-                !except
-                    .iter()
-                    .any(|e| k.split(';').next() == Some(e.to_ascii_lowercase().as_str()))
+                let base = k.split(';').next().unwrap_or(k);
+                !except.iter().any(|e| e.eq_ignore_ascii_case(base))
             })
             .map(|(k, v)| (k.as_str(), v.len()))
             .max_by_key(|(_, n)| *n)

@@ -130,6 +130,16 @@ impl Collected {
     }
 }
 
+/// One subtree search: where, what, which attributes, which controls,
+/// and whether with paged results.
+pub struct Query<'q> {
+    pub base: &'q str,
+    pub filter: &'q str,
+    pub attrs: &'q [String],
+    pub controls: Vec<RawControl>,
+    pub paged: bool,
+}
+
 /// A failure of a search, with how many entries came before it.
 pub struct SearchFailure {
     pub error: ConnectorError,
@@ -198,14 +208,17 @@ impl Reader {
     pub async fn search(
         &self,
         ldap: &mut Ldap,
-        base: &str,
-        filter: &str,
-        attrs: &[String],
-        controls: Vec<RawControl>,
-        paged: bool,
+        query: Query<'_>,
         mut each: impl FnMut(ResultEntry) -> Result<(), ConnectorError>,
         references: &mut Vec<String>,
     ) -> Result<ldap3::LdapResult, SearchFailure> {
+        let Query {
+            base,
+            filter,
+            attrs,
+            controls,
+            paged,
+        } = query;
         let what = format!("search {base}");
         let fail = |error: ConnectorError, n: usize| SearchFailure {
             error,
@@ -270,11 +283,13 @@ impl Reader {
                 let out_ref = &mut *out;
                 self.search(
                     ldap,
-                    &scope.base,
-                    &filter,
-                    &attrs,
-                    Vec::new(),
-                    true,
+                    Query {
+                        base: &scope.base,
+                        filter: &filter,
+                        attrs: &attrs,
+                        controls: Vec::new(),
+                        paged: true,
+                    },
                     |e| {
                         let entry = Entry::from(SearchEntry::construct(e));
                         out_ref.add(mapper, &entry);

@@ -32,7 +32,7 @@ use crate::conn::{self, rc};
 use crate::cursor::{b64, unb64, Cursor, Method};
 use crate::dirsync;
 use crate::entry::{guid_to_string, uuid_to_string, Entry};
-use crate::read::{Collected, Reader};
+use crate::read::{Collected, Query, Reader};
 use crate::write::Writer;
 
 /// How far back a `modifyTimestamp` delta looks before the previous read
@@ -220,11 +220,13 @@ async fn syncrepl_delta(
             reader
                 .search(
                     ldap,
-                    &scope.base,
-                    &scope.filter,
-                    &attrs,
-                    vec![control.into()],
-                    false,
+                    Query {
+                        base: &scope.base,
+                        filter: &scope.filter,
+                        attrs: &attrs,
+                        controls: vec![control.into()],
+                        paged: false,
+                    },
                     |e| {
                         if e.is_intermediate() {
                             match parse_syncinfo(e) {
@@ -383,11 +385,13 @@ async fn timestamp_delta(
         let res = reader
             .search(
                 ldap,
-                &scope.base,
-                &scope.filter,
-                std::slice::from_ref(&anchor),
-                Vec::new(),
-                true,
+                Query {
+                    base: &scope.base,
+                    filter: &scope.filter,
+                    attrs: std::slice::from_ref(&anchor),
+                    controls: Vec::new(),
+                    paged: true,
+                },
                 |e| {
                     let entry = Entry::from(SearchEntry::construct(e));
                     if let Some(a) = mapper.anchor(&entry) {
@@ -682,11 +686,13 @@ async fn usn_delta(
         let res = reader
             .search(
                 ldap,
-                &scope.base,
-                &filter,
-                &["objectGUID".to_string()],
-                Vec::new(),
-                true,
+                Query {
+                    base: &scope.base,
+                    filter: &filter,
+                    attrs: &["objectGUID".to_string()],
+                    controls: Vec::new(),
+                    paged: true,
+                },
                 |e| {
                     let entry = Entry::from(SearchEntry::construct(e));
                     changed.extend(entry.first_bytes("objectGUID").and_then(guid_to_string));
@@ -707,11 +713,13 @@ async fn usn_delta(
     let res = reader
         .search(
             ldap,
-            &nc,
-            &filter,
-            &["objectGUID".to_string()],
-            vec![dirsync::show_deleted()],
-            true,
+            Query {
+                base: &nc,
+                filter: &filter,
+                attrs: &["objectGUID".to_string()],
+                controls: vec![dirsync::show_deleted()],
+                paged: true,
+            },
             |e| {
                 let entry = Entry::from(SearchEntry::construct(e));
                 removed.extend(entry.first_bytes("objectGUID").and_then(guid_to_string));

@@ -1,6 +1,9 @@
 //! TLS and the failures an admin meets, against the real slapd: each gives
 //! one clear error naming the system and what to do.
 
+// Integration tests: helpers fail loudly, like the tests they serve.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,5 +1,8 @@
 //! The connector against the real OpenLDAP slapd of `deploy/testenv.sh`.
 
+// Integration tests: helpers fail loudly, like the tests they serve.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::HashSet;

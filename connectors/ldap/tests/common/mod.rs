@@ -5,7 +5,8 @@
 //! command does it). The settings come from the environment, or from the
 //! env file the script writes; when neither has them, the tests fail
 //! with a message saying so: they never skip silently.
-#![allow(dead_code)]
+// Test support code: failing loudly is its job.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
