@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::http::{Http, Request};
+use crate::http::{Http, Priority, Request};
 
 /// The `fields` selector of `users.list`.
 pub const USER_FIELDS: &str = "nextPageToken,users(id,primaryEmail,name(givenName,familyName,fullName),aliases,nonEditableAliases,suspended,archived,isMailboxSetup,phones(value,type,primary),organizations(name,title,department,primary),etag)";
@@ -228,15 +228,17 @@ impl Directory {
             })?
             .pop_if_empty()
             .extend(segments);
+        // Compact JSON: Google pretty-prints by default.
+        url.query_pairs_mut().append_pair("prettyPrint", "false");
         Ok(url)
     }
 
     async fn get_json<T: DeserializeOwned>(
         http: &Http,
         what: &str,
-        url: Url,
+        request: Request,
     ) -> Result<T, ConnectorError> {
-        let reply = http.execute(what, &Request::get(url)).await?;
+        let reply = http.execute(what, &request).await?;
         serde_json::from_slice(&reply.body).map_err(|e| {
             ConnectorError::permanent(format!(
                 "{what}: the answer is not the documented JSON: {e}"
@@ -248,6 +250,7 @@ impl Directory {
     async fn paged<P, T>(
         http: &Http,
         what: &str,
+        priority: Priority,
         mut page_url: impl FnMut(Option<&str>) -> Result<Url, ConnectorError>,
         mut split: impl FnMut(P) -> (Vec<T>, Option<String>),
         progress: &dyn Progress,
@@ -264,7 +267,11 @@ impl Directory {
         loop {
             let page_what = format!("{what} page {}", listing.pages + 1);
             let page = match page_url(token.as_deref()) {
-                Ok(url) => Self::get_json::<P>(http, &page_what, url).await,
+                Ok(url) => {
+                    let mut request = Request::get(url);
+                    request.priority = priority;
+                    Self::get_json::<P>(http, &page_what, request).await
+                }
                 Err(e) => Err(e),
             };
             let page = match page {
@@ -291,6 +298,7 @@ impl Directory {
         Self::paged(
             http,
             "listing users",
+            Priority::Chain,
             |token| {
                 let mut url = self.url(&["users"])?;
                 {
@@ -317,6 +325,7 @@ impl Directory {
         Self::paged(
             http,
             "listing groups",
+            Priority::Chain,
             |token| {
                 let mut url = self.url(&["groups"])?;
                 {
@@ -344,6 +353,7 @@ impl Directory {
         Self::paged(
             http,
             &what,
+            Priority::Bulk,
             |token| {
                 let mut url = self.url(&["groups", key, "members"])?;
                 {
@@ -367,7 +377,7 @@ impl Directory {
     pub async fn list_domains(&self, http: &Http) -> Result<Vec<Domain>, ConnectorError> {
         let mut url = self.url(&["customer", &self.customer, "domains"])?;
         url.query_pairs_mut().append_pair("fields", DOMAIN_FIELDS);
-        let list: DomainsList = Self::get_json(http, "listing domains", url).await?;
+        let list: DomainsList = Self::get_json(http, "listing domains", Request::get(url)).await?;
         Ok(list.domains)
     }
 
@@ -379,7 +389,8 @@ impl Directory {
         let mut url = self.url(&["customer", &self.customer, "domainaliases"])?;
         url.query_pairs_mut()
             .append_pair("fields", DOMAIN_ALIAS_FIELDS);
-        let list: DomainAliasesList = Self::get_json(http, "listing domain aliases", url).await?;
+        let list: DomainAliasesList =
+            Self::get_json(http, "listing domain aliases", Request::get(url)).await?;
         Ok(list.domain_aliases)
     }
 
@@ -391,7 +402,7 @@ impl Directory {
             .append_pair("customer", &self.customer)
             .append_pair("maxResults", "1")
             .append_pair("fields", "users(primaryEmail)");
-        let page: UsersPage = Self::get_json(http, "reading one user", url).await?;
+        let page: UsersPage = Self::get_json(http, "reading one user", Request::get(url)).await?;
         Ok(page.users.len())
     }
 }

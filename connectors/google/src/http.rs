@@ -37,6 +37,24 @@ pub struct Request {
     /// Statuses (besides 2xx) handed back to the caller instead of turned
     /// into errors: 404 for a delete, 409/412 for an update.
     pub accept: &'static [u16],
+    /// Whether the request waits behind others for its rate-limit slot.
+    pub priority: Priority,
+}
+
+/// How a request takes its turn under the rate limit.
+///
+/// A paged listing is a chain: each page waits for the previous one, so its
+/// pages are on the critical path of a pull. The member listings of 2,000
+/// groups are bulk work that can run in any order. Bulk requests take their
+/// rate-limit slot one at a time (at most one holds a future slot), so a
+/// chain request never queues behind many of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    /// The next page of a sequential listing, a write.
+    #[default]
+    Chain,
+    /// One of many independent requests.
+    Bulk,
 }
 
 impl Request {
@@ -47,6 +65,7 @@ impl Request {
             headers: Vec::new(),
             atom: None,
             accept: &[],
+            priority: Priority::Chain,
         }
     }
 
@@ -62,6 +81,11 @@ impl Request {
     pub fn atom(mut self, method: Method, document: String) -> Self {
         self.method = method;
         self.atom = Some(document);
+        self
+    }
+
+    pub fn bulk(mut self) -> Self {
+        self.priority = Priority::Bulk;
         self
     }
 
@@ -84,6 +108,8 @@ pub struct Http {
     client: reqwest::Client,
     tokens: TokenSource,
     limiter: RateLimiter,
+    /// Bulk requests take their rate-limit slot one at a time.
+    bulk_gate: tokio::sync::Mutex<()>,
     permits: Semaphore,
     retry: RetryPolicy,
 }
@@ -100,6 +126,7 @@ impl Http {
             client,
             tokens,
             limiter,
+            bulk_gate: tokio::sync::Mutex::new(()),
             permits: Semaphore::new(concurrency.max(1)),
             retry,
         }
@@ -160,7 +187,13 @@ impl Http {
             self.permits.acquire().await.map_err(|_| {
                 ConnectorError::permanent(format!("{what}: the connector is closing"))
             })?;
-        self.limiter.acquire().await;
+        match request.priority {
+            Priority::Chain => self.limiter.acquire().await,
+            Priority::Bulk => {
+                let _turn = self.bulk_gate.lock().await;
+                self.limiter.acquire().await;
+            }
+        }
         let mut builder = self
             .client
             .request(request.method.clone(), request.url.clone());

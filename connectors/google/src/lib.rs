@@ -293,7 +293,9 @@ impl GoogleConnector {
                 };
                 (listed, members.failure)
             })
-            .buffered(self.config.concurrency)
+            // Leave room for the users and contacts listings, whose pages
+            // are sequential.
+            .buffered(self.config.concurrency.saturating_sub(2).max(1))
             .collect()
             .await;
         let mut problems = Vec::new();
@@ -494,7 +496,7 @@ impl GoogleConnector {
                             edit_link,
                             etag,
                         },
-                        stub: after.clone(),
+                        stub: (**after).clone(),
                         current_anchor: before.anchor.clone(),
                         from_create: false,
                         conflict_retried: false,
@@ -988,15 +990,14 @@ impl GoogleConnector {
         self.outcome(planned, code, &reason, entry.as_ref()).await
     }
 
-    /// Ensures the index before operations that need it (creates).
+    /// Reads the feed into the index first when no pull did in this
+    /// process: a create of an anchor that already has a contact must update
+    /// it, and updates and deletes need the contacts' etags.
     async fn prepare(&self, operations: &[Operation]) -> Result<Vec<Planned>, ConnectorError> {
-        if operations
-            .iter()
-            .any(|op| matches!(op, Operation::Create { .. }))
-        {
+        if !operations.is_empty() {
             self.ensure_index().await.map_err(|error| {
                 let message = format!(
-                    "reading the shared contacts to make creates idempotent failed: {error}"
+                    "reading the shared contacts before writing (to find coexist's existing contacts) failed: {error}"
                 );
                 match error {
                     ConnectorError::Throttled { retry_after, .. } => {

@@ -17,8 +17,8 @@ fn update_of(found: &FoundStub, change: impl FnOnce(&mut coexist_connector::Stub
         id: found.id.clone(),
         locator: found.locator.clone(),
         changed: StubField::changed(&found.stub, &after),
-        before: found.stub.clone(),
-        after,
+        before: Box::new(found.stub.clone()),
+        after: Box::new(after),
     }
 }
 
