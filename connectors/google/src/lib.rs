@@ -14,7 +14,7 @@
 //!   batch endpoint (100 operations a request) in [`Connector::apply_many`]
 //!   and the entry endpoints in [`Connector::apply`]. Contacts without the
 //!   marker are never touched. Stubs on Google route through the domain's
-//!   own catch-all / split-delivery routing ([`Route::DomainRouting`]).
+//!   own catch-all / split-delivery routing ([`coexist_connector::Route::DomainRouting`]).
 //! * **Authenticates** as a service account with domain-wide delegation
 //!   (see [`auth`]), under a client-side rate limit and bounded concurrency,
 //!   retrying throttling and server errors with backoff (see [`http`]).

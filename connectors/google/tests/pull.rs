@@ -261,3 +261,74 @@ async fn progress_is_reported_as_objects_are_read() -> TestResult {
     assert_eq!(count.0.load(Ordering::Relaxed), 34);
     Ok(())
 }
+
+async fn timed_pull(
+    concurrency: usize,
+    requests_per_minute: u32,
+) -> Result<std::time::Duration, Box<dyn std::error::Error>> {
+    let options = coexist_fake_google::FakeOptions {
+        latency: std::time::Duration::from_millis(20),
+        ..Default::default()
+    };
+    let s = common::setup_with(options, |c| {
+        c.concurrency = concurrency;
+        c.requests_per_minute = requests_per_minute;
+    })
+    .await?;
+    s.google.seed_synthetic(12, 12, 1);
+    s.connector.pull(None, &NoProgress).await?; // the token, once
+    let started = std::time::Instant::now();
+    s.connector.pull(None, &NoProgress).await?;
+    Ok(started.elapsed())
+}
+
+#[tokio::test]
+async fn member_listings_run_concurrently_within_the_configured_bound() -> TestResult {
+    // 15 requests (users, groups, 12 member pages, contacts) of 20 ms each.
+    let one_at_a_time = timed_pull(1, 0).await?;
+    let eight_at_a_time = timed_pull(8, 0).await?;
+
+    assert!(
+        one_at_a_time >= std::time::Duration::from_millis(15 * 20),
+        "concurrency 1 runs one request at a time: {one_at_a_time:?}"
+    );
+    assert!(
+        eight_at_a_time < one_at_a_time,
+        "concurrency 8 overlaps requests: {eight_at_a_time:?} vs {one_at_a_time:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn requests_are_spaced_by_the_rate_limit() -> TestResult {
+    // 15 requests at 600 a minute start at least 14 x 100 ms apart in all.
+    let elapsed = timed_pull(8, 600).await?;
+
+    assert!(
+        elapsed >= std::time::Duration::from_millis(1_400),
+        "{elapsed:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn page_sizes_above_the_api_maxima_are_refused_at_set_up() -> TestResult {
+    let s = setup().await?;
+    let mut users = s.config.clone();
+    users.page_size_users = 501;
+    let mut groups = s.config.clone();
+    groups.page_size_groups = 201;
+
+    for config in [users, groups] {
+        let result = coexist_google::GoogleConnector::new("google", config);
+        assert!(
+            matches!(
+                result,
+                Err(coexist_connector::ConnectorError::Permanent { .. })
+            ),
+            "{:?}",
+            result.err()
+        );
+    }
+    Ok(())
+}
