@@ -125,7 +125,7 @@ impl Plan {
                     kind: stub.kind,
                     address: stub.primary_address.clone(),
                     target: stub.route.target().map(str::to_string),
-                    reason: planned.reason.clone(),
+                    reason: planned.describe(),
                     withheld: false,
                     operation: planned.operation.clone(),
                 }

@@ -135,7 +135,7 @@ mod tests {
             operations.push(PlannedOperation {
                 system: "google".into(),
                 operation: Operation::Create { stub: stub(n) },
-                reason: String::new(),
+                reason: crate::reconcile::Reason::HomedElsewhere,
             });
         }
         for n in 0..deletes {
@@ -146,7 +146,7 @@ mod tests {
                     locator: String::new(),
                     stub: stub(n),
                 },
-                reason: String::new(),
+                reason: crate::reconcile::Reason::HomedElsewhere,
             });
         }
         Plan::new(

@@ -7,14 +7,16 @@
 //! missing and deletes what no recipient wants. Only stubs carrying the
 //! marker are ever found, so only those are ever changed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use coexist_connector::{split_address, FoundStub, Operation, Route, Stub, StubField};
 
 use super::gal::AddressIndex;
-use super::policy::{Policy, StubStyle};
+use super::policy::{Policy, StubStyle, SystemPolicy};
 use super::route::{trace, MailDirectory, Origin, Outcome};
-use super::{Conflict, ConflictKind, GalEntry, Notice, PlannedOperation, Staged};
+use super::{Conflict, ConflictKind, GalEntry, Notice, PlannedOperation, Reason, Staged};
 
 /// Pairs (system taking the stub, home) whose mail would loop: no stubs are
 /// written in the first for recipients of the second.
@@ -133,210 +135,373 @@ pub fn desired_stub(entry: &GalEntry, route: Route) -> Stub {
     }
 }
 
-/// Diffs every system's stubs.
+/// How a system's stubs route to recipients of one home, worked out once
+/// per (system, home) pair rather than per recipient.
+#[derive(Debug, Clone)]
+enum RouteTemplate<'a> {
+    /// `local@<routing domain>`.
+    Address(&'a str),
+    Host(&'a str),
+    DomainRouting,
+    /// No stub: the system takes none, or the pair loops.
+    NoStub,
+}
+
+impl RouteTemplate<'_> {
+    fn route(&self, primary: &str) -> Option<Route> {
+        match self {
+            RouteTemplate::Address(domain) => {
+                let (local, _) = split_address(primary)?;
+                Some(Route::Address(format!("{local}@{domain}")))
+            }
+            RouteTemplate::Host(host) => Some(Route::Host((*host).to_string())),
+            RouteTemplate::DomainRouting => Some(Route::DomainRouting),
+            RouteTemplate::NoStub => None,
+        }
+    }
+
+    /// Whether `found` is the route this template gives `primary`, without
+    /// building it.
+    fn is(&self, found: &Route, primary: &str) -> bool {
+        match (self, found) {
+            (RouteTemplate::Address(domain), Route::Address(to)) => {
+                match (split_address(primary), split_address(to)) {
+                    (Some((local, _)), Some((to_local, to_domain))) => {
+                        local == to_local && to_domain == *domain
+                    }
+                    _ => false,
+                }
+            }
+            (RouteTemplate::Host(host), Route::Host(to)) => host == to,
+            (RouteTemplate::DomainRouting, Route::DomainRouting) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Whether a found stub already says exactly what `entry` wants.
+fn unchanged(found: &Stub, entry: &GalEntry, template: &RouteTemplate<'_>) -> bool {
+    found.anchor == entry.anchor
+        && found.kind == entry.kind
+        && found.primary_address == entry.primary_address
+        && found.aliases.iter().map(String::as_str).eq(entry.aliases())
+        && template.is(&found.route, &entry.primary_address)
+        && found.attributes == entry.attributes
+}
+
+/// Found stubs indexed by a key, with the duplicates chained.
+struct Chains<'a> {
+    head: FxHashMap<&'a str, u32>,
+    next: Vec<u32>,
+}
+
+const END: u32 = u32::MAX;
+
+impl<'a> Chains<'a> {
+    fn new(found: &'a [FoundStub], key: impl Fn(&'a FoundStub) -> &'a str) -> Self {
+        let mut head: FxHashMap<&'a str, u32> = FxHashMap::default();
+        head.reserve(found.len());
+        let mut next = vec![END; found.len()];
+        for (i, f) in found.iter().enumerate().rev() {
+            let i = i as u32;
+            if let Some(previous) = head.insert(key(f), i) {
+                next[i as usize] = previous;
+            }
+        }
+        Chains { head, next }
+    }
+
+    /// The first found stub with `key` not used yet, accepted by `ok`.
+    fn first(&self, key: &str, used: &[bool], ok: impl Fn(usize) -> bool) -> Option<usize> {
+        let mut i = *self.head.get(key)?;
+        while i != END {
+            if !used[i as usize] && ok(i as usize) {
+                return Some(i as usize);
+            }
+            i = self.next[i as usize];
+        }
+        None
+    }
+
+    fn len_of(&self, key: &str) -> usize {
+        let mut n = 0;
+        let mut i = self.head.get(key).copied().unwrap_or(END);
+        while i != END {
+            n += 1;
+            i = self.next[i as usize];
+        }
+        n
+    }
+}
+
+/// Diffs every system's stubs (one thread per system: the work is pure).
 pub fn plan(
     staged: &Staged,
     policy: &Policy,
     gal: &[GalEntry],
     index: &AddressIndex,
-    held: &HashSet<String>,
+    held: &FxHashSet<String>,
     looping: &LoopingPairs,
     notices: &mut Vec<Notice>,
 ) -> Planned {
-    let mut operations = Vec::new();
-    let gal_anchors: HashSet<&str> = gal.iter().map(|e| e.anchor.as_str()).collect();
-    let mut desired_counts = BTreeMap::new();
-    for system in &policy.systems {
-        if system.stub_style == StubStyle::None {
-            continue;
+    // Every GAL address → the position of its home in the policy.
+    let home_index: Vec<usize> = gal
+        .iter()
+        .map(|e| {
+            policy
+                .systems
+                .iter()
+                .position(|s| s.id == e.home)
+                .unwrap_or(usize::MAX)
+        })
+        .collect();
+    let mut home_of: FxHashMap<&str, usize> = FxHashMap::default();
+    home_of.reserve(gal.len() * 2);
+    for (entry, &home) in gal.iter().zip(&home_index) {
+        for address in &entry.addresses {
+            home_of.insert(address.as_str(), home);
         }
-        let bit = staged
+    }
+    let gal_anchors: FxHashMap<&str, usize> = gal
+        .iter()
+        .zip(&home_index)
+        .map(|(e, &h)| (e.anchor.as_str(), h))
+        .collect();
+    let context = SystemContext {
+        staged,
+        policy,
+        gal,
+        index,
+        held,
+        looping,
+        home_of: &home_of,
+        home_index: &home_index,
+        gal_anchors: &gal_anchors,
+    };
+
+    let results: Vec<SystemPlan> = std::thread::scope(|scope| {
+        let handles: Vec<_> = policy
             .systems
             .iter()
-            .position(|s| s.id == system.id)
-            .map(|p| 1u64 << p.min(63))
-            .unwrap_or(0);
-        let found: &[FoundStub] = staged
-            .system(&system.id)
-            .map(|s| s.stubs.as_slice())
-            .unwrap_or(&[]);
-        let mut by_anchor: HashMap<&str, Vec<usize>> = HashMap::with_capacity(found.len());
-        let mut by_address: HashMap<&str, Vec<usize>> = HashMap::with_capacity(found.len());
-        for (i, f) in found.iter().enumerate() {
-            by_anchor.entry(f.stub.anchor.as_str()).or_default().push(i);
-            by_address
-                .entry(f.stub.primary_address.as_str())
-                .or_default()
-                .push(i);
-        }
-        // A stub for an address homed on this very system must go, whatever
-        // else it matches.
-        let homed_here: HashSet<&str> = gal
-            .iter()
-            .filter(|e| e.home == system.id)
-            .flat_map(|e| e.addresses.iter().map(String::as_str))
+            .enumerate()
+            .filter(|(_, s)| s.stub_style != StubStyle::None)
+            .map(|(position, system)| {
+                let context = &context;
+                scope.spawn(move || plan_system(context, position, system))
+            })
             .collect();
-        let collides = |f: &FoundStub| {
-            std::iter::once(&f.stub.primary_address)
-                .chain(f.stub.aliases.iter())
-                .any(|a| homed_here.contains(a.as_str()))
-        };
-        let mut used: Vec<bool> = vec![false; found.len()];
-        let (mut creates, mut updates, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
-        let mut wanted = 0usize;
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
 
-        for entry in gal {
-            if entry.home == system.id {
-                continue;
-            }
-            // The system holds an entry of its own for one of the addresses
-            // (a hand-made forwarder, an old mailbox): leave it alone.
-            if bit != 0
-                && entry
-                    .addresses
-                    .iter()
-                    .any(|a| index.get(a).is_some_and(|m| m & bit != 0))
-            {
-                notices.push(Notice {
-                    system: system.id.clone(),
-                    object: entry.primary_address.clone(),
-                    message: format!(
-                        "{} already has an entry for {} that coexist did not make; it is left alone and no stub is written",
-                        system.id, entry.primary_address
-                    ),
-                });
-                mark_matches(&mut used, found, &collides, &by_anchor, &by_address, entry);
-                continue;
-            }
-            if looping.contains(&(system.id.clone(), entry.home.clone())) {
-                mark_matches(&mut used, found, &collides, &by_anchor, &by_address, entry);
-                continue;
-            }
-            let Some(route) = stub_route(policy, &system.id, &entry.home, &entry.primary_address)
-            else {
-                continue;
-            };
-            wanted += 1;
-            let want = desired_stub(entry, route);
-            let matched = take(&mut used, &by_anchor, entry.anchor.as_str())
-                .or_else(|| take(&mut used, &by_address, entry.primary_address.as_str()));
-            match matched {
-                Some(i) => {
-                    let have = &found[i];
-                    let changed = StubField::changed(&have.stub, &want);
-                    if !changed.is_empty() {
-                        let reason = format!(
-                            "{} changed: {}",
-                            entry.primary_address,
-                            changed
-                                .iter()
-                                .map(|f| field_name(*f))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        );
-                        updates.push(PlannedOperation {
-                            system: system.id.clone(),
-                            operation: Operation::Update {
-                                id: have.id.clone(),
-                                locator: have.locator.clone(),
-                                before: have.stub.clone(),
-                                after: want,
-                                changed,
-                            },
-                            reason,
-                        });
-                    }
-                }
-                None => creates.push(PlannedOperation {
-                    system: system.id.clone(),
-                    reason: format!(
-                        "{} is homed on {}; {} needs a stub",
-                        entry.primary_address, entry.home, system.id
-                    ),
-                    operation: Operation::Create { stub: want },
-                }),
-            }
-        }
-
-        for (i, f) in found.iter().enumerate() {
-            if used[i] {
-                continue;
-            }
-            let stub_addresses =
-                std::iter::once(&f.stub.primary_address).chain(f.stub.aliases.iter());
-            if !gal_anchors.contains(f.stub.anchor.as_str())
-                && !collides(f)
-                && stub_addresses.clone().any(|a| held.contains(a.as_str()))
-            {
-                continue; // a conflicted recipient: its stubs stay as they are
-            }
-            let reason = if by_anchor
-                .get(f.stub.anchor.as_str())
-                .is_some_and(|v| v.len() > 1)
-            {
-                format!(
-                    "{} has a second stub on {}",
-                    f.stub.primary_address, system.id
-                )
-            } else if bit != 0
-                && stub_addresses
-                    .clone()
-                    .any(|a| index.get(a.as_str()).is_some_and(|m| m & bit != 0))
-            {
-                format!("{} is now homed on {}", f.stub.primary_address, system.id)
-            } else {
-                format!("{} is no longer in the GAL", f.stub.primary_address)
-            };
-            deletes.push(PlannedOperation {
-                system: system.id.clone(),
-                operation: Operation::Delete {
-                    id: f.id.clone(),
-                    locator: f.locator.clone(),
-                    stub: f.stub.clone(),
-                },
-                reason,
-            });
-        }
-        desired_counts.insert(system.id.clone(), wanted);
-        operations.extend(creates);
-        operations.extend(updates);
-        operations.extend(deletes);
+    // One allocation for the whole plan; each system's list is freed as it is moved in.
+    let mut operations = Vec::with_capacity(results.iter().map(|r| r.operations.len()).sum());
+    let mut desired = BTreeMap::new();
+    for result in results {
+        desired.insert(result.system, result.wanted);
+        operations.extend(result.operations);
+        notices.extend(result.notices);
     }
     Planned {
         operations,
-        desired: desired_counts,
+        desired,
     }
 }
 
-fn take(used: &mut [bool], index: &HashMap<&str, Vec<usize>>, key: &str) -> Option<usize> {
-    let candidates = index.get(key)?;
-    let i = candidates.iter().copied().find(|&i| !used[i])?;
-    used[i] = true;
-    Some(i)
+struct SystemContext<'a> {
+    staged: &'a Staged,
+    policy: &'a Policy,
+    gal: &'a [GalEntry],
+    index: &'a AddressIndex,
+    held: &'a FxHashSet<String>,
+    looping: &'a LoopingPairs,
+    home_of: &'a FxHashMap<&'a str, usize>,
+    home_index: &'a [usize],
+    /// Every GAL anchor → the position of its home.
+    gal_anchors: &'a FxHashMap<&'a str, usize>,
 }
 
-/// Marks the stubs of a recipient that gets no new stub as kept.
-fn mark_matches(
-    used: &mut [bool],
-    found: &[FoundStub],
-    collides: &dyn Fn(&FoundStub) -> bool,
-    by_anchor: &HashMap<&str, Vec<usize>>,
-    by_address: &HashMap<&str, Vec<usize>>,
-    entry: &GalEntry,
-) {
-    for key in [
-        (by_anchor, entry.anchor.as_str()),
-        (by_address, entry.primary_address.as_str()),
-    ] {
-        let (index, key) = key;
-        if let Some(i) = index.get(key).and_then(|c| {
-            c.iter()
-                .copied()
-                .find(|&i| !used[i] && !collides(&found[i]))
-        }) {
-            used[i] = true;
-            return;
+struct SystemPlan {
+    system: String,
+    wanted: usize,
+    operations: Vec<PlannedOperation>,
+    notices: Vec<Notice>,
+}
+
+fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -> SystemPlan {
+    let mut notices = Vec::new();
+    let bit = cx
+        .staged
+        .systems
+        .iter()
+        .position(|s| s.id == system.id)
+        .map(|p| 1u64 << p.min(63))
+        .unwrap_or(0);
+    let templates: Vec<RouteTemplate<'_>> = cx
+        .policy
+        .systems
+        .iter()
+        .map(|home| {
+            if home.id == system.id || cx.looping.contains(&(system.id.clone(), home.id.clone())) {
+                return RouteTemplate::NoStub;
+            }
+            match system.stub_style {
+                StubStyle::RoutingAddress => home
+                    .routing_domain
+                    .as_deref()
+                    .map_or(RouteTemplate::NoStub, RouteTemplate::Address),
+                StubStyle::SmartHost => home
+                    .smart_host
+                    .as_deref()
+                    .map_or(RouteTemplate::NoStub, RouteTemplate::Host),
+                StubStyle::DomainRouting => RouteTemplate::DomainRouting,
+                StubStyle::None => RouteTemplate::NoStub,
+            }
+        })
+        .collect();
+
+    let found: &[FoundStub] = cx
+        .staged
+        .system(&system.id)
+        .map(|s| s.stubs.as_slice())
+        .unwrap_or(&[]);
+    let by_anchor = Chains::new(found, |f| f.stub.anchor.as_str());
+    let by_address = Chains::new(found, |f| f.stub.primary_address.as_str());
+    // A stub for an address homed on this very system must go, whatever
+    // else it matches.
+    let collides = |i: usize| {
+        let f = &found[i];
+        cx.gal_anchors.get(f.stub.anchor.as_str()) == Some(&position)
+            || std::iter::once(&f.stub.primary_address)
+                .chain(f.stub.aliases.iter())
+                .any(|a| cx.home_of.get(a.as_str()) == Some(&position))
+    };
+    let mut used: Vec<bool> = vec![false; found.len()];
+    let homed_elsewhere = cx.home_index.iter().filter(|&&h| h != position).count();
+    let mut creates = Vec::with_capacity(homed_elsewhere.saturating_sub(found.len()));
+    let (mut updates, mut deletes) = (Vec::new(), Vec::new());
+    let mut wanted = 0usize;
+
+    for (entry, &home) in cx.gal.iter().zip(cx.home_index) {
+        if home == position {
+            continue;
         }
+        let keep_existing = |used: &mut Vec<bool>| {
+            let kept = by_anchor
+                .first(&entry.anchor, used, |i| !collides(i))
+                .or_else(|| by_address.first(&entry.primary_address, used, |i| !collides(i)));
+            if let Some(i) = kept {
+                used[i] = true;
+            }
+        };
+        // The system holds an entry of its own for one of the addresses
+        // (a hand-made forwarder, an old mailbox): leave it alone.
+        if bit != 0
+            && entry
+                .addresses
+                .iter()
+                .any(|a| cx.index.get(a).is_some_and(|m| m & bit != 0))
+        {
+            notices.push(Notice {
+                system: system.id.clone(),
+                object: entry.primary_address.clone(),
+                message: format!(
+                    "{} already has an entry for {} that coexist did not make; it is left alone and no stub is written",
+                    system.id, entry.primary_address
+                ),
+            });
+            keep_existing(&mut used);
+            continue;
+        }
+        let template = templates.get(home).unwrap_or(&RouteTemplate::NoStub);
+        if matches!(template, RouteTemplate::NoStub) {
+            keep_existing(&mut used);
+            continue;
+        }
+        wanted += 1;
+        let matched = by_anchor
+            .first(&entry.anchor, &used, |_| true)
+            .or_else(|| by_address.first(&entry.primary_address, &used, |_| true));
+        match matched {
+            Some(i) => {
+                used[i] = true;
+                let have = &found[i];
+                if unchanged(&have.stub, entry, template) {
+                    continue;
+                }
+                let Some(route) = template.route(&entry.primary_address) else {
+                    continue;
+                };
+                let want = desired_stub(entry, route);
+                let changed = StubField::changed(&have.stub, &want);
+                updates.push(PlannedOperation {
+                    system: system.id.clone(),
+                    operation: Operation::Update {
+                        id: have.id.clone(),
+                        locator: have.locator.clone(),
+                        before: Box::new(have.stub.clone()),
+                        after: Box::new(want),
+                        changed,
+                    },
+                    reason: Reason::Changed,
+                });
+            }
+            None => {
+                let Some(route) = template.route(&entry.primary_address) else {
+                    continue;
+                };
+                creates.push(PlannedOperation {
+                    system: system.id.clone(),
+                    reason: Reason::HomedElsewhere,
+                    operation: Operation::Create {
+                        stub: desired_stub(entry, route),
+                    },
+                });
+            }
+        }
+    }
+
+    for (i, f) in found.iter().enumerate() {
+        if used[i] {
+            continue;
+        }
+        let stub_addresses = std::iter::once(&f.stub.primary_address).chain(f.stub.aliases.iter());
+        if !cx.gal_anchors.contains_key(f.stub.anchor.as_str())
+            && !collides(i)
+            && stub_addresses.clone().any(|a| cx.held.contains(a.as_str()))
+        {
+            continue; // a conflicted recipient: its stubs stay as they are
+        }
+        let now_home = collides(i)
+            || (bit != 0
+                && stub_addresses
+                    .clone()
+                    .any(|a| cx.index.get(a.as_str()).is_some_and(|m| m & bit != 0)));
+        let reason = if by_anchor.len_of(&f.stub.anchor) > 1 {
+            Reason::SecondStub
+        } else if now_home {
+            Reason::NowHomedHere
+        } else {
+            Reason::LeftTheGal
+        };
+        deletes.push(PlannedOperation {
+            system: system.id.clone(),
+            operation: Operation::Delete {
+                id: f.id.clone(),
+                locator: f.locator.clone(),
+                stub: f.stub.clone(),
+            },
+            reason,
+        });
+    }
+    let mut operations = creates;
+    operations.reserve_exact(updates.len() + deletes.len());
+    operations.extend(updates);
+    operations.extend(deletes);
+    SystemPlan {
+        system: system.id.clone(),
+        wanted,
+        operations,
+        notices,
     }
 }
 

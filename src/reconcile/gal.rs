@@ -6,7 +6,9 @@
 //! where there is one, else the one system holding its mailbox. Clusters that
 //! cannot be given exactly one home become [`Conflict`]s.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use coexist_connector::{normalize_address, split_address, Attributes, Recipient};
 
@@ -14,7 +16,7 @@ use super::{Conflict, ConflictKind, GalEntry, Notice, Policy, Staged};
 
 /// Which systems hold an object (not a stub) for each shared address:
 /// a bit per system index.
-pub type AddressIndex = HashMap<String, u64>;
+pub type AddressIndex = FxHashMap<String, u64>;
 
 /// The GAL and what was found while building it.
 pub struct Joined {
@@ -23,7 +25,7 @@ pub struct Joined {
     pub notices: Vec<Notice>,
     pub index: AddressIndex,
     /// Addresses of conflicted recipients: their stubs are left as they are.
-    pub held: HashSet<String>,
+    pub held: FxHashSet<String>,
     pub disabled: usize,
 }
 
@@ -56,7 +58,8 @@ pub fn build(staged: &Staged, policy: &Policy) -> Joined {
     let system_ids: Vec<&str> = staged.systems.iter().map(|s| s.id.as_str()).collect();
 
     // 1. Every object with at least one shared-domain address.
-    let mut objects: Vec<Object<'_>> = Vec::new();
+    let mut objects: Vec<Object<'_>> =
+        Vec::with_capacity(staged.systems.iter().map(|s| s.recipients.len()).sum());
     for (system, staged_system) in staged.systems.iter().enumerate() {
         for recipient in &staged_system.recipients {
             let mut addresses = Vec::with_capacity(1 + recipient.aliases.len());
@@ -85,80 +88,109 @@ pub fn build(staged: &Staged, policy: &Policy) -> Joined {
             }
         }
     }
+    // The objects are only read from here on; the index borrows their addresses.
+    let objects = objects;
 
-    // 2. Index addresses; an address held twice within one system is a conflict.
-    let mut owners: HashMap<&str, Vec<usize>> = HashMap::with_capacity(objects.len() * 2);
+    // 2. Index addresses and join the objects sharing one; an address held
+    //    twice within one system is a conflict.
+    let mut parent: Vec<usize> = (0..objects.len()).collect();
+    let mut first_holder: FxHashMap<&str, (usize, u64)> = FxHashMap::default();
+    first_holder.reserve(objects.len() * 2);
+    let mut shared_addresses: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, object) in objects.iter().enumerate() {
         for address in &object.addresses {
-            owners.entry(address.as_str()).or_default().push(i);
+            let bit = 1u64 << object.system.min(63);
+            match first_holder.get_mut(address.as_str()) {
+                None => {
+                    first_holder.insert(address.as_str(), (i, bit));
+                }
+                Some((first, mask)) => {
+                    *mask |= bit;
+                    let first = *first;
+                    union(&mut parent, first, i);
+                    shared_addresses
+                        .entry(address.as_str())
+                        .or_insert_with(|| vec![first])
+                        .push(i);
+                }
+            }
         }
     }
-    let mut parent: Vec<usize> = (0..objects.len()).collect();
-    let mut conflicted_objects: HashSet<usize> = HashSet::new();
-    let mut index: AddressIndex = HashMap::with_capacity(owners.len());
-    for (address, holders) in &owners {
-        let mut mask = 0u64;
+    let mut conflicted_objects: FxHashSet<usize> = FxHashSet::default();
+    for (address, holders) in &shared_addresses {
+        let mut by_system: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for &h in holders {
-            mask |= 1u64 << (objects[h].system.min(63));
+            by_system.entry(objects[h].system).or_default().push(h);
         }
-        index.insert((*address).to_string(), mask);
-        for pair in holders.windows(2) {
-            union(&mut parent, pair[0], pair[1]);
-        }
-        if holders.len() > 1 {
-            let mut by_system: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-            for &h in holders {
-                by_system.entry(objects[h].system).or_default().push(h);
-            }
-            for (system, same) in by_system.into_iter().filter(|(_, v)| v.len() > 1) {
-                conflicted_objects.extend(same.iter().copied());
-                let system = system_ids[system];
-                let names: Vec<String> = same
-                    .iter()
-                    .map(|&h| {
-                        format!(
-                            "{} ({})",
-                            objects[h].addresses[0], objects[h].recipient.anchor
-                        )
-                    })
-                    .collect();
-                conflicts.push(Conflict {
-                    kind: ConflictKind::AddressClaimedTwice,
-                    addresses: vec![(*address).to_string()],
-                    systems: vec![system.to_string()],
-                    message: format!(
-                        "{address} is claimed by {} recipients on {system}: {}; remove it from all but one",
-                        same.len(),
-                        names.join(", ")
-                    ),
-                });
-            }
+        for (system, same) in by_system.into_iter().filter(|(_, v)| v.len() > 1) {
+            conflicted_objects.extend(same.iter().copied());
+            let system = system_ids[system];
+            let names: Vec<String> = same
+                .iter()
+                .map(|&h| {
+                    format!(
+                        "{} ({})",
+                        objects[h].addresses[0], objects[h].recipient.anchor
+                    )
+                })
+                .collect();
+            conflicts.push(Conflict {
+                kind: ConflictKind::AddressClaimedTwice,
+                addresses: vec![(*address).to_string()],
+                systems: vec![system.to_string()],
+                message: format!(
+                    "{address} is claimed by {} recipients on {system}: {}; remove it from all but one",
+                    same.len(),
+                    names.join(", ")
+                ),
+            });
         }
     }
+    let index: AddressIndex = first_holder
+        .into_iter()
+        .map(|(a, (_, mask))| (a.to_string(), mask))
+        .collect();
 
-    // 3. Clusters.
-    let mut clusters: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for i in 0..objects.len() {
-        let root = find(&mut parent, i);
-        clusters.entry(root).or_default().push(i);
-    }
+    // 3. Clusters: objects grouped by their root, in order.
+    let mut order: Vec<(usize, usize)> = (0..objects.len())
+        .map(|i| (find(&mut parent, i), i))
+        .collect();
+    order.sort_unstable();
 
-    let mut gal = Vec::with_capacity(clusters.len());
-    let mut held = HashSet::new();
+    let mut gal = Vec::with_capacity(objects.len());
+    let mut held = FxHashSet::default();
     let mut disabled = 0usize;
-    for members in clusters.values() {
-        let all_addresses: BTreeSet<&str> = members
-            .iter()
-            .flat_map(|&i| objects[i].addresses.iter().map(String::as_str))
-            .collect();
-        let hold = |held: &mut HashSet<String>| {
-            held.extend(all_addresses.iter().map(|a| (*a).to_string()));
+    let simple_homes = staged.placements.is_empty() && policy.home_attribute.is_none();
+    let mut start = 0;
+    while start < order.len() {
+        let root = order[start].0;
+        let mut end = start + 1;
+        while end < order.len() && order[end].0 == root {
+            end += 1;
+        }
+        let members: Vec<usize> = order[start..end].iter().map(|&(_, i)| i).collect();
+        start = end;
+
+        let hold = |held: &mut FxHashSet<String>| {
+            for &i in &members {
+                held.extend(objects[i].addresses.iter().cloned());
+            }
         };
         if members.iter().any(|i| conflicted_objects.contains(i)) {
             hold(&mut held);
             continue;
         }
-        match choose_home(policy, &staged.placements, &system_ids, &objects, members) {
+        // The common case: one object, its own mailbox, no placement rules.
+        let home = if simple_homes && members.len() == 1 {
+            if objects[members[0]].recipient.mailbox {
+                Home::Decided(members[0])
+            } else {
+                Home::NoMailbox
+            }
+        } else {
+            choose_home(policy, &staged.placements, &system_ids, &objects, &members)
+        };
+        match home {
             Home::Decided(home_object) => {
                 let object = &objects[home_object];
                 if !object.recipient.enabled && !policy.include_disabled {
@@ -169,7 +201,7 @@ pub fn build(staged: &Staged, policy: &Policy) -> Joined {
                     policy,
                     &system_ids,
                     &objects,
-                    members,
+                    &members,
                     home_object,
                     &mut notices,
                 ));
@@ -181,7 +213,7 @@ pub fn build(staged: &Staged, policy: &Policy) -> Joined {
             }
         }
     }
-    gal.sort_by(|a, b| a.primary_address.cmp(&b.primary_address));
+    gal.sort_unstable_by(|a, b| a.primary_address.cmp(&b.primary_address));
     Joined {
         gal,
         conflicts,
@@ -358,7 +390,18 @@ fn entry(
     // Attribute precedence: per attribute, then the default order, then the
     // home, then every other system in configuration order.
     let mut attributes = Attributes::default();
-    for name in Attributes::NAMES {
+    let names: &[&str] = if members.len() == 1 {
+        attributes = home.recipient.attributes.clone();
+        for name in Attributes::NAMES {
+            if attributes.get(name).is_some_and(|v| v.trim().is_empty()) {
+                attributes.set(name, None);
+            }
+        }
+        &[]
+    } else {
+        &Attributes::NAMES
+    };
+    for name in names.iter().copied() {
         let order = policy
             .precedence_by_attribute
             .get(name)
@@ -384,7 +427,7 @@ fn entry(
         attributes.set(name, value.map(str::to_string));
     }
 
-    let mut member_addresses = Vec::new();
+    let mut member_addresses = Vec::with_capacity(home.recipient.members.len());
     for raw in &home.recipient.members {
         match normalize_address(raw) {
             Ok(a) => member_addresses.push(a),

@@ -110,13 +110,57 @@ pub struct Notice {
     pub message: String,
 }
 
+/// Why an operation is needed. Kept as a word, not a sentence, so a plan of
+/// hundreds of thousands of operations stays small; [`PlannedOperation::describe`]
+/// says it in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The recipient is homed elsewhere and this system has no stub for it.
+    HomedElsewhere,
+    /// The recipient's stub differs from the GAL.
+    Changed,
+    /// A second stub for the same recipient.
+    SecondStub,
+    /// The recipient is now homed on this very system.
+    NowHomedHere,
+    /// The recipient is no longer in the GAL.
+    LeftTheGal,
+}
+
 /// One operation of a plan, on one system, with the reason for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedOperation {
     pub system: String,
     pub operation: Operation,
+    pub reason: Reason,
+}
+
+impl PlannedOperation {
     /// Why this change is needed, in words.
-    pub reason: String,
+    pub fn describe(&self) -> String {
+        let stub = self.operation.stub();
+        let address = &stub.primary_address;
+        let system = &self.system;
+        match self.reason {
+            Reason::HomedElsewhere => {
+                let home = stub.anchor.split(':').next().unwrap_or("another system");
+                format!("{address} is homed on {home}; {system} needs a stub")
+            }
+            Reason::Changed => {
+                let fields: Vec<&str> = match &self.operation {
+                    Operation::Update { changed, .. } => {
+                        changed.iter().map(|f| diff::field_name(*f)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                format!("{address} changed: {}", fields.join(", "))
+            }
+            Reason::SecondStub => format!("{address} has a second stub on {system}"),
+            Reason::NowHomedHere => format!("{address} is now homed on {system}"),
+            Reason::LeftTheGal => format!("{address} is no longer in the GAL"),
+        }
+    }
 }
 
 /// The result of reconciling.

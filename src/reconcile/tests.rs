@@ -96,7 +96,7 @@ fn apply(staged: &mut Staged, operations: &[PlannedOperation]) {
             }),
             Operation::Update { id, after, .. } => {
                 if let Some(f) = system.stubs.iter_mut().find(|f| &f.id == id) {
-                    f.stub = after.clone();
+                    f.stub = (**after).clone();
                 }
             }
             Operation::Delete { id, .. } => system.stubs.retain(|f| &f.id != id),
@@ -296,7 +296,10 @@ fn only_changed_attributes_are_updated() {
         }
         other => panic!("expected an update, got {other:?}"),
     }
-    assert_eq!(r.operations[0].reason, "ann@acmecorp.com changed: title");
+    assert_eq!(
+        r.operations[0].describe(),
+        "ann@acmecorp.com changed: title"
+    );
 }
 
 #[test]
@@ -314,7 +317,7 @@ fn stubs_of_recipients_that_left_are_deleted_and_foreign_entries_never_touched()
     assert_eq!(r.operations.len(), 1);
     assert_eq!(r.operations[0].operation.action(), "delete");
     assert_eq!(
-        r.operations[0].reason,
+        r.operations[0].describe(),
         "ann@acmecorp.com is no longer in the GAL"
     );
 }
@@ -333,7 +336,7 @@ fn a_recipient_moved_into_a_system_loses_its_stub_there() {
     let r = reconcile(&state, &acmecorp());
     let ldap = ops_on(&r, "ldap");
     assert_eq!(ldap.len(), 1);
-    assert_eq!(ldap[0].reason, "ann@acmecorp.com is now homed on ldap");
+    assert_eq!(ldap[0].describe(), "ann@acmecorp.com is now homed on ldap");
     assert_eq!(
         ops_on(&r, "google").len(),
         1,
@@ -536,7 +539,12 @@ proptest! {
         let r = reconcile(&state, &policy);
         let homes: std::collections::HashMap<_, _> = r.gal.iter().map(|e| (e.anchor.clone(), e.home.clone())).collect();
         for planned in &r.operations {
-            if let Operation::Create { stub } | Operation::Update { after: stub, .. } = &planned.operation {
+            let stub = match &planned.operation {
+                Operation::Create { stub } => Some(stub),
+                Operation::Update { after, .. } => Some(&**after),
+                Operation::Delete { .. } => None,
+            };
+            if let Some(stub) = stub {
                 let home = homes.get(&stub.anchor).and_then(|h| policy.system(h));
                 prop_assert!(home.is_some());
                 let home = home.map(|h| h.clone()).unwrap_or_else(|| policy.systems[0].clone());

@@ -405,12 +405,11 @@ impl Store {
         tx.commit().await.map_err(query_err("removing a stub"))
     }
 
-    /// Loads everything staged for `systems` (in that order) and the placements.
+    /// Loads everything staged for `systems` (in that order) and the
+    /// placements. Rows are streamed and decoded one at a time, so the raw
+    /// rows never sit in memory beside the decoded objects.
     pub async fn load_staged(&self, systems: &[String]) -> Result<Staged> {
-        let rows: Vec<AnyRow> = sqlx::query("SELECT system_id, class, body FROM staged_objects")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_err("loading staged objects"))?;
+        use futures::TryStreamExt;
         let mut by_system: BTreeMap<String, StagedSystem> = systems
             .iter()
             .map(|id| {
@@ -423,33 +422,42 @@ impl Store {
                 )
             })
             .collect();
-        for row in rows {
-            let system: String = row
-                .try_get(0)
-                .map_err(query_err("loading staged objects"))?;
-            let class: String = row
-                .try_get(1)
-                .map_err(query_err("loading staged objects"))?;
-            let body: String = row
-                .try_get(2)
-                .map_err(query_err("loading staged objects"))?;
-            let Some(staged) = by_system.get_mut(&system) else {
-                continue;
-            };
-            if class == "stub" {
-                let stub: FoundStub =
-                    serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
-                        what: "stub",
-                        source,
-                    })?;
-                staged.stubs.push(stub);
-            } else {
-                let recipient: Recipient =
-                    serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
-                        what: "recipient",
-                        source,
-                    })?;
-                staged.recipients.push(recipient);
+        {
+            let mut rows =
+                sqlx::query("SELECT system_id, class, body FROM staged_objects").fetch(&self.pool);
+            while let Some(row) = rows
+                .try_next()
+                .await
+                .map_err(query_err("loading staged objects"))?
+            {
+                let row: AnyRow = row;
+                let system: &str = row
+                    .try_get(0)
+                    .map_err(query_err("loading staged objects"))?;
+                let Some(staged) = by_system.get_mut(system) else {
+                    continue;
+                };
+                let class: &str = row
+                    .try_get(1)
+                    .map_err(query_err("loading staged objects"))?;
+                let body: &str = row
+                    .try_get(2)
+                    .map_err(query_err("loading staged objects"))?;
+                if class == "stub" {
+                    let stub: FoundStub =
+                        serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
+                            what: "stub",
+                            source,
+                        })?;
+                    staged.stubs.push(stub);
+                } else {
+                    let recipient: Recipient =
+                        serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
+                            what: "recipient",
+                            source,
+                        })?;
+                    staged.recipients.push(recipient);
+                }
             }
         }
         let placements = self.placements().await?;

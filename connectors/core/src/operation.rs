@@ -70,11 +70,12 @@ pub enum Operation {
     /// Write a new stub.
     Create { stub: Stub },
     /// Change the attributes listed in `changed` of the stub at `locator`.
+    /// (The stubs are boxed so every operation is as small as a create.)
     Update {
         id: String,
         locator: String,
-        before: Stub,
-        after: Stub,
+        before: Box<Stub>,
+        after: Box<Stub>,
         changed: Vec<StubField>,
     },
     /// Remove the stub at `locator`; it carries coexist's marker.

@@ -234,8 +234,8 @@ async fn contact_stubs_are_written_with_proxy_and_target_addresses() {
         .apply(&Operation::Update {
             id: created.id.clone(),
             locator: created.locator.clone(),
-            before: s.clone(),
-            after: s2.clone(),
+            before: Box::new(s.clone()),
+            after: Box::new(s2.clone()),
             changed: vec![StubField::PrimaryAddress, StubField::Route],
         })
         .await

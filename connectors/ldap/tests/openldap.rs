@@ -249,8 +249,8 @@ async fn stubs_are_created_updated_renamed_and_deleted_idempotently() {
         .apply(&Operation::Update {
             id: applied.id.clone(),
             locator: applied.locator.clone(),
-            before: s.clone(),
-            after: s2.clone(),
+            before: Box::new(s.clone()),
+            after: Box::new(s2.clone()),
             changed: vec![StubField::Title],
         })
         .await
@@ -272,8 +272,8 @@ async fn stubs_are_created_updated_renamed_and_deleted_idempotently() {
         .apply(&Operation::Update {
             id: applied.id.clone(),
             locator: applied.locator.clone(),
-            before: s2.clone(),
-            after: s3.clone(),
+            before: Box::new(s2.clone()),
+            after: Box::new(s3.clone()),
             changed: vec![StubField::PrimaryAddress],
         })
         .await

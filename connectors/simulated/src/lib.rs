@@ -320,7 +320,7 @@ impl Connector for SimulatedConnector {
                 let found = FoundStub {
                     locator: format!("sim://{}/{id}", self.system),
                     id: id.clone(),
-                    stub: after.clone(),
+                    stub: (**after).clone(),
                 };
                 self.record(&Event::Upsert {
                     stub: found.clone(),

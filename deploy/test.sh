@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The one command that runs every test of coexist (README.md, .ci/run).
+#
+# 1. Installs (Debian packages) and starts the real servers the tests talk
+#    to, on loopback: OpenLDAP slapd, a Samba AD domain controller and
+#    PostgreSQL (deploy/testenv.sh).
+# 2. Builds once and runs every test of the workspace against them. A test
+#    that needs a server fails when the server is missing: none skips.
+#
+# Extra arguments go to `cargo test` (e.g. deploy/test.sh -p coexist-ldap).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== Starting the test servers (deploy/testenv.sh up)" >&2
+deploy/testenv.sh up
+# shellcheck disable=SC1091
+. "${COEXIST_TESTENV_DIR:-/tmp/coexist-testenv}/env"
+
+echo "== Running every test (cargo test --workspace)" >&2
+# Two cores: keep parallel test binaries from fighting over shared servers.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
+exec cargo test --workspace --locked "$@"
