@@ -57,13 +57,13 @@ fn policy() -> Policy {
 fn recipient(i: usize) -> Recipient {
     Recipient {
         anchor: format!("{i:08x}-0000-4000-8000-{i:012}"),
-        kind: if i % 50 == 0 {
+        kind: if i.is_multiple_of(50) {
             RecipientKind::Group
         } else {
             RecipientKind::Person
         },
         primary_address: format!("user{i}@acmecorp.com"),
-        aliases: if i % 4 == 0 {
+        aliases: if i.is_multiple_of(4) {
             vec![format!("u.{i}@acmecorp.com")]
         } else {
             vec![]

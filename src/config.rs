@@ -425,9 +425,7 @@ impl Config {
                         "{} writes stubs routed by {field}, so {} needs a {field} (or set stub_style = \"none\" on {})",
                         system.id, home.id, system.id
                     );
-                    return Err(match &raw.systems[m].id {
-                        id => at.at(id, key, message),
-                    });
+                    return Err(at.at(&raw.systems[m].id, key, message));
                 }
             }
         }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The store's specification, run against SQLite and against a real
 //! PostgreSQL server (started by `deploy/testenv.sh`, whose URL arrives in
 //! `COEXIST_TEST_POSTGRES_URL`). Without that variable the PostgreSQL test

@@ -547,7 +547,7 @@ proptest! {
             if let Some(stub) = stub {
                 let home = homes.get(&stub.anchor).and_then(|h| policy.system(h));
                 prop_assert!(home.is_some());
-                let home = home.map(|h| h.clone()).unwrap_or_else(|| policy.systems[0].clone());
+                let home = home.cloned().unwrap_or_else(|| policy.systems[0].clone());
                 let ok = match &stub.route {
                     Route::Address(a) => Some(a.rsplit('@').next()) == Some(home.routing_domain.as_deref()),
                     Route::Host(h) => Some(h.as_str()) == home.smart_host.as_deref(),

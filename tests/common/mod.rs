@@ -2,7 +2,7 @@
 //! `simulated` systems written to a temporary folder, and a way to run the
 //! real `coexist` binary against them.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

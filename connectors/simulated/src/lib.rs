@@ -74,7 +74,7 @@ pub enum SimulatedError {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 enum Event {
-    Upsert { stub: FoundStub },
+    Upsert { stub: Box<FoundStub> },
     Remove { id: String },
 }
 
@@ -110,7 +110,7 @@ impl Directory {
 
     fn apply(&mut self, event: Event) {
         match event {
-            Event::Upsert { stub } => self.upsert(stub),
+            Event::Upsert { stub } => self.upsert(*stub),
             Event::Remove { id } => self.remove(&id),
         }
     }
@@ -311,7 +311,7 @@ impl Connector for SimulatedConnector {
                     stub: stub.clone(),
                 };
                 self.record(&Event::Upsert {
-                    stub: found.clone(),
+                    stub: Box::new(found.clone()),
                 })?;
                 directory.upsert(found.clone());
                 Ok(Applied { found: Some(found) })
@@ -323,7 +323,7 @@ impl Connector for SimulatedConnector {
                     stub: (**after).clone(),
                 };
                 self.record(&Event::Upsert {
-                    stub: found.clone(),
+                    stub: Box::new(found.clone()),
                 })?;
                 directory.upsert(found.clone());
                 Ok(Applied { found: Some(found) })
