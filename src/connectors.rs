@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use coexist_connector::Connector;
+use coexist_connector::{Connector, SecretRef};
+use coexist_ldap::{LdapConfig, LdapConnector};
 use coexist_simulated::{SimulatedConfig, SimulatedConnector};
 
 use crate::config::{Config, ConfigError, SystemConfig, SystemKind};
@@ -29,12 +30,54 @@ pub fn connect(config: &Config, system: &SystemConfig) -> Result<Arc<dyn Connect
                 .map_err(|e| config.connection_error(system, e.to_string()))?;
             Ok(Arc::new(connector))
         }
-        SystemKind::Ldap | SystemKind::ActiveDirectory | SystemKind::Google => Err(config
-            .connection_error(
-                system,
-                "this build of coexist has no connector for this kind yet",
-            )),
+        SystemKind::Ldap | SystemKind::ActiveDirectory => {
+            let mut settings: LdapConfig = settings(config, &with_flavor(config, system)?)?;
+            settings.ca_file = settings
+                .ca_file
+                .map(|p| config.relative(p.as_ref()).display().to_string());
+            if let SecretRef::File { file } = &settings.password {
+                settings.password = SecretRef::File {
+                    file: config.relative(file.as_ref()).display().to_string(),
+                };
+            }
+            let connector = LdapConnector::new(&system.id, settings)
+                .map_err(|e| config.connection_error(system, e.to_string()))?;
+            Ok(Arc::new(connector))
+        }
+        SystemKind::Google => Err(config.connection_error(
+            system,
+            "this build of coexist has no connector for this kind yet",
+        )),
     }
+}
+
+/// `system` with the LDAP flavor its kind implies (`ldap` is OpenLDAP and
+/// its kin, `active_directory` is AD) added to its connection settings; a
+/// `flavor` written there must agree with the kind.
+fn with_flavor(config: &Config, system: &SystemConfig) -> Result<SystemConfig, ConfigError> {
+    let flavor = match system.kind {
+        SystemKind::ActiveDirectory => "active_directory",
+        _ => "openldap",
+    };
+    let mut system = system.clone();
+    match system.connection.get("flavor") {
+        None => {
+            system
+                .connection
+                .insert("flavor".into(), toml::Value::String(flavor.into()));
+        }
+        Some(toml::Value::String(written)) if written == flavor => {}
+        Some(written) => {
+            return Err(config.connection_error(
+                &system,
+                format!(
+                    "flavor {written} does not fit kind {:?}; leave it out, the kind decides it",
+                    system.kind
+                ),
+            ))
+        }
+    }
+    Ok(system)
 }
 
 /// The connectors of every configured system, in configuration order.

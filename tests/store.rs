@@ -11,19 +11,7 @@ use coexist_connector::{
 };
 
 fn person(anchor: &str, address: &str) -> Recipient {
-    Recipient {
-        anchor: anchor.into(),
-        kind: RecipientKind::Person,
-        primary_address: address.into(),
-        aliases: vec![],
-        mailbox: true,
-        enabled: true,
-        attributes: Attributes::default(),
-        members: vec![],
-        forwards_to: None,
-        extra: Default::default(),
-        etag: None,
-    }
+    Recipient::mailbox(anchor, RecipientKind::Person, address)
 }
 
 fn stub(id: &str, address: &str) -> FoundStub {

@@ -761,7 +761,10 @@ async fn demo(cli: &Cli, dir: Option<PathBuf>) -> Result<i32, Failure> {
             println!("\nMail from {from} to {to}: {}", path.join(" → "));
         }
         println!("\nGAL written as LDIF: {}", ldif_path.display());
-        println!("Try: coexist --config {} plan", config_path.display());
+        println!(
+            "Look around: coexist --config {} plan   (or route, export-gal, runs)",
+            config_path.display()
+        );
     } else {
         print_json(&report);
     }

@@ -47,20 +47,11 @@ fn acmecorp() -> Policy {
 
 fn person(anchor: &str, address: &str) -> Recipient {
     Recipient {
-        anchor: anchor.into(),
-        kind: RecipientKind::Person,
-        primary_address: address.into(),
-        aliases: vec![],
-        mailbox: true,
-        enabled: true,
         attributes: Attributes {
             display_name: Some(address.split('@').next().unwrap_or_default().into()),
             ..Default::default()
         },
-        members: vec![],
-        forwards_to: None,
-        extra: BTreeMap::new(),
-        etag: None,
+        ..Recipient::mailbox(anchor, RecipientKind::Person, address)
     }
 }
 

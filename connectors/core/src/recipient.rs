@@ -141,6 +141,28 @@ fn default_true() -> bool {
 }
 
 impl Recipient {
+    /// A recipient whose mailbox this system hosts, enabled, with no
+    /// aliases or attributes yet.
+    pub fn mailbox(
+        anchor: impl Into<String>,
+        kind: RecipientKind,
+        primary_address: impl Into<String>,
+    ) -> Self {
+        Recipient {
+            anchor: anchor.into(),
+            kind,
+            primary_address: primary_address.into(),
+            aliases: Vec::new(),
+            mailbox: true,
+            enabled: true,
+            attributes: Attributes::default(),
+            members: Vec::new(),
+            forwards_to: None,
+            extra: BTreeMap::new(),
+            etag: None,
+        }
+    }
+
     /// The primary address followed by the aliases.
     pub fn addresses(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.primary_address.as_str())
