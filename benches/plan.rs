@@ -9,7 +9,8 @@
 //!   least as fast as the first plan),
 //! * the peak resident memory (target: < 500 MB).
 //!
-//! Run: `cargo bench --bench plan` (add `-- 20000` for another size).
+//! Each time is the median of three runs in this process. Run:
+//! `cargo bench --bench plan` (add `-- 20000` for another size).
 
 use std::collections::BTreeMap;
 
@@ -116,6 +117,46 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+/// Each figure is the median of this many runs, in the same process.
+const RUNS: usize = 3;
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// Reads the staged rows `RUNS` times; the median time and the last result.
+async fn timed_read(
+    store: &Store,
+    ids: &[String],
+) -> Result<(coexist::reconcile::Staged, Duration), Box<dyn std::error::Error>> {
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..RUNS {
+        drop(last.take());
+        let t = Instant::now();
+        last = Some(store.load_staged(ids).await?);
+        times.push(t.elapsed());
+    }
+    Ok((last.ok_or("no run")?, median(times)))
+}
+
+/// Reconciles `RUNS` times; the median time and the last result.
+fn timed_reconcile(
+    staged: &coexist::reconcile::Staged,
+    policy: &Policy,
+) -> (coexist::reconcile::Reconciliation, Duration) {
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..RUNS {
+        drop(last.take());
+        let t = Instant::now();
+        last = Some(reconcile(staged, policy));
+        times.push(t.elapsed());
+    }
+    (last.unwrap_or_default(), median(times))
+}
+
 /// Setup, run in a child process so its memory is not counted: stages `n`
 /// recipients (`recipients`), or stages the stubs the first plan creates, as
 /// the connectors would after applying it (`stubs`).
@@ -143,7 +184,7 @@ async fn setup(step: &str, db: &str, n: usize) -> Result<(), Box<dyn std::error:
                     .iter()
                     .filter(|o| o.system == id)
                     .enumerate()
-                    .filter_map(|(k, o)| match &o.operation {
+                    .filter_map(|(k, o)| match &*o.operation {
                         Operation::Create { stub } => Some(FoundStub {
                             id: format!("{id}-{k}"),
                             locator: format!("{id}/{k}"),
@@ -206,9 +247,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::open(&db).await?;
 
     // First plan: every stub is missing.
-    let t = Instant::now();
-    let staged = store.load_staged(&ids).await?;
-    let read_first = t.elapsed();
+    let (staged, read_first) = timed_read(&store, &ids).await?;
     if std::env::var_os("COEXIST_BENCH_BREAKDOWN").is_some() {
         println!(
             "  (rss after read: {:.0} MB, peak so far {:.0} MB)",
@@ -240,9 +279,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             planned.operations.len()
         );
     }
-    let t = Instant::now();
-    let first = reconcile(&staged, &policy);
-    let plan_first = t.elapsed();
+    let (first, plan_first) = timed_reconcile(&staged, &policy);
     let operations = first.operations.len();
     println!(
         "  read staged rows:                  {:>8.3} s",
@@ -262,9 +299,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         secs(took)
     );
 
-    let t = Instant::now();
-    let staged = store.load_staged(&ids).await?;
-    let read_again = t.elapsed();
+    let (staged, read_again) = timed_read(&store, &ids).await?;
     if std::env::var_os("COEXIST_BENCH_BREAKDOWN").is_some() {
         println!(
             "  (rss after read with stubs: {:.0} MB, peak so far {:.0} MB)",
@@ -272,9 +307,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             peak_rss_mb()
         );
     }
-    let t = Instant::now();
-    let again = reconcile(&staged, &policy);
-    let plan_again = t.elapsed();
+    let (again, plan_again) = timed_reconcile(&staged, &policy);
     println!(
         "  read staged rows (with stubs):     {:>8.3} s",
         secs(read_again)

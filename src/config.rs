@@ -102,6 +102,9 @@ pub struct SystemConfig {
     pub connection: toml::Table,
     /// Where `connection` starts in the file.
     pub connection_line: Option<usize>,
+    /// The line of each key of `connection`, so an error about one key
+    /// (a misspelt setting) points at it.
+    pub connection_keys: BTreeMap<String, usize>,
 }
 
 /// The store's URL: a string, or a secret reference (a Postgres URL holds a password).
@@ -205,6 +208,20 @@ struct RawSystem {
     connection: Option<Spanned<toml::Table>>,
 }
 
+/// Where the keys of each `[systems.connection]` table are (read apart
+/// from [`RawConfig`], whose connection tables keep no positions).
+#[derive(Deserialize)]
+struct KeyPositions {
+    #[serde(default)]
+    systems: Vec<SystemKeyPositions>,
+}
+
+#[derive(Deserialize)]
+struct SystemKeyPositions {
+    #[serde(default)]
+    connection: BTreeMap<Spanned<String>, toml::Value>,
+}
+
 /// Turns byte offsets into line numbers.
 struct Locator<'a> {
     file: String,
@@ -305,6 +322,10 @@ impl Config {
             shared_domains.push(normalised);
         }
 
+        let key_positions = toml::from_str::<KeyPositions>(text)
+            .map(|k| k.systems)
+            .unwrap_or_default();
+
         // Systems.
         if raw.systems.is_empty() {
             return Err(at.nowhere("systems", "expected at least one [[systems]] table"));
@@ -388,11 +409,21 @@ impl Config {
                 Some(table) => (table.get_ref().clone(), Some(at.line(table.span().start))),
                 None => (toml::Table::new(), None),
             };
+            let connection_keys = key_positions
+                .get(n)
+                .map(|k| {
+                    k.connection
+                        .keys()
+                        .map(|key| (key.get_ref().clone(), at.line(key.span().start)))
+                        .collect()
+                })
+                .unwrap_or_default();
             systems.push(SystemConfig {
                 id: id.clone(),
                 kind,
                 connection,
                 connection_line,
+                connection_keys,
             });
             policies.push(SystemPolicy {
                 id: id.clone(),

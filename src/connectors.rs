@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use coexist_connector::{Connector, SecretRef};
+use coexist_google::{GoogleConfig, GoogleConnector};
 use coexist_ldap::{LdapConfig, LdapConnector};
 use coexist_simulated::{SimulatedConfig, SimulatedConnector};
 
@@ -14,7 +15,17 @@ fn settings<T: DeserializeOwned>(config: &Config, system: &SystemConfig) -> Resu
     toml::Value::Table(system.connection.clone())
         .try_into()
         .map_err(|e: toml::de::Error| {
-            config.connection_error(system, e.message().trim().to_string())
+            let message = e.message().trim().to_string();
+            let mut error = config.connection_error(system, message.clone());
+            // A misspelt setting: point at its own line.
+            if let Some(line) = message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split_once('`'))
+                .and_then(|(key, _)| system.connection_keys.get(key))
+            {
+                error.line = Some(*line);
+            }
+            error
         })
 }
 
@@ -44,10 +55,25 @@ pub fn connect(config: &Config, system: &SystemConfig) -> Result<Arc<dyn Connect
                 .map_err(|e| config.connection_error(system, e.to_string()))?;
             Ok(Arc::new(connector))
         }
-        SystemKind::Google => Err(config.connection_error(
-            system,
-            "this build of coexist has no connector for this kind yet",
-        )),
+        SystemKind::Google => {
+            let mut settings: GoogleConfig = settings(config, system)?;
+            if let SecretRef::File { file } = &settings.service_account_key {
+                settings.service_account_key = SecretRef::File {
+                    file: config.relative(file.as_ref()).display().to_string(),
+                };
+            }
+            // `coexist doctor` checks the system's routing domain unless the
+            // connection names another one.
+            if settings.routing_domain.is_none() {
+                settings.routing_domain = config
+                    .policy
+                    .system(&system.id)
+                    .and_then(|p| p.routing_domain.clone());
+            }
+            let connector = GoogleConnector::new(&system.id, settings)
+                .map_err(|e| config.connection_error(system, e.to_string()))?;
+            Ok(Arc::new(connector))
+        }
     }
 }
 

@@ -127,7 +127,7 @@ impl Plan {
                     target: stub.route.target().map(str::to_string),
                     reason: planned.describe(),
                     withheld: false,
-                    operation: planned.operation.clone(),
+                    operation: (*planned.operation).clone(),
                 }
             })
             .collect();

@@ -134,18 +134,18 @@ mod tests {
         for n in 0..creates {
             operations.push(PlannedOperation {
                 system: "google".into(),
-                operation: Operation::Create { stub: stub(n) },
+                operation: Box::new(Operation::Create { stub: stub(n) }),
                 reason: crate::reconcile::Reason::HomedElsewhere,
             });
         }
         for n in 0..deletes {
             operations.push(PlannedOperation {
                 system: "ldap".into(),
-                operation: Operation::Delete {
+                operation: Box::new(Operation::Delete {
                     id: format!("d{n}"),
                     locator: String::new(),
                     stub: stub(n),
-                },
+                }),
                 reason: crate::reconcile::Reason::HomedElsewhere,
             });
         }

@@ -435,13 +435,13 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
                 let changed = StubField::changed(&have.stub, &want);
                 updates.push(PlannedOperation {
                     system: system.id.clone(),
-                    operation: Operation::Update {
+                    operation: Box::new(Operation::Update {
                         id: have.id.clone(),
                         locator: have.locator.clone(),
                         before: Box::new(have.stub.clone()),
                         after: Box::new(want),
                         changed,
-                    },
+                    }),
                     reason: Reason::Changed,
                 });
             }
@@ -452,9 +452,9 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
                 creates.push(PlannedOperation {
                     system: system.id.clone(),
                     reason: Reason::HomedElsewhere,
-                    operation: Operation::Create {
+                    operation: Box::new(Operation::Create {
                         stub: desired_stub(entry, route),
-                    },
+                    }),
                 });
             }
         }
@@ -485,11 +485,11 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
         };
         deletes.push(PlannedOperation {
             system: system.id.clone(),
-            operation: Operation::Delete {
+            operation: Box::new(Operation::Delete {
                 id: f.id.clone(),
                 locator: f.locator.clone(),
                 stub: f.stub.clone(),
-            },
+            }),
             reason,
         });
     }

@@ -132,7 +132,9 @@ pub enum Reason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedOperation {
     pub system: String,
-    pub operation: Operation,
+    /// Boxed: a plan holds hundreds of thousands of these, and moving a
+    /// small handle is cheaper than moving the stub.
+    pub operation: Box<Operation>,
     pub reason: Reason,
 }
 
@@ -148,7 +150,7 @@ impl PlannedOperation {
                 format!("{address} is homed on {home}; {system} needs a stub")
             }
             Reason::Changed => {
-                let fields: Vec<&str> = match &self.operation {
+                let fields: Vec<&str> = match &*self.operation {
                     Operation::Update { changed, .. } => {
                         changed.iter().map(|f| diff::field_name(*f)).collect()
                     }

@@ -79,7 +79,7 @@ fn apply(staged: &mut Staged, operations: &[PlannedOperation]) {
         let Some(system) = staged.systems.iter_mut().find(|s| s.id == planned.system) else {
             continue;
         };
-        match &planned.operation {
+        match &*planned.operation {
             Operation::Create { stub } => system.stubs.push(FoundStub {
                 id: format!("new-{n}-{}", stub.anchor),
                 locator: format!("loc-{n}"),
@@ -281,7 +281,7 @@ fn only_changed_attributes_are_updated() {
     state.systems[0].recipients[0].attributes.title = Some("CEO".into());
     let r = reconcile(&state, &acmecorp());
     assert_eq!(r.operations.len(), 1);
-    match &r.operations[0].operation {
+    match &*r.operations[0].operation {
         Operation::Update { changed, .. } => {
             assert_eq!(changed, &[coexist_connector::StubField::Title])
         }
@@ -530,7 +530,7 @@ proptest! {
         let r = reconcile(&state, &policy);
         let homes: std::collections::HashMap<_, _> = r.gal.iter().map(|e| (e.anchor.clone(), e.home.clone())).collect();
         for planned in &r.operations {
-            let stub = match &planned.operation {
+            let stub = match &*planned.operation {
                 Operation::Create { stub } => Some(stub),
                 Operation::Update { after, .. } => Some(&**after),
                 Operation::Delete { .. } => None,
@@ -556,7 +556,7 @@ proptest! {
         // update or delete: every id a plan touches is one of them.
         let r = reconcile(&state, &policy);
         for planned in &r.operations {
-            if let Operation::Update { id, .. } | Operation::Delete { id, .. } = &planned.operation {
+            if let Operation::Update { id, .. } | Operation::Delete { id, .. } = &*planned.operation {
                 let found = state.system(&planned.system).map(|s| s.stubs.iter().any(|f| &f.id == id)).unwrap_or(false);
                 prop_assert!(found, "{id} on {} is not a coexist stub", planned.system);
                 let recipient = state.systems.iter().flat_map(|s| &s.recipients).any(|rec| &rec.anchor == id);
