@@ -197,6 +197,11 @@ async fn syncrepl_delta(
     let attrs = reader.mapper.read_attributes();
     let mut out = Collected::new();
     let mut removed: Vec<String> = Vec::new();
+    // Entries some scope returned as added or modified. A scope's session
+    // log also names entries changed *outside* it as "no longer matching"
+    // (a person modified under a base is reported gone by the stub base's
+    // search): such an entry is not removed while another scope holds it.
+    let mut returned: HashSet<String> = HashSet::new();
     let mut new_cookies = BTreeMap::new();
     for scope in reader.scopes() {
         let Some(cookie) = cookies.get(&scope.base).and_then(|c| unb64(c)) else {
@@ -215,6 +220,7 @@ async fn syncrepl_delta(
         let result = {
             let out_ref = &mut out;
             let removed_ref = &mut removed;
+            let returned_ref = &mut returned;
             let present_ref = &mut present_phase;
             let cookie_ref = &mut latest_cookie;
             reader
@@ -279,7 +285,10 @@ async fn syncrepl_delta(
                                 state: EntryState::Present,
                                 ..
                             }) => *present_ref = true,
-                            _ => {
+                            other => {
+                                if let Some(SyncState { entry_uuid, .. }) = other {
+                                    returned_ref.extend(uuid_to_string(&entry_uuid));
+                                }
                                 let entry = Entry::from(SearchEntry::construct(e));
                                 out_ref.add(mapper, &entry);
                             }
@@ -329,6 +338,7 @@ async fn syncrepl_delta(
             .unwrap_or_default();
         new_cookies.insert(scope.base.clone(), cookie);
     }
+    removed.retain(|id| !returned.contains(id));
     reader.resolve_members(ldap, &mut out).await?;
     Ok(Some(delta_pull(
         reader,
