@@ -1,0 +1,953 @@
+//! Issue 4, end to end: the real `coexist` binary syncing a real OpenLDAP
+//! slapd (the LDAP mail server of google-coexistence.txt) with a simulated
+//! Google, and a real Samba Active Directory (qmail-exchange-ad and o365
+//! coexistence) with a simulated cloud. What coexist writes is read back
+//! with the real `ldapsearch`, as an admin would.
+//!
+//! The servers are started by `deploy/testenv.sh up` (the README's test
+//! command does it), which writes their settings to
+//! `${COEXIST_TESTENV_DIR:-/tmp/coexist-testenv}/env`. When they are
+//! missing, these tests fail saying so; they never skip. Each test works in
+//! its own subtree `ou=t-<random>` (people in `ou=people`, stubs in
+//! `ou=stubs`) and removes it when done.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use common::{person, Org};
+use serde_json::{json, Value};
+
+// ---- the test servers ---------------------------------------------------------
+
+fn env_file() -> &'static HashMap<String, String> {
+    static FILE: OnceLock<HashMap<String, String>> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = std::env::var("COEXIST_TESTENV_DIR")
+            .unwrap_or_else(|_| "/tmp/coexist-testenv".to_string());
+        let text =
+            std::fs::read_to_string(std::path::Path::new(&dir).join("env")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches(['\'', '"']).to_string()))
+            .collect()
+    })
+}
+
+/// A setting of the test servers; fails the test when it is missing.
+fn var(name: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .or_else(|| env_file().get(name).cloned())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not set: the test servers are not running. Run deploy/testenv.sh up, or the README test command"
+            )
+        })
+}
+
+/// Eight random lower-case letters.
+fn random() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    let mut n = hasher.finish();
+    (0..8)
+        .map(|_| {
+            let c = char::from(b'a' + (n % 26) as u8);
+            n /= 26;
+            c
+        })
+        .collect()
+}
+
+/// One directory server, reached with the ldap-utils programs.
+#[derive(Debug, Clone)]
+struct Server {
+    url: String,
+    base: String,
+    bind_dn: String,
+    password: String,
+    ca_file: String,
+}
+
+impl Server {
+    fn slapd() -> Server {
+        Server {
+            url: var("COEXIST_TEST_SLAPD_URL"),
+            base: var("COEXIST_TEST_SLAPD_BASE"),
+            bind_dn: var("COEXIST_TEST_SLAPD_BIND_DN"),
+            password: var("COEXIST_TEST_SLAPD_PASSWORD"),
+            ca_file: var("COEXIST_TEST_CA_FILE"),
+        }
+    }
+
+    fn samba() -> Server {
+        Server {
+            url: var("COEXIST_TEST_SAMBA_URL"),
+            base: var("COEXIST_TEST_SAMBA_BASE"),
+            bind_dn: var("COEXIST_TEST_SAMBA_BIND_DN"),
+            password: var("COEXIST_TEST_SAMBA_PASSWORD"),
+            ca_file: var("COEXIST_TEST_CA_FILE"),
+        }
+    }
+
+    /// Runs an ldap-utils program as the admin, over StartTLS checked
+    /// against the test CA, with `ldif` on its stdin.
+    fn tool(&self, program: &str, args: &[&str], ldif: &str) -> Output {
+        let mut child = Command::new(program)
+            .env("LDAPTLS_CACERT", &self.ca_file)
+            .args(["-x", "-ZZ", "-H", &self.url, "-D", &self.bind_dn, "-w"])
+            .arg(&self.password)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} (ldap-utils) does not run: {e}"));
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn must(&self, program: &str, args: &[&str], ldif: &str) {
+        let out = self.tool(program, args, ldif);
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed: {}\n{ldif}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// One entry printed by `ldapsearch -LLL`.
+#[derive(Debug, Clone)]
+struct Entry {
+    dn: String,
+    attrs: Vec<(String, String)>,
+}
+
+impl Entry {
+    /// The values of `attr` (any case).
+    fn all(&self, attr: &str) -> Vec<&str> {
+        self.attrs
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(attr))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The single value of `attr`.
+    fn one(&self, attr: &str) -> &str {
+        match self.all(attr)[..] {
+            [v] => v,
+            ref other => panic!("{} has {attr} {other:?}", self.dn),
+        }
+    }
+}
+
+fn parse_ldif(text: &str) -> Vec<Entry> {
+    use base64::Engine as _;
+    let mut entries = Vec::new();
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let mut dn = String::new();
+        let mut attrs = Vec::new();
+        for line in block.lines().filter(|l| !l.starts_with('#')) {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = match value.strip_prefix(':') {
+                Some(b64) => String::from_utf8_lossy(
+                    &base64::engine::general_purpose::STANDARD
+                        .decode(b64.trim())
+                        .unwrap(),
+                )
+                .into_owned(),
+                None => value.trim_start().to_string(),
+            };
+            if key.eq_ignore_ascii_case("dn") {
+                dn = value;
+            } else {
+                attrs.push((key.to_string(), value));
+            }
+        }
+        entries.push(Entry { dn, attrs });
+    }
+    entries
+}
+
+/// A test's own subtree `ou=t-<random>` with `ou=people` and `ou=stubs`;
+/// deleted (with whatever is in it) on drop.
+struct Subtree {
+    server: Server,
+    dn: String,
+    people: String,
+    stubs: String,
+}
+
+impl Subtree {
+    fn new(server: Server) -> Subtree {
+        let dn = format!("ou=t-{},{}", random(), server.base);
+        let t = Subtree {
+            people: format!("ou=people,{dn}"),
+            stubs: format!("ou=stubs,{dn}"),
+            dn,
+            server,
+        };
+        let mut ldif = String::new();
+        for ou in [&t.dn, &t.people, &t.stubs] {
+            let name = ou.split(',').next().unwrap().trim_start_matches("ou=");
+            ldif.push_str(&format!(
+                "dn: {ou}\nobjectClass: top\nobjectClass: organizationalUnit\nou: {name}\n\n"
+            ));
+        }
+        t.add(&ldif);
+        t
+    }
+
+    fn add(&self, ldif: &str) {
+        self.server.must("ldapadd", &[], ldif);
+    }
+
+    fn modify(&self, ldif: &str) {
+        self.server.must("ldapmodify", &[], ldif);
+    }
+
+    fn delete(&self, dn: &str) {
+        self.server.must("ldapdelete", &[dn], "");
+    }
+
+    /// What `ldapsearch -LLL -b BASE FILTER ATTRS…` prints, parsed.
+    fn ldapsearch(&self, base: &str, filter: &str, attrs: &[&str]) -> Vec<Entry> {
+        let mut args = vec!["-LLL", "-o", "ldif-wrap=no", "-b", base, filter];
+        args.extend_from_slice(attrs);
+        let out = self.server.tool("ldapsearch", &args, "");
+        assert!(
+            out.status.success(),
+            "ldapsearch {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        parse_ldif(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    /// The entries coexist marked as its own in the stub OU.
+    fn marked_stubs(&self, attrs: &[&str]) -> Vec<Entry> {
+        self.ldapsearch(&self.stubs, "(description=coexist:*)", attrs)
+    }
+
+    fn stub_for<'a>(stubs: &'a [Entry], mail: &str) -> &'a Entry {
+        stubs
+            .iter()
+            .find(|e| e.all("mail").contains(&mail))
+            .unwrap_or_else(|| panic!("no stub with mail {mail} in {stubs:#?}"))
+    }
+}
+
+impl Drop for Subtree {
+    fn drop(&mut self) {
+        let _ = self.server.tool("ldapdelete", &["-r", &self.dn], "");
+    }
+}
+
+// ---- running coexist ----------------------------------------------------------
+
+/// An organisation on disk whose real directory is reached with a password
+/// held in an environment variable, as the README shows.
+struct Scenario {
+    org: Org,
+    tree: Subtree,
+    password_variable: &'static str,
+    password: String,
+}
+
+impl Scenario {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(common::binary())
+            .env(self.password_variable, &self.password)
+            .arg("--config")
+            .arg(self.org.config())
+            .args(args)
+            .output()
+            .expect("coexist runs")
+    }
+
+    fn json(&self, args: &[&str]) -> (i32, Value) {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "coexist {args:?} printed no JSON ({e}):\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap_or(-1), value)
+    }
+
+    /// `coexist sync`, which must succeed.
+    fn sync(&self) -> Value {
+        let (code, report) = self.json(&["sync"]);
+        assert_eq!(code, 0, "{report:#}");
+        report
+    }
+
+    fn route(&self, from: &str, address: &str) -> Value {
+        let (code, traced) = self.json(&["route", address, "--from", from]);
+        assert_eq!(code, 0, "{traced:#}");
+        traced["outcome"].clone()
+    }
+}
+
+/// How `system` was read in a sync: "full" or "delta".
+fn pull_mode(report: &Value, system: &str) -> String {
+    let pull = report["pulls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["system"] == system)
+        .unwrap_or_else(|| panic!("no pull of {system}: {report:#}"));
+    pull["mode"].as_str().unwrap().to_string()
+}
+
+/// The planned operations as `(system, action, address)`, sorted.
+fn operations(report: &Value) -> Vec<(String, String, String)> {
+    let mut ops: Vec<_> = report["plan"]["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["system"].as_str().unwrap().to_string(),
+                o["action"].as_str().unwrap().to_string(),
+                o["address"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    ops.sort();
+    ops
+}
+
+fn op(system: &str, action: &str, address: &str) -> (String, String, String) {
+    (system.into(), action.into(), address.into())
+}
+
+fn delivered(system: &str, hops: u64) -> Value {
+    json!({ "result": "delivered", "system": system, "hops": hops })
+}
+
+/// Primary addresses of a simulated system's stubs, sorted.
+fn stub_addresses(org: &Org, system: &str) -> Vec<String> {
+    let mut all: Vec<String> = org
+        .stubs(system)
+        .into_iter()
+        .map(|s| s.stub.primary_address)
+        .collect();
+    all.sort();
+    all
+}
+
+// ---- Google (simulated) + the LDAP mail server (real slapd) -------------------
+
+const SLAPD_PASSWORD: &str = "COEXIST_E2E_SLAPD_PASSWORD";
+
+/// google-coexistence.txt: MX on Google, whose catch-all relays unknown
+/// users to the LDAP mail server; the mail server forwards Google users to
+/// local@gapps.acmecorp.com.
+fn google_and_slapd_config(t: &Subtree) -> String {
+    format!(
+        r#"[organisation]
+shared_domains = ["acmecorp.com"]
+
+[topology]
+mx = "google"
+
+[[systems]]
+id = "google"
+kind = "simulated"
+routing_domain = "gapps.acmecorp.com"
+stub_style = "domain_routing"
+unknown_recipient = {{ relay = "ldap" }}
+[systems.connection]
+seed = "google.json"
+state = "google-state.jsonl"
+
+[[systems]]
+id = "ldap"
+kind = "ldap"
+routing_domain = "mithi.acmecorp.com"
+stub_style = "routing_address"
+[systems.connection]
+url = "{url}"
+starttls = true
+ca_file = "{ca}"
+bind_dn = "{bind_dn}"
+password = {{ env = "{SLAPD_PASSWORD}" }}
+base_dns = ["{people}"]
+stub_base = "{stubs}"
+"#,
+        url = t.server.url,
+        ca = t.server.ca_file,
+        bind_dn = t.server.bind_dn,
+        people = t.people,
+        stubs = t.stubs,
+    )
+}
+
+/// The Google users: g0 (with the alias gina@), g1, g2.
+fn google_users(n: usize) -> Vec<coexist_connector::Recipient> {
+    (0..n)
+        .map(|i| {
+            let mut p = person(&format!("g-{i}"), &format!("g{i}@acmecorp.com"));
+            p.attributes.given_name = Some(format!("Gee{i}"));
+            p.attributes.surname = Some("Google".into());
+            p.attributes.title = Some("Analyst".into());
+            if i == 0 {
+                p.aliases = vec!["gina@acmecorp.com".into()];
+            }
+            p
+        })
+        .collect()
+}
+
+/// An LDAP mail server user `uid=m<i>` with a mailbox (m0 also has the
+/// address mia@acmecorp.com).
+fn slapd_person(t: &Subtree, i: usize) -> String {
+    let alias = if i == 0 {
+        "objectClass: inetLocalMailRecipient\nmailLocalAddress: m0@acmecorp.com\nmailLocalAddress: mia@acmecorp.com\n"
+    } else {
+        ""
+    };
+    format!(
+        "dn: uid=m{i},{people}\nobjectClass: inetOrgPerson\n{alias}uid: m{i}\ncn: Em {i} Mithi\n\
+         displayName: Em {i} Mithi\ngivenName: Em{i}\nsn: Mithi\nmail: m{i}@acmecorp.com\n\
+         title: Engineer\ntelephoneNumber: +1 555 010{i}\n\n",
+        people = t.people
+    )
+}
+
+/// A forwarding entry an admin made by hand in the stub OU, before
+/// coexist: it carries no marker.
+fn hand_made_forwarder(t: &Subtree) -> String {
+    format!(
+        "dn: mail=legacy@acmecorp.com,{stubs}\nobjectClass: inetOrgPerson\n\
+         objectClass: inetLocalMailRecipient\ncn: Legacy forward\nsn: Legacy\n\
+         mail: legacy@acmecorp.com\nmailLocalAddress: legacy@acmecorp.com\n\
+         mailRoutingAddress: legacy@partner.example\ndescription: made by hand in 2019\n\n",
+        stubs = t.stubs
+    )
+}
+
+/// Three Google users, four people on slapd (m0…m3), a hand-made forwarder
+/// in the stub OU; not synced yet.
+fn google_and_slapd() -> Scenario {
+    let tree = Subtree::new(Server::slapd());
+    let mut ldif: String = (0..4).map(|i| slapd_person(&tree, i)).collect();
+    ldif.push_str(&hand_made_forwarder(&tree));
+    tree.add(&ldif);
+    let org = Org::new(
+        &google_and_slapd_config(&tree),
+        &[("google", google_users(3))],
+    );
+    let password = tree.server.password.clone();
+    Scenario {
+        org,
+        tree,
+        password_variable: SLAPD_PASSWORD,
+        password,
+    }
+}
+
+#[test]
+fn google_and_a_real_slapd_sync_both_ways_and_follow_changes_incrementally() {
+    let s = google_and_slapd();
+    let t = &s.tree;
+
+    // First run: everything is read in full, and each side gets a stub of
+    // every person of the other.
+    let first = s.sync();
+    assert_eq!(pull_mode(&first, "ldap"), "full");
+    assert_eq!(
+        first["plan"]["summary"]["by_system"]["ldap"],
+        json!({ "create": 3, "update": 0, "delete": 0 }),
+        "{first:#}"
+    );
+    assert_eq!(
+        first["plan"]["summary"]["by_system"]["google"],
+        json!({ "create": 4, "update": 0, "delete": 0 }),
+        "{first:#}"
+    );
+    assert_eq!(first["apply"]["done"], 7);
+
+    // The forwarding entries are in slapd, and ldapsearch finds them: the
+    // shared-domain addresses in mail and mailLocalAddress, mail to them
+    // forwarded to the Google routing domain.
+    let stubs = t.marked_stubs(&[
+        "objectClass",
+        "mail",
+        "mailLocalAddress",
+        "mailRoutingAddress",
+        "description",
+        "givenName",
+        "sn",
+        "title",
+    ]);
+    let mut mails: Vec<&str> = stubs.iter().map(|e| e.one("mail")).collect();
+    mails.sort();
+    assert_eq!(
+        mails,
+        ["g0@acmecorp.com", "g1@acmecorp.com", "g2@acmecorp.com"]
+    );
+    for (i, stub) in ["g0", "g1", "g2"].iter().enumerate() {
+        let e = Subtree::stub_for(&stubs, &format!("{stub}@acmecorp.com"));
+        assert!(e.dn.ends_with(&t.stubs), "{}", e.dn);
+        assert!(e.all("objectClass").contains(&"inetLocalMailRecipient"));
+        assert_eq!(
+            e.one("mailRoutingAddress"),
+            format!("{stub}@gapps.acmecorp.com")
+        );
+        assert!(e
+            .all("mailLocalAddress")
+            .contains(&format!("{stub}@acmecorp.com").as_str()));
+        assert!(e.one("description").starts_with("coexist:"), "{e:?}");
+        assert_eq!(e.one("givenName"), format!("Gee{i}"));
+        assert_eq!(e.one("title"), "Analyst");
+    }
+    let g0 = Subtree::stub_for(&stubs, "g0@acmecorp.com");
+    assert!(
+        g0.all("mailLocalAddress").contains(&"gina@acmecorp.com"),
+        "the alias is a local address too: {g0:?}"
+    );
+
+    // Google holds a contact for each slapd person, with their attributes.
+    assert_eq!(
+        stub_addresses(&s.org, "google"),
+        [
+            "m0@acmecorp.com",
+            "m1@acmecorp.com",
+            "m2@acmecorp.com",
+            "m3@acmecorp.com"
+        ]
+    );
+    let m0 = s
+        .org
+        .stubs("google")
+        .into_iter()
+        .find(|f| f.stub.primary_address == "m0@acmecorp.com")
+        .unwrap()
+        .stub;
+    assert_eq!(m0.aliases, ["mia@acmecorp.com"]);
+    assert_eq!(m0.attributes.title.as_deref(), Some("Engineer"));
+    assert_eq!(m0.attributes.business_phone.as_deref(), Some("+1 555 0100"));
+
+    // Second run: read incrementally, nothing to do.
+    let second = s.sync();
+    assert_eq!(pull_mode(&second, "ldap"), "delta");
+    assert_eq!(operations(&second), [], "{second:#}");
+    assert_eq!(second["apply"]["done"], 0);
+
+    // A changed title and a deleted person in slapd reach Google through
+    // the incremental read.
+    t.modify(&format!(
+        "dn: uid=m1,{}\nchangetype: modify\nreplace: title\ntitle: CFO\n-\n",
+        t.people
+    ));
+    t.delete(&format!("uid=m3,{}", t.people));
+    let third = s.sync();
+    assert_eq!(pull_mode(&third, "ldap"), "delta");
+    assert_eq!(
+        operations(&third),
+        [
+            op("google", "delete", "m3@acmecorp.com"),
+            op("google", "update", "m1@acmecorp.com"),
+        ],
+        "{third:#}"
+    );
+    let update = third["plan"]["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["action"] == "update")
+        .unwrap();
+    assert_eq!(update["operation"]["changed"], json!(["title"]));
+    let google = s.org.stubs("google");
+    assert_eq!(google.len(), 3);
+    let m1 = google
+        .iter()
+        .find(|f| f.stub.primary_address == "m1@acmecorp.com")
+        .unwrap();
+    assert_eq!(m1.stub.attributes.title.as_deref(), Some("CFO"));
+
+    // A user removed from Google loses its forwarding entry in slapd; the
+    // hand-made forwarder in the same OU is never touched.
+    s.org.seed("google", google_users(2));
+    let fourth = s.sync();
+    assert_eq!(pull_mode(&fourth, "ldap"), "delta");
+    assert_eq!(
+        operations(&fourth),
+        [op("ldap", "delete", "g2@acmecorp.com")],
+        "{fourth:#}"
+    );
+    let mut mails: Vec<String> = t
+        .marked_stubs(&["mail"])
+        .iter()
+        .map(|e| e.one("mail").to_string())
+        .collect();
+    mails.sort();
+    assert_eq!(mails, ["g0@acmecorp.com", "g1@acmecorp.com"]);
+    let everything = t.ldapsearch(&t.stubs, "(objectClass=inetOrgPerson)", &["*"]);
+    let legacy = Subtree::stub_for(&everything, "legacy@acmecorp.com");
+    assert_eq!(legacy.one("mailRoutingAddress"), "legacy@partner.example");
+    assert_eq!(legacy.one("description"), "made by hand in 2019");
+    assert_eq!(everything.len(), 3, "{everything:#?}");
+
+    // And the next run has nothing left to do.
+    let fifth = s.sync();
+    assert_eq!(operations(&fifth), [], "{fifth:#}");
+}
+
+#[test]
+fn mail_routes_both_ways_between_google_and_a_real_slapd_after_a_sync() {
+    let s = google_and_slapd();
+    s.sync();
+    // From a slapd user to a Google user: the forwarding entry sends it
+    // to g0@gapps.acmecorp.com, which Google delivers.
+    assert_eq!(s.route("ldap", "g0@acmecorp.com"), delivered("google", 1));
+    assert_eq!(s.route("ldap", "gina@acmecorp.com"), delivered("google", 1));
+    // From a Google user to a slapd user: the catch-all relays it.
+    assert_eq!(s.route("google", "m2@acmecorp.com"), delivered("ldap", 1));
+    assert_eq!(s.route("google", "mia@acmecorp.com"), delivered("ldap", 1));
+    // From outside: MX on Google.
+    assert_eq!(
+        s.route("internet", "g1@acmecorp.com"),
+        delivered("google", 1)
+    );
+    assert_eq!(s.route("internet", "m1@acmecorp.com"), delivered("ldap", 2));
+}
+
+// ---- Active Directory (real Samba) + a simulated cloud ------------------------
+
+const SAMBA_PASSWORD: &str = "COEXIST_E2E_SAMBA_PASSWORD";
+
+/// qmail-exchange-ad / o365: AD is the on-premises directory and MX; the
+/// cloud has its own routing domain; each side routes the other's people
+/// by address.
+fn ad_and_cloud_config(t: &Subtree) -> String {
+    format!(
+        r#"[organisation]
+shared_domains = ["acmecorp.com"]
+
+[topology]
+mx = "ad"
+
+[[systems]]
+id = "ad"
+kind = "active_directory"
+routing_domain = "onprem.acmecorp.com"
+stub_style = "routing_address"
+unknown_recipient = {{ relay = "cloud" }}
+[systems.connection]
+url = "{url}"
+starttls = true
+ca_file = "{ca}"
+bind_dn = "{bind_dn}"
+password = {{ env = "{SAMBA_PASSWORD}" }}
+base_dns = ["{people}"]
+stub_base = "{stubs}"
+
+[[systems]]
+id = "cloud"
+kind = "simulated"
+routing_domain = "acmecorp.mail.onmicrosoft.com"
+stub_style = "routing_address"
+[systems.connection]
+seed = "cloud.json"
+state = "cloud-state.jsonl"
+"#,
+        url = t.server.url,
+        ca = t.server.ca_file,
+        bind_dn = t.server.bind_dn,
+        people = t.people,
+        stubs = t.stubs,
+    )
+}
+
+fn cloud_users(n: usize) -> Vec<coexist_connector::Recipient> {
+    (0..n)
+        .map(|i| {
+            let mut p = person(&format!("c-{i}"), &format!("c{i}@acmecorp.com"));
+            p.attributes.display_name = Some(format!("Cee {i} Cloud"));
+            p.attributes.department = Some("Sales".into());
+            p
+        })
+        .collect()
+}
+
+/// An AD user `CN=Ann <i>` with a mailbox: mail, and proxyAddresses with a
+/// primary and a secondary address. Enabled (userAccountControl 544:
+/// normal account, no password required).
+fn ad_user(t: &Subtree, i: usize) -> String {
+    format!(
+        "dn: CN=Ann {i},{people}\nobjectClass: top\nobjectClass: person\n\
+         objectClass: organizationalPerson\nobjectClass: user\nsAMAccountName: e2e{sam}\n\
+         userAccountControl: 544\ndisplayName: Ann {i} Archer\ngivenName: Ann{i}\nsn: Archer\n\
+         mail: a{i}@acmecorp.com\nproxyAddresses: SMTP:a{i}@acmecorp.com\n\
+         proxyAddresses: smtp:ann{i}@acmecorp.com\ntitle: Engineer\n\n",
+        people = t.people,
+        sam = random(),
+    )
+}
+
+/// Three AD users (a0…a2) and three cloud users (c0…c2); not synced yet.
+fn ad_and_cloud() -> Scenario {
+    let tree = Subtree::new(Server::samba());
+    let ldif: String = (0..3).map(|i| ad_user(&tree, i)).collect();
+    tree.add(&ldif);
+    let org = Org::new(&ad_and_cloud_config(&tree), &[("cloud", cloud_users(3))]);
+    let password = tree.server.password.clone();
+    Scenario {
+        org,
+        tree,
+        password_variable: SAMBA_PASSWORD,
+        password,
+    }
+}
+
+fn contacts(t: &Subtree) -> Vec<Entry> {
+    t.ldapsearch(
+        &t.stubs,
+        "(objectClass=contact)",
+        &[
+            "mail",
+            "proxyAddresses",
+            "targetAddress",
+            "displayName",
+            "department",
+            "description",
+        ],
+    )
+}
+
+#[test]
+fn active_directory_on_samba_and_a_cloud_sync_contacts_and_follow_changes_incrementally() {
+    let s = ad_and_cloud();
+    let t = &s.tree;
+
+    let first = s.sync();
+    assert_eq!(pull_mode(&first, "ad"), "full");
+    assert_eq!(
+        first["plan"]["summary"]["by_system"]["ad"],
+        json!({ "create": 3, "update": 0, "delete": 0 }),
+        "{first:#}"
+    );
+    assert_eq!(
+        first["plan"]["summary"]["by_system"]["cloud"],
+        json!({ "create": 3, "update": 0, "delete": 0 }),
+        "{first:#}"
+    );
+
+    // Mail-enabled contacts in the stub OU, found by ldapsearch: Exchange
+    // routes mail to them by targetAddress.
+    let found = contacts(t);
+    assert_eq!(found.len(), 3, "{found:#?}");
+    for i in 0..3 {
+        let c = Subtree::stub_for(&found, &format!("c{i}@acmecorp.com"));
+        assert!(
+            c.dn.to_lowercase().ends_with(&t.stubs.to_lowercase()),
+            "{}",
+            c.dn
+        );
+        assert_eq!(
+            c.one("targetAddress"),
+            format!("SMTP:c{i}@acmecorp.mail.onmicrosoft.com")
+        );
+        assert_eq!(
+            c.all("proxyAddresses"),
+            [format!("SMTP:c{i}@acmecorp.com").as_str()]
+        );
+        assert_eq!(c.one("displayName"), format!("Cee {i} Cloud"));
+        assert_eq!(c.one("department"), "Sales");
+        assert!(c.one("description").starts_with("coexist:"), "{c:?}");
+    }
+
+    // The cloud holds a contact of each AD user, routed to the AD
+    // routing domain, with the secondary proxy address as an alias.
+    assert_eq!(
+        stub_addresses(&s.org, "cloud"),
+        ["a0@acmecorp.com", "a1@acmecorp.com", "a2@acmecorp.com"]
+    );
+    let a1 = s
+        .org
+        .stubs("cloud")
+        .into_iter()
+        .find(|f| f.stub.primary_address == "a1@acmecorp.com")
+        .unwrap()
+        .stub;
+    assert_eq!(
+        a1.route,
+        coexist_connector::Route::Address("a1@onprem.acmecorp.com".into())
+    );
+    assert_eq!(a1.aliases, ["ann1@acmecorp.com"]);
+    assert_eq!(a1.attributes.title.as_deref(), Some("Engineer"));
+
+    // Second run: DirSync (or uSNChanged) reads only what changed: the
+    // contacts coexist wrote itself, which need nothing.
+    let second = s.sync();
+    assert_eq!(pull_mode(&second, "ad"), "delta");
+    assert_eq!(operations(&second), [], "{second:#}");
+
+    // A user leaves the cloud: its contact goes from AD. A changed title
+    // and a deleted user in AD reach the cloud.
+    s.org.seed("cloud", cloud_users(2));
+    t.modify(&format!(
+        "dn: CN=Ann 0,{}\nchangetype: modify\nreplace: title\ntitle: CTO\n-\n",
+        t.people
+    ));
+    t.delete(&format!("CN=Ann 2,{}", t.people));
+    let third = s.sync();
+    assert_eq!(pull_mode(&third, "ad"), "delta");
+    assert_eq!(
+        operations(&third),
+        [
+            op("ad", "delete", "c2@acmecorp.com"),
+            op("cloud", "delete", "a2@acmecorp.com"),
+            op("cloud", "update", "a0@acmecorp.com"),
+        ],
+        "{third:#}"
+    );
+    let mut left: Vec<String> = contacts(t)
+        .iter()
+        .map(|e| e.one("mail").to_string())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["c0@acmecorp.com", "c1@acmecorp.com"]);
+    let cloud = s.org.stubs("cloud");
+    assert_eq!(cloud.len(), 2);
+    let a0 = cloud
+        .iter()
+        .find(|f| f.stub.primary_address == "a0@acmecorp.com")
+        .unwrap();
+    assert_eq!(a0.stub.attributes.title.as_deref(), Some("CTO"));
+
+    let fourth = s.sync();
+    assert_eq!(pull_mode(&fourth, "ad"), "delta");
+    assert_eq!(operations(&fourth), [], "{fourth:#}");
+}
+
+#[test]
+fn mail_routes_both_ways_between_samba_ad_and_a_cloud_after_a_sync() {
+    let s = ad_and_cloud();
+    s.sync();
+    // From AD to a cloud user: the contact's targetAddress.
+    assert_eq!(s.route("ad", "c0@acmecorp.com"), delivered("cloud", 1));
+    // From the cloud to an AD user, by primary and by secondary address.
+    assert_eq!(s.route("cloud", "a1@acmecorp.com"), delivered("ad", 1));
+    assert_eq!(s.route("cloud", "ann1@acmecorp.com"), delivered("ad", 1));
+    // From outside: MX on AD.
+    assert_eq!(s.route("internet", "a0@acmecorp.com"), delivered("ad", 1));
+    assert_eq!(
+        s.route("internet", "c2@acmecorp.com"),
+        delivered("cloud", 2)
+    );
+}
+
+// ---- configuration and credential errors --------------------------------------
+
+#[test]
+fn a_misspelt_ldap_setting_is_a_configuration_error_naming_its_line() {
+    let s = google_and_slapd();
+    let good = google_and_slapd_config(&s.tree);
+    let out = s.run(&["check-config"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    s.org
+        .set_config(&good.replace("base_dns = [", "base_dn = ["));
+    let out = s.run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = good
+        .lines()
+        .position(|l| l.starts_with("base_dns"))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!(
+            "coexist.toml:{line}: systems[1].connection: unknown field `base_dn`"
+        )),
+        "{stderr}"
+    );
+    // Nothing was written anywhere.
+    assert!(s.tree.marked_stubs(&["mail"]).is_empty());
+}
+
+#[test]
+fn a_wrong_bind_password_names_the_system_and_deletes_nothing() {
+    let mut s = google_and_slapd();
+    s.sync();
+    // g2 leaves Google, and the LDAP password is wrong from now on.
+    s.org.seed("google", google_users(2));
+    s.password = "not-the-password".into();
+
+    let out = s.run(&["sync"]);
+    assert_ne!(out.status.code(), Some(0));
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("Pulled ldap: FAILED")
+            && text.contains("refused the bind as `cn=admin,dc=acmecorp,dc=com`")
+            && text.contains("invalidCredentials")
+            && text.contains("check bind_dn and the password secret"),
+        "{text}"
+    );
+
+    let (code, report) = s.json(&["sync"]);
+    assert_eq!(code, 4, "{report:#}");
+    let pull = report["pulls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["system"] == "ldap")
+        .unwrap();
+    let error = pull["error"].as_str().unwrap();
+    assert!(
+        error.contains("LDAP system `ldap`") && error.contains("invalidCredentials"),
+        "{error}"
+    );
+    assert_eq!(report["plan"]["gates"][0]["gate"], "incomplete_source");
+    assert_eq!(report["apply"]["done"], 0, "{report:#}");
+
+    // Nothing was deleted: not g2's forwarding entry in slapd, not the
+    // contacts of the slapd people on Google.
+    assert_eq!(s.tree.marked_stubs(&["mail"]).len(), 3);
+    assert_eq!(s.org.stubs("google").len(), 4);
+
+    // With the password right again, the delete goes through.
+    s.password = s.tree.server.password.clone();
+    let report = s.sync();
+    assert_eq!(
+        operations(&report),
+        [op("ldap", "delete", "g2@acmecorp.com")],
+        "{report:#}"
+    );
+    assert_eq!(s.tree.marked_stubs(&["mail"]).len(), 2);
+}
