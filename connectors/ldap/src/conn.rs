@@ -42,7 +42,7 @@ pub mod rc {
 }
 
 /// Builds the ldap3 connection settings for `config`: timeouts, StartTLS,
-/// the trusted CA certificates, and (when asked) no verification.
+/// and the TLS configuration of [`tls_config`].
 pub fn settings(system: &str, config: &LdapConfig) -> Result<LdapConnSettings, ConnectorError> {
     let mut settings = LdapConnSettings::new()
         .set_conn_timeout(Duration::from_secs(config.timeout_seconds))
@@ -56,19 +56,81 @@ pub fn settings(system: &str, config: &LdapConfig) -> Result<LdapConnSettings, C
             );
             settings = settings.set_no_tls_verify(true);
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| {
-                ConnectorError::permanent(format!("LDAP system `{system}`: TLS setup failed: {e}"))
-            })?;
-        let roots = root_store(system, config.ca_file.as_deref())?;
-        let client = builder.with_root_certificates(roots).with_no_client_auth();
-        if !config.insecure_skip_verify {
-            settings = settings.set_config(Arc::new(client));
-        }
+        settings = settings.set_config(tls_config(system, config)?);
     }
     Ok(settings)
+}
+
+/// The TLS client configuration for `config`: the trusted CA certificates
+/// (`ca_file`, else the system's), or no verification at all when
+/// `insecure_skip_verify` is set. Used by ldap3 and by [`crate::wire`].
+pub fn tls_config(system: &str, config: &LdapConfig) -> Result<Arc<ClientConfig>, ConnectorError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| {
+            ConnectorError::permanent(format!("LDAP system `{system}`: TLS setup failed: {e}"))
+        })?;
+    let client = if config.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+            .with_no_client_auth()
+    } else {
+        let roots = root_store(system, config.ca_file.as_deref())?;
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(Arc::new(client))
+}
+
+/// Accepts any server certificate (`insecure_skip_verify`), while still
+/// checking that the handshake signatures are sound.
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// The CA certificates to trust: those of `ca_file`, or the system's.
@@ -145,7 +207,7 @@ pub async fn connect(system: &str, config: &LdapConfig) -> Result<ldap3::Ldap, C
     Ok(ldap)
 }
 
-fn bind_error(system: &str, config: &LdapConfig, result: &LdapResult) -> ConnectorError {
+pub(crate) fn bind_error(system: &str, config: &LdapConfig, result: &LdapResult) -> ConnectorError {
     let detail = describe(result);
     match result.rc {
         rc::INVALID_CREDENTIALS => ConnectorError::authentication(format!(
@@ -162,7 +224,7 @@ fn bind_error(system: &str, config: &LdapConfig, result: &LdapResult) -> Connect
     }
 }
 
-fn connect_error(system: &str, config: &LdapConfig, error: LdapError) -> ConnectorError {
+pub(crate) fn connect_error(system: &str, config: &LdapConfig, error: LdapError) -> ConnectorError {
     match error {
         LdapError::LdapResult { result } => bind_error(system, config, &result),
         LdapError::Rustls { source } => ConnectorError::permanent(format!(
@@ -272,11 +334,21 @@ pub fn from_ldap(system: &str, what: &str, error: LdapError) -> ConnectorError {
         LdapError::FilterParsing => ConnectorError::permanent(format!(
             "LDAP system `{system}`: {what}: a filter does not parse; check user_filter and group_filter"
         )),
-        LdapError::Timeout { .. } => ConnectorError::retryable(format!(
-            "LDAP system `{system}`: {what} timed out; the server is slow or unreachable (raise timeout_seconds if it is merely slow)"
-        )),
-        other => ConnectorError::retryable(format!(
-            "LDAP system `{system}`: {what}: the connection failed ({other}); the server may have restarted, coexist will retry"
-        )),
+        LdapError::Timeout { .. } => timed_out(system, what),
+        other => connection_failed(system, what, &other.to_string()),
     }
+}
+
+/// Operation `what` timed out.
+pub fn timed_out(system: &str, what: &str) -> ConnectorError {
+    ConnectorError::retryable(format!(
+        "LDAP system `{system}`: {what} timed out; the server is slow or unreachable (raise timeout_seconds if it is merely slow)"
+    ))
+}
+
+/// The connection failed during operation `what`, as `detail` says.
+pub fn connection_failed(system: &str, what: &str, detail: &str) -> ConnectorError {
+    ConnectorError::retryable(format!(
+        "LDAP system `{system}`: {what}: the connection failed ({detail}); the server may have restarted, coexist will retry"
+    ))
 }

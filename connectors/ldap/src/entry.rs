@@ -66,6 +66,24 @@ impl Entry {
         self
     }
 
+    /// Adds the text values of attribute `name`, as read.
+    pub fn push_text(&mut self, name: &str, values: Vec<String>) {
+        match self.attrs.entry(name.to_ascii_lowercase()) {
+            std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().extend(values),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(values);
+            }
+        }
+    }
+
+    /// Adds the binary values of attribute `name`, as read.
+    pub fn push_bin(&mut self, name: &str, values: Vec<Vec<u8>>) {
+        self.bin
+            .entry(name.to_ascii_lowercase())
+            .or_default()
+            .extend(values);
+    }
+
     /// Adds a binary value to attribute `name`.
     pub fn with_bin(mut self, name: &str, value: &[u8]) -> Self {
         self.bin

@@ -21,6 +21,7 @@ pub mod entry;
 pub mod escape;
 pub mod read;
 mod sync;
+pub mod wire;
 pub mod write;
 
 use std::sync::Arc;

@@ -14,6 +14,7 @@ use crate::config::LdapConfig;
 use crate::conn::{self, rc};
 use crate::entry::{guid_to_bytes, normalize, parse_proxy_addresses, Classified, Entry, Mapper};
 use crate::escape::{filter_bytes, filter_value, is_within, normalize_dn};
+use crate::wire::{PagedSearch, SearchStop, Stopped, WireConn};
 
 /// One subtree search the connector runs: a base and its filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +141,15 @@ pub struct Query<'q> {
     pub paged: bool,
 }
 
+/// The connection a read goes through.
+#[derive(Debug)]
+pub enum Via<'c> {
+    /// ldap3 (deltas, and reads of a few entries).
+    Ldap3(&'c mut Ldap),
+    /// The lean client of [`crate::wire`] (the bulk of a full read).
+    Wire(&'c mut WireConn),
+}
+
 /// A failure of a search, with how many entries came before it.
 pub struct SearchFailure {
     pub error: ConnectorError,
@@ -260,12 +270,24 @@ impl Reader {
         Ok(res)
     }
 
-    /// A full read of the scopes into `out`. A search that fails part-way
-    /// leaves `out.complete == false` and a problem saying why; a failure
-    /// before anything was read is returned as an error.
+    /// A full read of the scopes into `out`, through ldap3. A search that
+    /// fails part-way leaves `out.complete == false` and a problem saying
+    /// why; a failure before anything was read is returned as an error.
     pub async fn read_all(
         &self,
         ldap: &mut Ldap,
+        out: &mut Collected,
+        progress: &dyn Progress,
+        extra_filter: Option<&str>,
+    ) -> Result<(), ConnectorError> {
+        self.read_all_via(Via::Ldap3(ldap), out, progress, extra_filter)
+            .await
+    }
+
+    /// [`Reader::read_all`] over the given connection.
+    pub async fn read_all_via(
+        &self,
+        mut via: Via<'_>,
         out: &mut Collected,
         progress: &dyn Progress,
         extra_filter: Option<&str>,
@@ -281,28 +303,63 @@ impl Reader {
             let mut batch = 0u64;
             let result = {
                 let out_ref = &mut *out;
-                self.search(
-                    ldap,
-                    Query {
-                        base: &scope.base,
-                        filter: &filter,
-                        attrs: &attrs,
-                        controls: Vec::new(),
-                        paged: true,
-                    },
-                    |e| {
-                        let entry = Entry::from(SearchEntry::construct(e));
-                        out_ref.add(mapper, &entry);
-                        batch += 1;
-                        if batch == 1000 {
-                            progress.advance(batch);
-                            batch = 0;
-                        }
-                        Ok(())
-                    },
-                    &mut refs,
-                )
-                .await
+                let mut add = |entry: Entry| {
+                    out_ref.add(mapper, &entry);
+                    batch += 1;
+                    if batch == 1000 {
+                        progress.advance(batch);
+                        batch = 0;
+                    }
+                    Ok(())
+                };
+                match &mut via {
+                    Via::Ldap3(ldap) => {
+                        self.search(
+                            ldap,
+                            Query {
+                                base: &scope.base,
+                                filter: &filter,
+                                attrs: &attrs,
+                                controls: Vec::new(),
+                                paged: true,
+                            },
+                            |e| add(Entry::from(SearchEntry::construct(e))),
+                            &mut refs,
+                        )
+                        .await
+                    }
+                    Via::Wire(wire) => wire
+                        .search(
+                            PagedSearch {
+                                base: &scope.base,
+                                filter: &filter,
+                                attrs: &attrs,
+                                page_size: self.config.page_size,
+                            },
+                            &mut add,
+                            &mut refs,
+                        )
+                        .await
+                        .map_err(|stop| match stop {
+                            SearchStop::Wire(Stopped {
+                                error,
+                                entries_before,
+                            }) => SearchFailure {
+                                error: error.into_connector_error(
+                                    &self.system,
+                                    &format!("search {}", scope.base),
+                                ),
+                                entries_before,
+                            },
+                            SearchStop::Caller {
+                                error,
+                                entries_before,
+                            } => SearchFailure {
+                                error,
+                                entries_before,
+                            },
+                        }),
+                }
             };
             progress.advance(batch);
             self.note_references(out, &scope.base, refs);

@@ -32,7 +32,8 @@ use crate::conn::{self, rc};
 use crate::cursor::{b64, unb64, Cursor, Method};
 use crate::dirsync;
 use crate::entry::{guid_to_string, uuid_to_string, Entry};
-use crate::read::{Collected, Query, Reader};
+use crate::read::{Collected, Query, Reader, Via};
+use crate::wire::WireConn;
 use crate::write::Writer;
 
 /// How far back a `modifyTimestamp` delta looks before the previous read
@@ -105,7 +106,14 @@ async fn full(
         },
     };
     let mut out = Collected::new();
-    reader.read_all(ldap, &mut out, progress, None).await?;
+    // The bulk of the read goes through the lean client, on a connection
+    // of its own.
+    let mut wire = WireConn::connect(&reader.system, &reader.config).await?;
+    let read = reader
+        .read_all_via(Via::Wire(&mut wire), &mut out, progress, None)
+        .await;
+    wire.close().await;
+    read?;
     out.drop_duplicates();
     reader.resolve_members(ldap, &mut out).await?;
     let method = method.map(|m| match m {

@@ -1,0 +1,978 @@
+//! A lean LDAP client for the bulk read of a full pull.
+//!
+//! A full read of a big directory is dominated by decoding: ldap3 turns
+//! every message into a tree of tags (an allocation per element), clones
+//! it, sends it through a channel, and `SearchEntry::construct` turns it
+//! into hash maps of strings. This module speaks just enough LDAP (RFC 4511)
+//! for that one job on a connection of its own: connect (`ldap://`,
+//! `ldaps://`, StartTLS, `ldapi://`), simple bind, paged subtree searches
+//! (RFC 2696), unbind. Each received message is decoded in place, straight
+//! from the receive buffer into an [`Entry`].
+//!
+//! Everything else (deltas, group members, writes) keeps using ldap3.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use coexist_connector::ConnectorError;
+use lber::structures::ASNTag;
+use ldap3::LdapResult;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::LdapConfig;
+use crate::conn::{self, rc};
+use crate::entry::Entry;
+
+/// The OID of the paged results control (RFC 2696).
+const PAGED_RESULTS_OID: &[u8] = b"1.2.840.113556.1.4.319";
+/// The OID of the StartTLS extended operation (RFC 4511 4.14).
+const STARTTLS_OID: &[u8] = b"1.3.6.1.4.1.1466.20037";
+/// The largest message accepted (a sanity bound against a corrupt length).
+const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+/// How much the receive buffer grows by at a time.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// The BER tags of the LDAP messages and elements this client handles.
+mod tag {
+    pub const BOOLEAN: u8 = 0x01;
+    pub const INTEGER: u8 = 0x02;
+    pub const OCTET_STRING: u8 = 0x04;
+    pub const ENUMERATED: u8 = 0x0a;
+    pub const SEQUENCE: u8 = 0x30;
+    pub const SET: u8 = 0x31;
+    pub const BIND_REQUEST: u8 = 0x60;
+    pub const BIND_RESPONSE: u8 = 0x61;
+    pub const UNBIND_REQUEST: u8 = 0x42;
+    pub const SEARCH_REQUEST: u8 = 0x63;
+    pub const SEARCH_ENTRY: u8 = 0x64;
+    pub const SEARCH_DONE: u8 = 0x65;
+    pub const SEARCH_REFERENCE: u8 = 0x73;
+    pub const EXTENDED_REQUEST: u8 = 0x77;
+    pub const EXTENDED_RESPONSE: u8 = 0x78;
+    /// `[0]` primitive: the simple bind password, the extended request name.
+    pub const CONTEXT_0: u8 = 0x80;
+    /// `[0]` constructed: the controls of a message.
+    pub const CONTROLS: u8 = 0xa0;
+    /// `[3]` constructed: the referral URIs of a result.
+    pub const REFERRAL: u8 = 0xa3;
+}
+
+/// What can go wrong on the wire, before it is told to the user.
+#[derive(Debug)]
+pub enum WireError {
+    /// The connection failed or closed.
+    Io(io::Error),
+    /// No data arrived within the configured timeout.
+    Timeout,
+    /// The server sent bytes that are not the LDAP message expected.
+    Malformed(&'static str),
+    /// The server answered an operation with an error result.
+    Result(LdapResult),
+}
+
+impl From<io::Error> for WireError {
+    fn from(e: io::Error) -> Self {
+        WireError::Io(e)
+    }
+}
+
+impl WireError {
+    /// The error as the connector reports it, for operation `what`.
+    pub fn into_connector_error(self, system: &str, what: &str) -> ConnectorError {
+        match self {
+            WireError::Io(e) => conn::connection_failed(system, what, &e.to_string()),
+            WireError::Timeout => conn::timed_out(system, what),
+            WireError::Malformed(detail) => ConnectorError::retryable(format!(
+                "LDAP system `{system}`: {what}: the server sent a message coexist cannot decode ({detail}); coexist will retry"
+            )),
+            WireError::Result(result) => conn::from_result(system, what, &result),
+        }
+    }
+}
+
+type Malformed = WireError;
+
+fn malformed(what: &'static str) -> Malformed {
+    WireError::Malformed(what)
+}
+
+// --- BER reading ------------------------------------------------------------
+
+/// The length of a BER element whose length octets start `b`: `(length,
+/// octets used)`, or `None` while incomplete.
+fn read_length(b: &[u8]) -> Result<Option<(usize, usize)>, Malformed> {
+    let Some(&first) = b.first() else {
+        return Ok(None);
+    };
+    if first < 0x80 {
+        return Ok(Some((usize::from(first), 1)));
+    }
+    let n = usize::from(first & 0x7f);
+    if n == 0 || n > 4 {
+        return Err(malformed("unsupported BER length"));
+    }
+    let Some(octets) = b.get(1..=n) else {
+        return Ok(None);
+    };
+    let len = octets
+        .iter()
+        .fold(0usize, |acc, &o| (acc << 8) | usize::from(o));
+    Ok(Some((len, n + 1)))
+}
+
+/// The size of the first complete LDAP message in `buf`, if it holds one.
+fn frame_len(buf: &[u8]) -> Result<Option<usize>, Malformed> {
+    let Some(&t) = buf.first() else {
+        return Ok(None);
+    };
+    if t != tag::SEQUENCE {
+        return Err(malformed("a message is not a SEQUENCE"));
+    }
+    let Some((len, used)) = read_length(&buf[1..])? else {
+        return Ok(None);
+    };
+    if len > MAX_MESSAGE {
+        return Err(malformed("a message is implausibly large"));
+    }
+    let total = 1 + used + len;
+    Ok((buf.len() >= total).then_some(total))
+}
+
+/// A cursor over consecutive BER elements.
+#[derive(Debug, Clone, Copy)]
+struct Ber<'a>(&'a [u8]);
+
+impl<'a> Ber<'a> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn peek_tag(&self) -> Option<u8> {
+        self.0.first().copied()
+    }
+
+    /// The next element: its tag and its content.
+    fn next(&mut self) -> Result<(u8, &'a [u8]), Malformed> {
+        let (&t, rest) = self.0.split_first().ok_or(malformed("truncated"))?;
+        if t & 0x1f == 0x1f {
+            return Err(malformed("multi-byte BER tag"));
+        }
+        let (len, used) = read_length(rest)?.ok_or(malformed("truncated length"))?;
+        let end = used.checked_add(len).ok_or(malformed("bad length"))?;
+        let content = rest.get(used..end).ok_or(malformed("truncated element"))?;
+        self.0 = &rest[end..];
+        Ok((t, content))
+    }
+
+    /// The next element, which must have tag `want`.
+    fn expect(&mut self, want: u8, what: &'static str) -> Result<&'a [u8], Malformed> {
+        match self.next()? {
+            (t, content) if t == want => Ok(content),
+            _ => Err(malformed(what)),
+        }
+    }
+}
+
+/// A BER INTEGER's content as a number.
+fn integer(content: &[u8]) -> Result<i64, Malformed> {
+    if content.is_empty() || content.len() > 8 {
+        return Err(malformed("bad INTEGER"));
+    }
+    let negative = content[0] & 0x80 != 0;
+    let start: i64 = if negative { -1 } else { 0 };
+    Ok(content
+        .iter()
+        .fold(start, |acc, &b| (acc << 8) | i64::from(b)))
+}
+
+/// One LDAP message, borrowed from the receive buffer.
+struct Message<'a> {
+    id: i64,
+    op: u8,
+    body: &'a [u8],
+    controls: Option<&'a [u8]>,
+}
+
+fn message(frame: &[u8]) -> Result<Message<'_>, Malformed> {
+    let mut outer = Ber(frame);
+    let mut m = Ber(outer.expect(tag::SEQUENCE, "a message is not a SEQUENCE")?);
+    let id = integer(m.expect(tag::INTEGER, "no message id")?)?;
+    let (op, body) = m.next()?;
+    let mut controls = None;
+    // Anything else after the operation (AD puts a stray element in a
+    // notice of disconnection) is ignored.
+    while !m.is_empty() {
+        let (t, content) = m.next()?;
+        if t == tag::CONTROLS {
+            controls = Some(content);
+        }
+    }
+    Ok(Message {
+        id,
+        op,
+        body,
+        controls,
+    })
+}
+
+fn utf8_lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// An LDAPResult (the body of a response), with the referral URIs.
+fn ldap_result(body: &[u8]) -> Result<LdapResult, Malformed> {
+    let mut b = Ber(body);
+    let code = integer(b.expect(tag::ENUMERATED, "no result code")?)?;
+    let matched = b.expect(tag::OCTET_STRING, "no matched DN")?;
+    let text = b.expect(tag::OCTET_STRING, "no diagnostic message")?;
+    let mut refs = Vec::new();
+    if b.peek_tag() == Some(tag::REFERRAL) {
+        let mut uris = Ber(b.expect(tag::REFERRAL, "bad referral")?);
+        while !uris.is_empty() {
+            refs.push(utf8_lossy(uris.expect(tag::OCTET_STRING, "bad referral")?));
+        }
+    }
+    Ok(LdapResult {
+        rc: u32::try_from(code).map_err(|_| malformed("bad result code"))?,
+        matched: utf8_lossy(matched),
+        text: utf8_lossy(text),
+        refs,
+        ctrls: Vec::new(),
+    })
+}
+
+/// The cookie of the paged results control among `controls`, if any.
+fn paged_cookie(controls: &[u8]) -> Result<Option<&[u8]>, Malformed> {
+    let mut list = Ber(controls);
+    while !list.is_empty() {
+        let mut control = Ber(list.expect(tag::SEQUENCE, "bad control")?);
+        let oid = control.expect(tag::OCTET_STRING, "bad control type")?;
+        if oid != PAGED_RESULTS_OID {
+            continue;
+        }
+        if control.peek_tag() == Some(tag::BOOLEAN) {
+            control.next()?;
+        }
+        let value = control.expect(tag::OCTET_STRING, "paged results without a value")?;
+        let mut value = Ber(value);
+        let mut seq = Ber(value.expect(tag::SEQUENCE, "bad paged results value")?);
+        seq.expect(tag::INTEGER, "bad paged results size")?;
+        let cookie = seq.expect(tag::OCTET_STRING, "bad paged results cookie")?;
+        return Ok(Some(cookie));
+    }
+    Ok(None)
+}
+
+/// Decodes a SearchResultEntry body into an [`Entry`]. Attributes whose
+/// values are all UTF-8 are text; any other is binary (as ldap3 does).
+fn decode_entry(body: &[u8]) -> Result<Entry, Malformed> {
+    let mut b = Ber(body);
+    let dn = b.expect(tag::OCTET_STRING, "an entry without a DN")?;
+    let mut entry = Entry::new(utf8_lossy(dn));
+    let mut attrs = Ber(b.expect(tag::SEQUENCE, "an entry without attributes")?);
+    while !attrs.is_empty() {
+        let mut attr = Ber(attrs.expect(tag::SEQUENCE, "bad attribute")?);
+        let name = attr.expect(tag::OCTET_STRING, "bad attribute type")?;
+        let name = std::str::from_utf8(name).map_err(|_| malformed("bad attribute type"))?;
+        let mut set = Ber(attr.expect(tag::SET, "bad attribute values")?);
+        let mut raw: Vec<&[u8]> = Vec::new();
+        while !set.is_empty() {
+            raw.push(set.expect(tag::OCTET_STRING, "bad attribute value")?);
+        }
+        let text: Option<Vec<String>> = raw
+            .iter()
+            .map(|v| std::str::from_utf8(v).ok().map(str::to_string))
+            .collect();
+        match text {
+            Some(values) => entry.push_text(name, values),
+            None => entry.push_bin(name, raw.into_iter().map(<[u8]>::to_vec).collect()),
+        }
+    }
+    Ok(entry)
+}
+
+// --- BER writing ------------------------------------------------------------
+
+fn put_length(out: &mut Vec<u8>, len: usize) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+}
+
+/// Appends one element.
+fn put(out: &mut Vec<u8>, t: u8, content: &[u8]) {
+    out.push(t);
+    put_length(out, content.len());
+    out.extend_from_slice(content);
+}
+
+/// Appends a constructed element whose content `fill` writes.
+fn put_with(out: &mut Vec<u8>, t: u8, fill: impl FnOnce(&mut Vec<u8>)) {
+    let mut inner = Vec::new();
+    fill(&mut inner);
+    put(out, t, &inner);
+}
+
+fn put_integer(out: &mut Vec<u8>, t: u8, value: i64) {
+    let bytes = value.to_be_bytes();
+    let mut start = 0;
+    while start < 7 {
+        let (b, next) = (bytes[start], bytes[start + 1]);
+        if (b == 0 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
+            start += 1;
+        } else {
+            break;
+        }
+    }
+    put(out, t, &bytes[start..]);
+}
+
+/// A whole message: id, operation, optional controls.
+fn envelope(id: i32, op: impl FnOnce(&mut Vec<u8>), controls: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_with(&mut out, tag::SEQUENCE, |m| {
+        put_integer(m, tag::INTEGER, i64::from(id));
+        op(m);
+        if let Some(c) = controls {
+            put(m, tag::CONTROLS, c);
+        }
+    });
+    out
+}
+
+/// The paged results request control with `size` and `cookie`.
+fn paged_control(size: u32, cookie: &[u8]) -> Vec<u8> {
+    let mut controls = Vec::new();
+    put_with(&mut controls, tag::SEQUENCE, |c| {
+        put(c, tag::OCTET_STRING, PAGED_RESULTS_OID);
+        let mut value = Vec::new();
+        put_with(&mut value, tag::SEQUENCE, |v| {
+            put_integer(v, tag::INTEGER, i64::from(size));
+            put(v, tag::OCTET_STRING, cookie);
+        });
+        put(c, tag::OCTET_STRING, &value);
+    });
+    controls
+}
+
+/// A filter in its BER form (RFC 4515 text parsed by ldap3).
+fn encode_filter(filter: &str) -> Option<Vec<u8>> {
+    let tag = ldap3::parse_filter(filter).ok()?;
+    let mut buf = BytesMut::new();
+    lber::write::encode_into(&mut buf, tag.into_structure()).ok()?;
+    Some(buf.to_vec())
+}
+
+// --- transport ------------------------------------------------------------
+
+/// A byte stream the client runs over: TCP, TLS over TCP, or a Unix socket.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Where a URL points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Tcp { host: String, port: u16, tls: bool },
+    Unix(String),
+}
+
+/// Parses `ldap://host:port`, `ldaps://host`, `ldapi://%2Fpath` (anything
+/// after the authority, such as a DN, is ignored).
+fn target(url: &str) -> Option<Target> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    match scheme.to_ascii_lowercase().as_str() {
+        "ldapi" => {
+            let path = percent_decode(authority)?;
+            (!path.is_empty()).then_some(Target::Unix(path))
+        }
+        s @ ("ldap" | "ldaps") => {
+            let tls = s == "ldaps";
+            let default = if tls { 636 } else { 389 };
+            let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+                let (host, after) = v6.split_once(']')?;
+                let port = match after.strip_prefix(':') {
+                    Some(p) => p.parse().ok()?,
+                    None if after.is_empty() => default,
+                    None => return None,
+                };
+                (host.to_string(), port)
+            } else {
+                match authority.rsplit_once(':') {
+                    Some((h, p)) => (h.to_string(), p.parse().ok()?),
+                    None => (authority.to_string(), default),
+                }
+            };
+            let host = if host.is_empty() {
+                "localhost".to_string()
+            } else {
+                host
+            };
+            Some(Target::Tcp { host, port, tls })
+        }
+        _ => None,
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            let hex = std::str::from_utf8(&hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Reads until `buf` holds a whole message; returns its size.
+async fn fill_frame<S: AsyncRead + Unpin + ?Sized>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    timeout: Duration,
+) -> Result<usize, WireError> {
+    loop {
+        if let Some(n) = frame_len(buf)? {
+            return Ok(n);
+        }
+        buf.reserve(READ_CHUNK);
+        let read = tokio::time::timeout(timeout, io.read_buf(buf))
+            .await
+            .map_err(|_| WireError::Timeout)??;
+        if read == 0 {
+            return Err(WireError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            )));
+        }
+    }
+}
+
+/// Sends `request` and reads messages until the response to `id`, which
+/// must be an operation `op`; returns its LDAPResult.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    timeout: Duration,
+    request: &[u8],
+    id: i32,
+    op: u8,
+) -> Result<LdapResult, WireError> {
+    tokio::time::timeout(timeout, io.write_all(request))
+        .await
+        .map_err(|_| WireError::Timeout)??;
+    loop {
+        let n = fill_frame(io, buf, timeout).await?;
+        let result = {
+            let m = message(&buf[..n])?;
+            if m.id == i64::from(id) && m.op == op {
+                Some(ldap_result(m.body)?)
+            } else if m.id == 0 {
+                // An unsolicited notification: the server is disconnecting.
+                let r = ldap_result(m.body)?;
+                return Err(WireError::Result(r));
+            } else {
+                None
+            }
+        };
+        buf.advance(n);
+        if let Some(r) = result {
+            return Ok(r);
+        }
+    }
+}
+
+/// One bound connection of the lean client.
+pub struct WireConn {
+    system: String,
+    io: Box<dyn Io>,
+    buf: BytesMut,
+    next_id: i32,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for WireConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WireConn")
+            .field("system", &self.system)
+            .finish()
+    }
+}
+
+/// One paged subtree search for [`WireConn::search`].
+#[derive(Debug, Clone, Copy)]
+pub struct PagedSearch<'q> {
+    pub base: &'q str,
+    pub filter: &'q str,
+    pub attrs: &'q [String],
+    pub page_size: u32,
+}
+
+/// A search that failed, with how many entries it delivered before.
+#[derive(Debug)]
+pub struct Stopped {
+    pub error: WireError,
+    pub entries_before: usize,
+}
+
+impl WireConn {
+    /// Connects to the system of `config` (TLS and StartTLS as configured,
+    /// verified with the same CA settings as ldap3 uses) and binds.
+    pub async fn connect(system: &str, config: &LdapConfig) -> Result<WireConn, ConnectorError> {
+        let timeout = Duration::from_secs(config.timeout_seconds);
+        let Some(target) = target(&config.url) else {
+            return Err(ConnectorError::permanent(format!(
+                "LDAP system `{system}`: bad url {}",
+                config.url
+            )));
+        };
+        let io_error =
+            |e: io::Error| conn::connect_error(system, config, ldap3::LdapError::Io { source: e });
+        let timed_out = || {
+            ConnectorError::retryable(format!(
+                "LDAP system `{system}`: connecting to {} timed out; check that the server runs and the url is right",
+                config.url
+            ))
+        };
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut next_id = 1;
+        let io: Box<dyn Io> = match target {
+            Target::Unix(path) => Box::new(
+                tokio::time::timeout(timeout, tokio::net::UnixStream::connect(path))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(io_error)?,
+            ),
+            Target::Tcp { host, port, tls } => {
+                let mut tcp =
+                    tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port)))
+                        .await
+                        .map_err(|_| timed_out())?
+                        .map_err(io_error)?;
+                let _ = tcp.set_nodelay(true);
+                if tls || config.starttls {
+                    if config.starttls {
+                        let request = envelope(
+                            next_id,
+                            |m| {
+                                put_with(m, tag::EXTENDED_REQUEST, |e| {
+                                    put(e, tag::CONTEXT_0, STARTTLS_OID)
+                                })
+                            },
+                            None,
+                        );
+                        let result = exchange(
+                            &mut tcp,
+                            &mut buf,
+                            timeout,
+                            &request,
+                            next_id,
+                            tag::EXTENDED_RESPONSE,
+                        )
+                        .await
+                        .map_err(|e| e.into_connector_error(system, "StartTLS"))?;
+                        next_id += 1;
+                        if result.rc != rc::SUCCESS {
+                            return Err(conn::from_result(system, "StartTLS", &result));
+                        }
+                    }
+                    let tls_config = conn::tls_config(system, config)?;
+                    let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+                        ConnectorError::permanent(format!(
+                            "LDAP system `{system}`: the host of {} is not a valid TLS server name: {e}",
+                            config.url
+                        ))
+                    })?;
+                    let stream = tokio::time::timeout(
+                        timeout,
+                        tokio_rustls::TlsConnector::from(tls_config).connect(name, tcp),
+                    )
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(io_error)?;
+                    Box::new(stream)
+                } else {
+                    Box::new(tcp)
+                }
+            }
+        };
+        let mut wire = WireConn {
+            system: system.to_string(),
+            io,
+            buf,
+            next_id,
+            timeout,
+        };
+        let password = config
+            .password
+            .resolve()
+            .map_err(|e| ConnectorError::authentication(format!("LDAP system `{system}`: {e}")))?;
+        let id = wire.take_id();
+        let request = envelope(
+            id,
+            |m| {
+                put_with(m, tag::BIND_REQUEST, |b| {
+                    put_integer(b, tag::INTEGER, 3);
+                    put(b, tag::OCTET_STRING, config.bind_dn.as_bytes());
+                    put(b, tag::CONTEXT_0, password.expose().as_bytes());
+                })
+            },
+            None,
+        );
+        let result = exchange(
+            &mut wire.io,
+            &mut wire.buf,
+            timeout,
+            &request,
+            id,
+            tag::BIND_RESPONSE,
+        )
+        .await
+        .map_err(|e| match e {
+            WireError::Result(r) => conn::bind_error(system, config, &r),
+            other => other.into_connector_error(system, "bind"),
+        })?;
+        if result.rc != rc::SUCCESS {
+            return Err(conn::bind_error(system, config, &result));
+        }
+        Ok(wire)
+    }
+
+    fn take_id(&mut self) -> i32 {
+        let id = self.next_id;
+        self.next_id = if id == i32::MAX { 1 } else { id + 1 };
+        id
+    }
+
+    /// Runs a paged subtree search, handing every entry to `each` as it
+    /// arrives and collecting search references (RFC 4511 4.5.3) in
+    /// `references`. Returns the final result (success, or the error code
+    /// the server ended the search with).
+    pub async fn search(
+        &mut self,
+        query: PagedSearch<'_>,
+        mut each: impl FnMut(Entry) -> Result<(), ConnectorError>,
+        references: &mut Vec<String>,
+    ) -> Result<LdapResult, SearchStop> {
+        let mut n = 0usize;
+        let stop = |error: WireError, n: usize| {
+            SearchStop::Wire(Stopped {
+                error,
+                entries_before: n,
+            })
+        };
+        let Some(filter) = encode_filter(query.filter) else {
+            return Err(stop(
+                WireError::Result(LdapResult {
+                    rc: rc::PROTOCOL_ERROR,
+                    matched: String::new(),
+                    text: format!("the filter {} does not parse", query.filter),
+                    refs: Vec::new(),
+                    ctrls: Vec::new(),
+                }),
+                0,
+            ));
+        };
+        let mut cookie: Vec<u8> = Vec::new();
+        loop {
+            let id = self.take_id();
+            let controls = paged_control(query.page_size, &cookie);
+            let request = envelope(
+                id,
+                |m| {
+                    put_with(m, tag::SEARCH_REQUEST, |s| {
+                        put(s, tag::OCTET_STRING, query.base.as_bytes());
+                        put_integer(s, tag::ENUMERATED, 2); // wholeSubtree
+                        put_integer(s, tag::ENUMERATED, 0); // neverDerefAliases
+                        put_integer(s, tag::INTEGER, 0); // no size limit
+                        put_integer(s, tag::INTEGER, 0); // no time limit
+                        put(s, tag::BOOLEAN, &[0]); // typesOnly: false
+                        s.extend_from_slice(&filter);
+                        put_with(s, tag::SEQUENCE, |a| {
+                            for name in query.attrs {
+                                put(a, tag::OCTET_STRING, name.as_bytes());
+                            }
+                        });
+                    })
+                },
+                Some(&controls),
+            );
+            tokio::time::timeout(self.timeout, self.io.write_all(&request))
+                .await
+                .map_err(|_| stop(WireError::Timeout, n))?
+                .map_err(|e| stop(e.into(), n))?;
+            let (result, next) = loop {
+                let size = fill_frame(&mut self.io, &mut self.buf, self.timeout)
+                    .await
+                    .map_err(|e| stop(e, n))?;
+                let frame = &self.buf[..size];
+                let m = message(frame).map_err(|e| stop(e, n))?;
+                if m.id != i64::from(id) {
+                    if m.id == 0 {
+                        // A notice of disconnection.
+                        let r = ldap_result(m.body).map_err(|e| stop(e, n))?;
+                        return Err(stop(WireError::Result(r), n));
+                    }
+                    self.buf.advance(size);
+                    continue;
+                }
+                match m.op {
+                    tag::SEARCH_ENTRY => {
+                        let entry = decode_entry(m.body).map_err(|e| stop(e, n))?;
+                        self.buf.advance(size);
+                        n += 1;
+                        each(entry).map_err(|error| SearchStop::Caller {
+                            error,
+                            entries_before: n,
+                        })?;
+                    }
+                    tag::SEARCH_REFERENCE => {
+                        let mut uris = Ber(m.body);
+                        while !uris.is_empty() {
+                            let uri = uris
+                                .expect(tag::OCTET_STRING, "bad search reference")
+                                .map_err(|e| stop(e, n))?;
+                            references.push(utf8_lossy(uri));
+                        }
+                        self.buf.advance(size);
+                    }
+                    tag::SEARCH_DONE => {
+                        let result = ldap_result(m.body).map_err(|e| stop(e, n))?;
+                        let next = match m.controls {
+                            Some(c) => paged_cookie(c)
+                                .map_err(|e| stop(e, n))?
+                                .map(<[u8]>::to_vec)
+                                .unwrap_or_default(),
+                            None => Vec::new(),
+                        };
+                        self.buf.advance(size);
+                        break (result, next);
+                    }
+                    _ => {
+                        return Err(stop(malformed("an unexpected response to a search"), n));
+                    }
+                }
+            };
+            if result.rc != rc::SUCCESS || next.is_empty() {
+                return Ok(result);
+            }
+            cookie = next;
+        }
+    }
+
+    /// Unbinds and closes the connection (best effort).
+    pub async fn close(mut self) {
+        let id = self.take_id();
+        let request = envelope(id, |m| put(m, tag::UNBIND_REQUEST, &[]), None);
+        let _ = tokio::time::timeout(self.timeout, async {
+            let _ = self.io.write_all(&request).await;
+            let _ = self.io.shutdown().await;
+        })
+        .await;
+    }
+}
+
+/// Why [`WireConn::search`] stopped before the end.
+#[derive(Debug)]
+pub enum SearchStop {
+    /// The connection or the server failed.
+    Wire(Stopped),
+    /// `each` returned an error.
+    Caller {
+        error: ConnectorError,
+        entries_before: usize,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_their_targets() {
+        assert_eq!(
+            target("ldap://127.0.0.1:3389"),
+            Some(Target::Tcp {
+                host: "127.0.0.1".into(),
+                port: 3389,
+                tls: false
+            })
+        );
+        assert_eq!(
+            target("LDAPS://dc.example.com/"),
+            Some(Target::Tcp {
+                host: "dc.example.com".into(),
+                port: 636,
+                tls: true
+            })
+        );
+        assert_eq!(
+            target("ldap://[::1]:1389/dc=x"),
+            Some(Target::Tcp {
+                host: "::1".into(),
+                port: 1389,
+                tls: false
+            })
+        );
+        assert_eq!(
+            target("ldap://"),
+            Some(Target::Tcp {
+                host: "localhost".into(),
+                port: 389,
+                tls: false
+            })
+        );
+        assert_eq!(
+            target("ldapi://%2Ftmp%2Fslapd%2Fldapi"),
+            Some(Target::Unix("/tmp/slapd/ldapi".into()))
+        );
+        assert_eq!(target("http://x"), None);
+        assert_eq!(target("ldap://x:notaport"), None);
+    }
+
+    #[test]
+    fn integers_and_lengths_round_trip() {
+        for v in [
+            0i64,
+            1,
+            127,
+            128,
+            255,
+            256,
+            1000,
+            -1,
+            -128,
+            -129,
+            i64::from(i32::MAX),
+        ] {
+            let mut out = Vec::new();
+            put_integer(&mut out, tag::INTEGER, v);
+            let mut b = Ber(&out);
+            assert_eq!(integer(b.expect(tag::INTEGER, "x").unwrap()).unwrap(), v);
+        }
+        for len in [0usize, 1, 127, 128, 255, 256, 65_535, 65_536, 1 << 20] {
+            let mut out = Vec::new();
+            put_length(&mut out, len);
+            assert_eq!(read_length(&out).unwrap(), Some((len, out.len())));
+        }
+    }
+
+    #[test]
+    fn a_search_entry_decodes_with_text_and_binary_attributes() {
+        let frame = envelope(
+            7,
+            |m| {
+                put_with(m, tag::SEARCH_ENTRY, |e| {
+                    put(e, tag::OCTET_STRING, b"uid=a,dc=x");
+                    put_with(e, tag::SEQUENCE, |attrs| {
+                        put_with(attrs, tag::SEQUENCE, |a| {
+                            put(a, tag::OCTET_STRING, b"mail");
+                            put_with(a, tag::SET, |s| {
+                                put(s, tag::OCTET_STRING, b"a@x.com");
+                                put(s, tag::OCTET_STRING, b"b@x.com");
+                            });
+                        });
+                        put_with(attrs, tag::SEQUENCE, |a| {
+                            put(a, tag::OCTET_STRING, b"objectGUID");
+                            put_with(a, tag::SET, |s| put(s, tag::OCTET_STRING, &[0xff, 0, 1]));
+                        });
+                    });
+                })
+            },
+            None,
+        );
+        assert_eq!(frame_len(&frame).unwrap(), Some(frame.len()));
+        assert_eq!(frame_len(&frame[..frame.len() - 1]).unwrap(), None);
+        let m = message(&frame).unwrap();
+        assert_eq!((m.id, m.op), (7, tag::SEARCH_ENTRY));
+        let e = decode_entry(m.body).unwrap();
+        assert_eq!(e.dn, "uid=a,dc=x");
+        assert_eq!(e.values("MAIL"), ["a@x.com", "b@x.com"]);
+        assert_eq!(e.first_bytes("objectGUID"), Some(&[0xff, 0, 1][..]));
+    }
+
+    #[test]
+    fn a_search_done_gives_its_result_and_paging_cookie() {
+        let value = {
+            let mut v = Vec::new();
+            put_with(&mut v, tag::SEQUENCE, |s| {
+                put_integer(s, tag::INTEGER, 0);
+                put(s, tag::OCTET_STRING, b"cookie");
+            });
+            v
+        };
+        let mut controls = Vec::new();
+        put_with(&mut controls, tag::SEQUENCE, |c| {
+            put(c, tag::OCTET_STRING, b"1.2.3");
+        });
+        put_with(&mut controls, tag::SEQUENCE, |c| {
+            put(c, tag::OCTET_STRING, PAGED_RESULTS_OID);
+            put(c, tag::OCTET_STRING, &value);
+        });
+        let frame = envelope(
+            3,
+            |m| {
+                put_with(m, tag::SEARCH_DONE, |r| {
+                    put_integer(r, tag::ENUMERATED, 10);
+                    put(r, tag::OCTET_STRING, b"");
+                    put(r, tag::OCTET_STRING, b"see elsewhere");
+                    put_with(r, tag::REFERRAL, |u| {
+                        put(u, tag::OCTET_STRING, b"ldap://b/")
+                    });
+                })
+            },
+            Some(&controls),
+        );
+        let m = message(&frame).unwrap();
+        let r = ldap_result(m.body).unwrap();
+        assert_eq!(r.rc, rc::REFERRAL);
+        assert_eq!(r.text, "see elsewhere");
+        assert_eq!(r.refs, vec!["ldap://b/"]);
+        assert_eq!(
+            paged_cookie(m.controls.unwrap()).unwrap(),
+            Some(&b"cookie"[..])
+        );
+    }
+
+    #[test]
+    fn the_search_request_matches_what_ldap3_encodes() {
+        let controls = paged_control(1000, b"");
+        let filter = encode_filter("(&(objectClass=person)(mail=*))").unwrap();
+        assert_eq!(filter[0], 0xa0, "an AND filter");
+        let mut b = Ber(&controls);
+        let mut c = Ber(b.expect(tag::SEQUENCE, "x").unwrap());
+        assert_eq!(c.expect(tag::OCTET_STRING, "x").unwrap(), PAGED_RESULTS_OID);
+        assert!(encode_filter("(unbalanced").is_none());
+    }
+
+    #[test]
+    fn garbage_is_malformed_not_a_panic() {
+        for bad in [
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff][..],
+            &[0x31, 0x00],
+            &[0x30, 0x03, 0x02, 0x05, 0x01],
+            &[0x30, 0x02, 0x02, 0x00],
+        ] {
+            let r = frame_len(bad).and_then(|n| match n {
+                Some(n) => message(&bad[..n]).map(|_| ()),
+                None => Ok(()),
+            });
+            assert!(
+                r.is_err() || frame_len(bad).ok().flatten().is_none(),
+                "{bad:?}"
+            );
+        }
+        assert!(decode_entry(&[0x04, 0x01]).is_err());
+    }
+}
