@@ -4,7 +4,7 @@
 //! [`Classified`] comes out. Group members are resolved later, by
 //! [`crate::read`], since that may need more reads.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use coexist_connector::marker::{marker_value, parse_marker};
 use coexist_connector::{
@@ -23,28 +23,42 @@ pub const MAX_VALUES: usize = 1000;
 pub const KIND_PREFIX: &str = "coexist-kind:";
 
 /// An entry as read, attribute names folded to lower case.
+///
+/// Entries have a few dozen attributes at most, so they are kept in small
+/// vectors and looked up by a case-insensitive scan, which is cheaper than
+/// hashing for every lookup of a big pull.
 #[derive(Debug, Clone, Default)]
 pub struct Entry {
     pub dn: String,
-    attrs: HashMap<String, Vec<String>>,
-    bin: HashMap<String, Vec<Vec<u8>>>,
+    attrs: Vec<(String, Vec<String>)>,
+    bin: Vec<(String, Vec<Vec<u8>>)>,
 }
 
 impl From<SearchEntry> for Entry {
     fn from(e: SearchEntry) -> Self {
-        let mut attrs = HashMap::with_capacity(e.attrs.len());
+        let mut entry = Entry::new(e.dn);
         for (k, v) in e.attrs {
-            attrs.insert(k.to_ascii_lowercase(), v);
+            entry.push_text(&k, v);
         }
-        let mut bin = HashMap::with_capacity(e.bin_attrs.len());
         for (k, v) in e.bin_attrs {
-            bin.insert(k.to_ascii_lowercase(), v);
+            entry.push_bin(&k, v);
         }
-        Entry {
-            dn: e.dn,
-            attrs,
-            bin,
-        }
+        entry
+    }
+}
+
+/// The values under `name` in `list` (any case), if present.
+fn lookup<'a, T>(list: &'a [(String, Vec<T>)], name: &str) -> Option<&'a Vec<T>> {
+    list.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// Adds `values` under `name` to `list`, merging with a name already there.
+fn push<T>(list: &mut Vec<(String, Vec<T>)>, name: &str, values: Vec<T>) {
+    match list.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+        Some((_, v)) => v.extend(values),
+        None => list.push((name.to_ascii_lowercase(), values)),
     }
 }
 
@@ -59,71 +73,42 @@ impl Entry {
 
     /// Adds values to attribute `name`.
     pub fn with(mut self, name: &str, values: &[&str]) -> Self {
-        self.attrs
-            .entry(name.to_ascii_lowercase())
-            .or_default()
-            .extend(values.iter().map(|v| v.to_string()));
+        self.push_text(name, values.iter().map(|v| v.to_string()).collect());
         self
     }
 
     /// Adds the text values of attribute `name`, as read.
     pub fn push_text(&mut self, name: &str, values: Vec<String>) {
-        match self.attrs.entry(name.to_ascii_lowercase()) {
-            std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().extend(values),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(values);
-            }
-        }
+        push(&mut self.attrs, name, values);
     }
 
     /// Adds the binary values of attribute `name`, as read.
     pub fn push_bin(&mut self, name: &str, values: Vec<Vec<u8>>) {
-        self.bin
-            .entry(name.to_ascii_lowercase())
-            .or_default()
-            .extend(values);
+        push(&mut self.bin, name, values);
     }
 
     /// Adds a binary value to attribute `name`.
     pub fn with_bin(mut self, name: &str, value: &[u8]) -> Self {
-        self.bin
-            .entry(name.to_ascii_lowercase())
-            .or_default()
-            .push(value.to_vec());
+        self.push_bin(name, vec![value.to_vec()]);
         self
     }
 
     /// The string values of attribute `name` (any case; range-suffixed AD
     /// names such as `member;range=0-1499` are matched too).
     pub fn values(&self, name: &str) -> &[String] {
-        // Lower-case short names on the stack: this runs for every
-        // attribute of every entry of a big pull.
-        let mut buf = [0u8; 64];
-        let owned;
-        let key: &str = if name.len() <= buf.len() {
-            let b = &mut buf[..name.len()];
-            b.copy_from_slice(name.as_bytes());
-            b.make_ascii_lowercase();
-            match std::str::from_utf8(b) {
-                Ok(k) => k,
-                Err(_) => {
-                    owned = name.to_ascii_lowercase();
-                    &owned
-                }
-            }
-        } else {
-            owned = name.to_ascii_lowercase();
-            &owned
-        };
-        match self.attrs.get(key) {
-            Some(v) => v,
-            None => self
-                .attrs
-                .iter()
-                .find(|(k, _)| k.starts_with(key) && k[key.len()..].starts_with(";range="))
-                .map(|(_, v)| v.as_slice())
-                .unwrap_or(&[]),
+        if let Some(v) = lookup(&self.attrs, name) {
+            return v;
         }
+        self.attrs
+            .iter()
+            .find(|(k, _)| {
+                let k = k.as_bytes();
+                k.len() > name.len()
+                    && k[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+                    && k[name.len()..].starts_with(b";range=")
+            })
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or(&[])
     }
 
     /// The first string value of attribute `name`, trimmed, if not empty.
@@ -137,12 +122,10 @@ impl Entry {
     /// The raw bytes of attribute `name`'s first value, whether the library
     /// decoded it as text or kept it binary.
     pub fn first_bytes(&self, name: &str) -> Option<&[u8]> {
-        let key = name.to_ascii_lowercase();
-        if let Some(v) = self.bin.get(&key).and_then(|v| v.first()) {
+        if let Some(v) = lookup(&self.bin, name).and_then(|v| v.first()) {
             return Some(v);
         }
-        self.attrs
-            .get(&key)
+        lookup(&self.attrs, name)
             .and_then(|v| v.first())
             .map(|s| s.as_bytes())
     }
@@ -435,7 +418,7 @@ impl Mapper {
                 "the primary address `{primary}` is not a valid email address; skipped"
             ));
         };
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = rustc_hash::FxHashSet::default();
         seen.insert(primary_norm);
         let mut aliases = Vec::new();
         for addr in addresses {

@@ -2,7 +2,9 @@
 //! classified into recipients, stubs and problems, and group members
 //! resolved to addresses (nested groups expanded, cycles tolerated).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use rustc_hash::FxHashMap;
 use std::time::Duration;
 
 use coexist_connector::{ConnectorError, FoundStub, Problem, Progress, Recipient};
@@ -38,12 +40,19 @@ pub struct Collected {
     pub recipients: Vec<(Recipient, Vec<String>)>,
     pub stubs: Vec<FoundStub>,
     pub problems: Vec<Problem>,
-    /// Every entry seen, by normalised DN, for member resolution.
-    pub nodes: HashMap<String, Node>,
+    /// Every entry seen, by DN as read, for member resolution (which
+    /// normalises the DNs when there are members to resolve).
+    pub nodes: FxHashMap<String, Node>,
     /// `false` when a search stopped part-way.
     pub complete: bool,
     /// Search references met (not followed unless configured).
     pub references: Vec<String>,
+    /// How many recipients have each normalised primary address, counted
+    /// as they arrive so that [`Collected::drop_duplicates`] has nothing to
+    /// do in the usual case.
+    primaries: FxHashMap<String, u32>,
+    /// Whether some primary address was seen twice.
+    duplicates: bool,
 }
 
 impl Collected {
@@ -55,20 +64,31 @@ impl Collected {
     }
 
     /// Adds one entry.
-    pub fn add(&mut self, mapper: &Mapper, entry: &Entry) {
-        let classified = mapper.classify(entry);
+    pub fn add(&mut self, mapper: &Mapper, entry: Entry) {
+        let classified = mapper.classify(&entry);
         self.add_classified(mapper, entry, classified);
     }
 
-    pub fn add_classified(&mut self, mapper: &Mapper, entry: &Entry, classified: Classified) {
+    /// Adds one entry classified already.
+    pub fn add_classified(&mut self, mapper: &Mapper, entry: Entry, classified: Classified) {
         match classified {
             Classified::Recipient {
                 recipient,
                 member_dns,
                 warnings,
             } => {
+                let key = normalize(&recipient.primary_address).unwrap_or_default();
+                match self.primaries.entry(key) {
+                    std::collections::hash_map::Entry::Occupied(mut o) => {
+                        *o.get_mut() += 1;
+                        self.duplicates = true;
+                    }
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(1);
+                    }
+                }
                 self.nodes.insert(
-                    entry.dn.to_lowercase(),
+                    entry.dn,
                     Node {
                         address: Some(recipient.primary_address.clone()),
                         members: (recipient.kind == coexist_connector::RecipientKind::Group)
@@ -89,7 +109,7 @@ impl Collected {
                     .collect();
                 if !members.is_empty() {
                     self.nodes.insert(
-                        entry.dn.to_lowercase(),
+                        entry.dn,
                         Node {
                             address: None,
                             members: Some(members),
@@ -104,18 +124,22 @@ impl Collected {
     /// Skips every recipient whose primary address another recipient also
     /// has, reporting each (no arbitrary winner).
     pub fn drop_duplicates(&mut self) {
-        let mut count: HashMap<String, usize> = HashMap::new();
-        let keys: Vec<String> = self
+        if !self.duplicates {
+            return;
+        }
+        self.duplicates = false;
+        let primaries = std::mem::take(&mut self.primaries);
+        let dup: Vec<bool> = self
             .recipients
             .iter()
-            .map(|(r, _)| normalize(&r.primary_address).unwrap_or_default())
+            .map(|(r, _)| {
+                let key = normalize(&r.primary_address).unwrap_or_default();
+                primaries.get(&key).copied().unwrap_or(0) > 1
+            })
             .collect();
-        for k in &keys {
-            *count.entry(k.clone()).or_default() += 1;
-        }
         let mut kept = Vec::with_capacity(self.recipients.len());
-        for ((r, m), n) in self.recipients.drain(..).zip(keys) {
-            if count.get(&n).copied().unwrap_or(0) > 1 {
+        for ((r, m), dup) in self.recipients.drain(..).zip(dup) {
+            if dup {
                 self.problems.push(Problem {
                     object: r.anchor.clone(),
                     message: format!(
@@ -304,7 +328,7 @@ impl Reader {
             let result = {
                 let out_ref = &mut *out;
                 let mut add = |entry: Entry| {
-                    out_ref.add(mapper, &entry);
+                    out_ref.add(mapper, entry);
                     batch += 1;
                     if batch == 1000 {
                         progress.advance(batch);
@@ -481,7 +505,7 @@ impl Reader {
         }
         let mut nodes = std::mem::take(&mut out.nodes);
         // Member DNs are compared in normal form (case, spacing, escapes).
-        let mut normal: HashMap<String, Node> =
+        let mut normal: FxHashMap<String, Node> =
             nodes.drain().map(|(k, v)| (normalize_dn(&k), v)).collect();
         let nodes = &mut normal;
         let mut missing: HashSet<String> = HashSet::new();

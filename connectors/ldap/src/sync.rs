@@ -298,7 +298,7 @@ async fn syncrepl_delta(
                                     returned_ref.extend(uuid_to_string(&entry_uuid));
                                 }
                                 let entry = Entry::from(SearchEntry::construct(e));
-                                out_ref.add(mapper, &entry);
+                                out_ref.add(mapper, entry);
                             }
                         }
                         Ok(())
