@@ -276,18 +276,34 @@ fn decode_entry(body: &[u8]) -> Result<Entry, Malformed> {
         let mut attr = Ber(attrs.expect(tag::SEQUENCE, "bad attribute")?);
         let name = attr.expect(tag::OCTET_STRING, "bad attribute type")?;
         let name = std::str::from_utf8(name).map_err(|_| malformed("bad attribute type"))?;
-        let mut set = Ber(attr.expect(tag::SET, "bad attribute values")?);
-        let mut raw: Vec<&[u8]> = Vec::new();
-        while !set.is_empty() {
-            raw.push(set.expect(tag::OCTET_STRING, "bad attribute value")?);
+        let set = Ber(attr.expect(tag::SET, "bad attribute values")?);
+        // Text in one pass in the usual case; binary values (a second
+        // pass) when one of them is not UTF-8.
+        let mut values = Vec::new();
+        let mut text = true;
+        let mut walk = set;
+        while !walk.is_empty() {
+            let v = walk.expect(tag::OCTET_STRING, "bad attribute value")?;
+            match std::str::from_utf8(v) {
+                Ok(t) => values.push(t.to_string()),
+                Err(_) => {
+                    text = false;
+                    break;
+                }
+            }
         }
-        let text: Option<Vec<String>> = raw
-            .iter()
-            .map(|v| std::str::from_utf8(v).ok().map(str::to_string))
-            .collect();
-        match text {
-            Some(values) => entry.push_text(name, values),
-            None => entry.push_bin(name, raw.into_iter().map(<[u8]>::to_vec).collect()),
+        if text {
+            entry.push_text(name, values);
+        } else {
+            let mut bin = Vec::new();
+            let mut walk = set;
+            while !walk.is_empty() {
+                bin.push(
+                    walk.expect(tag::OCTET_STRING, "bad attribute value")?
+                        .to_vec(),
+                );
+            }
+            entry.push_bin(name, bin);
         }
     }
     Ok(entry)
@@ -513,16 +529,22 @@ impl std::fmt::Debug for WireConn {
 /// One paged subtree search for [`WireConn::search`].
 #[derive(Debug, Clone, Copy)]
 pub struct PagedSearch<'q> {
+    /// The base DN of the subtree.
     pub base: &'q str,
+    /// The filter (RFC 4515 text).
     pub filter: &'q str,
+    /// The attributes to return.
     pub attrs: &'q [String],
+    /// The entries per page (RFC 2696 size).
     pub page_size: u32,
 }
 
 /// A search that failed, with how many entries it delivered before.
 #[derive(Debug)]
 pub struct Stopped {
+    /// What went wrong.
     pub error: WireError,
+    /// How many entries the search delivered before.
     pub entries_before: usize,
 }
 
@@ -790,7 +812,9 @@ pub enum SearchStop {
     Wire(Stopped),
     /// `each` returned an error.
     Caller {
+        /// The error `each` returned.
         error: ConnectorError,
+        /// How many entries the search delivered, the failing one included.
         entries_before: usize,
     },
 }

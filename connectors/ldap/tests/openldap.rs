@@ -416,11 +416,23 @@ async fn an_incremental_pull_follows_the_content_sync_cookie() {
         .anchor
         .clone();
     let cursor = full.cursor.unwrap();
+    // A refresh can name entries deleted elsewhere in the database (seen
+    // here: the cleanup of tests running alongside on the shared slapd);
+    // the engine ignores ids it does not know. What matters is this
+    // subtree's own entries.
+    let ours: Vec<String> = full.recipients.iter().map(|r| r.anchor.clone()).collect();
+    let own_removed = |removed: &[String]| -> Vec<String> {
+        removed
+            .iter()
+            .filter(|id| ours.contains(id))
+            .cloned()
+            .collect()
+    };
 
     let quiet = connector.pull(Some(&cursor), &NoProgress).await.unwrap();
     assert_eq!(quiet.mode, PullMode::Delta);
     assert!(
-        quiet.recipients.is_empty() && quiet.removed.is_empty(),
+        quiet.recipients.is_empty() && own_removed(&quiet.removed).is_empty(),
         "{quiet:?}"
     );
 
@@ -452,7 +464,7 @@ async fn an_incremental_pull_follows_the_content_sync_cookie() {
         .find(|r| r.primary_address == "a@acmecorp.com")
         .unwrap();
     assert_eq!(a_now.attributes.title.as_deref(), Some("Boss"));
-    assert_eq!(delta.removed, vec![b_anchor]);
+    assert_eq!(own_removed(&delta.removed), vec![b_anchor]);
     assert!(delta.cursor.is_some());
 }
 
