@@ -608,6 +608,8 @@ impl WireConn {
                         if result.rc != rc::SUCCESS {
                             return Err(conn::from_result(system, "StartTLS", &result));
                         }
+                        // Nothing sent in the clear may count after the handshake.
+                        buf.clear();
                     }
                     let tls_config = conn::tls_config(system, config)?;
                     let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| {

@@ -74,6 +74,23 @@ async fn ldaps_and_starttls_work_with_the_ca_file_and_verification_on() {
 }
 
 #[tokio::test]
+async fn a_full_pull_works_over_ldapi() {
+    let t = Subtree::new(Server::slapd()).await;
+    t.person("a", "a@acmecorp.com", vec![]).await;
+    t.person("b", "b@acmecorp.com", vec![]).await;
+    let mut config = t.config();
+    config.url = var("COEXIST_TEST_SLAPD_LDAPI");
+    config.page_size = 1;
+    let pull = LdapConnector::new("mail", config)
+        .unwrap()
+        .pull(None, &NoProgress)
+        .await
+        .unwrap();
+    assert!(pull.complete);
+    assert_eq!(pull.recipients.len(), 2, "{:?}", pull.problems);
+}
+
+#[tokio::test]
 async fn a_refused_bind_is_an_authentication_error_naming_the_system() {
     let t = Subtree::new(Server::slapd()).await;
     let mut config = t.config();
