@@ -15,7 +15,11 @@
 //! The benchmark uses mimalloc as the global allocator, as the coexist
 //! binary does.
 //!
-//! Run: `deploy/testenv.sh up slapd && cargo bench -p coexist-ldap`.
+//! Run: `deploy/testenv.sh up slapd && cargo bench -p coexist-ldap`
+//! (`COEXIST_BENCH_ONLY_PULL=1` or `COEXIST_BENCH_ONLY_WRITE=1` for one
+//! half). slapd's CPU time per write run is printed too: the server is the
+//! bottleneck of the writes, and its share varies a lot from run to run on
+//! a shared machine.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -37,6 +41,16 @@ const RUNS: usize = 3;
 // The coexist binary runs on mimalloc; so does its connector here.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The CPU time slapd has used so far (its pid file in the test
+/// environment), to tell the server's share of a run.
+fn slapd_cpu(vars: &HashMap<String, String>) -> Option<f64> {
+    let pid = std::fs::read_to_string(vars.get("COEXIST_TEST_SLAPD_PIDFILE")?).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
 
 fn median(times: &mut [Duration]) -> Duration {
     times.sort();
@@ -165,6 +179,7 @@ fn ratio_line(what: &str, ours: Duration, theirs: Duration, target: f64) {
 
 fn main() {
     let only_pull = std::env::var("COEXIST_BENCH_ONLY_PULL").is_ok();
+    let only_write = std::env::var("COEXIST_BENCH_ONLY_WRITE").is_ok();
     let v = vars();
     let base = var(&v, "COEXIST_TEST_SLAPD_PLAIN_BASE");
     let ldap = Ldap {
@@ -210,85 +225,86 @@ fn main() {
     let scope = reader.scopes().remove(0);
     let attrs = reader.mapper.read_attributes();
     let connector = LdapConnector::new("bench", config.clone()).unwrap();
-    let pull = || {
-        let start = Instant::now();
-        let pull = runtime
-            .block_on(connector.pull(None, &NoProgress))
-            .expect("pull");
-        let took = start.elapsed();
-        assert_eq!(
-            pull.recipients.len(),
-            PULL_ENTRIES,
-            "{:?}",
-            pull.problems.first()
-        );
-        took
-    };
-    let search = || {
-        let start = Instant::now();
-        let status = ldap
-            .tool("ldapsearch")
-            .args(["-E", "pr=1000/noprompt", "-b", &scope.base, &scope.filter])
-            .args(&attrs)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        start.elapsed()
-    };
-    // Warm the server's caches and both clients once, untimed; then time
-    // alternating runs and compare the medians.
-    let _ = pull();
-    let _ = search();
-    let mut ours = Vec::new();
-    let mut theirs = Vec::new();
-    for _ in 0..RUNS {
-        ours.push(pull());
-        theirs.push(search());
-    }
-    println!(
-        "  pull runs: coexist {}; ldapsearch {} (same base, filter and {} attributes)",
-        list(&ours),
-        list(&theirs),
-        attrs.len()
-    );
-    ratio_line(
-        &format!("pull of {PULL_ENTRIES} entries vs ldapsearch -E pr=1000 (median of {RUNS})"),
-        median(&mut ours),
-        median(&mut theirs),
-        1.3,
-    );
-    // For the record: the ldap3 library alone (paged search, entries parsed).
-    let raw = runtime.block_on(async {
-        let (conn, mut l) = ldap3::LdapConnAsync::new(&ldap.url).await.unwrap();
-        tokio::spawn(async move {
-            let _ = conn.drive().await;
-        });
-        l.simple_bind(&ldap.bind_dn, &ldap.password).await.unwrap();
-        let start = Instant::now();
-        let mut stream = l
-            .streaming_search_with(
-                ldap3::adapters::PagedResults::new(1000),
-                &scope.base,
-                ldap3::Scope::Subtree,
-                &scope.filter,
-                attrs.clone(),
-            )
-            .await
-            .unwrap();
-        let mut n = 0;
-        while let Some(e) = stream.next().await.unwrap() {
-            let _ = ldap3::SearchEntry::construct(e);
-            n += 1;
+    if !only_write {
+        let pull = || {
+            let start = Instant::now();
+            let pull = runtime
+                .block_on(connector.pull(None, &NoProgress))
+                .expect("pull");
+            let took = start.elapsed();
+            assert_eq!(
+                pull.recipients.len(),
+                PULL_ENTRIES,
+                "{:?}",
+                pull.problems.first()
+            );
+            took
+        };
+        let search = || {
+            let start = Instant::now();
+            let status = ldap
+                .tool("ldapsearch")
+                .args(["-E", "pr=1000/noprompt", "-b", &scope.base, &scope.filter])
+                .args(&attrs)
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            start.elapsed()
+        };
+        // Warm the server's caches and both clients once, untimed; then time
+        // alternating runs and compare the medians.
+        let _ = pull();
+        let _ = search();
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        for _ in 0..RUNS {
+            ours.push(pull());
+            theirs.push(search());
         }
-        assert_eq!(n, PULL_ENTRIES);
-        start.elapsed()
-    });
-    println!(
-        "  (ldap3 alone, paged search with entries parsed: {:.2} s)",
-        raw.as_secs_f64()
-    );
-
+        println!(
+            "  pull runs: coexist {}; ldapsearch {} (same base, filter and {} attributes)",
+            list(&ours),
+            list(&theirs),
+            attrs.len()
+        );
+        ratio_line(
+            &format!("pull of {PULL_ENTRIES} entries vs ldapsearch -E pr=1000 (median of {RUNS})"),
+            median(&mut ours),
+            median(&mut theirs),
+            1.3,
+        );
+        // For the record: the ldap3 library alone (paged search, entries parsed).
+        let raw = runtime.block_on(async {
+            let (conn, mut l) = ldap3::LdapConnAsync::new(&ldap.url).await.unwrap();
+            tokio::spawn(async move {
+                let _ = conn.drive().await;
+            });
+            l.simple_bind(&ldap.bind_dn, &ldap.password).await.unwrap();
+            let start = Instant::now();
+            let mut stream = l
+                .streaming_search_with(
+                    ldap3::adapters::PagedResults::new(1000),
+                    &scope.base,
+                    ldap3::Scope::Subtree,
+                    &scope.filter,
+                    attrs.clone(),
+                )
+                .await
+                .unwrap();
+            let mut n = 0;
+            while let Some(e) = stream.next().await.unwrap() {
+                let _ = ldap3::SearchEntry::construct(e);
+                n += 1;
+            }
+            assert_eq!(n, PULL_ENTRIES);
+            start.elapsed()
+        });
+        println!(
+            "  (ldap3 alone, paged search with entries parsed: {:.2} s)",
+            raw.as_secs_f64()
+        );
+    }
     if only_pull {
         return;
     }
@@ -348,12 +364,21 @@ fn main() {
             ldap.delete_tree(&our_base);
             ldap.ldapadd(&(ou(&ref_base) + &ou(&our_base)));
         }
+        let s0 = slapd_cpu(&v);
         theirs.push(ldap.ldapadd(&ldif));
+        let s1 = slapd_cpu(&v);
         assert_eq!(ldap.count(&ref_base), STUBS, "ldapadd loaded everything");
         let writer = LdapConnector::new("bench", our_config.clone()).unwrap();
         let start = Instant::now();
         let results = runtime.block_on(writer.apply_many(&ops));
         ours.push(start.elapsed());
+        if let (Some(s0), Some(s1), Some(s2)) = (s0, s1, slapd_cpu(&v)) {
+            println!(
+                "    slapd CPU time: {:.2} s for ldapadd, {:.2} s for coexist",
+                s1 - s0,
+                s2 - s1
+            );
+        }
         let failed = results.iter().filter(|r| r.is_err()).count();
         assert_eq!(failed, 0, "{:?}", results.iter().find(|r| r.is_err()));
         assert_eq!(ldap.count(&our_base), STUBS);
