@@ -825,6 +825,18 @@ fn doctor_finds_the_routing_domain_alias_and_explains_the_manual_catch_all() {
     );
     let manual = finding(&google, "manual check");
     assert!(manual.1, "a manual check cannot fail: {manual:?}");
+    let flagged: Vec<&str> = report["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["manual"].as_bool() == Some(true))
+        .filter_map(|f| f["check"].as_str())
+        .collect();
+    assert_eq!(
+        flagged,
+        vec!["google: Gmail routing for people not on Google (manual check)"],
+        "exactly the catch-all is flagged manual: {report:#}"
+    );
     for words in [
         "MANUAL CHECK",
         "no Google API exposes this setting",

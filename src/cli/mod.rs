@@ -529,6 +529,7 @@ async fn dispatch(cli: &Cli) -> Result<i32, Failure> {
                 findings.push(coexist_connector::Finding {
                     check: "mail routing".into(),
                     ok: false,
+                    manual: false,
                     detail: conflict.message,
                 });
             }
@@ -536,15 +537,24 @@ async fn dispatch(cli: &Cli) -> Result<i32, Failure> {
                 findings.push(coexist_connector::Finding {
                     check: "mail routing".into(),
                     ok: false,
+                    manual: false,
                     detail: notice.message,
                 });
             }
             for system in &engine.config.systems {
-                if let Ok(connector) = crate::connectors::connect(&engine.config, system) {
-                    for mut finding in connector.doctor().await {
-                        finding.check = format!("{}: {}", system.id, finding.check);
-                        findings.push(finding);
+                match crate::connectors::connect(&engine.config, system) {
+                    Ok(connector) => {
+                        for mut finding in connector.doctor().await {
+                            finding.check = format!("{}: {}", system.id, finding.check);
+                            findings.push(finding);
+                        }
                     }
+                    Err(error) => findings.push(coexist_connector::Finding {
+                        check: format!("{}: connector set-up", system.id),
+                        ok: false,
+                        manual: false,
+                        detail: error.to_string(),
+                    }),
                 }
             }
             let ok = findings.iter().all(|f| f.ok);
@@ -557,7 +567,11 @@ async fn dispatch(cli: &Cli) -> Result<i32, Failure> {
                 for finding in &findings {
                     println!(
                         "[{}] {}: {}",
-                        if finding.ok { " ok " } else { "FAIL" },
+                        match (finding.ok, finding.manual) {
+                            (_, true) => "LOOK",
+                            (true, false) => " ok ",
+                            (false, false) => "FAIL",
+                        },
                         finding.check,
                         finding.detail
                     );

@@ -25,8 +25,11 @@ impl Progress for NoProgress {
 pub struct Finding {
     /// What was checked, in a few words.
     pub check: String,
-    /// Whether it passed.
+    /// Whether it passed. A manual check does not fail: it is `true`.
     pub ok: bool,
+    /// `true` when coexist cannot verify this itself (no API exposes the
+    /// setting) and the admin has to look: `detail` says where and what.
+    pub manual: bool,
     /// What was found, or what the admin must do.
     pub detail: String,
 }

@@ -1028,6 +1028,7 @@ impl GoogleConnector {
             return Finding {
                 check,
                 ok: false,
+                manual: false,
                 detail: format!(
                     "no routing_domain is configured for system {}: add the domain alias that \
                      delivers straight to Google (for example gapps.{}), which the other \
@@ -1051,6 +1052,7 @@ impl GoogleConnector {
                 Finding {
                     check,
                     ok: verified,
+                    manual: false,
                     detail: if verified {
                         format!("{routing} is a verified domain alias of the customer")
                     } else {
@@ -1070,17 +1072,20 @@ impl GoogleConnector {
                 Finding {
                     check,
                     ok: true,
+                    manual: false,
                     detail: format!("{routing} is a domain of the customer"),
                 }
             }
             (Err(error), _) | (_, Err(error)) => Finding {
                 check,
                 ok: false,
+                manual: false,
                 detail: format!("the domains could not be read: {error}"),
             },
             _ => Finding {
                 check,
                 ok: false,
+                manual: false,
                 detail: format!(
                     "{routing} is neither a domain nor a domain alias of the customer: add it in \
                      the Admin console (Account > Domains > Manage domains > Add a domain, as a \
@@ -1101,6 +1106,7 @@ impl GoogleConnector {
         Finding {
             check: "Gmail routing for people not on Google (manual check)".to_string(),
             ok: true,
+            manual: true,
             detail: format!(
                 "MANUAL CHECK — no Google API exposes this setting, so coexist cannot verify it. \
                  In the Google Admin console open Apps > Google Workspace > Gmail > Routing, \
@@ -1260,6 +1266,7 @@ impl Connector for GoogleConnector {
             findings.push(Finding {
                 check: "Google service account credentials".to_string(),
                 ok: token.is_ok(),
+                manual: false,
                 detail: match &token {
                     Ok(_) => format!(
                         "an access token was obtained for {} with the scopes {}",
@@ -1282,6 +1289,7 @@ impl Connector for GoogleConnector {
             findings.push(Finding {
                 check: "Directory API: users and groups readable".to_string(),
                 ok: users.is_ok(),
+                manual: false,
                 detail: match users {
                     Ok(_) => format!("users of customer {} can be listed", self.config.customer),
                     Err(error) => error.to_string(),
@@ -1291,6 +1299,7 @@ impl Connector for GoogleConnector {
             findings.push(Finding {
                 check: "Shared Contacts API: the domain's feed readable".to_string(),
                 ok: feed.is_ok(),
+                manual: false,
                 detail: match feed {
                     Ok(_) => format!("the shared contacts of {} can be read", self.config.domain),
                     Err(error) => error.to_string(),

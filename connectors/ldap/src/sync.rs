@@ -803,6 +803,7 @@ pub async fn doctor(
             findings.push(Finding {
                 check: "connect and bind".into(),
                 ok: true,
+                manual: false,
                 detail: format!(
                     "bound to {} as {}",
                     reader.config.url, reader.config.bind_dn
@@ -814,6 +815,7 @@ pub async fn doctor(
             findings.push(Finding {
                 check: "connect and bind".into(),
                 ok: false,
+                manual: false,
                 detail: e.to_string(),
             });
             return findings;
@@ -838,6 +840,7 @@ pub async fn doctor(
         findings.push(Finding {
             check: format!("base DN {base}"),
             ok,
+            manual: false,
             detail,
         });
     }
@@ -845,6 +848,7 @@ pub async fn doctor(
     findings.push(Finding {
         check: "stub OU".into(),
         ok: stub_ok.is_ok(),
+        manual: false,
         detail: match stub_ok {
             Ok(i) => format!("{} exists and holds {} stubs", writer.stub_base, i.len()),
             Err(e) => e.to_string(),
