@@ -186,8 +186,31 @@ pub struct LdapConfig {
     pub marker_attribute: String,
     /// Paged-results page size (AD's MaxPageSize is 1000).
     pub page_size: u32,
-    /// Follow referrals and search references (by default they are
-    /// reported and skipped).
+    /// Follow search references and referrals (RFC 4511 4.5.3, 4.1.10).
+    ///
+    /// Off (the default): a subtree search that meets a referral object
+    /// skips the subtree below it; the reference is recorded and logged,
+    /// and the entries it names are not read (add their DNs to `base_dns`
+    /// to read them).
+    ///
+    /// On: every reference a read meets is searched with the same filter
+    /// and attributes: its LDAP URL's DN as base (RFC 4516,
+    /// percent-decoded), its scope if it has one, else the original scope.
+    /// A reference to the system's own host and port reuses the system's
+    /// connection; another server gets a connection of its own, bound with
+    /// the same `bind_dn` and password and the same TLS settings
+    /// (`ca_file`, `insecure_skip_verify`). When the system's connection is
+    /// protected (`ldaps://`, `starttls`, `ldapi://`), an `ldap://`
+    /// reference is reached with StartTLS, never in the clear, and a
+    /// reference to another local socket is refused. References are
+    /// followed at most 5 deep, and one leading where the read has been
+    /// already is not read again (no loops, no duplicate entries).
+    /// A reference that cannot be followed (a bad URL, an unreachable
+    /// server, a refused bind or StartTLS, a missing DN) becomes a problem
+    /// naming its URL and makes the pull incomplete, so nothing is deleted
+    /// on that run. Entries read through a reference are mapped like any
+    /// other. Deltas do not see behind references: after a full read that
+    /// followed one, the next pull is a full read again.
     pub follow_referrals: bool,
     /// Further attributes read into `Recipient::extra`.
     pub extra_attributes: Vec<String>,

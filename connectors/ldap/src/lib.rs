@@ -20,6 +20,7 @@ pub mod dirsync;
 pub mod entry;
 pub mod escape;
 pub mod read;
+pub mod referral;
 mod sync;
 pub mod wire;
 pub mod write;

@@ -1,8 +1,10 @@
-//! Reading: paged subtree searches over the configured scopes, entries
-//! classified into recipients, stubs and problems, and group members
-//! resolved to addresses (nested groups expanded, cycles tolerated).
+//! Reading: paged subtree searches over the configured scopes (and, when
+//! configured, the search references they meet: see [`crate::referral`]),
+//! entries classified into recipients, stubs and problems, and group
+//! members resolved to addresses (nested groups expanded, cycles
+//! tolerated).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use rustc_hash::FxHashMap;
 use std::time::Duration;
@@ -10,12 +12,13 @@ use std::time::Duration;
 use coexist_connector::{ConnectorError, FoundStub, Problem, Progress, Recipient};
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::controls::RawControl;
-use ldap3::{Ldap, ResultEntry, Scope, SearchEntry};
+use ldap3::{Ldap, LdapResult, ResultEntry, Scope, SearchEntry};
 
 use crate::config::LdapConfig;
 use crate::conn::{self, rc};
 use crate::entry::{guid_to_bytes, normalize, parse_proxy_addresses, Classified, Entry, Mapper};
 use crate::escape::{filter_bytes, filter_value, is_within, normalize_dn};
+use crate::referral::{self, LdapUrl, Server, MAX_HOPS};
 use crate::wire::{PagedSearch, SearchStop, Stopped, WireConn};
 
 /// One subtree search the connector runs: a base and its filter.
@@ -45,8 +48,11 @@ pub struct Collected {
     pub nodes: FxHashMap<String, Node>,
     /// `false` when a search stopped part-way.
     pub complete: bool,
-    /// Search references met (not followed unless configured).
+    /// Search references and referral URLs met (followed only when
+    /// `follow_referrals` is on).
     pub references: Vec<String>,
+    /// The URLs whose subtrees were read by following a reference.
+    pub followed: Vec<String>,
     /// How many recipients have each normalised primary address, counted
     /// as they arrive so that [`Collected::drop_duplicates`] has nothing to
     /// do in the usual case.
@@ -174,6 +180,74 @@ pub enum Via<'c> {
     Wire(&'c mut WireConn),
 }
 
+impl Via<'_> {
+    /// The same connection, borrowed again for one more search.
+    fn reborrow(&mut self) -> Via<'_> {
+        match self {
+            Via::Ldap3(l) => Via::Ldap3(l),
+            Via::Wire(w) => Via::Wire(w),
+        }
+    }
+}
+
+/// One search of a read: the configured scopes, or the continuation of one
+/// at a referred place.
+struct Search<'s> {
+    base: &'s str,
+    scope: Scope,
+    filter: &'s str,
+    attrs: &'s [String],
+}
+
+/// A reference still to follow: its URLs (any of which may be used,
+/// RFC 4511 4.5.3) and the search that met it.
+struct Pending {
+    urls: Vec<String>,
+    /// The base of the search that met it (the base of a continuation
+    /// whose URL names no DN).
+    base: String,
+    /// The scope of that search (a continuation's scope when its URL names
+    /// none).
+    scope: Scope,
+    filter: String,
+    /// How many references away from a configured scope it leads (1 for a
+    /// reference a configured scope met).
+    hops: usize,
+}
+
+/// The state of following references during one read: where the read has
+/// been, and the connections to other servers it opened.
+struct Follow {
+    /// The system's own server (`None` when its URL names no host).
+    own: Option<Server>,
+    /// The searches done or started: server, normalised base, scope.
+    visited: Vec<(Option<Server>, String, Scope)>,
+    /// Connections to other servers, or why there is none.
+    others: HashMap<Server, Result<WireConn, String>>,
+}
+
+impl Follow {
+    /// Whether a search of `base` with `scope` on `server` reads nothing a
+    /// search of this read has not read (or tried to read) already.
+    fn covered(&self, server: &Option<Server>, base: &str, scope: Scope) -> bool {
+        self.visited.iter().any(|(s, b, sc)| {
+            s == server
+                && ((*sc == Scope::Subtree
+                    && (b.is_empty() || base == b || base.ends_with(&format!(",{b}"))))
+                    || (base == b && *sc == scope))
+        })
+    }
+
+    /// Closes the connections to other servers.
+    async fn close(self) {
+        for (_, c) in self.others {
+            if let Ok(c) = c {
+                c.close().await;
+            }
+        }
+    }
+}
+
 /// A failure of a search, with how many entries came before it.
 pub struct SearchFailure {
     pub error: ConnectorError,
@@ -238,14 +312,34 @@ impl Reader {
     }
 
     /// Runs one paged subtree search, handing every entry to `each`.
-    /// References are recorded (and followed only when configured).
+    /// The URLs of the search references met are added to `references`
+    /// (this search does not follow them; [`Reader::read_all`] does when
+    /// configured).
     pub async fn search(
         &self,
         ldap: &mut Ldap,
         query: Query<'_>,
-        mut each: impl FnMut(ResultEntry) -> Result<(), ConnectorError>,
+        each: impl FnMut(ResultEntry) -> Result<(), ConnectorError>,
         references: &mut Vec<String>,
-    ) -> Result<ldap3::LdapResult, SearchFailure> {
+    ) -> Result<LdapResult, SearchFailure> {
+        let mut grouped = Vec::new();
+        let result = self
+            .search_in(ldap, query, Scope::Subtree, each, &mut grouped)
+            .await;
+        references.extend(grouped.into_iter().flatten());
+        result
+    }
+
+    /// [`Reader::search`] with the given scope, the URLs of each search
+    /// reference kept together (they are alternatives).
+    async fn search_in(
+        &self,
+        ldap: &mut Ldap,
+        query: Query<'_>,
+        scope: Scope,
+        mut each: impl FnMut(ResultEntry) -> Result<(), ConnectorError>,
+        references: &mut Vec<Vec<String>>,
+    ) -> Result<LdapResult, SearchFailure> {
         let Query {
             base,
             filter,
@@ -270,14 +364,14 @@ impl Reader {
             handle.with_controls(controls);
         }
         let mut stream = handle
-            .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs.to_vec())
+            .streaming_search_with(adapters, base, scope, filter, attrs.to_vec())
             .await
             .map_err(|e| fail(conn::from_ldap(&self.system, &what, e), 0))?;
         let mut n = 0usize;
         loop {
             match stream.next().await {
                 Ok(Some(e)) if e.is_ref() => {
-                    references.extend(ldap3::parse_refs(e.0));
+                    references.push(ldap3::parse_refs(e.0));
                 }
                 Ok(Some(e)) => {
                     n += 1;
@@ -308,7 +402,10 @@ impl Reader {
             .await
     }
 
-    /// [`Reader::read_all`] over the given connection.
+    /// [`Reader::read_all`] over the given connection. With
+    /// `follow_referrals` on, the references the searches meet are then
+    /// followed (see [`crate::referral`]); one that cannot be makes the
+    /// read incomplete, with a problem naming its URL.
     pub async fn read_all_via(
         &self,
         mut via: Via<'_>,
@@ -317,104 +414,384 @@ impl Reader {
         extra_filter: Option<&str>,
     ) -> Result<(), ConnectorError> {
         let attrs = self.mapper.read_attributes();
-        for scope in self.scopes() {
+        let scopes = self.scopes();
+        let mut follow = Follow {
+            own: Server::of_config(&self.config),
+            visited: Vec::new(),
+            others: HashMap::new(),
+        };
+        for scope in &scopes {
+            follow.visited.push((
+                follow.own.clone(),
+                normalize_dn(&scope.base),
+                Scope::Subtree,
+            ));
+        }
+        let mut pending = VecDeque::new();
+        for scope in &scopes {
             let filter = match extra_filter {
                 Some(x) => format!("(&{}{x})", scope.filter),
                 None => scope.filter.clone(),
             };
             let mut refs = Vec::new();
-            let mapper = &self.mapper;
-            let mut batch = 0u64;
-            let result = {
-                let out_ref = &mut *out;
-                let mut add = |entry: Entry| {
-                    out_ref.add(mapper, entry);
-                    batch += 1;
-                    if batch == 1000 {
-                        progress.advance(batch);
-                        batch = 0;
-                    }
-                    Ok(())
-                };
-                match &mut via {
-                    Via::Ldap3(ldap) => {
-                        self.search(
-                            ldap,
-                            Query {
-                                base: &scope.base,
-                                filter: &filter,
-                                attrs: &attrs,
-                                controls: Vec::new(),
-                                paged: true,
-                            },
-                            |e| add(Entry::from(SearchEntry::construct(e))),
-                            &mut refs,
-                        )
-                        .await
-                    }
-                    Via::Wire(wire) => wire
-                        .search(
-                            PagedSearch {
-                                base: &scope.base,
-                                filter: &filter,
-                                attrs: &attrs,
-                                page_size: self.config.page_size,
-                            },
-                            &mut add,
-                            &mut refs,
-                        )
-                        .await
-                        .map_err(|stop| match stop {
-                            SearchStop::Wire(Stopped {
-                                error,
-                                entries_before,
-                            }) => SearchFailure {
-                                error: error.into_connector_error(
-                                    &self.system,
-                                    &format!("search {}", scope.base),
-                                ),
-                                entries_before,
-                            },
-                            SearchStop::Caller {
-                                error,
-                                entries_before,
-                            } => SearchFailure {
-                                error,
-                                entries_before,
-                            },
-                        }),
+            let result = self
+                .run_search(
+                    via.reborrow(),
+                    &Search {
+                        base: &scope.base,
+                        scope: Scope::Subtree,
+                        filter: &filter,
+                        attrs: &attrs,
+                    },
+                    out,
+                    progress,
+                    &mut refs,
+                )
+                .await;
+            let referral = matches!(&result, Ok((res, _)) if res.rc == rc::REFERRAL);
+            if let Ok((res, _)) = &result {
+                if referral && !res.refs.is_empty() {
+                    refs.push(res.refs.clone());
                 }
-            };
-            progress.advance(batch);
-            self.note_references(out, &scope.base, refs);
+            }
+            self.references_met(
+                out,
+                &mut pending,
+                refs,
+                Pending {
+                    urls: Vec::new(),
+                    base: scope.base.clone(),
+                    scope: Scope::Subtree,
+                    filter,
+                    hops: 1,
+                },
+            );
             match result {
-                Ok(res) if res.rc == rc::SUCCESS => {}
-                Ok(res) if res.rc == rc::NO_SUCH_OBJECT && scope.base == self.config.stub_base => {
+                Ok((res, _)) if res.rc == rc::SUCCESS || referral => {}
+                Ok((res, _))
+                    if res.rc == rc::NO_SUCH_OBJECT && scope.base == self.config.stub_base =>
+                {
+                    follow.close().await;
                     return Err(ConnectorError::permanent(format!(
                         "LDAP system `{}`: the stub OU `{}` does not exist; create it (an organizationalUnit) or correct stub_base",
                         self.system, scope.base
                     )));
                 }
-                Ok(res) if res.rc == rc::REFERRAL => {
-                    self.note_references(out, &scope.base, res.refs.clone());
-                }
-                Ok(res) => {
+                Ok((res, _)) => {
                     let error =
                         conn::from_result(&self.system, &format!("search {}", scope.base), &res);
-                    self.partial(out, &scope.base, error)?;
+                    if let Err(e) = self.partial(out, &scope.base, error) {
+                        follow.close().await;
+                        return Err(e);
+                    }
                 }
                 Err(failure) => {
-                    if failure.entries_before == 0
+                    let fatal = failure.entries_before == 0
                         && out.recipients.is_empty()
-                        && out.stubs.is_empty()
-                    {
-                        return Err(failure.error);
+                        && out.stubs.is_empty();
+                    let outcome = if fatal {
+                        Err(failure.error)
+                    } else {
+                        self.partial(out, &scope.base, failure.error)
+                    };
+                    if let Err(e) = outcome {
+                        follow.close().await;
+                        return Err(e);
                     }
-                    self.partial(out, &scope.base, failure.error)?;
                 }
             }
         }
+        while let Some(p) = pending.pop_front() {
+            self.follow_reference(
+                &mut via,
+                &mut follow,
+                p,
+                &attrs,
+                out,
+                progress,
+                &mut pending,
+            )
+            .await;
+        }
+        follow.close().await;
         Ok(())
+    }
+
+    /// Runs one search of a read over `via`, adding every entry to `out`.
+    /// Returns the final result and how many entries came.
+    async fn run_search(
+        &self,
+        via: Via<'_>,
+        search: &Search<'_>,
+        out: &mut Collected,
+        progress: &dyn Progress,
+        refs: &mut Vec<Vec<String>>,
+    ) -> Result<(LdapResult, usize), SearchFailure> {
+        let mapper = &self.mapper;
+        let mut batch = 0u64;
+        let mut count = 0usize;
+        let result = {
+            let mut add = |entry: Entry| {
+                out.add(mapper, entry);
+                count += 1;
+                batch += 1;
+                if batch == 1000 {
+                    progress.advance(batch);
+                    batch = 0;
+                }
+                Ok(())
+            };
+            match via {
+                Via::Ldap3(ldap) => {
+                    self.search_in(
+                        ldap,
+                        Query {
+                            base: search.base,
+                            filter: search.filter,
+                            attrs: search.attrs,
+                            controls: Vec::new(),
+                            paged: true,
+                        },
+                        search.scope,
+                        |e| add(Entry::from(SearchEntry::construct(e))),
+                        refs,
+                    )
+                    .await
+                }
+                Via::Wire(wire) => wire
+                    .search(
+                        PagedSearch {
+                            base: search.base,
+                            filter: search.filter,
+                            attrs: search.attrs,
+                            page_size: self.config.page_size,
+                            scope: search.scope,
+                        },
+                        &mut add,
+                        refs,
+                    )
+                    .await
+                    .map_err(|stop| match stop {
+                        SearchStop::Wire(Stopped {
+                            error,
+                            entries_before,
+                        }) => SearchFailure {
+                            error: error.into_connector_error(
+                                &self.system,
+                                &format!("search {}", search.base),
+                            ),
+                            entries_before,
+                        },
+                        SearchStop::Caller {
+                            error,
+                            entries_before,
+                        } => SearchFailure {
+                            error,
+                            entries_before,
+                        },
+                    }),
+            }
+        };
+        progress.advance(batch);
+        result.map(|r| (r, count))
+    }
+
+    /// Records the references a search met (`refs`, each a list of
+    /// alternative URLs) and, when they are to be followed, queues them as
+    /// continuations of `from` (whose `urls` are ignored).
+    fn references_met(
+        &self,
+        out: &mut Collected,
+        pending: &mut VecDeque<Pending>,
+        refs: Vec<Vec<String>>,
+        from: Pending,
+    ) {
+        let refs: Vec<Vec<String>> = refs.into_iter().filter(|r| !r.is_empty()).collect();
+        if refs.is_empty() {
+            return;
+        }
+        out.references.extend(refs.iter().flatten().cloned());
+        if !self.config.follow_referrals {
+            tracing::debug!(system = %self.system, base = %from.base, references = ?refs, "search references skipped (follow_referrals is off)");
+            return;
+        }
+        for urls in refs {
+            pending.push_back(Pending {
+                urls,
+                base: from.base.clone(),
+                scope: from.scope,
+                filter: from.filter.clone(),
+                hops: from.hops,
+            });
+        }
+    }
+
+    /// Follows one reference: searches the first of its URLs that can be
+    /// reached, with the original filter and attributes. References met
+    /// there are queued one hop further. A reference that leads where the
+    /// read has been already is skipped; one that cannot be followed
+    /// makes the read incomplete, with a problem naming its URL.
+    #[allow(clippy::too_many_arguments)]
+    async fn follow_reference(
+        &self,
+        via: &mut Via<'_>,
+        follow: &mut Follow,
+        p: Pending,
+        attrs: &[String],
+        out: &mut Collected,
+        progress: &dyn Progress,
+        pending: &mut VecDeque<Pending>,
+    ) {
+        let shown = p.urls.join(" ");
+        if p.hops > MAX_HOPS {
+            self.unfollowed(
+                out,
+                &shown,
+                &p.base,
+                &format!(
+                    "it is more than {MAX_HOPS} references away from the configured base DNs (a chain of referrals this long is taken for a misconfiguration)"
+                ),
+            );
+            return;
+        }
+        let mut failures: Vec<String> = Vec::new();
+        for text in &p.urls {
+            let url = match LdapUrl::parse(text) {
+                Ok(u) => u,
+                Err(e) => {
+                    failures.push(format!("{text}: {e}"));
+                    continue;
+                }
+            };
+            let base = url.dn.clone().unwrap_or_else(|| p.base.clone());
+            let scope = url.scope.unwrap_or(p.scope);
+            let server = url.server();
+            let same = match (&server, &follow.own) {
+                (None, _) => true,
+                (Some(s), Some(own)) => s.same_endpoint(own),
+                (Some(_), None) => false,
+            };
+            let key = if same {
+                follow.own.clone()
+            } else {
+                server.clone()
+            };
+            let normal = normalize_dn(&base);
+            if follow.covered(&key, &normal, scope) {
+                tracing::info!(system = %self.system, url = %text, "search reference to a subtree this read covers already: not read again");
+                return;
+            }
+            follow.visited.push((key, normal, scope));
+            let conn = match (same, server) {
+                (true, _) | (false, None) => via.reborrow(),
+                (false, Some(server)) => {
+                    let slot = match follow.others.entry(server.clone()) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            let connected = match referral::config_for(&self.config, &server) {
+                                Ok(config) => WireConn::connect(&self.system, &config)
+                                    .await
+                                    .map_err(|e| e.to_string()),
+                                Err(why) => Err(why),
+                            };
+                            v.insert(connected)
+                        }
+                    };
+                    match slot {
+                        Ok(w) => Via::Wire(w),
+                        Err(why) => {
+                            failures.push(format!("{text}: {why}"));
+                            continue;
+                        }
+                    }
+                }
+            };
+            tracing::info!(system = %self.system, url = %text, base = %base, scope = ?scope, hops = p.hops, "following a search reference");
+            let mut refs = Vec::new();
+            let result = self
+                .run_search(
+                    conn,
+                    &Search {
+                        base: &base,
+                        scope,
+                        filter: &p.filter,
+                        attrs,
+                    },
+                    out,
+                    progress,
+                    &mut refs,
+                )
+                .await;
+            if let Ok((res, _)) = &result {
+                if res.rc == rc::REFERRAL && !res.refs.is_empty() {
+                    refs.push(res.refs.clone());
+                }
+            }
+            self.references_met(
+                out,
+                pending,
+                refs,
+                Pending {
+                    urls: Vec::new(),
+                    base: base.clone(),
+                    scope,
+                    filter: p.filter.clone(),
+                    hops: p.hops + 1,
+                },
+            );
+            let (why, entries) = match result {
+                Ok((res, _)) if res.rc == rc::SUCCESS || res.rc == rc::REFERRAL => {
+                    out.followed.push(text.clone());
+                    return;
+                }
+                Ok((res, n)) if res.rc == rc::NO_SUCH_OBJECT => (
+                    format!(
+                        "{text}: {base} does not exist there ({})",
+                        conn::describe(&res)
+                    ),
+                    n,
+                ),
+                Ok((res, n)) => (
+                    format!(
+                        "{text}: {}",
+                        conn::from_result(&self.system, &format!("search {base}"), &res)
+                    ),
+                    n,
+                ),
+                Err(failure) => {
+                    if !same {
+                        if let Some(server) = url.server() {
+                            // The connection may be broken: the next
+                            // reference to this server connects again.
+                            if let Some(Ok(w)) = follow.others.remove(&server) {
+                                w.close().await;
+                            }
+                        }
+                    }
+                    (format!("{text}: {}", failure.error), failure.entries_before)
+                }
+            };
+            failures.push(why);
+            if entries > 0 {
+                // Part of the subtree came: another URL would repeat it.
+                break;
+            }
+        }
+        if !failures.is_empty() {
+            self.unfollowed(out, &shown, &p.base, &failures.join("; "));
+        }
+    }
+
+    /// Records a reference that could not be followed.
+    fn unfollowed(&self, out: &mut Collected, urls: &str, base: &str, why: &str) {
+        tracing::error!(system = %self.system, urls, base, why, "a search reference could not be followed: the pull is incomplete");
+        out.complete = false;
+        out.problems.push(Problem {
+            object: urls.to_string(),
+            message: format!(
+                "the search reference {urls} (met reading {base}) could not be followed, so the read is incomplete and nothing is deleted on this run: {why}"
+            ),
+        });
     }
 
     /// Records a search that stopped part-way.
@@ -436,18 +813,6 @@ impl Reader {
             ),
         });
         Ok(())
-    }
-
-    fn note_references(&self, out: &mut Collected, base: &str, refs: Vec<String>) {
-        if refs.is_empty() {
-            return;
-        }
-        if self.config.follow_referrals {
-            tracing::warn!(system = %self.system, base, count = refs.len(), "search references are not followed by this version; read them by adding their DNs to base_dns");
-        } else {
-            tracing::debug!(system = %self.system, base, references = ?refs, "search references skipped (follow_referrals is off)");
-        }
-        out.references.extend(refs);
     }
 
     /// Reads one entry for member resolution.

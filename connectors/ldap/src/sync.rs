@@ -129,7 +129,12 @@ async fn full(
         }
         other => other,
     });
-    let cursor = if out.complete {
+    // Deltas do not see behind references (content sync, DirSync and
+    // uSNChanged work on one server; the presence read of modifyTimestamp
+    // does not follow them): after a read that followed references, the
+    // next pull reads everything again (no cursor), so referred entries are
+    // neither stale nor taken for removed.
+    let cursor = if out.complete && out.followed.is_empty() {
         method.and_then(|m| Cursor::new(&reader.config, m).encode())
     } else {
         None
@@ -173,6 +178,10 @@ async fn sync_cookies(
         let res = result.1;
         if res.rc == rc::UNAVAILABLE_CRITICAL_EXTENSION {
             tracing::info!(base = %scope.base, "no content sync (syncprov) here: deltas use modifyTimestamp");
+            return Ok(None);
+        }
+        if res.rc == rc::REFERRAL {
+            tracing::info!(base = %scope.base, "the base is a referral: no content sync for it, deltas use modifyTimestamp");
             return Ok(None);
         }
         if res.rc != rc::SUCCESS {
@@ -421,7 +430,9 @@ async fn timestamp_delta(
             )
             .await
             .map_err(|f| f.error)?;
-        if res.rc != rc::SUCCESS {
+        // A base that is a referral holds nothing here (the full read
+        // reports it, or follows it and then leaves no cursor).
+        if res.rc != rc::SUCCESS && res.rc != rc::REFERRAL {
             return Err(conn::from_result(
                 &reader.system,
                 &format!("presence read of {}", scope.base),

@@ -5,7 +5,7 @@
 //! it, sends it through a channel, and `SearchEntry::construct` turns it
 //! into hash maps of strings. This module speaks just enough LDAP (RFC 4511)
 //! for that one job on a connection of its own: connect (`ldap://`,
-//! `ldaps://`, StartTLS, `ldapi://`), simple bind, paged subtree searches
+//! `ldaps://`, StartTLS, `ldapi://`), simple bind, paged searches
 //! (RFC 2696), unbind. Each received message is decoded in place, straight
 //! from the receive buffer into an [`Entry`].
 //!
@@ -526,7 +526,7 @@ impl std::fmt::Debug for WireConn {
     }
 }
 
-/// One paged subtree search for [`WireConn::search`].
+/// One paged search (a subtree unless told) for [`WireConn::search`].
 #[derive(Debug, Clone, Copy)]
 pub struct PagedSearch<'q> {
     /// The base DN of the subtree.
@@ -537,6 +537,9 @@ pub struct PagedSearch<'q> {
     pub attrs: &'q [String],
     /// The entries per page (RFC 2696 size).
     pub page_size: u32,
+    /// The scope: the subtree for the configured bases; what a followed
+    /// reference says for a continuation.
+    pub scope: ldap3::Scope,
 }
 
 /// A search that failed, with how many entries it delivered before.
@@ -679,15 +682,16 @@ impl WireConn {
         id
     }
 
-    /// Runs a paged subtree search, handing every entry to `each` as it
-    /// arrives and collecting search references (RFC 4511 4.5.3) in
-    /// `references`. Returns the final result (success, or the error code
-    /// the server ended the search with).
+    /// Runs a paged search, handing every entry to `each` as it arrives
+    /// and collecting search references (RFC 4511 4.5.3) in `references`,
+    /// one list of URLs (alternatives) per reference. Returns the final
+    /// result (success, or the error code the server ended the search
+    /// with, and its referral URLs).
     pub async fn search(
         &mut self,
         query: PagedSearch<'_>,
         mut each: impl FnMut(Entry) -> Result<(), ConnectorError>,
-        references: &mut Vec<String>,
+        references: &mut Vec<Vec<String>>,
     ) -> Result<LdapResult, SearchStop> {
         let mut n = 0usize;
         let stop = |error: WireError, n: usize| {
@@ -708,6 +712,11 @@ impl WireConn {
                 0,
             ));
         };
+        let scope = match query.scope {
+            ldap3::Scope::Base => 0,
+            ldap3::Scope::OneLevel => 1,
+            ldap3::Scope::Subtree => 2,
+        };
         let mut cookie: Vec<u8> = Vec::new();
         loop {
             let id = self.take_id();
@@ -717,7 +726,7 @@ impl WireConn {
                 |m| {
                     put_with(m, tag::SEARCH_REQUEST, |s| {
                         put(s, tag::OCTET_STRING, query.base.as_bytes());
-                        put_integer(s, tag::ENUMERATED, 2); // wholeSubtree
+                        put_integer(s, tag::ENUMERATED, scope);
                         put_integer(s, tag::ENUMERATED, 0); // neverDerefAliases
                         put_integer(s, tag::INTEGER, 0); // no size limit
                         put_integer(s, tag::INTEGER, 0); // no time limit
@@ -763,12 +772,14 @@ impl WireConn {
                     }
                     tag::SEARCH_REFERENCE => {
                         let mut uris = Ber(m.body);
+                        let mut urls = Vec::new();
                         while !uris.is_empty() {
                             let uri = uris
                                 .expect(tag::OCTET_STRING, "bad search reference")
                                 .map_err(|e| stop(e, n))?;
-                            references.push(utf8_lossy(uri));
+                            urls.push(utf8_lossy(uri));
                         }
+                        references.push(urls);
                         self.buf.advance(size);
                     }
                     tag::SEARCH_DONE => {
