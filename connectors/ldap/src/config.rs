@@ -211,6 +211,11 @@ pub struct LdapConfig {
     /// on that run. Entries read through a reference are mapped like any
     /// other. Deltas do not see behind references: after a full read that
     /// followed one, the next pull is a full read again.
+    ///
+    /// On AD, a search from the domain root always meets a reference to
+    /// the Configuration partition (`ldap://<domain>/CN=Configuration,…`):
+    /// with this on, that host name must resolve and accept the bind, or
+    /// every pull is incomplete; prefer base DNs below the root.
     pub follow_referrals: bool,
     /// Further attributes read into `Recipient::extra`.
     pub extra_attributes: Vec<String>,
