@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # deploy/testenv.sh - real servers for coexist's tests, on loopback.
 #
-#   deploy/testenv.sh up    [slapd|samba|postgres ...]  install what is missing, start, write the env file
-#   deploy/testenv.sh stop  [slapd|samba|postgres ...]  stop, keep the data (a later `up` restarts it)
-#   deploy/testenv.sh down  [slapd|samba|postgres ...]  stop and remove the data (all: the state dir)
-#   deploy/testenv.sh env                                print the env file (export NAME=value lines)
-#   deploy/testenv.sh status                             say what runs
+#   deploy/testenv.sh up    [slapd|slapd-qmail|samba|postgres ...]  install what is missing, start, write the env file
+#   deploy/testenv.sh stop  [slapd|slapd-qmail|samba|postgres ...]  stop, keep the data (a later `up` restarts it)
+#   deploy/testenv.sh down  [slapd|slapd-qmail|samba|postgres ...]  stop and remove the data (all: the state dir)
+#   deploy/testenv.sh env                                            print the env file (export NAME=value lines)
+#   deploy/testenv.sh status                                         say what runs
 #
-# No server given means all three. State lives in ${COEXIST_TESTENV_DIR:-/tmp/coexist-testenv}.
+# No server given means all four. State lives in ${COEXIST_TESTENV_DIR:-/tmp/coexist-testenv}.
 # Runs as root, unattended (no stdin), on a fresh Debian 12 as well as on a prepared machine.
 # See deploy/testenv/README.md.
 set -eEuo pipefail
@@ -27,6 +27,11 @@ readonly SLAPD_BASE='dc=acmecorp,dc=com'
 readonly SLAPD_PLAIN_BASE='dc=plain,dc=test'
 readonly SLAPD_USER=openldap
 
+# A second, small slapd shaped like a qmail-ldap server: the qmail-ldap schema
+# (deploy/testenv/qmail.ldif) and no misc.schema (no inetLocalMailRecipient).
+readonly QSLAPD_PORT=3390
+readonly QSLAPD_BASE='dc=qmail,dc=test'
+
 readonly SAMBA_HOST=127.0.0.2
 readonly SAMBA_REALM='AD.ACMECORP.COM' SAMBA_DOMAIN='AD' SAMBA_NETBIOS='COEXISTDC'
 readonly SAMBA_BASE='DC=ad,DC=acmecorp,DC=com'
@@ -39,10 +44,13 @@ readonly PG_HOST=127.0.0.1 PG_PORT=5433 PG_USER=coexist PG_DB=coexist
 readonly STATE_DIR="${COEXIST_TESTENV_DIR:-/tmp/coexist-testenv}"
 readonly CERT_DIR="$STATE_DIR/certs"
 readonly SLAPD_DIR="$STATE_DIR/slapd"
+readonly QSLAPD_DIR="$STATE_DIR/slapd-qmail"
 readonly SAMBA_DIR="$STATE_DIR/samba"
 readonly PG_DIR="$STATE_DIR/postgres"
 readonly ENV_FILE="$STATE_DIR/env"
-readonly ALL_SERVERS=(slapd samba postgres)
+readonly ALL_SERVERS=(slapd slapd-qmail samba postgres)
+QMAIL_SCHEMA_LDIF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/testenv/qmail.ldif"
+readonly QMAIL_SCHEMA_LDIF
 
 # Bump to force running servers (and the Samba template) to be rebuilt after a change
 # that the recipes below do not see (they hash the generated configs, not this script).
@@ -169,7 +177,7 @@ require_root() {
 # ---------------------------------------------------------------------------
 packages_for() {
     case $1 in
-        slapd) echo slapd ldap-utils ;;
+        slapd | slapd-qmail) echo slapd ldap-utils ;;
         # samba-vfs-modules: provisioning sets sysvol ACLs through vfs acl_xattr.
         # winbind is not needed: the DC runs only its ldap service.
         samba) echo samba samba-ad-provision samba-dsdb-modules samba-vfs-modules ldap-utils ;;
@@ -626,6 +634,266 @@ slapd_env() {
     env_line COEXIST_TEST_SLAPD_PLAIN_BIND_DN "cn=admin,$SLAPD_PLAIN_BASE"
     env_line COEXIST_TEST_SLAPD_CONFIG_DIR "$(slapd_config_dir)"
     env_line COEXIST_TEST_SLAPD_PIDFILE "$(slapd_pidfile)"
+}
+
+# ---------------------------------------------------------------------------
+# A second slapd with the qmail-ldap schema and without misc.schema
+# (server name slapd-qmail): core, cosine, nis, inetorgperson, qmail.
+# Same user, password and certificate as the first; its own config,
+# database, ports and socket under $QSLAPD_DIR.
+# ---------------------------------------------------------------------------
+qslapd_config_dir() { echo "$QSLAPD_DIR/config"; }
+qslapd_pidfile() { echo "$QSLAPD_DIR/run/slapd.pid"; }
+qslapd_socket() { echo "$QSLAPD_DIR/run/ldapi"; }
+qslapd_ldapi_url() { echo "ldapi://$(urlencode "$(qslapd_socket)")"; }
+qslapd_log() { echo "$QSLAPD_DIR/slapd.log"; }
+qslapd_urls() { echo "ldap://$SLAPD_HOST:$QSLAPD_PORT/ $(qslapd_ldapi_url)"; }
+
+qslapd_config_ldif() {
+    local hash=$1 root_ext='gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth'
+    cat <<EOF
+dn: cn=config
+objectClass: olcGlobal
+cn: config
+olcPidFile: $(qslapd_pidfile)
+olcArgsFile: $QSLAPD_DIR/run/slapd.args
+olcLogLevel: none
+olcSizeLimit: unlimited
+olcTimeLimit: unlimited
+olcToolThreads: 2
+olcTLSCACertificateFile: $CERT_DIR/ca.pem
+olcTLSCertificateFile: $CERT_DIR/slapd.pem
+olcTLSCertificateKeyFile: $CERT_DIR/slapd.key
+
+dn: cn=module{0},cn=config
+objectClass: olcModuleList
+cn: module{0}
+olcModulePath: /usr/lib/ldap
+olcModuleLoad: {0}back_mdb
+olcModuleLoad: {1}syncprov
+
+dn: cn=schema,cn=config
+objectClass: olcSchemaConfig
+cn: schema
+
+include: file:///etc/ldap/schema/core.ldif
+
+include: file:///etc/ldap/schema/cosine.ldif
+
+include: file:///etc/ldap/schema/nis.ldif
+
+include: file:///etc/ldap/schema/inetorgperson.ldif
+
+include: file://$QSLAPD_DIR/qmail.ldif
+
+dn: olcDatabase={-1}frontend,cn=config
+objectClass: olcDatabaseConfig
+objectClass: olcFrontendConfig
+olcDatabase: {-1}frontend
+olcSizeLimit: unlimited
+olcTimeLimit: unlimited
+olcAccess: {0}to * by dn.exact=$root_ext manage by * break
+olcAccess: {1}to dn.base="" by * read
+olcAccess: {2}to dn.base="cn=subschema" by * read
+
+dn: olcDatabase={0}config,cn=config
+objectClass: olcDatabaseConfig
+olcDatabase: {0}config
+olcRootDN: cn=admin,cn=config
+olcRootPW: $hash
+olcAccess: {0}to * by dn.exact=$root_ext manage by * break
+
+dn: olcDatabase={1}mdb,cn=config
+objectClass: olcDatabaseConfig
+objectClass: olcMdbConfig
+olcDatabase: {1}mdb
+olcSuffix: $QSLAPD_BASE
+olcRootDN: cn=admin,$QSLAPD_BASE
+olcRootPW: $hash
+olcDbDirectory: $QSLAPD_DIR/db/qmail
+olcDbMaxSize: 1073741824
+olcDbNoSync: TRUE
+olcSizeLimit: unlimited
+olcTimeLimit: unlimited
+olcLastMod: TRUE
+olcDbIndex: objectClass eq
+olcDbIndex: mail eq
+olcDbIndex: mailAlternateAddress eq
+olcDbIndex: uid eq
+olcDbIndex: cn eq
+olcDbIndex: entryUUID eq
+olcDbIndex: entryCSN eq
+olcAccess: {0}to attrs=userPassword by self write by anonymous auth by * none
+olcAccess: {1}to * by * read
+
+dn: olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config
+objectClass: olcOverlayConfig
+objectClass: olcSyncProvConfig
+olcOverlay: {0}syncprov
+olcSpCheckpoint: 100 10
+olcSpSessionlog: 10000
+EOF
+}
+
+qslapd_base_ldif() {
+    cat <<EOF
+dn: $QSLAPD_BASE
+objectClass: dcObject
+objectClass: organization
+dc: qmail
+o: qmail-ldap style test directory
+
+dn: ou=people,$QSLAPD_BASE
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=coexist,$QSLAPD_BASE
+objectClass: organizationalUnit
+ou: coexist
+description: coexist stubs for recipients homed elsewhere
+EOF
+}
+
+qslapd_recipe() {
+    {
+        echo "$RECIPE_VERSION $SLAPD_PASSWORD $SLAPD_USER"
+        qslapd_config_ldif '{password}'
+        cat "$QMAIL_SCHEMA_LDIF" 2>/dev/null || true
+        qslapd_base_ldif
+        qslapd_urls
+        cat "$CERT_DIR/slapd.pem" 2>/dev/null || true
+    } | short_hash
+}
+
+qslapd_answers() {
+    ldapsearch -x -LLL -o nettimeout=3 -l 3 -H "ldap://$SLAPD_HOST:$QSLAPD_PORT" \
+        -D "cn=admin,$QSLAPD_BASE" -w "$SLAPD_PASSWORD" -b "$QSLAPD_BASE" -s base dn >/dev/null 2>&1
+}
+
+qslapd_running() { alive "$(pid_of "$(qslapd_pidfile)")" slapd; }
+
+qslapd_build() {
+    local cfg t0 hash log
+    t0=$(now_ms)
+    [[ -s $QMAIL_SCHEMA_LDIF ]] || die "slapd-qmail: the qmail-ldap schema $QMAIL_SCHEMA_LDIF is missing (it comes with the repository)"
+    say "slapd-qmail: building a new config and database in $QSLAPD_DIR"
+    rm -rf "$QSLAPD_DIR"
+    cfg=$(qslapd_config_dir)
+    mkdir -p "$cfg" "$QSLAPD_DIR/run" "$QSLAPD_DIR/db/qmail"
+    cp "$QMAIL_SCHEMA_LDIF" "$QSLAPD_DIR/qmail.ldif"
+    hash=$(slappasswd -h '{SSHA}' -s "$SLAPD_PASSWORD")
+    qslapd_config_ldif "$hash" >"$QSLAPD_DIR/config.ldif"
+    qslapd_base_ldif >"$QSLAPD_DIR/base.ldif"
+    log=$(qslapd_log)
+    {
+        slapadd -n0 -F "$cfg" -l "$QSLAPD_DIR/config.ldif" &&
+            slapadd -q -F "$cfg" -b "$QSLAPD_BASE" -l "$QSLAPD_DIR/base.ldif"
+    } >>"$log" 2>&1 || die_log "$log" "slapd-qmail: slapadd of the config (with $QMAIL_SCHEMA_LDIF) or base entries failed"
+    say "slapd-qmail: built in $(($(now_ms) - t0)) ms"
+}
+
+qslapd_start() {
+    local log pid i
+    log=$(qslapd_log)
+    require_port_free slapd-qmail "$SLAPD_HOST" "$QSLAPD_PORT"
+    rm -f "$(qslapd_socket)" "$(qslapd_pidfile)"
+    chown -R "$SLAPD_USER:" "$QSLAPD_DIR"
+    setsid slapd -d stats -u "$SLAPD_USER" -g "$SLAPD_USER" -F "$(qslapd_config_dir)" \
+        -h "$(qslapd_urls)" \
+        </dev/null >>"$log" 2>&1 9>&- &
+    pid=$!
+    for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            die_log "$log" "slapd-qmail exited during startup"
+        fi
+        if qslapd_answers; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    kill -TERM "$pid" 2>/dev/null || true
+    die_log "$log" "slapd-qmail did not answer on ldap://$SLAPD_HOST:$QSLAPD_PORT within ${READY_TIMEOUT} s"
+}
+
+# StartTLS, ldapi, content sync, and the schema: qmailUser there,
+# inetLocalMailRecipient (misc.schema) not.
+qslapd_selftest() {
+    local log out
+    log=$(qslapd_log)
+    export LDAPTLS_CACERT="$CERT_DIR/ca.pem" LDAPTLS_REQCERT=demand
+    local -a bind=(-x -LLL -o nettimeout=5 -l 10 -D "cn=admin,$QSLAPD_BASE" -w "$SLAPD_PASSWORD")
+    ldapsearch "${bind[@]}" -ZZ -H "ldap://$SLAPD_HOST:$QSLAPD_PORT" -b "$QSLAPD_BASE" -s base dn >/dev/null 2>&1 ||
+        die_log "$log" "slapd-qmail: StartTLS with the test CA failed"
+    unset LDAPTLS_CACERT LDAPTLS_REQCERT
+    ldapsearch -Q -LLL -Y EXTERNAL -H "$(qslapd_ldapi_url)" -b cn=config -s base dn >/dev/null 2>&1 ||
+        die_log "$log" "slapd-qmail: ldapi with SASL EXTERNAL as root failed"
+    out=$(ldapsearch -x -o nettimeout=5 -l 10 -D "cn=admin,$QSLAPD_BASE" -w "$SLAPD_PASSWORD" \
+        -H "ldap://$SLAPD_HOST:$QSLAPD_PORT" -E sync=ro -b "ou=coexist,$QSLAPD_BASE" -s base dn 2>&1) ||
+        die_log "$log" "slapd-qmail: a content-sync (RFC 4533) refreshOnly search failed: $out"
+    [[ $out == *"SyncState control"* ]] ||
+        die_log "$log" "slapd-qmail: the syncprov overlay did not answer a content-sync search: $out"
+    out=$(ldapsearch -x -LLL -o nettimeout=5 -l 10 -o ldif-wrap=no -H "ldap://$SLAPD_HOST:$QSLAPD_PORT" \
+        -b cn=subschema -s base objectClasses attributeTypes 2>&1) ||
+        die_log "$log" "slapd-qmail: reading the subschema failed: $out"
+    [[ $out == *"NAME 'qmailUser'"* && $out == *"NAME 'mailForwardingAddress'"* ]] ||
+        die_log "$log" "slapd-qmail: the qmail-ldap schema (qmailUser, mailForwardingAddress) is not loaded"
+    [[ $out != *"NAME 'inetLocalMailRecipient'"* ]] ||
+        die_log "$log" "slapd-qmail: misc.schema (inetLocalMailRecipient) is loaded; this server must lack it"
+}
+
+qslapd_start_checked() {
+    qslapd_start
+    qslapd_selftest
+}
+
+qslapd_up() {
+    local pid; pid=$(pid_of "$(qslapd_pidfile)")
+    if alive "$pid" slapd; then
+        if [[ $(cat "$QSLAPD_DIR/recipe" 2>/dev/null || true) == "$(qslapd_recipe)" ]] && cert_ok slapd && qslapd_answers; then
+            say "slapd-qmail: already running (pid $pid), reused"
+            return 0
+        fi
+        say "slapd-qmail: the running one (pid $pid) is stale or does not answer; rebuilding"
+        stop_pid "$pid" slapd
+        rm -rf "$QSLAPD_DIR"
+    fi
+    local t0; t0=$(now_ms)
+    require_port_free slapd-qmail "$SLAPD_HOST" "$QSLAPD_PORT"
+    local rc=1
+    if [[ -d $(qslapd_config_dir) && $(cat "$QSLAPD_DIR/recipe" 2>/dev/null || true) == "$(qslapd_recipe)" ]]; then
+        say "slapd-qmail: restarting on its existing data"
+        rc=0
+        attempt qslapd_start_checked || rc=$?
+        if ((rc)); then
+            say "slapd-qmail: restarting on the existing data failed; rebuilding from scratch"
+            qslapd_stop
+        fi
+    fi
+    if ((rc)); then
+        qslapd_build
+        qslapd_start_checked
+    fi
+    qslapd_recipe >"$QSLAPD_DIR/recipe"
+    say "slapd-qmail: up in $(($(now_ms) - t0)) ms (pid $(pid_of "$(qslapd_pidfile)"), ldap://$SLAPD_HOST:$QSLAPD_PORT)"
+}
+
+qslapd_stop() {
+    local pid; pid=$(pid_of "$(qslapd_pidfile)")
+    if alive "$pid" slapd; then
+        say "slapd-qmail: stopping (pid $pid)"
+        stop_pid "$pid" slapd
+    fi
+}
+
+qslapd_env() {
+    env_line COEXIST_TEST_SLAPD_QMAIL_URL "ldap://$SLAPD_HOST:$QSLAPD_PORT"
+    env_line COEXIST_TEST_SLAPD_QMAIL_LDAPI "$(qslapd_ldapi_url)"
+    env_line COEXIST_TEST_SLAPD_QMAIL_BASE "$QSLAPD_BASE"
+    env_line COEXIST_TEST_SLAPD_QMAIL_BIND_DN "cn=admin,$QSLAPD_BASE"
+    env_line COEXIST_TEST_SLAPD_QMAIL_PASSWORD "$SLAPD_PASSWORD"
+    env_line COEXIST_TEST_SLAPD_QMAIL_CONFIG_DIR "$(qslapd_config_dir)"
+    env_line COEXIST_TEST_SLAPD_QMAIL_PIDFILE "$(qslapd_pidfile)"
+    env_line COEXIST_TEST_SLAPD_QMAIL_LOG "$(qslapd_log)"
 }
 
 # ---------------------------------------------------------------------------
@@ -1109,6 +1377,7 @@ pg_env() {
 server_running() {
     case $1 in
         slapd) slapd_running ;;
+        slapd-qmail) qslapd_running ;;
         samba) samba_running ;;
         postgres) pg_running ;;
     esac
@@ -1122,6 +1391,7 @@ write_env() {
         env_line COEXIST_TESTENV_DIR "$STATE_DIR"
         [[ -s $CERT_DIR/ca.pem ]] && env_line COEXIST_TEST_CA_FILE "$CERT_DIR/ca.pem"
         if slapd_running; then slapd_env; any=1; fi
+        if qslapd_running; then qslapd_env; any=1; fi
         if samba_running; then samba_env; any=1; fi
         if pg_running; then pg_env; any=1; fi
     } >"$tmp"
@@ -1142,9 +1412,10 @@ parse_servers() {
     fi
     for s in "$@"; do
         case $s in
-            slapd | samba) SERVERS+=("$s") ;;
+            slapd | slapd-qmail | samba) SERVERS+=("$s") ;;
+            qmail) SERVERS+=(slapd-qmail) ;;
             postgres | postgresql | pg) SERVERS+=(postgres) ;;
-            *) die "unknown server '$s' (expected: slapd, samba, postgres)" ;;
+            *) die "unknown server '$s' (expected: slapd, slapd-qmail, samba, postgres)" ;;
         esac
     done
 }
@@ -1156,13 +1427,14 @@ cmd_up() {
     require_root
     take_lock
     ensure_packages "${SERVERS[@]}"
-    id "$SLAPD_USER" >/dev/null 2>&1 || [[ " ${SERVERS[*]} " != *" slapd "* ]] ||
+    id "$SLAPD_USER" >/dev/null 2>&1 || [[ " ${SERVERS[*]} " != *" slapd "* && " ${SERVERS[*]} " != *" slapd-qmail "* ]] ||
         die "the $SLAPD_USER user is missing (the slapd package creates it)"
     make_state_dir
     ensure_certs
     for s in "${SERVERS[@]}"; do
         case $s in
             slapd) slapd_up ;;
+            slapd-qmail) qslapd_up ;;
             samba) samba_up ;;
             postgres) pg_up ;;
         esac
@@ -1179,6 +1451,7 @@ cmd_stop() {
     for s in "${SERVERS[@]}"; do
         case $s in
             slapd) slapd_stop ;;
+            slapd-qmail) qslapd_stop ;;
             samba) samba_stop ;;
             postgres) pg_stop ;;
         esac
@@ -1195,13 +1468,14 @@ cmd_down() {
     for s in "${SERVERS[@]}"; do
         case $s in
             slapd) slapd_stop; rm -rf "$SLAPD_DIR" ;;
+            slapd-qmail) qslapd_stop; rm -rf "$QSLAPD_DIR" ;;
             samba) samba_stop; rm -rf "$SAMBA_DIR" ;;
             postgres) pg_stop; rm -rf "$PG_DIR" ;;
         esac
     done
     local running=0
-    if slapd_running || samba_running || pg_running; then running=1; fi
-    if ((!running)) && { ((all)) || [[ ! -d $SLAPD_DIR && ! -d $SAMBA_DIR && ! -d $PG_DIR ]]; }; then
+    if slapd_running || qslapd_running || samba_running || pg_running; then running=1; fi
+    if ((!running)) && { ((all)) || [[ ! -d $SLAPD_DIR && ! -d $QSLAPD_DIR && ! -d $SAMBA_DIR && ! -d $PG_DIR ]]; }; then
         rm -rf "$STATE_DIR"
         say "all stopped; removed $STATE_DIR"
     elif ((all)); then
@@ -1220,9 +1494,9 @@ cmd_status() {
     local s rc=0
     for s in "${ALL_SERVERS[@]}"; do
         if server_running "$s"; then
-            printf '%-9s running\n' "$s"
+            printf '%-12s running\n' "$s"
         else
-            printf '%-9s stopped\n' "$s"
+            printf '%-12s stopped\n' "$s"
             rc=3
         fi
     done

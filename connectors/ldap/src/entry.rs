@@ -513,10 +513,14 @@ impl Mapper {
                 if let Some(r) = entry.first("mailRoutingAddress") {
                     return (false, Some(r.to_string()));
                 }
-                let forwardonly = entry
-                    .values("deliveryMode")
-                    .iter()
-                    .any(|m| m.trim().eq_ignore_ascii_case("forwardonly"));
+                // qmail-ldap: `forwardonly`, and since 20030901 `nolocal`
+                // (older alias `nombox`), turn local delivery off.
+                let forwardonly = entry.values("deliveryMode").iter().any(|m| {
+                    let m = m.trim();
+                    ["forwardonly", "nolocal", "nombox"]
+                        .iter()
+                        .any(|f| m.eq_ignore_ascii_case(f))
+                });
                 match entry.first("mailForwardingAddress") {
                     Some(f) if forwardonly => (false, Some(f.to_string())),
                     _ => (true, None),
@@ -795,6 +799,22 @@ mod tests {
         let (r, _) = recipient(m.classify(&qmail));
         assert!(!r.mailbox);
         assert!(!r.enabled, "qmail accountStatus disabled");
+        // qmail-ldap 20030901 and later: `nolocal` turns the mailbox off;
+        // a forwarding address alone keeps a copy in it.
+        let forwarding = || {
+            Entry::new("uid=e,dc=x")
+                .with("objectClass", &["inetOrgPerson", "qmailUser"])
+                .with("entryUUID", &["e"])
+                .with("mail", &["erin@acmecorp.com"])
+                .with("mailMessageStore", &["/var/qmail/maildirs/erin/"])
+                .with("mailForwardingAddress", &["erin@elsewhere.com"])
+        };
+        let nolocal = forwarding().with("deliveryMode", &["noLocal", "noprogram"]);
+        let (r, _) = recipient(m.classify(&nolocal));
+        assert!(!r.mailbox, "deliveryMode nolocal");
+        assert_eq!(r.forwards_to.as_deref(), Some("erin@elsewhere.com"));
+        let (r, _) = recipient(m.classify(&forwarding()));
+        assert!(r.mailbox && r.forwards_to.is_none(), "a forwarded copy");
         let contact = Entry::new("CN=D,DC=ad")
             .with("objectClass", &["contact"])
             .with_bin("objectGUID", &[7; 16])

@@ -364,13 +364,24 @@ impl Writer {
                 self.stub_base
             )),
             rc::UNDEFINED_ATTRIBUTE_TYPE | rc::OBJECT_CLASS_VIOLATION | rc::INVALID_ATTRIBUTE_SYNTAX => {
-                let schema = match self.mapper.schema {
-                    StubSchema::InetLocalMailRecipient => "misc.schema (objectClass inetLocalMailRecipient)",
-                    StubSchema::Qmail => "qmail.schema (objectClass qmailUser)",
-                    StubSchema::AdContact => "the Exchange schema extension (attribute targetAddress on contact)",
+                // The server's own words (e.g. "objectClass: value #3 invalid
+                // per syntax") rarely say which schema is missing: say it.
+                let (needs, otherwise) = match self.mapper.schema {
+                    StubSchema::InetLocalMailRecipient => (
+                        "stub_schema \"inet_local_mail_recipient\" needs objectClass inetLocalMailRecipient and its attributes (OpenLDAP's misc.schema)",
+                        "load misc.schema into the server, or on a qmail-ldap server set stub_schema = \"qmail\"",
+                    ),
+                    StubSchema::Qmail => (
+                        "stub_schema \"qmail\" needs objectClass qmailUser and its attributes (qmail-ldap's qmail.schema)",
+                        "load qmail.schema into the server, or set stub_schema = \"inet_local_mail_recipient\" if it has misc.schema",
+                    ),
+                    StubSchema::AdContact => (
+                        "stub_schema \"ad_contact\" needs the attribute targetAddress on contact (the Exchange schema extension)",
+                        "extend the schema as Exchange's schema preparation does",
+                    ),
                 };
                 ConnectorError::permanent(format!(
-                    "LDAP system `{system}`: {what} {dn} refused by the schema, {detail}; the server needs {schema} loaded, or choose another stub_schema"
+                    "LDAP system `{system}`: {what} {dn} refused by the server's schema ({detail}): {needs}; {otherwise}"
                 ))
             }
             _ => conn::from_result(system, &format!("{what} {dn}"), result),
@@ -705,8 +716,8 @@ mod tests {
 
     #[test]
     fn a_qmail_stub_forwards_only() {
-        // qmail.schema is not loaded in the test slapd, so the qmail mapping
-        // is checked here, at the level of the attributes it generates.
+        // The attributes the qmail mapping generates; tests/qmail.rs writes
+        // them into a slapd with qmail-ldap's schema.
         let w = writer(Flavor::Openldap, StubSchema::Qmail);
         let d = w
             .desired(&stub(Route::Address("zoe@exchange.acmecorp.com".into())))

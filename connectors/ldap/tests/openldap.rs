@@ -561,8 +561,9 @@ async fn stubs_can_be_written_in_bulk_concurrently() {
 
 #[tokio::test]
 async fn the_qmail_schema_missing_from_the_server_gives_a_clear_error() {
-    // qmail.schema is not loaded in the test slapd: this checks the error;
-    // the qmail mapping itself is checked by the unit tests of `write`.
+    // qmail.schema is not loaded in this slapd (it has misc.schema, whose
+    // mailHost clashes with qmail-ldap's): this checks the error. The qmail
+    // mapping itself is tested in tests/qmail.rs, against slapd-qmail.
     let t = Subtree::new(Server::slapd()).await;
     let mut config = t.config();
     config.stub_schema = StubSchema::Qmail;

@@ -99,6 +99,20 @@ impl Server {
         }
     }
 
+    /// The second slapd, shaped like a qmail-ldap server: the qmail-ldap
+    /// schema (`qmailUser`), no misc.schema (no `inetLocalMailRecipient`).
+    /// Plain LDAP (StartTLS capable), no LDAPS port.
+    pub fn slapd_qmail() -> Self {
+        Server {
+            flavor: Flavor::Openldap,
+            url: var("COEXIST_TEST_SLAPD_QMAIL_URL"),
+            ldaps_url: String::new(),
+            base: var("COEXIST_TEST_SLAPD_QMAIL_BASE"),
+            bind_dn: var("COEXIST_TEST_SLAPD_QMAIL_BIND_DN"),
+            password: var("COEXIST_TEST_SLAPD_QMAIL_PASSWORD"),
+        }
+    }
+
     pub fn samba() -> Self {
         Server {
             flavor: Flavor::ActiveDirectory,
@@ -249,6 +263,29 @@ impl Subtree {
                 dn
             }
         }
+    }
+}
+
+impl Subtree {
+    /// Adds a qmail-ldap user `uid=<uid>` (inetOrgPerson + qmailUser), for
+    /// the qmail-ldap server.
+    pub async fn qmail_person(
+        &self,
+        uid: &str,
+        mail: &str,
+        extra: Vec<(&str, Vec<&str>)>,
+    ) -> String {
+        let dn = format!("uid={},{}", ldap3::dn_escape(uid), self.people);
+        let mut attrs = vec![
+            ("objectClass", vec!["inetOrgPerson", "qmailUser"]),
+            ("uid", vec![uid]),
+            ("cn", vec![uid]),
+            ("sn", vec![uid]),
+            ("mail", vec![mail]),
+        ];
+        attrs.extend(extra);
+        self.add(&dn, attrs).await;
+        dn
     }
 }
 
