@@ -640,6 +640,64 @@ fn mail_routes_both_ways_between_google_and_a_real_slapd_after_a_sync() {
     assert_eq!(s.route("internet", "m1@acmecorp.com"), delivered("ldap", 2));
 }
 
+/// The members of the GAL entry `address`, from `coexist export-gal --format json`.
+fn gal_members(s: &Scenario, address: &str) -> Vec<String> {
+    let out = s.run(&["export-gal", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let gal: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = gal
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["primary_address"] == address)
+        .unwrap_or_else(|| panic!("no GAL entry {address}: {gal:#}"));
+    entry["members"]
+        .as_array()
+        .map(|m| m.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_full_read_on_request_refreshes_group_members_a_delta_cannot_see() {
+    let s = google_and_slapd();
+    let t = &s.tree;
+    t.add(&format!(
+        "dn: cn=team,{people}\nobjectClass: groupOfNames\nobjectClass: extensibleObject\n\
+         cn: team\nmail: team@acmecorp.com\nmember: uid=m1,{people}\nmember: uid=m2,{people}\n\n",
+        people = t.people
+    ));
+    let first = s.sync();
+    assert_eq!(pull_mode(&first, "ldap"), "full");
+    assert_eq!(
+        gal_members(&s, "team@acmecorp.com"),
+        ["m1@acmecorp.com", "m2@acmecorp.com"]
+    );
+
+    // m1 changes address; the group entry itself is not modified, so an
+    // incremental read returns m1 but not the group.
+    t.modify(&format!(
+        "dn: uid=m1,{}\nchangetype: modify\nreplace: mail\nmail: em1@acmecorp.com\n-\n",
+        t.people
+    ));
+    let delta = s.sync();
+    assert_eq!(pull_mode(&delta, "ldap"), "delta");
+
+    // `sync --full-read` ignores the cursors and reads every system whole.
+    let (code, full) = s.json(&["sync", "--full-read"]);
+    assert_eq!(code, 0, "{full:#}");
+    assert_eq!(pull_mode(&full, "ldap"), "full");
+    assert_eq!(pull_mode(&full, "google"), "full");
+    assert_eq!(
+        gal_members(&s, "team@acmecorp.com"),
+        ["em1@acmecorp.com", "m2@acmecorp.com"]
+    );
+    assert_eq!(operations(&full), [], "{full:#}");
+
+    // And the cursor it leaves makes the next run incremental again.
+    let next = s.sync();
+    assert_eq!(pull_mode(&next, "ldap"), "delta");
+}
+
 // ---- Active Directory (real Samba) + a simulated cloud ------------------------
 
 const SAMBA_PASSWORD: &str = "COEXIST_E2E_SAMBA_PASSWORD";

@@ -74,6 +74,11 @@ pub enum Command {
         /// Lift the delete thresholds for this run (an incomplete source still holds every delete).
         #[arg(long)]
         allow_deletes: bool,
+        /// Read every system in full, ignoring the cursors of incremental
+        /// reads; run it now and then (say nightly) to pick up what deltas
+        /// cannot see, such as a group whose member changed address.
+        #[arg(long)]
+        full_read: bool,
     },
     /// Show what a sync would change, without changing anything.
     Plan {
@@ -86,6 +91,9 @@ pub enum Command {
         /// Plan as if the delete thresholds were lifted.
         #[arg(long)]
         allow_deletes: bool,
+        /// Read every system in full, ignoring the cursors of incremental reads.
+        #[arg(long, conflicts_with = "no_pull")]
+        full_read: bool,
         /// Exit with 6 when the plan has changes (0 when there are none).
         #[arg(long)]
         detailed_exitcode: bool,
@@ -272,12 +280,16 @@ fn actor(command: &str) -> String {
 
 async fn dispatch(cli: &Cli) -> Result<i32, Failure> {
     match &cli.command {
-        Command::Sync { allow_deletes } => {
+        Command::Sync {
+            allow_deletes,
+            full_read,
+        } => {
             let engine = engine(cli, &cli.config).await?;
             let report = engine
                 .sync(&RunOptions {
                     allow_deletes: *allow_deletes,
                     actor: actor("sync"),
+                    full_read: *full_read,
                 })
                 .await?;
             if cli.output == Output::Json {
@@ -291,17 +303,19 @@ async fn dispatch(cli: &Cli) -> Result<i32, Failure> {
             save,
             no_pull,
             allow_deletes,
+            full_read,
             detailed_exitcode,
         } => {
             let engine = engine(cli, &cli.config).await?;
             let health = if *no_pull {
                 Default::default()
             } else {
-                engine.health(&engine.pull().await?)
+                engine.health(&engine.pull(*full_read).await?)
             };
             let options = RunOptions {
                 allow_deletes: *allow_deletes,
                 actor: actor("plan"),
+                full_read: *full_read,
             };
             let (plan, _) = engine.plan(&health, &options).await?;
             if let Some(path) = save {
@@ -341,6 +355,7 @@ async fn dispatch(cli: &Cli) -> Result<i32, Failure> {
                     &RunOptions {
                         allow_deletes: false,
                         actor: actor("apply"),
+                        full_read: false,
                     },
                 )
                 .await;
@@ -694,6 +709,7 @@ async fn demo(cli: &Cli, dir: Option<PathBuf>) -> Result<i32, Failure> {
     let options = RunOptions {
         allow_deletes: false,
         actor: actor("demo"),
+        full_read: false,
     };
 
     let first = engine.sync(&options).await?;

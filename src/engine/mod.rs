@@ -88,6 +88,10 @@ pub struct RunOptions {
     pub allow_deletes: bool,
     /// Who asked (recorded in the audit log).
     pub actor: String,
+    /// Read every system in full, ignoring the cursors of incremental
+    /// reads (picks up what deltas cannot see, such as a group whose
+    /// member changed address while the group entry itself did not).
+    pub full_read: bool,
 }
 
 /// The engine of one organisation.
@@ -118,19 +122,20 @@ impl Engine {
         self.connectors.iter().find(|c| c.system() == system)
     }
 
-    /// Pulls every system (concurrently) and stages what was read.
-    pub async fn pull(&self) -> Result<Vec<PullReport>, EngineError> {
+    /// Pulls every system (concurrently) and stages what was read. With
+    /// `full_read` every system is read in full, whatever its cursor.
+    pub async fn pull(&self, full_read: bool) -> Result<Vec<PullReport>, EngineError> {
         let pulls = self.connectors.iter().map(|connector| {
             let system = connector.system().to_string();
             async move {
                 let cursor = self.store.cursor(&system).await?;
                 let progress = self.progress.start(&format!("pulling {system}"), None);
-                let result = connector
-                    .pull(
-                        cursor.as_ref().and_then(|c| c.cursor.as_deref()),
-                        progress.as_ref(),
-                    )
-                    .await;
+                let since = if full_read {
+                    None
+                } else {
+                    cursor.as_ref().and_then(|c| c.cursor.as_deref())
+                };
+                let result = connector.pull(since, progress.as_ref()).await;
                 self.stage(&system, result, cursor.map(|c| c.recipients))
                     .await
             }
@@ -489,7 +494,7 @@ impl Engine {
                 warn!(plans = ?resumed, "an earlier run was interrupted while applying; this run re-reads every system and completes its work");
                 self.supersede(&resumed).await?;
             }
-            let pulls = self.pull().await?;
+            let pulls = self.pull(options.full_read).await?;
             let (plan, _) = self.plan(&self.health(&pulls), options).await?;
             let apply = self.apply(&plan, Some(run), options).await?;
             Ok::<_, EngineError>(SyncReport { run, resumed, pulls, plan, apply })
