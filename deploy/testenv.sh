@@ -18,19 +18,11 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 # ---------------------------------------------------------------------------
 # Fixed test settings. Test credentials, loopback only: kept here, in one place.
 # ---------------------------------------------------------------------------
-readonly SLAPD_PASSWORD='coexist-ldap-test-pw'      # cn=admin of both slapd databases (and cn=config)
+readonly SLAPD_PASSWORD='coexist-ldap-test-pw'      # cn=admin of every slapd database (and cn=config)
 readonly SAMBA_PASSWORD='Coexist-AD-Test-Pw-2024'   # AD Administrator (meets AD complexity)
 readonly POSTGRES_PASSWORD='coexist-pg-test-pw'     # role coexist
 
-readonly SLAPD_HOST=127.0.0.1 SLAPD_PORT=3389 SLAPD_TLS_PORT=3636
-readonly SLAPD_BASE='dc=acmecorp,dc=com'
-readonly SLAPD_PLAIN_BASE='dc=plain,dc=test'
-readonly SLAPD_USER=openldap
-
-# A second, small slapd shaped like a qmail-ldap server: the qmail-ldap schema
-# (deploy/testenv/qmail.ldif) and no misc.schema (no inetLocalMailRecipient).
-readonly QSLAPD_PORT=3390
-readonly QSLAPD_BASE='dc=qmail,dc=test'
+readonly SLAPD_HOST=127.0.0.1 SLAPD_USER=openldap   # both slapds (instances: SLAPD below)
 
 readonly SAMBA_HOST=127.0.0.2
 readonly SAMBA_REALM='AD.ACMECORP.COM' SAMBA_DOMAIN='AD' SAMBA_NETBIOS='COEXISTDC'
@@ -43,14 +35,91 @@ readonly PG_HOST=127.0.0.1 PG_PORT=5433 PG_USER=coexist PG_DB=coexist
 
 readonly STATE_DIR="${COEXIST_TESTENV_DIR:-/tmp/coexist-testenv}"
 readonly CERT_DIR="$STATE_DIR/certs"
-readonly SLAPD_DIR="$STATE_DIR/slapd"
-readonly QSLAPD_DIR="$STATE_DIR/slapd-qmail"
 readonly SAMBA_DIR="$STATE_DIR/samba"
 readonly PG_DIR="$STATE_DIR/postgres"
 readonly ENV_FILE="$STATE_DIR/env"
 readonly ALL_SERVERS=(slapd slapd-qmail samba postgres)
 QMAIL_SCHEMA_LDIF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/testenv/qmail.ldif"
 readonly QMAIL_SCHEMA_LDIF
+
+# The two slapds, one group of fields each, built by the same slapd_* functions.
+# Both run as $SLAPD_USER on $SLAPD_HOST, with cn=admin of every database (and of
+# cn=config) at $SLAPD_PASSWORD, and the certificate certs/slapd.pem.
+#   slapd        misc.schema (inetLocalMailRecipient); dc=acmecorp,dc=com with
+#                syncprov and dc=plain,dc=test without.
+#   slapd-qmail  shaped like a qmail-ldap server: the qmail-ldap schema
+#                (deploy/testenv/qmail.ldif) and no misc.schema.
+# Fields of INSTANCE:
+#   dir              its state dir: config, run (pid file, ldapi socket), db, slapd.log
+#   port, tls_port   ldap:// (StartTLS) and ldaps:// ports; no tls_port: no LDAPS
+#   schema           /etc/ldap/schema/NAME.ldif included, in order
+#   schema_file      then this file of the repository (copied into dir), if any;
+#   schema_file_what what messages call it
+#   schema_has       names the self-test wants in cn=subschema (from schema_file) ...
+#   schema_lacks     ... and must not find there, and where they would come from:
+#   schema_lacks_what
+#   sync_cookie      1: the self-test wants a cookie in a content-sync answer
+#   dbs              its databases ({1}mdb, {2}mdb, ...), the main one first
+#   env              prefix of its variables in the env file
+#   env_log          1: the env file names its log (<env>_LOG)
+# Fields of INSTANCE.DB (in dir/db/DB): suffix; o of its root entry; ous, the OUs
+# made under it (ou=coexist with description stub_desc, if set); maxsize (bytes);
+# index, attributes indexed eq; syncprov (1: with the syncprov overlay); env,
+# infix of its variables in the env file (not for the main database).
+readonly SLAPD_INSTANCES=(slapd slapd-qmail)
+declare -rA SLAPD=(
+    [slapd.dir]="$STATE_DIR/slapd"
+    [slapd.port]=3389
+    [slapd.tls_port]=3636
+    [slapd.schema]='core cosine nis inetorgperson misc'
+    [slapd.schema_file]=''
+    [slapd.schema_file_what]=''
+    [slapd.schema_has]=''
+    [slapd.schema_lacks]=''
+    [slapd.schema_lacks_what]=''
+    [slapd.sync_cookie]=1
+    [slapd.dbs]='acmecorp plain'
+    [slapd.env]=COEXIST_TEST_SLAPD
+    [slapd.env_log]=0
+    [slapd.acmecorp.suffix]='dc=acmecorp,dc=com'
+    [slapd.acmecorp.o]='Acme Corp'
+    [slapd.acmecorp.ous]='people groups coexist'
+    [slapd.acmecorp.stub_desc]='coexist stubs for recipients homed elsewhere'
+    [slapd.acmecorp.maxsize]=8589934592
+    [slapd.acmecorp.index]='objectClass mail mailLocalAddress mailRoutingAddress uid cn member entryUUID entryCSN'
+    [slapd.acmecorp.syncprov]=1
+    [slapd.acmecorp.env]=''
+    [slapd.plain.suffix]='dc=plain,dc=test'
+    [slapd.plain.o]='Plain test directory (no syncprov)'
+    [slapd.plain.ous]='people coexist'
+    [slapd.plain.stub_desc]=''
+    [slapd.plain.maxsize]=2147483648
+    [slapd.plain.index]='objectClass mail mailLocalAddress uid cn entryUUID'
+    [slapd.plain.syncprov]=0
+    [slapd.plain.env]=PLAIN
+
+    [slapd-qmail.dir]="$STATE_DIR/slapd-qmail"
+    [slapd-qmail.port]=3390
+    [slapd-qmail.tls_port]=''
+    [slapd-qmail.schema]='core cosine nis inetorgperson'
+    [slapd-qmail.schema_file]="$QMAIL_SCHEMA_LDIF"
+    [slapd-qmail.schema_file_what]='the qmail-ldap schema'
+    [slapd-qmail.schema_has]='qmailUser mailForwardingAddress'
+    [slapd-qmail.schema_lacks]='inetLocalMailRecipient'
+    [slapd-qmail.schema_lacks_what]='misc.schema'
+    [slapd-qmail.sync_cookie]=0
+    [slapd-qmail.dbs]='qmail'
+    [slapd-qmail.env]=COEXIST_TEST_SLAPD_QMAIL
+    [slapd-qmail.env_log]=1
+    [slapd-qmail.qmail.suffix]='dc=qmail,dc=test'
+    [slapd-qmail.qmail.o]='qmail-ldap style test directory'
+    [slapd-qmail.qmail.ous]='people coexist'
+    [slapd-qmail.qmail.stub_desc]='coexist stubs for recipients homed elsewhere'
+    [slapd-qmail.qmail.maxsize]=1073741824
+    [slapd-qmail.qmail.index]='objectClass mail mailAlternateAddress uid cn entryUUID entryCSN'
+    [slapd-qmail.qmail.syncprov]=1
+    [slapd-qmail.qmail.env]=''
+)
 
 # Bump to force running servers (and the Samba template) to be rebuilt after a change
 # that the recipes below do not see (they hash the generated configs, not this script).
@@ -329,24 +398,39 @@ ensure_certs() {
 }
 
 # ---------------------------------------------------------------------------
-# OpenLDAP slapd
+# OpenLDAP slapd: both instances (slapd, slapd-qmail), described in $SLAPD
+# above and built by the same functions; each takes the instance name first.
 # ---------------------------------------------------------------------------
-slapd_config_dir() { echo "$SLAPD_DIR/config"; }
-slapd_pidfile() { echo "$SLAPD_DIR/run/slapd.pid"; }
-slapd_socket() { echo "$SLAPD_DIR/run/ldapi"; }
-slapd_ldapi_url() { echo "ldapi://$(urlencode "$(slapd_socket)")"; }
-slapd_log() { echo "$SLAPD_DIR/slapd.log"; }
-slapd_urls() { echo "ldap://$SLAPD_HOST:$SLAPD_PORT/ ldaps://$SLAPD_HOST:$SLAPD_TLS_PORT/ $(slapd_ldapi_url)"; }
+slapd_config_dir() { echo "${SLAPD[$1.dir]}/config"; }
+slapd_pidfile() { echo "${SLAPD[$1.dir]}/run/slapd.pid"; }
+slapd_socket() { echo "${SLAPD[$1.dir]}/run/ldapi"; }
+slapd_ldapi_url() { echo "ldapi://$(urlencode "$(slapd_socket "$1")")"; }
+slapd_log() { echo "${SLAPD[$1.dir]}/slapd.log"; }
+slapd_url() { echo "ldap://$SLAPD_HOST:${SLAPD[$1.port]}"; }
+# ldaps:// URL, or nothing for an instance without LDAPS.
+slapd_ldaps_url() {
+    if [[ -n ${SLAPD[$1.tls_port]} ]]; then echo "ldaps://$SLAPD_HOST:${SLAPD[$1.tls_port]}"; fi
+}
+# What slapd -h listens on.
+slapd_urls() {
+    local ldaps; ldaps=$(slapd_ldaps_url "$1")
+    echo "$(slapd_url "$1")/ ${ldaps:+$ldaps/ }$(slapd_ldapi_url "$1")"
+}
+# slapd_main_db INSTANCE: its main database (the first).
+slapd_main_db() { echo "${SLAPD[$1.dbs]%% *}"; }
+# slapd_base INSTANCE: the suffix of its main database.
+slapd_base() { local main; main=$(slapd_main_db "$1"); echo "${SLAPD[$1.$main.suffix]}"; }
 
-# The cn=config tree, loaded with slapadd -n0.
+# slapd_config_ldif INSTANCE HASH: the cn=config tree, loaded with slapadd -n0.
 slapd_config_ldif() {
-    local hash=$1 root_ext='gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth'
-    cat <<EOF
+    local i=$1 hash=$2 root_ext='gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth'
+    local dir=${SLAPD[$1.dir]} schema_file=${SLAPD[$1.schema_file]} s db p n=0
+    cat <<EOS
 dn: cn=config
 objectClass: olcGlobal
 cn: config
-olcPidFile: $(slapd_pidfile)
-olcArgsFile: $SLAPD_DIR/run/slapd.args
+olcPidFile: $(slapd_pidfile "$i")
+olcArgsFile: $dir/run/slapd.args
 olcLogLevel: none
 olcSizeLimit: unlimited
 olcTimeLimit: unlimited
@@ -365,16 +449,14 @@ olcModuleLoad: {1}syncprov
 dn: cn=schema,cn=config
 objectClass: olcSchemaConfig
 cn: schema
-
-include: file:///etc/ldap/schema/core.ldif
-
-include: file:///etc/ldap/schema/cosine.ldif
-
-include: file:///etc/ldap/schema/nis.ldif
-
-include: file:///etc/ldap/schema/inetorgperson.ldif
-
-include: file:///etc/ldap/schema/misc.ldif
+EOS
+    for s in ${SLAPD[$i.schema]}; do
+        printf '\ninclude: file:///etc/ldap/schema/%s.ldif\n' "$s"
+    done
+    if [[ -n $schema_file ]]; then
+        printf '\ninclude: file://%s/%s\n' "$dir" "$(basename "$schema_file")"
+    fi
+    cat <<EOS
 
 dn: olcDatabase={-1}frontend,cn=config
 objectClass: olcDatabaseConfig
@@ -392,508 +474,274 @@ olcDatabase: {0}config
 olcRootDN: cn=admin,cn=config
 olcRootPW: $hash
 olcAccess: {0}to * by dn.exact=$root_ext manage by * break
+EOS
+    for db in ${SLAPD[$i.dbs]}; do
+        p=$i.$db
+        n=$((n + 1))
+        cat <<EOS
 
-dn: olcDatabase={1}mdb,cn=config
+dn: olcDatabase={$n}mdb,cn=config
 objectClass: olcDatabaseConfig
 objectClass: olcMdbConfig
-olcDatabase: {1}mdb
-olcSuffix: $SLAPD_BASE
-olcRootDN: cn=admin,$SLAPD_BASE
+olcDatabase: {$n}mdb
+olcSuffix: ${SLAPD[$p.suffix]}
+olcRootDN: cn=admin,${SLAPD[$p.suffix]}
 olcRootPW: $hash
-olcDbDirectory: $SLAPD_DIR/db/acmecorp
-olcDbMaxSize: 8589934592
+olcDbDirectory: $dir/db/$db
+olcDbMaxSize: ${SLAPD[$p.maxsize]}
 olcDbNoSync: TRUE
 olcSizeLimit: unlimited
 olcTimeLimit: unlimited
 olcLastMod: TRUE
-olcDbIndex: objectClass eq
-olcDbIndex: mail eq
-olcDbIndex: mailLocalAddress eq
-olcDbIndex: mailRoutingAddress eq
-olcDbIndex: uid eq
-olcDbIndex: cn eq
-olcDbIndex: member eq
-olcDbIndex: entryUUID eq
-olcDbIndex: entryCSN eq
+EOS
+        for s in ${SLAPD[$p.index]}; do echo "olcDbIndex: $s eq"; done
+        cat <<'EOS'
 olcAccess: {0}to attrs=userPassword by self write by anonymous auth by * none
 olcAccess: {1}to * by * read
+EOS
+        if [[ ${SLAPD[$p.syncprov]} == 1 ]]; then
+            cat <<EOS
 
-dn: olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config
+dn: olcOverlay={0}syncprov,olcDatabase={$n}mdb,cn=config
 objectClass: olcOverlayConfig
 objectClass: olcSyncProvConfig
 olcOverlay: {0}syncprov
 olcSpCheckpoint: 100 10
 olcSpSessionlog: 10000
-
-dn: olcDatabase={2}mdb,cn=config
-objectClass: olcDatabaseConfig
-objectClass: olcMdbConfig
-olcDatabase: {2}mdb
-olcSuffix: $SLAPD_PLAIN_BASE
-olcRootDN: cn=admin,$SLAPD_PLAIN_BASE
-olcRootPW: $hash
-olcDbDirectory: $SLAPD_DIR/db/plain
-olcDbMaxSize: 2147483648
-olcDbNoSync: TRUE
-olcSizeLimit: unlimited
-olcTimeLimit: unlimited
-olcLastMod: TRUE
-olcDbIndex: objectClass eq
-olcDbIndex: mail eq
-olcDbIndex: mailLocalAddress eq
-olcDbIndex: uid eq
-olcDbIndex: cn eq
-olcDbIndex: entryUUID eq
-olcAccess: {0}to attrs=userPassword by self write by anonymous auth by * none
-olcAccess: {1}to * by * read
-EOF
+EOS
+        fi
+    done
 }
 
-slapd_base_ldif() {
-    cat <<EOF
-dn: $SLAPD_BASE
+# slapd_db_ldif INSTANCE DB: the entries a database starts with, loaded with slapadd.
+slapd_db_ldif() {
+    local p=$1.$2 suffix dc ou
+    suffix=${SLAPD[$p.suffix]}
+    dc=${suffix%%,*}
+    cat <<EOS
+dn: $suffix
 objectClass: dcObject
 objectClass: organization
-dc: acmecorp
-o: Acme Corp
-
-dn: ou=people,$SLAPD_BASE
-objectClass: organizationalUnit
-ou: people
-
-dn: ou=groups,$SLAPD_BASE
-objectClass: organizationalUnit
-ou: groups
-
-dn: ou=coexist,$SLAPD_BASE
-objectClass: organizationalUnit
-ou: coexist
-description: coexist stubs for recipients homed elsewhere
-EOF
+dc: ${dc#dc=}
+o: ${SLAPD[$p.o]}
+EOS
+    for ou in ${SLAPD[$p.ous]}; do
+        printf '\ndn: ou=%s,%s\nobjectClass: organizationalUnit\nou: %s\n' "$ou" "$suffix" "$ou"
+        if [[ $ou == coexist && -n ${SLAPD[$p.stub_desc]} ]]; then
+            echo "description: ${SLAPD[$p.stub_desc]}"
+        fi
+    done
 }
 
-slapd_plain_ldif() {
-    cat <<EOF
-dn: $SLAPD_PLAIN_BASE
-objectClass: dcObject
-objectClass: organization
-dc: plain
-o: Plain test directory (no syncprov)
-
-dn: ou=people,$SLAPD_PLAIN_BASE
-objectClass: organizationalUnit
-ou: people
-
-dn: ou=coexist,$SLAPD_PLAIN_BASE
-objectClass: organizationalUnit
-ou: coexist
-EOF
+# slapd_db_file INSTANCE DB: where slapd_build writes that LDIF.
+slapd_db_file() {
+    if [[ $2 == "$(slapd_main_db "$1")" ]]; then
+        echo "${SLAPD[$1.dir]}/base.ldif"
+    else
+        echo "${SLAPD[$1.dir]}/$2.ldif"
+    fi
 }
 
 # The recipe: what the server is built from. When it changes, a running
 # slapd is rebuilt; edits elsewhere in this script leave running servers alone.
 slapd_recipe() {
+    local i=$1 db
     {
         echo "$RECIPE_VERSION $SLAPD_PASSWORD $SLAPD_USER"
-        slapd_config_ldif '{password}'
-        slapd_base_ldif
-        slapd_plain_ldif
-        slapd_urls
+        slapd_config_ldif "$i" '{password}'
+        if [[ -n ${SLAPD[$i.schema_file]} ]]; then
+            cat "${SLAPD[$i.schema_file]}" 2>/dev/null || true
+        fi
+        for db in ${SLAPD[$i.dbs]}; do slapd_db_ldif "$i" "$db"; done
+        slapd_urls "$i"
         cat "$CERT_DIR/slapd.pem" 2>/dev/null || true
     } | short_hash
 }
 
 slapd_answers() {
-    ldapsearch -x -LLL -o nettimeout=3 -l 3 -H "ldap://$SLAPD_HOST:$SLAPD_PORT" \
-        -D "cn=admin,$SLAPD_BASE" -w "$SLAPD_PASSWORD" -b "$SLAPD_BASE" -s base dn >/dev/null 2>&1
+    local base; base=$(slapd_base "$1")
+    ldapsearch -x -LLL -o nettimeout=3 -l 3 -H "$(slapd_url "$1")" \
+        -D "cn=admin,$base" -w "$SLAPD_PASSWORD" -b "$base" -s base dn >/dev/null 2>&1
 }
 
-slapd_running() { alive "$(pid_of "$(slapd_pidfile)")" slapd; }
+slapd_running() { alive "$(pid_of "$(slapd_pidfile "$1")")" slapd; }
+
+# slapd_load INSTANCE: slapadd the config, then each database's entries.
+slapd_load() {
+    local i=$1 cfg db
+    cfg=$(slapd_config_dir "$i")
+    slapadd -n0 -F "$cfg" -l "${SLAPD[$i.dir]}/config.ldif" || return 1
+    for db in ${SLAPD[$i.dbs]}; do
+        slapadd -q -F "$cfg" -b "${SLAPD[$i.$db.suffix]}" -l "$(slapd_db_file "$i" "$db")" || return 1
+    done
+}
 
 slapd_build() {
-    local cfg t0
+    local i=$1 dir=${SLAPD[$1.dir]} schema_file=${SLAPD[$1.schema_file]} t0 hash log db s=''
     t0=$(now_ms)
-    say "slapd: building a new config and databases in $SLAPD_DIR"
-    rm -rf "$SLAPD_DIR"
-    cfg=$(slapd_config_dir)
-    mkdir -p "$cfg" "$SLAPD_DIR/run" "$SLAPD_DIR/db/acmecorp" "$SLAPD_DIR/db/plain"
-    local hash
+    if [[ -n $schema_file && ! -s $schema_file ]]; then
+        die "$i: ${SLAPD[$i.schema_file_what]} $schema_file is missing (it comes with the repository)"
+    fi
+    if [[ ${SLAPD[$i.dbs]} == *' '* ]]; then s=s; fi
+    say "$i: building a new config and database$s in $dir"
+    rm -rf "$dir"
+    mkdir -p "$(slapd_config_dir "$i")" "$dir/run"
+    for db in ${SLAPD[$i.dbs]}; do mkdir -p "$dir/db/$db"; done
+    if [[ -n $schema_file ]]; then cp "$schema_file" "$dir/$(basename "$schema_file")"; fi
     hash=$(slappasswd -h '{SSHA}' -s "$SLAPD_PASSWORD")
-    slapd_config_ldif "$hash" >"$SLAPD_DIR/config.ldif"
-    slapd_base_ldif >"$SLAPD_DIR/base.ldif"
-    slapd_plain_ldif >"$SLAPD_DIR/plain.ldif"
-    local log; log=$(slapd_log)
-    {
-        slapadd -n0 -F "$cfg" -l "$SLAPD_DIR/config.ldif" &&
-            slapadd -q -F "$cfg" -b "$SLAPD_BASE" -l "$SLAPD_DIR/base.ldif" &&
-            slapadd -q -F "$cfg" -b "$SLAPD_PLAIN_BASE" -l "$SLAPD_DIR/plain.ldif"
-    } >>"$log" 2>&1 || die_log "$log" "slapd: slapadd of the config or base entries failed"
-    say "slapd: built in $(($(now_ms) - t0)) ms"
+    slapd_config_ldif "$i" "$hash" >"$dir/config.ldif"
+    for db in ${SLAPD[$i.dbs]}; do slapd_db_ldif "$i" "$db" >"$(slapd_db_file "$i" "$db")"; done
+    log=$(slapd_log "$i")
+    slapd_load "$i" >>"$log" 2>&1 ||
+        die_log "$log" "$i: slapadd of the config${schema_file:+ (with $schema_file)} or base entries failed"
+    say "$i: built in $(($(now_ms) - t0)) ms"
 }
 
 slapd_start() {
-    local log pid i
-    log=$(slapd_log)
-    require_port_free slapd "$SLAPD_HOST" "$SLAPD_PORT"
-    require_port_free slapd "$SLAPD_HOST" "$SLAPD_TLS_PORT"
-    rm -f "$(slapd_socket)" "$(slapd_pidfile)"
-    chown -R "$SLAPD_USER:" "$SLAPD_DIR"
+    local i=$1 log pid n
+    log=$(slapd_log "$i")
+    require_port_free "$i" "$SLAPD_HOST" "${SLAPD[$i.port]}"
+    if [[ -n ${SLAPD[$i.tls_port]} ]]; then require_port_free "$i" "$SLAPD_HOST" "${SLAPD[$i.tls_port]}"; fi
+    rm -f "$(slapd_socket "$i")" "$(slapd_pidfile "$i")"
+    chown -R "$SLAPD_USER:" "${SLAPD[$i.dir]}"
     # Foreground (-d) so that errors and per-operation stats go to our log file;
     # detached with setsid, no inherited descriptors (notably not our lock).
-    setsid slapd -d stats -u "$SLAPD_USER" -g "$SLAPD_USER" -F "$(slapd_config_dir)" \
-        -h "$(slapd_urls)" \
+    setsid slapd -d stats -u "$SLAPD_USER" -g "$SLAPD_USER" -F "$(slapd_config_dir "$i")" \
+        -h "$(slapd_urls "$i")" \
         </dev/null >>"$log" 2>&1 9>&- &
     pid=$!
-    for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
+    for ((n = 0; n < READY_TIMEOUT * 10; n++)); do
         if ! kill -0 "$pid" 2>/dev/null; then
-            die_log "$log" "slapd exited during startup"
+            die_log "$log" "$i exited during startup"
         fi
-        if slapd_answers; then
+        if slapd_answers "$i"; then
             return 0
         fi
         sleep 0.1
     done
     kill -TERM "$pid" 2>/dev/null || true
-    die_log "$log" "slapd did not answer on ldap://$SLAPD_HOST:$SLAPD_PORT within ${READY_TIMEOUT} s"
+    die_log "$log" "$i did not answer on $(slapd_url "$i") within ${READY_TIMEOUT} s"
 }
 
+# StartTLS (and LDAPS where it listens) with the test CA, ldapi, a content-sync
+# search on the main database, the other databases, and the schema expectations.
 slapd_selftest() {
-    local log out
-    log=$(slapd_log)
+    local i=$1 log out base main url ldaps db suffix name
+    log=$(slapd_log "$i")
+    main=$(slapd_main_db "$i")
+    base=${SLAPD[$i.$main.suffix]}
+    url=$(slapd_url "$i")
+    ldaps=$(slapd_ldaps_url "$i")
     export LDAPTLS_CACERT="$CERT_DIR/ca.pem" LDAPTLS_REQCERT=demand
-    local -a bind=(-x -LLL -o nettimeout=5 -l 10 -D "cn=admin,$SLAPD_BASE" -w "$SLAPD_PASSWORD")
-    ldapsearch "${bind[@]}" -ZZ -H "ldap://$SLAPD_HOST:$SLAPD_PORT" -b "$SLAPD_BASE" -s base dn >/dev/null 2>&1 ||
-        die_log "$log" "slapd: StartTLS with the test CA failed"
-    ldapsearch "${bind[@]}" -H "ldaps://$SLAPD_HOST:$SLAPD_TLS_PORT" -b "$SLAPD_BASE" -s base dn >/dev/null 2>&1 ||
-        die_log "$log" "slapd: LDAPS with the test CA failed"
-    ldapsearch -Q -LLL -Y EXTERNAL -H "$(slapd_ldapi_url)" -b cn=config -s base dn >/dev/null 2>&1 ||
-        die_log "$log" "slapd: ldapi with SASL EXTERNAL as root failed"
-    out=$(ldapsearch -x -o nettimeout=5 -l 10 -D "cn=admin,$SLAPD_BASE" -w "$SLAPD_PASSWORD" \
-        -H "ldap://$SLAPD_HOST:$SLAPD_PORT" -E sync=ro -b "ou=coexist,$SLAPD_BASE" -s base dn 2>&1) ||
-        die_log "$log" "slapd: a content-sync (RFC 4533) refreshOnly search failed: $out"
-    [[ $out == *"SyncState control"* && $out == *"cookie: "* ]] ||
-        die_log "$log" "slapd: the syncprov overlay did not answer a content-sync search: $out"
-    ldapsearch -x -LLL -o nettimeout=5 -l 10 -D "cn=admin,$SLAPD_PLAIN_BASE" -w "$SLAPD_PASSWORD" \
-        -H "ldap://$SLAPD_HOST:$SLAPD_PORT" -b "ou=coexist,$SLAPD_PLAIN_BASE" -s base dn >/dev/null 2>&1 ||
-        die_log "$log" "slapd: the plain database ($SLAPD_PLAIN_BASE) does not answer"
+    local -a bind=(-x -LLL -o nettimeout=5 -l 10 -D "cn=admin,$base" -w "$SLAPD_PASSWORD")
+    ldapsearch "${bind[@]}" -ZZ -H "$url" -b "$base" -s base dn >/dev/null 2>&1 ||
+        die_log "$log" "$i: StartTLS with the test CA failed"
+    if [[ -n $ldaps ]]; then
+        ldapsearch "${bind[@]}" -H "$ldaps" -b "$base" -s base dn >/dev/null 2>&1 ||
+            die_log "$log" "$i: LDAPS with the test CA failed"
+    fi
     unset LDAPTLS_CACERT LDAPTLS_REQCERT
+    ldapsearch -Q -LLL -Y EXTERNAL -H "$(slapd_ldapi_url "$i")" -b cn=config -s base dn >/dev/null 2>&1 ||
+        die_log "$log" "$i: ldapi with SASL EXTERNAL as root failed"
+    if [[ ${SLAPD[$i.$main.syncprov]} == 1 ]]; then
+        out=$(ldapsearch -x -o nettimeout=5 -l 10 -D "cn=admin,$base" -w "$SLAPD_PASSWORD" \
+            -H "$url" -E sync=ro -b "ou=coexist,$base" -s base dn 2>&1) ||
+            die_log "$log" "$i: a content-sync (RFC 4533) refreshOnly search failed: $out"
+        if [[ $out != *"SyncState control"* ]] ||
+            [[ ${SLAPD[$i.sync_cookie]} == 1 && $out != *"cookie: "* ]]; then
+            die_log "$log" "$i: the syncprov overlay did not answer a content-sync search: $out"
+        fi
+    fi
+    for db in ${SLAPD[$i.dbs]}; do
+        [[ $db != "$main" ]] || continue
+        suffix=${SLAPD[$i.$db.suffix]}
+        ldapsearch -x -LLL -o nettimeout=5 -l 10 -D "cn=admin,$suffix" -w "$SLAPD_PASSWORD" \
+            -H "$url" -b "ou=coexist,$suffix" -s base dn >/dev/null 2>&1 ||
+            die_log "$log" "$i: the $db database ($suffix) does not answer"
+    done
+    if [[ -n ${SLAPD[$i.schema_has]}${SLAPD[$i.schema_lacks]} ]]; then
+        out=$(ldapsearch -x -LLL -o nettimeout=5 -l 10 -o ldif-wrap=no -H "$url" \
+            -b cn=subschema -s base objectClasses attributeTypes 2>&1) ||
+            die_log "$log" "$i: reading the subschema failed: $out"
+        for name in ${SLAPD[$i.schema_has]}; do
+            [[ $out == *"NAME '$name'"* ]] ||
+                die_log "$log" "$i: ${SLAPD[$i.schema_file_what]} ($(slapd_comma_list "${SLAPD[$i.schema_has]}")) is not loaded"
+        done
+        for name in ${SLAPD[$i.schema_lacks]}; do
+            [[ $out != *"NAME '$name'"* ]] ||
+                die_log "$log" "$i: ${SLAPD[$i.schema_lacks_what]} ($(slapd_comma_list "${SLAPD[$i.schema_lacks]}")) is loaded; this server must lack it"
+        done
+    fi
 }
+
+# slapd_comma_list "A B C": A, B, C
+slapd_comma_list() { local s=$1; echo "${s// /, }"; }
 
 slapd_start_checked() {
-    slapd_start
-    slapd_selftest
+    slapd_start "$1"
+    slapd_selftest "$1"
 }
 
 slapd_up() {
-    local pid; pid=$(pid_of "$(slapd_pidfile)")
+    local i=$1 dir=${SLAPD[$1.dir]} pid ldaps
+    pid=$(pid_of "$(slapd_pidfile "$i")")
     if alive "$pid" slapd; then
-        if [[ $(cat "$SLAPD_DIR/recipe" 2>/dev/null || true) == "$(slapd_recipe)" ]] && cert_ok slapd && slapd_answers; then
-            say "slapd: already running (pid $pid), reused"
+        if [[ $(cat "$dir/recipe" 2>/dev/null || true) == "$(slapd_recipe "$i")" ]] && cert_ok slapd && slapd_answers "$i"; then
+            say "$i: already running (pid $pid), reused"
             return 0
         fi
-        say "slapd: the running one (pid $pid) is stale or does not answer; rebuilding"
+        say "$i: the running one (pid $pid) is stale or does not answer; rebuilding"
         stop_pid "$pid" slapd
-        rm -rf "$SLAPD_DIR"
+        rm -rf "$dir"
     fi
     local t0; t0=$(now_ms)
-    require_port_free slapd "$SLAPD_HOST" "$SLAPD_PORT"
+    require_port_free "$i" "$SLAPD_HOST" "${SLAPD[$i.port]}"
     local rc=1
-    if [[ -d $(slapd_config_dir) && $(cat "$SLAPD_DIR/recipe" 2>/dev/null || true) == "$(slapd_recipe)" ]]; then
-        say "slapd: restarting on its existing data"
+    if [[ -d $(slapd_config_dir "$i") && $(cat "$dir/recipe" 2>/dev/null || true) == "$(slapd_recipe "$i")" ]]; then
+        say "$i: restarting on its existing data"
         rc=0
-        attempt slapd_start_checked || rc=$?
+        attempt slapd_start_checked "$i" || rc=$?
         if ((rc)); then
-            say "slapd: restarting on the existing data failed; rebuilding from scratch"
-            slapd_stop
+            say "$i: restarting on the existing data failed; rebuilding from scratch"
+            slapd_stop "$i"
         fi
     fi
     if ((rc)); then
-        slapd_build
-        slapd_start_checked
+        slapd_build "$i"
+        slapd_start_checked "$i"
     fi
-    slapd_recipe >"$SLAPD_DIR/recipe"
-    say "slapd: up in $(($(now_ms) - t0)) ms (pid $(pid_of "$(slapd_pidfile)"), ldap://$SLAPD_HOST:$SLAPD_PORT, ldaps://$SLAPD_HOST:$SLAPD_TLS_PORT)"
+    slapd_recipe "$i" >"$dir/recipe"
+    ldaps=$(slapd_ldaps_url "$i")
+    say "$i: up in $(($(now_ms) - t0)) ms (pid $(pid_of "$(slapd_pidfile "$i")"), $(slapd_url "$i")${ldaps:+, $ldaps})"
 }
 
 slapd_stop() {
-    local pid; pid=$(pid_of "$(slapd_pidfile)")
+    local pid; pid=$(pid_of "$(slapd_pidfile "$1")")
     if alive "$pid" slapd; then
-        say "slapd: stopping (pid $pid)"
+        say "$1: stopping (pid $pid)"
         stop_pid "$pid" slapd
     fi
 }
 
 slapd_env() {
-    env_line COEXIST_TEST_SLAPD_URL "ldap://$SLAPD_HOST:$SLAPD_PORT"
-    env_line COEXIST_TEST_SLAPD_LDAPS_URL "ldaps://$SLAPD_HOST:$SLAPD_TLS_PORT"
-    env_line COEXIST_TEST_SLAPD_LDAPI "$(slapd_ldapi_url)"
-    env_line COEXIST_TEST_SLAPD_BASE "$SLAPD_BASE"
-    env_line COEXIST_TEST_SLAPD_BIND_DN "cn=admin,$SLAPD_BASE"
-    env_line COEXIST_TEST_SLAPD_PASSWORD "$SLAPD_PASSWORD"
-    env_line COEXIST_TEST_SLAPD_PLAIN_BASE "$SLAPD_PLAIN_BASE"
-    env_line COEXIST_TEST_SLAPD_PLAIN_BIND_DN "cn=admin,$SLAPD_PLAIN_BASE"
-    env_line COEXIST_TEST_SLAPD_CONFIG_DIR "$(slapd_config_dir)"
-    env_line COEXIST_TEST_SLAPD_PIDFILE "$(slapd_pidfile)"
-}
-
-# ---------------------------------------------------------------------------
-# A second slapd with the qmail-ldap schema and without misc.schema
-# (server name slapd-qmail): core, cosine, nis, inetorgperson, qmail.
-# Same user, password and certificate as the first; its own config,
-# database, ports and socket under $QSLAPD_DIR.
-# ---------------------------------------------------------------------------
-qslapd_config_dir() { echo "$QSLAPD_DIR/config"; }
-qslapd_pidfile() { echo "$QSLAPD_DIR/run/slapd.pid"; }
-qslapd_socket() { echo "$QSLAPD_DIR/run/ldapi"; }
-qslapd_ldapi_url() { echo "ldapi://$(urlencode "$(qslapd_socket)")"; }
-qslapd_log() { echo "$QSLAPD_DIR/slapd.log"; }
-qslapd_urls() { echo "ldap://$SLAPD_HOST:$QSLAPD_PORT/ $(qslapd_ldapi_url)"; }
-
-qslapd_config_ldif() {
-    local hash=$1 root_ext='gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth'
-    cat <<EOF
-dn: cn=config
-objectClass: olcGlobal
-cn: config
-olcPidFile: $(qslapd_pidfile)
-olcArgsFile: $QSLAPD_DIR/run/slapd.args
-olcLogLevel: none
-olcSizeLimit: unlimited
-olcTimeLimit: unlimited
-olcToolThreads: 2
-olcTLSCACertificateFile: $CERT_DIR/ca.pem
-olcTLSCertificateFile: $CERT_DIR/slapd.pem
-olcTLSCertificateKeyFile: $CERT_DIR/slapd.key
-
-dn: cn=module{0},cn=config
-objectClass: olcModuleList
-cn: module{0}
-olcModulePath: /usr/lib/ldap
-olcModuleLoad: {0}back_mdb
-olcModuleLoad: {1}syncprov
-
-dn: cn=schema,cn=config
-objectClass: olcSchemaConfig
-cn: schema
-
-include: file:///etc/ldap/schema/core.ldif
-
-include: file:///etc/ldap/schema/cosine.ldif
-
-include: file:///etc/ldap/schema/nis.ldif
-
-include: file:///etc/ldap/schema/inetorgperson.ldif
-
-include: file://$QSLAPD_DIR/qmail.ldif
-
-dn: olcDatabase={-1}frontend,cn=config
-objectClass: olcDatabaseConfig
-objectClass: olcFrontendConfig
-olcDatabase: {-1}frontend
-olcSizeLimit: unlimited
-olcTimeLimit: unlimited
-olcAccess: {0}to * by dn.exact=$root_ext manage by * break
-olcAccess: {1}to dn.base="" by * read
-olcAccess: {2}to dn.base="cn=subschema" by * read
-
-dn: olcDatabase={0}config,cn=config
-objectClass: olcDatabaseConfig
-olcDatabase: {0}config
-olcRootDN: cn=admin,cn=config
-olcRootPW: $hash
-olcAccess: {0}to * by dn.exact=$root_ext manage by * break
-
-dn: olcDatabase={1}mdb,cn=config
-objectClass: olcDatabaseConfig
-objectClass: olcMdbConfig
-olcDatabase: {1}mdb
-olcSuffix: $QSLAPD_BASE
-olcRootDN: cn=admin,$QSLAPD_BASE
-olcRootPW: $hash
-olcDbDirectory: $QSLAPD_DIR/db/qmail
-olcDbMaxSize: 1073741824
-olcDbNoSync: TRUE
-olcSizeLimit: unlimited
-olcTimeLimit: unlimited
-olcLastMod: TRUE
-olcDbIndex: objectClass eq
-olcDbIndex: mail eq
-olcDbIndex: mailAlternateAddress eq
-olcDbIndex: uid eq
-olcDbIndex: cn eq
-olcDbIndex: entryUUID eq
-olcDbIndex: entryCSN eq
-olcAccess: {0}to attrs=userPassword by self write by anonymous auth by * none
-olcAccess: {1}to * by * read
-
-dn: olcOverlay={0}syncprov,olcDatabase={1}mdb,cn=config
-objectClass: olcOverlayConfig
-objectClass: olcSyncProvConfig
-olcOverlay: {0}syncprov
-olcSpCheckpoint: 100 10
-olcSpSessionlog: 10000
-EOF
-}
-
-qslapd_base_ldif() {
-    cat <<EOF
-dn: $QSLAPD_BASE
-objectClass: dcObject
-objectClass: organization
-dc: qmail
-o: qmail-ldap style test directory
-
-dn: ou=people,$QSLAPD_BASE
-objectClass: organizationalUnit
-ou: people
-
-dn: ou=coexist,$QSLAPD_BASE
-objectClass: organizationalUnit
-ou: coexist
-description: coexist stubs for recipients homed elsewhere
-EOF
-}
-
-qslapd_recipe() {
-    {
-        echo "$RECIPE_VERSION $SLAPD_PASSWORD $SLAPD_USER"
-        qslapd_config_ldif '{password}'
-        cat "$QMAIL_SCHEMA_LDIF" 2>/dev/null || true
-        qslapd_base_ldif
-        qslapd_urls
-        cat "$CERT_DIR/slapd.pem" 2>/dev/null || true
-    } | short_hash
-}
-
-qslapd_answers() {
-    ldapsearch -x -LLL -o nettimeout=3 -l 3 -H "ldap://$SLAPD_HOST:$QSLAPD_PORT" \
-        -D "cn=admin,$QSLAPD_BASE" -w "$SLAPD_PASSWORD" -b "$QSLAPD_BASE" -s base dn >/dev/null 2>&1
-}
-
-qslapd_running() { alive "$(pid_of "$(qslapd_pidfile)")" slapd; }
-
-qslapd_build() {
-    local cfg t0 hash log
-    t0=$(now_ms)
-    [[ -s $QMAIL_SCHEMA_LDIF ]] || die "slapd-qmail: the qmail-ldap schema $QMAIL_SCHEMA_LDIF is missing (it comes with the repository)"
-    say "slapd-qmail: building a new config and database in $QSLAPD_DIR"
-    rm -rf "$QSLAPD_DIR"
-    cfg=$(qslapd_config_dir)
-    mkdir -p "$cfg" "$QSLAPD_DIR/run" "$QSLAPD_DIR/db/qmail"
-    cp "$QMAIL_SCHEMA_LDIF" "$QSLAPD_DIR/qmail.ldif"
-    hash=$(slappasswd -h '{SSHA}' -s "$SLAPD_PASSWORD")
-    qslapd_config_ldif "$hash" >"$QSLAPD_DIR/config.ldif"
-    qslapd_base_ldif >"$QSLAPD_DIR/base.ldif"
-    log=$(qslapd_log)
-    {
-        slapadd -n0 -F "$cfg" -l "$QSLAPD_DIR/config.ldif" &&
-            slapadd -q -F "$cfg" -b "$QSLAPD_BASE" -l "$QSLAPD_DIR/base.ldif"
-    } >>"$log" 2>&1 || die_log "$log" "slapd-qmail: slapadd of the config (with $QMAIL_SCHEMA_LDIF) or base entries failed"
-    say "slapd-qmail: built in $(($(now_ms) - t0)) ms"
-}
-
-qslapd_start() {
-    local log pid i
-    log=$(qslapd_log)
-    require_port_free slapd-qmail "$SLAPD_HOST" "$QSLAPD_PORT"
-    rm -f "$(qslapd_socket)" "$(qslapd_pidfile)"
-    chown -R "$SLAPD_USER:" "$QSLAPD_DIR"
-    setsid slapd -d stats -u "$SLAPD_USER" -g "$SLAPD_USER" -F "$(qslapd_config_dir)" \
-        -h "$(qslapd_urls)" \
-        </dev/null >>"$log" 2>&1 9>&- &
-    pid=$!
-    for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            die_log "$log" "slapd-qmail exited during startup"
-        fi
-        if qslapd_answers; then
-            return 0
-        fi
-        sleep 0.1
+    local i=$1 e=${SLAPD[$1.env]} main base db ldaps
+    main=$(slapd_main_db "$i")
+    base=${SLAPD[$i.$main.suffix]}
+    ldaps=$(slapd_ldaps_url "$i")
+    env_line "${e}_URL" "$(slapd_url "$i")"
+    if [[ -n $ldaps ]]; then env_line "${e}_LDAPS_URL" "$ldaps"; fi
+    env_line "${e}_LDAPI" "$(slapd_ldapi_url "$i")"
+    env_line "${e}_BASE" "$base"
+    env_line "${e}_BIND_DN" "cn=admin,$base"
+    env_line "${e}_PASSWORD" "$SLAPD_PASSWORD"
+    for db in ${SLAPD[$i.dbs]}; do
+        [[ $db != "$main" ]] || continue
+        env_line "${e}_${SLAPD[$i.$db.env]}_BASE" "${SLAPD[$i.$db.suffix]}"
+        env_line "${e}_${SLAPD[$i.$db.env]}_BIND_DN" "cn=admin,${SLAPD[$i.$db.suffix]}"
     done
-    kill -TERM "$pid" 2>/dev/null || true
-    die_log "$log" "slapd-qmail did not answer on ldap://$SLAPD_HOST:$QSLAPD_PORT within ${READY_TIMEOUT} s"
-}
-
-# StartTLS, ldapi, content sync, and the schema: qmailUser there,
-# inetLocalMailRecipient (misc.schema) not.
-qslapd_selftest() {
-    local log out
-    log=$(qslapd_log)
-    export LDAPTLS_CACERT="$CERT_DIR/ca.pem" LDAPTLS_REQCERT=demand
-    local -a bind=(-x -LLL -o nettimeout=5 -l 10 -D "cn=admin,$QSLAPD_BASE" -w "$SLAPD_PASSWORD")
-    ldapsearch "${bind[@]}" -ZZ -H "ldap://$SLAPD_HOST:$QSLAPD_PORT" -b "$QSLAPD_BASE" -s base dn >/dev/null 2>&1 ||
-        die_log "$log" "slapd-qmail: StartTLS with the test CA failed"
-    unset LDAPTLS_CACERT LDAPTLS_REQCERT
-    ldapsearch -Q -LLL -Y EXTERNAL -H "$(qslapd_ldapi_url)" -b cn=config -s base dn >/dev/null 2>&1 ||
-        die_log "$log" "slapd-qmail: ldapi with SASL EXTERNAL as root failed"
-    out=$(ldapsearch -x -o nettimeout=5 -l 10 -D "cn=admin,$QSLAPD_BASE" -w "$SLAPD_PASSWORD" \
-        -H "ldap://$SLAPD_HOST:$QSLAPD_PORT" -E sync=ro -b "ou=coexist,$QSLAPD_BASE" -s base dn 2>&1) ||
-        die_log "$log" "slapd-qmail: a content-sync (RFC 4533) refreshOnly search failed: $out"
-    [[ $out == *"SyncState control"* ]] ||
-        die_log "$log" "slapd-qmail: the syncprov overlay did not answer a content-sync search: $out"
-    out=$(ldapsearch -x -LLL -o nettimeout=5 -l 10 -o ldif-wrap=no -H "ldap://$SLAPD_HOST:$QSLAPD_PORT" \
-        -b cn=subschema -s base objectClasses attributeTypes 2>&1) ||
-        die_log "$log" "slapd-qmail: reading the subschema failed: $out"
-    [[ $out == *"NAME 'qmailUser'"* && $out == *"NAME 'mailForwardingAddress'"* ]] ||
-        die_log "$log" "slapd-qmail: the qmail-ldap schema (qmailUser, mailForwardingAddress) is not loaded"
-    [[ $out != *"NAME 'inetLocalMailRecipient'"* ]] ||
-        die_log "$log" "slapd-qmail: misc.schema (inetLocalMailRecipient) is loaded; this server must lack it"
-}
-
-qslapd_start_checked() {
-    qslapd_start
-    qslapd_selftest
-}
-
-qslapd_up() {
-    local pid; pid=$(pid_of "$(qslapd_pidfile)")
-    if alive "$pid" slapd; then
-        if [[ $(cat "$QSLAPD_DIR/recipe" 2>/dev/null || true) == "$(qslapd_recipe)" ]] && cert_ok slapd && qslapd_answers; then
-            say "slapd-qmail: already running (pid $pid), reused"
-            return 0
-        fi
-        say "slapd-qmail: the running one (pid $pid) is stale or does not answer; rebuilding"
-        stop_pid "$pid" slapd
-        rm -rf "$QSLAPD_DIR"
-    fi
-    local t0; t0=$(now_ms)
-    require_port_free slapd-qmail "$SLAPD_HOST" "$QSLAPD_PORT"
-    local rc=1
-    if [[ -d $(qslapd_config_dir) && $(cat "$QSLAPD_DIR/recipe" 2>/dev/null || true) == "$(qslapd_recipe)" ]]; then
-        say "slapd-qmail: restarting on its existing data"
-        rc=0
-        attempt qslapd_start_checked || rc=$?
-        if ((rc)); then
-            say "slapd-qmail: restarting on the existing data failed; rebuilding from scratch"
-            qslapd_stop
-        fi
-    fi
-    if ((rc)); then
-        qslapd_build
-        qslapd_start_checked
-    fi
-    qslapd_recipe >"$QSLAPD_DIR/recipe"
-    say "slapd-qmail: up in $(($(now_ms) - t0)) ms (pid $(pid_of "$(qslapd_pidfile)"), ldap://$SLAPD_HOST:$QSLAPD_PORT)"
-}
-
-qslapd_stop() {
-    local pid; pid=$(pid_of "$(qslapd_pidfile)")
-    if alive "$pid" slapd; then
-        say "slapd-qmail: stopping (pid $pid)"
-        stop_pid "$pid" slapd
-    fi
-}
-
-qslapd_env() {
-    env_line COEXIST_TEST_SLAPD_QMAIL_URL "ldap://$SLAPD_HOST:$QSLAPD_PORT"
-    env_line COEXIST_TEST_SLAPD_QMAIL_LDAPI "$(qslapd_ldapi_url)"
-    env_line COEXIST_TEST_SLAPD_QMAIL_BASE "$QSLAPD_BASE"
-    env_line COEXIST_TEST_SLAPD_QMAIL_BIND_DN "cn=admin,$QSLAPD_BASE"
-    env_line COEXIST_TEST_SLAPD_QMAIL_PASSWORD "$SLAPD_PASSWORD"
-    env_line COEXIST_TEST_SLAPD_QMAIL_CONFIG_DIR "$(qslapd_config_dir)"
-    env_line COEXIST_TEST_SLAPD_QMAIL_PIDFILE "$(qslapd_pidfile)"
-    env_line COEXIST_TEST_SLAPD_QMAIL_LOG "$(qslapd_log)"
+    env_line "${e}_CONFIG_DIR" "$(slapd_config_dir "$i")"
+    env_line "${e}_PIDFILE" "$(slapd_pidfile "$i")"
+    if [[ ${SLAPD[$i.env_log]} == 1 ]]; then env_line "${e}_LOG" "$(slapd_log "$i")"; fi
 }
 
 # ---------------------------------------------------------------------------
@@ -1376,8 +1224,7 @@ pg_env() {
 # ---------------------------------------------------------------------------
 server_running() {
     case $1 in
-        slapd) slapd_running ;;
-        slapd-qmail) qslapd_running ;;
+        slapd | slapd-qmail) slapd_running "$1" ;;
         samba) samba_running ;;
         postgres) pg_running ;;
     esac
@@ -1385,13 +1232,14 @@ server_running() {
 
 write_env() {
     [[ -d $STATE_DIR ]] || return 0
-    local tmp="$ENV_FILE.tmp.$$" any=0
+    local tmp="$ENV_FILE.tmp.$$" any=0 s
     {
         echo "# coexist test servers, written by deploy/testenv.sh on $(date -u +%Y-%m-%dT%H:%M:%SZ)"
         env_line COEXIST_TESTENV_DIR "$STATE_DIR"
         [[ -s $CERT_DIR/ca.pem ]] && env_line COEXIST_TEST_CA_FILE "$CERT_DIR/ca.pem"
-        if slapd_running; then slapd_env; any=1; fi
-        if qslapd_running; then qslapd_env; any=1; fi
+        for s in "${SLAPD_INSTANCES[@]}"; do
+            if slapd_running "$s"; then slapd_env "$s"; any=1; fi
+        done
         if samba_running; then samba_env; any=1; fi
         if pg_running; then pg_env; any=1; fi
     } >"$tmp"
@@ -1433,8 +1281,7 @@ cmd_up() {
     ensure_certs
     for s in "${SERVERS[@]}"; do
         case $s in
-            slapd) slapd_up ;;
-            slapd-qmail) qslapd_up ;;
+            slapd | slapd-qmail) slapd_up "$s" ;;
             samba) samba_up ;;
             postgres) pg_up ;;
         esac
@@ -1450,8 +1297,7 @@ cmd_stop() {
     take_lock
     for s in "${SERVERS[@]}"; do
         case $s in
-            slapd) slapd_stop ;;
-            slapd-qmail) qslapd_stop ;;
+            slapd | slapd-qmail) slapd_stop "$s" ;;
             samba) samba_stop ;;
             postgres) pg_stop ;;
         esac
@@ -1467,15 +1313,20 @@ cmd_down() {
     take_lock
     for s in "${SERVERS[@]}"; do
         case $s in
-            slapd) slapd_stop; rm -rf "$SLAPD_DIR" ;;
-            slapd-qmail) qslapd_stop; rm -rf "$QSLAPD_DIR" ;;
+            slapd | slapd-qmail) slapd_stop "$s"; rm -rf "${SLAPD[$s.dir]}" ;;
             samba) samba_stop; rm -rf "$SAMBA_DIR" ;;
             postgres) pg_stop; rm -rf "$PG_DIR" ;;
         esac
     done
-    local running=0
-    if slapd_running || qslapd_running || samba_running || pg_running; then running=1; fi
-    if ((!running)) && { ((all)) || [[ ! -d $SLAPD_DIR && ! -d $QSLAPD_DIR && ! -d $SAMBA_DIR && ! -d $PG_DIR ]]; }; then
+    local running=0 left=0
+    for s in "${ALL_SERVERS[@]}"; do
+        if server_running "$s"; then running=1; fi
+    done
+    for s in "${SLAPD_INSTANCES[@]}"; do
+        if [[ -d ${SLAPD[$s.dir]} ]]; then left=1; fi
+    done
+    if [[ -d $SAMBA_DIR || -d $PG_DIR ]]; then left=1; fi
+    if ((!running)) && { ((all)) || ((!left)); }; then
         rm -rf "$STATE_DIR"
         say "all stopped; removed $STATE_DIR"
     elif ((all)); then
