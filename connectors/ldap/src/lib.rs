@@ -21,6 +21,7 @@ pub mod entry;
 pub mod escape;
 pub mod read;
 pub mod referral;
+pub mod schema;
 mod sync;
 pub mod wire;
 pub mod write;

@@ -865,6 +865,9 @@ pub async fn doctor(
             Err(e) => e.to_string(),
         },
     });
+    // Before any write can fail on it: does the server's schema hold what
+    // the stub style writes?
+    findings.push(crate::schema::doctor_finding(writer, &mut ldap).await);
     findings
 }
 

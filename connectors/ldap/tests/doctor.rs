@@ -1,0 +1,210 @@
+//! `coexist doctor`'s schema check ("schema for stubs") against the real
+//! servers of `deploy/testenv.sh`: the main slapd (misc.schema, no
+//! qmail-ldap schema), the second slapd `slapd-qmail` (qmail-ldap's schema,
+//! no misc.schema) and Samba AD (schema extended with targetAddress). Each
+//! stub style is checked where it fits and where it does not, before
+//! anything is written.
+
+// Integration tests: helpers fail loudly, like the tests they serve.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use coexist_connector::{Connector, Finding};
+use coexist_ldap::{LdapConfig, LdapConnector, StubSchema};
+use common::{password_file, Server, Subtree};
+
+/// Runs doctor with `config` and returns every finding and the schema one.
+async fn doctor(config: LdapConfig) -> (Vec<Finding>, Finding) {
+    let findings = LdapConnector::new("mail", config).unwrap().doctor().await;
+    let schema = findings
+        .iter()
+        .find(|f| f.check == "schema for stubs")
+        .cloned()
+        .unwrap_or_else(|| panic!("no schema finding: {findings:#?}"));
+    assert!(!schema.manual, "{schema:?}");
+    (findings, schema)
+}
+
+/// The other findings (bind, base DNs, stub OU) pass: only the schema is
+/// at stake in these tests.
+fn others_pass(findings: &[Finding]) {
+    for f in findings.iter().filter(|f| f.check != "schema for stubs") {
+        assert!(f.ok, "{f:?}");
+    }
+}
+
+#[tokio::test]
+async fn main_slapd_holds_inet_local_mail_recipient_stubs() {
+    let t = Subtree::new(Server::slapd()).await;
+    let mut config = t.config();
+    config.stub_schema = StubSchema::InetLocalMailRecipient;
+    let (findings, schema) = doctor(config).await;
+    others_pass(&findings);
+    assert!(schema.ok, "{schema:?}");
+    for words in [
+        "inetLocalMailRecipient",
+        "inetOrgPerson",
+        "mailLocalAddress",
+        "mailRoutingAddress",
+        "mailHost",
+        "marker_attribute description",
+    ] {
+        assert!(schema.detail.contains(words), "{words}: {}", schema.detail);
+    }
+}
+
+#[tokio::test]
+async fn main_slapd_lacks_qmail_ldap_schema_for_qmail_stubs() {
+    let t = Subtree::new(Server::slapd()).await;
+    let mut config = t.config();
+    config.stub_schema = StubSchema::Qmail;
+    let (findings, schema) = doctor(config).await;
+    others_pass(&findings);
+    assert!(!schema.ok, "{schema:?}");
+    for words in [
+        "stub_schema \"qmail\"",
+        "objectClass qmailUser",
+        "mailForwardingAddress",
+        "deliveryMode",
+        "load qmail.schema",
+        // The server has misc.schema: the other style is suggested.
+        "set stub_schema = \"inet_local_mail_recipient\"",
+    ] {
+        assert!(schema.detail.contains(words), "{words}: {}", schema.detail);
+    }
+    // inetOrgPerson is there: no advice to load the person schemas.
+    assert!(
+        !schema.detail.contains("inetorgperson.schema"),
+        "{}",
+        schema.detail
+    );
+    // Nothing was written while checking.
+    assert!(t.search(&t.stubs, "(mail=*)", &["1.1"]).await.is_empty());
+}
+
+#[tokio::test]
+async fn qmail_slapd_holds_qmail_stubs() {
+    let t = Subtree::new(Server::slapd_qmail()).await;
+    let mut config = t.config();
+    config.stub_schema = StubSchema::Qmail;
+    let (findings, schema) = doctor(config).await;
+    others_pass(&findings);
+    assert!(schema.ok, "{schema:?}");
+    for words in [
+        "qmailUser",
+        "mailForwardingAddress",
+        "mailAlternateAddress",
+        "deliveryMode",
+        "accountStatus",
+    ] {
+        assert!(schema.detail.contains(words), "{words}: {}", schema.detail);
+    }
+}
+
+#[tokio::test]
+async fn qmail_slapd_lacks_misc_schema_for_the_default_stubs() {
+    let t = Subtree::new(Server::slapd_qmail()).await;
+    // The OpenLDAP default: inetLocalMailRecipient.
+    let config = t.config();
+    assert_eq!(config.stub_schema, StubSchema::InetLocalMailRecipient);
+    let (findings, schema) = doctor(config).await;
+    others_pass(&findings);
+    assert!(!schema.ok, "{schema:?}");
+    for words in [
+        "stub_schema \"inet_local_mail_recipient\"",
+        "objectClass inetLocalMailRecipient",
+        "mailLocalAddress",
+        "mailRoutingAddress",
+        "misc.schema",
+        // The server has qmail-ldap's schema: the qmail style is suggested.
+        "set stub_schema = \"qmail\"",
+        "qmailUser",
+    ] {
+        assert!(schema.detail.contains(words), "{words}: {}", schema.detail);
+    }
+}
+
+#[tokio::test]
+async fn a_marker_attribute_the_server_lacks_is_named() {
+    let t = Subtree::new(Server::slapd()).await;
+    let mut config = t.config();
+    config.marker_attribute = "coexistMarker".into();
+    let (_, schema) = doctor(config).await;
+    assert!(!schema.ok, "{schema:?}");
+    assert!(
+        schema
+            .detail
+            .contains("marker_attribute `coexistMarker` is not an attribute type"),
+        "{}",
+        schema.detail
+    );
+    // Defined on the server, but not allowed on inetOrgPerson stubs.
+    let mut config = t.config();
+    config.marker_attribute = "uniqueMember".into();
+    let (_, schema) = doctor(config).await;
+    assert!(!schema.ok, "{schema:?}");
+    assert!(
+        schema.detail.contains("`uniqueMember` is defined")
+            && schema.detail.contains("do not allow it"),
+        "{}",
+        schema.detail
+    );
+}
+
+#[tokio::test]
+async fn samba_holds_ad_contact_stubs_with_target_address() {
+    let t = Subtree::new(Server::samba()).await;
+    let config = t.config();
+    assert_eq!(config.stub_schema, StubSchema::AdContact);
+    let (findings, schema) = doctor(config).await;
+    others_pass(&findings);
+    assert!(schema.ok, "{schema:?}");
+    for words in ["contact", "targetAddress", "proxyAddresses", "description"] {
+        assert!(schema.detail.contains(words), "{words}: {}", schema.detail);
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_schema_is_a_failed_finding_saying_so() {
+    let t = Subtree::new(Server::slapd()).await;
+    // A bind DN of its own, refused cn=Subschema by an access rule that
+    // names only it (placed before the frontend's `by * read`).
+    let user = format!("uid=noschema,{}", t.dn);
+    t.add(
+        &user,
+        vec![
+            ("objectClass", vec!["inetOrgPerson"]),
+            ("uid", vec!["noschema"]),
+            ("cn", vec!["noschema"]),
+            ("sn", vec!["noschema"]),
+            ("userPassword", vec!["noschema-pw"]),
+        ],
+    )
+    .await;
+    let rule = format!("to dn.base=\"cn=subschema\" by dn.exact=\"{user}\" none by * break");
+    let frontend = "dn: olcDatabase={-1}frontend,cn=config\nchangetype: modify\n";
+    common::slapd_config(&format!(
+        "{frontend}add: olcAccess\nolcAccess: {{2}}{rule}\n"
+    ));
+    let mut config = t.config();
+    config.bind_dn = user;
+    config.password = password_file("noschema-pw");
+    let findings = LdapConnector::new("mail", config).unwrap().doctor().await;
+    common::slapd_config(&format!("{frontend}delete: olcAccess\nolcAccess: {rule}\n"));
+    let schema = findings
+        .iter()
+        .find(|f| f.check == "schema for stubs")
+        .unwrap_or_else(|| panic!("no schema finding: {findings:#?}"));
+    assert!(!schema.ok, "{schema:?}");
+    for words in [
+        "cannot read the server's schema",
+        "cn=Subschema",
+        "grant the bind DN read access",
+        "inetLocalMailRecipient",
+    ] {
+        assert!(schema.detail.contains(words), "{words}: {}", schema.detail);
+    }
+    // The other checks still ran and passed.
+    others_pass(&findings);
+}
