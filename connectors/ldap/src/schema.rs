@@ -1070,21 +1070,17 @@ mod tests {
 
     #[test]
     fn the_check_names_what_is_missing_and_what_to_do() {
-        let ok = check(
-            &openldap(true, false),
-            &needs(StubSchema::InetLocalMailRecipient, "description"),
-        )
-        .unwrap();
+        // The check against a server with misc.schema (like the main test
+        // slapd) and against a qmail-ldap server without it.
+        let on_misc = |style, marker| check(&openldap(true, false), &needs(style, marker));
+        let on_qmail = |style, marker| check(&openldap(false, true), &needs(style, marker));
+        let ok = on_misc(StubSchema::InetLocalMailRecipient, "description").unwrap();
         assert!(
             ok.contains("inetLocalMailRecipient") && ok.contains("mailRoutingAddress"),
             "{ok}"
         );
 
-        let no_qmail = check(
-            &openldap(true, false),
-            &needs(StubSchema::Qmail, "description"),
-        )
-        .unwrap_err();
+        let no_qmail = on_misc(StubSchema::Qmail, "description").unwrap_err();
         assert!(
             no_qmail.contains("qmailUser") && no_qmail.contains("qmail.schema"),
             "{no_qmail}"
@@ -1094,11 +1090,7 @@ mod tests {
             "{no_qmail}"
         );
 
-        let no_misc = check(
-            &openldap(false, true),
-            &needs(StubSchema::InetLocalMailRecipient, "description"),
-        )
-        .unwrap_err();
+        let no_misc = on_qmail(StubSchema::InetLocalMailRecipient, "description").unwrap_err();
         assert!(
             no_misc.contains("inetLocalMailRecipient") && no_misc.contains("misc.schema"),
             "{no_misc}"
@@ -1109,35 +1101,20 @@ mod tests {
         );
         assert!(!no_misc.contains("inetorgperson.schema"), "{no_misc}");
 
-        check(
-            &openldap(false, true),
-            &needs(StubSchema::Qmail, "description"),
-        )
-        .unwrap();
+        on_qmail(StubSchema::Qmail, "description").unwrap();
 
-        let unknown_marker = check(
-            &openldap(true, false),
-            &needs(StubSchema::InetLocalMailRecipient, "coexistMarker"),
-        )
-        .unwrap_err();
+        let unknown_marker =
+            on_misc(StubSchema::InetLocalMailRecipient, "coexistMarker").unwrap_err();
         assert!(
             unknown_marker.contains("marker_attribute `coexistMarker` is not an attribute type"),
             "{unknown_marker}"
         );
         // Defined, but no stub class allows it.
-        let not_allowed = check(
-            &openldap(true, false),
-            &needs(StubSchema::InetLocalMailRecipient, "userPassword"),
-        )
-        .unwrap_err();
+        let not_allowed = on_misc(StubSchema::InetLocalMailRecipient, "userPassword").unwrap_err();
         assert!(not_allowed.contains("do not allow it"), "{not_allowed}");
         // A subtype of an allowed attribute type is allowed (nickName under
         // displayName).
-        let sub = check(
-            &openldap(true, false),
-            &needs(StubSchema::InetLocalMailRecipient, "nickName"),
-        )
-        .unwrap();
+        let sub = on_misc(StubSchema::InetLocalMailRecipient, "nickName").unwrap();
         assert!(sub.contains("marker_attribute nickName"), "{sub}");
     }
 

@@ -8,31 +8,20 @@ mod common;
 
 use std::collections::HashSet;
 
-use coexist_connector::{
-    Attributes, Connector, NoProgress, Operation, PullMode, RecipientKind, Route, Stub, StubField,
-};
+use coexist_connector::{Connector, NoProgress, PullMode, RecipientKind, Route, Stub, StubField};
 use coexist_ldap::{Incremental, LdapConnector};
-use common::{values, Server, Subtree};
+use common::{
+    assert_created_again_finds_it, assert_deleted_twice, create, update, values, Server, Subtree,
+};
 use ldap3::Mod;
 
+/// A person stub whose mailbox is in Google (`<local part>@gapps.acmecorp.com`),
+/// with a display name the way AD directories often have it ("Smith, Zoë").
 fn stub(anchor: &str, primary: &str) -> Stub {
-    Stub {
-        anchor: anchor.to_string(),
-        kind: RecipientKind::Person,
-        primary_address: primary.to_string(),
-        aliases: vec![format!("alias.{primary}")],
-        route: Route::Address(primary.replace("@acmecorp.com", "@gapps.acmecorp.com")),
-        attributes: Attributes {
-            display_name: Some("Smith, Zoë".into()),
-            given_name: Some("Zoë".into()),
-            surname: Some("Smith".into()),
-            business_phone: Some("+1 555 0100".into()),
-            mobile_phone: Some("+1 555 0199".into()),
-            title: Some("Engineer".into()),
-            department: Some("R&D".into()),
-            company: Some("Acme".into()),
-        },
-    }
+    let mut s = common::stub(anchor, primary, "gapps.acmecorp.com");
+    s.attributes.display_name = Some("Smith, Zoë".into());
+    s.attributes.surname = Some("Smith".into());
+    s
 }
 
 async fn ad_people(t: &Subtree) -> (String, String, String) {
@@ -187,12 +176,7 @@ async fn contact_stubs_are_written_with_proxy_and_target_addresses() {
     let t = Subtree::new(Server::samba()).await;
     let connector = LdapConnector::new("ad", t.config()).unwrap();
     let s = stub("google:7", "zoe@acmecorp.com");
-    let created = connector
-        .apply(&Operation::Create { stub: s.clone() })
-        .await
-        .unwrap()
-        .found
-        .unwrap();
+    let created = connector.apply(&create(&s)).await.unwrap().found.unwrap();
     assert_eq!(
         created.id.len(),
         36,
@@ -212,13 +196,7 @@ async fn contact_stubs_are_written_with_proxy_and_target_addresses() {
     assert_eq!(values(e, "department"), ["R&D"]);
     assert_eq!(values(e, "description"), ["coexist:google:7"]);
 
-    let again = connector
-        .apply(&Operation::Create { stub: s.clone() })
-        .await
-        .unwrap()
-        .found
-        .unwrap();
-    assert_eq!(again.id, created.id);
+    assert_created_again_finds_it(&t, &connector, &s, &created).await;
     let pull = connector.pull(None, &NoProgress).await.unwrap();
     assert_eq!(pull.stubs.len(), 1);
     assert_eq!(StubField::changed(&pull.stubs[0].stub, &s), vec![]);
@@ -231,13 +209,12 @@ async fn contact_stubs_are_written_with_proxy_and_target_addresses() {
     s2.primary_address = "zoe.smith@acmecorp.com".into();
     s2.route = Route::Address("zoe.smith@gapps.acmecorp.com".into());
     let renamed = connector
-        .apply(&Operation::Update {
-            id: created.id.clone(),
-            locator: created.locator.clone(),
-            before: Box::new(s.clone()),
-            after: Box::new(s2.clone()),
-            changed: vec![StubField::PrimaryAddress, StubField::Route],
-        })
+        .apply(&update(
+            &created,
+            &s,
+            &s2,
+            vec![StubField::PrimaryAddress, StubField::Route],
+        ))
         .await
         .unwrap()
         .found
@@ -258,17 +235,7 @@ async fn contact_stubs_are_written_with_proxy_and_target_addresses() {
     );
     assert!(values(e, "proxyAddresses").contains(&"SMTP:zoe.smith@acmecorp.com"));
 
-    let delete = Operation::Delete {
-        id: renamed.id.clone(),
-        locator: renamed.locator.clone(),
-        stub: s2.clone(),
-    };
-    connector.apply(&delete).await.unwrap();
-    connector.apply(&delete).await.unwrap();
-    assert!(t
-        .search(&t.stubs, "(objectClass=contact)", &["1.1"])
-        .await
-        .is_empty());
+    assert_deleted_twice(&t, &connector, &renamed, &s2).await;
 }
 
 async fn incremental(method: Incremental, expect: &str) {
@@ -289,14 +256,7 @@ async fn incremental(method: Incremental, expect: &str) {
         .anchor
         .clone();
 
-    t.modify(
-        &alice,
-        vec![Mod::Replace(
-            "title".into(),
-            HashSet::from(["Boss".to_string()]),
-        )],
-    )
-    .await;
+    t.replace(&alice, "title", "Boss").await;
     t.delete(&bob).await;
     let delta = connector.pull(Some(&cursor), &NoProgress).await.unwrap();
     assert_eq!(delta.mode, PullMode::Delta);

@@ -12,7 +12,7 @@ mod common;
 
 use coexist_connector::{Connector, Finding};
 use coexist_ldap::{LdapConfig, LdapConnector, StubSchema};
-use common::{password_file, Server, Subtree};
+use common::{Server, Subtree};
 
 /// Runs doctor with `config` and returns every finding and the schema one.
 async fn doctor(config: LdapConfig) -> (Vec<Finding>, Finding) {
@@ -34,24 +34,43 @@ fn others_pass(findings: &[Finding]) {
     }
 }
 
+/// Runs doctor with `config`, checks that the other findings pass, and
+/// returns the schema one.
+async fn schema_finding(config: LdapConfig) -> Finding {
+    let (findings, schema) = doctor(config).await;
+    others_pass(&findings);
+    schema
+}
+
+/// The finding's detail names each of `words`.
+fn assert_detail_names(finding: &Finding, words: &[&str]) {
+    for words in words {
+        assert!(
+            finding.detail.contains(words),
+            "{words}: {}",
+            finding.detail
+        );
+    }
+}
+
 #[tokio::test]
 async fn main_slapd_holds_inet_local_mail_recipient_stubs() {
     let t = Subtree::new(Server::slapd()).await;
     let mut config = t.config();
     config.stub_schema = StubSchema::InetLocalMailRecipient;
-    let (findings, schema) = doctor(config).await;
-    others_pass(&findings);
+    let schema = schema_finding(config).await;
     assert!(schema.ok, "{schema:?}");
-    for words in [
-        "inetLocalMailRecipient",
-        "inetOrgPerson",
-        "mailLocalAddress",
-        "mailRoutingAddress",
-        "mailHost",
-        "marker_attribute description",
-    ] {
-        assert!(schema.detail.contains(words), "{words}: {}", schema.detail);
-    }
+    assert_detail_names(
+        &schema,
+        &[
+            "inetLocalMailRecipient",
+            "inetOrgPerson",
+            "mailLocalAddress",
+            "mailRoutingAddress",
+            "mailHost",
+            "marker_attribute description",
+        ],
+    );
 }
 
 #[tokio::test]
@@ -59,20 +78,20 @@ async fn main_slapd_lacks_qmail_ldap_schema_for_qmail_stubs() {
     let t = Subtree::new(Server::slapd()).await;
     let mut config = t.config();
     config.stub_schema = StubSchema::Qmail;
-    let (findings, schema) = doctor(config).await;
-    others_pass(&findings);
+    let schema = schema_finding(config).await;
     assert!(!schema.ok, "{schema:?}");
-    for words in [
-        "stub_schema \"qmail\"",
-        "objectClass qmailUser",
-        "mailForwardingAddress",
-        "deliveryMode",
-        "load qmail.schema",
-        // The server has misc.schema: the other style is suggested.
-        "set stub_schema = \"inet_local_mail_recipient\"",
-    ] {
-        assert!(schema.detail.contains(words), "{words}: {}", schema.detail);
-    }
+    assert_detail_names(
+        &schema,
+        &[
+            "stub_schema \"qmail\"",
+            "objectClass qmailUser",
+            "mailForwardingAddress",
+            "deliveryMode",
+            "load qmail.schema",
+            // The server has misc.schema: the other style is suggested.
+            "set stub_schema = \"inet_local_mail_recipient\"",
+        ],
+    );
     // inetOrgPerson is there: no advice to load the person schemas.
     assert!(
         !schema.detail.contains("inetorgperson.schema"),
@@ -88,18 +107,18 @@ async fn qmail_slapd_holds_qmail_stubs() {
     let t = Subtree::new(Server::slapd_qmail()).await;
     let mut config = t.config();
     config.stub_schema = StubSchema::Qmail;
-    let (findings, schema) = doctor(config).await;
-    others_pass(&findings);
+    let schema = schema_finding(config).await;
     assert!(schema.ok, "{schema:?}");
-    for words in [
-        "qmailUser",
-        "mailForwardingAddress",
-        "mailAlternateAddress",
-        "deliveryMode",
-        "accountStatus",
-    ] {
-        assert!(schema.detail.contains(words), "{words}: {}", schema.detail);
-    }
+    assert_detail_names(
+        &schema,
+        &[
+            "qmailUser",
+            "mailForwardingAddress",
+            "mailAlternateAddress",
+            "deliveryMode",
+            "accountStatus",
+        ],
+    );
 }
 
 #[tokio::test]
@@ -108,21 +127,21 @@ async fn qmail_slapd_lacks_misc_schema_for_the_default_stubs() {
     // The OpenLDAP default: inetLocalMailRecipient.
     let config = t.config();
     assert_eq!(config.stub_schema, StubSchema::InetLocalMailRecipient);
-    let (findings, schema) = doctor(config).await;
-    others_pass(&findings);
+    let schema = schema_finding(config).await;
     assert!(!schema.ok, "{schema:?}");
-    for words in [
-        "stub_schema \"inet_local_mail_recipient\"",
-        "objectClass inetLocalMailRecipient",
-        "mailLocalAddress",
-        "mailRoutingAddress",
-        "misc.schema",
-        // The server has qmail-ldap's schema: the qmail style is suggested.
-        "set stub_schema = \"qmail\"",
-        "qmailUser",
-    ] {
-        assert!(schema.detail.contains(words), "{words}: {}", schema.detail);
-    }
+    assert_detail_names(
+        &schema,
+        &[
+            "stub_schema \"inet_local_mail_recipient\"",
+            "objectClass inetLocalMailRecipient",
+            "mailLocalAddress",
+            "mailRoutingAddress",
+            "misc.schema",
+            // The server has qmail-ldap's schema: the qmail style is suggested.
+            "set stub_schema = \"qmail\"",
+            "qmailUser",
+        ],
+    );
 }
 
 #[tokio::test]
@@ -157,12 +176,12 @@ async fn samba_holds_ad_contact_stubs_with_target_address() {
     let t = Subtree::new(Server::samba()).await;
     let config = t.config();
     assert_eq!(config.stub_schema, StubSchema::AdContact);
-    let (findings, schema) = doctor(config).await;
-    others_pass(&findings);
+    let schema = schema_finding(config).await;
     assert!(schema.ok, "{schema:?}");
-    for words in ["contact", "targetAddress", "proxyAddresses", "description"] {
-        assert!(schema.detail.contains(words), "{words}: {}", schema.detail);
-    }
+    assert_detail_names(
+        &schema,
+        &["contact", "targetAddress", "proxyAddresses", "description"],
+    );
 }
 
 #[tokio::test]
@@ -170,26 +189,13 @@ async fn an_unreadable_schema_is_a_failed_finding_saying_so() {
     let t = Subtree::new(Server::slapd()).await;
     // A bind DN of its own, refused cn=Subschema by an access rule that
     // names only it (placed before the frontend's `by * read`).
-    let user = format!("uid=noschema,{}", t.dn);
-    t.add(
-        &user,
-        vec![
-            ("objectClass", vec!["inetOrgPerson"]),
-            ("uid", vec!["noschema"]),
-            ("cn", vec!["noschema"]),
-            ("sn", vec!["noschema"]),
-            ("userPassword", vec!["noschema-pw"]),
-        ],
-    )
-    .await;
+    let user = t.bind_user("noschema", "noschema-pw").await;
     let rule = format!("to dn.base=\"cn=subschema\" by dn.exact=\"{user}\" none by * break");
     let frontend = "dn: olcDatabase={-1}frontend,cn=config\nchangetype: modify\n";
     common::slapd_config(&format!(
         "{frontend}add: olcAccess\nolcAccess: {{2}}{rule}\n"
     ));
-    let mut config = t.config();
-    config.bind_dn = user;
-    config.password = password_file("noschema-pw");
+    let config = t.config_as(&user, "noschema-pw");
     let findings = LdapConnector::new("mail", config).unwrap().doctor().await;
     common::slapd_config(&format!("{frontend}delete: olcAccess\nolcAccess: {rule}\n"));
     let schema = findings
@@ -197,14 +203,15 @@ async fn an_unreadable_schema_is_a_failed_finding_saying_so() {
         .find(|f| f.check == "schema for stubs")
         .unwrap_or_else(|| panic!("no schema finding: {findings:#?}"));
     assert!(!schema.ok, "{schema:?}");
-    for words in [
-        "cannot read the server's schema",
-        "cn=Subschema",
-        "grant the bind DN read access",
-        "inetLocalMailRecipient",
-    ] {
-        assert!(schema.detail.contains(words), "{words}: {}", schema.detail);
-    }
+    assert_detail_names(
+        schema,
+        &[
+            "cannot read the server's schema",
+            "cn=Subschema",
+            "grant the bind DN read access",
+            "inetLocalMailRecipient",
+        ],
+    );
     // The other checks still ran and passed.
     others_pass(&findings);
 }

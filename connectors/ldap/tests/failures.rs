@@ -151,30 +151,11 @@ async fn a_missing_stub_ou_is_named() {
         .is_err_and(|e| e.to_string().contains("ou=nowhere"))));
 }
 
-async fn limited_user(t: &Subtree) -> String {
-    let dn = format!("uid=limited,{}", t.dn);
-    t.add(
-        &dn,
-        vec![
-            ("objectClass", vec!["inetOrgPerson"]),
-            ("uid", vec!["limited"]),
-            ("cn", vec!["limited"]),
-            ("sn", vec!["limited"]),
-            ("userPassword", vec!["limited-pw"]),
-        ],
-    )
-    .await;
-    dn
-}
-
 #[tokio::test]
 async fn insufficient_rights_say_which_rights_are_missing() {
     let t = Subtree::new(Server::slapd()).await;
-    let user = limited_user(&t).await;
-    let mut config = t.config();
-    config.bind_dn = user;
-    config.password = password_file("limited-pw");
-    let err = LdapConnector::new("mail", config)
+    let user = t.bind_user("limited", "limited-pw").await;
+    let err = LdapConnector::new("mail", t.config_as(&user, "limited-pw"))
         .unwrap()
         .apply(&Operation::Create { stub: stub() })
         .await
@@ -195,14 +176,12 @@ async fn a_size_limit_part_way_marks_the_pull_incomplete() {
         t.person(&format!("u{i}"), &format!("u{i}@acmecorp.com"), vec![])
             .await;
     }
-    let user = limited_user(&t).await;
+    let user = t.bind_user("limited", "limited-pw").await;
     let limit = format!(
         "dn: olcDatabase={{1}}mdb,cn=config\nchangetype: modify\nadd: olcLimits\nolcLimits: dn.exact=\"{user}\" size=4 size.pr=2 size.prtotal=4\n"
     );
     common::slapd_config(&limit);
-    let mut config = t.config();
-    config.bind_dn = user.clone();
-    config.password = password_file("limited-pw");
+    let mut config = t.config_as(&user, "limited-pw");
     config.page_size = 2;
     let result = LdapConnector::new("mail", config)
         .unwrap()

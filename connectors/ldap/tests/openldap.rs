@@ -12,31 +12,14 @@ use coexist_connector::{
     Stub, StubField,
 };
 use coexist_ldap::{LdapConnector, StubSchema};
-use common::{values, Server, Subtree};
-use ldap3::Mod;
+use common::{
+    assert_created_again_finds_it, assert_deleted_twice, assert_unmarked_entry_is_refused_and_kept,
+    create, update, values, Server, Subtree,
+};
 
+/// A person stub whose mailbox is in Google (`<local part>@gapps.acmecorp.com`).
 fn stub(anchor: &str, primary: &str) -> Stub {
-    Stub {
-        anchor: anchor.to_string(),
-        kind: RecipientKind::Person,
-        primary_address: primary.to_string(),
-        aliases: vec![format!("alias.{primary}")],
-        route: Route::Address(primary.replace("@acmecorp.com", "@gapps.acmecorp.com")),
-        attributes: Attributes {
-            display_name: Some("Zoë O'Neil".into()),
-            given_name: Some("Zoë".into()),
-            surname: Some("O'Neil".into()),
-            business_phone: Some("+1 555 0100".into()),
-            mobile_phone: Some("+1 555 0199".into()),
-            title: Some("Engineer".into()),
-            department: Some("R&D".into()),
-            company: Some("Acme".into()),
-        },
-    }
-}
-
-fn create(s: &Stub) -> Operation {
-    Operation::Create { stub: s.clone() }
+    common::stub(anchor, primary, "gapps.acmecorp.com")
 }
 
 #[tokio::test]
@@ -222,14 +205,7 @@ async fn stubs_are_created_updated_renamed_and_deleted_idempotently() {
     assert_eq!(values(e, "description"), ["coexist:google:42"]);
 
     // A second create of the same anchor changes nothing and finds the same entry.
-    let again = connector.apply(&create(&s)).await.unwrap().found.unwrap();
-    assert_eq!(again.id, applied.id);
-    assert_eq!(
-        t.search(&t.stubs, "(description=coexist:*)", &["1.1"])
-            .await
-            .len(),
-        1
-    );
+    assert_created_again_finds_it(&t, &connector, &s, &applied).await;
 
     // The pull reads it back exactly as written: a second plan is empty.
     let pull = connector.pull(None, &NoProgress).await.unwrap();
@@ -246,13 +222,7 @@ async fn stubs_are_created_updated_renamed_and_deleted_idempotently() {
     )[0]
     .to_string();
     connector
-        .apply(&Operation::Update {
-            id: applied.id.clone(),
-            locator: applied.locator.clone(),
-            before: Box::new(s.clone()),
-            after: Box::new(s2.clone()),
-            changed: vec![StubField::Title],
-        })
+        .apply(&update(&applied, &s, &s2, vec![StubField::Title]))
         .await
         .unwrap();
     let e = &t
@@ -269,13 +239,7 @@ async fn stubs_are_created_updated_renamed_and_deleted_idempotently() {
     let mut s3 = s2.clone();
     s3.primary_address = "zoe@acmecorp.com".into();
     let renamed = connector
-        .apply(&Operation::Update {
-            id: applied.id.clone(),
-            locator: applied.locator.clone(),
-            before: Box::new(s2.clone()),
-            after: Box::new(s3.clone()),
-            changed: vec![StubField::PrimaryAddress],
-        })
+        .apply(&update(&applied, &s2, &s3, vec![StubField::PrimaryAddress]))
         .await
         .unwrap()
         .found
@@ -298,31 +262,11 @@ async fn stubs_are_created_updated_renamed_and_deleted_idempotently() {
 
     // Deleting an unmarked entry is refused.
     let hand = t.person("hand", "hand@acmecorp.com", vec![]).await;
-    let refused = connector
-        .apply(&Operation::Delete {
-            id: "x".into(),
-            locator: hand.clone(),
-            stub: stub("google:hand", "hand@acmecorp.com"),
-        })
-        .await;
-    assert!(
-        matches!(refused, Err(ConnectorError::Permanent { ref message }) if message.contains("marker")),
-        "{refused:?}"
-    );
-    assert_eq!(t.search(&hand, "(objectClass=*)", &["1.1"]).await.len(), 1);
+    let hand_stub = stub("google:hand", "hand@acmecorp.com");
+    assert_unmarked_entry_is_refused_and_kept(&t, &connector, &hand, hand_stub).await;
 
     // Delete, then delete again: both succeed, the entry is gone.
-    let delete = Operation::Delete {
-        id: renamed.id.clone(),
-        locator: renamed.locator.clone(),
-        stub: s3.clone(),
-    };
-    assert_eq!(connector.apply(&delete).await.unwrap().found, None);
-    assert_eq!(connector.apply(&delete).await.unwrap().found, None);
-    assert!(t
-        .search(&t.stubs, "(description=coexist:*)", &["1.1"])
-        .await
-        .is_empty());
+    assert_deleted_twice(&t, &connector, &renamed, &s3).await;
 }
 
 #[tokio::test]
@@ -384,19 +328,9 @@ async fn names_and_anchors_with_special_characters_are_escaped() {
         vec!["google:#lead", "google:a*b(c)\\d", "google:ü"]
     );
     for s in &pull.stubs {
-        connector
-            .apply(&Operation::Delete {
-                id: s.id.clone(),
-                locator: s.locator.clone(),
-                stub: s.stub.clone(),
-            })
-            .await
-            .unwrap();
+        connector.apply(&common::delete(s, &s.stub)).await.unwrap();
     }
-    assert!(t
-        .search(&t.stubs, "(description=coexist:*)", &["1.1"])
-        .await
-        .is_empty());
+    assert_eq!(t.marked_stubs().await, 0);
 }
 
 #[tokio::test]
@@ -436,14 +370,7 @@ async fn an_incremental_pull_follows_the_content_sync_cookie() {
         "{quiet:?}"
     );
 
-    t.modify(
-        &a,
-        vec![Mod::Replace(
-            "title".into(),
-            HashSet::from(["Boss".to_string()]),
-        )],
-    )
-    .await;
+    t.replace(&a, "title", "Boss").await;
     t.delete(&b).await;
     t.person("d", "d@acmecorp.com", vec![]).await;
     let delta = connector
@@ -507,14 +434,7 @@ async fn without_syncprov_deltas_use_modify_timestamp_and_a_presence_read() {
         .unwrap()
         .anchor
         .clone();
-    t.modify(
-        &a,
-        vec![Mod::Replace(
-            "title".into(),
-            HashSet::from(["Boss".to_string()]),
-        )],
-    )
-    .await;
+    t.replace(&a, "title", "Boss").await;
     t.delete(&b).await;
     let delta = connector.pull(Some(&cursor), &NoProgress).await.unwrap();
     assert_eq!(delta.mode, PullMode::Delta);
@@ -551,12 +471,7 @@ async fn stubs_can_be_written_in_bulk_concurrently() {
     // again: every create finds its stub
     let again = connector.apply_many(&ops).await;
     assert!(again.iter().all(|r| r.is_ok()));
-    assert_eq!(
-        t.search(&t.stubs, "(description=coexist:*)", &["1.1"])
-            .await
-            .len(),
-        200
-    );
+    assert_eq!(t.marked_stubs().await, 200);
 }
 
 #[tokio::test]

@@ -15,32 +15,17 @@ use coexist_connector::{
     Stub, StubField,
 };
 use coexist_ldap::{LdapConfig, LdapConnector, StubSchema};
-use common::{values, var, Server, Subtree};
-use ldap3::Mod;
+use common::{
+    assert_created_again_finds_it, assert_deleted_twice, assert_unmarked_entry_is_refused_and_kept,
+    create, update, values, var, Server, Subtree,
+};
 
+/// A person stub whose mailbox is in Exchange: local@home-routing-domain
+/// (`<local part>@exchange.acmecorp.com`); no mobile number.
 fn stub(anchor: &str, primary: &str) -> Stub {
-    Stub {
-        anchor: anchor.to_string(),
-        kind: RecipientKind::Person,
-        primary_address: primary.to_string(),
-        aliases: vec![format!("alias.{primary}")],
-        // local@home-routing-domain: the recipient's mailbox is in Exchange.
-        route: Route::Address(primary.replace("@acmecorp.com", "@exchange.acmecorp.com")),
-        attributes: Attributes {
-            display_name: Some("Zoë O'Neil".into()),
-            given_name: Some("Zoë".into()),
-            surname: Some("O'Neil".into()),
-            business_phone: Some("+1 555 0100".into()),
-            mobile_phone: None,
-            title: Some("Engineer".into()),
-            department: Some("R&D".into()),
-            company: Some("Acme".into()),
-        },
-    }
-}
-
-fn create(s: &Stub) -> Operation {
-    Operation::Create { stub: s.clone() }
+    let mut s = common::stub(anchor, primary, "exchange.acmecorp.com");
+    s.attributes.mobile_phone = None;
+    s
 }
 
 /// A configuration writing qmail-ldap stubs into `t`.
@@ -119,14 +104,7 @@ async fn qmail_stubs_are_created_updated_renamed_and_deleted_idempotently() {
     assert_eq!(values(e, "departmentNumber"), ["R&D"]);
 
     // A second create of the same anchor finds the entry and writes nothing.
-    let again = connector.apply(&create(&s)).await.unwrap().found.unwrap();
-    assert_eq!(again.id, applied.id);
-    assert_eq!(
-        t.search(&t.stubs, "(description=coexist:*)", &["1.1"])
-            .await
-            .len(),
-        1
-    );
+    assert_created_again_finds_it(&t, &connector, &s, &applied).await;
     assert!(
         logged_modifies(&dn).is_empty(),
         "{:?}",
@@ -145,25 +123,17 @@ async fn qmail_stubs_are_created_updated_renamed_and_deleted_idempotently() {
     // Update: the title and the forwarding address change; the modify
     // carries those two attributes and nothing else, and an attribute an
     // admin set by hand stays.
-    t.modify(
-        &dn,
-        vec![Mod::Replace(
-            "mailQuotaSize".into(),
-            HashSet::from(["1000".to_string()]),
-        )],
-    )
-    .await;
+    t.replace(&dn, "mailQuotaSize", "1000").await;
     let mut s2 = s.clone();
     s2.attributes.title = Some("Manager".into());
     s2.route = Route::Address("zoe@exchange.acmecorp.com".into());
     connector
-        .apply(&Operation::Update {
-            id: applied.id.clone(),
-            locator: applied.locator.clone(),
-            before: Box::new(s.clone()),
-            after: Box::new(s2.clone()),
-            changed: vec![StubField::Title, StubField::Route],
-        })
+        .apply(&update(
+            &applied,
+            &s,
+            &s2,
+            vec![StubField::Title, StubField::Route],
+        ))
         .await
         .unwrap();
     let mods = logged_modifies(&dn);
@@ -192,13 +162,12 @@ async fn qmail_stubs_are_created_updated_renamed_and_deleted_idempotently() {
     s3.primary_address = "zoe@acmecorp.com".into();
     s3.aliases = vec!["z.oneil@acmecorp.com".into()];
     let renamed = connector
-        .apply(&Operation::Update {
-            id: applied.id.clone(),
-            locator: applied.locator.clone(),
-            before: Box::new(s2.clone()),
-            after: Box::new(s3.clone()),
-            changed: vec![StubField::PrimaryAddress, StubField::Aliases],
-        })
+        .apply(&update(
+            &applied,
+            &s2,
+            &s3,
+            vec![StubField::PrimaryAddress, StubField::Aliases],
+        ))
         .await
         .unwrap()
         .found
@@ -231,31 +200,11 @@ async fn qmail_stubs_are_created_updated_renamed_and_deleted_idempotently() {
             vec![("accountStatus", vec!["active"])],
         )
         .await;
-    let refused = connector
-        .apply(&Operation::Delete {
-            id: "x".into(),
-            locator: hand.clone(),
-            stub: stub("exchange:hand", "hand@acmecorp.com"),
-        })
-        .await;
-    assert!(
-        matches!(refused, Err(ConnectorError::Permanent { ref message }) if message.contains("marker")),
-        "{refused:?}"
-    );
-    assert_eq!(t.search(&hand, "(objectClass=*)", &["1.1"]).await.len(), 1);
+    let hand_stub = stub("exchange:hand", "hand@acmecorp.com");
+    assert_unmarked_entry_is_refused_and_kept(&t, &connector, &hand, hand_stub).await;
 
     // Delete, then delete again: both succeed, the entry is gone.
-    let delete = Operation::Delete {
-        id: renamed.id.clone(),
-        locator: renamed.locator.clone(),
-        stub: s3.clone(),
-    };
-    assert_eq!(connector.apply(&delete).await.unwrap().found, None);
-    assert_eq!(connector.apply(&delete).await.unwrap().found, None);
-    assert!(t
-        .search(&t.stubs, "(description=coexist:*)", &["1.1"])
-        .await
-        .is_empty());
+    assert_deleted_twice(&t, &connector, &renamed, &s3).await;
 }
 
 #[tokio::test]
@@ -303,12 +252,7 @@ async fn qmail_stubs_route_by_mail_host_and_write_in_bulk() {
     // Again: every create finds its stub, nothing is added.
     let again = connector.apply_many(&ops).await;
     assert!(again.iter().all(|r| r.is_ok()));
-    assert_eq!(
-        t.search(&t.stubs, "(description=coexist:*)", &["1.1"])
-            .await
-            .len(),
-        31
-    );
+    assert_eq!(t.marked_stubs().await, 31);
 }
 
 #[tokio::test]
@@ -446,22 +390,8 @@ async fn a_pull_reads_qmail_users_disabled_forwarding_and_stubs() {
     let cursor = pull.cursor.unwrap();
     assert!(cursor.contains("syncrepl"), "{cursor}");
     let alice_dn = format!("uid=alice,{}", t.people);
-    t.modify(
-        &alice_dn,
-        vec![Mod::Replace(
-            "accountStatus".into(),
-            HashSet::from(["disabled".to_string()]),
-        )],
-    )
-    .await;
-    t.modify(
-        &bob,
-        vec![Mod::Replace(
-            "accountStatus".into(),
-            HashSet::from(["active".to_string()]),
-        )],
-    )
-    .await;
+    t.replace(&alice_dn, "accountStatus", "disabled").await;
+    t.replace(&bob, "accountStatus", "active").await;
     let delta = connector.pull(Some(&cursor), &NoProgress).await.unwrap();
     assert_eq!(delta.mode, PullMode::Delta);
     let changed = |address: &str| {

@@ -75,23 +75,18 @@ impl Fixture {
 
     /// Adds a person `uid=<uid>` below `parent`; returns its DN.
     async fn person_in(&self, parent: &str, uid: &str, mail: &str) -> String {
-        let dn = format!("uid={uid},{parent}");
-        self.t
-            .add(
-                &dn,
-                vec![
-                    (
-                        "objectClass",
-                        vec!["inetOrgPerson", "inetLocalMailRecipient"],
-                    ),
-                    ("uid", vec![uid]),
-                    ("cn", vec![uid]),
-                    ("sn", vec![uid]),
-                    ("mail", vec![mail]),
-                ],
-            )
+        self.t.person_in(parent, uid, mail, vec![]).await
+    }
+
+    /// Alice in `ou=people`, which is read, and Bob in `ou=branch`, which a
+    /// reference alone reaches, their addresses tagged `tag`; returns the
+    /// branch's DN and Bob's.
+    async fn alice_here_and_bob_in_a_branch(&self, tag: &str) -> (String, String) {
+        let branch = self.ou("branch").await;
+        self.person_in(&self.t.people, "alice", &mail(tag, "alice"))
             .await;
-        dn
+        let bob = self.person_in(&branch, "bob", &mail(tag, "bob")).await;
+        (branch, bob)
     }
 
     /// Adds the referral object `ou=<name>,<parent>` whose `ref` is `url`
@@ -116,6 +111,13 @@ impl Fixture {
         let _ = ldap.unbind().await;
         self.referrals.push(dn.clone());
         dn
+    }
+
+    /// Adds the referral object `ou=link,ou=people` whose `ref` is `url`;
+    /// returns its DN.
+    async fn link_people_to(&mut self, url: &str) -> String {
+        let people = self.t.people.clone();
+        self.referral(&people, "link", url).await
     }
 
     /// The `entryUUID` of `dn`.
@@ -207,13 +209,9 @@ fn mail(tag: &str, who: &str) -> String {
 async fn by_default_a_reference_is_reported_and_the_entries_behind_it_are_not_read() {
     let mut f = Fixture::new().await;
     let tag = common::random();
-    let branch = f.ou("branch").await;
-    f.person_in(&f.t.people, "alice", &mail(&tag, "alice"))
-        .await;
-    f.person_in(&branch, "bob", &mail(&tag, "bob")).await;
+    let (branch, _) = f.alice_here_and_bob_in_a_branch(&tag).await;
     let target = format!("{}/{branch}", f.url());
-    let people = f.t.people.clone();
-    f.referral(&people, "link", &target).await;
+    f.link_people_to(&target).await;
 
     let config = f.config(false);
     let pull = full_pull(config.clone()).await;
@@ -235,15 +233,11 @@ async fn by_default_a_reference_is_reported_and_the_entries_behind_it_are_not_re
 async fn with_follow_referrals_the_referred_subtree_is_read_with_the_same_filter() {
     let mut f = Fixture::new().await;
     let tag = common::random();
-    let branch = f.ou("branch").await;
-    f.person_in(&f.t.people, "alice", &mail(&tag, "alice"))
-        .await;
-    let bob = f.person_in(&branch, "bob", &mail(&tag, "bob")).await;
+    let (branch, bob) = f.alice_here_and_bob_in_a_branch(&tag).await;
     // Not a recipient: the original filter applies behind the reference.
     f.ou_at(&format!("ou=sub,{branch}"), "sub").await;
     let target = format!("{}/{branch}", f.url());
-    let people = f.t.people.clone();
-    f.referral(&people, "link", &target).await;
+    f.link_people_to(&target).await;
 
     let pull = full_pull(f.config(true)).await;
     assert!(pull.complete, "{:?}", pull.problems);
@@ -280,10 +274,7 @@ async fn a_base_dn_that_is_a_referral_object_is_read_where_the_referral_points()
     let tag = common::random();
     let branch = f.ou("branch").await;
     f.person_in(&branch, "bob", &mail(&tag, "bob")).await;
-    let people = f.t.people.clone();
-    let link = f
-        .referral(&people, "link", &format!("{}/{branch}", f.url()))
-        .await;
+    let link = f.link_people_to(&format!("{}/{branch}", f.url())).await;
 
     // The search of the base itself ends with the result code referral.
     let mut config = f.config(true);
@@ -303,13 +294,9 @@ async fn a_reference_to_another_endpoint_is_read_on_its_own_connection_with_the_
 ) {
     let mut f = Fixture::new().await;
     let tag = common::random();
-    let branch = f.ou("branch").await;
-    f.person_in(&f.t.people, "alice", &mail(&tag, "alice"))
-        .await;
-    f.person_in(&branch, "bob", &mail(&tag, "bob")).await;
+    let (branch, _) = f.alice_here_and_bob_in_a_branch(&tag).await;
     // The same slapd under another name: a server of its own to the reader.
-    let people = f.t.people.clone();
-    f.referral(&people, "link", &format!("ldap://localhost:3389/{branch}"))
+    f.link_people_to(&format!("ldap://localhost:3389/{branch}"))
         .await;
     let both = [mail(&tag, "alice"), mail(&tag, "bob")];
 
@@ -339,13 +326,9 @@ async fn a_reference_to_another_endpoint_is_read_on_its_own_connection_with_the_
 async fn a_reference_to_an_unreachable_server_makes_the_pull_incomplete_with_a_problem_naming_it() {
     let mut f = Fixture::new().await;
     let tag = common::random();
-    let branch = f.ou("branch").await;
-    f.person_in(&f.t.people, "alice", &mail(&tag, "alice"))
-        .await;
-    f.person_in(&branch, "bob", &mail(&tag, "bob")).await;
-    let people = f.t.people.clone();
+    let (branch, _) = f.alice_here_and_bob_in_a_branch(&tag).await;
     let target = format!("ldap://127.0.0.1:1/{branch}");
-    f.referral(&people, "link", &target).await;
+    f.link_people_to(&target).await;
 
     let pull = full_pull(f.config(true)).await;
     assert!(!pull.complete, "nothing may be deleted after this pull");
@@ -363,9 +346,8 @@ async fn a_reference_to_a_subtree_that_does_not_exist_is_a_problem() {
     let tag = common::random();
     f.person_in(&f.t.people, "alice", &mail(&tag, "alice"))
         .await;
-    let people = f.t.people.clone();
     let target = format!("{}/ou=nowhere,{}", f.url(), f.t.dn);
-    f.referral(&people, "link", &target).await;
+    f.link_people_to(&target).await;
 
     let pull = full_pull(f.config(true)).await;
     assert!(!pull.complete);
@@ -383,11 +365,8 @@ async fn a_reference_to_a_subtree_that_does_not_exist_is_a_problem() {
 async fn referrals_pointing_at_each_other_are_read_once_and_the_read_terminates() {
     let mut f = Fixture::new().await;
     let tag = common::random();
-    let branch = f.ou("branch").await;
+    let (branch, _) = f.alice_here_and_bob_in_a_branch(&tag).await;
     let twig = f.ou("twig").await;
-    f.person_in(&f.t.people, "alice", &mail(&tag, "alice"))
-        .await;
-    f.person_in(&branch, "bob", &mail(&tag, "bob")).await;
     f.person_in(&twig, "carol", &mail(&tag, "carol")).await;
     let url = f.url().to_string();
     let people = f.t.people.clone();
@@ -459,9 +438,7 @@ async fn entries_read_through_a_reference_count_in_the_duplicate_check() {
     f.person_in(&f.t.people, "alice", &same).await;
     f.person_in(&branch, "bob", &same).await;
     f.person_in(&branch, "carol", &mail(&tag, "carol")).await;
-    let people = f.t.people.clone();
-    f.referral(&people, "link", &format!("{}/{branch}", f.url()))
-        .await;
+    f.link_people_to(&format!("{}/{branch}", f.url())).await;
 
     let pull = full_pull(f.config(true)).await;
     assert_eq!(addresses(&pull), [mail(&tag, "carol")]);
@@ -515,8 +492,7 @@ async fn a_tls_system_never_sends_its_password_in_the_clear_to_a_referred_server
         .await;
     let (port, received) = cleartext_only_server().await;
     let target = format!("ldap://127.0.0.1:{port}/{branch}");
-    let people = f.t.people.clone();
-    f.referral(&people, "link", &target).await;
+    f.link_people_to(&target).await;
 
     let mut config = f.config(true);
     config.url = f.t.server.ldaps_url.clone();

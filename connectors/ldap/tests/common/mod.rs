@@ -1,5 +1,6 @@
 //! Shared helpers of the integration tests: the test servers' settings,
-//! a private subtree per test, and a few direct LDAP calls.
+//! a private subtree per test, a few direct LDAP calls, and the stubs and
+//! stub checks several servers' tests share.
 //!
 //! The servers are started by `deploy/testenv.sh up` (the README's test
 //! command does it). The settings come from the environment, or from the
@@ -13,8 +14,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use coexist_connector::SecretRef;
-use coexist_ldap::{Flavor, LdapConfig};
+use coexist_connector::{
+    Attributes, Connector, ConnectorError, FoundStub, Operation, RecipientKind, Route, SecretRef,
+    Stub, StubField,
+};
+use coexist_ldap::{Flavor, LdapConfig, LdapConnector};
 use ldap3::{LdapConnAsync, LdapConnSettings, Mod, Scope, SearchEntry};
 
 fn env_file() -> &'static HashMap<String, String> {
@@ -179,6 +183,14 @@ impl Subtree {
         c
     }
 
+    /// [`Subtree::config`], bound as `dn` with `password` instead of the admin.
+    pub fn config_as(&self, dn: &str, password: &str) -> LdapConfig {
+        let mut c = self.config();
+        c.bind_dn = dn.to_string();
+        c.password = password_file(password);
+        c
+    }
+
     pub async fn ldap(&self) -> ldap3::Ldap {
         admin(&self.server).await
     }
@@ -207,6 +219,18 @@ impl Subtree {
         let _ = ldap.unbind().await;
     }
 
+    /// Replaces the values of `attr` of `dn` with the one `value`.
+    pub async fn replace(&self, dn: &str, attr: &str, value: &str) {
+        self.modify(
+            dn,
+            vec![Mod::Replace(
+                attr.to_string(),
+                HashSet::from([value.to_string()]),
+            )],
+        )
+        .await;
+    }
+
     pub async fn delete(&self, dn: &str) {
         let mut ldap = self.ldap().await;
         let r = ldap.delete(dn).await.expect("delete");
@@ -228,25 +252,18 @@ impl Subtree {
         entries.into_iter().map(SearchEntry::construct).collect()
     }
 
+    /// How many entries below the stub OU carry coexist's marker
+    /// (`description: coexist:<anchor>`).
+    pub async fn marked_stubs(&self) -> usize {
+        self.search(&self.stubs, "(description=coexist:*)", &["1.1"])
+            .await
+            .len()
+    }
+
     /// Adds a person `uid=<uid>` (OpenLDAP) or `cn=<uid>` user (AD).
     pub async fn person(&self, uid: &str, mail: &str, extra: Vec<(&str, Vec<&str>)>) -> String {
         match self.server.flavor {
-            Flavor::Openldap => {
-                let dn = format!("uid={},{}", ldap3::dn_escape(uid), self.people);
-                let mut attrs = vec![
-                    (
-                        "objectClass",
-                        vec!["inetOrgPerson", "inetLocalMailRecipient"],
-                    ),
-                    ("uid", vec![uid]),
-                    ("cn", vec![uid]),
-                    ("sn", vec![uid]),
-                    ("mail", vec![mail]),
-                ];
-                attrs.extend(extra);
-                self.add(&dn, attrs).await;
-                dn
-            }
+            Flavor::Openldap => self.person_in(&self.people, uid, mail, extra).await,
             Flavor::ActiveDirectory => {
                 let dn = format!("CN={},{}", ldap3::dn_escape(uid), self.people);
                 let sam = format!("t{}", &random()[..6]);
@@ -264,9 +281,20 @@ impl Subtree {
             }
         }
     }
-}
 
-impl Subtree {
+    /// Adds an OpenLDAP person `uid=<uid>` (inetOrgPerson +
+    /// inetLocalMailRecipient) below `parent`; returns its DN.
+    pub async fn person_in(
+        &self,
+        parent: &str,
+        uid: &str,
+        mail: &str,
+        extra: Vec<(&str, Vec<&str>)>,
+    ) -> String {
+        self.inet_org_person(parent, "inetLocalMailRecipient", uid, mail, extra)
+            .await
+    }
+
     /// Adds a qmail-ldap user `uid=<uid>` (inetOrgPerson + qmailUser), for
     /// the qmail-ldap server.
     pub async fn qmail_person(
@@ -275,9 +303,23 @@ impl Subtree {
         mail: &str,
         extra: Vec<(&str, Vec<&str>)>,
     ) -> String {
-        let dn = format!("uid={},{}", ldap3::dn_escape(uid), self.people);
+        self.inet_org_person(&self.people, "qmailUser", uid, mail, extra)
+            .await
+    }
+
+    /// Adds `uid=<uid>,<parent>`, an inetOrgPerson with the auxiliary class
+    /// `mail_class` and `mail`; returns its DN.
+    async fn inet_org_person(
+        &self,
+        parent: &str,
+        mail_class: &str,
+        uid: &str,
+        mail: &str,
+        extra: Vec<(&str, Vec<&str>)>,
+    ) -> String {
+        let dn = format!("uid={},{parent}", ldap3::dn_escape(uid));
         let mut attrs = vec![
-            ("objectClass", vec!["inetOrgPerson", "qmailUser"]),
+            ("objectClass", vec!["inetOrgPerson", mail_class]),
             ("uid", vec![uid]),
             ("cn", vec![uid]),
             ("sn", vec![uid]),
@@ -285,6 +327,25 @@ impl Subtree {
         ];
         attrs.extend(extra);
         self.add(&dn, attrs).await;
+        dn
+    }
+
+    /// Adds `uid=<uid>` directly below the subtree (not a recipient: no
+    /// mail), with the password `password`: a user of its own to bind as,
+    /// with the rights the server gives any user. Returns its DN.
+    pub async fn bind_user(&self, uid: &str, password: &str) -> String {
+        let dn = format!("uid={uid},{}", self.dn);
+        self.add(
+            &dn,
+            vec![
+                ("objectClass", vec!["inetOrgPerson"]),
+                ("uid", vec![uid]),
+                ("cn", vec![uid]),
+                ("sn", vec![uid]),
+                ("userPassword", vec![password]),
+            ],
+        )
+        .await;
         dn
     }
 }
@@ -360,4 +421,106 @@ pub fn slapd_config(ldif: &str) {
         "ldapmodify on cn=config failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A person stub for `primary` with the alias `alias.<primary>`, every
+/// attribute set (a non-ASCII letter and an apostrophe in the names), routed
+/// to its mailbox at `<local part>@<routing_domain>`.
+pub fn stub(anchor: &str, primary: &str, routing_domain: &str) -> Stub {
+    Stub {
+        anchor: anchor.to_string(),
+        kind: RecipientKind::Person,
+        primary_address: primary.to_string(),
+        aliases: vec![format!("alias.{primary}")],
+        route: Route::Address(primary.replace("@acmecorp.com", &format!("@{routing_domain}"))),
+        attributes: Attributes {
+            display_name: Some("Zoë O'Neil".into()),
+            given_name: Some("Zoë".into()),
+            surname: Some("O'Neil".into()),
+            business_phone: Some("+1 555 0100".into()),
+            mobile_phone: Some("+1 555 0199".into()),
+            title: Some("Engineer".into()),
+            department: Some("R&D".into()),
+            company: Some("Acme".into()),
+        },
+    }
+}
+
+pub fn create(stub: &Stub) -> Operation {
+    Operation::Create { stub: stub.clone() }
+}
+
+/// Changes the stub `found` from `before` to `after`.
+pub fn update(
+    found: &FoundStub,
+    before: &Stub,
+    after: &Stub,
+    changed: Vec<StubField>,
+) -> Operation {
+    Operation::Update {
+        id: found.id.clone(),
+        locator: found.locator.clone(),
+        before: Box::new(before.clone()),
+        after: Box::new(after.clone()),
+        changed,
+    }
+}
+
+pub fn delete(found: &FoundStub, stub: &Stub) -> Operation {
+    Operation::Delete {
+        id: found.id.clone(),
+        locator: found.locator.clone(),
+        stub: stub.clone(),
+    }
+}
+
+/// A second create of `stub`, written before as `first`, finds that entry
+/// (the same id) and adds none: `t` still holds one stub.
+pub async fn assert_created_again_finds_it(
+    t: &Subtree,
+    connector: &LdapConnector,
+    stub: &Stub,
+    first: &FoundStub,
+) {
+    let again = connector.apply(&create(stub)).await.unwrap().found.unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(t.marked_stubs().await, 1);
+}
+
+/// Deleting `dn`, an entry without coexist's marker, as if it were `stub`
+/// is refused with a permanent error naming the marker, and the entry stays.
+pub async fn assert_unmarked_entry_is_refused_and_kept(
+    t: &Subtree,
+    connector: &LdapConnector,
+    dn: &str,
+    stub: Stub,
+) {
+    let refused = connector
+        .apply(&Operation::Delete {
+            id: "x".into(),
+            locator: dn.to_string(),
+            stub,
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(ConnectorError::Permanent { ref message }) if message.contains("marker")),
+        "{refused:?}"
+    );
+    assert_eq!(t.search(dn, "(objectClass=*)", &["1.1"]).await.len(), 1);
+}
+
+/// Deletes the stub `found` (now `stub`), then deletes it again: both
+/// succeed and find nothing, and the stub OU is left empty.
+pub async fn assert_deleted_twice(
+    t: &Subtree,
+    connector: &LdapConnector,
+    found: &FoundStub,
+    stub: &Stub,
+) {
+    let delete = delete(found, stub);
+    assert_eq!(connector.apply(&delete).await.unwrap().found, None);
+    assert_eq!(connector.apply(&delete).await.unwrap().found, None);
+    assert_eq!(t.marked_stubs().await, 0);
+    let left = t.search(&t.stubs, "(objectClass=*)", &["1.1"]).await;
+    assert_eq!(left.len(), 1, "only the stub OU itself: {left:?}");
 }
