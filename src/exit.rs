@@ -14,3 +14,5 @@ pub const PARTIAL: i32 = 4;
 pub const STALE_PLAN: i32 = 5;
 /// `plan --detailed-exitcode`: the plan has changes to make.
 pub const CHANGES: i32 = 6;
+/// Another coexist run holds the store's run lock; nothing was done.
+pub const BUSY: i32 = 7;

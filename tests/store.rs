@@ -5,7 +5,7 @@
 //! fails: it never skips.
 
 use coexist::reconcile::{GalEntry, Staged};
-use coexist::store::{JournalState, Store};
+use coexist::store::{JournalState, LockHolder, Store};
 use coexist_connector::{
     Attributes, FoundStub, Pull, PullMode, Recipient, RecipientKind, Route, Stub,
 };
@@ -252,6 +252,45 @@ async fn a_thousand_objects_stage_in_bulk(store: &Store) {
     assert_eq!(store.staged_recipients("google").await.unwrap(), 1000);
 }
 
+fn holder(pid: i64, host: &str) -> LockHolder {
+    LockHolder {
+        pid,
+        host: host.into(),
+        command: "sync".into(),
+        since: format!("2026-11-27T05:00:{:02}Z", pid % 60),
+        expires_at: 2_000_000_000,
+    }
+}
+
+async fn the_run_lock_has_one_holder_at_a_time(store: &Store) {
+    let first = holder(101, "mx1");
+    let second = holder(202, "mx2");
+    assert_eq!(store.try_lock(&first).await.unwrap(), None, "free: taken");
+    assert_eq!(
+        store.try_lock(&second).await.unwrap(),
+        Some(first.clone()),
+        "held: the holder is named"
+    );
+    // Only the holder it names is replaced by a take-over.
+    assert!(!store.take_over_lock(&second, &second).await.unwrap());
+    assert!(store.renew_lock(&first, 2_000_000_100).await.unwrap());
+    assert!(!store.renew_lock(&second, 2_000_000_100).await.unwrap());
+    let renewed = LockHolder {
+        expires_at: 2_000_000_100,
+        ..first.clone()
+    };
+    assert!(store.take_over_lock(&renewed, &second).await.unwrap());
+    assert!(
+        !store.renew_lock(&first, 2_000_000_200).await.unwrap(),
+        "the first holder lost it"
+    );
+    // A release by a former holder changes nothing; by the holder, frees it.
+    store.unlock(&first).await.unwrap();
+    assert_eq!(store.try_lock(&first).await.unwrap(), Some(second.clone()));
+    store.unlock(&second).await.unwrap();
+    assert_eq!(store.try_lock(&first).await.unwrap(), None);
+}
+
 macro_rules! cases {
     ($($case:ident),* $(,)?) => {
         const CASES: &[&str] = &[$(stringify!($case)),*];
@@ -271,6 +310,7 @@ cases!(
     the_fingerprint_follows_staged_changes_only,
     cursors_gal_journal_runs_and_audit_persist,
     a_thousand_objects_stage_in_bulk,
+    the_run_lock_has_one_holder_at_a_time,
 );
 
 #[tokio::test]

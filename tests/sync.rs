@@ -310,6 +310,50 @@ fn a_run_killed_in_the_middle_of_an_apply_completes_on_the_next_run() {
 }
 
 #[test]
+fn a_second_run_while_one_is_applying_waits_its_turn_with_exit_7() {
+    let org = org(150, 30);
+    org.set_config(&with("apply_delay_ms = 4", "ldap"));
+    let mut first = std::process::Command::new(common::binary())
+        .arg("--config")
+        .arg(org.config())
+        .args(["sync"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first run is applying.
+    let state = org.path("ldap-state.jsonl");
+    let started = Instant::now();
+    while std::fs::read_to_string(&state).map_or(0, |s| s.lines().count()) < 5 {
+        assert!(started.elapsed() < Duration::from_secs(60), "never applied");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+
+    for command in [&["sync"][..], &["plan"][..]] {
+        let out = org.run(command);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(7), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("another coexist run is working on this store: `sync` (pid")
+                && stderr.contains("wait for it to end"),
+            "{stderr}"
+        );
+    }
+    assert!(first.wait().unwrap().success());
+
+    // The first run did all the work; the lock is free again.
+    assert_eq!(org.stubs("ldap").len(), 150);
+    let (code, report) = org.json(&["sync"]);
+    assert_eq!((code, report["apply"]["done"].as_u64()), (0, Some(0)));
+    let (_, runs) = org.json(&["runs"]);
+    assert_eq!(
+        runs.as_array().map(Vec::len),
+        Some(2),
+        "the refused runs left no trace"
+    );
+}
+
+#[test]
 fn a_bad_configuration_names_file_line_and_key_and_exits_2() {
     let org = org(1, 1);
     org.set_config(&GOOGLE_AND_LDAP.replace(
@@ -404,6 +448,7 @@ fn help_explains_the_commands_and_exit_codes() {
         "demo",
         "Exit codes",
         "3 a safety gate",
+        "7 another coexist run holds the",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }

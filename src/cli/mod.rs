@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::engine::lock::RunLock;
 use crate::engine::{Engine, EngineError, ProgressSink, Quiet, RunOptions, SyncReport};
 use crate::exit;
 use crate::export::{export, Format};
@@ -41,7 +42,8 @@ pub enum LogFormat {
 /// Exit codes: 0 done; 1 unexpected failure; 2 bad command line or
 /// configuration; 3 a safety gate withheld changes; 4 partly done (a system
 /// unreadable or operations failed); 5 the saved plan is stale; 6 `plan
-/// --detailed-exitcode` found changes.
+/// --detailed-exitcode` found changes; 7 another coexist run holds the
+/// store (nothing was done).
 #[derive(Debug, Parser)]
 #[command(name = "coexist", version, about, long_about)]
 pub struct Cli {
@@ -187,10 +189,10 @@ mod anyhow_like {
     }
     impl From<EngineError> for Error {
         fn from(e: EngineError) -> Self {
-            let code = if matches!(e, EngineError::StalePlan { .. }) {
-                exit::STALE_PLAN
-            } else {
-                exit::FAILURE
+            let code = match e {
+                EngineError::StalePlan { .. } => exit::STALE_PLAN,
+                EngineError::Busy { .. } => exit::BUSY,
+                _ => exit::FAILURE,
             };
             Error {
                 code,
@@ -219,7 +221,12 @@ mod anyhow_like {
 /// Runs the command line; returns the exit code.
 pub async fn run(cli: Cli) -> i32 {
     init_logging(&cli);
-    match dispatch(&cli).await {
+    let mut held = None;
+    let outcome = dispatch(&cli, &mut held).await;
+    if let Some(lock) = held {
+        lock.release().await;
+    }
+    match outcome {
         Ok(code) => code,
         Err(failure) => {
             if cli.output == Output::Json {
@@ -266,6 +273,18 @@ async fn engine(cli: &Cli, config_path: &Path) -> Result<Engine, Failure> {
     Ok(Engine::new(config, store, connectors, progress_sink(cli)))
 }
 
+/// The engine for a command that changes the store, with the store's run
+/// lock taken into `held` (released by [`run`] whatever the outcome).
+async fn locked_engine(
+    cli: &Cli,
+    command: &str,
+    held: &mut Option<RunLock>,
+) -> Result<Engine, Failure> {
+    let engine = engine(cli, &cli.config).await?;
+    *held = Some(engine.lock(command).await?);
+    Ok(engine)
+}
+
 fn print_json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
@@ -278,13 +297,13 @@ fn actor(command: &str) -> String {
     format!("coexist {command} (by {user})")
 }
 
-async fn dispatch(cli: &Cli) -> Result<i32, Failure> {
+async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure> {
     match &cli.command {
         Command::Sync {
             allow_deletes,
             full_read,
         } => {
-            let engine = engine(cli, &cli.config).await?;
+            let engine = locked_engine(cli, "sync", held).await?;
             let report = engine
                 .sync(&RunOptions {
                     allow_deletes: *allow_deletes,
@@ -306,7 +325,7 @@ async fn dispatch(cli: &Cli) -> Result<i32, Failure> {
             full_read,
             detailed_exitcode,
         } => {
-            let engine = engine(cli, &cli.config).await?;
+            let engine = locked_engine(cli, "plan", held).await?;
             let health = if *no_pull {
                 Default::default()
             } else {
@@ -344,7 +363,7 @@ async fn dispatch(cli: &Cli) -> Result<i32, Failure> {
             })
         }
         Command::Apply { file } => {
-            let engine = engine(cli, &cli.config).await?;
+            let engine = locked_engine(cli, "apply", held).await?;
             let text = std::fs::read_to_string(file)?;
             let plan: Plan = serde_json::from_str(&text)?;
             let run = engine.store.start_run("apply").await?;

@@ -5,6 +5,7 @@
 //! what may run from [`gates`].
 
 pub mod gates;
+pub mod lock;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,6 +39,11 @@ pub enum EngineError {
     },
     #[error("the plan names the system `{0}`, which is not configured")]
     UnknownSystem(String),
+    #[error(
+        "another coexist run is working on this store: `{}` (pid {} on {}, started {}); wait for it to end and try again (a run that died is noticed at once on the same host, from another host once its lock lapses, {} seconds after its last sign of life)",
+        holder.command, holder.pid, holder.host, holder.since, lock::LEASE.as_secs()
+    )]
+    Busy { holder: crate::store::LockHolder },
 }
 
 /// Receives progress of long steps (a progress bar, or nothing).

@@ -1,0 +1,196 @@
+//! The run lock: one command at a time changes a store.
+//!
+//! `sync`, `plan` and `apply` take it before they pull, plan or apply, so two
+//! runs (a timer's and an admin's) never interleave their staging and their
+//! journals. The lock is a row of the store with a lease the holder renews
+//! while it works; a holder that died is recognised at once on the same host
+//! (its process is gone) and anywhere once its lease lapses, so a `kill -9`
+//! never blocks the next run for long.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+use crate::store::{now, LockHolder, Store};
+
+use super::{Engine, EngineError};
+
+/// How long a lease runs without renewal.
+pub const LEASE: Duration = Duration::from_secs(120);
+/// How often the holder renews its lease.
+const RENEW_EVERY: Duration = Duration::from_secs(30);
+
+/// The held run lock. Release it with [`RunLock::release`]; if the process
+/// dies instead, the next run takes the lock over (see the module docs).
+pub struct RunLock {
+    store: Store,
+    me: LockHolder,
+    renewer: JoinHandle<()>,
+}
+
+impl RunLock {
+    /// Who holds it: this process.
+    pub fn holder(&self) -> &LockHolder {
+        &self.me
+    }
+
+    /// Gives the lock back.
+    pub async fn release(self) {
+        self.renewer.abort();
+        if let Err(error) = self.store.unlock(&self.me).await {
+            warn!(%error, "the run lock could not be released; the next run takes it over");
+        }
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+impl Engine {
+    /// Takes the run lock for `command`, or says who holds it.
+    pub async fn lock(&self, command: &str) -> Result<RunLock, EngineError> {
+        let me = LockHolder {
+            pid: i64::from(std::process::id()),
+            host: host_name(),
+            command: command.to_string(),
+            since: now(),
+            expires_at: unix_now() + lease_seconds(),
+        };
+        let holder = match self.store.try_lock(&me).await? {
+            None => None,
+            Some(other) => match holder_is_gone(&other, &me.host) {
+                Some(why) => {
+                    if self.store.take_over_lock(&other, &me).await? {
+                        warn!(
+                            pid = other.pid,
+                            host = %other.host,
+                            command = %other.command,
+                            since = %other.since,
+                            "took over the run lock of a run that is gone ({why}); this run completes its work"
+                        );
+                        None
+                    } else {
+                        // Somebody else took it over first.
+                        self.store.try_lock(&me).await?
+                    }
+                }
+                None => Some(other),
+            },
+        };
+        if let Some(holder) = holder {
+            return Err(EngineError::Busy { holder });
+        }
+        let renewer = {
+            let store = self.store.clone();
+            let me = me.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(RENEW_EVERY).await;
+                    match store.renew_lock(&me, unix_now() + lease_seconds()).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            warn!("the run lock was taken over by another run; stop one of them");
+                            return;
+                        }
+                        Err(error) => warn!(%error, "the run lock could not be renewed"),
+                    }
+                }
+            })
+        };
+        Ok(RunLock {
+            store: self.store.clone(),
+            me,
+            renewer,
+        })
+    }
+}
+
+/// Why `holder` no longer runs, if it does not: its lease lapsed, or it was
+/// a process of this host that is gone.
+fn holder_is_gone(holder: &LockHolder, this_host: &str) -> Option<&'static str> {
+    if holder.expires_at < unix_now() {
+        return Some("its lease lapsed");
+    }
+    if holder.host == this_host && !process_alive(holder.pid) {
+        return Some("its process is gone");
+    }
+    None
+}
+
+/// Whether process `pid` of this host runs. Where `/proc` is not there to
+/// ask, every process is taken to run (the lease decides).
+fn process_alive(pid: i64) -> bool {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return true;
+    }
+    proc.join(pid.to_string()).exists()
+}
+
+/// This host's name, as the lock records it.
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|path| {
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|name| name.trim().to_string())
+                .filter(|name| !name.is_empty())
+        })
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".to_string())
+}
+
+fn lease_seconds() -> i64 {
+    i64::try_from(LEASE.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(pid: i64, host: &str, expires_in: i64) -> LockHolder {
+        LockHolder {
+            pid,
+            host: host.into(),
+            command: "sync".into(),
+            since: now(),
+            expires_at: unix_now() + expires_in,
+        }
+    }
+
+    #[test]
+    fn a_live_holder_on_this_host_with_a_lease_is_not_gone() {
+        let me = i64::from(std::process::id());
+        assert_eq!(holder_is_gone(&holder(me, "here", 60), "here"), None);
+    }
+
+    #[test]
+    fn a_holder_whose_process_ended_on_this_host_is_gone() {
+        // pid_max on Linux is at most 2^22: this pid never runs.
+        let dead = 4_194_304 + 17;
+        assert_eq!(
+            holder_is_gone(&holder(dead, "here", 60), "here"),
+            Some("its process is gone")
+        );
+    }
+
+    #[test]
+    fn a_holder_on_another_host_is_gone_only_when_its_lease_lapsed() {
+        let dead = 4_194_304 + 17;
+        assert_eq!(holder_is_gone(&holder(dead, "there", 60), "here"), None);
+        assert_eq!(
+            holder_is_gone(&holder(dead, "there", -1), "here"),
+            Some("its lease lapsed")
+        );
+    }
+}
