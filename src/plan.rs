@@ -45,7 +45,7 @@ pub struct PlanStep {
 /// A safety gate that tripped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gate {
-    /// `incomplete_source` or `delete_threshold`.
+    /// `incomplete_source`, `delete_threshold` or `capacity`.
     pub gate: String,
     /// The system whose operations it holds back (`*` for all).
     pub system: String,

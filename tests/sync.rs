@@ -196,6 +196,47 @@ fn a_source_that_suddenly_returns_nothing_deletes_nothing() {
 }
 
 #[test]
+fn creates_past_a_systems_capacity_are_held_back_with_exit_3_and_nothing_fails() {
+    // google can hold 10 stubs; the 30 people on ldap would need 30.
+    let org = org(3, 30);
+    org.set_config(&with("max_stubs = 10", "google"));
+    let (code, report) = org.json(&["sync"]);
+    assert_eq!(code, 3, "{report}");
+    let gate = &report["plan"]["gates"][0];
+    assert_eq!(
+        (gate["gate"].as_str(), gate["system"].as_str()),
+        (Some("capacity"), Some("google"))
+    );
+    assert!(
+        gate["message"].as_str().unwrap().contains(
+            "this plan would leave 30 of coexist's stubs on google, so 20 creates are held back"
+        ),
+        "{gate}"
+    );
+    assert_eq!(
+        report["apply"]["failed"], 0,
+        "nothing is sent past the limit"
+    );
+    assert_eq!(org.stubs("google").len(), 10);
+    assert_eq!(
+        org.stubs("ldap").len(),
+        3,
+        "the other system is served in full"
+    );
+
+    // The next run holds back the same 20 and changes nothing else.
+    let (code, again) = org.json(&["sync"]);
+    assert_eq!(code, 3, "{again}");
+    assert_eq!(
+        (
+            again["apply"]["done"].as_u64(),
+            again["apply"]["withheld"].as_u64()
+        ),
+        (Some(0), Some(20))
+    );
+}
+
+#[test]
 fn a_pull_that_fails_part_way_holds_every_delete() {
     let org = org(4, 2);
     assert_eq!(org.json(&["sync"]).0, 0);

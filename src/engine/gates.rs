@@ -6,8 +6,13 @@
 //! * **delete threshold** — more deletes in one system than the absolute
 //!   limit, or than the configured share of its stubs, are held back unless
 //!   the run explicitly allows them (`--allow-deletes`).
+//! * **capacity** — creates that would take a system past the most stubs it
+//!   can hold (Google: 200,000 shared contacts a domain) are held back,
+//!   rather than failing one by one at the system on every run.
 
 use std::collections::BTreeMap;
+
+use coexist_connector::Capacity;
 
 use crate::config::Safety;
 use crate::plan::{Gate, Plan};
@@ -111,6 +116,53 @@ pub fn apply_gates(
                 message,
             });
         }
+    }
+    plan.recount();
+}
+
+/// Holds back the creates that would take a system past its capacity
+/// (`stubs_held` now, plus the creates, less the deletes that go ahead).
+/// The last creates of the plan's order are the ones held back.
+pub fn apply_capacity(
+    plan: &mut Plan,
+    stubs_held: &BTreeMap<String, u64>,
+    capacity: &BTreeMap<String, Capacity>,
+) {
+    for (system, limit) in capacity {
+        let going = |action: &str| {
+            plan.operations
+                .iter()
+                .filter(|s| s.system == *system && s.action == action && !s.withheld)
+                .count() as u64
+        };
+        let creates = going("create");
+        let held = stubs_held.get(system).copied().unwrap_or(0);
+        let after = (held + creates).saturating_sub(going("delete"));
+        if after <= limit.stubs {
+            continue;
+        }
+        let excess = (after - limit.stubs).min(creates);
+        let mut left = excess;
+        for step in plan
+            .operations
+            .iter_mut()
+            .rev()
+            .filter(|s| s.system == *system && s.action == "create" && !s.withheld)
+        {
+            if left == 0 {
+                break;
+            }
+            step.withheld = true;
+            left -= 1;
+        }
+        plan.gates.push(Gate {
+            gate: "capacity".into(),
+            system: system.clone(),
+            message: format!(
+                "{source}; this plan would leave {after} of coexist's stubs on {system}, so {excess} creates are held back and those recipients are missing from {system}'s address book. List fewer recipients there (for example stub_style = \"none\" for another system's people) or remove other contacts",
+                source = limit.source
+            ),
+        });
     }
     plan.recount();
 }
@@ -239,6 +291,73 @@ mod tests {
             false,
         );
         assert_eq!(plan.summary.withheld, 0);
+    }
+
+    fn google_holds(stubs: u64) -> BTreeMap<String, Capacity> {
+        [(
+            "google".to_string(),
+            Capacity {
+                stubs,
+                source: "Google allows at most 10 shared contacts here".into(),
+            },
+        )]
+        .into()
+    }
+
+    #[test]
+    fn creates_past_a_systems_capacity_are_withheld_and_the_rest_go_ahead() {
+        let mut plan = plan_with(0, 8);
+        apply_capacity(
+            &mut plan,
+            &[("google".to_string(), 5)].into(),
+            &google_holds(10),
+        );
+        assert_eq!((plan.summary.create, plan.summary.withheld), (5, 3));
+        // The last creates of the plan are the ones held back.
+        let withheld: Vec<bool> = plan.operations.iter().map(|s| s.withheld).collect();
+        assert_eq!(
+            withheld,
+            [false, false, false, false, false, true, true, true]
+        );
+        assert_eq!(plan.gates[0].gate, "capacity");
+        assert!(
+            plan.gates[0].message.starts_with(
+                "Google allows at most 10 shared contacts here; this plan would leave 13 of coexist's stubs on google, so 3 creates are held back"
+            ),
+            "{}",
+            plan.gates[0].message
+        );
+    }
+
+    #[test]
+    fn a_plan_within_capacity_trips_nothing() {
+        let mut plan = plan_with(0, 5);
+        apply_capacity(
+            &mut plan,
+            &[("google".to_string(), 5)].into(),
+            &google_holds(10),
+        );
+        assert!(plan.gates.is_empty());
+        assert_eq!(plan.summary.withheld, 0);
+        // Systems without a known capacity are never held back.
+        let mut plan = plan_with(0, 5);
+        apply_capacity(
+            &mut plan,
+            &[("google".to_string(), 500)].into(),
+            &BTreeMap::new(),
+        );
+        assert_eq!(plan.summary.withheld, 0);
+    }
+
+    #[test]
+    fn a_system_already_over_capacity_gets_no_creates_at_all() {
+        let mut plan = plan_with(0, 4);
+        apply_capacity(
+            &mut plan,
+            &[("google".to_string(), 12)].into(),
+            &google_holds(10),
+        );
+        assert_eq!((plan.summary.create, plan.summary.withheld), (0, 4));
     }
 
     #[test]

@@ -271,6 +271,12 @@ impl Engine {
             &stubs_held,
             options.allow_deletes,
         );
+        let capacity = self
+            .connectors
+            .iter()
+            .filter_map(|c| Some((c.system().to_string(), c.capacity()?)))
+            .collect();
+        gates::apply_capacity(&mut plan, &stubs_held, &capacity);
         Ok((plan, reconciliation))
     }
 

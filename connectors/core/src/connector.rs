@@ -34,6 +34,15 @@ pub struct Finding {
     pub detail: String,
 }
 
+/// The most stubs a system can hold, where the system documents a limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capacity {
+    /// How many stubs at most.
+    pub stubs: u64,
+    /// Where the limit comes from, in words an admin can check.
+    pub source: String,
+}
+
 /// A connection to one system.
 ///
 /// Connectors decide nothing: they read and they write what they are told.
@@ -63,6 +72,12 @@ pub trait Connector: Send + Sync {
             results.push(self.apply(operation).await);
         }
         results
+    }
+
+    /// The most stubs the system can hold, when it documents a limit (the
+    /// engine holds back the creates that would pass it). Default: none.
+    fn capacity(&self) -> Option<Capacity> {
+        None
     }
 
     /// Checks credentials, routing domains and the settings no API exposes

@@ -28,7 +28,7 @@ pub mod secret;
 pub mod stub;
 
 pub use address::{normalize_address, split_address, AddressError};
-pub use connector::{Connector, Finding, NoProgress, Progress};
+pub use connector::{Capacity, Connector, Finding, NoProgress, Progress};
 pub use error::ConnectorError;
 pub use operation::{Applied, Operation, StubField};
 pub use pull::{Problem, Pull, PullMode};

@@ -34,8 +34,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use coexist_connector::retry::{RateLimiter, RetryPolicy};
 use coexist_connector::{
-    Applied, Connector, ConnectorError, Finding, FoundStub, Operation, Problem, Progress, Pull,
-    PullMode, Stub,
+    Applied, Capacity, Connector, ConnectorError, Finding, FoundStub, Operation, Problem, Progress,
+    Pull, PullMode, Stub,
 };
 use futures::stream::{self, StreamExt};
 use reqwest::{Method, Url};
@@ -1122,10 +1122,27 @@ impl GoogleConnector {
     }
 }
 
+/// Google's limit of shared contacts per domain.
+pub const MAX_SHARED_CONTACTS: u64 = 200_000;
+
 #[async_trait]
 impl Connector for GoogleConnector {
     fn system(&self) -> &str {
         &self.system
+    }
+
+    /// Google's documented limit: at most 200,000 shared contacts a domain
+    /// (<https://developers.google.com/workspace/admin/domain-shared-contacts#limits>).
+    /// Contacts coexist did not make count against it too; the engine
+    /// counts only its own, so the limit is an upper bound.
+    fn capacity(&self) -> Option<Capacity> {
+        Some(Capacity {
+            stubs: MAX_SHARED_CONTACTS,
+            source: format!(
+                "Google allows at most {MAX_SHARED_CONTACTS} shared contacts per domain ({})",
+                self.config.domain
+            ),
+        })
     }
 
     /// Reads users, groups (members resolved) and coexist's shared contacts.

@@ -21,7 +21,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use coexist_connector::{
-    Applied, Connector, ConnectorError, FoundStub, Operation, Progress, Pull, PullMode, Recipient,
+    Applied, Capacity, Connector, ConnectorError, FoundStub, Operation, Progress, Pull, PullMode,
+    Recipient,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -50,6 +51,10 @@ pub struct SimulatedConfig {
     /// in the middle of an apply).
     #[serde(default)]
     pub apply_delay_ms: u64,
+    /// Test aid: the system holds at most this many stubs (as Google holds
+    /// at most 200,000 shared contacts); a create past it is refused.
+    #[serde(default)]
+    pub max_stubs: Option<u64>,
 }
 
 /// The content of a seed file.
@@ -282,6 +287,16 @@ impl Connector for SimulatedConnector {
         Ok(pull)
     }
 
+    fn capacity(&self) -> Option<Capacity> {
+        self.config.max_stubs.map(|stubs| Capacity {
+            stubs,
+            source: format!(
+                "{} holds at most {stubs} stubs (simulated limit)",
+                self.system
+            ),
+        })
+    }
+
     async fn apply(&self, operation: &Operation) -> Result<Applied, ConnectorError> {
         if self.config.apply_delay_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(self.config.apply_delay_ms)).await;
@@ -299,6 +314,16 @@ impl Connector for SimulatedConnector {
                 // Idempotent: a stub with this anchor already there is updated.
                 let id = match directory.by_anchor.get(&stub.anchor) {
                     Some(id) => id.clone(),
+                    None if self
+                        .config
+                        .max_stubs
+                        .is_some_and(|max| directory.stubs.len() as u64 >= max) =>
+                    {
+                        return Err(ConnectorError::permanent(format!(
+                            "{} is full: it holds its maximum of stubs (simulated limit)",
+                            self.system
+                        )));
+                    }
                     None => {
                         let id = format!("{}-{}", self.system, directory.next_id);
                         directory.next_id += 1;
