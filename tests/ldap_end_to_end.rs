@@ -658,7 +658,7 @@ fn gal_members(s: &Scenario, address: &str) -> Vec<String> {
 }
 
 #[test]
-fn a_full_read_on_request_refreshes_group_members_a_delta_cannot_see() {
+fn a_delta_refreshes_the_groups_of_a_changed_member_and_a_full_read_on_request_still_works() {
     let s = google_and_slapd();
     let t = &s.tree;
     t.add(&format!(
@@ -673,14 +673,18 @@ fn a_full_read_on_request_refreshes_group_members_a_delta_cannot_see() {
         ["m1@acmecorp.com", "m2@acmecorp.com"]
     );
 
-    // m1 changes address; the group entry itself is not modified, so an
-    // incremental read returns m1 but not the group.
+    // m1 changes address; the group entry itself is not modified, yet the
+    // incremental read returns the group too (it holds m1), re-resolved.
     t.modify(&format!(
         "dn: uid=m1,{}\nchangetype: modify\nreplace: mail\nmail: em1@acmecorp.com\n-\n",
         t.people
     ));
     let delta = s.sync();
     assert_eq!(pull_mode(&delta, "ldap"), "delta");
+    assert_eq!(
+        gal_members(&s, "team@acmecorp.com"),
+        ["em1@acmecorp.com", "m2@acmecorp.com"]
+    );
 
     // `sync --full-read` ignores the cursors and reads every system whole.
     let (code, full) = s.json(&["sync", "--full-read"]);

@@ -77,8 +77,9 @@ pub enum Command {
         #[arg(long)]
         allow_deletes: bool,
         /// Read every system in full, ignoring the cursors of incremental
-        /// reads; run it now and then (say nightly) to pick up what deltas
-        /// cannot see, such as a group whose member changed address.
+        /// reads; run it now and then (say nightly): a full read catches
+        /// what a delta can miss, such as a member deleted from the
+        /// directory while the groups listing it did not change.
         #[arg(long)]
         full_read: bool,
     },

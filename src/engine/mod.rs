@@ -95,8 +95,8 @@ pub struct RunOptions {
     /// Who asked (recorded in the audit log).
     pub actor: String,
     /// Read every system in full, ignoring the cursors of incremental
-    /// reads (picks up what deltas cannot see, such as a group whose
-    /// member changed address while the group entry itself did not).
+    /// reads (catches what a delta can miss, such as a member deleted
+    /// from the directory while the groups listing it did not change).
     pub full_read: bool,
 }
 

@@ -14,6 +14,11 @@
 //! * AD without the DirSync right: `uSNChanged` above the last
 //!   `highestCommittedUSN` of the same DC (`invocationId`), and tombstones
 //!   through the Show Deleted control.
+//!
+//! Every delta then reads again the groups holding a changed entry as a
+//! member (and the groups holding those), so a group's resolved members
+//! follow a member's change without the group entry changing: see
+//! [`Reader::add_parent_groups`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -212,7 +217,7 @@ async fn syncrepl_delta(
     cookies: &BTreeMap<String, String>,
 ) -> Result<Option<Pull>, ConnectorError> {
     let attrs = reader.mapper.read_attributes();
-    let mut out = Collected::new();
+    let mut out = Collected::tracking();
     let mut removed: Vec<String> = Vec::new();
     // Entries some scope returned as added or modified. A scope's session
     // log also names entries changed *outside* it as "no longer matching"
@@ -356,6 +361,7 @@ async fn syncrepl_delta(
         new_cookies.insert(scope.base.clone(), cookie);
     }
     removed.retain(|id| !returned.contains(id));
+    reader.add_parent_groups(ldap, &mut out).await;
     reader.resolve_members(ldap, &mut out).await?;
     Ok(Some(delta_pull(
         reader,
@@ -367,7 +373,16 @@ async fn syncrepl_delta(
     )))
 }
 
+/// The pull of a delta. An object it returns is not also removed by it
+/// (a group read again because its members changed is there, whatever a
+/// scope's session log said of it).
 fn delta_pull(reader: &Reader, out: Collected, mut removed: Vec<String>, method: Method) -> Pull {
+    let returned: HashSet<&str> = out
+        .recipients
+        .iter()
+        .map(|(r, _)| r.anchor.as_str())
+        .collect();
+    removed.retain(|id| !returned.contains(id.as_str()));
     removed.sort();
     removed.dedup();
     Pull {
@@ -392,7 +407,7 @@ async fn timestamp_delta(
         return Ok(None);
     }
     let next_since = generalized_time(SystemTime::now() - TIMESTAMP_OVERLAP);
-    let mut out = Collected::new();
+    let mut out = Collected::tracking();
     let extra = format!("(modifyTimestamp>={})", crate::escape::filter_value(since));
     reader
         .read_all(ldap, &mut out, &coexist_connector::NoProgress, Some(&extra))
@@ -445,6 +460,7 @@ async fn timestamp_delta(
         .filter(|id| !present.contains(*id))
         .cloned()
         .collect();
+    reader.add_parent_groups(ldap, &mut out).await;
     reader.resolve_members(ldap, &mut out).await?;
     let mut ids: Vec<String> = present.into_iter().collect();
     ids.sort();
@@ -599,6 +615,7 @@ async fn dirsync_delta(
     let mut attrs = reader.mapper.read_attributes();
     attrs.push("isDeleted".into());
     let mut changed: Vec<String> = Vec::new();
+    let mut changed_dns: Vec<String> = Vec::new();
     let mut removed: Vec<String> = Vec::new();
     let outcome = dirsync_run(reader, ldap, &nc, AD_WATCH_FILTER, &attrs, cookie, |e| {
         if let Some(guid) = e.first_bytes("objectGUID").and_then(guid_to_string) {
@@ -609,6 +626,7 @@ async fn dirsync_delta(
                 removed.push(guid);
             } else {
                 changed.push(guid);
+                changed_dns.push(e.dn.clone());
             }
         }
     })
@@ -620,7 +638,7 @@ async fn dirsync_delta(
             return Ok(None);
         }
     };
-    let out = reread(reader, ldap, &changed, &mut removed).await?;
+    let out = reread(reader, ldap, &changed, changed_dns, &mut removed).await?;
     Ok(Some(delta_pull(
         reader,
         out,
@@ -630,17 +648,22 @@ async fn dirsync_delta(
 }
 
 /// Reads the changed objects again through the configured scopes; those
-/// that no longer match are removed.
+/// that no longer match are removed. `changed_dns` are the DNs of the
+/// changed objects as DirSync or the uSNChanged search named them: the
+/// groups holding any of them are read again too (see
+/// [`Reader::add_parent_groups`]), even when the object itself is no
+/// recipient (a security group without an address, nested in a list).
 async fn reread(
     reader: &Reader,
     ldap: &mut Ldap,
     changed: &[String],
+    changed_dns: Vec<String>,
     removed: &mut Vec<String>,
 ) -> Result<Collected, ConnectorError> {
     let mut unique: Vec<String> = changed.to_vec();
     unique.sort();
     unique.dedup();
-    let mut out = Collected::new();
+    let mut out = Collected::tracking();
     reader.read_by_anchors(ldap, &unique, &mut out).await?;
     let found: HashSet<&str> = out
         .recipients
@@ -655,6 +678,10 @@ async fn reread(
             removed.push(id.clone());
         }
     }
+    if let Some(dns) = &mut out.dns {
+        dns.extend(changed_dns);
+    }
+    reader.add_parent_groups(ldap, &mut out).await;
     reader.resolve_members(ldap, &mut out).await?;
     Ok(out)
 }
@@ -709,6 +736,7 @@ async fn usn_delta(
     }
     let since = usn + 1;
     let mut changed = Vec::new();
+    let mut changed_dns = Vec::new();
     let mut refs = Vec::new();
     for scope in reader.scopes() {
         let filter = format!("(&{AD_WATCH_FILTER}(uSNChanged>={since}))");
@@ -724,7 +752,10 @@ async fn usn_delta(
                 },
                 |e| {
                     let entry = Entry::from(SearchEntry::construct(e));
-                    changed.extend(entry.first_bytes("objectGUID").and_then(guid_to_string));
+                    if let Some(guid) = entry.first_bytes("objectGUID").and_then(guid_to_string) {
+                        changed.push(guid);
+                        changed_dns.push(entry.dn);
+                    }
                     Ok(())
                 },
                 &mut refs,
@@ -761,7 +792,7 @@ async fn usn_delta(
     if res.rc != rc::SUCCESS && res.rc != rc::REFERRAL {
         return Err(conn::from_result(&reader.system, "tombstone search", &res));
     }
-    let out = reread(reader, ldap, &changed, &mut removed).await?;
+    let out = reread(reader, ldap, &changed, changed_dns, &mut removed).await?;
     Ok(Some(delta_pull(
         reader,
         out,
