@@ -299,31 +299,40 @@ fn a_failed_operation_fails_alone_and_the_next_run_converges() {
     assert_eq!(org.stubs("ldap").len(), 3);
 }
 
+/// Starts `coexist sync` in the background, each ldap operation taking
+/// 4 ms, so a test can act while it applies.
+fn start_slow_sync(org: &Org) -> std::process::Child {
+    org.set_config(&with("apply_delay_ms = 4", "ldap"));
+    std::process::Command::new(common::binary())
+        .arg("--config")
+        .arg(org.config())
+        .args(["sync"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the simulated ldap system journalled `n` operations.
+fn wait_until_ldap_holds(org: &Org, n: usize) {
+    let state = org.path("ldap-state.jsonl");
+    let started = Instant::now();
+    while std::fs::read_to_string(&state).map_or(0, |s| s.lines().count()) < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the sync never applied {n} operations"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[test]
 fn a_run_killed_in_the_middle_of_an_apply_completes_on_the_next_run() {
     // Each kill lands at a different point of the apply.
     for kill_after in [1usize, 37, 120] {
         let org = org(150, 30);
-        org.set_config(&with("apply_delay_ms = 4", "ldap"));
-        let mut child = std::process::Command::new(common::binary())
-            .arg("--config")
-            .arg(org.config())
-            .args(["sync"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let state = org.path("ldap-state.jsonl");
-        let started = Instant::now();
-        loop {
-            let lines = std::fs::read_to_string(&state)
-                .map(|s| s.lines().count())
-                .unwrap_or(0);
-            if lines >= kill_after || started.elapsed() > Duration::from_secs(60) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let mut child = start_slow_sync(&org);
+        wait_until_ldap_holds(&org, kill_after);
         // kill -9
         child.kill().unwrap();
         child.wait().unwrap();
@@ -353,22 +362,9 @@ fn a_run_killed_in_the_middle_of_an_apply_completes_on_the_next_run() {
 #[test]
 fn a_second_run_while_one_is_applying_waits_its_turn_with_exit_7() {
     let org = org(150, 30);
-    org.set_config(&with("apply_delay_ms = 4", "ldap"));
-    let mut first = std::process::Command::new(common::binary())
-        .arg("--config")
-        .arg(org.config())
-        .args(["sync"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = start_slow_sync(&org);
     // Wait until the first run is applying.
-    let state = org.path("ldap-state.jsonl");
-    let started = Instant::now();
-    while std::fs::read_to_string(&state).map_or(0, |s| s.lines().count()) < 5 {
-        assert!(started.elapsed() < Duration::from_secs(60), "never applied");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_until_ldap_holds(&org, 5);
 
     for command in [&["sync"][..], &["plan"][..]] {
         let out = org.run(command);
