@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `coexist sync`, `plan`, `apply` and the other commands, run as a user
 //! runs them: the real binary against simulated systems on disk.
 
