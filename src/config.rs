@@ -66,6 +66,22 @@ impl SystemKind {
             _ => StubStyle::RoutingAddress,
         }
     }
+
+    /// Why this kind of system cannot write stubs of `style`, if it cannot.
+    fn refuses_stub_style(self, style: StubStyle) -> Option<&'static str> {
+        match (self, style) {
+            (SystemKind::Google, StubStyle::RoutingAddress | StubStyle::SmartHost) => Some(
+                "Google's shared contacts carry no route (Google's catch-all routes the mail); expected \"domain_routing\" (the default) or \"none\"",
+            ),
+            (SystemKind::Ldap | SystemKind::ActiveDirectory, StubStyle::DomainRouting) => Some(
+                "a directory stub without a route would be taken for a local mailbox and bounce; expected \"routing_address\" (the default), \"smart_host\" or \"none\"",
+            ),
+            (SystemKind::ActiveDirectory, StubStyle::SmartHost) => Some(
+                "an Active Directory contact routes by targetAddress = local@<home routing domain>; expected \"routing_address\" (the default) or \"none\"",
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// The safety gates of an apply.
@@ -384,6 +400,11 @@ impl Config {
                 Some(RawStubStyle::None) => StubStyle::None,
                 None => kind.default_stub_style(),
             };
+            if let (Some(spanned), Some(why)) =
+                (&system.stub_style, kind.refuses_stub_style(stub_style))
+            {
+                return Err(at.at(spanned, key("stub_style"), why.to_string()));
+            }
             let unknown_recipient = match &system.unknown_recipient {
                 None => UnknownRecipient::Reject,
                 Some(spanned) => match spanned.get_ref() {

@@ -117,6 +117,41 @@ fn a_stub_style_that_cannot_reach_a_home_is_refused() {
 }
 
 #[test]
+fn a_stub_style_the_kind_of_system_cannot_write_is_refused() {
+    let text = GOOD.replace(
+        "kind = \"ldap\"\nrouting_domain = \"mithi.acmecorp.com\"\nstub_style = \"routing_address\"",
+        "kind = \"ldap\"\nrouting_domain = \"mithi.acmecorp.com\"\nstub_style = \"domain_routing\"",
+    );
+    assert_eq!(
+        error(&text),
+        "coexist.toml:25: systems[1].stub_style: a directory stub without a route would be taken for a local mailbox and bounce; expected \"routing_address\" (the default), \"smart_host\" or \"none\""
+    );
+    let text = GOOD.replace(
+        "routing_domain = \"gapps.acmecorp.com\"\n",
+        "routing_domain = \"gapps.acmecorp.com\"\nstub_style = \"smart_host\"\n",
+    );
+    assert!(
+        error(&text).starts_with(
+            "coexist.toml:16: systems[0].stub_style: Google's shared contacts carry no route"
+        ),
+        "{}",
+        error(&text)
+    );
+    let text = GOOD
+        .replace("kind = \"ldap\"", "kind = \"active_directory\"")
+        .replace(
+            "stub_style = \"routing_address\"",
+            "stub_style = \"smart_host\"\nsmart_host = \"mail.acmecorp.com\"",
+        );
+    assert!(
+        error(&text)
+            .contains("systems[1].stub_style: an Active Directory contact routes by targetAddress"),
+        "{}",
+        error(&text)
+    );
+}
+
+#[test]
 fn routing_domains_must_be_distinct_and_not_shared() {
     let text = GOOD.replace("mithi.acmecorp.com", "gapps.acmecorp.com");
     assert!(
