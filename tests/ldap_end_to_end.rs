@@ -982,6 +982,10 @@ fn a_wrong_bind_password_names_the_system_and_deletes_nothing() {
         "{text}"
     );
 
+    // `plan` says the same with the same exit code as `sync`.
+    let (code, plan) = s.json(&["plan"]);
+    assert_eq!(code, 4, "{plan:#}");
+
     let (code, report) = s.json(&["sync"]);
     assert_eq!(code, 4, "{report:#}");
     let pull = report["pulls"]

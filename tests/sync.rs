@@ -180,7 +180,7 @@ fn a_source_that_suddenly_returns_nothing_deletes_nothing() {
     assert!(report["plan"]["gates"][0]["message"]
         .as_str()
         .unwrap()
-        .contains("google returned no recipients although it held 3"));
+        .contains("google suddenly lists no recipients although it held 3"));
     assert_eq!(
         org.stubs("ldap").len(),
         3,
@@ -210,7 +210,7 @@ fn creates_past_a_systems_capacity_are_held_back_with_exit_3_and_nothing_fails()
     );
     assert!(
         gate["message"].as_str().unwrap().contains(
-            "this plan would leave 30 of coexist's stubs on google, so 20 creates are held back"
+            "with this plan's creates coexist would hold 30 stubs on google, so 20 creates are held back"
         ),
         "{gate}"
     );
@@ -235,6 +235,66 @@ fn creates_past_a_systems_capacity_are_held_back_with_exit_3_and_nothing_fails()
         ),
         (Some(0), Some(20))
     );
+}
+
+#[test]
+fn a_delta_that_removes_every_recipient_is_not_believed() {
+    let org = org(3, 4);
+    assert_eq!(org.json(&["sync"]).0, 0);
+    org.set_config(&with("pull_removes_everything = true", "google"));
+    let (code, report) = org.json(&["sync"]);
+    assert_eq!(code, 3, "{report}");
+    assert_eq!(report["plan"]["gates"][0]["gate"], "incomplete_source");
+    assert!(report["plan"]["gates"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("google suddenly lists no recipients although it held 3"));
+    assert_eq!(
+        report["plan"]["summary"]["gal"], 7,
+        "google's people stay in the GAL"
+    );
+    assert_eq!(org.stubs("ldap").len(), 3, "their stubs are kept");
+    org.set_config(GOOGLE_AND_LDAP);
+    let (code, report) = org.json(&["sync"]);
+    assert_eq!(
+        (code, report["apply"]["done"].as_u64()),
+        (0, Some(0)),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_partly_applied_plan_is_refused_once_the_state_moved_on() {
+    let org = org(2, 2);
+    org.set_config(&with("reject_addresses = [\"g1@acmecorp.com\"]", "ldap"));
+    let saved = org.path("plan.json");
+    org.run(&["plan", "--save", saved.to_str().unwrap()]);
+    let (code, applied) = org.json(&["apply", saved.to_str().unwrap()]);
+    assert_eq!(
+        (code, applied["failed"].as_u64()),
+        (4, Some(1)),
+        "{applied}"
+    );
+
+    // A scheduled sync runs meanwhile (the fault fixed, g0 gone from google).
+    org.set_config(GOOGLE_AND_LDAP);
+    org.seed(
+        "google",
+        people("g", "acmecorp.com", 2).into_iter().skip(1).collect(),
+    );
+    assert_eq!(org.json(&["sync"]).0, 0);
+    let stubs = org.stubs("ldap").len();
+
+    // The old plan would re-create what the sync just settled: refused.
+    let out = org.run(&["apply", saved.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("make a new plan"));
+    assert_eq!(org.stubs("ldap").len(), stubs, "nothing was applied");
 }
 
 #[test]

@@ -192,7 +192,9 @@ mod anyhow_like {
         fn from(e: EngineError) -> Self {
             let code = match e {
                 EngineError::StalePlan { .. } => exit::STALE_PLAN,
-                EngineError::Busy { .. } => exit::BUSY,
+                EngineError::Busy { .. }
+                | EngineError::LockLost
+                | EngineError::Store(StoreError::Busy) => exit::BUSY,
                 _ => exit::FAILURE,
             };
             Error {
@@ -327,11 +329,14 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
             detailed_exitcode,
         } => {
             let engine = locked_engine(cli, "plan", held).await?;
-            let health = if *no_pull {
-                Default::default()
+            let pulls = if *no_pull {
+                Vec::new()
             } else {
-                engine.health(&engine.pull(*full_read).await?)
+                engine.pull(*full_read).await?
             };
+            let health = engine.health(&pulls);
+            // A system that could not be read at all: partly done, as `sync`.
+            let unreadable = pulls.iter().any(|p| p.error.is_some());
             let options = RunOptions {
                 allow_deletes: *allow_deletes,
                 actor: actor("plan"),
@@ -355,7 +360,9 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
                 }
             }
             let changes = plan.summary.create + plan.summary.update + plan.summary.delete > 0;
-            Ok(if !plan.gates.is_empty() {
+            Ok(if unreadable {
+                exit::PARTIAL
+            } else if !plan.gates.is_empty() {
                 exit::GATE
             } else if *detailed_exitcode && changes {
                 exit::CHANGES
@@ -382,14 +389,19 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
             let report = match report {
                 Ok(report) => report,
                 Err(error) => {
-                    engine
+                    // The refusal is what the admin must see, even if the
+                    // history cannot record it.
+                    if let Err(store) = engine
                         .store
                         .finish_run(
                             run,
                             "refused",
                             &serde_json::json!({ "error": error.to_string() }),
                         )
-                        .await?;
+                        .await
+                    {
+                        tracing::warn!(%store, "the refused apply could not be recorded in the history");
+                    }
                     return Err(error.into());
                 }
             };

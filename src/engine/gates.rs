@@ -53,7 +53,7 @@ pub fn apply_gates(
                     format!("the read of {system} stopped part-way ({why})")
                 }
                 SourceHealth::SuddenlyEmpty { before } => format!(
-                    "{system} returned no recipients although it held {before} at its last good read, so what it held is kept as staged"
+                    "{system} suddenly lists no recipients although it held {before} at its last good read, so what it held is kept as staged"
                 ),
                 SourceHealth::Failed(why) => format!("{system} could not be read ({why})"),
                 SourceHealth::Complete => continue,
@@ -121,23 +121,23 @@ pub fn apply_gates(
 }
 
 /// Holds back the creates that would take a system past its capacity
-/// (`stubs_held` now, plus the creates, less the deletes that go ahead).
-/// The last creates of the plan's order are the ones held back.
+/// (`stubs_held` now plus the creates). Deletes are not counted as room:
+/// an apply may run a system's creates before its deletes, so the room they
+/// make serves the next run. The last creates of the plan's order are the
+/// ones held back.
 pub fn apply_capacity(
     plan: &mut Plan,
     stubs_held: &BTreeMap<String, u64>,
     capacity: &BTreeMap<String, Capacity>,
 ) {
     for (system, limit) in capacity {
-        let going = |action: &str| {
-            plan.operations
-                .iter()
-                .filter(|s| s.system == *system && s.action == action && !s.withheld)
-                .count() as u64
-        };
-        let creates = going("create");
+        let creates = plan
+            .operations
+            .iter()
+            .filter(|s| s.system == *system && s.action == "create" && !s.withheld)
+            .count() as u64;
         let held = stubs_held.get(system).copied().unwrap_or(0);
-        let after = (held + creates).saturating_sub(going("delete"));
+        let after = held + creates;
         if after <= limit.stubs {
             continue;
         }
@@ -159,7 +159,7 @@ pub fn apply_capacity(
             gate: "capacity".into(),
             system: system.clone(),
             message: format!(
-                "{source}; this plan would leave {after} of coexist's stubs on {system}, so {excess} creates are held back and those recipients are missing from {system}'s address book. List fewer recipients there (for example stub_style = \"none\" for another system's people) or remove other contacts",
+                "{source}; with this plan's creates coexist would hold {after} stubs on {system}, so {excess} creates are held back and those recipients are missing from {system}'s address book (deletes planned now make room for them on the next run). List fewer recipients there (for example stub_style = \"none\" for another system's people) or remove other contacts",
                 source = limit.source
             ),
         });
@@ -322,7 +322,7 @@ mod tests {
         assert_eq!(plan.gates[0].gate, "capacity");
         assert!(
             plan.gates[0].message.starts_with(
-                "Google allows at most 10 shared contacts here; this plan would leave 13 of coexist's stubs on google, so 3 creates are held back"
+                "Google allows at most 10 shared contacts here; with this plan's creates coexist would hold 13 stubs on google, so 3 creates are held back"
             ),
             "{}",
             plan.gates[0].message

@@ -8,6 +8,7 @@
 //! never blocks the next run for long.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -85,19 +86,30 @@ impl Engine {
         if let Some(holder) = holder {
             return Err(EngineError::Busy { holder });
         }
+        self.lock_lost.store(false, Ordering::SeqCst);
         let renewer = {
             let store = self.store.clone();
             let me = me.clone();
+            let lost = self.lock_lost.clone();
             tokio::spawn(async move {
+                let mut renewed = unix_now();
                 loop {
                     tokio::time::sleep(RENEW_EVERY).await;
                     match store.renew_lock(&me, unix_now() + lease_seconds()).await {
-                        Ok(true) => {}
+                        Ok(true) => renewed = unix_now(),
                         Ok(false) => {
-                            warn!("the run lock was taken over by another run; stop one of them");
+                            warn!("the run lock was taken over by another run; this run stops before its next changes");
+                            lost.store(true, Ordering::SeqCst);
                             return;
                         }
-                        Err(error) => warn!(%error, "the run lock could not be renewed"),
+                        Err(error) => {
+                            warn!(%error, "the run lock could not be renewed");
+                            if unix_now() - renewed >= lease_seconds() {
+                                // Others may take it now: stop changing things.
+                                lost.store(true, Ordering::SeqCst);
+                                return;
+                            }
+                        }
                     }
                 }
             })
@@ -122,11 +134,14 @@ fn holder_is_gone(holder: &LockHolder, this_host: &str) -> Option<&'static str> 
     None
 }
 
-/// Whether process `pid` of this host runs. Where `/proc` is not there to
-/// ask, every process is taken to run (the lease decides).
+/// Whether process `pid` of this host runs. Where `/proc` cannot tell
+/// (absent, or hiding other users' processes), every process is taken to
+/// run and the lease decides.
 fn process_alive(pid: i64) -> bool {
     let proc = Path::new("/proc");
-    if !proc.join("self").exists() {
+    // No /proc, or one mounted with hidepid (pid 1 invisible): it cannot
+    // tell, so the lease decides.
+    if !proc.join("self").exists() || !proc.join("1").exists() {
         return true;
     }
     proc.join(pid.to_string()).exists()

@@ -8,6 +8,7 @@ pub mod gates;
 pub mod lock;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -44,6 +45,8 @@ pub enum EngineError {
         holder.command, holder.pid, holder.host, holder.since, lock::LEASE.as_secs()
     )]
     Busy { holder: crate::store::LockHolder },
+    #[error("another coexist run took this run's lock over (its lease could not be renewed for {} seconds); this run stopped before its next changes, and the run holding the lock completes the work", lock::LEASE.as_secs())]
+    LockLost,
 }
 
 /// Receives progress of long steps (a progress bar, or nothing).
@@ -106,6 +109,9 @@ pub struct Engine {
     pub store: Store,
     connectors: Vec<Arc<dyn Connector>>,
     progress: Arc<dyn ProgressSink>,
+    /// Set when the run lock this engine took was taken over by another
+    /// run: the apply stops before its next chunk.
+    lock_lost: Arc<AtomicBool>,
 }
 
 impl Engine {
@@ -121,6 +127,7 @@ impl Engine {
             store,
             connectors,
             progress,
+            lock_lost: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -184,8 +191,23 @@ impl Engine {
             Some(n) => n,
             None => self.store.staged_recipients(system).await?,
         };
-        let health = if pull.mode == PullMode::Full && pull.recipients.is_empty() && held_before > 0
-        {
+        // A full read of nothing, or a delta removing every recipient held,
+        // from a system that held recipients: not believed. (A delta may
+        // name objects that were never staged, so only staged ones count.)
+        let empties = match pull.mode {
+            PullMode::Full => pull.recipients.is_empty(),
+            PullMode::Delta if pull.recipients.is_empty() && !pull.removed.is_empty() => {
+                let staged = self.store.staged_recipient_ids(system).await?;
+                let gone = pull
+                    .removed
+                    .iter()
+                    .filter(|id| staged.contains(*id))
+                    .count();
+                gone as i64 >= held_before
+            }
+            PullMode::Delta => false,
+        };
+        let health = if empties && held_before > 0 {
             SourceHealth::SuddenlyEmpty {
                 before: held_before,
             }
@@ -289,8 +311,26 @@ impl Engine {
         run_id: Option<i64>,
         options: &RunOptions,
     ) -> Result<ApplyReport, EngineError> {
+        // Every system the plan names must be here before anything runs.
+        if let Some(step) = plan
+            .runnable()
+            .find(|s| self.connector(&s.system).is_none())
+        {
+            return Err(EngineError::UnknownSystem(step.system.clone()));
+        }
         let journal = self.store.journal_of(&plan.id).await?;
-        if journal.is_empty() {
+        let status = self.store.plan(&plan.id).await?.map(|r| r.status);
+        let left = plan
+            .runnable()
+            .filter(|s| journal.get(&s.seq) != Some(&JournalState::Done))
+            .count();
+        if status.as_deref() == Some("applying") {
+            // Interrupted while applying: its own writes changed the staged
+            // state, so the journal, not the fingerprint, says what is left.
+            info!(plan = %plan.id, journalled = journal.len(), left, "resuming a plan from its journal");
+        } else if left > 0 {
+            // A new plan, or one applied in part or superseded by a later
+            // run: it may only run on the state it was made from.
             let actual = self.store.fingerprint().await?;
             if actual != plan.fingerprint {
                 return Err(EngineError::StalePlan {
@@ -299,8 +339,6 @@ impl Engine {
                     actual,
                 });
             }
-        } else {
-            info!(plan = %plan.id, journalled = journal.len(), "resuming a plan from its journal");
         }
         let body = serde_json::to_string(plan).unwrap_or_default();
         self.store
@@ -347,6 +385,9 @@ impl Engine {
                 .clone();
             let span = info_span!("system", id = %system);
             for chunk in steps.chunks(APPLY_CHUNK) {
+                if self.lock_lost.load(Ordering::SeqCst) {
+                    return Err(EngineError::LockLost);
+                }
                 let entries: Vec<(i64, &str)> = chunk.iter().map(|s| (s.seq, system)).collect();
                 self.store
                     .journal(&plan.id, &entries, JournalState::Started, None)
@@ -531,13 +572,18 @@ impl Engine {
                 self.store.finish_run(run, status, &summary).await?;
             }
             Err(error) => {
-                self.store
+                // The run's own error is what the admin must see.
+                if let Err(store) = self
+                    .store
                     .finish_run(
                         run,
                         "failed",
                         &serde_json::json!({ "error": error.to_string() }),
                     )
-                    .await?;
+                    .await
+                {
+                    warn!(%store, "the run's failure could not be recorded in its history");
+                }
             }
         }
         result

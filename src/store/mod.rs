@@ -573,6 +573,23 @@ impl Store {
         row.try_get(0).map_err(query_err("counting recipients"))
     }
 
+    /// The object ids of the recipients staged for `system`.
+    pub async fn staged_recipient_ids(
+        &self,
+        system: &str,
+    ) -> Result<std::collections::HashSet<String>> {
+        let rows = sqlx::query(
+            "SELECT object_id FROM staged_objects WHERE system_id = $1 AND class = 'recipient'",
+        )
+        .bind(system)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("reading recipient ids"))?;
+        rows.into_iter()
+            .map(|row| row.try_get(0).map_err(query_err("reading recipient ids")))
+            .collect()
+    }
+
     /// Replaces the stored GAL with `gal`, writing only the entries that changed.
     pub async fn save_gal(&self, gal: &[GalEntry]) -> Result<u64> {
         let rows = sqlx::query("SELECT anchor, body FROM gal")
@@ -943,11 +960,12 @@ impl Store {
         Err(StoreError::Busy)
     }
 
-    /// Hands the run lock from `gone` to `me`, if `gone` still holds it.
+    /// Hands the run lock from `gone` to `me`, if `gone` still holds it as
+    /// it was read (a holder that renewed its lease in between keeps it).
     pub async fn take_over_lock(&self, gone: &LockHolder, me: &LockHolder) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE run_lock SET pid = $1, host = $2, command = $3, since = $4, expires_at = $5 \
-             WHERE name = 'store' AND pid = $6 AND host = $7 AND since = $8",
+             WHERE name = 'store' AND pid = $6 AND host = $7 AND since = $8 AND expires_at = $9",
         )
         .bind(me.pid)
         .bind(&me.host)
@@ -957,6 +975,7 @@ impl Store {
         .bind(gone.pid)
         .bind(&gone.host)
         .bind(&gone.since)
+        .bind(gone.expires_at)
         .execute(&self.pool)
         .await
         .map_err(query_err("taking over the run lock"))?;

@@ -44,6 +44,10 @@ pub struct SimulatedConfig {
     /// returns nothing").
     #[serde(default)]
     pub pull_returns_nothing: bool,
+    /// Test fault: the pull is an incremental read that removes every
+    /// recipient (a delta gone wrong, e.g. after lost read rights).
+    #[serde(default)]
+    pub pull_removes_everything: bool,
     /// Test fault: operations on these addresses fail permanently.
     #[serde(default)]
     pub reject_addresses: Vec<String>,
@@ -265,6 +269,17 @@ impl Connector for SimulatedConnector {
         let directory = self.lock()?;
         if self.config.pull_returns_nothing {
             return Ok(Pull::full(Vec::new(), Vec::new()));
+        }
+        if self.config.pull_removes_everything {
+            let mut pull = Pull::full(Vec::new(), Vec::new());
+            pull.mode = PullMode::Delta;
+            pull.removed = directory
+                .recipients
+                .iter()
+                .map(|r| r.anchor.clone())
+                .collect();
+            pull.cursor = Some("simulated".into());
+            return Ok(pull);
         }
         let mut recipients = directory.recipients.clone();
         let mut complete = true;
