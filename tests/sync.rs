@@ -238,6 +238,23 @@ fn creates_past_a_systems_capacity_are_held_back_with_exit_3_and_nothing_fails()
 }
 
 #[test]
+fn a_saved_plan_is_refused_once_the_configuration_changed() {
+    let org = org(2, 2);
+    let saved = org.path("plan.json");
+    org.run(&["plan", "--save", saved.to_str().unwrap()]);
+    // google's routing domain changes: the saved stubs would route to the old one.
+    org.set_config(&GOOGLE_AND_LDAP.replace("gapps.acmecorp.com", "g.acmecorp.com"));
+    let out = org.run(&["apply", saved.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(org.stubs("ldap").is_empty(), "nothing was applied");
+}
+
+#[test]
 fn a_delta_that_removes_every_recipient_is_not_believed() {
     let org = org(3, 4);
     assert_eq!(org.json(&["sync"]).0, 0);

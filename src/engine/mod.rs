@@ -264,6 +264,17 @@ impl Engine {
         Ok(report)
     }
 
+    /// What a plan is made from: the staged state (the store's fingerprint)
+    /// and the policy of the configuration (homes, routing domains, smart
+    /// hosts, stub styles, precedence). A saved plan applies only while both
+    /// are as they were.
+    pub async fn fingerprint(&self) -> Result<String, EngineError> {
+        use sha2::Digest as _;
+        let staged = self.store.fingerprint().await?;
+        let policy = sha2::Sha256::digest(format!("{:?}", self.config.policy).as_bytes());
+        Ok(format!("{staged}-{}", hex::encode(&policy[..6])))
+    }
+
     /// Loads the staged state of every configured system.
     pub async fn staged(&self) -> Result<Staged, EngineError> {
         Ok(self.store.load_staged(&self.config.system_ids()).await?)
@@ -277,7 +288,7 @@ impl Engine {
         options: &RunOptions,
     ) -> Result<(Plan, Reconciliation), EngineError> {
         let staged = self.staged().await?;
-        let fingerprint = self.store.fingerprint().await?;
+        let fingerprint = self.fingerprint().await?;
         let reconciliation = reconcile::reconcile(&staged, &self.config.policy);
         self.store.save_gal(&reconciliation.gal).await?;
         let mut plan = Plan::new(&reconciliation, &fingerprint, crate::store::now());
@@ -331,7 +342,7 @@ impl Engine {
         } else if left > 0 {
             // A new plan, or one applied in part or superseded by a later
             // run: it may only run on the state it was made from.
-            let actual = self.store.fingerprint().await?;
+            let actual = self.fingerprint().await?;
             if actual != plan.fingerprint {
                 return Err(EngineError::StalePlan {
                     id: plan.id.clone(),
