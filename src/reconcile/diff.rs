@@ -365,7 +365,11 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
         .map(|s| s.stubs.as_slice())
         .unwrap_or(&[]);
     let by_anchor = Chains::new(found, |f| f.stub.anchor.as_str());
-    let by_address = Chains::new(found, |f| f.stub.primary_address.as_str());
+    // Only stubs whose anchor is unknown are matched by address: built on
+    // first need (a no-change re-plan matches every stub by anchor).
+    let by_address_cell = std::cell::OnceCell::new();
+    let by_address =
+        || by_address_cell.get_or_init(|| Chains::new(found, |f| f.stub.primary_address.as_str()));
     // A stub for an address homed on this very system must go, whatever
     // else it matches.
     let collides = |i: usize| {
@@ -388,7 +392,7 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
         let keep_existing = |used: &mut Vec<bool>| {
             let kept = by_anchor
                 .first(&entry.anchor, used, |i| !collides(i))
-                .or_else(|| by_address.first(&entry.primary_address, used, |i| !collides(i)));
+                .or_else(|| by_address().first(&entry.primary_address, used, |i| !collides(i)));
             if let Some(i) = kept {
                 used[i] = true;
             }
@@ -420,7 +424,7 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
         wanted += 1;
         let matched = by_anchor
             .first(&entry.anchor, &used, |_| true)
-            .or_else(|| by_address.first(&entry.primary_address, &used, |_| true));
+            .or_else(|| by_address().first(&entry.primary_address, &used, |_| true));
         match matched {
             Some(i) => {
                 used[i] = true;
