@@ -9,7 +9,8 @@
 //!   least as fast as the first plan),
 //! * the peak resident memory (target: < 500 MB).
 //!
-//! Each time is the median of three runs in this process. Run:
+//! Each time is the median of five runs in this process, the reads and
+//! the reconciles alternating. Run:
 //! `cargo bench --bench plan` (add `-- 20000` for another size).
 
 use std::collections::BTreeMap;
@@ -118,43 +119,43 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 /// Each figure is the median of this many runs, in the same process.
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
 }
 
-/// Reads the staged rows `RUNS` times; the median time and the last result.
-async fn timed_read(
+/// Reads the staged rows and reconciles them, alternately, `RUNS` times,
+/// so a burst of noise on the machine falls on both figures alike. The
+/// median times and the last results.
+async fn timed_read_and_reconcile(
     store: &Store,
     ids: &[String],
-) -> Result<(coexist::reconcile::Staged, Duration), Box<dyn std::error::Error>> {
-    let mut times = Vec::new();
-    let mut last = None;
-    for _ in 0..RUNS {
-        drop(last.take());
-        let t = Instant::now();
-        last = Some(store.load_staged(ids).await?);
-        times.push(t.elapsed());
-    }
-    Ok((last.ok_or("no run")?, median(times)))
-}
-
-/// Reconciles `RUNS` times; the median time and the last result.
-fn timed_reconcile(
-    staged: &coexist::reconcile::Staged,
     policy: &Policy,
-) -> (coexist::reconcile::Reconciliation, Duration) {
-    let mut times = Vec::new();
+) -> Result<
+    (
+        coexist::reconcile::Staged,
+        Duration,
+        coexist::reconcile::Reconciliation,
+        Duration,
+    ),
+    Box<dyn std::error::Error>,
+> {
+    let (mut reads, mut plans) = (Vec::new(), Vec::new());
     let mut last = None;
     for _ in 0..RUNS {
         drop(last.take());
         let t = Instant::now();
-        last = Some(reconcile(staged, policy));
-        times.push(t.elapsed());
+        let staged = store.load_staged(ids).await?;
+        reads.push(t.elapsed());
+        let t = Instant::now();
+        let reconciliation = reconcile(&staged, policy);
+        plans.push(t.elapsed());
+        last = Some((staged, reconciliation));
     }
-    (last.unwrap_or_default(), median(times))
+    let (staged, reconciliation) = last.ok_or("no run")?;
+    Ok((staged, median(reads), reconciliation, median(plans)))
 }
 
 /// Setup, run in a child process so its memory is not counted: stages `n`
@@ -247,7 +248,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::open(&db).await?;
 
     // First plan: every stub is missing.
-    let (staged, read_first) = timed_read(&store, &ids).await?;
+    let (staged, read_first, first, plan_first) =
+        timed_read_and_reconcile(&store, &ids, &policy).await?;
     if std::env::var_os("COEXIST_BENCH_BREAKDOWN").is_some() {
         println!(
             "  (rss after read: {:.0} MB, peak so far {:.0} MB)",
@@ -279,7 +281,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             planned.operations.len()
         );
     }
-    let (first, plan_first) = timed_reconcile(&staged, &policy);
     let operations = first.operations.len();
     println!(
         "  read staged rows:                  {:>8.3} s",
@@ -299,15 +300,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         secs(took)
     );
 
-    let (staged, read_again) = timed_read(&store, &ids).await?;
+    let (_staged, read_again, again, plan_again) =
+        timed_read_and_reconcile(&store, &ids, &policy).await?;
     if std::env::var_os("COEXIST_BENCH_BREAKDOWN").is_some() {
         println!(
             "  (rss after read with stubs: {:.0} MB, peak so far {:.0} MB)",
             rss_mb("VmRSS:"),
             peak_rss_mb()
         );
+        let t = Instant::now();
+        let joined = coexist::reconcile::gal::build(&_staged, &policy);
+        println!("  (gal::build {:.3} s)", secs(t.elapsed()));
+        let t = Instant::now();
+        let mut notices = Vec::new();
+        let planned = coexist::reconcile::diff::plan(
+            &_staged,
+            &policy,
+            &joined.gal,
+            &joined.index,
+            &joined.held,
+            &Default::default(),
+            &mut notices,
+        );
+        println!(
+            "  (diff::plan {:.3} s, {} ops)",
+            secs(t.elapsed()),
+            planned.operations.len()
+        );
     }
-    let (again, plan_again) = timed_reconcile(&staged, &policy);
     println!(
         "  read staged rows (with stubs):     {:>8.3} s",
         secs(read_again)
