@@ -158,6 +158,35 @@ async fn timed_read_and_reconcile(
     Ok((staged, median(reads), reconciliation, median(plans)))
 }
 
+/// Prints the GAL build and the diff apart, once each, with the memory
+/// they leave (`COEXIST_BENCH_BREAKDOWN=1`).
+fn breakdown(staged: &coexist::reconcile::Staged, policy: &Policy) {
+    let t = Instant::now();
+    let joined = coexist::reconcile::gal::build(staged, policy);
+    println!(
+        "  (gal::build {:.3} s, rss {:.0} MB)",
+        secs(t.elapsed()),
+        rss_mb("VmRSS:")
+    );
+    let t = Instant::now();
+    let mut notices = Vec::new();
+    let planned = coexist::reconcile::diff::plan(
+        staged,
+        policy,
+        &joined.gal,
+        &joined.index,
+        &joined.held,
+        &Default::default(),
+        &mut notices,
+    );
+    println!(
+        "  (diff::plan {:.3} s, rss {:.0} MB, {} ops)",
+        secs(t.elapsed()),
+        rss_mb("VmRSS:"),
+        planned.operations.len()
+    );
+}
+
 /// Setup, run in a child process so its memory is not counted: stages `n`
 /// recipients (`recipients`), or stages the stubs the first plan creates, as
 /// the connectors would after applying it (`stubs`).
@@ -256,30 +285,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             rss_mb("VmRSS:"),
             peak_rss_mb()
         );
-        let t = Instant::now();
-        let joined = coexist::reconcile::gal::build(&staged, &policy);
-        println!(
-            "  (gal::build {:.3} s, rss {:.0} MB)",
-            secs(t.elapsed()),
-            rss_mb("VmRSS:")
-        );
-        let t = Instant::now();
-        let mut notices = Vec::new();
-        let planned = coexist::reconcile::diff::plan(
-            &staged,
-            &policy,
-            &joined.gal,
-            &joined.index,
-            &joined.held,
-            &Default::default(),
-            &mut notices,
-        );
-        println!(
-            "  (diff::plan {:.3} s, rss {:.0} MB, {} ops)",
-            secs(t.elapsed()),
-            rss_mb("VmRSS:"),
-            planned.operations.len()
-        );
+        breakdown(&staged, &policy);
     }
     let operations = first.operations.len();
     println!(
@@ -308,25 +314,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             rss_mb("VmRSS:"),
             peak_rss_mb()
         );
-        let t = Instant::now();
-        let joined = coexist::reconcile::gal::build(&_staged, &policy);
-        println!("  (gal::build {:.3} s)", secs(t.elapsed()));
-        let t = Instant::now();
-        let mut notices = Vec::new();
-        let planned = coexist::reconcile::diff::plan(
-            &_staged,
-            &policy,
-            &joined.gal,
-            &joined.index,
-            &joined.held,
-            &Default::default(),
-            &mut notices,
-        );
-        println!(
-            "  (diff::plan {:.3} s, {} ops)",
-            secs(t.elapsed()),
-            planned.operations.len()
-        );
+        breakdown(&_staged, &policy);
     }
     println!(
         "  read staged rows (with stubs):     {:>8.3} s",
@@ -359,10 +347,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         verdict(plan_again <= plan_first)
     );
     println!("  (no-change re-plan vs its own read:           {ratio_again:.2}x)");
-    println!(
-        "  target peak memory < 500 MB:                   {peak:.1} MB  {}",
-        verdict(peak < 500.0)
-    );
+    if std::env::var_os("COEXIST_BENCH_BREAKDOWN").is_some() {
+        // The breakdown holds a second GAL and plan: not the planner's peak.
+        println!("  peak memory: not measured with COEXIST_BENCH_BREAKDOWN set");
+    } else {
+        println!(
+            "  target peak memory < 500 MB:                   {peak:.1} MB  {}",
+            verdict(peak < 500.0)
+        );
+    }
     if !again.operations.is_empty() {
         return Err(format!(
             "the re-plan after applying should be empty, it has {} operations",

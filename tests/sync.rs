@@ -171,29 +171,39 @@ fn with(config_addition: &str, system: &str) -> String {
 
 #[test]
 fn a_source_that_suddenly_returns_nothing_deletes_nothing() {
-    let org = org(3, 4);
-    assert_eq!(org.json(&["sync"]).0, 0);
-    org.set_config(&with("pull_returns_nothing = true", "google"));
-    let (code, report) = org.json(&["sync"]);
-    assert_eq!(code, 3, "{report}");
-    assert_eq!(report["plan"]["gates"][0]["gate"], "incomplete_source");
-    assert!(report["plan"]["gates"][0]["message"]
-        .as_str()
-        .unwrap()
-        .contains("google suddenly lists no recipients although it held 3"));
-    assert_eq!(
-        org.stubs("ldap").len(),
-        3,
-        "the stubs of google's users are kept"
-    );
-    // The source comes back: nothing to do.
-    org.set_config(GOOGLE_AND_LDAP);
-    let (code, report) = org.json(&["sync"]);
-    assert_eq!(
-        (code, report["apply"]["done"].as_u64()),
-        (0, Some(0)),
-        "{report}"
-    );
+    // A full read of nothing, and a delta removing every recipient held.
+    for fault in [
+        "pull_returns_nothing = true",
+        "pull_removes_everything = true",
+    ] {
+        let org = org(3, 4);
+        assert_eq!(org.json(&["sync"]).0, 0);
+        org.set_config(&with(fault, "google"));
+        let (code, report) = org.json(&["sync"]);
+        assert_eq!(code, 3, "{fault}: {report}");
+        assert_eq!(report["plan"]["gates"][0]["gate"], "incomplete_source");
+        assert!(report["plan"]["gates"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("google suddenly lists no recipients although it held 3"));
+        assert_eq!(
+            report["plan"]["summary"]["gal"], 7,
+            "{fault}: google's people stay in the GAL"
+        );
+        assert_eq!(
+            org.stubs("ldap").len(),
+            3,
+            "{fault}: the stubs of google's users are kept"
+        );
+        // The source comes back: nothing to do.
+        org.set_config(GOOGLE_AND_LDAP);
+        let (code, report) = org.json(&["sync"]);
+        assert_eq!(
+            (code, report["apply"]["done"].as_u64()),
+            (0, Some(0)),
+            "{fault}: {report}"
+        );
+    }
 }
 
 #[test]
@@ -252,32 +262,6 @@ fn a_saved_plan_is_refused_once_the_configuration_changed() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(org.stubs("ldap").is_empty(), "nothing was applied");
-}
-
-#[test]
-fn a_delta_that_removes_every_recipient_is_not_believed() {
-    let org = org(3, 4);
-    assert_eq!(org.json(&["sync"]).0, 0);
-    org.set_config(&with("pull_removes_everything = true", "google"));
-    let (code, report) = org.json(&["sync"]);
-    assert_eq!(code, 3, "{report}");
-    assert_eq!(report["plan"]["gates"][0]["gate"], "incomplete_source");
-    assert!(report["plan"]["gates"][0]["message"]
-        .as_str()
-        .unwrap()
-        .contains("google suddenly lists no recipients although it held 3"));
-    assert_eq!(
-        report["plan"]["summary"]["gal"], 7,
-        "google's people stay in the GAL"
-    );
-    assert_eq!(org.stubs("ldap").len(), 3, "their stubs are kept");
-    org.set_config(GOOGLE_AND_LDAP);
-    let (code, report) = org.json(&["sync"]);
-    assert_eq!(
-        (code, report["apply"]["done"].as_u64()),
-        (0, Some(0)),
-        "{report}"
-    );
 }
 
 #[test]
