@@ -572,20 +572,13 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
                 &mut conflicts,
                 &mut notices,
             );
-            for conflict in conflicts {
+            let routing = conflicts.into_iter().map(|c| c.message);
+            for message in routing.chain(notices.into_iter().map(|n| n.message)) {
                 findings.push(coexist_connector::Finding {
                     check: "mail routing".into(),
                     ok: false,
                     manual: false,
-                    detail: conflict.message,
-                });
-            }
-            for notice in notices {
-                findings.push(coexist_connector::Finding {
-                    check: "mail routing".into(),
-                    ok: false,
-                    manual: false,
-                    detail: notice.message,
+                    detail: message,
                 });
             }
             for system in &engine.config.systems {

@@ -32,11 +32,6 @@ pub struct RunLock {
 }
 
 impl RunLock {
-    /// Who holds it: this process.
-    pub fn holder(&self) -> &LockHolder {
-        &self.me
-    }
-
     /// Gives the lock back.
     pub async fn release(self) {
         self.renewer.abort();

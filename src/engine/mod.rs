@@ -196,7 +196,11 @@ impl Engine {
         // name objects that were never staged, so only staged ones count.)
         let empties = match pull.mode {
             PullMode::Full => pull.recipients.is_empty(),
-            PullMode::Delta if pull.recipients.is_empty() && !pull.removed.is_empty() => {
+            // Only when it names at least as many objects as were held is
+            // it worth reading which of them were staged.
+            PullMode::Delta
+                if pull.recipients.is_empty() && pull.removed.len() as i64 >= held_before =>
+            {
                 let staged = self.store.staged_recipient_ids(system).await?;
                 let gone = pull
                     .removed
