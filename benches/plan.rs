@@ -20,7 +20,9 @@ use std::collections::BTreeMap;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
-use coexist::reconcile::{reconcile, Policy, StubStyle, SystemPolicy, UnknownRecipient};
+use coexist::reconcile::{
+    reconcile, DisabledMailboxes, Policy, StubStyle, SystemPolicy, UnknownRecipient,
+};
 use coexist::store::Store;
 use coexist_connector::{Attributes, FoundStub, Operation, Pull, Recipient, RecipientKind};
 
@@ -46,6 +48,7 @@ fn policy() -> Policy {
                 smart_host: Some(format!("mx.{rd}")),
                 stub_style: *style,
                 unknown_recipient: UnknownRecipient::Reject,
+                disabled_mailboxes: DisabledMailboxes::Deliver,
             })
             .collect(),
         home_attribute: None,
@@ -85,6 +88,7 @@ fn recipient(i: usize) -> Recipient {
         members: vec![],
         forwards_to: None,
         extra: BTreeMap::new(),
+        locator: None,
         etag: Some(format!("\"{i}\"")),
     }
 }

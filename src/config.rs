@@ -19,7 +19,10 @@ use toml::Spanned;
 
 use coexist_connector::{normalize_address, Attributes, SecretRef};
 
-use crate::reconcile::{HomeAttribute, Policy, StubStyle, SystemPolicy, UnknownRecipient};
+use crate::reconcile::{
+    policy::relay_cycle, DisabledMailboxes, HomeAttribute, Policy, StubStyle, SystemPolicy,
+    UnknownRecipient,
+};
 
 /// A configuration error, located.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -67,6 +70,20 @@ impl SystemKind {
         }
     }
 
+    /// What the kind does with mail for a disabled account's mailbox, unless
+    /// the system's `disabled_mailboxes` says otherwise: Google bounces mail
+    /// to suspended users; Exchange (Active Directory) delivers to the
+    /// mailbox of a disabled account; an LDAP mail server (Postfix, Dovecot)
+    /// looks the address up and delivers whatever lock attribute the entry
+    /// carries (qmail-ldap bounces for `accountStatus: disabled`: set
+    /// `disabled_mailboxes = "bounce"` there).
+    fn default_disabled_mailboxes(self) -> DisabledMailboxes {
+        match self {
+            SystemKind::Google => DisabledMailboxes::Bounce,
+            _ => DisabledMailboxes::Deliver,
+        }
+    }
+
     /// Why this kind of system cannot write stubs of `style`, if it cannot.
     fn refuses_stub_style(self, style: StubStyle) -> Option<&'static str> {
         match (self, style) {
@@ -95,8 +112,22 @@ pub struct Safety {
     /// in the spirit of GCDS's delete limits...
     pub max_delete_percent: f64,
     /// ...once more than this many deletes are planned (deleting 3 of 5
-    /// stubs in a tiny system is not a disaster).
+    /// stubs in a tiny system is not a disaster). The same count applies
+    /// to `max_shrink_percent`: more than this many recipients must be
+    /// missing before a read counts as shrunk.
     pub percent_applies_above: u64,
+    /// A read of a system is not believed when more than this share
+    /// (percent) of the recipients known for it are missing from it: those
+    /// it held at its last good read, and those other systems hold coexist
+    /// stubs for (so a fresh store, with no history, judges too). Default
+    /// 50: losing more than half of a system's recipients in one go is far
+    /// likelier a broken read (lost read rights, a changed filter or base,
+    /// a renamed OU: the cases Entra Connect's export-deletion threshold
+    /// is there for) than real departures.
+    /// A shrunk source stays staged as it was, no stub is deleted anywhere,
+    /// and the run exits 3 until `sync --accept-shrink SYSTEM` (not
+    /// `--allow-deletes`) says the shrink is real.
+    pub max_shrink_percent: f64,
 }
 
 impl Default for Safety {
@@ -105,6 +136,7 @@ impl Default for Safety {
             max_deletes: 500,
             max_delete_percent: 20.0,
             percent_applies_above: 10,
+            max_shrink_percent: 50.0,
         }
     }
 }
@@ -139,6 +171,8 @@ pub struct Config {
     pub policy: Policy,
     pub systems: Vec<SystemConfig>,
     store_url: StoreUrl,
+    /// No `[store]` table: the SQLite file `coexist.db` beside this file.
+    default_store: bool,
     pub safety: Safety,
 }
 
@@ -205,6 +239,13 @@ enum RawStubStyle {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawDisabledMailboxes {
+    Bounce,
+    Deliver,
+}
+
+#[derive(Deserialize)]
 #[serde(untagged)]
 enum RawUnknown {
     Word(String),
@@ -220,6 +261,7 @@ struct RawSystem {
     smart_host: Option<Spanned<String>>,
     stub_style: Option<Spanned<RawStubStyle>>,
     unknown_recipient: Option<Spanned<RawUnknown>>,
+    disabled_mailboxes: Option<RawDisabledMailboxes>,
     #[serde(default)]
     connection: Option<Spanned<toml::Table>>,
 }
@@ -455,6 +497,40 @@ impl Config {
                     .map(|h| h.get_ref().to_ascii_lowercase()),
                 stub_style,
                 unknown_recipient,
+                disabled_mailboxes: match system.disabled_mailboxes {
+                    Some(RawDisabledMailboxes::Bounce) => DisabledMailboxes::Bounce,
+                    Some(RawDisabledMailboxes::Deliver) => DisabledMailboxes::Deliver,
+                    None => kind.default_disabled_mailboxes(),
+                },
+            });
+        }
+
+        // Catch-all relays that come back where they started would send mail
+        // for any unknown address round in circles.
+        let cycle = relay_cycle(&policies);
+        if let Some(&first) = cycle.first() {
+            let lines: Vec<String> = cycle
+                .iter()
+                .filter_map(|&n| raw.systems[n].unknown_recipient.as_ref())
+                .map(|spanned| at.line(spanned.span().start).to_string())
+                .collect();
+            let path: Vec<&str> = cycle
+                .iter()
+                .chain(std::iter::once(&first))
+                .map(|&n| policies[n].id.as_str())
+                .collect();
+            let message = format!(
+                "the catch-all relays form a cycle ({}; lines {}): mail to any address no system knows would loop between them; make one of them reject unknown recipients (unknown_recipient = \"reject\")",
+                path.join(" → "),
+                lines.join(", ")
+            );
+            return Err(match raw.systems[first].unknown_recipient.as_ref() {
+                Some(spanned) => at.at(
+                    spanned,
+                    format!("systems[{first}].unknown_recipient"),
+                    message,
+                ),
+                None => at.nowhere(format!("systems[{first}].unknown_recipient"), message),
             });
         }
 
@@ -566,7 +642,14 @@ impl Config {
                 "expected a percentage from 0 to 100",
             ));
         }
+        if !(0.0..=100.0).contains(&raw.safety.max_shrink_percent) {
+            return Err(at.nowhere(
+                "safety.max_shrink_percent",
+                "expected a percentage from 0 to 100",
+            ));
+        }
 
+        let default_store = raw.store.is_none();
         let store_url = match raw.store {
             Some(store) => store.url,
             None => {
@@ -591,8 +674,26 @@ impl Config {
             },
             systems,
             store_url,
+            default_store,
             safety: raw.safety,
         })
+    }
+
+    /// Where the store is, for people: its URL with any password hidden, or
+    /// the environment variable or file holding it, and whether it is the
+    /// default SQLite file beside the configuration file.
+    pub fn store_description(&self) -> String {
+        match &self.store_url {
+            StoreUrl::Plain(url) if self.default_store => format!(
+                "{} (the default: a SQLite file beside the configuration file)",
+                crate::store::redact(url)
+            ),
+            StoreUrl::Plain(url) => crate::store::redact(url),
+            StoreUrl::Secret(SecretRef::Env { env }) => {
+                format!("the URL in the environment variable {env}")
+            }
+            StoreUrl::Secret(SecretRef::File { file }) => format!("the URL in the file {file}"),
+        }
     }
 
     /// The store URL, its secret resolved.
@@ -611,6 +712,47 @@ impl Config {
                     })
             }
         }
+    }
+
+    /// The environment variables the configuration refers to (`{ env =
+    /// "NAME" }`, in the store URL and in every connection table) that are
+    /// not set in this process, each with the key that names it.
+    pub fn unset_env(&self) -> Vec<(String, String)> {
+        fn walk(value: &toml::Value, key: &str, out: &mut Vec<(String, String)>) {
+            match value {
+                toml::Value::Table(table) => {
+                    if let (1, Some(toml::Value::String(name))) = (table.len(), table.get("env")) {
+                        if std::env::var_os(name).is_none() {
+                            out.push((key.to_string(), name.clone()));
+                        }
+                        return;
+                    }
+                    for (k, v) in table {
+                        walk(v, &format!("{key}.{k}"), out);
+                    }
+                }
+                toml::Value::Array(values) => {
+                    for (n, v) in values.iter().enumerate() {
+                        walk(v, &format!("{key}[{n}]"), out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        if let StoreUrl::Secret(SecretRef::Env { env }) = &self.store_url {
+            if std::env::var_os(env).is_none() {
+                out.push(("store.url".to_string(), env.clone()));
+            }
+        }
+        for (n, system) in self.systems.iter().enumerate() {
+            walk(
+                &toml::Value::Table(system.connection.clone()),
+                &format!("systems[{n}].connection"),
+                &mut out,
+            );
+        }
+        out
     }
 
     /// The system ids in configuration order.

@@ -62,14 +62,12 @@ pub fn connect(config: &Config, system: &SystemConfig) -> Result<Arc<dyn Connect
                     file: config.relative(file.as_ref()).display().to_string(),
                 };
             }
-            // `coexist doctor` checks the system's routing domain unless the
-            // connection names another one.
-            if settings.routing_domain.is_none() {
-                settings.routing_domain = config
-                    .policy
-                    .system(&system.id)
-                    .and_then(|p| p.routing_domain.clone());
-            }
+            // The routing domain is the system's (`coexist doctor` checks
+            // it); the connection table cannot set it.
+            settings.routing_domain = config
+                .policy
+                .system(&system.id)
+                .and_then(|p| p.routing_domain.clone());
             let connector = GoogleConnector::new(&system.id, settings)
                 .map_err(|e| config.connection_error(system, e.to_string()))?;
             Ok(Arc::new(connector))

@@ -156,6 +156,7 @@ pub fn acmecorp(people: usize, on_google: usize) -> (Seed, Seed) {
             members: vec![],
             forwards_to: None,
             extra: BTreeMap::new(),
+            locator: None,
             etag: Some(format!("\"v1-{i}\"")),
         };
         by_department
@@ -185,6 +186,7 @@ pub fn acmecorp(people: usize, on_google: usize) -> (Seed, Seed) {
         members,
         forwards_to: None,
         extra: BTreeMap::new(),
+        locator: None,
         etag: None,
     };
     for (n, (department, members)) in by_department.into_iter().enumerate() {

@@ -16,3 +16,8 @@ pub const STALE_PLAN: i32 = 5;
 pub const CHANGES: i32 = 6;
 /// Another coexist run holds the store's run lock; nothing was done.
 pub const BUSY: i32 = 7;
+/// Mail loops: a routing entry (coexist's or one it did not make) or the
+/// catch-all relays send some address round in circles. The output names
+/// the entry and what to do; nothing was written for the addresses
+/// concerned.
+pub const ROUTING_LOOP: i32 = 8;

@@ -18,7 +18,7 @@ use sha2::Digest;
 
 use coexist_connector::{Operation, RecipientKind};
 
-use crate::reconcile::{Conflict, Notice, Reconciliation};
+use crate::reconcile::{Conflict, ConflictKind, Notice, Reconciliation};
 
 /// One operation of a plan, flattened for people and scripts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,8 +26,8 @@ pub struct PlanStep {
     /// Its position in the plan (the journal's key).
     pub seq: i64,
     pub system: String,
-    /// `create`, `update` or `delete`.
-    pub action: String,
+    /// `create`, `update` or `delete` (the operation's own action).
+    pub action: Action,
     pub kind: RecipientKind,
     /// The recipient's primary address.
     pub address: String,
@@ -42,12 +42,63 @@ pub struct PlanStep {
     pub operation: Operation,
 }
 
+/// What a plan step does to a stub. Written `create`, `update` or
+/// `delete`; a plan naming anything else is not a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Action {
+    /// The action of `operation`.
+    pub fn of(operation: &Operation) -> Action {
+        match operation {
+            Operation::Create { .. } => Action::Create,
+            Operation::Update { .. } => Action::Update,
+            Operation::Delete { .. } => Action::Delete,
+        }
+    }
+
+    /// `create`, `update` or `delete`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        }
+    }
+
+    /// The action written `word`, if it is one.
+    pub fn parse(word: &str) -> Option<Action> {
+        match word {
+            "create" => Some(Action::Create),
+            "update" => Some(Action::Update),
+            "delete" => Some(Action::Delete),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so widths and alignment (`{:<6}`) apply.
+        f.pad(self.as_str())
+    }
+}
+
 /// A safety gate that tripped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gate {
-    /// `incomplete_source`, `delete_threshold` or `capacity`.
+    /// `incomplete_source`, `unreadable_source`, `source_shrunk`,
+    /// `delete_threshold` or `capacity`.
     pub gate: String,
-    /// The system whose operations it holds back (`*` for all).
+    /// The system it concerns (`*` for all). `incomplete_source` and
+    /// `source_shrunk` hold back the deletes of every system;
+    /// `unreadable_source` every operation of its system; the others the
+    /// operations of their system they name.
     pub system: String,
     /// What happened and what to do, in words.
     pub message: String,
@@ -62,11 +113,11 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, action: &str) {
+    fn add(&mut self, action: Action) {
         match action {
-            "create" => self.create += 1,
-            "update" => self.update += 1,
-            _ => self.delete += 1,
+            Action::Create => self.create += 1,
+            Action::Update => self.update += 1,
+            Action::Delete => self.delete += 1,
         }
     }
 
@@ -110,8 +161,13 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Builds the plan of a reconciliation.
-    pub fn new(reconciliation: &Reconciliation, fingerprint: &str, created_at: String) -> Plan {
+    /// Builds the plan of a reconciliation. Fails only if an operation
+    /// cannot be encoded for the plan's id.
+    pub fn new(
+        reconciliation: &Reconciliation,
+        fingerprint: &str,
+        created_at: String,
+    ) -> Result<Plan, serde_json::Error> {
         let operations: Vec<PlanStep> = reconciliation
             .operations
             .iter()
@@ -121,7 +177,7 @@ impl Plan {
                 PlanStep {
                     seq: seq as i64,
                     system: planned.system.clone(),
-                    action: planned.operation.action().to_string(),
+                    action: Action::of(&planned.operation),
                     kind: stub.kind,
                     address: stub.primary_address.clone(),
                     target: stub.route.target().map(str::to_string),
@@ -134,7 +190,7 @@ impl Plan {
         let mut hasher = sha2::Sha256::new();
         hasher.update(fingerprint.as_bytes());
         for step in &operations {
-            hasher.update(serde_json::to_vec(&step.operation).unwrap_or_default());
+            hasher.update(serde_json::to_vec(&step.operation)?);
             hasher.update(step.system.as_bytes());
         }
         let id = hex::encode(&hasher.finalize()[..10]);
@@ -156,7 +212,7 @@ impl Plan {
             .map(|(k, v)| (k.clone(), *v as u64))
             .collect();
         plan.recount();
-        plan
+        Ok(plan)
     }
 
     /// Recomputes the summary counts after gates changed.
@@ -171,11 +227,11 @@ impl Plan {
             by_system
                 .entry(step.system.clone())
                 .or_default()
-                .add(&step.action);
-            match step.action.as_str() {
-                "create" => create += 1,
-                "update" => update += 1,
-                _ => delete += 1,
+                .add(step.action);
+            match step.action {
+                Action::Create => create += 1,
+                Action::Update => update += 1,
+                Action::Delete => delete += 1,
             }
         }
         self.summary.create = create;
@@ -184,6 +240,22 @@ impl Plan {
         self.summary.withheld = withheld;
         self.summary.conflicts = self.conflicts.len() as u64;
         self.summary.by_system = by_system;
+    }
+
+    /// Whether mail loops somewhere (a `routing_loop` conflict).
+    pub fn has_routing_loop(&self) -> bool {
+        self.conflicts
+            .iter()
+            .any(|c| c.kind == ConflictKind::RoutingLoop)
+    }
+
+    /// The systems that could not be read when the plan was made (its
+    /// `unreadable_source` gates).
+    pub fn unreadable(&self) -> impl Iterator<Item = &str> {
+        self.gates
+            .iter()
+            .filter(|g| g.gate == crate::engine::gates::UNREADABLE_SOURCE)
+            .map(|g| g.system.as_str())
     }
 
     /// The operations that will run (not withheld).

@@ -276,3 +276,154 @@ state = "inotes-state.jsonl"
         assert!(String::from_utf8_lossy(&out.stdout).contains("Bounced by domino"));
     }
 }
+
+mod the_world_coexist_did_not_write {
+    //! Entries coexist did not make take part in the loop and reachability
+    //! checks (the issue "Mail must never loop or vanish", items 1 to 5).
+    use super::*;
+
+    /// google-coexistence.txt with a third system, Microsoft 365, simulated.
+    fn three_systems() -> String {
+        format!(
+            "{GOOGLE_AND_LDAP}
+[[systems]]
+id = \"m365\"
+kind = \"simulated\"
+routing_domain = \"acmecorp.mail.onmicrosoft.com\"
+stub_style = \"routing_address\"
+[systems.connection]
+seed = \"m365.json\"
+state = \"m365-state.jsonl\"
+"
+        )
+    }
+
+    fn forwarder(anchor: &str, dn: &str, address: &str, to: &str) -> coexist_connector::Recipient {
+        let mut entry = person(anchor, address);
+        entry.mailbox = false;
+        entry.forwards_to = Some(to.into());
+        entry.locator = Some(dn.into());
+        entry
+    }
+
+    #[test]
+    fn a_forwarder_to_the_wrong_system_stops_sync_with_exit_8_and_fails_doctor() {
+        let org = Org::new(
+            &three_systems(),
+            &[
+                ("google", vec![person("g1", "gina@acmecorp.com")]),
+                (
+                    "ldap",
+                    vec![forwarder(
+                        "l1",
+                        "uid=bob,ou=people,dc=acmecorp,dc=com",
+                        "bob@acmecorp.com",
+                        "bob@gapps.acmecorp.com",
+                    )],
+                ),
+                ("m365", vec![person("m1", "bob@acmecorp.com")]),
+            ],
+        );
+        let (code, report) = org.json(&["sync"]);
+        assert_eq!(code, 8, "{report}");
+        let conflicts = report["plan"]["conflicts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let looping: Vec<&serde_json::Value> = conflicts
+            .iter()
+            .filter(|c| c["kind"] == "routing_loop")
+            .collect();
+        assert_eq!(looping.len(), 1, "{report}");
+        let message = looping[0]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("uid=bob,ou=people,dc=acmecorp,dc=com"),
+            "{message}"
+        );
+        assert!(
+            org.stubs("google")
+                .iter()
+                .all(|s| s.stub.primary_address != "bob@acmecorp.com"),
+            "no Google contact that would feed the loop"
+        );
+
+        let (code, doctor) = org.json(&["doctor"]);
+        assert_eq!(code, 4, "{doctor}");
+        assert_eq!(doctor["ok"], false);
+        assert!(
+            doctor["findings"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|f| f["ok"] == false
+                    && f["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("uid=bob,ou=people,dc=acmecorp,dc=com")))),
+            "{doctor}"
+        );
+        // What `route` shows today: the loop, exit 4.
+        let (code, traced) = org.json(&["route", "bob@acmecorp.com", "--from", "internet"]);
+        assert_eq!(code, 4, "{traced}");
+        assert_eq!(traced["outcome"]["result"], "looping");
+    }
+
+    #[test]
+    fn an_address_a_correct_forwarder_does_not_cover_is_delivered_from_ldap() {
+        let mut leo = person("g1", "leo.clark@acmecorp.com");
+        leo.aliases = vec!["lclark@acmecorp.com".into()];
+        let org = Org::new(
+            GOOGLE_AND_LDAP,
+            &[
+                ("google", vec![leo]),
+                (
+                    "ldap",
+                    vec![forwarder(
+                        "l1",
+                        "uid=leo.clark,ou=people,dc=acmecorp,dc=com",
+                        "leo.clark@acmecorp.com",
+                        "leo.clark@gapps.acmecorp.com",
+                    )],
+                ),
+            ],
+        );
+        synced(&org);
+        assert_eq!(
+            route(&org, "ldap", "lclark@acmecorp.com"),
+            delivered("google", 1)
+        );
+        assert_eq!(
+            route(&org, "ldap", "leo.clark@acmecorp.com"),
+            delivered("google", 1)
+        );
+        let (code, second) = org.json(&["plan"]);
+        assert_eq!(code, 0, "{second}");
+        assert_eq!(second["summary"]["create"], 0, "{second}");
+    }
+
+    #[test]
+    fn a_catch_all_relay_cycle_is_refused_by_check_config_and_doctor() {
+        let cycle = GOOGLE_AND_LDAP.replace(
+            "stub_style = \"routing_address\"\n",
+            "stub_style = \"routing_address\"\nunknown_recipient = { relay = \"google\" }\n",
+        );
+        let org = Org::new(&cycle, &[("google", vec![]), ("ldap", vec![])]);
+        for command in ["check-config", "doctor"] {
+            let out = org.run(&[command]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+            assert!(
+                stderr.contains(
+                    "the catch-all relays form a cycle (google → ldap → google; lines 13, 23)"
+                ),
+                "{command}: {stderr}"
+            );
+        }
+    }
+
+    #[test]
+    fn logs_written_to_a_file_carry_no_colour_codes() {
+        let org = Org::new(GOOGLE_AND_LDAP, &[("google", vec![]), ("ldap", vec![])]);
+        let out = org.run(&["-v", "sync"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.is_empty(), "-v logs something");
+        assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+    }
+}

@@ -89,6 +89,106 @@ async fn an_incomplete_pull_removes_nothing(store: &Store) {
     );
 }
 
+async fn an_incomplete_delta_removes_nothing(store: &Store) {
+    store
+        .stage_pull(
+            "google",
+            &Pull::full(
+                vec![
+                    person("g1", "ann@acmecorp.com"),
+                    person("g2", "bob@acmecorp.com"),
+                ],
+                vec![],
+            ),
+            false,
+        )
+        .await
+        .unwrap();
+    // A delta naming g1 gone, from a read that stopped part-way.
+    let delta = Pull {
+        mode: PullMode::Delta,
+        removed: vec!["g1".into()],
+        complete: false,
+        ..Pull::full(vec![person("g3", "cat@acmecorp.com")], vec![])
+    };
+    let report = store.stage_pull("google", &delta, true).await.unwrap();
+    assert_eq!((report.added, report.removed), (1, 0));
+    assert_eq!(
+        load(store).await.system("google").unwrap().recipients.len(),
+        3,
+        "g1 stays staged"
+    );
+}
+
+async fn an_object_without_an_id_is_never_stored(store: &Store) {
+    let error = store
+        .put_stub("ldap", &stub("", "ann@acmecorp.com"))
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains("without an object id") && error.contains("ann@acmecorp.com"),
+        "{error}"
+    );
+    let pull = Pull::full(vec![person("", "bob@acmecorp.com")], vec![]);
+    assert!(store.stage_pull("ldap", &pull, false).await.is_err());
+    let staged = load(store).await;
+    let ldap = staged.system("ldap").unwrap();
+    assert!(ldap.stubs.is_empty() && ldap.recipients.is_empty());
+}
+
+async fn the_problems_of_the_last_read_are_kept(store: &Store) {
+    let problem = |object: &str| coexist_connector::Problem {
+        object: object.into(),
+        message: "no mail attribute".into(),
+    };
+    assert!(store.problems_of("ldap").await.unwrap().is_empty());
+    store
+        .record_problems("ldap", &[problem("uid=a"), problem("uid=b")], true)
+        .await
+        .unwrap();
+    // A delta adds what it read; it cannot know what was fixed.
+    store
+        .record_problems("ldap", &[problem("uid=b"), problem("uid=c")], false)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.problems_of("ldap").await.unwrap(),
+        [problem("uid=a"), problem("uid=b"), problem("uid=c")]
+    );
+    // A full read says everything.
+    store
+        .record_problems("ldap", &[problem("uid=c")], true)
+        .await
+        .unwrap();
+    assert_eq!(store.problems_of("ldap").await.unwrap(), [problem("uid=c")]);
+    assert!(store.problems_of("google").await.unwrap().is_empty());
+}
+
+async fn stub_anchors_say_where_each_stub_routes(store: &Store) {
+    store
+        .stage_pull(
+            "ldap",
+            &Pull::full(
+                vec![person("m1", "ann@acmecorp.com")],
+                vec![stub("s1", "cy@acmecorp.com"), stub("s2", "di@acmecorp.com")],
+            ),
+            false,
+        )
+        .await
+        .unwrap();
+    let mut anchors = store.stub_anchors("ldap").await.unwrap();
+    anchors.sort();
+    assert_eq!(
+        anchors,
+        [
+            ("s1".to_string(), "google:s1".to_string()),
+            ("s2".to_string(), "google:s2".to_string())
+        ]
+    );
+}
+
 async fn a_delta_upserts_and_removes_what_it_names(store: &Store) {
     store
         .stage_pull(
@@ -227,7 +327,7 @@ async fn cursors_gal_journal_runs_and_audit_persist(store: &Store) {
             run_id: Some(run),
             actor: "coexist sync".into(),
             system: "ldap".into(),
-            action: "create".into(),
+            action: coexist::plan::Action::Create,
             address: "ann@acmecorp.com".into(),
             before: None,
             after: Some(serde_json::json!({"route": "x"})),
@@ -307,6 +407,10 @@ cases!(
     a_full_pull_replaces_what_a_system_holds,
     an_incomplete_pull_removes_nothing,
     a_delta_upserts_and_removes_what_it_names,
+    an_incomplete_delta_removes_nothing,
+    an_object_without_an_id_is_never_stored,
+    the_problems_of_the_last_read_are_kept,
+    stub_anchors_say_where_each_stub_routes,
     the_fingerprint_follows_staged_changes_only,
     cursors_gal_journal_runs_and_audit_persist,
     a_thousand_objects_stage_in_bulk,
@@ -353,6 +457,77 @@ async fn the_store_suite_passes_on_postgres() {
         run_case(case, &store).await;
         store.close().await;
     }
+}
+
+#[tokio::test]
+async fn unreadable_json_in_the_audit_log_or_the_run_history_is_an_error() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coexist.db");
+    let store = Store::open(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    let run = store.start_run("sync").await.unwrap();
+    store
+        .finish_run(run, "ok", &serde_json::json!({"done": 1}))
+        .await
+        .unwrap();
+    store
+        .audit(&coexist::store::AuditRecord {
+            at: coexist::store::now(),
+            run_id: Some(run),
+            actor: "coexist sync".into(),
+            system: "ldap".into(),
+            action: coexist::plan::Action::Create,
+            address: "ann@acmecorp.com".into(),
+            before: None,
+            after: Some(serde_json::json!({"route": "x"})),
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    // Someone edits the database by hand.
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit SET after = '{not json'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE runs SET summary = 'truncated {'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let store = Store::open(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    let audit = store
+        .audit_log(5)
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(audit.contains("unreadable audit record"), "{audit}");
+    let runs = store.runs(5).await.map(|_| ()).unwrap_err().to_string();
+    assert!(runs.contains("unreadable run summary"), "{runs}");
+}
+
+#[tokio::test]
+async fn a_folder_the_store_cannot_be_created_in_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let error = Store::open(&format!("sqlite:{}", file.join("sub/coexist.db").display()))
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains("cannot create the folder") && error.contains("a-file/sub"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

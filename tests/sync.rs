@@ -476,7 +476,8 @@ fn a_bad_configuration_names_file_line_and_key_and_exits_2() {
     org.set_config(GOOGLE_AND_LDAP);
     let out = org.run(&["check-config"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (2 systems: google, ldap)"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("OK (2 systems: google, ldap"), "{stdout}");
 }
 
 #[test]
@@ -551,4 +552,440 @@ fn help_explains_the_commands_and_exit_codes() {
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
+}
+
+// ---- Mail must never loop or vanish -------------------------------------
+//
+// Faults the configuration of a simulated system cannot express (a read
+// that fails outright, a delta, refused credentials, a connector reporting
+// a write without an id) are injected in-process: the engine runs against
+// the organisation's own store and simulated systems, one wrapped.
+
+mod in_process {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use coexist::config::Config;
+    use coexist::engine::{Engine, Quiet, RunOptions};
+    use coexist::store::Store;
+    use coexist_connector::{Applied, Connector, ConnectorError, Operation, Progress, Pull};
+
+    use super::Org;
+
+    type PullHook = Box<dyn Fn(Pull) -> Result<Pull, ConnectorError> + Send + Sync>;
+    type ApplyHook =
+        Box<dyn Fn(&Operation, Applied) -> Result<Applied, ConnectorError> + Send + Sync>;
+
+    /// A system's own connector, with faults put in its answers.
+    pub struct Faulty {
+        inner: Arc<dyn Connector>,
+        pull: Mutex<Option<PullHook>>,
+        apply: Mutex<Option<ApplyHook>>,
+        /// The cursor each pull was given.
+        pub cursors: Mutex<Vec<Option<String>>>,
+        /// Operations the system was asked to carry out.
+        pub received: AtomicUsize,
+    }
+
+    impl Faulty {
+        /// Every pull's result passes through `hook`.
+        pub fn on_pull(
+            &self,
+            hook: impl Fn(Pull) -> Result<Pull, ConnectorError> + Send + Sync + 'static,
+        ) {
+            *self.pull.lock().unwrap() = Some(Box::new(hook));
+        }
+
+        /// Every operation is carried out, then its result passes through `hook`.
+        pub fn on_apply(
+            &self,
+            hook: impl Fn(&Operation, Applied) -> Result<Applied, ConnectorError>
+                + Send
+                + Sync
+                + 'static,
+        ) {
+            *self.apply.lock().unwrap() = Some(Box::new(hook));
+        }
+
+        pub fn received(&self) -> usize {
+            self.received.load(Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait]
+    impl Connector for Faulty {
+        fn system(&self) -> &str {
+            self.inner.system()
+        }
+
+        async fn pull(
+            &self,
+            cursor: Option<&str>,
+            progress: &dyn Progress,
+        ) -> Result<Pull, ConnectorError> {
+            self.cursors
+                .lock()
+                .unwrap()
+                .push(cursor.map(str::to_string));
+            let pull = self.inner.pull(cursor, progress).await?;
+            match &*self.pull.lock().unwrap() {
+                Some(hook) => hook(pull),
+                None => Ok(pull),
+            }
+        }
+
+        async fn apply(&self, operation: &Operation) -> Result<Applied, ConnectorError> {
+            self.received.fetch_add(1, Ordering::SeqCst);
+            let applied = self.inner.apply(operation).await?;
+            match &*self.apply.lock().unwrap() {
+                Some(hook) => hook(operation, applied),
+                None => Ok(applied),
+            }
+        }
+    }
+
+    /// The engine of `org` (its configuration, store and simulated systems),
+    /// with the systems named in `faulty` wrapped.
+    pub async fn engine(org: &Org, faulty: &[&str]) -> (Engine, BTreeMap<String, Arc<Faulty>>) {
+        let config = Config::load(&org.config()).unwrap();
+        let mut wrapped = BTreeMap::new();
+        let connectors = coexist::connectors::connect_all(&config)
+            .unwrap()
+            .into_iter()
+            .map(|inner| -> Arc<dyn Connector> {
+                if !faulty.contains(&inner.system()) {
+                    return inner;
+                }
+                let system = inner.system().to_string();
+                let faulty = Arc::new(Faulty {
+                    inner,
+                    pull: Mutex::new(None),
+                    apply: Mutex::new(None),
+                    cursors: Mutex::new(Vec::new()),
+                    received: AtomicUsize::new(0),
+                });
+                wrapped.insert(system, faulty.clone());
+                faulty
+            })
+            .collect();
+        let store = Store::open(&config.store_url().unwrap()).await.unwrap();
+        (
+            Engine::new(config, store, connectors, Arc::new(Quiet)),
+            wrapped,
+        )
+    }
+
+    pub fn options() -> RunOptions {
+        RunOptions {
+            actor: "tests/sync.rs".into(),
+            ..RunOptions::default()
+        }
+    }
+
+    /// A sync run by the engine, as JSON (so new fields read as null, not
+    /// as a build failure).
+    pub async fn sync(engine: &Engine) -> (i32, serde_json::Value) {
+        let report = engine.sync(&options()).await.unwrap();
+        (report.exit_code(), serde_json::to_value(&report).unwrap())
+    }
+}
+
+use coexist_connector::{ConnectorError, FoundStub, Operation, PullMode};
+
+#[tokio::test]
+async fn an_incomplete_delta_removes_nothing_staged_and_a_plan_from_the_store_deletes_nothing() {
+    let org = org(4, 2);
+    let (engine, faulty) = in_process::engine(&org, &["google"]).await;
+    assert_eq!(in_process::sync(&engine).await.0, 0);
+
+    // google's next read is a delta naming g-1 as gone, then failing part-way.
+    faulty["google"].on_pull(|mut pull| {
+        pull.mode = PullMode::Delta;
+        pull.recipients.clear();
+        pull.stubs.clear();
+        pull.removed = vec!["g-1".into()];
+        pull.complete = false;
+        Ok(pull)
+    });
+    engine.pull(false).await.unwrap();
+    let staged = engine.staged().await.unwrap();
+    assert_eq!(
+        staged.system("google").unwrap().recipients.len(),
+        4,
+        "g-1 stays staged: the read that named it gone was incomplete"
+    );
+
+    // `plan --no-pull`: planned from the store alone, with no health to go by.
+    let (plan, _) = engine
+        .plan(&Default::default(), &in_process::options())
+        .await
+        .unwrap();
+    assert_eq!(plan.summary.delete, 0, "{:?}", plan.operations);
+}
+
+#[test]
+fn a_source_that_shrinks_is_not_believed_until_the_shrink_is_accepted() {
+    let org = org(60, 2);
+    assert_eq!(org.json(&["sync"]).0, 0);
+    assert_eq!(org.stubs("ldap").len(), 60);
+
+    // google lists 1 of its 60 people (a filter changed, read rights lost).
+    org.seed("google", people("g", "acmecorp.com", 1));
+    for args in [&["sync"][..], &["sync", "--allow-deletes"][..]] {
+        let (code, report) = org.json(args);
+        assert_eq!(code, 3, "{args:?}: {report}");
+        let gate = &report["plan"]["gates"][0];
+        assert_eq!(
+            (gate["gate"].as_str(), gate["system"].as_str()),
+            (Some("source_shrunk"), Some("google")),
+            "{args:?}: {report}"
+        );
+        let message = gate["message"].as_str().unwrap();
+        for needle in ["google lists 1 recipient", "60", "--accept-shrink google"] {
+            assert!(message.contains(needle), "{args:?}: {needle}: {message}");
+        }
+        assert_eq!(report["plan"]["summary"]["gal"], 62, "google's people stay");
+        assert_eq!(report["plan"]["summary"]["delete"], 0, "{report}");
+        assert_eq!(org.stubs("ldap").len(), 60, "{args:?}: no stub deleted");
+    }
+
+    // Accepting the shrink believes google; the deletes it brings still
+    // face the delete threshold, lifted on its own.
+    let (code, report) = org.json(&["sync", "--accept-shrink", "google"]);
+    assert_eq!(code, 3, "{report}");
+    assert_eq!(report["plan"]["gates"][0]["gate"], "delete_threshold");
+    assert_eq!(org.stubs("ldap").len(), 60);
+    let (code, report) = org.json(&["sync", "--accept-shrink", "google", "--allow-deletes"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(org.stubs("ldap").len(), 1);
+}
+
+#[test]
+fn a_source_that_shrinks_is_not_believed_by_a_fresh_store_either() {
+    let org = org(60, 2);
+    assert_eq!(org.json(&["sync"]).0, 0);
+    // The configuration copied to another folder: a store with no history,
+    // while ldap still holds the 60 stubs routing to google's people.
+    std::fs::remove_file(org.path("coexist.db")).unwrap();
+    org.seed("google", people("g", "acmecorp.com", 1));
+    let (code, report) = org.json(&["sync", "--allow-deletes"]);
+    assert_eq!(code, 3, "{report}");
+    let gate = &report["plan"]["gates"][0];
+    assert_eq!(
+        (gate["gate"].as_str(), gate["system"].as_str()),
+        (Some("source_shrunk"), Some("google")),
+        "{report}"
+    );
+    assert!(
+        gate["message"].as_str().unwrap().contains("60"),
+        "the stubs routing to google are the evidence: {gate}"
+    );
+    assert_eq!(org.stubs("ldap").len(), 60, "no stub deleted");
+}
+
+#[tokio::test]
+async fn a_run_resuming_an_interrupted_plan_reads_every_system_in_full() {
+    let org = org(3, 2);
+    let (engine, faulty) = in_process::engine(&org, &["google"]).await;
+    // google hands out a cursor for incremental reads.
+    faulty["google"].on_pull(|mut pull| {
+        pull.cursor = Some("cursor-1".into());
+        Ok(pull)
+    });
+    assert_eq!(in_process::sync(&engine).await.0, 0);
+    assert_eq!(in_process::sync(&engine).await.0, 0);
+    assert_eq!(
+        faulty["google"].cursors.lock().unwrap().last().cloned(),
+        Some(Some("cursor-1".into())),
+        "an ordinary run reads incrementally"
+    );
+
+    // A run was killed while applying a plan.
+    engine.store.save_plan("killed", "fp", "{}").await.unwrap();
+    engine
+        .store
+        .set_plan_status("killed", "applying")
+        .await
+        .unwrap();
+    let (code, report) = in_process::sync(&engine).await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["resumed"], serde_json::json!(["killed"]));
+    assert_eq!(
+        faulty["google"].cursors.lock().unwrap().last().cloned(),
+        Some(None),
+        "the run completing a killed one reads google in full"
+    );
+}
+
+#[tokio::test]
+async fn a_system_that_cannot_be_read_is_sent_nothing_and_the_run_exits_4() {
+    let org = org(3, 2);
+    assert_eq!(org.json(&["sync"]).0, 0);
+    // A newcomer on google, for whom ldap needs a stub; and the contact of
+    // m0 deleted from google by hand, so google needs it again.
+    org.seed("google", people("g", "acmecorp.com", 4));
+    let (engine, faulty) = in_process::engine(&org, &["google", "ldap"]).await;
+    faulty["google"].on_pull(|mut pull| {
+        pull.stubs
+            .retain(|s| s.stub.primary_address != "m0@acmecorp.com");
+        Ok(pull)
+    });
+    // ldap cannot be read.
+    faulty["ldap"].on_pull(|_| Err(ConnectorError::retryable("ldap://mail: connection refused")));
+
+    let (code, report) = in_process::sync(&engine).await;
+    assert_eq!(code, 4, "{report}");
+    assert_eq!(
+        faulty["ldap"].received(),
+        0,
+        "nothing sent to ldap: {report}"
+    );
+    assert_eq!(faulty["google"].received(), 1, "google is served: {report}");
+    let gate = report["plan"]["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["system"] == "ldap")
+        .unwrap_or_else(|| panic!("a gate names ldap: {report}"));
+    assert_eq!(gate["gate"], "unreadable_source");
+    assert!(
+        gate["message"].as_str().unwrap().contains(
+            "ldap could not be read (temporary failure: ldap://mail: connection refused)"
+        ),
+        "{gate}"
+    );
+
+    // The same plan saved and applied later: still nothing for ldap, exit 4.
+    let pulls = engine.pull(false).await.unwrap();
+    let (plan, _) = engine
+        .plan(&engine.health(&pulls), &in_process::options())
+        .await
+        .unwrap();
+    let saved = org.path("plan.json");
+    std::fs::write(&saved, serde_json::to_vec(&plan).unwrap()).unwrap();
+    engine.store.close().await;
+    let (code, applied) = org.json(&["apply", saved.to_str().unwrap()]);
+    assert_eq!(code, 4, "{applied}");
+    assert_eq!(applied["unreadable"], serde_json::json!(["ldap"]));
+    assert_eq!(org.stubs("ldap").len(), 3, "nothing written to ldap");
+}
+
+#[tokio::test]
+async fn credentials_refused_mid_apply_stop_that_system_with_one_message() {
+    // 250 creates for ldap: three chunks of at most 100.
+    let org = org(250, 1);
+    let (engine, faulty) = in_process::engine(&org, &["ldap"]).await;
+    faulty["ldap"].on_apply(|_, _| {
+        Err(ConnectorError::authentication(
+            "ldap refused the bind as cn=coexist (invalidCredentials)",
+        ))
+    });
+    let (code, report) = in_process::sync(&engine).await;
+    assert_eq!(code, 4, "{report}");
+    assert_eq!(faulty["ldap"].received(), 100, "one chunk, then no more");
+    let apply = &report["apply"];
+    assert_eq!(apply["failed"], 100, "{apply}");
+    assert_eq!(apply["not_attempted"], 150, "{apply}");
+    assert_eq!(apply["done"], 1, "google is served: {apply}");
+    let failures = apply["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let message = failures[0].as_str().unwrap();
+    assert!(
+        message.contains("invalidCredentials") && message.contains("150"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn identical_failures_are_summarised_not_repeated() {
+    let org = org(30, 1);
+    let (engine, faulty) = in_process::engine(&org, &["ldap"]).await;
+    faulty["ldap"].on_apply(|_, _| {
+        Err(ConnectorError::permanent(
+            "object class inetLocalMailRecipient is not in the schema",
+        ))
+    });
+    let (code, report) = in_process::sync(&engine).await;
+    assert_eq!(code, 4);
+    assert_eq!(report["apply"]["failed"], 30);
+    let failures = report["apply"]["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0]
+            .as_str()
+            .unwrap()
+            .contains("and 29 more operations on ldap failed the same way"),
+        "{failures:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_write_reported_without_an_id_is_a_failure_and_never_stored() {
+    let org = org(2, 1);
+    let (engine, faulty) = in_process::engine(&org, &["ldap"]).await;
+    faulty["ldap"].on_apply(|operation, applied| match operation {
+        Operation::Create { stub } => Ok(coexist_connector::Applied {
+            found: Some(FoundStub {
+                id: String::new(),
+                locator: String::new(),
+                stub: stub.clone(),
+            }),
+        }),
+        _ => Ok(applied),
+    });
+    let (code, report) = in_process::sync(&engine).await;
+    assert_eq!(code, 4, "{report}");
+    assert_eq!(report["apply"]["failed"], 2, "{report}");
+    let failure = report["apply"]["failures"][0].as_str().unwrap();
+    assert!(failure.contains("without an id"), "{failure}");
+    let staged = engine.staged().await.unwrap();
+    assert!(
+        staged
+            .system("ldap")
+            .unwrap()
+            .stubs
+            .iter()
+            .all(|s| !s.id.is_empty()),
+        "no stub without an id is staged"
+    );
+}
+
+#[test]
+fn plan_lists_the_entries_a_read_skipped_even_without_reading() {
+    let org = org(4, 2);
+    org.set_config(&with("fail_pull_after = 1", "google"));
+    for args in [&["plan"][..], &["plan", "--no-pull"][..]] {
+        let (_, plan) = org.json(args);
+        let notices = plan["notices"].as_array().unwrap();
+        assert!(
+            notices.iter().any(|n| n["system"] == "google"
+                && n["object"] == "google"
+                && n["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the listing failed part-way")),
+            "{args:?}: {plan}"
+        );
+    }
+}
+
+#[test]
+fn a_plan_step_with_an_unknown_action_is_not_a_plan() {
+    let org = org(1, 1);
+    let saved = org.path("plan.json");
+    org.run(&["plan", "--save", saved.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&saved).unwrap();
+    let mut plan: serde_json::Value = serde_json::from_str(&text).unwrap();
+    plan["operations"][0]["action"] = "frobnicate".into();
+    std::fs::write(&saved, plan.to_string()).unwrap();
+    let out = org.run(&["apply", saved.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(org.stubs("ldap").is_empty() && org.stubs("google").is_empty());
 }

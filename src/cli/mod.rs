@@ -16,6 +16,7 @@ use crate::exit;
 use crate::export::{export, Format};
 use crate::plan::Plan;
 use crate::reconcile::route::{trace, Origin, Outcome, StagedView};
+use crate::reconcile::ConflictKind;
 use crate::store::Store;
 
 /// How results are printed.
@@ -43,7 +44,9 @@ pub enum LogFormat {
 /// configuration; 3 a safety gate withheld changes; 4 partly done (a system
 /// unreadable or operations failed); 5 the saved plan is stale; 6 `plan
 /// --detailed-exitcode` found changes; 7 another coexist run holds the
-/// store (nothing was done).
+/// store (nothing was done); 8 mail loops: a routing entry (coexist's or one
+/// it did not make) or the catch-all relays send an address round in
+/// circles (the output names the entry; nothing is written for it).
 #[derive(Debug, Parser)]
 #[command(name = "coexist", version, about, long_about)]
 pub struct Cli {
@@ -82,6 +85,12 @@ pub enum Command {
         /// directory while the groups listing it did not change.
         #[arg(long)]
         full_read: bool,
+        /// Believe SYSTEM's read although it shrank past
+        /// safety.max_shrink_percent or came back empty (the recipients
+        /// really are gone); repeat for several systems. The deletes it
+        /// brings still face the delete threshold (--allow-deletes).
+        #[arg(long, value_name = "SYSTEM")]
+        accept_shrink: Vec<String>,
     },
     /// Show what a sync would change, without changing anything.
     Plan {
@@ -97,6 +106,10 @@ pub enum Command {
         /// Read every system in full, ignoring the cursors of incremental reads.
         #[arg(long, conflicts_with = "no_pull")]
         full_read: bool,
+        /// Believe SYSTEM's read although it shrank past
+        /// safety.max_shrink_percent or came back empty; repeatable.
+        #[arg(long, value_name = "SYSTEM", conflicts_with = "no_pull")]
+        accept_shrink: Vec<String>,
         /// Exit with 6 when the plan has changes (0 when there are none).
         #[arg(long)]
         detailed_exitcode: bool,
@@ -192,6 +205,7 @@ mod anyhow_like {
         fn from(e: EngineError) -> Self {
             let code = match e {
                 EngineError::StalePlan { .. } => exit::STALE_PLAN,
+                EngineError::NotASystem { .. } => exit::USAGE,
                 EngineError::Busy { .. }
                 | EngineError::LockLost
                 | EngineError::Store(StoreError::Busy) => exit::BUSY,
@@ -252,13 +266,22 @@ fn init_logging(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colour only for a person at a terminal: a log file or journal gets
+    // plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi_logs(std::io::stderr().is_terminal()))
         .with_writer(std::io::stderr);
     let _ = match cli.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// Whether log lines carry ANSI colours: only on a terminal, and never
+/// when `NO_COLOR` is set (<https://no-color.org>).
+fn ansi_logs(stderr_is_terminal: bool) -> bool {
+    stderr_is_terminal && std::env::var_os("NO_COLOR").is_none()
 }
 
 fn progress_sink(cli: &Cli) -> Arc<dyn ProgressSink> {
@@ -305,6 +328,7 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
         Command::Sync {
             allow_deletes,
             full_read,
+            accept_shrink,
         } => {
             let engine = locked_engine(cli, "sync", held).await?;
             let report = engine
@@ -312,6 +336,7 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
                     allow_deletes: *allow_deletes,
                     actor: actor("sync"),
                     full_read: *full_read,
+                    accept_shrink: accept_shrink.clone(),
                 })
                 .await?;
             if cli.output == Output::Json {
@@ -326,22 +351,22 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
             no_pull,
             allow_deletes,
             full_read,
+            accept_shrink,
             detailed_exitcode,
         } => {
             let engine = locked_engine(cli, "plan", held).await?;
-            let pulls = if *no_pull {
-                Vec::new()
-            } else {
-                engine.pull(*full_read).await?
-            };
-            let health = engine.health(&pulls);
-            // A system that could not be read at all: partly done, as `sync`.
-            let unreadable = pulls.iter().any(|p| p.error.is_some());
             let options = RunOptions {
                 allow_deletes: *allow_deletes,
                 actor: actor("plan"),
                 full_read: *full_read,
+                accept_shrink: accept_shrink.clone(),
             };
+            let pulls = if *no_pull {
+                Vec::new()
+            } else {
+                engine.pull_with(&options).await?
+            };
+            let health = engine.health(&pulls);
             let (plan, _) = engine.plan(&health, &options).await?;
             if let Some(path) = save {
                 std::fs::write(path, serde_json::to_vec_pretty(&plan)?)?;
@@ -359,16 +384,11 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
                     );
                 }
             }
-            let changes = plan.summary.create + plan.summary.update + plan.summary.delete > 0;
-            Ok(if unreadable {
-                exit::PARTIAL
-            } else if !plan.gates.is_empty() {
-                exit::GATE
-            } else if *detailed_exitcode && changes {
-                exit::CHANGES
-            } else {
-                exit::OK
-            })
+            Ok(crate::engine::plan_exit_code(
+                &pulls,
+                &plan,
+                *detailed_exitcode,
+            ))
         }
         Command::Apply { file } => {
             let engine = locked_engine(cli, "apply", held).await?;
@@ -380,9 +400,8 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
                     &plan,
                     Some(run),
                     &RunOptions {
-                        allow_deletes: false,
                         actor: actor("apply"),
-                        full_read: false,
+                        ..RunOptions::default()
                     },
                 )
                 .await;
@@ -405,13 +424,7 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
                     return Err(error.into());
                 }
             };
-            let code = if report.failed > 0 {
-                exit::PARTIAL
-            } else if report.withheld > 0 {
-                exit::GATE
-            } else {
-                exit::OK
-            };
+            let code = report.exit_code();
             engine
                 .store
                 .finish_run(
@@ -440,15 +453,33 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
         Command::CheckConfig => {
             let config = Config::load(&cli.config)?;
             crate::connectors::connect_all(&config)?;
+            // A secret's environment variable may be set only where the
+            // service runs (systemd's EnvironmentFile): say so, fail nothing.
+            let unset: Vec<String> = config
+                .unset_env()
+                .into_iter()
+                .map(|(key, name)| {
+                    format!("{key} refers to the environment variable {name}, which is not set here; a run from this shell would fail to read it")
+                })
+                .collect();
+            let store = config.store_description();
             if cli.output == Output::Json {
-                print_json(&serde_json::json!({ "ok": true, "systems": config.system_ids() }));
+                print_json(&serde_json::json!({
+                    "ok": true,
+                    "systems": config.system_ids(),
+                    "store": store,
+                    "warnings": unset,
+                }));
             } else {
                 println!(
-                    "{}: OK ({} systems: {})",
+                    "{}: OK ({} systems: {}; store: {store})",
                     cli.config.display(),
                     config.systems.len(),
                     config.system_ids().join(", ")
                 );
+                for warning in &unset {
+                    println!("warning: {warning}");
+                }
             }
             Ok(exit::OK)
         }
@@ -572,7 +603,15 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
                 &mut conflicts,
                 &mut notices,
             );
-            let routing = conflicts.into_iter().map(|c| c.message);
+            // The entries as the last sync staged them, coexist's and those
+            // it did not make: every one takes part in the loop check.
+            let staged = engine.staged().await?;
+            let entries = crate::reconcile::reconcile(&staged, &engine.config.policy);
+            let entry_loops = entries
+                .conflicts
+                .into_iter()
+                .filter(|c| c.kind == ConflictKind::RoutingLoop && !c.addresses.is_empty());
+            let routing = conflicts.into_iter().chain(entry_loops).map(|c| c.message);
             for message in routing.chain(notices.into_iter().map(|n| n.message)) {
                 findings.push(coexist_connector::Finding {
                     check: "mail routing".into(),
@@ -732,9 +771,8 @@ async fn demo(cli: &Cli, dir: Option<PathBuf>) -> Result<i32, Failure> {
     }
     let engine = engine(cli, &config_path).await?;
     let options = RunOptions {
-        allow_deletes: false,
         actor: actor("demo"),
-        full_read: false,
+        ..RunOptions::default()
     };
 
     let first = engine.sync(&options).await?;

@@ -201,3 +201,50 @@ fn the_store_url_may_be_a_secret_reference() {
     // The reference is what gets printed, never a value.
     assert!(!format!("{config:?}").contains("password"));
 }
+
+#[test]
+fn a_catch_all_relay_cycle_is_refused_naming_both_lines() {
+    // google relays unknown recipients to ldap (line 16), ldap back to google.
+    let text = format!("{GOOD}unknown_recipient = {{ relay = \"google\" }}\n");
+    assert_eq!(
+        error(&text),
+        "coexist.toml:16: systems[0].unknown_recipient: the catch-all relays form a cycle (google → ldap → google; lines 16, 26): mail to any address no system knows would loop between them; make one of them reject unknown recipients (unknown_recipient = \"reject\")"
+    );
+}
+
+#[test]
+fn each_kind_says_what_it_does_with_mail_for_a_disabled_account() {
+    let config = parse(GOOD).unwrap();
+    assert_eq!(
+        config.policy.systems[0].disabled_mailboxes,
+        DisabledMailboxes::Bounce,
+        "Google bounces mail to suspended users"
+    );
+    assert_eq!(
+        config.policy.systems[1].disabled_mailboxes,
+        DisabledMailboxes::Deliver
+    );
+    let qmail = format!("{GOOD}disabled_mailboxes = \"bounce\"\n");
+    assert_eq!(
+        parse(&qmail).unwrap().policy.systems[1].disabled_mailboxes,
+        DisabledMailboxes::Bounce
+    );
+}
+
+#[test]
+fn unset_environment_variables_are_named_with_their_key() {
+    let text = format!(
+        "{GOOD}\n[systems.connection]\nurl = \"ldap://127.0.0.1\"\npassword = {{ env = \"COEXIST_TEST_SURELY_UNSET_4711\" }}\n"
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(
+        config.unset_env(),
+        [(
+            "systems[1].connection.password".to_string(),
+            "COEXIST_TEST_SURELY_UNSET_4711".to_string()
+        )]
+    );
+    assert!(config
+        .store_description()
+        .ends_with("(the default: a SQLite file beside the configuration file)"));
+}

@@ -7,22 +7,24 @@
 pub mod gates;
 pub mod lock;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
 use thiserror::Error;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
-use coexist_connector::{Applied, Connector, ConnectorError, Operation, Progress, PullMode};
+use coexist_connector::{
+    Applied, Connector, ConnectorError, Operation, Problem, Progress, Pull, PullMode,
+};
 
 use crate::config::Config;
-use crate::plan::Plan;
-use crate::reconcile::{self, Reconciliation, Staged};
-use crate::store::{AuditRecord, JournalState, StageReport, Store, StoreError};
+use crate::plan::{Plan, PlanStep};
+use crate::reconcile::{self, Notice, Reconciliation, Staged};
+use crate::store::{AuditRecord, CursorRecord, JournalState, StageReport, Store, StoreError};
 
-pub use gates::SourceHealth;
+pub use gates::{Shrink, SourceHealth};
 
 /// Operations handed to a connector at once (Google's batch takes 100).
 const APPLY_CHUNK: usize = 100;
@@ -47,6 +49,21 @@ pub enum EngineError {
     Busy { holder: crate::store::LockHolder },
     #[error("another coexist run took this run's lock over (its lease could not be renewed for {} seconds); this run stopped before its next changes, and the run holding the lock completes the work", lock::LEASE.as_secs())]
     LockLost,
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("{flag} {name}: not a configured system (expected one of {known})")]
+    NotASystem {
+        flag: &'static str,
+        name: String,
+        known: String,
+    },
+}
+
+fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<serde_json::Value, EngineError> {
+    serde_json::to_value(value).map_err(|source| EngineError::Encode { what, source })
 }
 
 /// Receives progress of long steps (a progress bar, or nothing).
@@ -86,8 +103,101 @@ pub struct ApplyReport {
     pub done: u64,
     pub skipped_already_done: u64,
     pub failed: u64,
+    /// Operations not attempted because their system refused coexist's
+    /// credentials earlier in this apply (the next run tries them again).
+    pub not_attempted: u64,
     pub withheld: u64,
+    /// What failed, in words; identical failures (the same error from the
+    /// same system) are told once, with how many more there were.
     pub failures: Vec<String>,
+    /// The systems that could not be read when the plan was made: none of
+    /// their operations was sent.
+    pub unreadable: Vec<String>,
+}
+
+impl ApplyReport {
+    /// The process exit code of `coexist apply` (see the README).
+    pub fn exit_code(&self) -> i32 {
+        if self.failed > 0 || self.not_attempted > 0 || !self.unreadable.is_empty() {
+            crate::exit::PARTIAL
+        } else if self.withheld > 0 {
+            crate::exit::GATE
+        } else {
+            crate::exit::OK
+        }
+    }
+}
+
+/// The failures of an apply, identical ones (same system, same error)
+/// kept once with a count, so a system refusing every write is one line,
+/// not hundreds.
+#[derive(Default)]
+struct Failures {
+    entries: Vec<FailureEntry>,
+    seen: HashMap<(String, String), usize>,
+}
+
+struct FailureEntry {
+    line: String,
+    system: String,
+    repeats: u64,
+    note: Option<String>,
+}
+
+impl Failures {
+    /// Records `line` for `error` on `system`; `true` the first time.
+    fn add(&mut self, system: &str, error: &str, line: String) -> bool {
+        let key = (system.to_string(), error.to_string());
+        if let Some(&at) = self.seen.get(&key) {
+            self.entries[at].repeats += 1;
+            return false;
+        }
+        self.seen.insert(key, self.entries.len());
+        self.entries.push(FailureEntry {
+            line,
+            system: system.to_string(),
+            repeats: 0,
+            note: None,
+        });
+        true
+    }
+
+    /// Adds `note` to the line of `error` on `system`.
+    fn annotate(&mut self, system: &str, error: &str, note: String) {
+        if let Some(&at) = self.seen.get(&(system.to_string(), error.to_string())) {
+            self.entries[at].note = Some(note);
+        }
+    }
+
+    /// The errors of `system` that happened more than once, with how many
+    /// more times.
+    fn repeated(&self, system: &str) -> Vec<(String, u64)> {
+        self.seen
+            .iter()
+            .filter(|((s, _), &at)| s == system && self.entries[at].repeats > 0)
+            .map(|((_, error), &at)| (error.clone(), self.entries[at].repeats))
+            .collect()
+    }
+
+    fn finish(self) -> Vec<String> {
+        self.entries
+            .into_iter()
+            .map(|entry| {
+                let mut line = entry.line;
+                if entry.repeats > 0 {
+                    line.push_str(&format!(
+                        " (and {} more operations on {} failed the same way)",
+                        entry.repeats, entry.system
+                    ));
+                }
+                if let Some(note) = entry.note {
+                    line.push_str("; ");
+                    line.push_str(&note);
+                }
+                line
+            })
+            .collect()
+    }
 }
 
 /// Options of a run.
@@ -101,6 +211,17 @@ pub struct RunOptions {
     /// reads (catches what a delta can miss, such as a member deleted
     /// from the directory while the groups listing it did not change).
     pub full_read: bool,
+    /// Believe the reads of these systems even though they shrank past
+    /// `max_shrink_percent` or came back empty (`--accept-shrink SYSTEM`):
+    /// the admin says the recipients really are gone.
+    pub accept_shrink: Vec<String>,
+}
+
+/// One system's read, before it is judged and staged.
+struct Read {
+    system: String,
+    cursor: Option<CursorRecord>,
+    result: Result<Pull, ConnectorError>,
 }
 
 /// The engine of one organisation.
@@ -138,36 +259,115 @@ impl Engine {
     /// Pulls every system (concurrently) and stages what was read. With
     /// `full_read` every system is read in full, whatever its cursor.
     pub async fn pull(&self, full_read: bool) -> Result<Vec<PullReport>, EngineError> {
-        let pulls = self.connectors.iter().map(|connector| {
+        self.pull_with(&RunOptions {
+            full_read,
+            ..RunOptions::default()
+        })
+        .await
+    }
+
+    /// Pulls every system (concurrently), judges each read (complete,
+    /// incomplete, empty, shrunk, failed) against what is known of the
+    /// system, and stages what is believed.
+    pub async fn pull_with(&self, options: &RunOptions) -> Result<Vec<PullReport>, EngineError> {
+        for name in &options.accept_shrink {
+            if self.connector(name).is_none() {
+                return Err(EngineError::NotASystem {
+                    flag: "--accept-shrink",
+                    name: name.clone(),
+                    known: self.config.system_ids().join(", "),
+                });
+            }
+        }
+        let reads = self.connectors.iter().map(|connector| {
             let system = connector.system().to_string();
             async move {
                 let cursor = self.store.cursor(&system).await?;
                 let progress = self.progress.start(&format!("pulling {system}"), None);
-                let since = if full_read {
+                let since = if options.full_read {
                     None
                 } else {
                     cursor.as_ref().and_then(|c| c.cursor.as_deref())
                 };
                 let result = connector.pull(since, progress.as_ref()).await;
-                self.stage(&system, result, cursor.map(|c| c.recipients))
-                    .await
+                Ok::<_, EngineError>(Read {
+                    system,
+                    cursor,
+                    result,
+                })
             }
             .instrument(info_span!("system", id = %connector.system()))
         });
+        let mut all = Vec::new();
+        for read in futures::future::join_all(reads).await {
+            all.push(read?);
+        }
+        let routed = self.routed(&all).await?;
         let mut reports = Vec::new();
-        for report in futures::future::join_all(pulls).await {
-            reports.push(report?);
+        for read in all {
+            let span = info_span!("system", id = %read.system);
+            let routed = routed.get(&read.system);
+            reports.push(self.stage(read, routed, options).instrument(span).await?);
         }
         Ok(reports)
     }
 
+    /// The recipients each system is home to, as the coexist stubs on the
+    /// other systems say (a stub's anchor is `<home system>:<id>`): home
+    /// system → recipient ids. What a system's read says of its stubs is
+    /// taken as far as it goes; the rest comes from what is staged.
+    async fn routed(
+        &self,
+        reads: &[Read],
+    ) -> Result<HashMap<String, HashSet<String>>, EngineError> {
+        let mut routed: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut add = |holder: &str, anchor: &str| {
+            if let Some((home, id)) = anchor.split_once(':') {
+                if home != holder {
+                    routed
+                        .entry(home.to_string())
+                        .or_default()
+                        .insert(id.to_string());
+                }
+            }
+        };
+        for read in reads {
+            let staged = match &read.result {
+                // A complete full read lists every stub the system holds.
+                Ok(pull) if pull.mode == PullMode::Full && pull.complete => Vec::new(),
+                // A delta or a partial read: the staged stubs, less those it
+                // removed, and those it read.
+                Ok(pull) => {
+                    let removed: HashSet<&str> = pull.removed.iter().map(String::as_str).collect();
+                    self.store
+                        .stub_anchors(&read.system)
+                        .await?
+                        .into_iter()
+                        .filter(|(id, _)| !removed.contains(id.as_str()))
+                        .collect()
+                }
+                Err(_) => self.store.stub_anchors(&read.system).await?,
+            };
+            for (_, anchor) in &staged {
+                add(&read.system, anchor);
+            }
+            if let Ok(pull) = &read.result {
+                for stub in &pull.stubs {
+                    add(&read.system, &stub.stub.anchor);
+                }
+            }
+        }
+        Ok(routed)
+    }
+
     async fn stage(
         &self,
-        system: &str,
-        result: Result<coexist_connector::Pull, ConnectorError>,
-        before: Option<i64>,
+        read: Read,
+        routed: Option<&HashSet<String>>,
+        options: &RunOptions,
     ) -> Result<PullReport, EngineError> {
-        let pull = match result {
+        let system = read.system.as_str();
+        let mut pull = match read.result {
             Ok(pull) => pull,
             Err(error) => {
                 warn!(%error, "pull failed");
@@ -183,48 +383,19 @@ impl Engine {
                 });
             }
         };
+        skip_objects_without_ids(&mut pull);
         let mode = match pull.mode {
             PullMode::Full => "full",
             PullMode::Delta => "delta",
         };
-        let held_before = match before {
+        let held_before = match read.cursor.map(|c| c.recipients) {
             Some(n) => n,
             None => self.store.staged_recipients(system).await?,
         };
-        // A full read of nothing, or a delta removing every recipient held,
-        // from a system that held recipients: not believed. (A delta may
-        // name objects that were never staged, so only staged ones count.)
-        let empties = match pull.mode {
-            PullMode::Full => pull.recipients.is_empty(),
-            // Only when it names at least as many objects as were held is
-            // it worth reading which of them were staged.
-            PullMode::Delta
-                if pull.recipients.is_empty() && pull.removed.len() as i64 >= held_before =>
-            {
-                let staged = self.store.staged_recipient_ids(system).await?;
-                let gone = pull
-                    .removed
-                    .iter()
-                    .filter(|id| staged.contains(*id))
-                    .count();
-                gone as i64 >= held_before
-            }
-            PullMode::Delta => false,
-        };
-        let health = if empties && held_before > 0 {
-            SourceHealth::SuddenlyEmpty {
-                before: held_before,
-            }
-        } else if !pull.complete {
-            SourceHealth::Incomplete(
-                pull.problems
-                    .first()
-                    .map(|p| p.message.clone())
-                    .unwrap_or_else(|| "the connector said the read was incomplete".into()),
-            )
-        } else {
-            SourceHealth::Complete
-        };
+        let accepted = options.accept_shrink.iter().any(|s| s == system);
+        let health = self
+            .judge(system, &pull, held_before, routed, accepted)
+            .await?;
         let mut report = PullReport {
             system: system.to_string(),
             mode,
@@ -235,20 +406,37 @@ impl Engine {
             problems: pull.problems.clone(),
             health: health.clone(),
         };
+        // A full read says everything the connector skipped; a delta only
+        // what it read again.
+        self.store
+            .record_problems(
+                system,
+                &pull.problems,
+                pull.mode == PullMode::Full && pull.complete,
+            )
+            .await?;
         match health {
-            // A source that suddenly returns nothing is not believed: what
-            // was staged stays as it was.
-            SourceHealth::SuddenlyEmpty { before } => {
+            // A source that suddenly returns nothing, or far less than is
+            // known of it, is not believed: what was staged stays as it was.
+            SourceHealth::SuddenlyEmpty { before, routed } => {
                 warn!(
                     before,
-                    "the pull returned no recipients; keeping what was staged"
+                    routed, "the pull returned no recipients; keeping what was staged"
+                );
+            }
+            SourceHealth::Shrunk(shrink) => {
+                warn!(
+                    listed = shrink.listed,
+                    known = shrink.known,
+                    missing = shrink.missing,
+                    "the pull misses too many of the known recipients; keeping what was staged"
                 );
             }
             SourceHealth::Incomplete(_) => {
                 report.staged = self.store.stage_pull(system, &pull, true).await?;
                 warn!("the pull was incomplete; nothing was removed from the staged objects");
             }
-            _ => {
+            SourceHealth::Complete | SourceHealth::Failed(_) => {
                 report.staged = self.store.stage_pull(system, &pull, false).await?;
                 let recipients = self.store.staged_recipients(system).await?;
                 self.store
@@ -266,6 +454,86 @@ impl Engine {
             "pulled"
         );
         Ok(report)
+    }
+
+    /// How far a read of `system` is to be believed. The recipients known
+    /// for it are those staged from its last good read and those the stubs
+    /// on the other systems route to (`routed`), so a fresh store judges
+    /// too. A read that lists none of them, or misses more than
+    /// `max_shrink_percent` of them, is not believed unless `accepted`.
+    async fn judge(
+        &self,
+        system: &str,
+        pull: &Pull,
+        held_before: i64,
+        routed: Option<&HashSet<String>>,
+        accepted: bool,
+    ) -> Result<SourceHealth, EngineError> {
+        let empty = HashSet::new();
+        let routed = routed.unwrap_or(&empty);
+        let listed: HashSet<&str> = pull.recipients.iter().map(|r| r.anchor.as_str()).collect();
+        // Only what a read could miss is worth counting: for a delta, the
+        // objects it removes (and nothing when it removes nothing).
+        let judged = match pull.mode {
+            PullMode::Full => true,
+            PullMode::Delta => !pull.removed.is_empty(),
+        };
+        let (known, missing) = if judged {
+            let staged = if held_before > 0 {
+                self.store.staged_recipient_ids(system).await?
+            } else {
+                HashSet::new()
+            };
+            let mut known: HashSet<&str> = staged.iter().map(String::as_str).collect();
+            known.extend(routed.iter().map(String::as_str));
+            let missing = match pull.mode {
+                PullMode::Full => known.iter().filter(|id| !listed.contains(*id)).count(),
+                PullMode::Delta => {
+                    let removed: HashSet<&str> = pull.removed.iter().map(String::as_str).collect();
+                    known
+                        .iter()
+                        .filter(|id| removed.contains(*id) && !listed.contains(*id))
+                        .count()
+                }
+            };
+            (known.len() as u64, missing as u64)
+        } else {
+            (0, 0)
+        };
+        let empties = pull.recipients.is_empty() && known > 0 && missing >= known;
+        let shrunk = gates::shrank(&self.config.safety, known, missing);
+        if accepted && (empties || shrunk) {
+            warn!(
+                known,
+                missing, "the read shrank, and the run accepts it (--accept-shrink)"
+            );
+        }
+        Ok(if empties && !accepted {
+            SourceHealth::SuddenlyEmpty {
+                before: held_before,
+                routed: routed.len() as u64,
+            }
+        } else if !pull.complete {
+            SourceHealth::Incomplete(
+                pull.problems
+                    .first()
+                    .map(|p| p.message.clone())
+                    .unwrap_or_else(|| "the connector said the read was incomplete".into()),
+            )
+        } else if shrunk && !accepted {
+            SourceHealth::Shrunk(Shrink {
+                listed: match pull.mode {
+                    PullMode::Full => pull.recipients.len() as u64,
+                    PullMode::Delta => known - missing,
+                },
+                known,
+                missing,
+                held_before: u64::try_from(held_before).unwrap_or(0),
+                routed: routed.len() as u64,
+            })
+        } else {
+            SourceHealth::Complete
+        })
     }
 
     /// What a plan is made from: the staged state (the store's fingerprint)
@@ -295,7 +563,24 @@ impl Engine {
         let fingerprint = self.fingerprint().await?;
         let reconciliation = reconcile::reconcile(&staged, &self.config.policy);
         self.store.save_gal(&reconciliation.gal).await?;
-        let mut plan = Plan::new(&reconciliation, &fingerprint, crate::store::now());
+        let mut plan =
+            Plan::new(&reconciliation, &fingerprint, crate::store::now()).map_err(|source| {
+                EngineError::Encode {
+                    what: "an operation of the plan",
+                    source,
+                }
+            })?;
+        // What the connectors skipped at their last reads, recorded with
+        // them, so a plan made without reading lists them too.
+        for system in self.config.system_ids() {
+            for problem in self.store.problems_of(&system).await? {
+                plan.notices.push(Notice {
+                    object: problem.object,
+                    message: format!("skipped when {system} was last read: {}", problem.message),
+                    system: system.clone(),
+                });
+            }
+        }
         let stubs_held: BTreeMap<String, u64> = staged
             .systems
             .iter()
@@ -355,7 +640,10 @@ impl Engine {
                 });
             }
         }
-        let body = serde_json::to_string(plan).unwrap_or_default();
+        let body = serde_json::to_string(plan).map_err(|source| EngineError::Encode {
+            what: "the plan",
+            source,
+        })?;
         self.store
             .save_plan(&plan.id, &plan.fingerprint, &body)
             .await?;
@@ -363,8 +651,10 @@ impl Engine {
 
         let mut report = ApplyReport {
             plan: plan.id.clone(),
+            unreadable: plan.unreadable().map(str::to_string).collect(),
             ..ApplyReport::default()
         };
+        let mut failures = Failures::default();
         let withheld: Vec<(i64, &str)> = plan
             .operations
             .iter()
@@ -379,7 +669,7 @@ impl Engine {
         }
 
         // Group by system, keeping the plan's order within each.
-        let mut by_system: BTreeMap<&str, Vec<&crate::plan::PlanStep>> = BTreeMap::new();
+        let mut by_system: BTreeMap<&str, Vec<&PlanStep>> = BTreeMap::new();
         for step in plan.runnable() {
             if journal.get(&step.seq) == Some(&JournalState::Done) {
                 report.skipped_already_done += 1;
@@ -399,6 +689,9 @@ impl Engine {
                 .ok_or_else(|| EngineError::UnknownSystem(system.to_string()))?
                 .clone();
             let span = info_span!("system", id = %system);
+            // Credentials refused: nothing more is sent to this system.
+            let mut refused: Option<String> = None;
+            let mut attempted = 0usize;
             for chunk in steps.chunks(APPLY_CHUNK) {
                 if self.lock_lost.load(Ordering::SeqCst) {
                     return Err(EngineError::LockLost);
@@ -414,13 +707,45 @@ impl Engine {
                     .instrument(span.clone())
                     .await;
                 for (step, result) in chunk.iter().zip(results) {
-                    self.record(plan, step, result, run_id, options, &mut report)
-                        .await?;
+                    if let Err(error) = &result {
+                        if error.is_authentication() && refused.is_none() {
+                            refused = Some(error.to_string());
+                        }
+                    }
+                    self.record(
+                        plan,
+                        step,
+                        result,
+                        run_id,
+                        options,
+                        &mut report,
+                        &mut failures,
+                    )
+                    .await?;
                 }
+                attempted += chunk.len();
                 progress.advance(chunk.len() as u64);
+                if refused.is_some() {
+                    break;
+                }
+            }
+            let left = (steps.len() - attempted) as u64;
+            if let Some(error) = refused.filter(|_| left > 0) {
+                report.not_attempted += left;
+                progress.advance(left);
+                warn!(system, left, %error, "the system refused coexist's credentials; its remaining operations are not attempted");
+                failures.annotate(
+                    system,
+                    &error,
+                    format!("{system} refused coexist's credentials, so the {left} operations left for it were not attempted: fix its credentials (`coexist doctor` checks them) and run again"),
+                );
+            }
+            for (error, repeats) in failures.repeated(system) {
+                warn!(system, repeats, %error, "more operations failed the same way");
             }
         }
-        let status = if report.failed > 0 {
+        report.failures = failures.finish();
+        let status = if report.failed > 0 || report.not_attempted > 0 {
             "partial"
         } else {
             "applied"
@@ -429,80 +754,107 @@ impl Engine {
         Ok(report)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
         plan: &Plan,
-        step: &crate::plan::PlanStep,
+        step: &PlanStep,
         result: Result<Applied, ConnectorError>,
         run_id: Option<i64>,
         options: &RunOptions,
         report: &mut ApplyReport,
+        failures: &mut Failures,
     ) -> Result<(), EngineError> {
-        match result {
-            Ok(applied) => {
-                match (&step.operation, applied.found) {
-                    (Operation::Delete { id, .. }, _) => {
-                        self.store.remove_stub(&step.system, id).await?
-                    }
-                    (_, Some(found)) => {
-                        // An update may have moved the stub (a rename): forget the old row.
-                        if let Operation::Update { id, .. } = &step.operation {
-                            if *id != found.id {
-                                self.store.remove_stub(&step.system, id).await?;
-                            }
-                        }
-                        self.store.put_stub(&step.system, &found).await?;
-                    }
-                    (_, None) => {}
-                }
-                let (before, after) = match &step.operation {
-                    Operation::Create { stub } => (None, serde_json::to_value(stub).ok()),
-                    Operation::Update { before, after, .. } => (
-                        serde_json::to_value(before).ok(),
-                        serde_json::to_value(after).ok(),
-                    ),
-                    Operation::Delete { stub, .. } => (serde_json::to_value(stub).ok(), None),
-                };
-                self.store
-                    .audit(&AuditRecord {
-                        at: crate::store::now(),
-                        run_id,
-                        actor: options.actor.clone(),
-                        system: step.system.clone(),
-                        action: step.action.clone(),
-                        address: step.address.clone(),
-                        before,
-                        after,
-                    })
-                    .await?;
-                self.store
-                    .journal(
-                        &plan.id,
-                        &[(step.seq, step.system.as_str())],
-                        JournalState::Done,
-                        None,
-                    )
-                    .await?;
-                report.done += 1;
-            }
+        let applied = match result {
+            Ok(applied) => applied,
             Err(error) => {
-                warn!(system = %step.system, address = %step.address, %error, "operation failed");
-                let message = format!(
-                    "{} {} on {}: {error}",
-                    step.action, step.address, step.system
-                );
-                self.store
-                    .journal(
-                        &plan.id,
-                        &[(step.seq, step.system.as_str())],
-                        JournalState::Failed,
-                        Some(&message),
-                    )
-                    .await?;
-                report.failed += 1;
-                report.failures.push(message);
+                return self
+                    .failed(plan, step, &error.to_string(), report, failures)
+                    .await
             }
+        };
+        match (&step.operation, applied.found) {
+            (Operation::Delete { id, .. }, _) => self.store.remove_stub(&step.system, id).await?,
+            // A stub without an id could never be found, updated or
+            // deleted again: it is not recorded, and the next read of the
+            // system finds what was written.
+            (_, Some(found)) if found.id.trim().is_empty() => {
+                let error = format!(
+                    "{} reported the stub written but returned it without an id, so coexist did not record it (the next read of {} finds it)",
+                    step.system, step.system
+                );
+                return self.failed(plan, step, &error, report, failures).await;
+            }
+            (_, Some(found)) => {
+                // An update may have moved the stub (a rename): forget the old row.
+                if let Operation::Update { id, .. } = &step.operation {
+                    if *id != found.id {
+                        self.store.remove_stub(&step.system, id).await?;
+                    }
+                }
+                self.store.put_stub(&step.system, &found).await?;
+            }
+            (_, None) => {}
         }
+        let (before, after) = match &step.operation {
+            Operation::Create { stub } => (None, Some(encode("an audit record", stub)?)),
+            Operation::Update { before, after, .. } => (
+                Some(encode("an audit record", before)?),
+                Some(encode("an audit record", after)?),
+            ),
+            Operation::Delete { stub, .. } => (Some(encode("an audit record", stub)?), None),
+        };
+        self.store
+            .audit(&AuditRecord {
+                at: crate::store::now(),
+                run_id,
+                actor: options.actor.clone(),
+                system: step.system.clone(),
+                action: step.action,
+                address: step.address.clone(),
+                before,
+                after,
+            })
+            .await?;
+        self.store
+            .journal(
+                &plan.id,
+                &[(step.seq, step.system.as_str())],
+                JournalState::Done,
+                None,
+            )
+            .await?;
+        report.done += 1;
+        Ok(())
+    }
+
+    /// Records that `step` failed with `error`.
+    async fn failed(
+        &self,
+        plan: &Plan,
+        step: &PlanStep,
+        error: &str,
+        report: &mut ApplyReport,
+        failures: &mut Failures,
+    ) -> Result<(), EngineError> {
+        let message = format!(
+            "{} {} on {}: {error}",
+            step.action, step.address, step.system
+        );
+        if failures.add(&step.system, error, message.clone()) {
+            warn!(system = %step.system, address = %step.address, %error, "operation failed");
+        } else {
+            debug!(system = %step.system, address = %step.address, %error, "operation failed");
+        }
+        self.store
+            .journal(
+                &plan.id,
+                &[(step.seq, step.system.as_str())],
+                JournalState::Failed,
+                Some(&message),
+            )
+            .await?;
+        report.failed += 1;
         Ok(())
     }
 
@@ -532,15 +884,40 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
-    /// The process exit code this run deserves (see the README).
+    /// The process exit code this run deserves (see the README). Mail
+    /// that loops is the most urgent news, so a routing loop says 8 even
+    /// when the run was also partial or gated.
     pub fn exit_code(&self) -> i32 {
-        if self.apply.failed > 0 || self.pulls.iter().any(|p| p.error.is_some()) {
+        if self.plan.has_routing_loop() {
+            crate::exit::ROUTING_LOOP
+        } else if self.apply.failed > 0
+            || self.apply.not_attempted > 0
+            || self.pulls.iter().any(|p| p.error.is_some())
+        {
             crate::exit::PARTIAL
         } else if self.apply.withheld > 0 || !self.plan.gates.is_empty() {
             crate::exit::GATE
         } else {
             crate::exit::OK
         }
+    }
+}
+
+/// The process exit code of `coexist plan` (see the README): 8 when mail
+/// loops, 4 when a system could not be read, 3 when a gate tripped, with
+/// `detailed` 6 when the plan changes something, else 0.
+pub fn plan_exit_code(pulls: &[PullReport], plan: &Plan, detailed: bool) -> i32 {
+    let changes = plan.summary.create + plan.summary.update + plan.summary.delete > 0;
+    if plan.has_routing_loop() {
+        crate::exit::ROUTING_LOOP
+    } else if pulls.iter().any(|p| p.error.is_some()) || plan.unreadable().next().is_some() {
+        crate::exit::PARTIAL
+    } else if !plan.gates.is_empty() {
+        crate::exit::GATE
+    } else if detailed && changes {
+        crate::exit::CHANGES
+    } else {
+        crate::exit::OK
     }
 }
 
@@ -558,11 +935,16 @@ impl Engine {
         let run = self.store.start_run("sync").await?;
         let result = async {
             let resumed = self.interrupted().await?;
+            let mut options = options.clone();
             if !resumed.is_empty() {
-                warn!(plans = ?resumed, "an earlier run was interrupted while applying; this run re-reads every system and completes its work");
+                // What the interrupted run wrote after its read is in no
+                // cursor's delta: only a full read finds it.
+                warn!(plans = ?resumed, "an earlier run was interrupted while applying; this run re-reads every system in full (ignoring the incremental cursors) and completes its work");
                 self.supersede(&resumed).await?;
+                options.full_read = true;
             }
-            let pulls = self.pull(options.full_read).await?;
+            let options = &options;
+            let pulls = self.pull_with(options).await?;
             let (plan, _) = self.plan(&self.health(&pulls), options).await?;
             let apply = self.apply(&plan, Some(run), options).await?;
             Ok::<_, EngineError>(SyncReport { run, resumed, pulls, plan, apply })
@@ -574,6 +956,7 @@ impl Engine {
                 let status = match report.exit_code() {
                     crate::exit::OK => "ok",
                     crate::exit::GATE => "withheld",
+                    crate::exit::ROUTING_LOOP => "routing_loop",
                     _ => "partial",
                 };
                 let summary = serde_json::json!({
@@ -581,6 +964,7 @@ impl Engine {
                     "summary": report.plan.summary,
                     "done": report.apply.done,
                     "failed": report.apply.failed,
+                    "not_attempted": report.apply.not_attempted,
                     "withheld": report.apply.withheld,
                     "gates": report.plan.gates,
                 });
@@ -602,5 +986,132 @@ impl Engine {
             }
         }
         result
+    }
+}
+
+/// Takes the objects a connector returned without an id out of `pull`,
+/// as problems: an object without an id cannot be staged, found or
+/// changed again.
+fn skip_objects_without_ids(pull: &mut Pull) {
+    let mut skipped = Vec::new();
+    pull.recipients.retain(|r| {
+        let keep = !r.anchor.trim().is_empty();
+        if !keep {
+            skipped.push(Problem {
+                object: r
+                    .locator
+                    .clone()
+                    .unwrap_or_else(|| r.primary_address.clone()),
+                message: "the connector returned this recipient without an id; it is skipped"
+                    .into(),
+            });
+        }
+        keep
+    });
+    pull.stubs.retain(|s| {
+        let keep = !s.id.trim().is_empty();
+        if !keep {
+            skipped.push(Problem {
+                object: if s.locator.is_empty() {
+                    s.stub.primary_address.clone()
+                } else {
+                    s.locator.clone()
+                },
+                message: "the connector returned this stub without an id; it is skipped".into(),
+            });
+        }
+        keep
+    });
+    pull.problems.extend(skipped);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::{Conflict, ConflictKind};
+
+    fn plan(conflicts: Vec<ConflictKind>) -> Plan {
+        let reconciliation = Reconciliation {
+            conflicts: conflicts
+                .into_iter()
+                .map(|kind| Conflict {
+                    kind,
+                    addresses: vec!["ann@acmecorp.com".into()],
+                    systems: vec!["google".into(), "ldap".into()],
+                    message: "mail for ann@acmecorp.com loops".into(),
+                })
+                .collect(),
+            ..Reconciliation::default()
+        };
+        Plan::new(&reconciliation, "fp", String::new()).unwrap()
+    }
+
+    fn unreadable(system: &str) -> PullReport {
+        PullReport {
+            system: system.into(),
+            mode: "none",
+            recipients: 0,
+            stubs: 0,
+            staged: StageReport::default(),
+            error: Some("connection refused".into()),
+            problems: Vec::new(),
+            health: SourceHealth::Failed("connection refused".into()),
+        }
+    }
+
+    fn sync(plan: Plan, pulls: Vec<PullReport>, failed: u64) -> SyncReport {
+        SyncReport {
+            run: 1,
+            resumed: Vec::new(),
+            pulls,
+            plan,
+            apply: ApplyReport {
+                failed,
+                ..ApplyReport::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_routing_loop_is_the_first_thing_the_exit_code_says() {
+        let looping = || plan(vec![ConflictKind::RoutingLoop]);
+        assert_eq!(
+            sync(looping(), vec![unreadable("ldap")], 3).exit_code(),
+            crate::exit::ROUTING_LOOP
+        );
+        assert_eq!(
+            plan_exit_code(&[unreadable("ldap")], &looping(), true),
+            crate::exit::ROUTING_LOOP
+        );
+        // Other conflicts stop nothing else and change no exit code.
+        let other = || plan(vec![ConflictKind::MailboxInTwoSystems]);
+        assert_eq!(sync(other(), vec![], 0).exit_code(), crate::exit::OK);
+        assert_eq!(
+            sync(other(), vec![unreadable("ldap")], 0).exit_code(),
+            crate::exit::PARTIAL
+        );
+        assert_eq!(
+            plan_exit_code(&[unreadable("ldap")], &other(), true),
+            crate::exit::PARTIAL
+        );
+        assert_eq!(plan_exit_code(&[], &other(), false), crate::exit::OK);
+    }
+
+    #[test]
+    fn identical_failures_are_one_line_with_a_count_and_a_note() {
+        let mut failures = Failures::default();
+        assert!(failures.add("ldap", "refused", "create a@x on ldap: refused".into()));
+        assert!(!failures.add("ldap", "refused", "create b@x on ldap: refused".into()));
+        assert!(!failures.add("ldap", "refused", "create c@x on ldap: refused".into()));
+        assert!(failures.add("google", "refused", "create d@x on google: refused".into()));
+        failures.annotate("ldap", "refused", "5 not attempted".into());
+        assert_eq!(failures.repeated("ldap"), [("refused".to_string(), 2)]);
+        assert_eq!(
+            failures.finish(),
+            [
+                "create a@x on ldap: refused (and 2 more operations on ldap failed the same way); 5 not attempted",
+                "create d@x on google: refused",
+            ]
+        );
     }
 }

@@ -13,6 +13,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use coexist_connector::{split_address, FoundStub, Operation, Route, Stub, StubField};
 
+use super::foreign::Decision;
 use super::gal::AddressIndex;
 use super::policy::{Policy, StubStyle, SystemPolicy};
 use super::route::{trace, MailDirectory, Origin, Outcome};
@@ -76,6 +77,23 @@ pub fn check_routes(
         return looping;
     };
     let address = format!("route-probe@{domain}");
+    let cycle = policy.relay_cycle();
+    if let Some(first) = cycle.first() {
+        let path: Vec<&str> = cycle
+            .iter()
+            .chain(std::iter::once(first))
+            .map(String::as_str)
+            .collect();
+        conflicts.push(Conflict {
+            kind: ConflictKind::RoutingLoop,
+            addresses: vec![],
+            systems: cycle.clone(),
+            message: format!(
+                "the catch-all relays form a cycle ({}): mail to any address no system knows loops between them; make one of them reject unknown recipients (unknown_recipient = \"reject\")",
+                path.join(" → ")
+            ),
+        });
+    }
     for home in &policy.systems {
         for from in &policy.systems {
             if from.id == home.id {
@@ -234,16 +252,31 @@ impl<'a> Chains<'a> {
     }
 }
 
+/// What the diff works from.
+pub struct Inputs<'a> {
+    pub staged: &'a Staged,
+    pub policy: &'a Policy,
+    pub gal: &'a [GalEntry],
+    /// Which systems hold an object (not a stub) for each shared address.
+    pub index: &'a AddressIndex,
+    /// Which systems hold a mailbox for each shared address.
+    pub mailboxes: &'a AddressIndex,
+    /// Addresses of conflicted recipients.
+    pub held: &'a FxHashSet<String>,
+    pub looping: &'a LoopingPairs,
+    /// What to write where entries coexist did not make carry a
+    /// recipient's addresses ([`super::foreign`]).
+    pub decisions: &'a FxHashMap<String, Decision>,
+}
+
 /// Diffs every system's stubs (one thread per system: the work is pure).
-pub fn plan(
-    staged: &Staged,
-    policy: &Policy,
-    gal: &[GalEntry],
-    index: &AddressIndex,
-    held: &FxHashSet<String>,
-    looping: &LoopingPairs,
-    notices: &mut Vec<Notice>,
-) -> Planned {
+pub fn plan(inputs: &Inputs<'_>) -> Planned {
+    let Inputs {
+        staged,
+        policy,
+        gal,
+        ..
+    } = *inputs;
     // Every GAL address → the position of its home in the policy.
     let home_index: Vec<usize> = gal
         .iter()
@@ -271,9 +304,11 @@ pub fn plan(
         staged,
         policy,
         gal,
-        index,
-        held,
-        looping,
+        index: inputs.index,
+        mailboxes: inputs.mailboxes,
+        held: inputs.held,
+        looping: inputs.looping,
+        decisions: inputs.decisions,
         home_of: &home_of,
         home_index: &home_index,
         gal_anchors: &gal_anchors,
@@ -290,7 +325,15 @@ pub fn plan(
                 scope.spawn(move || plan_system(context, position, system))
             })
             .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        // A system's diff that panicked must not leave a plan without that
+        // system's operations: the panic goes on to the caller.
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
     });
 
     // One allocation for the whole plan; each system's list is freed as it is moved in.
@@ -299,7 +342,6 @@ pub fn plan(
     for result in results {
         desired.insert(result.system, result.wanted);
         operations.extend(result.operations);
-        notices.extend(result.notices);
     }
     Planned {
         operations,
@@ -312,8 +354,10 @@ struct SystemContext<'a> {
     policy: &'a Policy,
     gal: &'a [GalEntry],
     index: &'a AddressIndex,
+    mailboxes: &'a AddressIndex,
     held: &'a FxHashSet<String>,
     looping: &'a LoopingPairs,
+    decisions: &'a FxHashMap<String, Decision>,
     home_of: &'a FxHashMap<&'a str, usize>,
     home_index: &'a [usize],
     /// Every GAL anchor → the position of its home.
@@ -324,11 +368,17 @@ struct SystemPlan {
     system: String,
     wanted: usize,
     operations: Vec<PlannedOperation>,
-    notices: Vec<Notice>,
 }
 
+/// A system whose diff panics, to test that such a panic is not swallowed.
+#[cfg(test)]
+pub const PANICKING_SYSTEM_FOR_TESTS: &str = "panics-in-tests";
+
 fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -> SystemPlan {
-    let mut notices = Vec::new();
+    #[cfg(test)]
+    if system.id == PANICKING_SYSTEM_FOR_TESTS {
+        panic!("the diff of {} failed", system.id);
+    }
     let bit = cx
         .staged
         .systems
@@ -397,26 +447,59 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
                 used[i] = true;
             }
         };
-        // The system holds an entry of its own for one of the addresses
-        // (a hand-made forwarder, an old mailbox): leave it alone.
-        if bit != 0
-            && entry
-                .addresses
-                .iter()
-                .any(|a| cx.index.get(a).is_some_and(|m| m & bit != 0))
+        let template = templates.get(home).unwrap_or(&RouteTemplate::NoStub);
+        // Entries coexist did not make carry some of the addresses here:
+        // coexist's stub carries only what the checks decided.
+        if let Some(Some(addresses)) = cx
+            .decisions
+            .get(entry.anchor.as_str())
+            .and_then(|d| d.stub_addresses.get(position))
         {
-            notices.push(Notice {
-                system: system.id.clone(),
-                object: entry.primary_address.clone(),
-                message: format!(
-                    "{} already has an entry for {} that coexist did not make; it is left alone and no stub is written",
-                    system.id, entry.primary_address
-                ),
-            });
-            keep_existing(&mut used);
+            let (Some(primary), Some(route)) =
+                (addresses.first(), template.route(&entry.primary_address))
+            else {
+                if matches!(template, RouteTemplate::NoStub) {
+                    keep_existing(&mut used);
+                }
+                // No stub: one found is deleted below (CoveredHere).
+                continue;
+            };
+            wanted += 1;
+            let want = Stub {
+                anchor: entry.anchor.clone(),
+                kind: entry.kind,
+                primary_address: primary.clone(),
+                aliases: addresses[1..].to_vec(),
+                route,
+                attributes: entry.attributes.clone(),
+            };
+            match by_anchor.first(&entry.anchor, &used, |i| !collides(i)) {
+                Some(i) => {
+                    used[i] = true;
+                    let have = &found[i];
+                    if have.stub != want {
+                        let changed = StubField::changed(&have.stub, &want);
+                        updates.push(PlannedOperation {
+                            system: system.id.clone(),
+                            operation: Box::new(Operation::Update {
+                                id: have.id.clone(),
+                                locator: have.locator.clone(),
+                                before: Box::new(have.stub.clone()),
+                                after: Box::new(want),
+                                changed,
+                            }),
+                            reason: Reason::Changed,
+                        });
+                    }
+                }
+                None => creates.push(PlannedOperation {
+                    system: system.id.clone(),
+                    reason: Reason::HomedElsewhere,
+                    operation: Box::new(Operation::Create { stub: want }),
+                }),
+            }
             continue;
         }
-        let template = templates.get(home).unwrap_or(&RouteTemplate::NoStub);
         if matches!(template, RouteTemplate::NoStub) {
             keep_existing(&mut used);
             continue;
@@ -469,12 +552,22 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
             continue;
         }
         let stub_addresses = std::iter::once(&f.stub.primary_address).chain(f.stub.aliases.iter());
+        let mailbox_here = bit != 0
+            && stub_addresses
+                .clone()
+                .any(|a| cx.mailboxes.get(a.as_str()).is_some_and(|m| m & bit != 0));
         if !cx.gal_anchors.contains_key(f.stub.anchor.as_str())
             && !collides(i)
             && stub_addresses.clone().any(|a| cx.held.contains(a.as_str()))
+            && !mailbox_here
         {
             continue; // a conflicted recipient: its stubs stay as they are
         }
+        let covered_here = cx
+            .decisions
+            .get(f.stub.anchor.as_str())
+            .and_then(|d| d.stub_addresses.get(position))
+            .is_some_and(Option::is_some);
         let now_home = collides(i)
             || (bit != 0
                 && stub_addresses
@@ -482,6 +575,13 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
                     .any(|a| cx.index.get(a.as_str()).is_some_and(|m| m & bit != 0)));
         let reason = if by_anchor.len_of(&f.stub.anchor) > 1 {
             Reason::SecondStub
+        } else if covered_here {
+            Reason::CoveredHere
+        } else if !cx.gal_anchors.contains_key(f.stub.anchor.as_str())
+            && mailbox_here
+            && !collides(i)
+        {
+            Reason::MailboxHere
         } else if now_home {
             Reason::NowHomedHere
         } else {
@@ -505,7 +605,6 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
         system: system.id.clone(),
         wanted,
         operations,
-        notices,
     }
 }
 

@@ -18,12 +18,47 @@ use super::{Conflict, ConflictKind, GalEntry, Notice, Policy, Staged};
 /// a bit per system index.
 pub type AddressIndex = FxHashMap<String, u64>;
 
+/// An object of a GAL recipient's cluster other than its home object: an
+/// entry coexist did not make (a hand-made forwarder, an alias, a contact,
+/// a mailbox left behind). It takes part in the routing checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignEntry {
+    /// The system holding it.
+    pub system: String,
+    /// How the system names it (DN, else anchor).
+    pub name: String,
+    /// The shared-domain addresses it carries, normalised.
+    pub addresses: Vec<String>,
+    /// Whether it is a mailbox of that system.
+    pub mailbox: bool,
+    /// Where it forwards mail, if it says (normalised address).
+    pub forwards_to: Option<String>,
+}
+
+/// What the routing checks need to know of one GAL recipient beyond its
+/// entry: which addresses its home object really answers at, and the other
+/// entries of the systems carrying its addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// The addresses of the home object (the mailbox answers at these).
+    pub home_addresses: Vec<String>,
+    /// Whether the home object's account is disabled.
+    pub home_disabled: bool,
+    pub foreign: Vec<ForeignEntry>,
+}
+
 /// The GAL and what was found while building it.
 pub struct Joined {
     pub gal: Vec<GalEntry>,
     pub conflicts: Vec<Conflict>,
     pub notices: Vec<Notice>,
     pub index: AddressIndex,
+    /// Which systems hold a *mailbox* for each shared address (a bit per
+    /// system index, as `index`).
+    pub mailboxes: AddressIndex,
+    /// GAL anchor → the other entries of its cluster, for the recipients
+    /// that have any (most have none).
+    pub clusters: FxHashMap<String, Cluster>,
     /// Addresses of conflicted recipients: their stubs are left as they are.
     pub held: FxHashSet<String>,
     pub disabled: usize,
@@ -94,6 +129,13 @@ pub fn build(staged: &Staged, policy: &Policy) -> Joined {
     // 2. Index addresses and join the objects sharing one; an address held
     //    twice within one system is a conflict.
     let mut parent: Vec<usize> = (0..objects.len()).collect();
+    let mut mailboxes: AddressIndex = FxHashMap::default();
+    for object in objects.iter().filter(|o| o.recipient.mailbox) {
+        let bit = 1u64 << object.system.min(63);
+        for address in &object.addresses {
+            *mailboxes.entry(address.clone()).or_default() |= bit;
+        }
+    }
     let mut first_holder: FxHashMap<&str, (usize, u64)> = FxHashMap::default();
     first_holder.reserve(objects.len() * 2);
     let mut shared_addresses: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -130,7 +172,8 @@ pub fn build(staged: &Staged, policy: &Policy) -> Joined {
                 .map(|&h| {
                     format!(
                         "{} ({})",
-                        objects[h].addresses[0], objects[h].recipient.anchor
+                        objects[h].addresses[0],
+                        objects[h].recipient.name()
                     )
                 })
                 .collect();
@@ -158,6 +201,7 @@ pub fn build(staged: &Staged, policy: &Policy) -> Joined {
     order.sort_unstable();
 
     let mut gal = Vec::with_capacity(objects.len());
+    let mut clusters: FxHashMap<String, Cluster> = FxHashMap::default();
     let mut held = FxHashSet::default();
     let mut disabled = 0usize;
     let simple_homes = staged.placements.is_empty() && policy.home_attribute.is_none();
@@ -197,14 +241,43 @@ pub fn build(staged: &Staged, policy: &Policy) -> Joined {
                     disabled += 1;
                     continue;
                 }
-                gal.push(entry(
+                let entry = entry(
                     policy,
                     &system_ids,
                     &objects,
                     &members,
                     home_object,
                     &mut notices,
-                ));
+                );
+                if members.len() > 1 {
+                    let foreign = members
+                        .iter()
+                        .filter(|&&i| i != home_object)
+                        .map(|&i| {
+                            let other = &objects[i];
+                            ForeignEntry {
+                                system: system_ids[other.system].to_string(),
+                                name: other.recipient.name().to_string(),
+                                addresses: other.addresses.clone(),
+                                mailbox: other.recipient.mailbox,
+                                forwards_to: other
+                                    .recipient
+                                    .forwards_to
+                                    .as_deref()
+                                    .and_then(|to| normalize_address(to).ok()),
+                            }
+                        })
+                        .collect();
+                    clusters.insert(
+                        entry.anchor.clone(),
+                        Cluster {
+                            home_addresses: object.addresses.clone(),
+                            home_disabled: !object.recipient.enabled,
+                            foreign,
+                        },
+                    );
+                }
+                gal.push(entry);
             }
             Home::NoMailbox => {}
             Home::Conflict(conflict) => {
@@ -219,6 +292,8 @@ pub fn build(staged: &Staged, policy: &Policy) -> Joined {
         conflicts,
         notices,
         index,
+        mailboxes,
+        clusters,
         held,
         disabled,
     }

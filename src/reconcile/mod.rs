@@ -7,6 +7,7 @@
 //! its arguments; everything it decides is in its result.
 
 pub mod diff;
+pub mod foreign;
 pub mod gal;
 pub mod policy;
 pub mod route;
@@ -17,7 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use coexist_connector::{Attributes, FoundStub, Operation, Recipient, RecipientKind};
 
-pub use policy::{HomeAttribute, Policy, StubStyle, SystemPolicy, UnknownRecipient};
+pub use policy::{
+    DisabledMailboxes, HomeAttribute, Policy, StubStyle, SystemPolicy, UnknownRecipient,
+};
 
 /// What one system holds, as staged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -126,6 +129,12 @@ pub enum Reason {
     NowHomedHere,
     /// The recipient is no longer in the GAL.
     LeftTheGal,
+    /// An entry coexist did not make now carries the stub's addresses in
+    /// this system: two routing entries for one address are ambiguous.
+    CoveredHere,
+    /// This system now holds a mailbox for an address of the stub while
+    /// the recipient is in conflict (moved before the old home let go).
+    MailboxHere,
 }
 
 /// One operation of a plan, on one system, with the reason for it.
@@ -161,6 +170,12 @@ impl PlannedOperation {
             Reason::SecondStub => format!("{address} has a second stub on {system}"),
             Reason::NowHomedHere => format!("{address} is now homed on {system}"),
             Reason::LeftTheGal => format!("{address} is no longer in the GAL"),
+            Reason::CoveredHere => format!(
+                "{address} is carried on {system} by an entry coexist did not make; its stub there would make the address ambiguous"
+            ),
+            Reason::MailboxHere => format!(
+                "{system} now holds a mailbox for {address}; its stub there would make the address ambiguous (the conflict stays reported)"
+            ),
         }
     }
 }
@@ -186,18 +201,41 @@ pub fn reconcile(staged: &Staged, policy: &Policy) -> Reconciliation {
     let joined = gal::build(staged, policy);
     let mut conflicts = joined.conflicts;
     let mut notices = joined.notices;
+    let mut gal = joined.gal;
+    let mut held = joined.held;
     let routes = diff::check_routes(policy, &mut conflicts, &mut notices);
-    let planned = diff::plan(
-        staged,
+    let checked = foreign::check(
         policy,
-        &joined.gal,
-        &joined.index,
-        &joined.held,
+        &gal,
+        &joined.clusters,
         &routes,
+        &mut conflicts,
         &mut notices,
     );
+    if !checked.looping.is_empty() {
+        // A recipient whose mail loops is held like any conflicted one.
+        let looping: rustc_hash::FxHashSet<&str> =
+            checked.looping.iter().map(String::as_str).collect();
+        gal.retain(|entry| {
+            let keep = !looping.contains(entry.anchor.as_str());
+            if !keep {
+                held.extend(entry.addresses.iter().cloned());
+            }
+            keep
+        });
+    }
+    let planned = diff::plan(&diff::Inputs {
+        staged,
+        policy,
+        gal: &gal,
+        index: &joined.index,
+        mailboxes: &joined.mailboxes,
+        held: &held,
+        looping: &routes,
+        decisions: &checked.decisions,
+    });
     Reconciliation {
-        gal: joined.gal,
+        gal,
         conflicts,
         notices,
         operations: planned.operations,

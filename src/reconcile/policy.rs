@@ -30,6 +30,18 @@ pub enum UnknownRecipient {
     Relay(String),
 }
 
+/// What a system does with mail for a mailbox whose account is disabled or
+/// suspended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisabledMailboxes {
+    /// It bounces the message (Google Workspace bounces mail to suspended
+    /// users; qmail-ldap bounces for `accountStatus: disabled`).
+    Bounce,
+    /// It still delivers into the mailbox (Exchange delivers to the mailbox
+    /// of a disabled AD account).
+    Deliver,
+}
+
 /// One system, as the reconciler sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SystemPolicy {
@@ -40,6 +52,8 @@ pub struct SystemPolicy {
     pub smart_host: Option<String>,
     pub stub_style: StubStyle,
     pub unknown_recipient: UnknownRecipient,
+    /// What the system does with mail for a disabled account's mailbox.
+    pub disabled_mailboxes: DisabledMailboxes,
 }
 
 /// How a recipient's home is decided when it is not simply where the
@@ -93,6 +107,17 @@ impl Policy {
             .find(|s| s.routing_domain.as_deref() == Some(domain))
     }
 
+    /// The systems whose catch-all relays (`unknown_recipient = { relay }`)
+    /// go round in a circle, in relay order starting from the first
+    /// configured one in the cycle; empty when there is none. Mail to any
+    /// address no system knows would loop along it.
+    pub fn relay_cycle(&self) -> Vec<String> {
+        relay_cycle(&self.systems)
+            .into_iter()
+            .map(|i| self.systems[i].id.clone())
+            .collect()
+    }
+
     /// The system reached through smart host `host`.
     pub fn system_by_smart_host(&self, host: &str) -> Option<&SystemPolicy> {
         self.systems.iter().find(|s| {
@@ -101,4 +126,34 @@ impl Policy {
                 .is_some_and(|h| h.eq_ignore_ascii_case(host))
         })
     }
+}
+
+/// The positions in `systems` of a cycle of catch-all relays, in relay
+/// order, starting from the first configured system on it; empty when the
+/// relays end somewhere (a system that rejects, or a relay to no system).
+pub fn relay_cycle(systems: &[SystemPolicy]) -> Vec<usize> {
+    let next = |i: usize| match &systems[i].unknown_recipient {
+        UnknownRecipient::Relay(to) => systems.iter().position(|s| &s.id == to),
+        UnknownRecipient::Reject => None,
+    };
+    for start in 0..systems.len() {
+        let mut path = vec![start];
+        let mut at = start;
+        while let Some(to) = next(at) {
+            if let Some(seen) = path.iter().position(|&p| p == to) {
+                let mut cycle = path.split_off(seen);
+                // Start from the first configured system on the cycle.
+                let first = cycle
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, &p)| p)
+                    .map_or(0, |(k, _)| k);
+                cycle.rotate_left(first);
+                return cycle;
+            }
+            path.push(to);
+            at = to;
+        }
+    }
+    Vec::new()
 }

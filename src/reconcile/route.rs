@@ -8,12 +8,17 @@ use serde::Serialize;
 
 use coexist_connector::{split_address, Route};
 
-use super::policy::{Policy, UnknownRecipient};
+use super::policy::{DisabledMailboxes, Policy, UnknownRecipient};
 
 /// What the tracer asks about the systems' contents.
 pub trait MailDirectory {
     /// Whether `system` hosts a mailbox for `address` (normalised).
     fn hosts_mailbox(&self, system: &str, address: &str) -> bool;
+    /// Whether the account of that mailbox is disabled or suspended (the
+    /// system's `disabled_mailboxes` then decides: Google bounces).
+    fn mailbox_disabled(&self, _system: &str, _address: &str) -> bool {
+        false
+    }
     /// Where an entry of `system` for `address` forwards mail (a stub or a
     /// hand-made forwarder), if it has one.
     fn forward(&self, system: &str, address: &str) -> Option<Route>;
@@ -135,8 +140,10 @@ pub fn trace(
         };
 
         if seen.iter().any(|(s, a)| *s == system && *a == target) || hops.len() > MAX_HOPS {
+            // The systems the message passes, each stay named once.
             let mut cycle: Vec<String> = hops.iter().map(|h| h.system.clone()).collect();
             cycle.push(system);
+            cycle.dedup();
             return Trace {
                 hops,
                 outcome: Outcome::Looping { cycle },
@@ -189,6 +196,25 @@ pub fn trace(
         }
 
         if directory.hosts_mailbox(&system, &target) {
+            let bounces = policy
+                .system(&system)
+                .is_some_and(|s| s.disabled_mailboxes == DisabledMailboxes::Bounce);
+            if bounces && directory.mailbox_disabled(&system, &target) {
+                hops.push(Hop {
+                    system: system.clone(),
+                    address: target.clone(),
+                    action: "mailbox of a disabled account: rejected".into(),
+                });
+                return Trace {
+                    hops,
+                    outcome: Outcome::Bounced {
+                        reason: format!(
+                            "the account holding {target} is disabled or suspended, and {system} bounces mail for such accounts"
+                        ),
+                        system,
+                    },
+                };
+            }
             hops.push(Hop {
                 system: system.clone(),
                 address: target.clone(),
@@ -277,6 +303,7 @@ pub fn trace(
 #[derive(Debug, Default)]
 pub struct StagedView {
     mailboxes: std::collections::HashSet<(String, String)>,
+    disabled: std::collections::HashSet<(String, String)>,
     forwards: std::collections::HashMap<(String, String), Route>,
 }
 
@@ -291,6 +318,9 @@ impl StagedView {
                         continue;
                     };
                     if recipient.mailbox {
+                        if !recipient.enabled {
+                            view.disabled.insert((system.id.clone(), address.clone()));
+                        }
                         view.mailboxes.insert((system.id.clone(), address));
                     } else if let Some(to) = &recipient.forwards_to {
                         view.forwards
@@ -316,6 +346,11 @@ impl StagedView {
 impl MailDirectory for StagedView {
     fn hosts_mailbox(&self, system: &str, address: &str) -> bool {
         self.mailboxes
+            .contains(&(system.to_string(), address.to_string()))
+    }
+
+    fn mailbox_disabled(&self, system: &str, address: &str) -> bool {
+        self.disabled
             .contains(&(system.to_string(), address.to_string()))
     }
 

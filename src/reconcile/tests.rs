@@ -15,6 +15,7 @@ fn system(id: &str, rd: &str, style: StubStyle, unknown: UnknownRecipient) -> Sy
         smart_host: Some(format!("mx.{rd}")),
         stub_style: style,
         unknown_recipient: unknown,
+        disabled_mailboxes: DisabledMailboxes::Deliver,
     }
 }
 
@@ -360,7 +361,14 @@ fn a_routing_loop_is_a_conflict() {
         .iter()
         .filter(|c| c.kind == ConflictKind::RoutingLoop)
         .collect();
-    assert_eq!(looping.len(), 2, "{:?}", r.conflicts);
+    // The two pairs, and the catch-all cycle itself.
+    assert_eq!(looping.len(), 3, "{:?}", r.conflicts);
+    assert!(
+        looping.iter().any(|c| c
+            .message
+            .starts_with("the catch-all relays form a cycle (google → ldap → google)")),
+        "{looping:?}"
+    );
     assert!(
         looping.iter().any(|c| c.message.contains(
             "mail from google to recipients homed on ad would loop (google → ldap → google)"
@@ -419,6 +427,262 @@ fn groups_keep_their_members_and_get_stubs() {
     );
 }
 
+// ---- the world coexist did not write ---------------------------------------
+
+/// Three systems as in the trial: Google (MX, catch-all to LDAP),
+/// an LDAP mail server and Microsoft 365, both rejecting unknown recipients.
+fn three_systems() -> Policy {
+    let mut policy = acmecorp();
+    policy.systems.push(system(
+        "m365",
+        "acmecorp.mail.onmicrosoft.com",
+        StubStyle::RoutingAddress,
+        UnknownRecipient::Reject,
+    ));
+    policy
+}
+
+fn three_staged(google: Vec<Recipient>, ldap: Vec<Recipient>, m365: Vec<Recipient>) -> Staged {
+    let mut state = staged(google, ldap);
+    state.systems.push(StagedSystem {
+        id: "m365".into(),
+        recipients: m365,
+        stubs: vec![],
+    });
+    state
+}
+
+/// A directory entry coexist did not make: no mailbox, forwards by hand.
+fn forwarder(anchor: &str, dn: &str, address: &str, to: &str) -> Recipient {
+    let mut entry = person(anchor, address);
+    entry.mailbox = false;
+    entry.forwards_to = Some(to.into());
+    entry.locator = Some(dn.into());
+    entry
+}
+
+#[test]
+fn a_hand_made_forwarder_to_the_wrong_system_is_a_routing_loop_naming_the_entry() {
+    // bob's mailbox is on m365; ldap still forwards bob@ to Google, a
+    // leftover of a migration. Google's catch-all sends unknown mail to ldap.
+    let state = three_staged(
+        vec![person("g1", "gina@acmecorp.com")],
+        vec![forwarder(
+            "l1",
+            "uid=bob,ou=people,dc=acmecorp,dc=com",
+            "bob@acmecorp.com",
+            "bob@gapps.acmecorp.com",
+        )],
+        vec![person("m1", "bob@acmecorp.com")],
+    );
+    let r = reconcile(&state, &three_systems());
+    let looping: Vec<&Conflict> = r
+        .conflicts
+        .iter()
+        .filter(|c| c.kind == ConflictKind::RoutingLoop)
+        .collect();
+    assert_eq!(looping.len(), 1, "{:?}", r.conflicts);
+    let message = &looping[0].message;
+    assert!(
+        message.contains("uid=bob,ou=people,dc=acmecorp,dc=com")
+            && message.contains("forwards to bob@gapps.acmecorp.com")
+            && message.contains("the mailbox is on m365")
+            && message.contains("point it at bob@acmecorp.mail.onmicrosoft.com"),
+        "{message}"
+    );
+    assert!(message.contains("google → ldap → google"), "{message}");
+    assert!(
+        r.operations
+            .iter()
+            .all(|o| o.operation.stub().primary_address != "bob@acmecorp.com"),
+        "no stub for bob anywhere while his mail loops: {:?}",
+        r.operations
+    );
+    assert!(r
+        .gal
+        .iter()
+        .all(|e| e.primary_address != "bob@acmecorp.com"));
+}
+
+#[test]
+fn a_hand_made_forwarder_that_reaches_the_home_is_not_a_loop() {
+    let state = three_staged(
+        vec![],
+        vec![forwarder(
+            "l1",
+            "uid=bob,ou=people,dc=acmecorp,dc=com",
+            "bob@acmecorp.com",
+            "bob@acmecorp.mail.onmicrosoft.com",
+        )],
+        vec![person("m1", "bob@acmecorp.com")],
+    );
+    let r = reconcile(&state, &three_systems());
+    assert!(r.conflicts.is_empty(), "{:?}", r.conflicts);
+    assert!(ops_on(&r, "ldap").is_empty(), "the forwarder does the job");
+    assert_eq!(ops_on(&r, "google").len(), 1, "google lists bob");
+}
+
+#[test]
+fn addresses_a_hand_made_forwarder_does_not_cover_still_reach_the_home() {
+    // ldap forwards leo.clark@ by hand; Google's leo also answers at lclark@,
+    // which ldap (rejecting unknown recipients) would bounce.
+    let mut leo = person("g1", "leo.clark@acmecorp.com");
+    leo.aliases = vec!["lclark@acmecorp.com".into()];
+    let mut state = staged(
+        vec![leo],
+        vec![forwarder(
+            "l1",
+            "uid=leo.clark,ou=people,dc=acmecorp,dc=com",
+            "leo.clark@acmecorp.com",
+            "leo.clark@gapps.acmecorp.com",
+        )],
+    );
+    let r = reconcile(&state, &acmecorp());
+    let ldap = ops_on(&r, "ldap");
+    assert_eq!(ldap.len(), 1, "{:?}", r.operations);
+    let stub = ldap[0].operation.stub();
+    assert_eq!(stub.primary_address, "lclark@acmecorp.com");
+    assert!(
+        stub.aliases.is_empty(),
+        "the forwarder's address stays its own"
+    );
+    assert_eq!(
+        stub.route,
+        Route::Address("leo.clark@gapps.acmecorp.com".into())
+    );
+    apply(&mut state, &r.operations);
+    let view = route::StagedView::new(&state);
+    for address in ["lclark@acmecorp.com", "leo.clark@acmecorp.com"] {
+        let traced = route::trace(
+            &acmecorp(),
+            &view,
+            &route::Origin::System("ldap".into()),
+            address,
+        );
+        assert!(
+            matches!(&traced.outcome, route::Outcome::Delivered { system, .. } if system == "google"),
+            "{address}: {traced:?}"
+        );
+    }
+    assert!(reconcile(&state, &acmecorp()).operations.is_empty());
+}
+
+#[test]
+fn a_stub_goes_where_a_hand_made_entry_now_carries_its_address() {
+    // coexist's stub for ann sits in ldap; then an admin adds a hand-made
+    // forwarder for ann@ there. Two routing entries for one address are
+    // ambiguous: coexist's goes, the hand-made one stays.
+    let mut state = staged(vec![person("g1", "ann@acmecorp.com")], vec![]);
+    let first = reconcile(&state, &acmecorp());
+    apply(&mut state, &first.operations);
+    state.systems[1].recipients.push(forwarder(
+        "l7",
+        "cn=ann,ou=aliases,dc=acmecorp,dc=com",
+        "ann@acmecorp.com",
+        "ann@gapps.acmecorp.com",
+    ));
+    let r = reconcile(&state, &acmecorp());
+    let ldap = ops_on(&r, "ldap");
+    assert_eq!(ldap.len(), 1, "{:?}", r.operations);
+    assert_eq!(ldap[0].operation.action(), "delete");
+    assert_eq!(ldap[0].reason, Reason::CoveredHere);
+}
+
+#[test]
+fn a_stub_beside_a_new_mailbox_goes_in_that_system_only() {
+    // ann is homed on Google and has stubs on ldap and m365; then ldap
+    // starts holding a mailbox for her too (moved before Google let go).
+    let mut state = three_staged(vec![person("g1", "ann@acmecorp.com")], vec![], vec![]);
+    let first = reconcile(&state, &three_systems());
+    apply(&mut state, &first.operations);
+    state.systems[1]
+        .recipients
+        .push(person("l1", "ann@acmecorp.com"));
+    let r = reconcile(&state, &three_systems());
+    assert_eq!(r.conflicts.len(), 1);
+    assert_eq!(r.conflicts[0].kind, ConflictKind::MailboxInTwoSystems);
+    assert_eq!(r.operations.len(), 1, "{:?}", r.operations);
+    let delete = &r.operations[0];
+    assert_eq!(delete.system, "ldap");
+    assert_eq!(delete.operation.action(), "delete");
+    assert_eq!(delete.reason, Reason::MailboxHere);
+    assert!(delete
+        .describe()
+        .contains("ldap now holds a mailbox for ann@acmecorp.com"));
+    // m365 keeps its stub: the conflict is still for an admin to resolve.
+}
+
+#[test]
+fn mail_to_a_suspended_google_user_bounces_where_exchange_would_deliver() {
+    let mut policy = acmecorp();
+    policy.systems[0].disabled_mailboxes = DisabledMailboxes::Bounce;
+    let mut suspended = person("g1", "sue@acmecorp.com");
+    suspended.enabled = false;
+    let state = staged(vec![suspended], vec![]);
+    let view = route::StagedView::new(&state);
+    let traced = route::trace(&policy, &view, &route::Origin::Internet, "sue@acmecorp.com");
+    assert!(
+        matches!(&traced.outcome, route::Outcome::Bounced { system, reason } if system == "google" && reason.contains("disabled or suspended")),
+        "{traced:?}"
+    );
+    policy.systems[0].disabled_mailboxes = DisabledMailboxes::Deliver;
+    let traced = route::trace(&policy, &view, &route::Origin::Internet, "sue@acmecorp.com");
+    assert!(
+        matches!(traced.outcome, route::Outcome::Delivered { .. }),
+        "{traced:?}"
+    );
+}
+
+#[test]
+fn a_catch_all_relay_cycle_is_found_in_the_policy() {
+    let mut policy = acmecorp();
+    assert!(policy.relay_cycle().is_empty());
+    policy.systems[1].unknown_recipient = UnknownRecipient::Relay("google".into());
+    assert_eq!(policy.relay_cycle(), ["google", "ldap"]);
+}
+
+#[test]
+fn two_entries_with_one_address_in_a_system_are_named_by_dn_and_keep_their_stubs() {
+    let mut state = staged(vec![], vec![person("l1", "max@acmecorp.com")]);
+    let first = reconcile(&state, &acmecorp());
+    apply(&mut state, &first.operations);
+    assert_eq!(state.systems[0].stubs.len(), 1);
+    let mut twin = person("l2", "max@acmecorp.com");
+    twin.locator = Some("uid=max2,ou=people,dc=acmecorp,dc=com".into());
+    state.systems[1].recipients[0].locator = Some("uid=max,ou=people,dc=acmecorp,dc=com".into());
+    state.systems[1].recipients.push(twin);
+    let r = reconcile(&state, &acmecorp());
+    assert_eq!(r.conflicts[0].kind, ConflictKind::AddressClaimedTwice);
+    assert!(
+        r.conflicts[0]
+            .message
+            .contains("uid=max,ou=people,dc=acmecorp,dc=com")
+            && r.conflicts[0]
+                .message
+                .contains("uid=max2,ou=people,dc=acmecorp,dc=com"),
+        "{}",
+        r.conflicts[0].message
+    );
+    assert!(
+        r.operations.is_empty(),
+        "google keeps max's contact: {:?}",
+        r.operations
+    );
+}
+
+#[test]
+fn a_panic_in_one_systems_diff_is_not_swallowed() {
+    let mut policy = acmecorp();
+    policy.systems[1].id = diff::PANICKING_SYSTEM_FOR_TESTS.into();
+    let mut state = staged(vec![person("g1", "ann@acmecorp.com")], vec![]);
+    state.systems[1].id = diff::PANICKING_SYSTEM_FOR_TESTS.into();
+    let outcome = std::panic::catch_unwind(|| reconcile(&state, &policy));
+    assert!(
+        outcome.is_err(),
+        "a plan without that system's operations was returned"
+    );
+}
+
 // ---- properties ----------------------------------------------------------
 
 /// A random organisation: recipients spread over three systems, some
@@ -460,6 +724,16 @@ fn organisation() -> impl Strategy<Value = (Staged, Policy)> {
                     .into_iter()
                     .collect();
                 r.mailbox = mailbox || n % 3 == 0;
+                // Some entries coexist did not make forward by hand, to
+                // any system's routing domain, right or wrong.
+                if !r.mailbox && n % 2 == 1 {
+                    let domain = [
+                        "gapps.acmecorp.com",
+                        "mithi.acmecorp.com",
+                        "ad.acmecorp.com",
+                    ][usize::from(local) % 3];
+                    r.forwards_to = Some(format!("u{local}@{domain}"));
+                }
                 r.enabled = enabled > 0;
                 r.attributes.title = title;
                 state.systems[sys].recipients.push(r);
@@ -510,6 +784,41 @@ proptest! {
             let home = state.system(&entry.home).map(|s| s.stubs.clone()).unwrap_or_default();
             let offending: Vec<_> = home.iter().filter(|f| f.stub.anchor == entry.anchor || f.stub.primary_address == entry.primary_address).collect();
             prop_assert!(offending.is_empty(), "{entry:?} has stubs at home: {offending:?}; notices {:?}; conflicts {:?}", r.notices, r.conflicts);
+        }
+    }
+
+    #[test]
+    fn mail_to_a_gal_recipient_never_loops_once_the_plan_is_applied((state, policy) in organisation()) {
+        // Every routing entry read (coexist's and those it did not make)
+        // takes part: what would loop is a conflict and out of the GAL.
+        let mut state = state;
+        let r = reconcile(&state, &policy);
+        apply(&mut state, &r.operations);
+        let view = route::StagedView::new(&state);
+        let origins: Vec<route::Origin> = std::iter::once(route::Origin::Internet)
+            .chain(policy.systems.iter().map(|s| route::Origin::System(s.id.clone())))
+            .collect();
+        for entry in &r.gal {
+            for address in &entry.addresses {
+                for origin in &origins {
+                    let traced = route::trace(&policy, &view, origin, address);
+                    prop_assert!(!matches!(traced.outcome, route::Outcome::Looping { .. }), "{address} from {origin:?}: {traced:?}; conflicts {:?}", r.conflicts);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_system_never_holds_coexists_stub_beside_its_own_entry_for_an_address((state, policy) in organisation()) {
+        let mut state = state;
+        let r = reconcile(&state, &policy);
+        apply(&mut state, &r.operations);
+        for entry in &r.gal {
+            for system in &state.systems {
+                let own = system.recipients.iter().any(|rec| rec.addresses().any(|a| entry.addresses.iter().any(|e| e.eq_ignore_ascii_case(a))));
+                let stubbed = system.stubs.iter().filter(|f| f.stub.anchor == entry.anchor).flat_map(|f| std::iter::once(&f.stub.primary_address).chain(&f.stub.aliases)).any(|a| system.recipients.iter().any(|rec| rec.addresses().any(|b| b.eq_ignore_ascii_case(a))));
+                prop_assert!(!(own && stubbed), "{} holds its own entry and coexist's stub for {}", system.id, entry.primary_address);
+            }
         }
     }
 

@@ -15,8 +15,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 use thiserror::Error;
 
-use coexist_connector::{FoundStub, Pull, PullMode, Recipient};
+use coexist_connector::{FoundStub, Problem, Pull, PullMode, Recipient};
 
+use crate::plan::Action;
 use crate::reconcile::{GalEntry, Staged, StagedSystem};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -45,6 +46,24 @@ pub enum StoreError {
     Corrupt {
         what: &'static str,
         source: serde_json::Error,
+    },
+    #[error("the store holds an unknown {what} `{value}`")]
+    Unknown { what: &'static str, value: String },
+    #[error("cannot encode {what} for the store: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("cannot create the folder {path} for the SQLite store: {source}")]
+    CreateFolder {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("refusing to record a {what} of {system} without an object id{}", address.as_ref().map(|a| format!(" ({a})")).unwrap_or_default())]
+    NoId {
+        what: &'static str,
+        system: String,
+        address: Option<String>,
     },
 }
 
@@ -108,13 +127,16 @@ impl JournalState {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    fn parse(s: &str) -> Result<Self> {
         match s {
-            "started" => Some(JournalState::Started),
-            "done" => Some(JournalState::Done),
-            "failed" => Some(JournalState::Failed),
-            "withheld" => Some(JournalState::Withheld),
-            _ => None,
+            "started" => Ok(JournalState::Started),
+            "done" => Ok(JournalState::Done),
+            "failed" => Ok(JournalState::Failed),
+            "withheld" => Ok(JournalState::Withheld),
+            _ => Err(StoreError::Unknown {
+                what: "journal state",
+                value: s.to_string(),
+            }),
         }
     }
 }
@@ -137,7 +159,7 @@ pub struct AuditRecord {
     pub run_id: Option<i64>,
     pub actor: String,
     pub system: String,
-    pub action: String,
+    pub action: Action,
     pub address: String,
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
@@ -233,9 +255,10 @@ impl Store {
     }
 
     /// Stages a pull of `system`. A full pull replaces the system's objects
-    /// (removing what it does not list) unless `keep_missing` is set; a
-    /// delta upserts and removes what it names. Only rows whose body changed
-    /// are written.
+    /// (removing what it does not list), a delta upserts and removes what
+    /// it names; with `keep_missing` (an incomplete read) either only
+    /// upserts and removes nothing. Only rows whose body changed are
+    /// written. An object without an id is refused.
     pub async fn stage_pull(
         &self,
         system: &str,
@@ -264,14 +287,28 @@ impl Store {
         let mut incoming: Vec<(String, &'static str, String)> =
             Vec::with_capacity(pull.recipients.len() + pull.stubs.len());
         for recipient in &pull.recipients {
-            let body = serde_json::to_string(recipient).map_err(|source| StoreError::Corrupt {
+            if recipient.anchor.is_empty() {
+                return Err(StoreError::NoId {
+                    what: "recipient",
+                    system: system.to_string(),
+                    address: Some(recipient.primary_address.clone()),
+                });
+            }
+            let body = serde_json::to_string(recipient).map_err(|source| StoreError::Encode {
                 what: "recipient",
                 source,
             })?;
             incoming.push((recipient.anchor.clone(), "recipient", body));
         }
         for stub in &pull.stubs {
-            let body = serde_json::to_string(stub).map_err(|source| StoreError::Corrupt {
+            if stub.id.is_empty() {
+                return Err(StoreError::NoId {
+                    what: "stub",
+                    system: system.to_string(),
+                    address: Some(stub.stub.primary_address.clone()),
+                });
+            }
+            let body = serde_json::to_string(stub).map_err(|source| StoreError::Encode {
                 what: "stub",
                 source,
             })?;
@@ -296,12 +333,13 @@ impl Store {
             }
         }
         let removals: Vec<String> = match pull.mode {
-            PullMode::Full if !keep_missing => existing
+            // An incomplete read, full or delta, removes nothing.
+            _ if keep_missing => Vec::new(),
+            PullMode::Full => existing
                 .keys()
                 .filter(|id| !seen.contains(*id))
                 .cloned()
                 .collect(),
-            PullMode::Full => Vec::new(),
             PullMode::Delta => pull
                 .removed
                 .iter()
@@ -373,9 +411,17 @@ impl Store {
         Ok(report)
     }
 
-    /// Records a stub written by an apply.
+    /// Records a stub written by an apply. A stub without an object id is
+    /// refused: it could never be found, updated or deleted again.
     pub async fn put_stub(&self, system: &str, stub: &FoundStub) -> Result<()> {
-        let body = serde_json::to_string(stub).map_err(|source| StoreError::Corrupt {
+        if stub.id.trim().is_empty() {
+            return Err(StoreError::NoId {
+                what: "stub",
+                system: system.to_string(),
+                address: Some(stub.stub.primary_address.clone()),
+            });
+        }
+        let body = serde_json::to_string(stub).map_err(|source| StoreError::Encode {
             what: "stub",
             source,
         })?;
@@ -590,6 +636,96 @@ impl Store {
             .collect()
     }
 
+    /// The object id and marker anchor of every stub staged for `system`
+    /// (the anchor says which system the stub's recipient is homed on).
+    pub async fn stub_anchors(&self, system: &str) -> Result<Vec<(String, String)>> {
+        #[derive(serde::Deserialize)]
+        struct Marked {
+            stub: Anchor,
+        }
+        #[derive(serde::Deserialize)]
+        struct Anchor {
+            anchor: String,
+        }
+        let rows = sqlx::query(
+            "SELECT object_id, body FROM staged_objects WHERE system_id = $1 AND class = 'stub'",
+        )
+        .bind(system)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("reading stub anchors"))?;
+        rows.into_iter()
+            .map(|row| {
+                let id: String = row.try_get(0).map_err(query_err("reading stub anchors"))?;
+                let body: String = row.try_get(1).map_err(query_err("reading stub anchors"))?;
+                let marked: Marked =
+                    serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
+                        what: "stub",
+                        source,
+                    })?;
+                Ok((id, marked.stub.anchor))
+            })
+            .collect()
+    }
+
+    /// Records what the connector of `system` skipped at its last read.
+    /// With `replace` (a full read) they replace what was recorded; else (a
+    /// delta, which reads only what changed) they are added to it, and a
+    /// full read clears what was fixed since.
+    pub async fn record_problems(
+        &self,
+        system: &str,
+        problems: &[Problem],
+        replace: bool,
+    ) -> Result<()> {
+        let mut all = if replace {
+            Vec::new()
+        } else {
+            self.problems_of(system).await?
+        };
+        for problem in problems {
+            if !all.contains(problem) {
+                all.push(problem.clone());
+            }
+        }
+        let body = serde_json::to_string(&all).map_err(|source| StoreError::Encode {
+            what: "the problems of a read",
+            source,
+        })?;
+        sqlx::query(
+            "INSERT INTO pull_problems (system_id, body, recorded_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (system_id) DO UPDATE SET body = excluded.body, recorded_at = excluded.recorded_at",
+        )
+        .bind(system)
+        .bind(body)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("recording the problems of a read"))?;
+        Ok(())
+    }
+
+    /// What the connector of `system` skipped, as last recorded.
+    pub async fn problems_of(&self, system: &str) -> Result<Vec<Problem>> {
+        let row = sqlx::query("SELECT body FROM pull_problems WHERE system_id = $1")
+            .bind(system)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_err("reading the problems of a read"))?;
+        match row {
+            None => Ok(Vec::new()),
+            Some(row) => {
+                let body: String = row
+                    .try_get(0)
+                    .map_err(query_err("reading the problems of a read"))?;
+                serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
+                    what: "list of problems",
+                    source,
+                })
+            }
+        }
+    }
+
     /// Replaces the stored GAL with `gal`, writing only the entries that changed.
     pub async fn save_gal(&self, gal: &[GalEntry]) -> Result<u64> {
         let rows = sqlx::query("SELECT anchor, body FROM gal")
@@ -605,7 +741,7 @@ impl Store {
         }
         let mut writes = Vec::new();
         for entry in gal {
-            let body = serde_json::to_string(entry).map_err(|source| StoreError::Corrupt {
+            let body = serde_json::to_string(entry).map_err(|source| StoreError::Encode {
                 what: "GAL entry",
                 source,
             })?;
@@ -810,9 +946,7 @@ impl Store {
         for row in rows {
             let seq: i64 = row.try_get(0).map_err(query_err("reading the journal"))?;
             let state: String = row.try_get(1).map_err(query_err("reading the journal"))?;
-            if let Some(state) = JournalState::parse(&state) {
-                out.insert(seq, state);
-            }
+            out.insert(seq, JournalState::parse(&state)?);
         }
         Ok(out)
     }
@@ -850,14 +984,24 @@ impl Store {
                 let json = |i: usize| -> Result<Option<serde_json::Value>> {
                     let text: Option<String> =
                         row.try_get(i).map_err(query_err("reading the audit log"))?;
-                    Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+                    text.map(|t| {
+                        serde_json::from_str(&t).map_err(|source| StoreError::Corrupt {
+                            what: "audit record",
+                            source,
+                        })
+                    })
+                    .transpose()
                 };
+                let action: String = row.try_get(4).map_err(query_err("reading the audit log"))?;
                 Ok(AuditRecord {
                     at: row.try_get(0).map_err(query_err("reading the audit log"))?,
                     run_id: row.try_get(1).map_err(query_err("reading the audit log"))?,
                     actor: row.try_get(2).map_err(query_err("reading the audit log"))?,
                     system: row.try_get(3).map_err(query_err("reading the audit log"))?,
-                    action: row.try_get(4).map_err(query_err("reading the audit log"))?,
+                    action: Action::parse(&action).ok_or(StoreError::Unknown {
+                        what: "audit action",
+                        value: action.clone(),
+                    })?,
                     address: row.try_get(5).map_err(query_err("reading the audit log"))?,
                     before: json(6)?,
                     after: json(7)?,
@@ -911,7 +1055,14 @@ impl Store {
                     started_at: row.try_get(2).map_err(query_err("reading runs"))?,
                     finished_at: row.try_get(3).map_err(query_err("reading runs"))?,
                     status: row.try_get(4).map_err(query_err("reading runs"))?,
-                    summary: summary.and_then(|s| serde_json::from_str(&s).ok()),
+                    summary: summary
+                        .map(|s| {
+                            serde_json::from_str(&s).map_err(|source| StoreError::Corrupt {
+                                what: "run summary",
+                                source,
+                            })
+                        })
+                        .transpose()?,
                 })
             })
             .collect()
@@ -1033,7 +1184,10 @@ fn normalise_url(url: &str) -> Result<(Backend, String)> {
     }
     if let Some(parent) = std::path::Path::new(path).parent() {
         if !parent.as_os_str().is_empty() {
-            let _ = std::fs::create_dir_all(parent);
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateFolder {
+                path: parent.display().to_string(),
+                source,
+            })?;
         }
     }
     Ok((Backend::Sqlite, format!("sqlite://{path}?mode=rwc")))

@@ -27,6 +27,7 @@ pub fn person(anchor: &str, address: &str) -> Recipient {
         members: vec![],
         forwards_to: None,
         extra: Default::default(),
+        locator: None,
         etag: None,
     }
 }

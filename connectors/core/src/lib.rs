@@ -29,7 +29,7 @@ pub mod stub;
 
 pub use address::{normalize_address, split_address, AddressError};
 pub use connector::{Capacity, Connector, Finding, NoProgress, Progress};
-pub use error::ConnectorError;
+pub use error::{Cause, ConnectorError};
 pub use operation::{Applied, Operation, StubField};
 pub use pull::{Problem, Pull, PullMode};
 pub use recipient::{Attributes, Recipient, RecipientKind};

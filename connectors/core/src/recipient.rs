@@ -130,6 +130,10 @@ pub struct Recipient {
     /// as the directory attribute that decides a recipient's home.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, String>,
+    /// How the system names the object to an admin (an LDAP or AD DN, a
+    /// Google user's primary email): used in messages, never to find it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locator: Option<String>,
     /// The system's version tag of the object (Google etag, AD uSNChanged,
     /// OpenLDAP entryCSN), used to skip unchanged objects downstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,8 +163,15 @@ impl Recipient {
             members: Vec::new(),
             forwards_to: None,
             extra: BTreeMap::new(),
+            locator: None,
             etag: None,
         }
+    }
+
+    /// The name to give the object in a message: its locator (DN) when the
+    /// connector gave one, else its anchor.
+    pub fn name(&self) -> &str {
+        self.locator.as_deref().unwrap_or(&self.anchor)
     }
 
     /// The primary address followed by the aliases.

@@ -12,8 +12,17 @@
 //! The token is cached and refreshed five minutes before it expires (or at
 //! half its lifetime when that is shorter). Neither the key nor a token is
 //! ever logged: both are held in types whose `Debug` prints `[redacted]`.
+//!
+//! Getting a token has one retry budget, shared by every request of the
+//! connector (concurrent callers wait for the one attempt in progress); the
+//! requests that need the token never retry its failure. When the
+//! credentials are refused, or the token endpoint cannot be reached within
+//! that budget, authentication has failed for the connector's life (one
+//! run): every later request fails at once with the same
+//! [`ConnectorError::Authentication`], without a network call.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use coexist_connector::retry::RetryPolicy;
@@ -23,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::Mutex;
 
-use crate::http::{retry_after, status_error};
+use crate::http::retry_after;
 
 /// The OAuth scopes coexist asks for: read users, groups and members, and
 /// domains and domain aliases (Admin SDK Directory API), and read and write
@@ -43,10 +52,6 @@ const ASSERTION_LIFETIME_SECS: u64 = 3600;
 
 /// How long before its expiry a token is replaced.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
-
-/// How long a refusal of the credentials is remembered, so the requests of
-/// one pull do not each ask again.
-const REFUSAL_MEMORY: Duration = Duration::from_secs(30);
 
 /// Why a service-account key cannot be used.
 #[derive(Debug, Error)]
@@ -189,14 +194,9 @@ pub struct TokenSource {
     scopes: String,
     client: reqwest::Client,
     retry: RetryPolicy,
-    cached: Mutex<Cached>,
-}
-
-/// The current token, or the latest refusal of the credentials.
-#[derive(Default)]
-struct Cached {
-    token: Option<AccessToken>,
-    refused: Option<(Instant, ConnectorError)>,
+    cached: Mutex<Option<AccessToken>>,
+    /// Why authentication failed for good, once it did.
+    failed: OnceLock<ConnectorError>,
 }
 
 impl fmt::Debug for TokenSource {
@@ -221,41 +221,73 @@ impl TokenSource {
             scopes: SCOPES.join(" "),
             client,
             retry,
-            cached: Mutex::new(Cached::default()),
+            cached: Mutex::new(None),
+            failed: OnceLock::new(),
         }
     }
 
     /// A valid token: the cached one, or a new one when it is close to its
-    /// expiry. Concurrent callers wait for one request.
+    /// expiry, obtained within one retry budget; concurrent callers wait for
+    /// it. Every error is an [`ConnectorError::Authentication`] and final:
+    /// once a token could not be obtained, every call returns the same error
+    /// at once.
     pub async fn token(&self) -> Result<AccessToken, ConnectorError> {
+        if let Some(error) = self.failure() {
+            return Err(error);
+        }
         let mut cached = self.cached.lock().await;
-        if let Some(token) = cached.token.as_ref() {
+        // Another caller may have given up while this one waited.
+        if let Some(error) = self.failure() {
+            return Err(error);
+        }
+        if let Some(token) = cached.as_ref() {
             if Instant::now() < token.refresh_at {
                 return Ok(token.clone());
             }
         }
-        if let Some((at, error)) = cached.refused.as_ref() {
-            if at.elapsed() < REFUSAL_MEMORY {
-                return Err(error.clone());
-            }
-        }
-        match self
-            .retry
-            .run("requesting an access token", || self.request_token())
-            .await
-        {
+        let what = format!("requesting an access token from {}", self.key.token_uri);
+        match self.retry.run(&what, || self.request_token()).await {
             Ok(token) => {
-                cached.token = Some(token.clone());
-                cached.refused = None;
+                *cached = Some(token.clone());
                 Ok(token)
             }
-            Err(error) => {
-                if matches!(error, ConnectorError::Authentication { .. }) {
-                    cached.refused = Some((Instant::now(), error.clone()));
-                }
-                Err(error)
-            }
+            Err(error) => Err(self.give_up(self.as_final(error))),
         }
+    }
+
+    /// Why authentication failed for good, when it did.
+    pub fn failure(&self) -> Option<ConnectorError> {
+        self.failed.get().cloned()
+    }
+
+    /// Records that authentication failed for good (the credentials were
+    /// refused); returns the error every later call will return (the first
+    /// one recorded).
+    pub fn give_up(&self, error: ConnectorError) -> ConnectorError {
+        let _ = self.failed.set(error);
+        self.failed.get().cloned().unwrap_or_else(|| {
+            ConnectorError::authentication("authentication failed (no detail recorded)")
+        })
+    }
+
+    /// A token request's last error as the authentication failure it means:
+    /// a transient failure that outlived the retry budget says so.
+    fn as_final(&self, error: ConnectorError) -> ConnectorError {
+        let budget = self.retry.max_attempts;
+        let (message, cause) = match error {
+            ConnectorError::Authentication { .. } => return error,
+            ConnectorError::Retryable { message, cause }
+            | ConnectorError::Throttled { message, cause, .. } => (
+                format!(
+                    "{message} (no access token after {budget} attempt{}; nothing more is \
+                     sent to this system in this run)",
+                    if budget == 1 { "" } else { "s" }
+                ),
+                cause,
+            ),
+            ConnectorError::Permanent { message, cause } => (message, cause),
+        };
+        ConnectorError::Authentication { message, cause }
     }
 
     /// Forgets `rejected` (a token the API answered 401 to), so the next
@@ -264,11 +296,10 @@ impl TokenSource {
     pub async fn invalidate(&self, rejected: &AccessToken) {
         let mut cached = self.cached.lock().await;
         if cached
-            .token
             .as_ref()
             .is_some_and(|token| token.value == rejected.value)
         {
-            cached.token = None;
+            *cached = None;
         }
     }
 
@@ -295,7 +326,8 @@ impl TokenSource {
     }
 
     async fn request_token(&self) -> Result<AccessToken, ConnectorError> {
-        let what = "requesting an access token";
+        let what = format!("requesting an access token from {}", self.key.token_uri);
+        let what = what.as_str();
         let assertion = self.assertion()?;
         let started = Instant::now();
         let response = self
@@ -309,10 +341,10 @@ impl TokenSource {
             .await
             .map_err(|e| {
                 ConnectorError::retryable(format!(
-                    "{what} from {}: {}",
-                    self.key.token_uri,
+                    "{what}: {}",
                     crate::http::describe_transport_error(&e)
                 ))
+                .caused_by(e)
             })?;
         let status = response.status();
         let wait = retry_after(response.headers());
@@ -321,12 +353,14 @@ impl TokenSource {
                 "{what}: reading the answer: {}",
                 crate::http::describe_transport_error(&e)
             ))
+            .caused_by(e)
         })?;
         if status.is_success() {
             let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
                 ConnectorError::permanent(format!(
-                    "{what}: the token endpoint's answer is not a token response: {e}"
+                    "{what}: HTTP {status}: the answer is not a token response: {e}"
                 ))
+                .caused_by(e)
             })?;
             let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3600));
             let margin = REFRESH_MARGIN.min(lifetime / 2);
@@ -349,7 +383,7 @@ impl TokenSource {
                 }
                 _ => e.error.clone(),
             })
-            .unwrap_or_else(|| format!("HTTP {status}"));
+            .unwrap_or_else(|| crate::http::error_message(&body));
         let rate_limited = refusal
             .as_ref()
             .is_some_and(|e| crate::http::RATE_LIMIT_REASONS.contains(&e.error.as_str()));
@@ -361,12 +395,19 @@ impl TokenSource {
         }
         if status.as_u16() == 400 || status.as_u16() == 401 || status.as_u16() == 403 {
             return Err(ConnectorError::authentication(format!(
-                "{what} for {} as {}: the token endpoint refused: {detail} \
+                "{what} for {} as {}: HTTP {status}: the token endpoint refused: {detail} \
                  (check the service account key, its domain-wide delegation and the scopes {})",
                 self.key.client_email, self.subject, self.scopes
             )));
         }
-        Err(status_error(what, status, wait, &body))
+        let message = format!("{what}: HTTP {status}: {detail}");
+        Err(match status.as_u16() {
+            408 | 500..=599 => match wait {
+                Some(wait) => ConnectorError::throttled(Some(wait), message),
+                None => ConnectorError::retryable(message),
+            },
+            _ => ConnectorError::permanent(message),
+        })
     }
 }
 
@@ -380,7 +421,7 @@ mod tests {
         let error = ServiceAccountKey::parse(&secret)
             .map(|_| ())
             .map_err(ConnectorError::from);
-        let Err(ConnectorError::Authentication { message }) = error else {
+        let Err(ConnectorError::Authentication { message, .. }) = error else {
             panic!("expected an authentication error, got {error:?}");
         };
         assert!(!message.contains("hunter2"), "{message}");

@@ -1,7 +1,7 @@
 //! The configuration of a Google Workspace system.
 
 use coexist_connector::SecretRef;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// The largest `maxResults` of `users.list`
 /// (<https://developers.google.com/admin-sdk/directory/reference/rest/v1/users/list>).
@@ -14,18 +14,37 @@ pub const MAX_PAGE_SIZE_GROUPS: u32 = 200;
 /// takes (<https://developers.google.com/workspace/admin/domain-shared-contacts/perform-batch-operations>).
 pub const MAX_BATCH_OPERATIONS: usize = 100;
 
-/// How coexist reaches one Google Workspace customer.
+/// How coexist reaches one Google Workspace customer: the `connection`
+/// table of a `kind = "google"` system.
 ///
 /// Every field but `domain`, `admin` and `service_account_key` has a default,
-/// so a minimal configuration reads:
+/// so a minimal system reads as below. The routing domain is the system's
+/// (`routing_domain` beside `kind`), not a connection setting: coexist hands
+/// it to the connector.
 ///
-/// ```toml
-/// [systems.google]
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let file: toml::Table = toml::from_str(
+///     r#"
+/// [[systems]]
+/// id = "google"
 /// kind = "google"
+/// routing_domain = "gapps.acmecorp.com"
+///
+/// [systems.connection]
 /// domain = "acmecorp.com"
 /// admin = "coexist-admin@acmecorp.com"
 /// service_account_key = { file = "/etc/coexist/google-key.json" }
-/// routing_domain = "gapps.acmecorp.com"
+/// "#,
+/// )?;
+/// let connection = file["systems"][0]["connection"].clone();
+/// let config: coexist_google::GoogleConfig = connection.try_into()?;
+/// assert_eq!(config.domain, "acmecorp.com");
+/// assert_eq!(config.admin, "coexist-admin@acmecorp.com");
+/// assert_eq!(config.customer, "my_customer");
+/// assert_eq!(config.routing_domain, None, "coexist fills it in from the system");
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,10 +87,17 @@ pub struct GoogleConfig {
     /// Attempts in all for a request that fails transiently (throttled, 5xx).
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
-    /// The domain alias that delivers straight to Google (the seeds'
-    /// `gapps.acmecorp.com`); `coexist doctor` checks that it exists.
-    #[serde(default)]
+    /// The system's routing domain (`[[systems]] routing_domain`): the
+    /// domain alias that delivers straight to Google (the seeds'
+    /// `gapps.acmecorp.com`), which `coexist doctor` checks. Not read from
+    /// the connection table: coexist sets it from the system.
+    #[serde(skip)]
     pub routing_domain: Option<String>,
+    /// `routing_domain` written in the connection table, as older versions
+    /// read it: refused with a message saying where it belongs.
+    #[serde(default, rename = "routing_domain")]
+    #[allow(dead_code)] // never read: only refusing to deserialize matters
+    moved_routing_domain: MovedRoutingDomain,
     /// The name of the contacts' extended property that holds coexist's
     /// marker.
     #[serde(default = "default_marker_property")]
@@ -111,11 +137,28 @@ impl GoogleConfig {
             page_size_contacts: default_page_size_contacts(),
             max_attempts: default_max_attempts(),
             routing_domain: None,
+            moved_routing_domain: MovedRoutingDomain,
             marker_property: default_marker_property(),
             retry_base_delay_ms: default_retry_base_delay_ms(),
             retry_max_delay_ms: default_retry_max_delay_ms(),
             request_timeout_secs: default_request_timeout_secs(),
         }
+    }
+}
+
+/// Stands for `routing_domain` in a connection table, which is refused: it
+/// never deserializes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct MovedRoutingDomain;
+
+impl<'de> Deserialize<'de> for MovedRoutingDomain {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        Err(serde::de::Error::custom(format!(
+            "`routing_domain` is no longer a setting of the Google connection: move \
+             `routing_domain = \"{value}\"` to the system itself (under `[[systems]]`, beside \
+             `kind = \"google\"`), where every system's routing domain is written"
+        )))
     }
 }
 
@@ -195,6 +238,45 @@ mod tests {
         assert_eq!(config.page_size_users, 500);
         assert_eq!(config.page_size_groups, 200);
         assert_eq!(config.max_attempts, 6);
+        assert_eq!(config.routing_domain, None);
+        Ok(())
+    }
+
+    #[test]
+    fn routing_domain_in_the_connection_table_is_refused_saying_where_it_belongs() {
+        let old_style = r#"
+            domain = "acmecorp.com"
+            admin = "admin@acmecorp.com"
+            service_account_key = { file = "/etc/coexist/key.json" }
+            routing_domain = "gapps.acmecorp.com"
+        "#;
+
+        let result: Result<GoogleConfig, _> = toml::from_str(old_style);
+
+        let Err(error) = result else {
+            panic!("an old configuration was accepted: {result:?}");
+        };
+        let message = error.message();
+        assert!(
+            message.contains("no longer a setting of the Google connection"),
+            "{message}"
+        );
+        assert!(
+            message.contains(r#"routing_domain = "gapps.acmecorp.com""#),
+            "{message}"
+        );
+        assert!(message.contains("[[systems]]"), "{message}");
+    }
+
+    #[test]
+    fn the_routing_domain_is_never_read_from_the_connection() -> Result<(), toml::de::Error> {
+        let config: GoogleConfig = toml::from_str(
+            r#"
+            domain = "acmecorp.com"
+            admin = "admin@acmecorp.com"
+            service_account_key = { env = "KEY" }
+        "#,
+        )?;
         assert_eq!(config.routing_domain, None);
         Ok(())
     }

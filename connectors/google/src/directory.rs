@@ -465,6 +465,7 @@ pub fn user_to_recipient(user: &User) -> Result<Recipient, Problem> {
         members: Vec::new(),
         forwards_to: None,
         extra: BTreeMap::new(),
+        locator: None,
         etag: user.etag.clone(),
     })
 }
@@ -540,6 +541,7 @@ pub fn groups_to_recipients(groups: &[ListedGroup]) -> (Vec<Recipient>, Vec<Prob
             members,
             forwards_to: None,
             extra: BTreeMap::new(),
+            locator: None,
             etag: Some(etag),
         });
     }

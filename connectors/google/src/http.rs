@@ -140,9 +140,15 @@ impl Http {
         self.retry
     }
 
-    /// Sends `request`, retrying transient failures under the retry policy;
-    /// `what` names the request in logs and errors ("listing users page 3").
+    /// Sends `request`, retrying transient failures under the retry policy
+    /// (one budget per request: a token the attempt needs comes with its own
+    /// single budget, shared by the connector, and its failure is final); `what`
+    /// names the request in logs and errors ("listing users page 3"). Once
+    /// authentication failed for good, fails at once without a network call.
     pub async fn execute(&self, what: &str, request: &Request) -> Result<Reply, ConnectorError> {
+        if let Some(error) = self.tokens.failure() {
+            return Err(error);
+        }
         self.retry.run(what, || self.attempt(what, request)).await
     }
 
@@ -156,10 +162,12 @@ impl Http {
             let fresh = self.tokens.token().await?;
             let again = self.send_once(what, request, &fresh.bearer()).await?;
             if again.status == StatusCode::UNAUTHORIZED {
-                return Err(ConnectorError::authentication(format!(
+                // The credentials themselves are refused: nothing more will
+                // get through in this run.
+                return Err(self.tokens.give_up(ConnectorError::authentication(format!(
                     "{what}: a freshly obtained access token was refused (HTTP 401): {}",
                     error_message(&again.body)
-                )));
+                ))));
             }
             again
         } else {
@@ -214,6 +222,7 @@ impl Http {
         }
         let response = builder.send().await.map_err(|e| {
             ConnectorError::retryable(format!("{what}: {}", describe_transport_error(&e)))
+                .caused_by(e)
         })?;
         let status = response.status();
         let headers = response.headers().clone();
@@ -222,6 +231,7 @@ impl Http {
                 "{what}: reading the answer: {}",
                 describe_transport_error(&e)
             ))
+            .caused_by(e)
         })?;
         Ok(Reply {
             status,

@@ -29,6 +29,7 @@ pub mod http;
 pub mod xml;
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -154,6 +155,29 @@ enum Outcome {
     Conflict(String),
     /// 404: the contact is gone.
     Vanished,
+}
+
+/// The first authentication error of one apply: after it, nothing more is
+/// sent to the system.
+#[derive(Debug, Default)]
+struct Stop(OnceLock<ConnectorError>);
+
+impl Stop {
+    fn error(&self) -> Option<ConnectorError> {
+        self.0.get().cloned()
+    }
+
+    fn note_error(&self, error: &ConnectorError) {
+        if error.is_authentication() {
+            let _ = self.0.set(error.clone());
+        }
+    }
+
+    fn note(&self, outcome: &Outcome) {
+        if let Outcome::Done(Err(error)) = outcome {
+            self.note_error(error);
+        }
+    }
 }
 
 fn trailing_slash(url: &str) -> String {
@@ -523,7 +547,9 @@ impl GoogleConnector {
     /// Carries out planned operations, through batches or one request each,
     /// until each is done: transient failures of single entries are sent
     /// again (with backoff, up to `max_attempts` rounds), a version conflict
-    /// is resolved once by reading the contact again.
+    /// is resolved once by reading the contact again. After the first
+    /// authentication error nothing more is sent: every operation not yet
+    /// sent fails with that error.
     async fn run(
         &self,
         mut planned: Vec<Planned>,
@@ -534,13 +560,25 @@ impl GoogleConnector {
         let mut pending: Vec<usize> = (0..planned.len()).collect();
         let policy = self.http.retry_policy();
         let mut round = 1u32;
+        let stop = Stop::default();
         while !pending.is_empty() {
+            if let Some(error) = stop.error() {
+                for i in pending {
+                    results[i] = Some(Err(error.clone()));
+                }
+                break;
+            }
             let outcomes = if batched {
-                self.send_batches(&planned, &pending).await
+                self.send_batches(&planned, &pending, &stop).await
             } else {
                 let mut outcomes = Vec::with_capacity(pending.len());
                 for &i in &pending {
-                    outcomes.push((i, self.send_one(&planned[i]).await));
+                    let outcome = match stop.error() {
+                        Some(error) => Outcome::Done(Err(error)),
+                        None => self.send_one(&planned[i]).await,
+                    };
+                    stop.note(&outcome);
+                    outcomes.push((i, outcome));
                 }
                 outcomes
             };
@@ -557,12 +595,16 @@ impl GoogleConnector {
                         later.push((i, error.clone()));
                         last_error = Some(error);
                     }
-                    Outcome::Conflict(detail) => {
-                        match self.resolve_conflict(&mut planned[i], &detail).await {
+                    Outcome::Conflict(detail) => match stop.error() {
+                        Some(error) => results[i] = Some(Err(error)),
+                        None => match self.resolve_conflict(&mut planned[i], &detail).await {
                             Ok(()) => now.push(i),
-                            Err(error) => results[i] = Some(Err(error)),
-                        }
-                    }
+                            Err(error) => {
+                                stop.note_error(&error);
+                                results[i] = Some(Err(error));
+                            }
+                        },
+                    },
                     Outcome::Vanished => {
                         let p = &mut planned[i];
                         match p.action {
@@ -592,6 +634,7 @@ impl GoogleConnector {
             if !later.is_empty() {
                 let wait = last_error
                     .as_ref()
+                    .filter(|_| stop.error().is_none())
                     .and_then(|error| policy.delay_after(round, error));
                 match wait {
                     Some(wait) => {
@@ -822,14 +865,32 @@ impl GoogleConnector {
     }
 
     /// Sends pending operations in batches of at most 100, several batches
-    /// at a time.
-    async fn send_batches(&self, planned: &[Planned], pending: &[usize]) -> Vec<(usize, Outcome)> {
+    /// at a time; once a batch failed authentication, the batches not yet
+    /// sent fail with its error, unsent.
+    async fn send_batches(
+        &self,
+        planned: &[Planned],
+        pending: &[usize],
+        stop: &Stop,
+    ) -> Vec<(usize, Outcome)> {
         let chunks: Vec<Vec<usize>> = pending
             .chunks(config::MAX_BATCH_OPERATIONS)
             .map(<[usize]>::to_vec)
             .collect();
         stream::iter(chunks)
-            .map(|chunk| async move { self.send_batch(planned, &chunk).await })
+            .map(|chunk| async move {
+                if let Some(error) = stop.error() {
+                    return chunk
+                        .iter()
+                        .map(|&i| (i, Outcome::Done(Err(error.clone()))))
+                        .collect();
+                }
+                let outcomes = self.send_batch(planned, &chunk).await;
+                for (_, outcome) in &outcomes {
+                    stop.note(outcome);
+                }
+                outcomes
+            })
             .buffer_unordered(self.config.concurrency)
             .flat_map(stream::iter)
             .collect()
@@ -996,19 +1057,9 @@ impl GoogleConnector {
     async fn prepare(&self, operations: &[Operation]) -> Result<Vec<Planned>, ConnectorError> {
         if !operations.is_empty() {
             self.ensure_index().await.map_err(|error| {
-                let message = format!(
-                    "reading the shared contacts before writing (to find coexist's existing contacts) failed: {error}"
-                );
-                match error {
-                    ConnectorError::Throttled { retry_after, .. } => {
-                        ConnectorError::throttled(retry_after, message)
-                    }
-                    ConnectorError::Retryable { .. } => ConnectorError::retryable(message),
-                    ConnectorError::Authentication { .. } => {
-                        ConnectorError::authentication(message)
-                    }
-                    ConnectorError::Permanent { .. } => ConnectorError::permanent(message),
-                }
+                error.context(
+                    "reading the shared contacts before writing (to find coexist's existing contacts) failed",
+                )
             })?;
         }
         Ok(self.plan(operations).await)
@@ -1247,6 +1298,9 @@ impl Connector for GoogleConnector {
     async fn apply(&self, operation: &Operation) -> Result<Applied, ConnectorError> {
         let span = tracing::info_span!("google_apply", system = %self.system, action = operation.action(), anchor = %operation.stub().anchor);
         async move {
+            if let Some(error) = self.http.tokens().failure() {
+                return Err(error);
+            }
             let planned = self.prepare(std::slice::from_ref(operation)).await?;
             self.run(planned, false).await.pop().unwrap_or_else(|| {
                 Err(ConnectorError::retryable(
@@ -1259,10 +1313,15 @@ impl Connector for GoogleConnector {
     }
 
     /// Carries out operations through the batch endpoint, 100 a request and
-    /// several requests at a time; one result per operation, in order.
+    /// several requests at a time; one result per operation, in order. After
+    /// an authentication failure (now or earlier in the run) the operations
+    /// not yet sent all fail with that error, unsent.
     async fn apply_many(&self, operations: &[Operation]) -> Vec<Result<Applied, ConnectorError>> {
         let span = tracing::info_span!("google_apply_many", system = %self.system, operations = operations.len());
         async move {
+            if let Some(error) = self.http.tokens().failure() {
+                return operations.iter().map(|_| Err(error.clone())).collect();
+            }
             let planned = match self.prepare(operations).await {
                 Ok(planned) => planned,
                 Err(error) => return operations.iter().map(|_| Err(error.clone())).collect(),

@@ -193,7 +193,7 @@ async fn a_key_google_does_not_know_is_an_authentication_error() -> TestResult {
 
     let result = connector.pull(None, &NoProgress).await;
 
-    let Err(ConnectorError::Authentication { message }) = result else {
+    let Err(ConnectorError::Authentication { message, .. }) = result else {
         return Err(format!("expected an authentication error, got {result:?}").into());
     };
     assert!(message.contains("invalid_grant"), "{message}");

@@ -193,7 +193,7 @@ async fn one_bad_entry_fails_alone_and_the_others_are_not_repeated() -> TestResu
 
     for (i, result) in results.iter().enumerate() {
         if i == 2 {
-            let Err(ConnectorError::Permanent { message }) = result else {
+            let Err(ConnectorError::Permanent { message, .. }) = result else {
                 return Err(format!("entry 2 should fail permanently: {result:?}").into());
             };
             assert!(message.contains("not-an-address"), "{message}");

@@ -55,6 +55,109 @@ pub enum Incremental {
     UsnChanged,
 }
 
+/// One rule that makes an account disabled: a disabled account is read with
+/// `enabled = false`, so the reconciler leaves it out of the address list
+/// and no other system gets a stub for it (nor keeps one).
+///
+/// Written in the connection table as a list of inline tables, each with
+/// `when` (the kind of test), `attribute`, and what the test needs:
+///
+/// ```toml
+/// disabled_when = [
+///   { when = "day_passed", attribute = "shadowExpire" },
+///   { when = "equals", attribute = "employeeType", values = ["left", "retired"] },
+/// ]
+/// ```
+///
+/// An entry that matches any rule is disabled. The attributes named are
+/// read by every pull (full reads and deltas); an attribute the server's
+/// schema lacks is simply never present. Attribute names are matched
+/// without regard to case.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "when", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DisabledWhen {
+    /// The attribute has one of `values` (compared without regard to case):
+    /// `nsAccountLock` = `true` (389 Directory Server), qmail-ldap's
+    /// `accountStatus` = `disabled` or `deleted`.
+    Equals {
+        attribute: String,
+        values: Vec<String>,
+    },
+    /// The attribute is present, whatever its value.
+    Present { attribute: String },
+    /// The attribute is the day the account expires, counted in days from
+    /// 1970-01-01 (UTC): the account is disabled from that day on (as
+    /// `pam_unix` reads `shadowExpire`; `0` is 1970-01-01, so disabled). A
+    /// negative number (`-1`) means never; a value that is not a number is
+    /// ignored.
+    DayPassed { attribute: String },
+    /// The attribute is a GeneralizedTime (`20240131120000Z`, minutes and
+    /// seconds optional, a fraction and a `+hhmm` offset allowed): the
+    /// account is disabled from that time on, as the ppolicy overlay's
+    /// `pwdAccountLockedTime` (`000001010000Z` is ppolicy's "locked until
+    /// an administrator unlocks it"). A time still to come does not disable
+    /// the account yet; a value that is not a time disables it (a lock is a
+    /// lock).
+    ///
+    /// ppolicy also sets `pwdAccountLockedTime` when too many binds failed
+    /// (`pwdLockout`), and with a `pwdLockoutDuration` that lock ends by
+    /// itself while the attribute stays until the next good bind: such an
+    /// account reads disabled meanwhile, and its stubs elsewhere are
+    /// removed. To count only the locks an administrator sets, use
+    /// `{ when = "equals", attribute = "pwdAccountLockedTime", values =
+    /// ["000001010000Z"] }` instead.
+    TimePassed { attribute: String },
+    /// The attribute is an integer with any bit of `mask` set: AD's
+    /// `userAccountControl` with mask 2 (ACCOUNTDISABLE).
+    BitsSet { attribute: String, mask: u64 },
+}
+
+impl DisabledWhen {
+    /// The attribute the rule tests.
+    pub fn attribute(&self) -> &str {
+        match self {
+            DisabledWhen::Equals { attribute, .. }
+            | DisabledWhen::Present { attribute }
+            | DisabledWhen::DayPassed { attribute }
+            | DisabledWhen::TimePassed { attribute }
+            | DisabledWhen::BitsSet { attribute, .. } => attribute,
+        }
+    }
+
+    /// The rules of `flavor` when `disabled_when` is not set:
+    ///
+    /// * OpenLDAP: `shadowExpire` passed (nis.schema `shadowAccount`),
+    ///   `pwdAccountLockedTime` passed (ppolicy), `nsAccountLock` = `true`
+    ///   (389 Directory Server style), `accountStatus` = `disabled` or
+    ///   `deleted` (qmail-ldap; `noaccess` and `nopop` still receive mail).
+    /// * Active Directory: bit 2 (ACCOUNTDISABLE) of `userAccountControl`.
+    pub fn defaults(flavor: Flavor) -> Vec<DisabledWhen> {
+        let attribute = |a: &str| a.to_string();
+        match flavor {
+            Flavor::Openldap => vec![
+                DisabledWhen::DayPassed {
+                    attribute: attribute("shadowExpire"),
+                },
+                DisabledWhen::TimePassed {
+                    attribute: attribute("pwdAccountLockedTime"),
+                },
+                DisabledWhen::Equals {
+                    attribute: attribute("nsAccountLock"),
+                    values: vec!["true".into()],
+                },
+                DisabledWhen::Equals {
+                    attribute: attribute("accountStatus"),
+                    values: vec!["disabled".into(), "deleted".into()],
+                },
+            ],
+            Flavor::ActiveDirectory => vec![DisabledWhen::BitsSet {
+                attribute: attribute("userAccountControl"),
+                mask: 2,
+            }],
+        }
+    }
+}
+
 /// Overrides of the flavor's default attribute names. Every field left out
 /// keeps the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -170,6 +273,12 @@ pub struct LdapConfig {
     pub insecure_skip_verify: bool,
     pub bind_dn: String,
     pub password: SecretRef,
+    /// Which kind of server this is. Leave it out of the connection table:
+    /// the system's `kind` decides it (`kind = "ldap"` is `openldap`,
+    /// `kind = "active_directory"` is `active_directory`), and a `flavor`
+    /// written there that contradicts the kind is refused. It sets the
+    /// defaults of the attribute map, the filters, the stub schema and
+    /// `disabled_when`.
     pub flavor: Flavor,
     /// Where recipients are read (subtree searches).
     pub base_dns: Vec<String>,
@@ -225,6 +334,17 @@ pub struct LdapConfig {
     pub timeout_seconds: u64,
     /// The incremental read method (default: the best available).
     pub incremental: Incremental,
+    /// Which accounts are disabled: an entry matching any of these rules is
+    /// read with `enabled = false` and gets no stub on other systems (see
+    /// [`DisabledWhen`] for the tests and how to write them).
+    ///
+    /// Default on OpenLDAP: `shadowExpire` passed, `pwdAccountLockedTime`
+    /// passed, `nsAccountLock: true`, `accountStatus: disabled` or
+    /// `deleted`. Default on Active Directory: `userAccountControl` with
+    /// bit 2 (ACCOUNTDISABLE) set. Setting it replaces the defaults (list
+    /// them again to keep them); an empty list disables no account. A change
+    /// makes the next pull a full read, so every entry is judged again.
+    pub disabled_when: Vec<DisabledWhen>,
 }
 
 /// What the configuration file holds; turned into [`LdapConfig`] with the
@@ -264,6 +384,8 @@ struct RawLdapConfig {
     timeout_seconds: Option<u64>,
     #[serde(default)]
     incremental: Incremental,
+    #[serde(default)]
+    disabled_when: Option<Vec<DisabledWhen>>,
 }
 
 impl TryFrom<RawLdapConfig> for LdapConfig {
@@ -299,6 +421,9 @@ impl TryFrom<RawLdapConfig> for LdapConfig {
             config.timeout_seconds = t;
         }
         config.incremental = raw.incremental;
+        if let Some(rules) = raw.disabled_when {
+            config.disabled_when = rules;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -348,6 +473,7 @@ impl LdapConfig {
             attribute_map: None,
             timeout_seconds: 30,
             incremental: Incremental::Auto,
+            disabled_when: DisabledWhen::defaults(flavor),
         }
     }
 
@@ -380,6 +506,24 @@ impl LdapConfig {
         }
         if self.timeout_seconds == 0 {
             return Err("timeout_seconds must be at least 1".into());
+        }
+        for rule in &self.disabled_when {
+            if rule.attribute().trim().is_empty() {
+                return Err("disabled_when: every rule must name an attribute".into());
+            }
+            match rule {
+                DisabledWhen::Equals { attribute, values } if values.is_empty() => {
+                    return Err(format!(
+                        "disabled_when: the `equals` rule of {attribute} must list values"
+                    ))
+                }
+                DisabledWhen::BitsSet { attribute, mask: 0 } => {
+                    return Err(format!(
+                        "disabled_when: the `bits_set` rule of {attribute} needs a mask"
+                    ))
+                }
+                _ => {}
+            }
         }
         match (self.flavor, self.incremental) {
             (_, Incremental::Auto)
@@ -453,6 +597,69 @@ mod tests {
         assert_eq!(o.stub_schema, StubSchema::Qmail);
         assert_eq!(o.attributes().department, "ou");
         assert_eq!(o.attributes().anchor, "entryUUID");
+    }
+
+    #[test]
+    fn disabled_when_defaults_to_the_flavors_rules_and_is_replaced_when_set() {
+        let base = r#""url":"ldap://h","bind_dn":"cn=a","password":{"env":"X"},
+                "base_dns":["dc=x"],"stub_base":"ou=c,dc=x""#;
+        let o = parse(&format!(r#"{{{base},"flavor":"openldap"}}"#)).unwrap();
+        let attributes: Vec<&str> = o
+            .disabled_when
+            .iter()
+            .map(DisabledWhen::attribute)
+            .collect();
+        assert_eq!(
+            attributes,
+            [
+                "shadowExpire",
+                "pwdAccountLockedTime",
+                "nsAccountLock",
+                "accountStatus"
+            ]
+        );
+        let ad = parse(&format!(r#"{{{base},"flavor":"active_directory"}}"#)).unwrap();
+        assert_eq!(
+            ad.disabled_when,
+            [DisabledWhen::BitsSet {
+                attribute: "userAccountControl".into(),
+                mask: 2
+            }]
+        );
+        let set = parse(&format!(
+            r#"{{{base},"flavor":"openldap","disabled_when":[
+                {{"when":"equals","attribute":"employeeType","values":["left"]}},
+                {{"when":"present","attribute":"pwdAccountLockedTime"}},
+                {{"when":"day_passed","attribute":"shadowExpire"}},
+                {{"when":"time_passed","attribute":"x-lockedSince"}},
+                {{"when":"bits_set","attribute":"flags","mask":6}}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(set.disabled_when.len(), 5);
+        assert_eq!(
+            set.disabled_when[0],
+            DisabledWhen::Equals {
+                attribute: "employeeType".into(),
+                values: vec!["left".into()]
+            }
+        );
+        let none = parse(&format!(
+            r#"{{{base},"flavor":"openldap","disabled_when":[]}}"#
+        ))
+        .unwrap();
+        assert!(none.disabled_when.is_empty());
+        for bad in [
+            r#"[{"when":"equals","attribute":"a","values":[]}]"#,
+            r#"[{"when":"bits_set","attribute":"a","mask":0}]"#,
+            r#"[{"when":"present","attribute":" "}]"#,
+            r#"[{"when":"sometimes","attribute":"a"}]"#,
+            r#"[{"when":"present","attribute":"a","colour":"red"}]"#,
+        ] {
+            let refused = parse(&format!(
+                r#"{{{base},"flavor":"openldap","disabled_when":{bad}}}"#
+            ));
+            assert!(refused.is_err(), "{bad} was accepted");
+        }
     }
 
     #[test]

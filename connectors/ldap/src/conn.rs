@@ -224,17 +224,77 @@ pub(crate) fn bind_error(system: &str, config: &LdapConfig, result: &LdapResult)
     }
 }
 
+/// The TLS error inside an I/O error, when a TLS handshake failed (ldap3
+/// and tokio-rustls report it so).
+fn rustls_error(error: &std::io::Error) -> Option<&rustls::Error> {
+    error.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// A TLS handshake with the server of `config` failed with `error`: what
+/// went wrong and what the admin should do, naming the url and the
+/// `ca_file`. Every TLS connection of the connector (ldap3's, the lean
+/// reader's of [`crate::wire`], those to referred servers, after StartTLS
+/// or from the first byte) reports its failure through this.
+pub fn tls_failure(system: &str, config: &LdapConfig, error: &rustls::Error) -> ConnectorError {
+    use rustls::{CertificateError as C, Error as E};
+    let url = &config.url;
+    let trust = match &config.ca_file {
+        Some(path) => format!(
+            "ca_file {path} must hold the CA certificate that issued the server's certificate (not the server's own certificate)"
+        ),
+        None => "set ca_file to a PEM file holding the CA certificate that issued the server's certificate (not the server's own certificate); without ca_file only the CAs of this machine's store are trusted".to_string(),
+    };
+    let advice = match error {
+        E::InvalidCertificate(C::UnknownIssuer) => {
+            format!("the server's certificate was not issued by a CA coexist trusts: {trust}")
+        }
+        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            let host = crate::referral::LdapUrl::parse(url)
+                .ok()
+                .and_then(|u| u.host)
+                .unwrap_or_else(|| url.clone());
+            format!(
+                "the server's certificate does not name {host}, the host of the url: write the url with a host name (or address) the certificate names, or have the certificate reissued with this one among its subject alternative names"
+            )
+        }
+        E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "the server's certificate has expired: renew it on the server".to_string()
+        }
+        E::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "the server's certificate is not valid yet: check the clocks of the server and of this machine".to_string()
+        }
+        // webpki's CaUsedAsEndEntity reaches rustls as an `Other` error.
+        E::InvalidCertificate(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+            format!(
+                "the server presents a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` makes by default) as its own certificate, which TLS refuses: {trust}; give the server a certificate issued by that CA"
+            )
+        }
+        E::InvalidCertificate(_) => format!("the server's certificate was refused: {trust}"),
+        _ => "check that the url's port speaks TLS (ldaps://, usually 636) or StartTLS (ldap://, usually 389), and the server's TLS settings".to_string(),
+    };
+    ConnectorError::permanent(format!(
+        "LDAP system `{system}`: TLS with {url} failed: {advice} ({error})"
+    ))
+    .caused_by(error.clone())
+}
+
 pub(crate) fn connect_error(system: &str, config: &LdapConfig, error: LdapError) -> ConnectorError {
     match error {
         LdapError::LdapResult { result } => bind_error(system, config, &result),
-        LdapError::Rustls { source } => ConnectorError::permanent(format!(
-            "LDAP system `{system}`: TLS with {} failed: {source}; check ca_file (the CA that signed the server certificate) and that the certificate names the host of the url",
-            config.url
-        )),
+        LdapError::Rustls { source } => tls_failure(system, config, &source),
+        LdapError::Io { source } => match rustls_error(&source) {
+            Some(tls) => tls_failure(system, config, tls),
+            None => ConnectorError::retryable(format!(
+                "LDAP system `{system}`: cannot connect to {}: {source}; check that the server runs and the url is right",
+                config.url
+            ))
+            .caused_by(source),
+        },
         LdapError::DNSName { source } => ConnectorError::permanent(format!(
             "LDAP system `{system}`: the host of {} is not a valid TLS server name: {source}",
             config.url
-        )),
+        ))
+        .caused_by(source),
         LdapError::UrlParsing { .. } | LdapError::UnknownScheme(_) => ConnectorError::permanent(
             format!("LDAP system `{system}`: bad url {}: {error}", config.url),
         ),
@@ -242,14 +302,16 @@ pub(crate) fn connect_error(system: &str, config: &LdapConfig, error: LdapError)
             let text = other.to_string();
             if text.contains("certificate") || text.contains("tls") || text.contains("TLS") {
                 return ConnectorError::permanent(format!(
-                    "LDAP system `{system}`: TLS with {} failed: {text}; check ca_file and the server certificate",
+                    "LDAP system `{system}`: TLS with {} failed: {text}; ca_file must hold the CA certificate that issued the server's certificate (not the server's own certificate), and the certificate must name the host of the url",
                     config.url
-                ));
+                ))
+                .caused_by(other);
             }
             ConnectorError::retryable(format!(
                 "LDAP system `{system}`: cannot connect to {}: {text}; check that the server runs and the url is right",
                 config.url
             ))
+            .caused_by(other)
         }
     }
 }

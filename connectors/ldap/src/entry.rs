@@ -12,7 +12,7 @@ use coexist_connector::{
 };
 use ldap3::SearchEntry;
 
-use crate::config::{Flavor, LdapConfig, ResolvedAttributes, StubSchema};
+use crate::config::{DisabledWhen, Flavor, LdapConfig, ResolvedAttributes, StubSchema};
 
 /// Attribute values above this count make an entry "huge": it is reported
 /// and skipped rather than loaded.
@@ -250,6 +250,8 @@ pub struct Mapper {
     pub attrs: ResolvedAttributes,
     pub marker_attribute: String,
     pub extra_attributes: Vec<String>,
+    /// The rules that make an account disabled (`disabled_when`).
+    pub disabled_when: Vec<DisabledWhen>,
 }
 
 impl Mapper {
@@ -260,6 +262,7 @@ impl Mapper {
             attrs: config.attributes(),
             marker_attribute: config.marker_attribute.clone(),
             extra_attributes: config.extra_attributes.clone(),
+            disabled_when: config.disabled_when.clone(),
         }
     }
 
@@ -284,6 +287,12 @@ impl Mapper {
         names.extend(a.aliases.iter().cloned());
         names.extend(a.members.iter().cloned());
         names.extend(self.extra_attributes.iter().cloned());
+        // Operational attributes (pwdAccountLockedTime) come only when named.
+        names.extend(
+            self.disabled_when
+                .iter()
+                .map(|rule| rule.attribute().to_string()),
+        );
         match self.flavor {
             Flavor::Openldap => names.extend(
                 [
@@ -296,7 +305,6 @@ impl Mapper {
                     "mailForwardingAddress",
                     "mailAlternateAddress",
                     "deliveryMode",
-                    "accountStatus",
                 ]
                 .map(String::from),
             ),
@@ -304,7 +312,6 @@ impl Mapper {
                 [
                     "proxyAddresses",
                     "targetAddress",
-                    "userAccountControl",
                     "uSNChanged",
                     "department",
                     "company",
@@ -406,12 +413,19 @@ impl Mapper {
                 addresses.extend(mails.iter().skip(1).cloned());
                 m.clone()
             }
-            (None, None) => {
-                return problem(format!(
-                    "the entry has no {} (no primary address); skipped",
-                    a.mail
-                ))
-            }
+            // An entry known by its alias addresses alone (an OpenLDAP
+            // alias or list with mailLocalAddress and no mail): the first
+            // valid one is its primary, the others its aliases.
+            (None, None) => match addresses.iter().position(|v| normalize(v).is_some()) {
+                Some(first) => addresses.remove(first),
+                None => {
+                    return problem(format!(
+                        "the entry has no {} and no address in {} (no primary address); skipped",
+                        a.mail,
+                        a.aliases.join(", ")
+                    ))
+                }
+            },
         };
         let Some(primary_norm) = normalize(&primary) else {
             return problem(format!(
@@ -446,17 +460,11 @@ impl Mapper {
             RecipientKind::Person
         };
         let (mailbox, forwards_to) = self.delivery(entry);
-        let enabled = match self.flavor {
-            Flavor::ActiveDirectory => entry
-                .first("userAccountControl")
-                .and_then(|v| v.parse::<i64>().ok())
-                .map(|uac| uac & 0x2 == 0)
-                .unwrap_or(true),
-            Flavor::Openldap => !entry.values("accountStatus").iter().any(|s| {
-                let s = s.trim();
-                s.eq_ignore_ascii_case("disabled") || s.eq_ignore_ascii_case("deleted")
-            }),
-        };
+        let now = unix_now();
+        let enabled = !self
+            .disabled_when
+            .iter()
+            .any(|rule| disables(rule, entry, now));
         let attributes = self.attributes(entry);
         let mut member_dns = Vec::new();
         if is_group {
@@ -486,6 +494,7 @@ impl Mapper {
                 members: Vec::new(),
                 forwards_to,
                 extra,
+                locator: Some(entry.dn.clone()),
                 etag,
             },
             member_dns,
@@ -642,6 +651,101 @@ impl Mapper {
             },
         })
     }
+}
+
+/// Seconds since 1970-01-01 UTC, now.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Whether `rule` makes `entry` a disabled account at `now` (seconds since
+/// 1970-01-01 UTC). See [`DisabledWhen`] for what each rule means.
+pub fn disables(rule: &DisabledWhen, entry: &Entry, now: i64) -> bool {
+    let values = entry.values(rule.attribute());
+    let mut values = values.iter().map(|v| v.trim()).filter(|v| !v.is_empty());
+    match rule {
+        DisabledWhen::Equals { values: wanted, .. } => {
+            values.any(|v| wanted.iter().any(|w| w.trim().eq_ignore_ascii_case(v)))
+        }
+        DisabledWhen::Present { .. } => values.next().is_some(),
+        DisabledWhen::DayPassed { .. } => values.any(|v| {
+            v.parse::<i64>()
+                .is_ok_and(|day| day >= 0 && day <= now.div_euclid(86_400))
+        }),
+        DisabledWhen::TimePassed { .. } => {
+            values.any(|v| generalized_time_seconds(v).is_none_or(|at| at <= now))
+        }
+        DisabledWhen::BitsSet { mask, .. } => values.any(|v| {
+            // userAccountControl is a signed 32-bit integer on the wire.
+            v.parse::<i64>()
+                .is_ok_and(|n| u64::from_ne_bytes(n.to_ne_bytes()) & mask != 0)
+        }),
+    }
+}
+
+/// A GeneralizedTime (RFC 4517 3.3.13: `YYYYMMDDHH[MM[SS]][.f](Z|±HH[MM])`)
+/// as seconds since 1970-01-01 UTC (negative before); `None` when it is not
+/// one.
+pub fn generalized_time_seconds(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    if digits < 10 || digits % 2 != 0 || digits > 14 {
+        return None;
+    }
+    let num = |from: usize, len: usize| t.get(from..from + len)?.parse::<i64>().ok();
+    let (year, month, day, hour) = (num(0, 4)?, num(4, 2)?, num(6, 2)?, num(8, 2)?);
+    let minute = if digits >= 12 { num(10, 2)? } else { 0 };
+    let second = if digits >= 14 { num(12, 2)? } else { 0 };
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &t[digits..];
+    if let Some(fraction) = rest.strip_prefix(['.', ',']) {
+        let n = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return None;
+        }
+        rest = &fraction[n..];
+    }
+    let offset = match rest.as_bytes().first() {
+        Some(b'Z') if rest.len() == 1 => 0,
+        Some(sign @ (b'+' | b'-')) => {
+            let hhmm = &rest[1..];
+            if !(hhmm.len() == 2 || hhmm.len() == 4) || !hhmm.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let h: i64 = hhmm[..2].parse().ok()?;
+            let m: i64 = if hhmm.len() == 4 {
+                hhmm[2..].parse().ok()?
+            } else {
+                0
+            };
+            let minutes = h * 60 + m;
+            if *sign == b'+' {
+                minutes * 60
+            } else {
+                -minutes * 60
+            }
+        }
+        _ => return None,
+    };
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
 }
 
 /// The `sn` written on an inetOrgPerson stub whose recipient has no
@@ -880,6 +984,160 @@ mod tests {
             }
             other => panic!("expected a stub: {other:?}"),
         }
+    }
+
+    /// An OpenLDAP person with `extra` attributes, for the tests of what
+    /// disables an account.
+    fn openldap_person(extra: &[(&str, &[&str])]) -> Entry {
+        let mut e = Entry::new("uid=p,ou=people,dc=x")
+            .with("objectClass", &["inetOrgPerson", "inetLocalMailRecipient"])
+            .with("entryUUID", &["p"])
+            .with("mail", &["p@acmecorp.com"]);
+        for (name, values) in extra {
+            e = e.with(name, values);
+        }
+        e
+    }
+
+    fn enabled(m: &Mapper, extra: &[(&str, &[&str])]) -> bool {
+        recipient(m.classify(&openldap_person(extra))).0.enabled
+    }
+
+    #[test]
+    fn an_expired_shadow_account_is_disabled_from_its_expiry_day_on() {
+        let m = mapper(Flavor::Openldap);
+        let today = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+            / 86_400)
+            .to_string();
+        assert!(!enabled(&m, &[("shadowExpire", &["1"])]), "1970-01-02");
+        assert!(!enabled(&m, &[("shadowExpire", &["0"])]), "1970-01-01");
+        assert!(
+            !enabled(&m, &[("shadowExpire", &[today.as_str()])]),
+            "today"
+        );
+        assert!(enabled(&m, &[("shadowExpire", &["99999"])]), "in 2243");
+        assert!(enabled(&m, &[("shadowExpire", &["-1"])]), "-1: never");
+        assert!(enabled(&m, &[]), "no shadowExpire: never");
+        assert!(
+            enabled(&m, &[("shadowExpire", &["soon"])]),
+            "not a day count: not taken for expired"
+        );
+    }
+
+    #[test]
+    fn a_ppolicy_lock_disables_an_account_once_its_time_has_come() {
+        let m = mapper(Flavor::Openldap);
+        let locked = |v: &str| !enabled(&m, &[("pwdAccountLockedTime", &[v])]);
+        assert!(locked("000001010000Z"), "ppolicy's locked for ever");
+        assert!(locked("20200101120000Z"), "locked since 2020");
+        assert!(locked("20200101120000.5+0200"), "with fraction and offset");
+        assert!(locked("garbage"), "any other value: locked");
+        assert!(
+            !locked("29991231235959Z"),
+            "a lock set for a time still to come is not a lock yet"
+        );
+        assert!(enabled(&m, &[]), "no pwdAccountLockedTime: not locked");
+    }
+
+    #[test]
+    fn generalized_times_read_as_seconds_since_1970() {
+        assert_eq!(generalized_time_seconds("19700101000000Z"), Some(0));
+        assert_eq!(generalized_time_seconds("197001020000Z"), Some(86_400));
+        assert_eq!(generalized_time_seconds("1970010101Z"), Some(3600));
+        assert_eq!(
+            generalized_time_seconds("20240229123456Z"),
+            Some(1_709_210_096)
+        );
+        assert_eq!(
+            generalized_time_seconds("20240229143456.123+0200"),
+            Some(1_709_210_096)
+        );
+        assert_eq!(
+            generalized_time_seconds("20240229113456-01"),
+            Some(1_709_210_096)
+        );
+        assert!(generalized_time_seconds("000001010000Z").is_some_and(|s| s < 0));
+        for bad in [
+            "",
+            "2024",
+            "20241301000000Z",
+            "20240101000000",
+            "20240101000000Zx",
+            "x",
+        ] {
+            assert_eq!(generalized_time_seconds(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ns_account_lock_true_disables_an_account() {
+        let m = mapper(Flavor::Openldap);
+        assert!(!enabled(&m, &[("nsAccountLock", &["true"])]));
+        assert!(!enabled(&m, &[("nsAccountLock", &["TRUE"])]));
+        assert!(enabled(&m, &[("nsAccountLock", &["false"])]));
+    }
+
+    #[test]
+    fn qmail_account_status_disabled_or_deleted_disables_an_account() {
+        let m = mapper(Flavor::Openldap);
+        assert!(!enabled(&m, &[("accountStatus", &["disabled"])]));
+        assert!(!enabled(&m, &[("accountStatus", &["Deleted"])]));
+        assert!(enabled(&m, &[("accountStatus", &["active"])]));
+        assert!(
+            enabled(&m, &[("accountStatus", &["noaccess"])]),
+            "noaccess: no POP/IMAP, mail still delivered"
+        );
+    }
+
+    #[test]
+    fn the_attributes_of_every_disabling_rule_are_read() {
+        let names = mapper(Flavor::Openldap).read_attributes();
+        for wanted in [
+            "shadowExpire",
+            "pwdAccountLockedTime",
+            "nsAccountLock",
+            "accountStatus",
+        ] {
+            assert!(names.iter().any(|n| n == wanted), "{wanted}: {names:?}");
+        }
+        let ad = mapper(Flavor::ActiveDirectory).read_attributes();
+        assert!(ad.iter().any(|n| n == "userAccountControl"), "{ad:?}");
+    }
+
+    #[test]
+    fn an_entry_with_mail_local_address_but_no_mail_takes_the_first_as_primary() {
+        let m = mapper(Flavor::Openldap);
+        let alias = Entry::new("uid=info,dc=x")
+            .with("objectClass", &["inetOrgPerson", "inetLocalMailRecipient"])
+            .with("entryUUID", &["i"])
+            .with(
+                "mailLocalAddress",
+                &["info@acmecorp.com", "contact@acmecorp.com"],
+            )
+            .with("mailRoutingAddress", &["support@gapps.acmecorp.com"]);
+        let (r, _) = recipient(m.classify(&alias));
+        assert_eq!(r.primary_address, "info@acmecorp.com");
+        assert_eq!(r.aliases, vec!["contact@acmecorp.com"]);
+        assert_eq!(r.locator.as_deref(), Some("uid=info,dc=x"));
+        let group = Entry::new("cn=staff,dc=x")
+            .with("objectClass", &["groupOfNames", "inetLocalMailRecipient"])
+            .with("entryUUID", &["s"])
+            .with(
+                "mailLocalAddress",
+                &["not an address", "staff@acmecorp.com"],
+            )
+            .with("member", &["uid=a,dc=x"]);
+        let (r, members) = recipient(m.classify(&group));
+        assert_eq!(r.kind, RecipientKind::Group);
+        assert_eq!(
+            r.primary_address, "staff@acmecorp.com",
+            "the first valid address"
+        );
+        assert!(r.aliases.is_empty(), "{:?}", r.aliases);
+        assert_eq!(members, vec!["uid=a,dc=x"]);
     }
 
     #[test]

@@ -33,7 +33,7 @@ use coexist_connector::{Applied, Connector, ConnectorError, Finding, Operation, 
 use futures::stream::{self, StreamExt};
 use tracing::Instrument;
 
-pub use config::{AttributeMap, Flavor, Incremental, LdapConfig, StubSchema};
+pub use config::{AttributeMap, DisabledWhen, Flavor, Incremental, LdapConfig, StubSchema};
 
 /// How many operations `apply_many` keeps in flight on one connection.
 const WRITE_CONCURRENCY: usize = 32;

@@ -60,12 +60,6 @@ pub struct Collected {
     pub references: Vec<String>,
     /// The URLs whose subtrees were read by following a reference.
     pub followed: Vec<String>,
-    /// How many recipients have each normalised primary address, counted
-    /// as they arrive so that [`Collected::drop_duplicates`] has nothing to
-    /// do in the usual case.
-    primaries: FxHashMap<String, u32>,
-    /// Whether some primary address was seen twice.
-    duplicates: bool,
     /// The DN of every entry added (recipients, stubs and entries skipped
     /// with a problem), kept only by [`Collected::tracking`] (deltas: the
     /// groups holding these entries are read again, see
@@ -94,8 +88,7 @@ impl Collected {
     /// are not among `anchors` (which then holds them too), its entries for
     /// member resolution, its problems not reported already, its
     /// references and its completeness. Its stubs are left out (it reads
-    /// groups) and primary addresses are not counted again (deltas do not
-    /// drop duplicates).
+    /// groups).
     fn absorb(&mut self, other: Collected, anchors: &mut HashSet<String>) {
         for (recipient, members) in other.recipients {
             if anchors.insert(recipient.anchor.clone()) {
@@ -130,16 +123,9 @@ impl Collected {
                 member_dns,
                 warnings,
             } => {
-                let key = normalize(&recipient.primary_address).unwrap_or_default();
-                match self.primaries.entry(key) {
-                    std::collections::hash_map::Entry::Occupied(mut o) => {
-                        *o.get_mut() += 1;
-                        self.duplicates = true;
-                    }
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(1);
-                    }
-                }
+                // Two entries with one primary address are both kept: the
+                // reconciler reports the address as claimed twice and
+                // holds its stubs (the connector decides nothing).
                 self.nodes.insert(
                     entry.dn,
                     Node {
@@ -172,39 +158,6 @@ impl Collected {
                 self.problems.push(p)
             }
         }
-    }
-
-    /// Skips every recipient whose primary address another recipient also
-    /// has, reporting each (no arbitrary winner).
-    pub fn drop_duplicates(&mut self) {
-        if !self.duplicates {
-            return;
-        }
-        self.duplicates = false;
-        let primaries = std::mem::take(&mut self.primaries);
-        let dup: Vec<bool> = self
-            .recipients
-            .iter()
-            .map(|(r, _)| {
-                let key = normalize(&r.primary_address).unwrap_or_default();
-                primaries.get(&key).copied().unwrap_or(0) > 1
-            })
-            .collect();
-        let mut kept = Vec::with_capacity(self.recipients.len());
-        for ((r, m), dup) in self.recipients.drain(..).zip(dup) {
-            if dup {
-                self.problems.push(Problem {
-                    object: r.anchor.clone(),
-                    message: format!(
-                        "the address {} belongs to several entries of this system; each of them is skipped until it is unique",
-                        r.primary_address
-                    ),
-                });
-            } else {
-                kept.push((r, m));
-            }
-        }
-        self.recipients = kept;
     }
 }
 
@@ -869,6 +822,7 @@ impl Reader {
             self.mapper.attrs.mail.clone(),
             "proxyAddresses".into(),
         ];
+        attrs.extend(self.mapper.attrs.aliases.iter().cloned());
         attrs.extend(self.mapper.attrs.members.iter().cloned());
         let res = ldap
             .with_timeout(self.timeout)
@@ -888,9 +842,30 @@ impl Reader {
             let is_group = entry.has_class("group")
                 || entry.has_class("groupOfNames")
                 || entry.has_class("groupOfUniqueNames");
+            // As a recipient's primary address is chosen: the SMTP: proxy
+            // address, else mail, else the first valid alias address
+            // (an entry known by mailLocalAddress alone).
             let address = parse_proxy_addresses(entry.values("proxyAddresses"))
                 .0
-                .or_else(|| entry.first(&self.mapper.attrs.mail).map(str::to_string));
+                .or_else(|| entry.first(&self.mapper.attrs.mail).map(str::to_string))
+                .or_else(|| {
+                    self.mapper
+                        .attrs
+                        .aliases
+                        .iter()
+                        .flat_map(|a| {
+                            if a.eq_ignore_ascii_case("proxyAddresses") {
+                                parse_proxy_addresses(entry.values(a)).1
+                            } else {
+                                entry
+                                    .values(a)
+                                    .iter()
+                                    .map(|v| v.trim().to_string())
+                                    .collect()
+                            }
+                        })
+                        .find(|v| normalize(v).is_some())
+                });
             let members = is_group.then(|| {
                 self.mapper
                     .attrs

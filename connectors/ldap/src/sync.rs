@@ -37,6 +37,7 @@ use crate::conn::{self, rc};
 use crate::cursor::{b64, unb64, Cursor, Method};
 use crate::dirsync;
 use crate::entry::{guid_to_string, uuid_to_string, Entry};
+use crate::escape::is_within;
 use crate::read::{Collected, Query, Reader, Via};
 use crate::wire::WireConn;
 use crate::write::Writer;
@@ -119,7 +120,6 @@ async fn full(
         .await;
     wire.close().await;
     read?;
-    out.drop_duplicates();
     reader.resolve_members(ldap, &mut out).await?;
     let method = method.map(|m| match m {
         Method::ModifyTimestamp { since, .. } => {
@@ -614,8 +614,7 @@ async fn dirsync_delta(
     let nc = naming_context(reader, ldap).await?;
     let mut attrs = reader.mapper.read_attributes();
     attrs.push("isDeleted".into());
-    let mut changed: Vec<String> = Vec::new();
-    let mut changed_dns: Vec<String> = Vec::new();
+    let mut changed: Vec<(String, String)> = Vec::new();
     let mut removed: Vec<String> = Vec::new();
     let outcome = dirsync_run(reader, ldap, &nc, AD_WATCH_FILTER, &attrs, cookie, |e| {
         if let Some(guid) = e.first_bytes("objectGUID").and_then(guid_to_string) {
@@ -625,8 +624,7 @@ async fn dirsync_delta(
             if deleted {
                 removed.push(guid);
             } else {
-                changed.push(guid);
-                changed_dns.push(e.dn.clone());
+                changed.push((guid, e.dn.clone()));
             }
         }
     })
@@ -638,7 +636,7 @@ async fn dirsync_delta(
             return Ok(None);
         }
     };
-    let out = reread(reader, ldap, &changed, changed_dns, &mut removed).await?;
+    let out = reread(reader, ldap, changed, &mut removed).await?;
     Ok(Some(delta_pull(
         reader,
         out,
@@ -647,20 +645,26 @@ async fn dirsync_delta(
     )))
 }
 
-/// Reads the changed objects again through the configured scopes; those
-/// that no longer match are removed. `changed_dns` are the DNs of the
-/// changed objects as DirSync or the uSNChanged search named them: the
+/// Reads the changed objects again through the configured scopes; when
+/// that read is complete, those it did not find (they no longer match the
+/// scopes and filters) are removed. `changed` pairs each changed object's
+/// objectGUID with its DN as DirSync or the uSNChanged search named it: the
 /// groups holding any of them are read again too (see
 /// [`Reader::add_parent_groups`]), even when the object itself is no
 /// recipient (a security group without an address, nested in a list).
+///
+/// A re-read that stops part-way (a search failed after others had read
+/// entries) leaves the pull incomplete and removes nothing beyond what the
+/// server reported deleted (`removed`, the tombstones): an object it
+/// missed may be there still. Its problems say which changed objects were
+/// not read; the engine keeps the old cursor, so the next pull reads them.
 async fn reread(
     reader: &Reader,
     ldap: &mut Ldap,
-    changed: &[String],
-    changed_dns: Vec<String>,
+    changed: Vec<(String, String)>,
     removed: &mut Vec<String>,
 ) -> Result<Collected, ConnectorError> {
-    let mut unique: Vec<String> = changed.to_vec();
+    let mut unique: Vec<String> = changed.iter().map(|(id, _)| id.clone()).collect();
     unique.sort();
     unique.dedup();
     let mut out = Collected::tracking();
@@ -671,13 +675,42 @@ async fn reread(
         .map(|(r, _)| r.anchor.as_str())
         .chain(out.stubs.iter().map(|s| s.id.as_str()))
         .collect();
-    let problem_dns: HashSet<&str> = out.problems.iter().map(|p| p.object.as_str()).collect();
-    let _ = problem_dns;
-    for id in &unique {
-        if !found.contains(id.as_str()) {
+    let mut missed: Vec<String> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
+    for (id, dn) in &changed {
+        if found.contains(id.as_str()) || !seen.insert(id.as_str()) {
+            continue;
+        }
+        if out.complete {
             removed.push(id.clone());
+        } else if reader
+            .config
+            .base_dns
+            .iter()
+            .chain(std::iter::once(&reader.config.stub_base))
+            .any(|base| is_within(dn, base))
+        {
+            // (Changes DirSync saw outside the configured bases are no
+            // concern of this system's.)
+            missed.push(dn.clone());
         }
     }
+    if !missed.is_empty() {
+        tracing::error!(system = %reader.system, objects = missed.len(), "the re-read of the changed objects stopped part-way: those it did not read are kept, the pull is incomplete");
+        let first = missed.first().cloned().unwrap_or_default();
+        let (object, message) = match missed.len() {
+            1 => (
+                first,
+                "this changed entry was not read again because the re-read stopped part-way; it is kept as it was (not taken for deleted), the pull is incomplete and the next one reads it again".to_string(),
+            ),
+            n => (
+                format!("{first} (and {} more)", n - 1),
+                format!("these {n} changed entries were not read again because the re-read stopped part-way; they are kept as they were (not taken for deleted), the pull is incomplete and the next one reads them again"),
+            ),
+        };
+        out.problems.push(Problem { object, message });
+    }
+    let changed_dns = changed.into_iter().map(|(_, dn)| dn);
     if let Some(dns) = &mut out.dns {
         dns.extend(changed_dns);
     }
@@ -735,8 +768,7 @@ async fn usn_delta(
         return Ok(None);
     }
     let since = usn + 1;
-    let mut changed = Vec::new();
-    let mut changed_dns = Vec::new();
+    let mut changed: Vec<(String, String)> = Vec::new();
     let mut refs = Vec::new();
     for scope in reader.scopes() {
         let filter = format!("(&{AD_WATCH_FILTER}(uSNChanged>={since}))");
@@ -753,8 +785,7 @@ async fn usn_delta(
                 |e| {
                     let entry = Entry::from(SearchEntry::construct(e));
                     if let Some(guid) = entry.first_bytes("objectGUID").and_then(guid_to_string) {
-                        changed.push(guid);
-                        changed_dns.push(entry.dn);
+                        changed.push((guid, entry.dn));
                     }
                     Ok(())
                 },
@@ -792,7 +823,7 @@ async fn usn_delta(
     if res.rc != rc::SUCCESS && res.rc != rc::REFERRAL {
         return Err(conn::from_result(&reader.system, "tombstone search", &res));
     }
-    let out = reread(reader, ldap, &changed, changed_dns, &mut removed).await?;
+    let out = reread(reader, ldap, changed, &mut removed).await?;
     Ok(Some(delta_pull(
         reader,
         out,

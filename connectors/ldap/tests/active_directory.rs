@@ -145,6 +145,13 @@ async fn a_full_pull_reads_users_contacts_and_groups_keyed_on_object_guid() {
     let _ = guid;
     assert_eq!(a.anchor.len(), 36);
     assert!(a.etag.is_some(), "uSNChanged as etag");
+    assert!(
+        a.locator
+            .as_deref()
+            .is_some_and(|dn| dn.eq_ignore_ascii_case(&alice)),
+        "named by its DN: {:?}",
+        a.locator
+    );
     let b = mine
         .iter()
         .find(|r| r.primary_address == format!("bob.{tag}@acmecorp.com"))
@@ -266,6 +273,13 @@ async fn incremental(method: Incremental, expect: &str) {
         .find(|r| r.primary_address == "alice@acmecorp.com")
         .expect("alice changed");
     assert_eq!(a.attributes.title.as_deref(), Some("Boss"));
+    assert!(
+        a.locator
+            .as_deref()
+            .is_some_and(|dn| dn.eq_ignore_ascii_case(&alice)),
+        "a delta names it by its DN too: {:?}",
+        a.locator
+    );
     assert_eq!(
         a.aliases,
         vec!["al@acmecorp.com"],
@@ -305,4 +319,147 @@ async fn a_dirsync_cookie_the_server_rejects_leads_to_a_full_read() {
         .unwrap();
     assert_eq!(p.mode, PullMode::Full);
     assert_eq!(p.recipients.len(), 3);
+}
+
+/// A TCP proxy to Samba's LDAP port that cuts the connection when the
+/// client sends a request holding every one of `needles` (a base DN and the
+/// objectGUID bytes of an object a search names), as a DC restarting in the
+/// middle of that search would. Every other request passes.
+async fn proxy_cutting_a_search(upstream: String, needles: Vec<Vec<u8>>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let upstream = upstream.clone();
+            let needles = needles.clone();
+            tokio::spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let (mut cr, mut cw) = client.split();
+                let (mut sr, mut sw) = server.split();
+                let up = async {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        let chunk = &buf[..n];
+                        let hit = needles
+                            .iter()
+                            .all(|x| chunk.windows(x.len()).any(|w| w == x.as_slice()));
+                        if n == 0 || hit || sw.write_all(chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let down = tokio::io::copy(&mut sr, &mut cw);
+                tokio::select! { _ = up => {}, _ = down => {} }
+            });
+        }
+    });
+    format!("ldap://{addr}")
+}
+
+/// A delta whose re-read of the changed objects stops part-way is
+/// incomplete and removes only the tombstones: an object the re-read
+/// missed is not taken for deleted.
+async fn an_incomplete_reread_removes_only_tombstones(method: Incremental, expect: &str) {
+    let t = Subtree::new(Server::samba()).await;
+    let others = format!("OU=others,{}", t.dn);
+    t.add(
+        &others,
+        vec![("objectClass", vec!["top", "organizationalUnit"])],
+    )
+    .await;
+    let alice = t.person("Alice", "alice@acmecorp.com", vec![]).await;
+    let bob = format!("CN=Bob,{others}");
+    t.add(
+        &bob,
+        vec![
+            (
+                "objectClass",
+                vec!["top", "person", "organizationalPerson", "user"],
+            ),
+            (
+                "sAMAccountName",
+                vec![&format!("t{}", &common::random()[..6])],
+            ),
+            ("mail", vec!["bob@acmecorp.com"]),
+        ],
+    )
+    .await;
+    let carol = t.person("Carol", "carol@acmecorp.com", vec![]).await;
+    let mut config = t.config();
+    config.base_dns = vec![t.people.clone(), others.clone()];
+    config.incremental = method;
+    let full = LdapConnector::new("ad", config.clone())
+        .unwrap()
+        .pull(None, &NoProgress)
+        .await
+        .unwrap();
+    assert!(full.complete, "{:?}", full.problems);
+    let anchor = |address: &str| {
+        full.recipients
+            .iter()
+            .find(|r| r.primary_address == address)
+            .unwrap()
+            .anchor
+            .clone()
+    };
+    let (bob_anchor, carol_anchor) = (anchor("bob@acmecorp.com"), anchor("carol@acmecorp.com"));
+    let cursor = full.cursor.clone().unwrap();
+    assert!(cursor.contains(expect), "{cursor}");
+
+    t.replace(&alice, "title", "Boss").await;
+    t.replace(&bob, "title", "Clerk").await;
+    t.delete(&carol).await;
+    // The re-read of `others` (the search naming Bob's objectGUID) is cut.
+    let guid = coexist_ldap::entry::guid_to_bytes(&bob_anchor).unwrap();
+    let upstream = t.server.url.trim_start_matches("ldap://").to_string();
+    config.url = proxy_cutting_a_search(upstream, vec![others.into_bytes(), guid.to_vec()]).await;
+    config.timeout_seconds = 5;
+    let delta = LdapConnector::new("ad", config)
+        .unwrap()
+        .pull(Some(&cursor), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(delta.mode, PullMode::Delta);
+    assert!(!delta.complete, "the re-read stopped part-way");
+    assert!(
+        delta
+            .recipients
+            .iter()
+            .any(|r| r.primary_address == "alice@acmecorp.com"),
+        "{:?}",
+        delta.recipients
+    );
+    assert!(
+        !delta.removed.contains(&bob_anchor),
+        "Bob changed and was not re-read: he is not removed"
+    );
+    assert!(
+        delta.removed.contains(&carol_anchor),
+        "Carol's tombstone is a deletion the server reported: {:?}",
+        delta.removed
+    );
+    let text = format!("{:?}", delta.problems);
+    assert!(text.contains("stopped part-way"), "{text}");
+    assert!(
+        delta.problems.iter().any(|p| p
+            .object
+            .to_ascii_lowercase()
+            .starts_with(&bob.to_ascii_lowercase())
+            && p.message.contains("not taken for deleted")),
+        "a problem names Bob by his DN: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_dirsync_delta_whose_reread_stops_part_way_removes_only_tombstones() {
+    an_incomplete_reread_removes_only_tombstones(Incremental::Auto, "dirsync").await;
+}
+
+#[tokio::test]
+async fn a_usn_changed_delta_whose_reread_stops_part_way_removes_only_tombstones() {
+    an_incomplete_reread_removes_only_tombstones(Incremental::UsnChanged, "\"usn\"").await;
 }

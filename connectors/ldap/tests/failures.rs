@@ -271,3 +271,208 @@ async fn a_connection_lost_mid_read_marks_the_pull_incomplete() {
         "{text}"
     );
 }
+
+/// What an admin must read when the server's certificate is not trusted:
+/// what ca_file must hold, the file, and the URL.
+fn assert_explains_ca_file(err: &ConnectorError, ca_file: &str, url: &str) {
+    let text = err.to_string();
+    assert!(matches!(err, ConnectorError::Permanent { .. }), "{err:?}");
+    for words in [
+        "`mail`",
+        url,
+        ca_file,
+        "the CA certificate that issued the server's certificate",
+        "not the server's own certificate",
+    ] {
+        assert!(text.contains(words), "`{words}` missing from: {text}");
+    }
+}
+
+#[tokio::test]
+async fn the_server_certificate_given_as_ca_file_is_explained_on_every_tls_connection() {
+    let t = Subtree::new(Server::slapd()).await;
+    t.person("a", "a@acmecorp.com", vec![]).await;
+    // The mistake: the server's own certificate instead of its CA's.
+    let server_cert = format!("{}/certs/slapd.pem", var("COEXIST_TESTENV_DIR"));
+    let mut ldaps = t.config();
+    ldaps.url = t.server.ldaps_url.clone();
+    ldaps.ca_file = Some(server_cert.clone());
+    // ldap3 (the connector's own connection) over ldaps://
+    let err = LdapConnector::new("mail", ldaps.clone())
+        .unwrap()
+        .pull(None, &NoProgress)
+        .await
+        .unwrap_err();
+    assert_explains_ca_file(&err, &server_cert, &ldaps.url);
+    // the lean reader of full reads (and of followed references)
+    let err = coexist_ldap::wire::WireConn::connect("mail", &ldaps)
+        .await
+        .unwrap_err();
+    assert_explains_ca_file(&err, &server_cert, &ldaps.url);
+    // StartTLS, through both
+    let mut starttls = t.config();
+    starttls.starttls = true;
+    starttls.ca_file = Some(server_cert.clone());
+    let err = LdapConnector::new("mail", starttls.clone())
+        .unwrap()
+        .pull(None, &NoProgress)
+        .await
+        .unwrap_err();
+    assert_explains_ca_file(&err, &server_cert, &starttls.url);
+    let err = coexist_ldap::wire::WireConn::connect("mail", &starttls)
+        .await
+        .unwrap_err();
+    assert_explains_ca_file(&err, &server_cert, &starttls.url);
+}
+
+#[tokio::test]
+async fn a_ca_file_of_another_ca_is_explained() {
+    let t = Subtree::new(Server::slapd()).await;
+    // A CA of its own, which never issued slapd's certificate.
+    let dir = std::env::temp_dir().join(format!("coexist-other-ca-{}", common::random()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("other-ca.pem").display().to_string();
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=another CA", "-keyout"])
+        .arg(dir.join("other-ca.key"))
+        .args(["-out", &ca_file])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let mut ldaps = t.config();
+    ldaps.url = t.server.ldaps_url.clone();
+    ldaps.ca_file = Some(ca_file.clone());
+    let err = LdapConnector::new("mail", ldaps.clone())
+        .unwrap()
+        .pull(None, &NoProgress)
+        .await
+        .unwrap_err();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_explains_ca_file(&err, &ca_file, &ldaps.url);
+}
+
+#[tokio::test]
+async fn a_ca_certificate_served_as_the_server_certificate_is_explained() {
+    // The usual self-signed certificate (`openssl req -x509`: CA:TRUE),
+    // served by a TLS server of the test's own and given as ca_file: TLS
+    // refuses a CA certificate as a server's (webpki's CaUsedAsEndEntity).
+    let dir = std::env::temp_dir().join(format!("coexist-self-signed-{}", common::random()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-new", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    use rustls::pki_types::pem::PemObject;
+    let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
+        rustls::pki_types::CertificateDer::pem_file_iter(&cert)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let private = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, private)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let _ = acceptor.accept(tcp).await;
+        }
+    });
+    let t = Subtree::new(Server::slapd()).await;
+    let mut config = t.config();
+    config.url = format!("ldaps://127.0.0.1:{port}");
+    let ca_file = cert.display().to_string();
+    config.ca_file = Some(ca_file.clone());
+    let errors = [
+        LdapConnector::new("mail", config.clone())
+            .unwrap()
+            .pull(None, &NoProgress)
+            .await
+            .unwrap_err(),
+        coexist_ldap::wire::WireConn::connect("mail", &config)
+            .await
+            .unwrap_err(),
+    ];
+    let _ = std::fs::remove_dir_all(&dir);
+    for err in errors {
+        assert_explains_ca_file(&err, &ca_file, &config.url);
+        assert!(
+            err.to_string().contains("presents a CA certificate"),
+            "{err}"
+        );
+    }
+}
+
+/// A TCP forwarder listening on `host` (another loopback address) to
+/// `upstream`, so that a URL names a host the server's certificate does not.
+async fn forwarder(host: &str, upstream: String) -> String {
+    let listener = tokio::net::TcpListener::bind((host, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    format!("ldaps://{addr}")
+}
+
+#[tokio::test]
+async fn a_certificate_not_naming_the_host_of_the_url_is_explained() {
+    let t = Subtree::new(Server::slapd()).await;
+    let upstream = t
+        .server
+        .ldaps_url
+        .trim_start_matches("ldaps://")
+        .to_string();
+    let mut ldaps = t.config();
+    // slapd's certificate names 127.0.0.1 and localhost, not 127.0.0.3.
+    ldaps.url = forwarder("127.0.0.3", upstream).await;
+    ldaps.ca_file = Some(var("COEXIST_TEST_CA_FILE"));
+    for err in [
+        LdapConnector::new("mail", ldaps.clone())
+            .unwrap()
+            .pull(None, &NoProgress)
+            .await
+            .unwrap_err(),
+        coexist_ldap::wire::WireConn::connect("mail", &ldaps)
+            .await
+            .unwrap_err(),
+    ] {
+        let text = err.to_string();
+        assert!(matches!(err, ConnectorError::Permanent { .. }), "{err:?}");
+        assert!(
+            text.contains(&ldaps.url)
+                && text.contains("127.0.0.3")
+                && text.contains("does not name"),
+            "{text}"
+        );
+    }
+}

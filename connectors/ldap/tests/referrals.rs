@@ -430,24 +430,34 @@ async fn a_chain_of_references_longer_than_the_hop_limit_stops_with_a_problem() 
 }
 
 #[tokio::test]
-async fn entries_read_through_a_reference_count_in_the_duplicate_check() {
+async fn entries_read_through_a_reference_are_named_by_their_dn_like_any_other() {
+    // Alice here and Bob behind the reference claim one address: both are
+    // returned, each named by its DN, for the reconciler to report.
     let mut f = Fixture::new().await;
     let tag = common::random();
     let branch = f.ou("branch").await;
     let same = mail(&tag, "same");
-    f.person_in(&f.t.people, "alice", &same).await;
-    f.person_in(&branch, "bob", &same).await;
+    let alice = f.person_in(&f.t.people, "alice", &same).await;
+    let bob = f.person_in(&branch, "bob", &same).await;
     f.person_in(&branch, "carol", &mail(&tag, "carol")).await;
     f.link_people_to(&format!("{}/{branch}", f.url())).await;
 
     let pull = full_pull(f.config(true)).await;
-    assert_eq!(addresses(&pull), [mail(&tag, "carol")]);
-    let duplicates = pull
-        .problems
+    assert!(pull.problems.is_empty(), "{:?}", pull.problems);
+    assert_eq!(
+        addresses(&pull),
+        [mail(&tag, "carol"), same.clone(), same.clone()]
+    );
+    let mut claiming: Vec<&str> = pull
+        .recipients
         .iter()
-        .filter(|p| p.message.contains("belongs to several entries"))
-        .count();
-    assert_eq!(duplicates, 2, "{:?}", pull.problems);
+        .filter(|r| r.primary_address == same)
+        .filter_map(|r| r.locator.as_deref())
+        .collect();
+    claiming.sort();
+    let mut expected = [alice.as_str(), bob.as_str()];
+    expected.sort();
+    assert_eq!(claiming, expected);
 }
 
 /// A server that speaks only cleartext LDAP: it answers StartTLS with

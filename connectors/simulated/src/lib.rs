@@ -482,6 +482,7 @@ mod tests {
                 members: vec![],
                 forwards_to: None,
                 extra: Default::default(),
+                locator: None,
                 etag: None,
             })
             .collect();

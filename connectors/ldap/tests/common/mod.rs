@@ -503,7 +503,7 @@ pub async fn assert_unmarked_entry_is_refused_and_kept(
         })
         .await;
     assert!(
-        matches!(refused, Err(ConnectorError::Permanent { ref message }) if message.contains("marker")),
+        matches!(refused, Err(ConnectorError::Permanent { ref message, .. }) if message.contains("marker")),
         "{refused:?}"
     );
     assert_eq!(t.search(dn, "(objectClass=*)", &["1.1"]).await.len(), 1);

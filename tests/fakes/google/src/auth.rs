@@ -55,8 +55,8 @@ impl Keys {
         })
     }
 
-    /// A service-account key file with the given private key.
-    pub fn key_file_json(&self, private_key_pem: &str) -> String {
+    /// A service-account key file with the given private key and token URI.
+    pub fn key_file_json(&self, private_key_pem: &str, token_uri: &str) -> String {
         let base = &self.base_url;
         let doc = json!({
             "type": "service_account",
@@ -66,7 +66,7 @@ impl Keys {
             "client_email": CLIENT_EMAIL,
             "client_id": CLIENT_ID,
             "auth_uri": format!("{base}/o/oauth2/auth"),
-            "token_uri": self.token_uri,
+            "token_uri": token_uri,
             "auth_provider_x509_cert_url": format!("{base}/oauth2/v1/certs"),
             "client_x509_cert_url": format!("{base}/robot/v1/metadata/x509/{CLIENT_EMAIL}"),
             "universe_domain": "googleapis.com",
@@ -238,9 +238,11 @@ fn exchange(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Respons
             "Empty or missing scope not allowed.",
         ));
     }
-    if scopes
-        .iter()
-        .any(|s| !AUTHORIZED_SCOPES.contains(&s.as_str()))
+    let revoked = shared.state.lock().delegation_revoked;
+    if revoked
+        || scopes
+            .iter()
+            .any(|s| !AUTHORIZED_SCOPES.contains(&s.as_str()))
     {
         return Err(oauth_error(
             StatusCode::UNAUTHORIZED,

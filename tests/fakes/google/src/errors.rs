@@ -228,6 +228,12 @@ pub(crate) fn fault_parts(fault: Fault) -> (StatusCode, &'static str, &'static s
             "backendError",
             "The service is currently unavailable.",
         ),
+        Fault::Forbidden403 => (
+            StatusCode::FORBIDDEN,
+            "global",
+            "forbidden",
+            "Not Authorized to access this resource/api",
+        ),
     }
 }
 

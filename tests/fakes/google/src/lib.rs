@@ -15,8 +15,9 @@
 //! sizes over the maximum, unknown fields in `fields`, missing, invalid or
 //! expired bearer tokens, bad JWTs, a wrong `GData-Version`, batches of more than
 //! 100 operations, contacts over 2 KB) with the error bodies Google documents,
-//! and it injects faults on command (rate-limit bursts, 5xx, slow replies,
-//! expired tokens, a listing that fails half-way).
+//! and it injects faults on command (rate-limit bursts, 5xx, a forbidden
+//! answer, slow replies, expired tokens, revoked domain-wide delegation, a
+//! listing that fails half-way, a token endpoint that cannot be reached).
 //!
 //! Directory errors are JSON (`{"error":{"code":…,"message":…,"errors":[…],"status":…}}`);
 //! Shared Contacts errors are GData XML documents
@@ -66,6 +67,7 @@ mod directory;
 mod errors;
 mod spec;
 mod state;
+mod unreachable;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,6 +83,7 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
 pub use state::{FakeContact, FakeGroup, FakeUser, MemberType};
+pub use unreachable::UnreachableEndpoint;
 
 /// The scope that the Domain Shared Contacts API requires.
 pub const CONTACTS_SCOPE: &str = "https://www.google.com/m8/feeds";
@@ -142,6 +145,13 @@ pub enum Fault {
     ServerError500,
     /// 503 `backendError`, service unavailable.
     Unavailable503,
+    /// 403 `global` / `forbidden`, "Not Authorized to access this
+    /// resource/api": the caller lacks the rights (the admin lost the
+    /// privilege, access to the API was turned off), as
+    /// <https://developers.google.com/admin-sdk/reseller/v1/support/directory_api_common_errors>
+    /// ("403:forbidden") describes it. Not a throttling answer: a client must
+    /// not retry it.
+    Forbidden403,
 }
 
 /// Requests the fake has received, by endpoint.
@@ -255,13 +265,35 @@ impl FakeGoogle {
     /// A Google service-account key file (JSON) for the fixed test key, whose
     /// `token_uri` is [`FakeGoogle::token_uri`].
     pub fn service_account_key_json(&self) -> String {
-        self.shared.keys.key_file_json(auth::PRIVATE_KEY_PEM)
+        self.shared
+            .keys
+            .key_file_json(auth::PRIVATE_KEY_PEM, &self.shared.keys.token_uri)
+    }
+
+    /// The test key file with another `token_uri` (for instance an
+    /// [`UnreachableEndpoint`]'s): for "the token endpoint is down" tests.
+    pub fn service_account_key_json_with_token_uri(&self, token_uri: &str) -> String {
+        self.shared
+            .keys
+            .key_file_json(auth::PRIVATE_KEY_PEM, token_uri)
     }
 
     /// A key file with the same identity but another private key: JWTs signed
     /// with it are refused (`invalid_grant`, bad signature). For negative tests.
     pub fn foreign_service_account_key_json(&self) -> String {
-        self.shared.keys.key_file_json(auth::OTHER_PRIVATE_KEY_PEM)
+        self.shared
+            .keys
+            .key_file_json(auth::OTHER_PRIVATE_KEY_PEM, &self.shared.keys.token_uri)
+    }
+
+    /// The admin removes the service account's domain-wide delegation (Admin
+    /// console, Security > API controls): from now on every JWT is refused
+    /// with 401 `unauthorized_client`, as for a client "not authorized for
+    /// any of the scopes requested"
+    /// (<https://developers.google.com/identity/protocols/oauth2/service-account>).
+    /// Tokens already issued stay valid until they expire.
+    pub fn revoke_delegation(&self) {
+        self.shared.state.lock().delegation_revoked = true;
     }
 
     /// Issues an access token directly (no JWT), with the given scopes, for

@@ -235,6 +235,8 @@ pub(crate) struct State {
     pub token_lifetime: Duration,
     pub faults: VecDeque<Fault>,
     pub token_faults: VecDeque<Fault>,
+    /// [`crate::FakeGoogle::revoke_delegation`] was called.
+    pub delegation_revoked: bool,
     pub listing_fault: Option<ListingFault>,
     pub retry_after_secs: u64,
     pub counts: RequestCounts,
@@ -302,6 +304,7 @@ impl State {
             token_lifetime,
             faults: VecDeque::new(),
             token_faults: VecDeque::new(),
+            delegation_revoked: false,
             listing_fault: None,
             retry_after_secs: 1,
             counts: RequestCounts::default(),

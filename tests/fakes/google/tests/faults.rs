@@ -28,6 +28,7 @@ async fn each_fault_has_its_documented_status_body_and_header() {
         (Fault::TooMany429, 429, "rateLimitExceeded", "usageLimits"),
         (Fault::ServerError500, 500, "backendError", "global"),
         (Fault::Unavailable503, 503, "backendError", "global"),
+        (Fault::Forbidden403, 403, "forbidden", "global"),
     ] {
         ctx.google.fail_next(1, fault);
         let r = ctx.dir("users", &Q).await;
@@ -44,7 +45,7 @@ async fn each_fault_has_its_documented_status_body_and_header() {
         // The next request is served normally.
         assert_eq!(ctx.dir("users", &Q).await.status(), 200);
     }
-    assert_eq!(ctx.google.requests().faults, 5);
+    assert_eq!(ctx.google.requests().faults, 6);
 }
 
 #[tokio::test]
@@ -175,4 +176,30 @@ async fn retry_after_is_configurable_and_counts_reset() {
     assert_eq!((counts.users, counts.total, counts.faults), (1, 1, 1));
     ctx.google.reset_counts();
     assert_eq!(ctx.google.requests(), Default::default());
+}
+
+#[tokio::test]
+async fn an_unreachable_token_endpoint_refuses_or_hangs_up_without_an_answer() {
+    use coexist_fake_google::UnreachableEndpoint;
+    let client = reqwest::Client::new();
+
+    let closed = UnreachableEndpoint::closed().await.unwrap();
+    let error = client.post(closed.token_uri()).send().await.unwrap_err();
+    assert!(error.is_connect(), "{error:?}");
+    assert_eq!(closed.connections(), 0);
+
+    let hanging_up = UnreachableEndpoint::hanging_up().await.unwrap();
+    for _ in 0..2 {
+        let result = client.post(hanging_up.token_uri()).send().await;
+        assert!(result.is_err(), "{result:?}");
+    }
+    assert_eq!(hanging_up.connections(), 2);
+
+    let ctx = Ctx::start().await;
+    let key: Value = serde_json::from_str(
+        &ctx.google
+            .service_account_key_json_with_token_uri(&hanging_up.token_uri()),
+    )
+    .unwrap();
+    assert_eq!(key["token_uri"], hanging_up.token_uri());
 }

@@ -242,3 +242,21 @@ async fn a_token_without_the_methods_scope_is_403() {
         "insufficientPermissions"
     );
 }
+
+#[tokio::test]
+async fn after_the_delegation_is_revoked_every_jwt_is_unauthorized_client() {
+    let google = FakeGoogle::start(FakeOptions::default()).await.unwrap();
+    let key = google.service_account_key_json();
+    assert_eq!(
+        exchange(&google, &sign(&key, &claims(&google)))
+            .await
+            .status(),
+        200
+    );
+
+    google.revoke_delegation();
+
+    let (status, body) = refused(&google, &claims(&google), &key).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "unauthorized_client");
+}
