@@ -173,16 +173,16 @@ fn breakdown(staged: &coexist::reconcile::Staged, policy: &Policy) {
         rss_mb("VmRSS:")
     );
     let t = Instant::now();
-    let mut notices = Vec::new();
-    let planned = coexist::reconcile::diff::plan(
+    let planned = coexist::reconcile::diff::plan(&coexist::reconcile::diff::Inputs {
         staged,
         policy,
-        &joined.gal,
-        &joined.index,
-        &joined.held,
-        &Default::default(),
-        &mut notices,
-    );
+        gal: &joined.gal,
+        index: &joined.index,
+        mailboxes: &joined.mailboxes,
+        held: &joined.held,
+        looping: &Default::default(),
+        decisions: &Default::default(),
+    });
     println!(
         "  (diff::plan {:.3} s, rss {:.0} MB, {} ops)",
         secs(t.elapsed()),

@@ -259,7 +259,7 @@ pub struct Inputs<'a> {
     pub gal: &'a [GalEntry],
     /// Which systems hold an object (not a stub) for each shared address.
     pub index: &'a AddressIndex,
-    /// Which systems hold a mailbox for each shared address.
+    /// Which systems hold a mailbox for each address of a conflicted recipient.
     pub mailboxes: &'a AddressIndex,
     /// Addresses of conflicted recipients.
     pub held: &'a FxHashSet<String>,

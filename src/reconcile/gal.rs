@@ -53,8 +53,8 @@ pub struct Joined {
     pub conflicts: Vec<Conflict>,
     pub notices: Vec<Notice>,
     pub index: AddressIndex,
-    /// Which systems hold a *mailbox* for each shared address (a bit per
-    /// system index, as `index`).
+    /// For the addresses of conflicted recipients: which systems hold a
+    /// *mailbox* for each (a bit per system index, as `index`).
     pub mailboxes: AddressIndex,
     /// GAL anchor → the other entries of its cluster, for the recipients
     /// that have any (most have none).
@@ -129,13 +129,6 @@ pub fn build(staged: &Staged, policy: &Policy) -> Joined {
     // 2. Index addresses and join the objects sharing one; an address held
     //    twice within one system is a conflict.
     let mut parent: Vec<usize> = (0..objects.len()).collect();
-    let mut mailboxes: AddressIndex = FxHashMap::default();
-    for object in objects.iter().filter(|o| o.recipient.mailbox) {
-        let bit = 1u64 << object.system.min(63);
-        for address in &object.addresses {
-            *mailboxes.entry(address.clone()).or_default() |= bit;
-        }
-    }
     let mut first_holder: FxHashMap<&str, (usize, u64)> = FxHashMap::default();
     first_holder.reserve(objects.len() * 2);
     let mut shared_addresses: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -203,6 +196,7 @@ pub fn build(staged: &Staged, policy: &Policy) -> Joined {
     let mut gal = Vec::with_capacity(objects.len());
     let mut clusters: FxHashMap<String, Cluster> = FxHashMap::default();
     let mut held = FxHashSet::default();
+    let mut mailboxes: AddressIndex = FxHashMap::default();
     let mut disabled = 0usize;
     let simple_homes = staged.placements.is_empty() && policy.home_attribute.is_none();
     let mut start = 0;
@@ -215,13 +209,19 @@ pub fn build(staged: &Staged, policy: &Policy) -> Joined {
         let members: Vec<usize> = order[start..end].iter().map(|&(_, i)| i).collect();
         start = end;
 
-        let hold = |held: &mut FxHashSet<String>| {
+        let hold = |held: &mut FxHashSet<String>, mailboxes: &mut AddressIndex| {
             for &i in &members {
                 held.extend(objects[i].addresses.iter().cloned());
+                if objects[i].recipient.mailbox {
+                    let bit = 1u64 << objects[i].system.min(63);
+                    for address in &objects[i].addresses {
+                        *mailboxes.entry(address.clone()).or_default() |= bit;
+                    }
+                }
             }
         };
         if members.iter().any(|i| conflicted_objects.contains(i)) {
-            hold(&mut held);
+            hold(&mut held, &mut mailboxes);
             continue;
         }
         // The common case: one object, its own mailbox, no placement rules.
@@ -281,7 +281,7 @@ pub fn build(staged: &Staged, policy: &Policy) -> Joined {
             }
             Home::NoMailbox => {}
             Home::Conflict(conflict) => {
-                hold(&mut held);
+                hold(&mut held, &mut mailboxes);
                 conflicts.push(conflict);
             }
         }

@@ -455,6 +455,8 @@ pub fn user_to_recipient(user: &User) -> Result<Recipient, Problem> {
         company: organization.and_then(|o| non_empty(o.name.as_ref())),
     };
     Ok(Recipient {
+        // Admins know users by their primary address, not their id.
+        locator: Some(primary.clone()),
         anchor: id,
         kind: RecipientKind::Person,
         aliases: addresses_besides(&primary, &user.aliases, &user.non_editable_aliases),
@@ -465,7 +467,6 @@ pub fn user_to_recipient(user: &User) -> Result<Recipient, Problem> {
         members: Vec::new(),
         forwards_to: None,
         extra: BTreeMap::new(),
-        locator: None,
         etag: user.etag.clone(),
     })
 }
@@ -528,6 +529,7 @@ pub fn groups_to_recipients(groups: &[ListedGroup]) -> (Vec<Recipient>, Vec<Prob
         let members = resolve_members(index, groups, &by_address, &by_id);
         let etag = group_etag(group.etag.as_deref(), &members);
         recipients.push(Recipient {
+            locator: Some(primary.clone()),
             anchor: id,
             kind: RecipientKind::Group,
             aliases: addresses_besides(&primary, &group.aliases, &group.non_editable_aliases),
@@ -541,7 +543,6 @@ pub fn groups_to_recipients(groups: &[ListedGroup]) -> (Vec<Recipient>, Vec<Prob
             members,
             forwards_to: None,
             extra: BTreeMap::new(),
-            locator: None,
             etag: Some(etag),
         });
     }
@@ -662,7 +663,8 @@ mod tests {
         let mut no_mailbox = base.clone();
         no_mailbox["isMailboxSetup"] = false.into();
         assert!(user_to_recipient(&user(base)).is_ok_and(|r| r.enabled && r.mailbox));
-        assert!(user_to_recipient(&user(suspended)).is_ok_and(|r| !r.enabled));
+        // Google bounces mail to a suspended user: its mailbox stays.
+        assert!(user_to_recipient(&user(suspended)).is_ok_and(|r| !r.enabled && r.mailbox));
         assert!(user_to_recipient(&user(archived)).is_ok_and(|r| !r.enabled));
         assert!(user_to_recipient(&user(no_mailbox)).is_ok_and(|r| !r.mailbox && r.enabled));
     }

@@ -91,6 +91,11 @@ async fn a_full_pull_maps_users_with_their_addresses_names_phones_and_organizati
     assert_eq!(a.department.as_deref(), Some("R&D"));
     assert_eq!(a.company.as_deref(), Some("Acme Corp"));
     assert!(alice.etag.is_some(), "the etag travels with the recipient");
+    assert_eq!(
+        alice.locator.as_deref(),
+        Some("alice@acmecorp.com"),
+        "an admin knows a user by its primary address"
+    );
     assert!(!alice.anchor.is_empty());
     Ok(())
 }
@@ -123,6 +128,7 @@ async fn groups_list_their_members_with_nested_groups_resolved_and_cycles_tolera
     assert!(all.mailbox && all.enabled);
     assert_eq!(all.aliases, ["everyone@acmecorp.com"]);
     assert_eq!(all.attributes.display_name.as_deref(), Some("Everyone"));
+    assert_eq!(all.locator.as_deref(), Some("all@acmecorp.com"));
     assert_eq!(all.members, ["alice@acmecorp.com", "bob@acmecorp.com"]);
     let eng = find(&pull.recipients, "eng@acmecorp.com").ok_or("eng missing")?;
     assert_eq!(eng.members, ["alice@acmecorp.com", "bob@acmecorp.com"]);
