@@ -320,10 +320,24 @@ impl Engine {
         &self,
         reads: &[Read],
     ) -> Result<HashMap<String, HashSet<String>>, EngineError> {
+        // Only reads that may miss recipients are judged (see `judge`):
+        // full reads, and deltas that remove something.
+        let judged: HashSet<&str> = reads
+            .iter()
+            .filter(|r| {
+                r.result
+                    .as_ref()
+                    .is_ok_and(|p| p.mode == PullMode::Full || !p.removed.is_empty())
+            })
+            .map(|r| r.system.as_str())
+            .collect();
         let mut routed: HashMap<String, HashSet<String>> = HashMap::new();
+        if judged.is_empty() {
+            return Ok(routed);
+        }
         let mut add = |holder: &str, anchor: &str| {
             if let Some((home, id)) = anchor.split_once(':') {
-                if home != holder {
+                if home != holder && judged.contains(home) {
                     routed
                         .entry(home.to_string())
                         .or_default()

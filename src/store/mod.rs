@@ -2,9 +2,9 @@
 //!
 //! SQLite (a file created on first use) by default, PostgreSQL by URL, both
 //! through sqlx's `Any` driver with one migration folder per database. The
-//! store keeps the staged objects of each system, pull cursors, the GAL,
-//! placements, plans with the journal of their operations, run history and
-//! the audit log. Bodies are JSON documents of the connector contract's
+//! store keeps the staged objects of each system, pull cursors, what each
+//! system's connector skipped at its last read, the GAL, placements, plans
+//! with the journal of their operations, run history and the audit log. Bodies are JSON documents of the connector contract's
 //! types.
 
 use std::collections::{BTreeMap, HashMap};
