@@ -347,6 +347,23 @@ state = \"m365-state.jsonl\"
             "no Google contact that would feed the loop"
         );
 
+        // `plan` says the same, in text too; a saved plan applied exits 8.
+        let saved = org.path("loop-plan.json").display().to_string();
+        let out = org.run(&["plan", "--save", &saved]);
+        assert_eq!(out.status.code(), Some(8));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Conflict: mail from the internet to bob@acmecorp.com loops"),
+            "{text}"
+        );
+        let out = org.run(&["apply", &saved]);
+        assert_eq!(
+            out.status.code(),
+            Some(8),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
         let (code, doctor) = org.json(&["doctor"]);
         assert_eq!(code, 4, "{doctor}");
         assert_eq!(doctor["ok"], false);

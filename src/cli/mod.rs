@@ -424,12 +424,21 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
                     return Err(error.into());
                 }
             };
-            let code = report.exit_code();
+            // A saved plan with a loop in it says so as `sync` and `plan` do.
+            let code = if plan.has_routing_loop() {
+                exit::ROUTING_LOOP
+            } else {
+                report.exit_code()
+            };
             engine
                 .store
                 .finish_run(
                     run,
-                    if code == exit::OK { "ok" } else { "partial" },
+                    match code {
+                        exit::OK => "ok",
+                        exit::ROUTING_LOOP => "routing_loop",
+                        _ => "partial",
+                    },
                     &serde_json::to_value(&report)?,
                 )
                 .await?;
@@ -704,6 +713,17 @@ fn print_plan(plan: &Plan) {
     }
     for conflict in &plan.conflicts {
         println!("Conflict: {}", conflict.message);
+    }
+    // Notices (entries skipped by a read, entries coexist did not make):
+    // the first few, the rest in JSON.
+    for notice in plan.notices.iter().take(SHOWN) {
+        println!("Notice ({}: {}): {}", notice.system, notice.object, notice.message);
+    }
+    if plan.notices.len() > SHOWN {
+        println!(
+            "  … and {} more notices (use --output json to see them all)",
+            plan.notices.len() - SHOWN
+        );
     }
     for gate in &plan.gates {
         println!("Safety gate ({}): {}", gate.gate, gate.message);
