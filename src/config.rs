@@ -17,7 +17,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
 
-use coexist_connector::{normalize_address, Attributes, SecretRef};
+use coexist_connector::{normalize_address, Attributes, Kind, SecretRef};
 
 use crate::reconcile::{
     policy::relay_cycle, DisabledMailboxes, HomeAttribute, Policy, StubStyle, SystemPolicy,
@@ -48,56 +48,36 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// The kinds of system coexist has a connector for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SystemKind {
-    /// An in-memory system seeded from a file (demo, tests).
-    Simulated,
-    /// An LDAP directory behind a mail server (OpenLDAP, qmail-ldap, Postfix).
-    Ldap,
-    /// An Active Directory domain (Exchange on-premises, or master directory).
-    ActiveDirectory,
-    /// A Google Workspace customer.
-    Google,
-}
+/// A kind of system, as registered in [`crate::kinds`] (`kind = "…"`).
+#[derive(Clone, Copy)]
+pub struct SystemKind(pub &'static dyn Kind);
 
 impl SystemKind {
-    fn default_stub_style(self) -> StubStyle {
-        match self {
-            SystemKind::Google => StubStyle::DomainRouting,
-            _ => StubStyle::RoutingAddress,
-        }
+    /// Its name in the configuration.
+    pub fn name(self) -> &'static str {
+        self.0.name()
     }
+}
 
-    /// What the kind does with mail for a disabled account's mailbox, unless
-    /// the system's `disabled_mailboxes` says otherwise: Google bounces mail
-    /// to suspended users; Exchange (Active Directory) delivers to the
-    /// mailbox of a disabled account; an LDAP mail server (Postfix, Dovecot)
-    /// looks the address up and delivers whatever lock attribute the entry
-    /// carries (qmail-ldap bounces for `accountStatus: disabled`: set
-    /// `disabled_mailboxes = "bounce"` there).
-    fn default_disabled_mailboxes(self) -> DisabledMailboxes {
-        match self {
-            SystemKind::Google => DisabledMailboxes::Bounce,
-            _ => DisabledMailboxes::Deliver,
-        }
+impl fmt::Debug for SystemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.name())
     }
+}
 
-    /// Why this kind of system cannot write stubs of `style`, if it cannot.
-    fn refuses_stub_style(self, style: StubStyle) -> Option<&'static str> {
-        match (self, style) {
-            (SystemKind::Google, StubStyle::RoutingAddress | StubStyle::SmartHost) => Some(
-                "Google's shared contacts carry no route (Google's catch-all routes the mail); expected \"domain_routing\" (the default) or \"none\"",
-            ),
-            (SystemKind::Ldap | SystemKind::ActiveDirectory, StubStyle::DomainRouting) => Some(
-                "a directory stub without a route would be taken for a local mailbox and bounce; expected \"routing_address\" (the default), \"smart_host\" or \"none\"",
-            ),
-            (SystemKind::ActiveDirectory, StubStyle::SmartHost) => Some(
-                "an Active Directory contact routes by targetAddress = local@<home routing domain>; expected \"routing_address\" (the default) or \"none\"",
-            ),
-            _ => None,
-        }
+impl PartialEq for SystemKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name() == other.0.name()
+    }
+}
+
+impl Eq for SystemKind {}
+
+impl std::ops::Deref for SystemKind {
+    type Target = dyn Kind;
+
+    fn deref(&self) -> &Self::Target {
+        self.0
     }
 }
 
@@ -256,7 +236,7 @@ enum RawUnknown {
 #[serde(deny_unknown_fields)]
 struct RawSystem {
     id: Spanned<String>,
-    kind: Spanned<SystemKind>,
+    kind: Spanned<String>,
     routing_domain: Option<Spanned<String>>,
     smart_host: Option<Spanned<String>>,
     stub_style: Option<Spanned<RawStubStyle>>,
@@ -408,7 +388,20 @@ impl Config {
                     format!("the id `{id}` is used by two systems"),
                 ));
             }
-            let kind = *system.kind.get_ref();
+            let kind = match crate::kinds::find(system.kind.get_ref()) {
+                Some(kind) => SystemKind(kind),
+                None => {
+                    return Err(at.at(
+                        &system.kind,
+                        key("kind"),
+                        format!(
+                            "`{}` is not a kind of system coexist knows; expected one of {}",
+                            system.kind.get_ref(),
+                            crate::kinds::names().join(", ")
+                        ),
+                    ))
+                }
+            };
             let routing_domain = match &system.routing_domain {
                 Some(rd) => {
                     let domain = valid_domain(rd.get_ref()).ok_or_else(|| {
@@ -440,12 +433,16 @@ impl Config {
                 Some(RawStubStyle::SmartHost) => StubStyle::SmartHost,
                 Some(RawStubStyle::DomainRouting) => StubStyle::DomainRouting,
                 Some(RawStubStyle::None) => StubStyle::None,
-                None => kind.default_stub_style(),
+                None => kind
+                    .stub_styles()
+                    .first()
+                    .copied()
+                    .unwrap_or(StubStyle::None),
             };
-            if let (Some(spanned), Some(why)) =
-                (&system.stub_style, kind.refuses_stub_style(stub_style))
-            {
-                return Err(at.at(spanned, key("stub_style"), why.to_string()));
+            if let Some(spanned) = &system.stub_style {
+                if !kind.stub_styles().contains(&stub_style) {
+                    return Err(at.at(spanned, key("stub_style"), kind.why_not(stub_style)));
+                }
             }
             let unknown_recipient = match &system.unknown_recipient {
                 None => UnknownRecipient::Reject,
@@ -500,7 +497,7 @@ impl Config {
                 disabled_mailboxes: match system.disabled_mailboxes {
                     Some(RawDisabledMailboxes::Bounce) => DisabledMailboxes::Bounce,
                     Some(RawDisabledMailboxes::Deliver) => DisabledMailboxes::Deliver,
-                    None => kind.default_disabled_mailboxes(),
+                    None => kind.disabled_mailboxes(),
                 },
             });
         }

@@ -4,13 +4,25 @@
 //! gapps.acmecorp.com, the MX, catch-all to the mail server) and 900 on an
 //! LDAP-backed mail server, with aliases and a few groups on each side. The
 //! data is generated deterministically and written as the seed files of two
-//! `simulated` systems, with a `coexist.toml` beside them.
+//! `simulated` systems, with a `coexist.toml` beside them. [`run`] writes
+//! it, syncs twice (the second finds nothing left to do), exports the GAL
+//! and traces one message each way, for the CLI to print.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use coexist_connector::{Attributes, Recipient, RecipientKind};
 use coexist_simulated::Seed;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::config::{Config, ConfigError};
+use crate::engine::{Engine, EngineError, ProgressSink, RunOptions, SyncReport};
+use crate::exit;
+use crate::export::{export, Format};
+use crate::reconcile::route::{trace, Origin, StagedView, Trace};
+use crate::store::{Store, StoreError};
 
 const GIVEN: [&str; 40] = [
     "Aarav", "Ada", "Alan", "Amara", "Ana", "Arjun", "Bea", "Carlos", "Chen", "Dara", "Diego",
@@ -257,6 +269,139 @@ pub fn write(dir: &Path) -> std::io::Result<()> {
         let _ = std::fs::remove_file(dir.join(stale));
     }
     Ok(())
+}
+
+/// Where the demo goes when no folder is given: a new temporary folder.
+pub fn default_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("coexist-demo-{}", std::process::id()))
+}
+
+/// The LDIF base of the demo's GAL: what `export-gal` uses by default for
+/// [`CONFIG`] (`ou=gal` under the first shared domain).
+pub const GAL_BASE: &str = "ou=gal,dc=acmecorp,dc=com";
+
+/// Why the demo stopped: the failing step's own error.
+#[derive(Debug, Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// The demo's closing document (what `coexist demo --output json` prints).
+#[derive(Debug, Serialize)]
+pub struct DemoReport {
+    pub dir: String,
+    pub recipients: u64,
+    pub operations_first_run: u64,
+    pub operations_second_run: u64,
+    pub conflicts: u64,
+    pub stubs_by_system: BTreeMap<String, u64>,
+    pub gal_ldif: String,
+}
+
+/// A message the demo traces: from a user of system `from` to `to`.
+#[derive(Debug)]
+pub struct Flow {
+    pub from: String,
+    pub to: String,
+    pub trace: Trace,
+}
+
+/// Everything a demo run did: the closing document and what the text
+/// output tells besides.
+#[derive(Debug)]
+pub struct DemoRun {
+    pub report: DemoReport,
+    /// The demo's configuration file, for the commands to try next.
+    pub config: PathBuf,
+    pub first: SyncReport,
+    pub second: SyncReport,
+    /// Google to LDAP and LDAP to Google.
+    pub flows: Vec<Flow>,
+}
+
+impl DemoRun {
+    /// Whether the second sync found nothing left to change and ran clean.
+    pub fn settled(&self) -> bool {
+        self.report.operations_second_run == 0 && self.second.exit_code() == exit::OK
+    }
+}
+
+/// Runs the demo in `dir`: writes the organisation ([`write`]), syncs
+/// twice, writes the GAL as LDIF to `gal.ldif` and traces a message each
+/// way. `actor` is recorded in the runs' audit.
+pub async fn run(
+    dir: &Path,
+    progress: Arc<dyn ProgressSink>,
+    actor: String,
+) -> Result<DemoRun, DemoError> {
+    write(dir)?;
+    let config_path = dir.join("coexist.toml");
+    let config = Config::load(&config_path)?;
+    let connectors = crate::connectors::connect_all(&config)?;
+    let store = Store::open(&config.store_url()?).await?;
+    let engine = Engine::new(config, store, connectors, progress);
+    let options = RunOptions {
+        actor,
+        ..RunOptions::default()
+    };
+
+    let first = engine.sync(&options).await?;
+    let second = engine.sync(&options).await?;
+    let staged = engine.staged().await?;
+    let stubs_by_system = staged
+        .systems
+        .iter()
+        .map(|s| (s.id.clone(), s.stubs.len() as u64))
+        .collect();
+    let gal = engine.store.load_gal().await?;
+    let ldif_path = dir.join("gal.ldif");
+    std::fs::write(&ldif_path, export(&gal, Format::Ldif, GAL_BASE))?;
+
+    // One flow each way, as the seed describes it.
+    let view = StagedView::new(&staged);
+    let first_at = |home: &str| {
+        gal.iter()
+            .find(|e| e.home == home)
+            .map(|e| e.primary_address.clone())
+            .unwrap_or_default()
+    };
+    let flows = [("ldap", first_at("google")), ("google", first_at("ldap"))]
+        .into_iter()
+        .map(|(from, to)| Flow {
+            trace: trace(
+                &engine.config.policy,
+                &view,
+                &Origin::System(from.into()),
+                &to,
+            ),
+            from: from.into(),
+            to,
+        })
+        .collect();
+    let operations = |r: &SyncReport| r.apply.done + r.apply.failed + r.apply.withheld;
+    let report = DemoReport {
+        dir: dir.display().to_string(),
+        recipients: gal.len() as u64,
+        operations_first_run: operations(&first),
+        operations_second_run: operations(&second),
+        conflicts: first.plan.summary.conflicts,
+        stubs_by_system,
+        gal_ldif: ldif_path.display().to_string(),
+    };
+    Ok(DemoRun {
+        report,
+        config: config_path,
+        first,
+        second,
+        flows,
+    })
 }
 
 #[cfg(test)]

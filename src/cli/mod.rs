@@ -717,7 +717,10 @@ fn print_plan(plan: &Plan) {
     // Notices (entries skipped by a read, entries coexist did not make):
     // the first few, the rest in JSON.
     for notice in plan.notices.iter().take(SHOWN) {
-        println!("Notice ({}: {}): {}", notice.system, notice.object, notice.message);
+        println!(
+            "Notice ({}: {}): {}",
+            notice.system, notice.object, notice.message
+        );
     }
     if plan.notices.len() > SHOWN {
         println!(

@@ -22,7 +22,9 @@ use coexist_connector::{
 use crate::config::Config;
 use crate::plan::{Plan, PlanStep};
 use crate::reconcile::{self, Notice, Reconciliation, Staged};
-use crate::store::{AuditRecord, CursorRecord, JournalState, StageReport, Store, StoreError};
+use crate::store::{
+    AuditRecord, ChunkRecord, CursorRecord, JournalState, StageReport, Store, StoreError,
+};
 
 pub use gates::{Shrink, SourceHealth};
 
@@ -233,6 +235,9 @@ pub struct Engine {
     /// Set when the run lock this engine took was taken over by another
     /// run: the apply stops before its next chunk.
     lock_lost: Arc<AtomicBool>,
+    /// The baseline write path (`benches/first_sync.rs` only): see
+    /// [`Engine::with_per_operation_writes`].
+    per_operation_writes: bool,
 }
 
 impl Engine {
@@ -249,7 +254,20 @@ impl Engine {
             connectors,
             progress,
             lock_lost: Arc::new(AtomicBool::new(false)),
+            per_operation_writes: false,
         }
+    }
+
+    /// THE BASELINE, for `benches/first_sync.rs` only: this engine records
+    /// every applied operation as coexist did before the per-chunk
+    /// transaction, its stub row, audit record and journal entry each in
+    /// a transaction of its own ([`Store::record_per_operation`]), instead
+    /// of the results of each chunk in one ([`Store::record_chunk`]). The
+    /// benchmark runs both in one process to print today's figure beside
+    /// the old one; nothing else should use it.
+    pub fn with_per_operation_writes(mut self) -> Self {
+        self.per_operation_writes = true;
+        self
     }
 
     fn connector(&self, system: &str) -> Option<&Arc<dyn Connector>> {
@@ -720,6 +738,11 @@ impl Engine {
                     .apply_many(&operations)
                     .instrument(span.clone())
                     .await;
+                // The results of the whole chunk (stub rows, audit, journal
+                // done/failed) go to the store in one transaction; until it
+                // commits, the journal says `started` and a killed run's
+                // successor re-reads the systems (see `Store::record_chunk`).
+                let mut written = ChunkRecord::default();
                 for (step, result) in chunk.iter().zip(results) {
                     if let Err(error) = &result {
                         if error.is_authentication() && refused.is_none() {
@@ -734,9 +757,14 @@ impl Engine {
                         options,
                         &mut report,
                         &mut failures,
-                    )
-                    .await?;
+                        &mut written,
+                    )?;
+                    if self.per_operation_writes {
+                        self.store.record_per_operation(&plan.id, &written).await?;
+                        written = ChunkRecord::default();
+                    }
                 }
+                self.store.record_chunk(&plan.id, &written).await?;
                 attempted += chunk.len();
                 progress.advance(chunk.len() as u64);
                 if refused.is_some() {
@@ -768,8 +796,11 @@ impl Engine {
         Ok(report)
     }
 
+    /// Adds what `step`'s `result` changes in the store (its stub row, its
+    /// audit record, its journal entry) to `written`, the record of its
+    /// chunk.
     #[allow(clippy::too_many_arguments)]
-    async fn record(
+    fn record(
         &self,
         plan: &Plan,
         step: &PlanStep,
@@ -778,17 +809,17 @@ impl Engine {
         options: &RunOptions,
         report: &mut ApplyReport,
         failures: &mut Failures,
+        written: &mut ChunkRecord,
     ) -> Result<(), EngineError> {
         let applied = match result {
             Ok(applied) => applied,
             Err(error) => {
-                return self
-                    .failed(plan, step, &error.to_string(), report, failures)
-                    .await
+                self.failed(plan, step, &error.to_string(), report, failures, written);
+                return Ok(());
             }
         };
         match (&step.operation, applied.found) {
-            (Operation::Delete { id, .. }, _) => self.store.remove_stub(&step.system, id).await?,
+            (Operation::Delete { id, .. }, _) => written.remove_stub(&step.system, id),
             // A stub without an id could never be found, updated or
             // deleted again: it is not recorded, and the next read of the
             // system finds what was written.
@@ -797,16 +828,17 @@ impl Engine {
                     "{} reported the stub written but returned it without an id, so coexist did not record it (the next read of {} finds it)",
                     step.system, step.system
                 );
-                return self.failed(plan, step, &error, report, failures).await;
+                self.failed(plan, step, &error, report, failures, written);
+                return Ok(());
             }
             (_, Some(found)) => {
                 // An update may have moved the stub (a rename): forget the old row.
                 if let Operation::Update { id, .. } = &step.operation {
                     if *id != found.id {
-                        self.store.remove_stub(&step.system, id).await?;
+                        written.remove_stub(&step.system, id);
                     }
                 }
-                self.store.put_stub(&step.system, &found).await?;
+                written.put_stub(&step.system, found);
             }
             (_, None) => {}
         }
@@ -818,58 +850,42 @@ impl Engine {
             ),
             Operation::Delete { stub, .. } => (Some(encode("an audit record", stub)?), None),
         };
-        self.store
-            .audit(&AuditRecord {
-                at: crate::store::now(),
-                run_id,
-                actor: options.actor.clone(),
-                system: step.system.clone(),
-                action: step.action,
-                address: step.address.clone(),
-                before,
-                after,
-            })
-            .await?;
-        self.store
-            .journal(
-                &plan.id,
-                &[(step.seq, step.system.as_str())],
-                JournalState::Done,
-                None,
-            )
-            .await?;
+        written.audit.push(AuditRecord {
+            at: crate::store::now(),
+            run_id,
+            actor: options.actor.clone(),
+            system: step.system.clone(),
+            action: step.action,
+            address: step.address.clone(),
+            before,
+            after,
+        });
+        written.journal(step.seq, &step.system, JournalState::Done, None);
         report.done += 1;
         Ok(())
     }
 
     /// Records that `step` failed with `error`.
-    async fn failed(
+    fn failed(
         &self,
         plan: &Plan,
         step: &PlanStep,
         error: &str,
         report: &mut ApplyReport,
         failures: &mut Failures,
-    ) -> Result<(), EngineError> {
+        written: &mut ChunkRecord,
+    ) {
         let message = format!(
             "{} {} on {}: {error}",
             step.action, step.address, step.system
         );
         if failures.add(&step.system, error, message.clone()) {
-            warn!(system = %step.system, address = %step.address, %error, "operation failed");
+            warn!(plan = %plan.id, system = %step.system, address = %step.address, %error, "operation failed");
         } else {
-            debug!(system = %step.system, address = %step.address, %error, "operation failed");
+            debug!(plan = %plan.id, system = %step.system, address = %step.address, %error, "operation failed");
         }
-        self.store
-            .journal(
-                &plan.id,
-                &[(step.seq, step.system.as_str())],
-                JournalState::Failed,
-                Some(&message),
-            )
-            .await?;
+        written.journal(step.seq, &step.system, JournalState::Failed, Some(message));
         report.failed += 1;
-        Ok(())
     }
 
     /// Plans that an earlier run started applying and never finished.

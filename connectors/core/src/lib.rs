@@ -14,24 +14,29 @@
 //!   [marker](marker);
 //! * a [`Route`] says where a stub sends mail.
 //!
+//! The data (recipients, stubs, operations, pulls) lives in the data-only
+//! `coexist-model` crate and is re-exported here; this crate adds what only
+//! talking to systems needs: the async trait, errors, secrets, and the
+//! retry and rate-limit policy.
+//!
 //! Connectors share the [`retry`] policy and the client-side [`retry::RateLimiter`].
 
-pub mod address;
 pub mod connector;
 pub mod error;
-pub mod marker;
-pub mod operation;
-pub mod pull;
-pub mod recipient;
+pub mod kind;
 pub mod retry;
 pub mod secret;
-pub mod stub;
 
-pub use address::{normalize_address, split_address, AddressError};
+// The data the contract speaks, from the data-only model crate: connectors
+// name it through this crate as before.
+pub use coexist_model::{address, marker, operation, pull, recipient, stub};
+pub use coexist_model::{
+    normalize_address, split_address, AddressError, Applied, Attributes, DisabledMailboxes,
+    FoundStub, Operation, Problem, Pull, PullMode, Recipient, RecipientKind, Route, Stub,
+    StubField, StubStyle,
+};
+
 pub use connector::{Capacity, Connector, Finding, NoProgress, Progress};
 pub use error::{Cause, ConnectorError};
-pub use operation::{Applied, Operation, StubField};
-pub use pull::{Problem, Pull, PullMode};
-pub use recipient::{Attributes, Recipient, RecipientKind};
+pub use kind::{Kind, Setup, SetupError};
 pub use secret::{Secret, SecretError, SecretRef};
-pub use stub::{FoundStub, Route, Stub};

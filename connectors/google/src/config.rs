@@ -10,9 +10,10 @@ pub const MAX_PAGE_SIZE_USERS: u32 = 500;
 /// (<https://developers.google.com/admin-sdk/directory/reference/rest/v1/groups/list>,
 /// <https://developers.google.com/admin-sdk/directory/reference/rest/v1/members/list>).
 pub const MAX_PAGE_SIZE_GROUPS: u32 = 200;
-/// The most operations one batch request of the Domain Shared Contacts API
-/// takes (<https://developers.google.com/workspace/admin/domain-shared-contacts/perform-batch-operations>).
-pub const MAX_BATCH_OPERATIONS: usize = 100;
+/// The most operations one batch request takes: a limit of the Domain Shared
+/// Contacts API rather than a setting, defined beside the batch document in
+/// [`crate::contacts`].
+pub use crate::contacts::MAX_BATCH_OPERATIONS;
 
 /// How coexist reaches one Google Workspace customer: the `connection`
 /// table of a `kind = "google"` system.
@@ -143,6 +144,38 @@ impl GoogleConfig {
             retry_max_delay_ms: default_retry_max_delay_ms(),
             request_timeout_secs: default_request_timeout_secs(),
         }
+    }
+
+    /// Checks the values serde cannot: required text that is blank, page
+    /// sizes beyond what the API allows, counts that must be at least one.
+    /// `Err` says what is wrong, naming the setting.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.domain.trim().is_empty() {
+            return Err("`domain` is empty".into());
+        }
+        if self.admin.trim().is_empty() {
+            return Err("`admin` is empty".into());
+        }
+        if !(1..=MAX_PAGE_SIZE_USERS).contains(&self.page_size_users) {
+            return Err(format!(
+                "`page_size_users` must be between 1 and {MAX_PAGE_SIZE_USERS} (users.list maxResults)"
+            ));
+        }
+        if !(1..=MAX_PAGE_SIZE_GROUPS).contains(&self.page_size_groups) {
+            return Err(format!(
+                "`page_size_groups` must be between 1 and {MAX_PAGE_SIZE_GROUPS} (groups.list and members.list maxResults)"
+            ));
+        }
+        if self.page_size_contacts == 0 {
+            return Err("`page_size_contacts` must be at least 1".into());
+        }
+        if self.concurrency == 0 {
+            return Err("`concurrency` must be at least 1".into());
+        }
+        if self.max_attempts == 0 {
+            return Err("`max_attempts` must be at least 1".into());
+        }
+        Ok(())
     }
 }
 

@@ -278,6 +278,10 @@ const NAMESPACES: &str = "xmlns=\"http://www.w3.org/2005/Atom\" \
      xmlns:gContact=\"http://schemas.google.com/contact/2008\" \
      xmlns:batch=\"http://schemas.google.com/gdata/batch\"";
 
+/// The most operations one batch request of the Domain Shared Contacts API
+/// takes (<https://developers.google.com/workspace/admin/domain-shared-contacts/perform-batch-operations>).
+pub const MAX_BATCH_OPERATIONS: usize = 100;
+
 /// What a batch entry asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchKind {

@@ -19,6 +19,7 @@ pub mod cursor;
 pub mod dirsync;
 pub mod entry;
 pub mod escape;
+pub mod kind;
 pub mod read;
 pub mod referral;
 pub mod schema;
@@ -34,6 +35,7 @@ use futures::stream::{self, StreamExt};
 use tracing::Instrument;
 
 pub use config::{AttributeMap, DisabledWhen, Flavor, Incremental, LdapConfig, StubSchema};
+pub use kind::{LdapKind, ACTIVE_DIRECTORY, LDAP};
 
 /// How many operations `apply_many` keeps in flight on one connection.
 const WRITE_CONCURRENCY: usize = 32;

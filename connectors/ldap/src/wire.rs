@@ -1013,3 +1013,699 @@ mod tests {
         assert!(decode_entry(&[0x04, 0x01]).is_err());
     }
 }
+
+/// Properties of the decoders on untrusted input: whatever the server
+/// sends, they answer (a value, an error, or "more bytes needed") without
+/// panicking, and never size an allocation by a declared length.
+#[cfg(test)]
+mod fuzz {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    use lber::common::TagClass;
+    use lber::structures::{Boolean, Enumerated, Integer, OctetString, Sequence, Set, Tag};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The system allocator, noting the largest single allocation each
+    /// thread makes (so tests running in parallel do not disturb it).
+    struct Watch;
+
+    thread_local! {
+        static LARGEST: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn note(size: usize) {
+        let _ = LARGEST.try_with(|c| c.set(c.get().max(size)));
+    }
+
+    unsafe impl GlobalAlloc for Watch {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note(new_size);
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static WATCH: Watch = Watch;
+
+    /// The largest single allocation `f` makes on this thread.
+    fn largest_allocation(f: impl FnOnce()) -> usize {
+        LARGEST.with(|c| c.set(0));
+        f();
+        LARGEST.with(Cell::get)
+    }
+
+    /// What decoding `input` may allocate at most: a small multiple of the
+    /// bytes present (an empty value of 2 bytes becomes a `String` of 24,
+    /// in a `Vec` that may have doubled), whatever the lengths declare.
+    fn allocation_bound(input: &[u8]) -> usize {
+        1024 + 32 * input.len()
+    }
+
+    /// Runs the input through the client's receive path: frames, messages,
+    /// then the decoder of each message's operation and its controls.
+    fn receive(mut buf: &[u8]) -> Result<(), WireError> {
+        while let Some(n) = frame_len(buf)? {
+            assert!(n >= 2 && n <= buf.len(), "frame of {n} in {}", buf.len());
+            let m = message(&buf[..n])?;
+            match m.op {
+                tag::SEARCH_ENTRY => {
+                    decode_entry(m.body)?;
+                }
+                tag::SEARCH_REFERENCE => {
+                    let mut uris = Ber(m.body);
+                    while !uris.is_empty() {
+                        utf8_lossy(uris.expect(tag::OCTET_STRING, "bad search reference")?);
+                    }
+                }
+                _ => {
+                    ldap_result(m.body)?;
+                }
+            }
+            if let Some(c) = m.controls {
+                paged_cookie(c)?;
+            }
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    /// Every decoder on `input`, as a frame and as the body of each part.
+    fn decode_everything(input: &[u8]) {
+        let _ = receive(input);
+        let _ = read_length(input);
+        let _ = integer(input);
+        let _ = message(input);
+        let _ = ldap_result(input);
+        let _ = paged_cookie(input);
+        let _ = decode_entry(input);
+        let mut walk = Ber(input);
+        while !walk.is_empty() && walk.next().is_ok() {}
+    }
+
+    fn check_decoders(input: &[u8]) -> Result<(), TestCaseError> {
+        let largest = largest_allocation(|| decode_everything(input));
+        prop_assert!(
+            largest <= allocation_bound(input),
+            "allocated {largest} bytes decoding {} bytes",
+            input.len()
+        );
+        // A frame is never longer than the bytes present, and a prefix of
+        // a frame is "more bytes needed" or an error, never a frame.
+        if let Ok(Some(n)) = frame_len(input) {
+            prop_assert!(n <= input.len());
+            for cut in 0..n {
+                prop_assert!(!matches!(frame_len(&input[..cut]), Ok(Some(_))));
+            }
+        }
+        Ok(())
+    }
+
+    // --- valid messages, encoded with lber ---------------------------------
+
+    fn octets(bytes: &[u8]) -> Tag {
+        Tag::OctetString(OctetString {
+            inner: bytes.to_vec(),
+            ..Default::default()
+        })
+    }
+
+    fn sequence(inner: Vec<Tag>) -> Tag {
+        Tag::Sequence(Sequence {
+            inner,
+            ..Default::default()
+        })
+    }
+
+    fn ber(tag: Tag) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        lber::write::encode_into(&mut buf, tag.into_structure()).unwrap();
+        buf.to_vec()
+    }
+
+    /// An LDAPMessage with `id`, operation `op` and `controls` if any.
+    fn frame(id: i32, op: Tag, controls: Option<Vec<Tag>>) -> Vec<u8> {
+        let mut inner = vec![
+            Tag::Integer(Integer {
+                inner: i64::from(id),
+                ..Default::default()
+            }),
+            op,
+        ];
+        if let Some(controls) = controls {
+            inner.push(Tag::Sequence(Sequence {
+                id: 0,
+                class: TagClass::Context,
+                inner: controls,
+            }));
+        }
+        ber(sequence(inner))
+    }
+
+    /// A SearchResultEntry.
+    fn entry_op(dn: &str, attrs: &[(String, Vec<Vec<u8>>)]) -> Tag {
+        let attrs = attrs
+            .iter()
+            .map(|(name, values)| {
+                sequence(vec![
+                    octets(name.as_bytes()),
+                    Tag::Set(Set {
+                        inner: values.iter().map(|v| octets(v)).collect(),
+                        ..Default::default()
+                    }),
+                ])
+            })
+            .collect();
+        Tag::Sequence(Sequence {
+            id: 4,
+            class: TagClass::Application,
+            inner: vec![octets(dn.as_bytes()), sequence(attrs)],
+        })
+    }
+
+    /// A SearchResultDone.
+    fn done_op(rc: u32, matched: &str, text: &str, refs: &[String]) -> Tag {
+        let mut inner = vec![
+            Tag::Enumerated(Enumerated {
+                inner: i64::from(rc),
+                ..Default::default()
+            }),
+            octets(matched.as_bytes()),
+            octets(text.as_bytes()),
+        ];
+        if !refs.is_empty() {
+            inner.push(Tag::Sequence(Sequence {
+                id: 3,
+                class: TagClass::Context,
+                inner: refs.iter().map(|r| octets(r.as_bytes())).collect(),
+            }));
+        }
+        Tag::Sequence(Sequence {
+            id: 5,
+            class: TagClass::Application,
+            inner,
+        })
+    }
+
+    /// A control: its type, criticality if given, and value.
+    fn control(oid: &[u8], critical: Option<bool>, value: &[u8]) -> Tag {
+        let mut inner = vec![octets(oid)];
+        if let Some(c) = critical {
+            inner.push(Tag::Boolean(Boolean {
+                inner: c,
+                ..Default::default()
+            }));
+        }
+        inner.push(octets(value));
+        sequence(inner)
+    }
+
+    /// The value of a paged results control.
+    fn paged_value(size: i32, cookie: &[u8]) -> Vec<u8> {
+        ber(sequence(vec![
+            Tag::Integer(Integer {
+                inner: i64::from(size),
+                ..Default::default()
+            }),
+            octets(cookie),
+        ]))
+    }
+
+    /// Attributes with distinct names (any case), each with values that
+    /// are text, or arbitrary bytes.
+    fn attributes() -> impl Strategy<Value = Vec<(String, Vec<Vec<u8>>)>> {
+        let value = prop_oneof![
+            ".{0,40}".prop_map(String::into_bytes),
+            prop::collection::vec(any::<u8>(), 0..40),
+        ];
+        prop::collection::vec(
+            (
+                "[a-zA-Z][a-zA-Z0-9-]{0,12}(;range=0-[0-9]{1,3})?",
+                prop::collection::vec(value, 0..6),
+            ),
+            0..8,
+        )
+        .prop_map(|attrs| {
+            let mut seen = std::collections::HashSet::new();
+            attrs
+                .into_iter()
+                .filter(|(name, _)| seen.insert(name.to_ascii_lowercase()))
+                .collect()
+        })
+    }
+
+    /// A SearchResultDone with a paged results control among others.
+    fn done_frame() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+        (
+            0..=i32::MAX,
+            any::<u32>(),
+            ".{0,30}",
+            ".{0,60}",
+            prop::collection::vec("ldap://[a-z.]{1,20}/.{0,20}", 0..3),
+            prop::collection::vec(
+                (
+                    "[0-9]{1,3}(\\.[0-9]{1,5}){1,6}",
+                    any::<Option<bool>>(),
+                    prop::collection::vec(any::<u8>(), 0..20),
+                ),
+                0..3,
+            ),
+            any::<Option<bool>>(),
+            prop::collection::vec(any::<u8>(), 0..300),
+        )
+            .prop_map(|(id, rc, matched, text, refs, others, critical, cookie)| {
+                let mut controls: Vec<Tag> = others
+                    .iter()
+                    .map(|(oid, c, v)| control(oid.as_bytes(), *c, v))
+                    .collect();
+                controls.push(control(
+                    PAGED_RESULTS_OID,
+                    critical,
+                    &paged_value(0, &cookie),
+                ));
+                let f = frame(id, done_op(rc, &matched, &text, &refs), Some(controls));
+                (f, cookie)
+            })
+    }
+
+    /// A SearchResultEntry frame.
+    fn entry_frame() -> impl Strategy<Value = Vec<u8>> {
+        (0..=i32::MAX, ".{0,80}", attributes())
+            .prop_map(|(id, dn, attrs)| frame(id, entry_op(&dn, &attrs), None))
+    }
+
+    // --- mutations ------------------------------------------------------------
+
+    /// Where the length octets of every element of `ber` are: `(offset,
+    /// count)`, descending into constructed elements and into OCTET
+    /// STRINGs that hold BER (a control's value).
+    fn length_positions(ber: &[u8], base: usize, out: &mut Vec<(usize, usize)>) {
+        let mut at = 0;
+        while at < ber.len() {
+            let t = ber[at];
+            let Ok(Some((len, used))) = read_length(&ber[at + 1..]) else {
+                return;
+            };
+            let start = at + 1 + used;
+            let Some(end) = start.checked_add(len) else {
+                return;
+            };
+            let Some(content) = ber.get(start..end) else {
+                return;
+            };
+            out.push((base + at + 1, used));
+            if t & 0x20 != 0 || t == tag::OCTET_STRING {
+                length_positions(content, base + start, out);
+            }
+            at = end;
+        }
+    }
+
+    /// Length octets an attacker might write instead of the real ones.
+    const BAD_LENGTHS: &[&[u8]] = &[
+        &[0x84, 0xff, 0xff, 0xff, 0xff],
+        &[0x84, 0x7f, 0xff, 0xff, 0xff],
+        &[0x84, 0x10, 0x00, 0x00, 0x00],
+        &[0x84, 0x0f, 0xff, 0xff, 0xff],
+        &[0x83, 0xff, 0xff, 0xff],
+        &[0x82, 0xff, 0xff],
+        &[0x81, 0xff],
+        &[0x88, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        &[0x88, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01],
+        &[0x80],
+        &[0xff],
+        &[0x7f],
+        &[0x00],
+        &[0x84],
+        &[0x84, 0xff],
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        /// XORs a byte.
+        Flip(prop::sample::Index, u8),
+        /// Overwrites a byte.
+        Set(prop::sample::Index, u8),
+        /// Cuts the message short.
+        Truncate(prop::sample::Index),
+        /// Inserts a byte.
+        Insert(prop::sample::Index, u8),
+        /// Removes a byte.
+        Remove(prop::sample::Index),
+        /// Replaces an element's length octets with bad ones.
+        Length(prop::sample::Index, prop::sample::Index),
+        /// Changes an element's length by a little.
+        Nudge(prop::sample::Index, i8),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        use prop::sample::Index;
+        prop_oneof![
+            (any::<Index>(), 1..=255u8).prop_map(|(i, x)| Mutation::Flip(i, x)),
+            (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Mutation::Set(i, b)),
+            any::<Index>().prop_map(Mutation::Truncate),
+            (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+            any::<Index>().prop_map(Mutation::Remove),
+            (any::<Index>(), any::<Index>()).prop_map(|(i, l)| Mutation::Length(i, l)),
+            (any::<Index>(), -3..=3i8).prop_map(|(i, d)| Mutation::Nudge(i, d)),
+        ]
+    }
+
+    fn mutate(bytes: &mut Vec<u8>, m: &Mutation) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut lengths = Vec::new();
+        length_positions(bytes, 0, &mut lengths);
+        match m {
+            Mutation::Flip(i, x) => {
+                let i = i.index(bytes.len());
+                bytes[i] ^= x;
+            }
+            Mutation::Set(i, b) => {
+                let i = i.index(bytes.len());
+                bytes[i] = *b;
+            }
+            Mutation::Truncate(i) => bytes.truncate(i.index(bytes.len())),
+            Mutation::Insert(i, b) => bytes.insert(i.index(bytes.len() + 1), *b),
+            Mutation::Remove(i) => {
+                bytes.remove(i.index(bytes.len()));
+            }
+            Mutation::Length(i, l) => {
+                if lengths.is_empty() {
+                    return;
+                }
+                let (at, used) = lengths[i.index(lengths.len())];
+                let bad = BAD_LENGTHS[l.index(BAD_LENGTHS.len())];
+                bytes.splice(at..at + used, bad.iter().copied());
+            }
+            Mutation::Nudge(i, d) => {
+                if lengths.is_empty() {
+                    return;
+                }
+                let (at, used) = lengths[i.index(lengths.len())];
+                let Ok(Some((len, _))) = read_length(&bytes[at..]) else {
+                    return;
+                };
+                let Some(len) = len.checked_add_signed(isize::from(*d)) else {
+                    return;
+                };
+                let mut octets = Vec::new();
+                put_length(&mut octets, len);
+                bytes.splice(at..at + used, octets);
+            }
+        }
+    }
+
+    fn mutated(
+        valid: impl Strategy<Value = Vec<u8>>,
+    ) -> impl Strategy<Value = (Vec<u8>, Vec<Mutation>)> {
+        (valid, prop::collection::vec(mutation(), 1..5)).prop_map(|(mut bytes, ms)| {
+            for m in &ms {
+                mutate(&mut bytes, m);
+            }
+            (bytes, ms)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Any bytes at all: no panic, no allocation out of proportion.
+        #[test]
+        fn arbitrary_bytes_never_panic(input in prop::collection::vec(any::<u8>(), 0..4096)) {
+            check_decoders(&input)?;
+        }
+
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        /// Bytes that start like a message (a SEQUENCE, maybe with a long
+        /// length), which gets further into the decoders than noise.
+        #[test]
+        fn message_like_bytes_never_panic(
+            head in prop::sample::select(vec![
+                vec![0x30u8], vec![0x30, 0x84], vec![0x30, 0x82], vec![0x30, 0x81],
+                vec![0x64], vec![0x65], vec![0x04], vec![0xa0],
+            ]),
+            tail in prop::collection::vec(
+                prop_oneof![
+                    3 => any::<u8>(),
+                    1 => prop::sample::select(vec![
+                        0x02u8, 0x04, 0x0a, 0x30, 0x31, 0x64, 0x65, 0x73, 0xa0, 0xa3, 0x84, 0xff,
+                    ]),
+                ],
+                0..512,
+            ),
+        ) {
+            let mut input = head;
+            input.extend(tail);
+            check_decoders(&input)?;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        /// A mangled SearchResultEntry: no panic, no allocation sized by
+        /// a length the bytes do not back.
+        #[test]
+        fn a_mangled_entry_never_panics((input, _how) in mutated(entry_frame())) {
+            check_decoders(&input)?;
+        }
+
+        /// A mangled SearchResultDone with its paged results control.
+        #[test]
+        fn a_mangled_search_done_never_panics(
+            (input, _how) in mutated(done_frame().prop_map(|(f, _)| f)),
+        ) {
+            check_decoders(&input)?;
+        }
+
+        /// A mangled controls list alone.
+        #[test]
+        fn a_mangled_paged_control_never_panics(
+            (input, _how) in mutated(
+                (any::<Option<bool>>(), prop::collection::vec(any::<u8>(), 0..200))
+                    .prop_map(|(c, cookie)| ber(control(PAGED_RESULTS_OID, c, &paged_value(500, &cookie)))),
+            ),
+        ) {
+            check_decoders(&input)?;
+            let largest = largest_allocation(|| { let _ = paged_cookie(&input); });
+            prop_assert_eq!(largest, 0, "the cookie is borrowed, not copied");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// An entry encoded by lber decodes to its DN and values: text
+        /// when every value of an attribute is UTF-8, bytes otherwise.
+        #[test]
+        fn an_entry_round_trips(id in 0..=i32::MAX, dn in ".{0,80}", attrs in attributes()) {
+            let bytes = frame(id, entry_op(&dn, &attrs), None);
+            prop_assert_eq!(frame_len(&bytes).unwrap(), Some(bytes.len()));
+            let m = message(&bytes).unwrap();
+            prop_assert_eq!((m.id, m.op), (i64::from(id), tag::SEARCH_ENTRY));
+            prop_assert!(m.controls.is_none());
+            let entry = decode_entry(m.body).unwrap();
+            prop_assert_eq!(&entry.dn, &dn);
+            let mut expected = Entry::new(dn.clone());
+            for (name, values) in &attrs {
+                let text: Option<Vec<String>> = values
+                    .iter()
+                    .map(|v| String::from_utf8(v.clone()).ok())
+                    .collect();
+                match text {
+                    Some(text) => {
+                        prop_assert_eq!(entry.values(name), &text[..]);
+                        expected.push_text(name, text);
+                    }
+                    None => {
+                        prop_assert!(entry.values(name).is_empty());
+                        prop_assert_eq!(entry.first_bytes(name), values.first().map(Vec::as_slice));
+                        expected.push_bin(name, values.clone());
+                    }
+                }
+            }
+            prop_assert_eq!(format!("{entry:?}"), format!("{expected:?}"));
+        }
+
+        /// A SearchResultDone encoded by lber gives back its result and
+        /// the paging cookie, past other controls.
+        #[test]
+        fn a_search_done_round_trips((bytes, cookie) in done_frame()) {
+            prop_assert_eq!(frame_len(&bytes).unwrap(), Some(bytes.len()));
+            let m = message(&bytes).unwrap();
+            prop_assert_eq!(m.op, tag::SEARCH_DONE);
+            ldap_result(m.body).unwrap();
+            prop_assert_eq!(paged_cookie(m.controls.unwrap()).unwrap(), Some(&cookie[..]));
+        }
+
+        /// The result fields themselves.
+        #[test]
+        fn a_result_round_trips(
+            rc in any::<u32>(),
+            matched in ".{0,40}",
+            text in ".{0,200}",
+            refs in prop::collection::vec("ldap://[a-z.]{1,20}/.{0,20}", 0..4),
+        ) {
+            let bytes = frame(1, done_op(rc, &matched, &text, &refs), None);
+            let r = ldap_result(message(&bytes).unwrap().body).unwrap();
+            prop_assert_eq!((r.rc, r.matched, r.text, r.refs), (rc, matched, text, refs));
+        }
+
+        /// Messages arriving back to back, cut anywhere: the framing waits
+        /// for more bytes rather than failing, then finds each in turn.
+        #[test]
+        fn frames_are_found_in_a_stream_cut_anywhere(
+            frames in prop::collection::vec(
+                prop_oneof![entry_frame(), done_frame().prop_map(|(f, _)| f)],
+                1..4,
+            ),
+        ) {
+            let stream: Vec<u8> = frames.concat();
+            let mut at = 0;
+            for f in &frames {
+                for cut in at..at + f.len() {
+                    prop_assert_eq!(frame_len(&stream[at..cut]).unwrap(), None);
+                }
+                prop_assert_eq!(frame_len(&stream[at..]).unwrap(), Some(f.len()));
+                prop_assert!(message(&stream[at..at + f.len()]).is_ok());
+                at += f.len();
+            }
+            receive(&stream).unwrap();
+        }
+    }
+
+    // --- the whole search, over a scripted server --------------------------
+
+    /// A SearchResultReference.
+    fn reference_frame(id: i32, uris: &[String]) -> Vec<u8> {
+        let op = Tag::Sequence(Sequence {
+            id: 19,
+            class: TagClass::Application,
+            inner: uris.iter().map(|u| octets(u.as_bytes())).collect(),
+        });
+        frame(id, op, None)
+    }
+
+    /// What the server of a one-page search sends: entries, references,
+    /// then the SearchResultDone (without a cookie: the last page).
+    fn search_stream() -> impl Strategy<Value = (Vec<u8>, Vec<String>, Vec<Vec<String>>)> {
+        (
+            prop::collection::vec((".{0,40}", attributes()), 0..4),
+            prop::collection::vec(prop::collection::vec("ldap://[a-z]{1,10}/", 1..3), 0..2),
+        )
+            .prop_map(|(entries, refs)| {
+                let mut stream = Vec::new();
+                for (dn, attrs) in &entries {
+                    stream.extend(frame(1, entry_op(dn, attrs), None));
+                }
+                for uris in &refs {
+                    stream.extend(reference_frame(1, uris));
+                }
+                let controls = vec![control(PAGED_RESULTS_OID, None, &paged_value(0, b""))];
+                stream.extend(frame(1, done_op(0, "", "", &[]), Some(controls)));
+                let dns = entries.into_iter().map(|(dn, _)| dn).collect();
+                (stream, dns, refs)
+            })
+    }
+
+    /// Runs a search over a connection whose server sends `input` (then
+    /// closes); returns the outcome, the entries and the references, and
+    /// the largest allocation made meanwhile.
+    #[allow(clippy::type_complexity)]
+    fn search_over(
+        input: Vec<u8>,
+    ) -> (
+        Result<LdapResult, SearchStop>,
+        Vec<Entry>,
+        Vec<Vec<String>>,
+        usize,
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let mut wire = WireConn {
+            system: "fuzz".into(),
+            io: Box::new(tokio::io::join(
+                std::io::Cursor::new(input),
+                tokio::io::sink(),
+            )),
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            next_id: 1,
+            timeout: Duration::from_secs(10),
+        };
+        let attrs = vec!["mail".to_string()];
+        let mut entries = Vec::new();
+        let mut references = Vec::new();
+        let mut outcome = None;
+        let largest = largest_allocation(|| {
+            outcome = Some(rt.block_on(wire.search(
+                PagedSearch {
+                    base: "dc=x",
+                    filter: "(objectClass=*)",
+                    attrs: &attrs,
+                    page_size: 100,
+                    scope: ldap3::Scope::Subtree,
+                },
+                |e| {
+                    entries.push(e);
+                    Ok(())
+                },
+                &mut references,
+            )));
+        });
+        (outcome.unwrap(), entries, references, largest)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// A whole search over a server that sends noise or a mangled
+        /// stream: it ends (with a result or an error), without a panic,
+        /// and the receive buffer grows with the bytes received, not with
+        /// the lengths they declare.
+        #[test]
+        fn a_search_survives_a_mangled_server(
+            (input, _how) in prop_oneof![
+                1 => prop::collection::vec(any::<u8>(), 0..1024).prop_map(|b| (b, Vec::new())),
+                3 => mutated(search_stream().prop_map(|(s, _, _)| s)),
+            ],
+        ) {
+            // The buffer keeps a READ_CHUNK free to read into, and may
+            // double once to make room for it.
+            let bound = allocation_bound(&input) + 2 * READ_CHUNK;
+            let (_, _, _, largest) = search_over(input);
+            prop_assert!(largest <= bound, "allocated {largest} bytes, bound {bound}");
+        }
+
+        /// A well-formed search gives back every entry and reference.
+        #[test]
+        fn a_search_round_trips((input, dns, refs) in search_stream()) {
+            let (outcome, entries, references, _) = search_over(input);
+            let result = outcome.map_err(|e| format!("{e:?}")).unwrap();
+            prop_assert_eq!(result.rc, rc::SUCCESS);
+            let got: Vec<String> = entries.into_iter().map(|e| e.dn).collect();
+            prop_assert_eq!(got, dns);
+            prop_assert_eq!(references, refs);
+        }
+    }
+}

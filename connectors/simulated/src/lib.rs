@@ -27,6 +27,9 @@ use coexist_connector::{
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub mod kind;
+pub use kind::{SimulatedKind, KIND};
+
 /// The configuration of a simulated system.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use coexist_connector::{split_address, Route};
+use coexist_model::{split_address, Route};
 
 use super::policy::{DisabledMailboxes, Policy, UnknownRecipient};
 
@@ -314,7 +314,7 @@ impl StagedView {
         for system in &staged.systems {
             for recipient in &system.recipients {
                 for raw in recipient.addresses() {
-                    let Ok(address) = coexist_connector::normalize_address(raw) else {
+                    let Ok(address) = coexist_model::normalize_address(raw) else {
                         continue;
                     };
                     if recipient.mailbox {

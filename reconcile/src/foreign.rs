@@ -21,7 +21,7 @@
 
 use rustc_hash::FxHashMap;
 
-use coexist_connector::Route;
+use coexist_model::Route;
 
 use super::diff::{stub_route, LoopingPairs};
 use super::gal::Cluster;
@@ -237,7 +237,7 @@ pub fn check(
             let right = home
                 .and_then(|h| h.routing_domain.as_deref())
                 .and_then(|rd| {
-                    coexist_connector::split_address(&entry.primary_address)
+                    coexist_model::split_address(&entry.primary_address)
                         .map(|(local, _)| format!("{local}@{rd}"))
                 });
             let fix = match right {

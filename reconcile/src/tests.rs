@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use coexist_connector::{Attributes, FoundStub, Operation, Recipient, RecipientKind, Route};
+use coexist_model::{Attributes, FoundStub, Operation, Recipient, RecipientKind, Route};
 
 use super::*;
 
@@ -284,7 +284,7 @@ fn only_changed_attributes_are_updated() {
     assert_eq!(r.operations.len(), 1);
     match &*r.operations[0].operation {
         Operation::Update { changed, .. } => {
-            assert_eq!(changed, &[coexist_connector::StubField::Title])
+            assert_eq!(changed, &[coexist_model::StubField::Title])
         }
         other => panic!("expected an update, got {other:?}"),
     }

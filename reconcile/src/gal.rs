@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use coexist_connector::{normalize_address, split_address, Attributes, Recipient};
+use coexist_model::{normalize_address, split_address, Attributes, Recipient};
 
 use super::{Conflict, ConflictKind, GalEntry, Notice, Policy, Staged};
 

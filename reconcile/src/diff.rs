@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use coexist_connector::{split_address, FoundStub, Operation, Route, Stub, StubField};
+use coexist_model::{split_address, FoundStub, Operation, Route, Stub, StubField};
 
 use super::foreign::Decision;
 use super::gal::AddressIndex;

@@ -16,65 +16,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use coexist_connector::{Attributes, FoundStub, Operation, Recipient, RecipientKind};
+use coexist_model::Operation;
+pub use coexist_model::{GalEntry, Staged, StagedSystem};
 
 pub use policy::{
     DisabledMailboxes, HomeAttribute, Policy, StubStyle, SystemPolicy, UnknownRecipient,
 };
-
-/// What one system holds, as staged.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StagedSystem {
-    pub id: String,
-    pub recipients: Vec<Recipient>,
-    pub stubs: Vec<FoundStub>,
-}
-
-/// Everything staged: the input of the reconciler.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Staged {
-    pub systems: Vec<StagedSystem>,
-    /// Explicit homes (from provisioning): normalised address → system id.
-    pub placements: BTreeMap<String, String>,
-}
-
-impl Staged {
-    /// The staged system `id`.
-    pub fn system(&self, id: &str) -> Option<&StagedSystem> {
-        self.systems.iter().find(|s| s.id == id)
-    }
-}
-
-/// One entry of the unified global address list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GalEntry {
-    /// `<home system>:<anchor of the home object>`; written in every stub's marker.
-    pub anchor: String,
-    pub kind: RecipientKind,
-    /// The primary shared-domain address, normalised.
-    pub primary_address: String,
-    /// Every shared-domain address, normalised and sorted (primary included).
-    pub addresses: Vec<String>,
-    /// The system hosting the mailbox.
-    pub home: String,
-    /// Attributes merged by precedence.
-    pub attributes: Attributes,
-    /// For groups: member addresses, normalised and sorted.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub members: Vec<String>,
-    /// The systems holding an object of this recipient (home included).
-    pub systems: Vec<String>,
-}
-
-impl GalEntry {
-    /// The addresses other than the primary.
-    pub fn aliases(&self) -> impl Iterator<Item = &str> {
-        self.addresses
-            .iter()
-            .map(String::as_str)
-            .filter(move |a| *a != self.primary_address)
-    }
-}
 
 /// What kind of conflict stops coexist from writing for a recipient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

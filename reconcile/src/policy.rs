@@ -1,23 +1,11 @@
 //! What the reconciler needs to know of the organisation: the part of the
 //! configuration that decides what should exist. Built from the config file
-//! by [`crate::config`], or by hand in tests and benchmarks.
+//! by `coexist::config` from the configuration file, or by hand in tests
+//! and benchmarks.
 
 use std::collections::BTreeMap;
 
-/// How a system takes stubs for recipients homed elsewhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StubStyle {
-    /// A forwarding entry or mail contact routed to `local@<home routing domain>`.
-    RoutingAddress,
-    /// A directory entry relayed to the home's smart host (`mailHost`).
-    SmartHost,
-    /// An address-book entry only; the system's domain routing carries mail
-    /// (Google's catch-all / split delivery).
-    DomainRouting,
-    /// The system takes no stubs (a master directory read only for its
-    /// attributes, for instance).
-    None,
-}
+pub use coexist_model::{DisabledMailboxes, StubStyle};
 
 /// What a system does with mail for an address of the shared domain that it
 /// neither hosts nor holds a stub or forwarder for.
@@ -28,18 +16,6 @@ pub enum UnknownRecipient {
     /// It relays the message to another system (a catch-all route, a smart
     /// host, Exchange's internal relay).
     Relay(String),
-}
-
-/// What a system does with mail for a mailbox whose account is disabled or
-/// suspended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisabledMailboxes {
-    /// It bounces the message (Google Workspace bounces mail to suspended
-    /// users; qmail-ldap bounces for `accountStatus: disabled`).
-    Bounce,
-    /// It still delivers into the mailbox (Exchange delivers to the mailbox
-    /// of a disabled AD account).
-    Deliver,
 }
 
 /// One system, as the reconciler sees it.

@@ -1,0 +1,142 @@
+//! A kind of system, described by its connector crate.
+//!
+//! Everything coexist needs to know of a kind before it talks to a system —
+//! its name in the configuration, the stub styles it can write (and its
+//! default), what it does with mail for a disabled account, and how its
+//! `[systems.connection]` table becomes a [`Connector`] — lives with the
+//! kind's connector crate, behind [`Kind`]. The binary registers the kinds
+//! it ships in one list; adding a kind is a new crate plus one line there.
+//! (How many stubs a system can hold is asked of the connector itself:
+//! [`Connector::capacity`].)
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+use coexist_model::{DisabledMailboxes, StubStyle};
+
+use crate::connector::Connector;
+use crate::secret::SecretRef;
+
+/// What setting up one configured system is given.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup<'a> {
+    /// The system's id.
+    pub system: &'a str,
+    /// Its `[systems.connection]` table, as written.
+    pub connection: &'a toml::Table,
+    /// The folder relative paths in the table are resolved against (the
+    /// configuration file's).
+    pub base: &'a Path,
+    /// The system's routing domain, from its `[[systems]]` table.
+    pub routing_domain: Option<&'a str>,
+}
+
+impl Setup<'_> {
+    /// The connection table as the kind's settings type. An unknown or
+    /// misspelt key is a [`SetupError`] naming that key (so the
+    /// configuration error can name its line).
+    pub fn settings<T: DeserializeOwned>(&self, table: toml::Table) -> Result<T, SetupError> {
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                let message = e.message().trim().to_string();
+                let key = message
+                    .strip_prefix("unknown field `")
+                    .and_then(|rest| rest.split_once('`'))
+                    .map(|(key, _)| key.to_string());
+                SetupError { key, message }
+            })
+    }
+
+    /// `path` resolved against the configuration file's folder.
+    pub fn path(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    /// A secret reference with a relative file resolved like [`Self::path`].
+    pub fn secret(&self, secret: SecretRef) -> SecretRef {
+        match secret {
+            SecretRef::File { file } => SecretRef::File {
+                file: self.path(Path::new(&file)).display().to_string(),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Why a system's connection settings cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{message}")]
+pub struct SetupError {
+    /// The key of the connection table to blame, when one is.
+    pub key: Option<String>,
+    /// What is wrong and what is expected, in words.
+    pub message: String,
+}
+
+impl SetupError {
+    /// An error about the table as a whole.
+    pub fn new(message: impl Into<String>) -> Self {
+        SetupError {
+            key: None,
+            message: message.into(),
+        }
+    }
+
+    /// An error about one key.
+    pub fn at(key: impl Into<String>, message: impl Into<String>) -> Self {
+        SetupError {
+            key: Some(key.into()),
+            message: message.into(),
+        }
+    }
+}
+
+/// A kind of system (`kind = "…"` in the configuration), as its connector
+/// crate describes it.
+pub trait Kind: Send + Sync + 'static {
+    /// The name in the configuration (`google`, `ldap`, …).
+    fn name(&self) -> &'static str;
+
+    /// The stub styles systems of this kind can write; the first is the
+    /// default when the configuration names none.
+    fn stub_styles(&self) -> &'static [StubStyle];
+
+    /// Why this kind cannot write `style` (one it does not list), in words
+    /// an admin can act on.
+    fn why_not(&self, style: StubStyle) -> String {
+        let allowed: Vec<String> = self
+            .stub_styles()
+            .iter()
+            .enumerate()
+            .map(|(n, s)| {
+                if n == 0 {
+                    format!("\"{}\" (the default)", s.name())
+                } else {
+                    format!("\"{}\"", s.name())
+                }
+            })
+            .collect();
+        format!(
+            "a {} system cannot write {} stubs; expected {}",
+            self.name(),
+            style.name(),
+            allowed.join(" or ")
+        )
+    }
+
+    /// What systems of this kind do with mail for a disabled account's
+    /// mailbox, unless the configuration says otherwise.
+    fn disabled_mailboxes(&self) -> DisabledMailboxes;
+
+    /// The connector of one configured system. Settings are checked here,
+    /// so a bad one is a configuration error; nothing is contacted.
+    fn connect(&self, setup: &Setup<'_>) -> Result<Arc<dyn Connector>, SetupError>;
+}

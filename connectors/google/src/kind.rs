@@ -1,0 +1,54 @@
+//! Google Workspace as a kind of system (`kind = "google"`).
+
+use std::sync::Arc;
+
+use coexist_connector::{Connector, DisabledMailboxes, Kind, Setup, SetupError, StubStyle};
+
+use crate::{GoogleConfig, GoogleConnector};
+
+/// Google Workspace: Directory API reads, Domain Shared Contacts as stubs.
+#[derive(Debug, Clone, Copy)]
+pub struct GoogleKind;
+
+/// The kind the binary registers.
+pub static KIND: GoogleKind = GoogleKind;
+
+impl Kind for GoogleKind {
+    fn name(&self) -> &'static str {
+        "google"
+    }
+
+    /// Shared contacts carry no route: Google's catch-all (split delivery)
+    /// carries the mail, so `domain_routing` or nothing.
+    fn stub_styles(&self) -> &'static [StubStyle] {
+        &[StubStyle::DomainRouting, StubStyle::None]
+    }
+
+    fn why_not(&self, _style: StubStyle) -> String {
+        "Google's shared contacts carry no route (Google's catch-all routes the mail); expected \"domain_routing\" (the default) or \"none\"".to_string()
+    }
+
+    /// Google bounces mail to suspended users.
+    fn disabled_mailboxes(&self) -> DisabledMailboxes {
+        DisabledMailboxes::Bounce
+    }
+
+    fn connect(&self, setup: &Setup<'_>) -> Result<Arc<dyn Connector>, SetupError> {
+        if let Some(written) = setup.connection.get("routing_domain") {
+            return Err(SetupError::at(
+                "routing_domain",
+                format!(
+                    "routing_domain = {written} belongs to the system, not its connection: move it up into the [[systems]] table of {}",
+                    setup.system
+                ),
+            ));
+        }
+        let mut settings: GoogleConfig = setup.settings(setup.connection.clone())?;
+        settings.service_account_key = setup.secret(settings.service_account_key);
+        // The routing domain is the system's (`coexist doctor` checks it).
+        settings.routing_domain = setup.routing_domain.map(str::to_string);
+        let connector = GoogleConnector::new(setup.system, settings)
+            .map_err(|e| SetupError::new(e.to_string()))?;
+        Ok(Arc::new(connector))
+    }
+}

@@ -1,0 +1,37 @@
+//! The unified global address list: what the reconciler decides and the
+//! store keeps, the exports and the address-book server show.
+
+use serde::{Deserialize, Serialize};
+
+use crate::recipient::{Attributes, RecipientKind};
+
+/// One entry of the unified global address list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GalEntry {
+    /// `<home system>:<anchor of the home object>`; written in every stub's marker.
+    pub anchor: String,
+    pub kind: RecipientKind,
+    /// The primary shared-domain address, normalised.
+    pub primary_address: String,
+    /// Every shared-domain address, normalised and sorted (primary included).
+    pub addresses: Vec<String>,
+    /// The system hosting the mailbox.
+    pub home: String,
+    /// Attributes merged by precedence.
+    pub attributes: Attributes,
+    /// For groups: member addresses, normalised and sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+    /// The systems holding an object of this recipient (home included).
+    pub systems: Vec<String>,
+}
+
+impl GalEntry {
+    /// The addresses other than the primary.
+    pub fn aliases(&self) -> impl Iterator<Item = &str> {
+        self.addresses
+            .iter()
+            .map(String::as_str)
+            .filter(move |a| *a != self.primary_address)
+    }
+}

@@ -1,0 +1,146 @@
+//! The command line's grammar: global flags, the commands and their flags,
+//! and the help texts clap prints. Nothing here runs anything.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::export::Format;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Sentences and tables for people.
+    Text,
+    /// One JSON document on stdout, for scripts.
+    Json,
+}
+
+/// How logs are written (on stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+/// coexist keeps the directories of mail systems that share one email domain
+/// in step: it reads every system, builds one global address list, and
+/// writes into each system the forwarding entries and contacts ("stubs") that
+/// make mail flow and address books complete.
+///
+/// Exit codes: 0 done; 1 unexpected failure; 2 bad command line or
+/// configuration; 3 a safety gate withheld changes; 4 partly done (a system
+/// unreadable or operations failed); 5 the saved plan is stale; 6 `plan
+/// --detailed-exitcode` found changes; 7 another coexist run holds the
+/// store (nothing was done); 8 mail loops: a routing entry (coexist's or one
+/// it did not make) or the catch-all relays send an address round in
+/// circles (the output names the entry; nothing is written for it).
+#[derive(Debug, Parser)]
+#[command(name = "coexist", version, about, long_about)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "COEXIST_CONFIG",
+        default_value = "coexist.toml"
+    )]
+    pub config: PathBuf,
+    /// Print results as text or as one JSON document.
+    #[arg(long, short, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More logging (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pull every system, plan, and apply within the safety gates.
+    Sync {
+        /// Lift the delete thresholds for this run (an incomplete source still holds every delete).
+        #[arg(long)]
+        allow_deletes: bool,
+        /// Read every system in full, ignoring the cursors of incremental
+        /// reads; run it now and then (say nightly): a full read catches
+        /// what a delta can miss, such as a member deleted from the
+        /// directory while the groups listing it did not change.
+        #[arg(long)]
+        full_read: bool,
+        /// Believe SYSTEM's read although it shrank past
+        /// safety.max_shrink_percent or came back empty (the recipients
+        /// really are gone); repeat for several systems. The deletes it
+        /// brings still face the delete threshold (--allow-deletes).
+        #[arg(long, value_name = "SYSTEM")]
+        accept_shrink: Vec<String>,
+    },
+    /// Show what a sync would change, without changing anything.
+    Plan {
+        /// Write the plan to FILE, for `coexist apply FILE`.
+        #[arg(long)]
+        save: Option<PathBuf>,
+        /// Plan from what is staged, without reading the systems first.
+        #[arg(long)]
+        no_pull: bool,
+        /// Plan as if the delete thresholds were lifted.
+        #[arg(long)]
+        allow_deletes: bool,
+        /// Read every system in full, ignoring the cursors of incremental reads.
+        #[arg(long, conflicts_with = "no_pull")]
+        full_read: bool,
+        /// Believe SYSTEM's read although it shrank past
+        /// safety.max_shrink_percent or came back empty; repeatable.
+        #[arg(long, value_name = "SYSTEM", conflicts_with = "no_pull")]
+        accept_shrink: Vec<String>,
+        /// Exit with 6 when the plan has changes (0 when there are none).
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Apply exactly a saved plan; refused when the staged state changed since.
+    Apply {
+        /// The plan file written by `coexist plan --save`.
+        file: PathBuf,
+    },
+    /// Validate the configuration without touching any system.
+    CheckConfig,
+    /// Create or upgrade the store's tables.
+    Migrate,
+    /// Show the history of runs.
+    Runs {
+        /// How many runs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Write the GAL as LDIF, CSV, vCard or JSON.
+    ExportGal {
+        #[arg(long, value_enum, default_value_t = Format::Ldif)]
+        format: Format,
+        /// The LDIF base under which entries are written.
+        #[arg(long)]
+        base: Option<String>,
+        /// Write to FILE instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Trace where a message from SYSTEM to ADDRESS goes with today's GAL, stubs and topology.
+    Route {
+        address: String,
+        /// The system the sender is on, or `internet`.
+        #[arg(long)]
+        from: String,
+    },
+    /// Check credentials, routing domains and mail routing of every system.
+    Doctor,
+    /// Run the self-contained acmecorp demo (no configuration or credentials needed).
+    Demo {
+        /// Where to write the demo organisation, store and GAL (default: a new temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+

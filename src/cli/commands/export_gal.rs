@@ -1,0 +1,60 @@
+//! `coexist export-gal`: the GAL as LDIF, CSV, vCard or JSON, on stdout
+//! or into a file.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::cli::failure::Failure;
+use crate::config::Config;
+use crate::exit;
+use crate::export::{export, Format};
+use crate::store::Store;
+
+/// Writes the stored GAL in `format`; LDIF entries go under `base`
+/// (default: `ou=gal` under the first shared domain).
+pub async fn run(
+    config_path: &Path,
+    format: Format,
+    base: Option<&str>,
+    out: Option<&Path>,
+) -> Result<i32, Failure> {
+    let config = Config::load(config_path)?;
+    let store = Store::open(&config.store_url()?).await?;
+    let gal = store.load_gal().await?;
+    let base = base.map_or_else(|| default_base(&config), str::to_string);
+    let text = export(&gal, format, &base);
+    match out {
+        Some(path) => {
+            std::fs::write(path, text)?;
+            eprintln!("Wrote {} GAL entries to {}", gal.len(), path.display());
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(text.as_bytes())?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `ou=gal` under the first shared domain (`ou=gal,dc=acmecorp,dc=com`).
+fn default_base(config: &Config) -> String {
+    let domain = config
+        .policy
+        .shared_domains
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    let dcs: Vec<String> = domain.split('.').map(|p| format!("dc={p}")).collect();
+    format!("ou=gal,{}", dcs.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_exports_under_the_default_base() {
+        let config = Config::parse(Path::new("coexist.toml"), crate::demo::CONFIG).unwrap();
+        assert_eq!(default_base(&config), crate::demo::GAL_BASE);
+    }
+}

@@ -1,0 +1,132 @@
+//! The GAL (one row per recipient, as the last plan joined it) and the
+//! placements (explicit homes).
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::Row;
+
+use super::{next_revision, now, query_err, Result, Store, StoreError, ROWS_PER_STATEMENT};
+use crate::reconcile::GalEntry;
+
+impl Store {
+    /// Replaces the stored GAL with `gal`, writing only the entries that changed.
+    pub async fn save_gal(&self, gal: &[GalEntry]) -> Result<u64> {
+        let rows = sqlx::query("SELECT anchor, body FROM gal")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("reading the GAL"))?;
+        let mut existing: HashMap<String, String> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            existing.insert(
+                row.try_get(0).map_err(query_err("reading the GAL"))?,
+                row.try_get(1).map_err(query_err("reading the GAL"))?,
+            );
+        }
+        let mut writes = Vec::new();
+        for entry in gal {
+            let body = serde_json::to_string(entry).map_err(|source| StoreError::Encode {
+                what: "GAL entry",
+                source,
+            })?;
+            if existing.remove(&entry.anchor).as_deref() != Some(body.as_str()) {
+                writes.push((entry, body));
+            }
+        }
+        let changed = (writes.len() + existing.len()) as u64;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_err("saving the GAL"))?;
+        for chunk in writes.chunks(ROWS_PER_STATEMENT) {
+            let mut sql =
+                String::from("INSERT INTO gal (anchor, primary_address, home, body) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                let b = i * 4;
+                sql.push_str(&format!("(${},${},${},${})", b + 1, b + 2, b + 3, b + 4));
+            }
+            sql.push_str(" ON CONFLICT (anchor) DO UPDATE SET primary_address = excluded.primary_address, home = excluded.home, body = excluded.body");
+            let mut query = sqlx::query(&sql);
+            for (entry, body) in chunk {
+                query = query
+                    .bind(entry.anchor.as_str())
+                    .bind(entry.primary_address.as_str())
+                    .bind(entry.home.as_str())
+                    .bind(body.as_str());
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("saving the GAL"))?;
+        }
+        for anchor in existing.keys() {
+            sqlx::query("DELETE FROM gal WHERE anchor = $1")
+                .bind(anchor.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("saving the GAL"))?;
+        }
+        tx.commit().await.map_err(query_err("saving the GAL"))?;
+        Ok(changed)
+    }
+
+    /// The stored GAL, sorted by primary address.
+    pub async fn load_gal(&self) -> Result<Vec<GalEntry>> {
+        let rows = sqlx::query("SELECT body FROM gal ORDER BY primary_address")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("reading the GAL"))?;
+        rows.into_iter()
+            .map(|row| {
+                let body: String = row.try_get(0).map_err(query_err("reading the GAL"))?;
+                serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
+                    what: "GAL entry",
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    /// Places the recipient with `address` on `system`.
+    pub async fn set_placement(&self, address: &str, system: &str) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_err("recording a placement"))?;
+        let revision = next_revision(&mut tx).await?;
+        sqlx::query(
+            "INSERT INTO placements (address, system_id, revision, placed_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (address) DO UPDATE SET system_id = excluded.system_id, revision = excluded.revision, placed_at = excluded.placed_at",
+        )
+        .bind(address)
+        .bind(system)
+        .bind(revision)
+        .bind(now())
+        .execute(&mut *tx)
+        .await
+        .map_err(query_err("recording a placement"))?;
+        tx.commit()
+            .await
+            .map_err(query_err("recording a placement"))
+    }
+
+    /// Every placement: address → system.
+    pub async fn placements(&self) -> Result<BTreeMap<String, String>> {
+        let rows = sqlx::query("SELECT address, system_id FROM placements")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("reading placements"))?;
+        rows.into_iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0).map_err(query_err("reading placements"))?,
+                    row.try_get(1).map_err(query_err("reading placements"))?,
+                ))
+            })
+            .collect()
+    }
+}

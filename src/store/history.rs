@@ -1,0 +1,184 @@
+//! Run history and the audit log (who changed what, when, before and
+//! after).
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{now, query_err, values, Result, Store, StoreError, ROWS_PER_STATEMENT};
+use crate::plan::Action;
+
+/// One row of the run history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub command: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: String,
+    pub summary: Option<serde_json::Value>,
+}
+
+/// One row of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    pub at: String,
+    pub run_id: Option<i64>,
+    pub actor: String,
+    pub system: String,
+    pub action: Action,
+    pub address: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+impl Store {
+    /// Appends to the audit log (one statement of its own: the baseline
+    /// path of an apply, see [`Store::put_stub`]; an apply records its
+    /// audit with [`Store::record_chunk`]).
+    pub async fn audit(&self, record: &AuditRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit (at, run_id, actor, system_id, action, address, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(record.at.as_str())
+        .bind(record.run_id)
+        .bind(record.actor.as_str())
+        .bind(record.system.as_str())
+        .bind(record.action.as_str())
+        .bind(record.address.as_str())
+        .bind(record.before.as_ref().map(|v| v.to_string()))
+        .bind(record.after.as_ref().map(|v| v.to_string()))
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("writing the audit log"))?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit records.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT at, run_id, actor, system_id, action, address, before, after FROM audit ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("reading the audit log"))?;
+        rows.into_iter()
+            .map(|row| {
+                let json = |i: usize| -> Result<Option<serde_json::Value>> {
+                    let text: Option<String> =
+                        row.try_get(i).map_err(query_err("reading the audit log"))?;
+                    text.map(|t| {
+                        serde_json::from_str(&t).map_err(|source| StoreError::Corrupt {
+                            what: "audit record",
+                            source,
+                        })
+                    })
+                    .transpose()
+                };
+                let action: String = row.try_get(4).map_err(query_err("reading the audit log"))?;
+                Ok(AuditRecord {
+                    at: row.try_get(0).map_err(query_err("reading the audit log"))?,
+                    run_id: row.try_get(1).map_err(query_err("reading the audit log"))?,
+                    actor: row.try_get(2).map_err(query_err("reading the audit log"))?,
+                    system: row.try_get(3).map_err(query_err("reading the audit log"))?,
+                    action: Action::parse(&action).ok_or(StoreError::Unknown {
+                        what: "audit action",
+                        value: action.clone(),
+                    })?,
+                    address: row.try_get(5).map_err(query_err("reading the audit log"))?,
+                    before: json(6)?,
+                    after: json(7)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Starts a run in the history.
+    pub async fn start_run(&self, command: &str) -> Result<i64> {
+        let row = sqlx::query("INSERT INTO runs (command, started_at, status) VALUES ($1, $2, 'running') RETURNING id")
+            .bind(command)
+            .bind(now())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_err("starting a run"))?;
+        row.try_get(0).map_err(query_err("starting a run"))
+    }
+
+    /// Finishes a run with its status and summary.
+    pub async fn finish_run(
+        &self,
+        id: i64,
+        status: &str,
+        summary: &serde_json::Value,
+    ) -> Result<()> {
+        sqlx::query("UPDATE runs SET finished_at = $2, status = $3, summary = $4 WHERE id = $1")
+            .bind(id)
+            .bind(now())
+            .bind(status)
+            .bind(summary.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(query_err("finishing a run"))?;
+        Ok(())
+    }
+
+    /// The newest `limit` runs.
+    pub async fn runs(&self, limit: i64) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query("SELECT id, command, started_at, finished_at, status, summary FROM runs ORDER BY id DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("reading runs"))?;
+        rows.into_iter()
+            .map(|row| {
+                let summary: Option<String> = row.try_get(5).map_err(query_err("reading runs"))?;
+                Ok(RunRecord {
+                    id: row.try_get(0).map_err(query_err("reading runs"))?,
+                    command: row.try_get(1).map_err(query_err("reading runs"))?,
+                    started_at: row.try_get(2).map_err(query_err("reading runs"))?,
+                    finished_at: row.try_get(3).map_err(query_err("reading runs"))?,
+                    status: row.try_get(4).map_err(query_err("reading runs"))?,
+                    summary: summary
+                        .map(|s| {
+                            serde_json::from_str(&s).map_err(|source| StoreError::Corrupt {
+                                what: "run summary",
+                                source,
+                            })
+                        })
+                        .transpose()?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Appends `records` to the audit log in `tx`, in order, in statements of
+/// many rows.
+pub(super) async fn insert_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    records: &[AuditRecord],
+) -> Result<()> {
+    for chunk in records.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO audit (at, run_id, actor, system_id, action, address, before, after) VALUES {}",
+            values(chunk.len(), 8, 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for record in chunk {
+            query = query
+                .bind(record.at.as_str())
+                .bind(record.run_id)
+                .bind(record.actor.as_str())
+                .bind(record.system.as_str())
+                .bind(record.action.as_str())
+                .bind(record.address.as_str())
+                .bind(record.before.as_ref().map(|v| v.to_string()))
+                .bind(record.after.as_ref().map(|v| v.to_string()));
+        }
+        query
+            .execute(&mut **tx)
+            .await
+            .map_err(query_err("writing the audit log"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! The per-chunk record of an apply, against SQLite and against the
+//! PostgreSQL server of the test environment (`COEXIST_TEST_POSTGRES_URL`,
+//! in a schema of its own so it never meets `tests/store.rs`; without the
+//! variable that test fails: it never skips).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use coexist_connector::{Attributes, FoundStub, RecipientKind, Route, Stub};
+
+use super::{AuditRecord, ChunkRecord, JournalState, Store, StoreError};
+use crate::plan::Action;
+
+fn stub(id: &str, address: &str) -> FoundStub {
+    FoundStub {
+        id: id.into(),
+        locator: format!("sim://ldap/{id}"),
+        stub: Stub {
+            anchor: format!("google:{address}"),
+            kind: RecipientKind::Person,
+            primary_address: address.into(),
+            aliases: vec![],
+            route: Route::Address(address.replace("acmecorp.com", "gapps.acmecorp.com")),
+            attributes: Attributes::default(),
+        },
+    }
+}
+
+fn audit(address: &str, action: Action) -> AuditRecord {
+    AuditRecord {
+        at: super::now(),
+        run_id: Some(1),
+        actor: "store tests".into(),
+        system: "ldap".into(),
+        action,
+        address: address.into(),
+        before: None,
+        after: Some(serde_json::json!({ "address": address })),
+    }
+}
+
+async fn stub_ids(store: &Store) -> Vec<String> {
+    let staged = store.load_staged(&["ldap".to_string()]).await.unwrap();
+    let mut ids: Vec<String> = staged.systems[0]
+        .stubs
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A chunk's stub rows, audit records and journal entries land together;
+/// within a chunk the last write of a row or an operation wins, as if the
+/// operations had been recorded one after the other.
+async fn a_chunk_is_recorded_whole(store: &Store) {
+    store
+        .put_stub("ldap", &stub("old", "cy@acmecorp.com"))
+        .await
+        .unwrap();
+    store
+        .put_stub("ldap", &stub("gone", "dan@acmecorp.com"))
+        .await
+        .unwrap();
+    let before = store.fingerprint().await.unwrap();
+    store
+        .journal(
+            "p1",
+            &[(0, "ldap"), (1, "ldap"), (2, "ldap"), (3, "ldap")],
+            JournalState::Started,
+            None,
+        )
+        .await
+        .unwrap();
+
+    let mut chunk = ChunkRecord::default();
+    // 0: a create; 1: an update that moved "old" to "new"; 2: a delete;
+    // 3: failed. The create's row is written twice: the second wins.
+    chunk.put_stub("ldap", stub("s1", "ann@acmecorp.com"));
+    chunk.audit.push(audit("ann@acmecorp.com", Action::Create));
+    chunk.journal(0, "ldap", JournalState::Done, None);
+    chunk.remove_stub("ldap", "old");
+    chunk.put_stub("ldap", stub("new", "cy@acmecorp.com"));
+    chunk.audit.push(audit("cy@acmecorp.com", Action::Update));
+    chunk.journal(1, "ldap", JournalState::Done, None);
+    chunk.remove_stub("ldap", "gone");
+    chunk.audit.push(audit("dan@acmecorp.com", Action::Delete));
+    chunk.journal(2, "ldap", JournalState::Done, None);
+    chunk.journal(3, "ldap", JournalState::Failed, Some("refused".into()));
+    chunk.put_stub("ldap", stub("s1", "ann.b@acmecorp.com"));
+    store.record_chunk("p1", &chunk).await.unwrap();
+
+    assert_eq!(stub_ids(store).await, ["new", "s1"]);
+    let staged = store.load_staged(&["ldap".to_string()]).await.unwrap();
+    let s1 = staged.systems[0]
+        .stubs
+        .iter()
+        .find(|s| s.id == "s1")
+        .unwrap();
+    assert_eq!(
+        s1.stub.primary_address, "ann.b@acmecorp.com",
+        "the last write wins"
+    );
+    let journal = store.journal_of("p1").await.unwrap();
+    assert_eq!(
+        journal.values().copied().collect::<Vec<_>>(),
+        [
+            JournalState::Done,
+            JournalState::Done,
+            JournalState::Done,
+            JournalState::Failed
+        ]
+    );
+    let log = store.audit_log(10).await.unwrap();
+    let addresses: Vec<&str> = log.iter().rev().map(|r| r.address.as_str()).collect();
+    assert_eq!(
+        addresses,
+        ["ann@acmecorp.com", "cy@acmecorp.com", "dan@acmecorp.com"],
+        "in order"
+    );
+    assert_ne!(
+        store.fingerprint().await.unwrap(),
+        before,
+        "the fingerprint moves"
+    );
+
+    // An empty chunk writes nothing, and the journal alone may change.
+    store
+        .record_chunk("p1", &ChunkRecord::default())
+        .await
+        .unwrap();
+    let mut retry = ChunkRecord::default();
+    retry.journal(3, "ldap", JournalState::Done, None);
+    retry.journal(3, "ldap", JournalState::Failed, Some("again".into()));
+    store.record_chunk("p1", &retry).await.unwrap();
+    assert_eq!(
+        store.journal_of("p1").await.unwrap()[&3],
+        JournalState::Failed
+    );
+}
+
+/// A chunk whose record fails part-way writes nothing: its operations stay
+/// `started`, no stub row and no audit record of it is kept.
+async fn a_chunk_that_fails_part_way_leaves_nothing(store: &Store) {
+    store
+        .journal(
+            "p2",
+            &[(0, "ldap"), (1, "ldap")],
+            JournalState::Started,
+            None,
+        )
+        .await
+        .unwrap();
+    let mut chunk = ChunkRecord::default();
+    chunk.put_stub("ldap", stub("s1", "ann@acmecorp.com"));
+    chunk.audit.push(audit("ann@acmecorp.com", Action::Create));
+    chunk.journal(0, "ldap", JournalState::Done, None);
+    // A stub without an id is refused before anything is written.
+    let mut bad = chunk.clone();
+    bad.put_stub("ldap", stub(" ", "bob@acmecorp.com"));
+    let error = store.record_chunk("p2", &bad).await.unwrap_err();
+    assert!(matches!(error, StoreError::NoId { .. }), "{error}");
+
+    // The database fails after the stub rows were written (the audit table
+    // is gone): the transaction takes them back.
+    sqlx::query("DROP TABLE audit")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let error = store.record_chunk("p2", &chunk).await.unwrap_err();
+    assert!(
+        error.to_string().contains("writing the audit log"),
+        "{error}"
+    );
+    assert!(
+        stub_ids(store).await.is_empty(),
+        "no stub row of the failed chunk"
+    );
+    assert_eq!(
+        store
+            .journal_of("p2")
+            .await
+            .unwrap()
+            .values()
+            .copied()
+            .collect::<Vec<_>>(),
+        [JournalState::Started, JournalState::Started]
+    );
+}
+
+/// The baseline path writes the same rows, one transaction each.
+async fn the_baseline_writes_the_same_rows(store: &Store) {
+    let mut chunk = ChunkRecord::default();
+    chunk.put_stub("ldap", stub("s1", "ann@acmecorp.com"));
+    chunk.audit.push(audit("ann@acmecorp.com", Action::Create));
+    chunk.journal(0, "ldap", JournalState::Done, None);
+    store.record_per_operation("p3", &chunk).await.unwrap();
+    assert_eq!(stub_ids(store).await, ["s1"]);
+    assert_eq!(
+        store.journal_of("p3").await.unwrap()[&0],
+        JournalState::Done
+    );
+    assert_eq!(store.audit_log(5).await.unwrap().len(), 1);
+}
+
+/// A fresh SQLite store (kept while its folder lives).
+async fn sqlite() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!(
+        "sqlite:{}",
+        dir.path().join("coexist.db").display()
+    ))
+    .await
+    .unwrap();
+    (dir, store)
+}
+
+/// A fresh schema of the test PostgreSQL server, and a store on it.
+struct Postgres {
+    url: String,
+    schema: String,
+    store: Store,
+}
+
+impl Postgres {
+    async fn new(name: &str) -> Postgres {
+        let url = std::env::var("COEXIST_TEST_POSTGRES_URL").expect(
+            "COEXIST_TEST_POSTGRES_URL is not set: run the tests through the README's test command (deploy/test.sh), which starts PostgreSQL",
+        );
+        let schema = format!("coexist_store_{name}_{}", std::process::id());
+        Self::execute(&url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await;
+        Self::execute(&url, &format!("CREATE SCHEMA {schema}")).await;
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let store = Store::open(&format!(
+            "{url}{separator}options=-c%20search_path%3D{schema}"
+        ))
+        .await
+        .unwrap();
+        Postgres { url, schema, store }
+    }
+
+    async fn execute(url: &str, sql: &str) {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query(sql).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    }
+
+    async fn drop(self) {
+        self.store.close().await;
+        Self::execute(&self.url, &format!("DROP SCHEMA {} CASCADE", self.schema)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_chunk_is_recorded_whole_on_sqlite() {
+    let (_dir, store) = sqlite().await;
+    a_chunk_is_recorded_whole(&store).await;
+    let (_dir, store) = sqlite().await;
+    a_chunk_that_fails_part_way_leaves_nothing(&store).await;
+    let (_dir, store) = sqlite().await;
+    the_baseline_writes_the_same_rows(&store).await;
+}
+
+#[tokio::test]
+async fn a_chunk_is_recorded_whole_on_postgres() {
+    let pg = Postgres::new("whole").await;
+    a_chunk_is_recorded_whole(&pg.store).await;
+    pg.drop().await;
+    let pg = Postgres::new("fails").await;
+    a_chunk_that_fails_part_way_leaves_nothing(&pg.store).await;
+    pg.drop().await;
+    let pg = Postgres::new("baseline").await;
+    the_baseline_writes_the_same_rows(&pg.store).await;
+    pg.drop().await;
+}
