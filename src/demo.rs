@@ -291,6 +291,8 @@ pub enum DemoError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
 }
 
 /// The demo's closing document (what `coexist demo --output json` prints).
@@ -362,7 +364,7 @@ pub async fn run(
         .collect();
     let gal = engine.store.load_gal().await?;
     let ldif_path = dir.join("gal.ldif");
-    std::fs::write(&ldif_path, export(&gal, Format::Ldif, GAL_BASE))?;
+    std::fs::write(&ldif_path, export(&gal, Format::Ldif, GAL_BASE)?)?;
 
     // One flow each way, as the seed describes it.
     let view = StagedView::new(&staged);

@@ -13,15 +13,46 @@ pub enum Format {
     Json,
 }
 
+/// The version of the JSON export's format: `{"format": 1, "entries":
+/// [GalEntry, …]}`. (LDIF and vCard carry their own standard's version;
+/// CSV has a header row.)
+pub const FORMAT: u32 = 1;
+
+/// The GAL could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode the GAL as JSON: {0}")]
+pub struct ExportError(#[from] serde_json::Error);
+
+/// The JSON export document.
+#[derive(serde::Serialize)]
+struct JsonExport<'a> {
+    format: u32,
+    entries: &'a [GalEntry],
+}
+
 /// Writes `gal` in `format`. LDIF entries go under `base`
 /// (`ou=gal,dc=acmecorp,dc=com`).
-pub fn export(gal: &[GalEntry], format: Format, base: &str) -> String {
-    match format {
+pub fn export(gal: &[GalEntry], format: Format, base: &str) -> Result<String, ExportError> {
+    Ok(match format {
         Format::Ldif => ldif(gal, base),
         Format::Csv => csv(gal),
         Format::Vcard => vcard(gal),
-        Format::Json => serde_json::to_string_pretty(gal).unwrap_or_default(),
-    }
+        Format::Json => serde_json::to_string_pretty(&JsonExport {
+            format: FORMAT,
+            entries: gal,
+        })?,
+    })
+}
+
+/// `ou=gal` under the first shared domain (`ou=gal,dc=acmecorp,dc=com`):
+/// where LDIF entries go unless `--base` says otherwise.
+pub fn default_base(shared_domains: &[String]) -> String {
+    let domain = shared_domains
+        .first()
+        .map(String::as_str)
+        .unwrap_or_default();
+    let dcs: Vec<String> = domain.split('.').map(|p| format!("dc={p}")).collect();
+    format!("ou=gal,{}", dcs.join(","))
 }
 
 /// An LDIF attribute line, base64-encoded when RFC 2849 requires it.
@@ -219,7 +250,7 @@ mod tests {
 
     #[test]
     fn ldif_escapes_and_encodes_what_it_must() {
-        let out = export(&[entry()], Format::Ldif, "ou=gal,dc=acmecorp,dc=com");
+        let out = export(&[entry()], Format::Ldif, "ou=gal,dc=acmecorp,dc=com").unwrap();
         assert!(out.contains("dn: mail=ann@acmecorp.com,ou=gal,dc=acmecorp,dc=com\n"));
         assert!(out.contains("cn: Smith, Ann\n"));
         assert!(
@@ -231,15 +262,26 @@ mod tests {
 
     #[test]
     fn csv_quotes_fields_with_commas_and_quotes() {
-        let out = export(&[entry()], Format::Csv, "");
+        let out = export(&[entry()], Format::Csv, "").unwrap();
         assert!(out.contains("ann@acmecorp.com,a.smith@acmecorp.com,person,google,\"Smith, Ann\",Ann,Smith,,,\"Zoë's \"\"boss\"\"\""), "{out}");
     }
 
     #[test]
     fn vcards_list_every_address() {
-        let out = export(&[entry()], Format::Vcard, "");
+        let out = export(&[entry()], Format::Vcard, "").unwrap();
         assert!(out.contains("FN:Smith\\, Ann\r\n"));
         assert!(out.contains("EMAIL;TYPE=INTERNET,PREF:ann@acmecorp.com\r\n"));
         assert!(out.contains("EMAIL;TYPE=INTERNET:a.smith@acmecorp.com\r\n"));
+    }
+
+    #[test]
+    fn the_json_export_says_its_format() {
+        let out = export(&[entry()], Format::Json, "").unwrap();
+        let document: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(document["format"], FORMAT);
+        assert_eq!(
+            document["entries"][0]["primary_address"],
+            "ann@acmecorp.com"
+        );
     }
 }

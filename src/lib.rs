@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod demo;
+pub mod doctor;
 pub mod engine;
 pub mod exit;
 pub mod export;
@@ -20,3 +21,7 @@ pub mod plan;
 pub mod store;
 
 pub use coexist_reconcile as reconcile;
+
+#[cfg(test)]
+#[path = "layering_tests.rs"]
+mod layering;

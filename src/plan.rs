@@ -20,6 +20,113 @@ use coexist_connector::{Operation, RecipientKind};
 
 use crate::reconcile::{Conflict, ConflictKind, Notice, Reconciliation};
 
+/// The plan format this version writes: 2 digests the policy through its
+/// stable encoding (1: through its `Debug` text, before 2026-12).
+pub const FORMAT: u32 = 2;
+
+fn format_one() -> u32 {
+    1
+}
+
+/// The fingerprint of a plan made from the staged state `staged` (the
+/// store's fingerprint) under `policy`: a saved plan applies only while
+/// both are as they were.
+pub fn fingerprint(staged: &str, policy: &crate::reconcile::Policy) -> String {
+    let digest = sha2::Sha256::digest(policy.stable_encoding().as_bytes());
+    format!("{staged}-p{}", hex::encode(&digest[..6]))
+}
+
+pub mod legacy {
+    //! The policy digest of plan format 1, kept so plans saved before the
+    //! stable encoding still apply: the `Debug` text of the policy as those
+    //! versions defined it (these mirror types print exactly that).
+    #![allow(dead_code)] // the fields exist only to be printed by Debug
+
+    use std::collections::BTreeMap;
+
+    use sha2::Digest;
+
+    use crate::reconcile::{self, StubStyle as Style, UnknownRecipient as Unknown};
+
+    #[derive(Debug)]
+    enum StubStyle {
+        RoutingAddress,
+        SmartHost,
+        DomainRouting,
+        None,
+    }
+
+    #[derive(Debug)]
+    enum UnknownRecipient {
+        Reject,
+        Relay(String),
+    }
+
+    #[derive(Debug)]
+    struct SystemPolicy {
+        id: String,
+        routing_domain: Option<String>,
+        smart_host: Option<String>,
+        stub_style: StubStyle,
+        unknown_recipient: UnknownRecipient,
+    }
+
+    #[derive(Debug)]
+    struct HomeAttribute {
+        system: String,
+        attribute: String,
+        values: BTreeMap<String, String>,
+    }
+
+    #[derive(Debug)]
+    struct Policy {
+        shared_domains: Vec<String>,
+        systems: Vec<SystemPolicy>,
+        home_attribute: Option<HomeAttribute>,
+        precedence: Vec<String>,
+        precedence_by_attribute: BTreeMap<String, Vec<String>>,
+        include_disabled: bool,
+        mx: Option<String>,
+    }
+
+    /// The format-1 fingerprint of `staged` under `policy`.
+    pub fn fingerprint(staged: &str, policy: &reconcile::Policy) -> String {
+        let then = Policy {
+            shared_domains: policy.shared_domains.clone(),
+            systems: policy
+                .systems
+                .iter()
+                .map(|s| SystemPolicy {
+                    id: s.id.clone(),
+                    routing_domain: s.routing_domain.clone(),
+                    smart_host: s.smart_host.clone(),
+                    stub_style: match s.stub_style {
+                        Style::RoutingAddress => StubStyle::RoutingAddress,
+                        Style::SmartHost => StubStyle::SmartHost,
+                        Style::DomainRouting => StubStyle::DomainRouting,
+                        Style::None => StubStyle::None,
+                    },
+                    unknown_recipient: match &s.unknown_recipient {
+                        Unknown::Reject => UnknownRecipient::Reject,
+                        Unknown::Relay(to) => UnknownRecipient::Relay(to.clone()),
+                    },
+                })
+                .collect(),
+            home_attribute: policy.home_attribute.as_ref().map(|h| HomeAttribute {
+                system: h.system.clone(),
+                attribute: h.attribute.clone(),
+                values: h.values.clone(),
+            }),
+            precedence: policy.precedence.clone(),
+            precedence_by_attribute: policy.precedence_by_attribute.clone(),
+            include_disabled: policy.include_disabled,
+            mx: policy.mx.clone(),
+        };
+        let digest = sha2::Sha256::digest(format!("{then:?}").as_bytes());
+        format!("{staged}-{}", hex::encode(&digest[..6]))
+    }
+}
+
 /// One operation of a plan, flattened for people and scripts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanStep {
@@ -147,6 +254,11 @@ pub struct Summary {
 /// A plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
+    /// The version of this document's format ([`FORMAT`]); a plan saved by
+    /// a version that wrote none is format 1. A newer format than this
+    /// version reads is refused, saying so.
+    #[serde(default = "format_one")]
+    pub format: u32,
     /// Derived from the fingerprint and the operations: the same plan always
     /// has the same id, so applying it twice resumes its journal.
     pub id: String,
@@ -195,6 +307,7 @@ impl Plan {
         }
         let id = hex::encode(&hasher.finalize()[..10]);
         let mut plan = Plan {
+            format: FORMAT,
             id,
             fingerprint: fingerprint.to_string(),
             created_at,

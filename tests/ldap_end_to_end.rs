@@ -645,7 +645,8 @@ fn gal_members(s: &Scenario, address: &str) -> Vec<String> {
     let out = s.run(&["export-gal", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let gal: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let entry = gal
+    assert_eq!(gal["format"], 1, "the export says its format");
+    let entry = gal["entries"]
         .as_array()
         .unwrap()
         .iter()

@@ -94,6 +94,76 @@ impl Policy {
             .collect()
     }
 
+    /// The policy written out field by field, one line each, in a form
+    /// that changes only when what the policy says changes: the digest a
+    /// saved plan carries is taken over this, not over a `Debug` dump. A
+    /// field added later is written only when it differs from the value
+    /// every older configuration implied, so adding one does not make the
+    /// plans saved before stale.
+    pub fn stable_encoding(&self) -> String {
+        let mut out = String::from("policy v2\n");
+        let line = |out: &mut String, key: &str, value: &str| {
+            out.push_str(key);
+            out.push('=');
+            out.push_str(value);
+            out.push('\n');
+        };
+        line(&mut out, "shared_domains", &self.shared_domains.join(","));
+        for system in &self.systems {
+            line(&mut out, "system", &system.id);
+            line(
+                &mut out,
+                "  routing_domain",
+                system.routing_domain.as_deref().unwrap_or(""),
+            );
+            line(
+                &mut out,
+                "  smart_host",
+                system.smart_host.as_deref().unwrap_or(""),
+            );
+            line(&mut out, "  stub_style", system.stub_style.name());
+            let unknown = match &system.unknown_recipient {
+                UnknownRecipient::Reject => "reject".to_string(),
+                UnknownRecipient::Relay(to) => format!("relay:{to}"),
+            };
+            line(&mut out, "  unknown_recipient", &unknown);
+            line(
+                &mut out,
+                "  disabled_mailboxes",
+                match system.disabled_mailboxes {
+                    DisabledMailboxes::Bounce => "bounce",
+                    DisabledMailboxes::Deliver => "deliver",
+                },
+            );
+        }
+        if let Some(rule) = &self.home_attribute {
+            line(&mut out, "home.system", &rule.system);
+            line(&mut out, "home.attribute", &rule.attribute);
+            for (value, system) in &rule.values {
+                line(&mut out, "home.value", &format!("{value}:{system}"));
+            }
+        }
+        line(&mut out, "precedence", &self.precedence.join(","));
+        for (attribute, order) in &self.precedence_by_attribute {
+            line(
+                &mut out,
+                &format!("precedence.{attribute}"),
+                &order.join(","),
+            );
+        }
+        line(
+            &mut out,
+            "include_disabled",
+            if self.include_disabled {
+                "true"
+            } else {
+                "false"
+            },
+        );
+        line(&mut out, "mx", self.mx.as_deref().unwrap_or(""));
+        out
+    }
+
     /// The system reached through smart host `host`.
     pub fn system_by_smart_host(&self, host: &str) -> Option<&SystemPolicy> {
         self.systems.iter().find(|s| {

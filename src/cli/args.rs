@@ -22,6 +22,7 @@ pub enum LogFormat {
     Text,
     Json,
 }
+
 /// coexist keeps the directories of mail systems that share one email domain
 /// in step: it reads every system, builds one global address list, and
 /// writes into each system the forwarding entries and contacts ("stubs") that
@@ -143,4 +144,3 @@ pub enum Command {
         dir: Option<PathBuf>,
     },
 }
-

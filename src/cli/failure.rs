@@ -23,7 +23,8 @@ impl Failure {
         }
     }
 
-    fn failure(message: String) -> Self {
+    /// An unexpected failure: the store, a file (exit 1).
+    fn unexpected(message: String) -> Self {
         Failure {
             code: exit::FAILURE,
             message,
@@ -41,7 +42,7 @@ impl From<ConfigError> for Failure {
 /// The store failed: exit 1.
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
-        Failure::failure(e.to_string())
+        Failure::unexpected(e.to_string())
     }
 }
 
@@ -51,10 +52,10 @@ impl From<EngineError> for Failure {
     fn from(e: EngineError) -> Self {
         let code = match e {
             EngineError::StalePlan { .. } => exit::STALE_PLAN,
-            EngineError::NotASystem { .. } => exit::USAGE,
-            EngineError::Busy { .. } | EngineError::LockLost | EngineError::Store(StoreError::Busy) => {
-                exit::BUSY
-            }
+            EngineError::NotASystem { .. } | EngineError::PlanFormat { .. } => exit::USAGE,
+            EngineError::Busy { .. }
+            | EngineError::LockLost
+            | EngineError::Store(StoreError::Busy) => exit::BUSY,
             _ => exit::FAILURE,
         };
         Failure {
@@ -67,7 +68,7 @@ impl From<EngineError> for Failure {
 /// A file could not be read or written: exit 1.
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Self {
-        Failure::failure(e.to_string())
+        Failure::unexpected(e.to_string())
     }
 }
 
@@ -75,6 +76,13 @@ impl From<std::io::Error> for Failure {
 impl From<serde_json::Error> for Failure {
     fn from(e: serde_json::Error) -> Self {
         Failure::usage(format!("not a coexist plan: {e}"))
+    }
+}
+
+/// The GAL could not be encoded: exit 1.
+impl From<crate::export::ExportError> for Failure {
+    fn from(e: crate::export::ExportError) -> Self {
+        Failure::unexpected(e.to_string())
     }
 }
 
@@ -86,6 +94,7 @@ impl From<DemoError> for Failure {
             DemoError::Config(e) => e.into(),
             DemoError::Store(e) => e.into(),
             DemoError::Engine(e) => e.into(),
+            DemoError::Export(e) => e.into(),
         }
     }
 }

@@ -51,7 +51,10 @@ pub fn print_plan(plan: &Plan) {
     // Notices (entries skipped by a read, entries coexist did not make):
     // the first few, the rest in JSON.
     for notice in plan.notices.iter().take(SHOWN) {
-        println!("Notice ({}: {}): {}", notice.system, notice.object, notice.message);
+        println!(
+            "Notice ({}: {}): {}",
+            notice.system, notice.object, notice.message
+        );
     }
     if plan.notices.len() > SHOWN {
         println!(
@@ -96,4 +99,3 @@ pub fn print_sync(report: &SyncReport) {
         println!("  failed: {failure}");
     }
 }
-

@@ -42,6 +42,8 @@ pub enum EngineError {
         expected: String,
         actual: String,
     },
+    #[error("the plan {id} is in format {format}, written by a newer coexist; this version reads plans up to format {}: apply it with that version, or make a new plan", crate::plan::FORMAT)]
+    PlanFormat { id: String, format: u32 },
     #[error("the plan names the system `{0}`, which is not configured")]
     UnknownSystem(String),
     #[error(
@@ -573,10 +575,20 @@ impl Engine {
     /// hosts, stub styles, precedence). A saved plan applies only while both
     /// are as they were.
     pub async fn fingerprint(&self) -> Result<String, EngineError> {
-        use sha2::Digest as _;
         let staged = self.store.fingerprint().await?;
-        let policy = sha2::Sha256::digest(format!("{:?}", self.config.policy).as_bytes());
-        Ok(format!("{staged}-{}", hex::encode(&policy[..6])))
+        Ok(crate::plan::fingerprint(&staged, &self.config.policy))
+    }
+
+    /// The fingerprint as the plan format `format` computes it: plans saved
+    /// by versions before the stable policy encoding (format 1) digest the
+    /// policy as those versions did, so they still apply after an upgrade.
+    pub async fn fingerprint_for_format(&self, format: u32) -> Result<String, EngineError> {
+        let staged = self.store.fingerprint().await?;
+        Ok(if format < 2 {
+            crate::plan::legacy::fingerprint(&staged, &self.config.policy)
+        } else {
+            crate::plan::fingerprint(&staged, &self.config.policy)
+        })
     }
 
     /// Loads the staged state of every configured system.
@@ -643,6 +655,12 @@ impl Engine {
         run_id: Option<i64>,
         options: &RunOptions,
     ) -> Result<ApplyReport, EngineError> {
+        if plan.format > crate::plan::FORMAT {
+            return Err(EngineError::PlanFormat {
+                id: plan.id.clone(),
+                format: plan.format,
+            });
+        }
         // Every system the plan names must be here before anything runs.
         if let Some(step) = plan
             .runnable()
@@ -663,7 +681,7 @@ impl Engine {
         } else if left > 0 {
             // A new plan, or one applied in part or superseded by a later
             // run: it may only run on the state it was made from.
-            let actual = self.fingerprint().await?;
+            let actual = self.fingerprint_for_format(plan.format).await?;
             if actual != plan.fingerprint {
                 return Err(EngineError::StalePlan {
                     id: plan.id.clone(),

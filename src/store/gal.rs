@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::Row;
 
 use super::{next_revision, now, query_err, Result, Store, StoreError, ROWS_PER_STATEMENT};
-use crate::reconcile::GalEntry;
+use coexist_model::GalEntry;
 
 impl Store {
     /// Replaces the stored GAL with `gal`, writing only the entries that changed.

@@ -13,7 +13,7 @@ use coexist_connector::{FoundStub, Problem, Pull, PullMode, Recipient};
 use super::{
     list, next_revision, now, query_err, values, Result, Store, StoreError, ROWS_PER_STATEMENT,
 };
-use crate::reconcile::{Staged, StagedSystem};
+use coexist_model::{Staged, StagedSystem};
 
 /// How a pull changed a system's staged objects.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -100,7 +100,9 @@ impl Store {
         for (id, class, body) in incoming {
             seen.insert(id.clone());
             match existing.get(&id) {
-                Some(old) if *old == body => report.unchanged += 1,
+                Some(old) if *old == body || same_object(class, old, &body) => {
+                    report.unchanged += 1
+                }
                 Some(_) => {
                     report.changed += 1;
                     writes.push((id, class, body));
@@ -569,4 +571,22 @@ pub(super) async fn remove_stub_rows(
             .map_err(query_err("removing stubs"))?;
     }
     Ok(())
+}
+
+/// Whether a stored body and a new one describe the same object. The text
+/// differs, with the object unchanged, when the model gained a field since
+/// the row was written (the older version wrote no such key, and decoding
+/// fills its default) or the encoding changed: such rows are not "changed",
+/// so upgrading coexist does not make every staged row look new.
+fn same_object(class: &str, old: &str, new: &str) -> bool {
+    fn decoded_eq<T: serde::de::DeserializeOwned + PartialEq>(old: &str, new: &str) -> bool {
+        matches!(
+            (serde_json::from_str::<T>(old), serde_json::from_str::<T>(new)),
+            (Ok(a), Ok(b)) if a == b
+        )
+    }
+    match class {
+        "recipient" => decoded_eq::<Recipient>(old, new),
+        _ => decoded_eq::<FoundStub>(old, new),
+    }
 }

@@ -83,13 +83,15 @@ impl Kind for LdapKind {
                 );
             }
             Some(toml::Value::String(written)) if written == self.flavor_name() => {}
-            Some(written) => return Err(SetupError::at(
-                "flavor",
-                format!(
+            Some(written) => {
+                return Err(SetupError::at(
+                    "flavor",
+                    format!(
                     "flavor {written} does not fit kind \"{}\"; leave it out, the kind decides it",
                     self.name()
                 ),
-            )),
+                ))
+            }
         }
         let mut settings: LdapConfig = setup.settings(table)?;
         settings.ca_file = settings

@@ -63,11 +63,7 @@ pub async fn run(
     } else {
         println!(
             "Applied plan {}: {} done, {} already done before, {} failed, {} withheld.",
-            report.plan,
-            report.done,
-            report.skipped_already_done,
-            report.failed,
-            report.withheld
+            report.plan, report.done, report.skipped_already_done, report.failed, report.withheld
         );
         for failure in &report.failures {
             println!("  failed: {failure}");

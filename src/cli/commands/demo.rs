@@ -70,7 +70,12 @@ fn print_text(demo: &DemoRun) {
             .iter()
             .map(|h| format!("{} ({})", h.system, h.action))
             .collect();
-        println!("\nMail from {} to {}: {}", flow.from, flow.to, path.join(" → "));
+        println!(
+            "\nMail from {} to {}: {}",
+            flow.from,
+            flow.to,
+            path.join(" → ")
+        );
     }
     println!("\nGAL written as LDIF: {}", demo.report.gal_ldif);
     println!(

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::cli::failure::Failure;
 use crate::config::Config;
 use crate::exit;
-use crate::export::{export, Format};
+use crate::export::{default_base, export, Format};
 use crate::store::Store;
 
 /// Writes the stored GAL in `format`; LDIF entries go under `base`
@@ -21,8 +21,11 @@ pub async fn run(
     let config = Config::load(config_path)?;
     let store = Store::open(&config.store_url()?).await?;
     let gal = store.load_gal().await?;
-    let base = base.map_or_else(|| default_base(&config), str::to_string);
-    let text = export(&gal, format, &base);
+    let base = base.map_or_else(
+        || default_base(&config.policy.shared_domains),
+        str::to_string,
+    );
+    let text = export(&gal, format, &base)?;
     match out {
         Some(path) => {
             std::fs::write(path, text)?;
@@ -36,18 +39,6 @@ pub async fn run(
     Ok(exit::OK)
 }
 
-/// `ou=gal` under the first shared domain (`ou=gal,dc=acmecorp,dc=com`).
-fn default_base(config: &Config) -> String {
-    let domain = config
-        .policy
-        .shared_domains
-        .first()
-        .cloned()
-        .unwrap_or_default();
-    let dcs: Vec<String> = domain.split('.').map(|p| format!("dc={p}")).collect();
-    format!("ou=gal,{}", dcs.join(","))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +46,9 @@ mod tests {
     #[test]
     fn the_demo_exports_under_the_default_base() {
         let config = Config::parse(Path::new("coexist.toml"), crate::demo::CONFIG).unwrap();
-        assert_eq!(default_base(&config), crate::demo::GAL_BASE);
+        assert_eq!(
+            default_base(&config.policy.shared_domains),
+            crate::demo::GAL_BASE
+        );
     }
 }

@@ -40,5 +40,9 @@ pub async fn run(
             );
         }
     }
-    Ok(crate::engine::plan_exit_code(&pulls, &plan, detailed_exitcode))
+    Ok(crate::engine::plan_exit_code(
+        &pulls,
+        &plan,
+        detailed_exitcode,
+    ))
 }
