@@ -22,6 +22,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,7 +63,7 @@ fn configuration() -> String {
 
 fn person(system: &str, i: usize) -> Recipient {
     let mut person = Recipient::mailbox(
-        &format!("{system}-{i}"),
+        &format!("person-{i}"),
         RecipientKind::Person,
         &format!("{system}.user{i}@acmecorp.com"),
     );
@@ -174,12 +175,14 @@ async fn first_sync(
         engine = engine.with_per_operation_writes();
     }
     let lock = engine.lock("sync").await?;
-    let report = engine
-        .sync(&RunOptions {
-            actor: "benches/first_sync.rs".into(),
-            ..RunOptions::default()
-        })
-        .await?;
+    let options = RunOptions {
+        actor: "benches/first_sync.rs".into(),
+        ..RunOptions::default()
+    };
+    if std::env::var_os("COEXIST_BENCH_BREAKDOWN").is_some() {
+        breakdown(&engine, &options, started).await?;
+    }
+    let report = engine.sync(&options).await?;
     lock.release().await;
     let took = started.elapsed();
     let creates = report.plan.summary.create;
@@ -192,11 +195,40 @@ async fn first_sync(
         )
         .into());
     }
+    // What the store recorded is what the systems hold: a plan made from
+    // the store alone, without reading, finds nothing to do.
+    let (again, _) = engine
+        .plan(&BTreeMap::new(), &RunOptions::default())
+        .await?;
+    if again.summary.create + again.summary.update + again.summary.delete > 0 {
+        return Err(format!(
+            "after the first sync, a plan from the store still has {} operations",
+            again.operations.len()
+        )
+        .into());
+    }
     store.close().await;
     if let (Backend::Postgres(url), Some(schema)) = (backend, schema) {
         postgres(url, &format!("DROP SCHEMA {schema} CASCADE")).await?;
     }
     Ok((took, report.apply.done))
+}
+
+/// Prints the time of each step of a sync (`COEXIST_BENCH_BREAKDOWN=1`):
+/// this run then syncs twice, the second finding nothing to do.
+async fn breakdown(engine: &Engine, options: &RunOptions, started: Instant) -> Result<(), Error> {
+    let step = |name: &str, t: Instant| {
+        println!("      ({name}: {:.3} s)", t.elapsed().as_secs_f64());
+        Instant::now()
+    };
+    let t = step("setup", started);
+    let pulls = engine.pull_with(options).await?;
+    let t = step("pull and stage", t);
+    let (plan, _) = engine.plan(&engine.health(&pulls), options).await?;
+    let t = step("plan", t);
+    engine.apply(&plan, None, options).await?;
+    step("apply", t);
+    Ok(())
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -220,6 +252,13 @@ async fn measure(
     backend: &Backend,
     target: Duration,
 ) -> Result<bool, Error> {
+    // `COEXIST_BENCH_PATH=chunk` (or `operation`) runs one path alone,
+    // for a profiler.
+    let only = match std::env::var("COEXIST_BENCH_PATH").as_deref() {
+        Ok("chunk") => Some(WritePath::PerChunk),
+        Ok("operation") => Some(WritePath::PerOperation),
+        _ => None,
+    };
     let (mut chunked, mut baseline) = (Vec::new(), Vec::new());
     let mut operations = 0;
     for run in 0..RUNS {
@@ -229,6 +268,9 @@ async fn measure(
             [WritePath::PerChunk, WritePath::PerOperation]
         };
         for path in order {
+            if only.is_some_and(|only| only != path) {
+                continue;
+            }
             let k = run * 2 + usize::from(path == WritePath::PerChunk);
             let (took, done) = first_sync(dir, backend, path, k).await?;
             println!(
@@ -243,6 +285,10 @@ async fn measure(
                 WritePath::PerOperation => baseline.push(took),
             }
         }
+    }
+    if chunked.is_empty() || baseline.is_empty() {
+        println!("  {name}: one path only (COEXIST_BENCH_PATH), no figures compared");
+        return Ok(true);
     }
     let (chunked, baseline) = (median(chunked), median(baseline));
     println!(

@@ -590,3 +590,19 @@ fn same_object(class: &str, old: &str, new: &str) -> bool {
         _ => decoded_eq::<FoundStub>(old, new),
     }
 }
+
+#[cfg(test)]
+mod format_tests {
+    use super::same_object;
+
+    #[test]
+    fn a_row_written_before_a_field_existed_is_the_same_object() {
+        // Written by a version whose recipients had no `aliases` and no
+        // `enabled` yet: decoding fills their defaults.
+        let older = r#"{"anchor":"l1","kind":"person","primary_address":"mia@acmecorp.com","mailbox":true}"#;
+        let now = r#"{"anchor":"l1","kind":"person","primary_address":"mia@acmecorp.com","aliases":[],"mailbox":true,"enabled":true,"attributes":{}}"#;
+        assert!(same_object("recipient", older, now));
+        let changed = now.replace("mia@", "mira@");
+        assert!(!same_object("recipient", older, &changed));
+    }
+}

@@ -13,11 +13,13 @@
 //! `inetOrgPerson` and the AD `contact` class allow); an entry without the
 //! marker is never updated or deleted.
 
+pub mod ad_controls;
 pub mod config;
-pub mod conn;
 pub mod cursor;
-pub mod dirsync;
+mod doctor;
+pub mod endpoint;
 pub mod entry;
+pub mod error;
 pub mod escape;
 pub mod kind;
 pub mod read;
@@ -35,6 +37,7 @@ use futures::stream::{self, StreamExt};
 use tracing::Instrument;
 
 pub use config::{AttributeMap, DisabledWhen, Flavor, Incremental, LdapConfig, StubSchema};
+pub use endpoint::Endpoint;
 pub use kind::{LdapKind, ACTIVE_DIRECTORY, LDAP};
 
 /// How many operations `apply_many` keeps in flight on one connection.
@@ -48,6 +51,8 @@ type ApplyFuture<'a> = std::pin::Pin<
 pub struct LdapConnector {
     system: String,
     config: LdapConfig,
+    /// How the server is reached (shared with the reader).
+    endpoint: Endpoint,
     reader: read::Reader,
     writer: write::Writer,
     conn: tokio::sync::Mutex<Option<ldap3::Ldap>>,
@@ -75,11 +80,13 @@ impl LdapConnector {
                 "insecure_skip_verify is on: TLS certificates are not checked"
             );
         }
-        let reader = read::Reader::new(system, &config);
+        let endpoint = Endpoint::new(system, &config);
+        let reader = read::Reader::with_endpoint(system, &config, endpoint.clone());
         let writer = write::Writer::new(system, &config);
         Ok(LdapConnector {
             system: system.to_string(),
             config,
+            endpoint,
             reader,
             writer,
             conn: tokio::sync::Mutex::new(None),
@@ -99,7 +106,7 @@ impl LdapConnector {
                 return Ok(l.clone());
             }
         }
-        let l = conn::connect(&self.system, &self.config).await?;
+        let l = self.endpoint.ldap3().await?;
         *guard = Some(l.clone());
         Ok(l)
     }
@@ -231,6 +238,6 @@ impl Connector for LdapConnector {
     }
 
     async fn doctor(&self) -> Vec<Finding> {
-        sync::doctor(&self.reader, &self.writer, self.ldap().await).await
+        doctor::doctor(&self.reader, &self.writer, self.ldap().await).await
     }
 }

@@ -9,13 +9,12 @@
 //! code `referral` and such URLs. With `follow_referrals` on, the reader
 //! ([`crate::read`]) searches each of them with the original filter and
 //! attributes, the URL's DN as base (the original base when it has none)
-//! and the URL's scope (the original scope when it has none).
+//! and the URL's scope (the original scope when it has none), reaching
+//! another server as [`crate::endpoint::Endpoint::referred`] decides.
 
 use std::fmt;
 
 use ldap3::Scope;
-
-use crate::config::LdapConfig;
 
 /// How many references deep a read follows (a reference met while reading
 /// a reference is one more hop).
@@ -268,11 +267,6 @@ pub struct Server {
 }
 
 impl Server {
-    /// The server of the system's own `url`.
-    pub fn of_config(config: &LdapConfig) -> Option<Server> {
-        LdapUrl::parse(&config.url).ok()?.server()
-    }
-
     /// Whether `self` and `other` are the same endpoint: the same socket,
     /// or the same host and port.
     pub fn same_endpoint(&self, other: &Server) -> bool {
@@ -297,43 +291,6 @@ impl fmt::Display for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.url())
     }
-}
-
-/// Whether the system's own connection is protected (TLS, StartTLS, or a
-/// local socket): then a referred server must be reached with TLS too.
-pub fn system_is_secure(config: &LdapConfig) -> bool {
-    config.starttls
-        || matches!(
-            LdapUrl::parse(&config.url).map(|u| u.scheme),
-            Ok(Scheme::Ldaps | Scheme::Ldapi)
-        )
-}
-
-/// The configuration to connect to `server` with: the system's bind
-/// credentials, CA file, verification and timeout, with StartTLS on a
-/// cleartext URL when the system's own connection is protected. `Err`
-/// says why the server is not to be reached.
-pub fn config_for(config: &LdapConfig, server: &Server) -> Result<LdapConfig, String> {
-    let mut c = config.clone();
-    c.url = server.url();
-    c.starttls = false;
-    match server.scheme {
-        Scheme::Ldaps => {}
-        Scheme::Ldap => {
-            if system_is_secure(config) {
-                // Never a silent downgrade: upgrade with StartTLS, and the
-                // reference fails if the server cannot.
-                c.starttls = true;
-            }
-        }
-        Scheme::Ldapi => {
-            return Err(format!(
-                "it points at a local socket ({}) other than the system's; coexist does not send the system's credentials there",
-                server.host
-            ))
-        }
-    }
-    Ok(c)
 }
 
 #[cfg(test)]
@@ -449,33 +406,6 @@ mod tests {
         ] {
             assert_eq!(LdapUrl::parse(bad), Err(why), "{bad}");
         }
-    }
-
-    #[test]
-    fn a_protected_system_reaches_referred_servers_only_with_tls() {
-        let mut config = LdapConfig::new(
-            crate::Flavor::Openldap,
-            "ldaps://a.example.com",
-            "cn=admin",
-            coexist_connector::SecretRef::Env { env: "X".into() },
-            vec!["dc=x".into()],
-            "ou=c,dc=x",
-        );
-        config.ca_file = Some("/ca.pem".into());
-        let plain = url("ldap://b.example.com/dc=y").server().unwrap();
-        let c = config_for(&config, &plain).unwrap();
-        assert_eq!(c.url, "ldap://b.example.com:389");
-        assert!(c.starttls, "upgraded, never downgraded");
-        assert_eq!(c.ca_file.as_deref(), Some("/ca.pem"));
-        let tls = url("ldaps://b.example.com/dc=y").server().unwrap();
-        assert!(!config_for(&config, &tls).unwrap().starttls);
-        let socket = url("ldapi://%2Frun%2Fx/dc=y").server().unwrap();
-        assert!(config_for(&config, &socket).is_err());
-
-        config.url = "ldap://a.example.com".into();
-        assert!(!config_for(&config, &plain).unwrap().starttls);
-        config.starttls = true;
-        assert!(config_for(&config, &plain).unwrap().starttls);
     }
 
     #[test]

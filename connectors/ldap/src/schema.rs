@@ -19,7 +19,7 @@ use coexist_connector::{Attributes, Finding, RecipientKind, Route, Stub};
 use ldap3::{Ldap, Scope, SearchEntry};
 
 use crate::config::StubSchema;
-use crate::conn::{self, rc};
+use crate::error::{self, rc};
 use crate::write::Writer;
 
 /// The name of the doctor check.
@@ -718,7 +718,7 @@ async fn subentry_dn(
             }
         };
         if result.1.rc != rc::SUCCESS {
-            failures.push(format!("reading {what}: {}", conn::describe(&result.1)));
+            failures.push(format!("reading {what}: {}", error::describe(&result.1)));
         }
         let dn = result
             .0
@@ -777,12 +777,12 @@ pub async fn read(
             .await
             .map_err(|e| SchemaReadError::Search {
                 dn: dn.clone(),
-                detail: conn::from_ldap(system, "read the schema", e).to_string(),
+                detail: error::from_ldap(system, "read the schema", e).to_string(),
             })?;
         if result.1.rc != rc::SUCCESS {
             return Err(SchemaReadError::Search {
                 dn: dn.clone(),
-                detail: conn::describe(&result.1),
+                detail: error::describe(&result.1),
             });
         }
         let Some(entry) = result

@@ -4,12 +4,15 @@
 //! every message into a tree of tags (an allocation per element), clones
 //! it, sends it through a channel, and `SearchEntry::construct` turns it
 //! into hash maps of strings. This module speaks just enough LDAP (RFC 4511)
-//! for that one job on a connection of its own: connect (`ldap://`,
-//! `ldaps://`, StartTLS, `ldapi://`), simple bind, paged searches
-//! (RFC 2696), unbind. Each received message is decoded in place, straight
-//! from the receive buffer into an [`Entry`].
+//! for that one job on a connection of its own: StartTLS, simple bind,
+//! paged searches (RFC 2696), unbind. Each received message is decoded in
+//! place, straight from the receive buffer into an [`Entry`].
 //!
-//! Everything else (deltas, group members, writes) keeps using ldap3.
+//! How the connection is made (transport, StartTLS or TLS, the TLS
+//! configuration, the credentials) is [`crate::endpoint`]'s decision,
+//! shared with ldap3: [`crate::endpoint::Endpoint::lean`] opens the socket
+//! and uses this module's operations on it. Everything else (deltas, group
+//! members, writes) keeps using ldap3.
 
 use std::io;
 use std::time::Duration;
@@ -19,11 +22,9 @@ use coexist_connector::ConnectorError;
 use lber::structures::ASNTag;
 use ldap3::LdapResult;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use crate::config::LdapConfig;
-use crate::conn::{self, rc};
 use crate::entry::Entry;
+use crate::error::{self, rc};
 
 /// The OID of the paged results control (RFC 2696).
 const PAGED_RESULTS_OID: &[u8] = b"1.2.840.113556.1.4.319";
@@ -82,12 +83,12 @@ impl WireError {
     /// The error as the connector reports it, for operation `what`.
     pub fn into_connector_error(self, system: &str, what: &str) -> ConnectorError {
         match self {
-            WireError::Io(e) => conn::connection_failed(system, what, &e.to_string()),
-            WireError::Timeout => conn::timed_out(system, what),
+            WireError::Io(e) => error::connection_failed(system, what, &e.to_string()),
+            WireError::Timeout => error::timed_out(system, what),
             WireError::Malformed(detail) => ConnectorError::retryable(format!(
                 "LDAP system `{system}`: {what}: the server sent a message coexist cannot decode ({detail}); coexist will retry"
             )),
-            WireError::Result(result) => conn::from_result(system, what, &result),
+            WireError::Result(result) => error::from_result(system, what, &result),
         }
     }
 }
@@ -388,69 +389,10 @@ fn encode_filter(filter: &str) -> Option<Vec<u8>> {
 
 // --- transport ------------------------------------------------------------
 
-/// A byte stream the client runs over: TCP, TLS over TCP, or a Unix socket.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+/// A byte stream the client runs over: TCP, TLS over TCP, or a Unix socket
+/// (opened by [`crate::endpoint::Endpoint::lean`]).
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// Where a URL points.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Target {
-    Tcp { host: String, port: u16, tls: bool },
-    Unix(String),
-}
-
-/// Parses `ldap://host:port`, `ldaps://host`, `ldapi://%2Fpath` (anything
-/// after the authority, such as a DN, is ignored).
-fn target(url: &str) -> Option<Target> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    match scheme.to_ascii_lowercase().as_str() {
-        "ldapi" => {
-            let path = percent_decode(authority)?;
-            (!path.is_empty()).then_some(Target::Unix(path))
-        }
-        s @ ("ldap" | "ldaps") => {
-            let tls = s == "ldaps";
-            let default = if tls { 636 } else { 389 };
-            let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-                let (host, after) = v6.split_once(']')?;
-                let port = match after.strip_prefix(':') {
-                    Some(p) => p.parse().ok()?,
-                    None if after.is_empty() => default,
-                    None => return None,
-                };
-                (host.to_string(), port)
-            } else {
-                match authority.rsplit_once(':') {
-                    Some((h, p)) => (h.to_string(), p.parse().ok()?),
-                    None => (authority.to_string(), default),
-                }
-            };
-            let host = if host.is_empty() {
-                "localhost".to_string()
-            } else {
-                host
-            };
-            Some(Target::Tcp { host, port, tls })
-        }
-        _ => None,
-    }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hex = [bytes.next()?, bytes.next()?];
-            let hex = std::str::from_utf8(&hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-        } else {
-            out.push(b);
-        }
-    }
-    String::from_utf8(out).ok()
-}
 
 /// Reads until `buf` holds a whole message; returns its size.
 async fn fill_frame<S: AsyncRead + Unpin + ?Sized>(
@@ -509,6 +451,27 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
     }
 }
 
+/// Asks the server to start TLS (RFC 4511 4.14) on `io`, as message `id`;
+/// returns its result. Nothing the server sends after the response is
+/// kept: the TLS handshake comes next.
+pub(crate) async fn start_tls<S: AsyncRead + AsyncWrite + Unpin + ?Sized>(
+    io: &mut S,
+    id: i32,
+    timeout: Duration,
+) -> Result<LdapResult, WireError> {
+    let request = envelope(
+        id,
+        |m| {
+            put_with(m, tag::EXTENDED_REQUEST, |e| {
+                put(e, tag::CONTEXT_0, STARTTLS_OID)
+            })
+        },
+        None,
+    );
+    let mut buf = BytesMut::new();
+    exchange(io, &mut buf, timeout, &request, id, tag::EXTENDED_RESPONSE).await
+}
+
 /// One bound connection of the lean client.
 pub struct WireConn {
     system: String,
@@ -552,128 +515,47 @@ pub struct Stopped {
 }
 
 impl WireConn {
-    /// Connects to the system of `config` (TLS and StartTLS as configured,
-    /// verified with the same CA settings as ldap3 uses) and binds.
-    pub async fn connect(system: &str, config: &LdapConfig) -> Result<WireConn, ConnectorError> {
-        let timeout = Duration::from_secs(config.timeout_seconds);
-        let Some(target) = target(&config.url) else {
-            return Err(ConnectorError::permanent(format!(
-                "LDAP system `{system}`: bad url {}",
-                config.url
-            )));
-        };
-        let io_error =
-            |e: io::Error| conn::connect_error(system, config, ldap3::LdapError::Io { source: e });
-        let timed_out = || {
-            ConnectorError::retryable(format!(
-                "LDAP system `{system}`: connecting to {} timed out; check that the server runs and the url is right",
-                config.url
-            ))
-        };
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        let mut next_id = 1;
-        let io: Box<dyn Io> = match target {
-            Target::Unix(path) => Box::new(
-                tokio::time::timeout(timeout, tokio::net::UnixStream::connect(path))
-                    .await
-                    .map_err(|_| timed_out())?
-                    .map_err(io_error)?,
-            ),
-            Target::Tcp { host, port, tls } => {
-                let mut tcp =
-                    tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port)))
-                        .await
-                        .map_err(|_| timed_out())?
-                        .map_err(io_error)?;
-                let _ = tcp.set_nodelay(true);
-                if tls || config.starttls {
-                    if config.starttls {
-                        let request = envelope(
-                            next_id,
-                            |m| {
-                                put_with(m, tag::EXTENDED_REQUEST, |e| {
-                                    put(e, tag::CONTEXT_0, STARTTLS_OID)
-                                })
-                            },
-                            None,
-                        );
-                        let result = exchange(
-                            &mut tcp,
-                            &mut buf,
-                            timeout,
-                            &request,
-                            next_id,
-                            tag::EXTENDED_RESPONSE,
-                        )
-                        .await
-                        .map_err(|e| e.into_connector_error(system, "StartTLS"))?;
-                        next_id += 1;
-                        if result.rc != rc::SUCCESS {
-                            return Err(conn::from_result(system, "StartTLS", &result));
-                        }
-                        // Nothing sent in the clear may count after the handshake.
-                        buf.clear();
-                    }
-                    let tls_config = conn::tls_config(system, config)?;
-                    let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| {
-                        ConnectorError::permanent(format!(
-                            "LDAP system `{system}`: the host of {} is not a valid TLS server name: {e}",
-                            config.url
-                        ))
-                    })?;
-                    let stream = tokio::time::timeout(
-                        timeout,
-                        tokio_rustls::TlsConnector::from(tls_config).connect(name, tcp),
-                    )
-                    .await
-                    .map_err(|_| timed_out())?
-                    .map_err(io_error)?;
-                    Box::new(stream)
-                } else {
-                    Box::new(tcp)
-                }
-            }
-        };
-        let mut wire = WireConn {
+    /// The client over `io`, a connection [`crate::endpoint::Endpoint`]
+    /// opened (and protected) already; its first message has the id
+    /// `next_id`.
+    pub(crate) fn new(system: &str, io: Box<dyn Io>, next_id: i32, timeout: Duration) -> WireConn {
+        WireConn {
             system: system.to_string(),
             io,
-            buf,
+            buf: BytesMut::with_capacity(READ_CHUNK),
             next_id,
             timeout,
-        };
-        let password = config
-            .password
-            .resolve()
-            .map_err(|e| ConnectorError::authentication(format!("LDAP system `{system}`: {e}")))?;
-        let id = wire.take_id();
+        }
+    }
+
+    /// A simple bind as `dn` with `password`; the server's result (a
+    /// refusal is a result too, for the caller to explain).
+    pub(crate) async fn simple_bind(
+        &mut self,
+        dn: &str,
+        password: &str,
+    ) -> Result<LdapResult, WireError> {
+        let id = self.take_id();
         let request = envelope(
             id,
             |m| {
                 put_with(m, tag::BIND_REQUEST, |b| {
                     put_integer(b, tag::INTEGER, 3);
-                    put(b, tag::OCTET_STRING, config.bind_dn.as_bytes());
-                    put(b, tag::CONTEXT_0, password.expose().as_bytes());
+                    put(b, tag::OCTET_STRING, dn.as_bytes());
+                    put(b, tag::CONTEXT_0, password.as_bytes());
                 })
             },
             None,
         );
-        let result = exchange(
-            &mut wire.io,
-            &mut wire.buf,
-            timeout,
+        exchange(
+            &mut self.io,
+            &mut self.buf,
+            self.timeout,
             &request,
             id,
             tag::BIND_RESPONSE,
         )
         .await
-        .map_err(|e| match e {
-            WireError::Result(r) => conn::bind_error(system, config, &r),
-            other => other.into_connector_error(system, "bind"),
-        })?;
-        if result.rc != rc::SUCCESS {
-            return Err(conn::bind_error(system, config, &result));
-        }
-        Ok(wire)
     }
 
     fn take_id(&mut self) -> i32 {
@@ -835,48 +717,6 @@ pub enum SearchStop {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_give_their_targets() {
-        assert_eq!(
-            target("ldap://127.0.0.1:3389"),
-            Some(Target::Tcp {
-                host: "127.0.0.1".into(),
-                port: 3389,
-                tls: false
-            })
-        );
-        assert_eq!(
-            target("LDAPS://dc.example.com/"),
-            Some(Target::Tcp {
-                host: "dc.example.com".into(),
-                port: 636,
-                tls: true
-            })
-        );
-        assert_eq!(
-            target("ldap://[::1]:1389/dc=x"),
-            Some(Target::Tcp {
-                host: "::1".into(),
-                port: 1389,
-                tls: false
-            })
-        );
-        assert_eq!(
-            target("ldap://"),
-            Some(Target::Tcp {
-                host: "localhost".into(),
-                port: 389,
-                tls: false
-            })
-        );
-        assert_eq!(
-            target("ldapi://%2Ftmp%2Fslapd%2Fldapi"),
-            Some(Target::Unix("/tmp/slapd/ldapi".into()))
-        );
-        assert_eq!(target("http://x"), None);
-        assert_eq!(target("ldap://x:notaport"), None);
-    }
 
     #[test]
     fn integers_and_lengths_round_trip() {

@@ -11,8 +11,8 @@ use ldap3::controls::{Control, PostRead, PostReadResp};
 use ldap3::{Ldap, Mod, Scope, SearchEntry};
 
 use crate::config::StubSchema;
-use crate::conn::{self, rc};
 use crate::entry::{derived_surname, marker_values, Entry, Mapper};
+use crate::error::{self, rc};
 use crate::escape::{dn_value, filter_value, normalize_dn, split_rdn};
 
 /// What a stub looks like in the directory.
@@ -252,12 +252,12 @@ impl Writer {
             .with_timeout(self.timeout)
             .search(dn, Scope::Base, "(objectClass=*)", attrs.to_vec())
             .await
-            .map_err(|e| conn::from_ldap(&self.system, &format!("read {dn}"), e))?;
+            .map_err(|e| error::from_ldap(&self.system, &format!("read {dn}"), e))?;
         if result.1.rc == rc::NO_SUCH_OBJECT {
             return Ok(None);
         }
         if result.1.rc != rc::SUCCESS {
-            return Err(conn::from_result(
+            return Err(error::from_result(
                 &self.system,
                 &format!("read {dn}"),
                 &result.1,
@@ -286,12 +286,12 @@ impl Writer {
             .with_timeout(self.timeout)
             .search(&self.stub_base, Scope::Subtree, &filter, attrs.to_vec())
             .await
-            .map_err(|e| conn::from_ldap(&self.system, "look up a stub by its marker", e))?;
+            .map_err(|e| error::from_ldap(&self.system, "look up a stub by its marker", e))?;
         if result.1.rc == rc::NO_SUCH_OBJECT {
             return Err(self.missing_stub_base());
         }
         if result.1.rc != rc::SUCCESS {
-            return Err(conn::from_result(
+            return Err(error::from_result(
                 &self.system,
                 "look up a stub by its marker",
                 &result.1,
@@ -320,7 +320,7 @@ impl Writer {
                 ],
             )
             .await
-            .map_err(|e| conn::from_ldap(&self.system, "list the stubs", e))?;
+            .map_err(|e| error::from_ldap(&self.system, "list the stubs", e))?;
         let mut index = HashMap::new();
         loop {
             match stream.next().await {
@@ -333,7 +333,7 @@ impl Writer {
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return Err(conn::from_ldap(&self.system, "list the stubs", e)),
+                Err(e) => return Err(error::from_ldap(&self.system, "list the stubs", e)),
             }
         }
         let res = stream.finish().await;
@@ -341,7 +341,7 @@ impl Writer {
             return Err(self.missing_stub_base());
         }
         if res.rc != rc::SUCCESS {
-            return Err(conn::from_result(&self.system, "list the stubs", &res));
+            return Err(error::from_result(&self.system, "list the stubs", &res));
         }
         Ok(index)
     }
@@ -355,7 +355,7 @@ impl Writer {
 
     /// Turns a failed write result into an error with advice.
     fn write_error(&self, what: &str, dn: &str, result: &ldap3::LdapResult) -> ConnectorError {
-        let detail = conn::describe(result);
+        let detail = error::describe(result);
         let system = &self.system;
         match result.rc {
             rc::NO_SUCH_OBJECT => self.missing_stub_base(),
@@ -384,7 +384,7 @@ impl Writer {
                     "LDAP system `{system}`: {what} {dn} refused by the server's schema ({detail}): {needs}; {otherwise}"
                 ))
             }
-            _ => conn::from_result(system, &format!("{what} {dn}"), result),
+            _ => error::from_result(system, &format!("{what} {dn}"), result),
         }
     }
 
@@ -450,7 +450,7 @@ impl Writer {
         let result = handle
             .add(&desired.dn, add)
             .await
-            .map_err(|e| conn::from_ldap(&self.system, &format!("add {}", desired.dn), e))?;
+            .map_err(|e| error::from_ldap(&self.system, &format!("add {}", desired.dn), e))?;
         match result.rc {
             rc::SUCCESS => {
                 let id = post_read_anchor(&self.mapper, &result.ctrls);
@@ -538,7 +538,7 @@ impl Writer {
                 .with_timeout(self.timeout)
                 .modifydn(&entry.dn, &new_rdn, true, superior)
                 .await
-                .map_err(|e| conn::from_ldap(&self.system, &format!("rename {}", entry.dn), e))?;
+                .map_err(|e| error::from_ldap(&self.system, &format!("rename {}", entry.dn), e))?;
             if result.rc != rc::SUCCESS {
                 return Err(self.write_error("rename", &entry.dn, &result));
             }
@@ -556,7 +556,7 @@ impl Writer {
                 .with_timeout(self.timeout)
                 .modify(&entry.dn, mods)
                 .await
-                .map_err(|e| conn::from_ldap(&self.system, &format!("modify {}", entry.dn), e))?;
+                .map_err(|e| error::from_ldap(&self.system, &format!("modify {}", entry.dn), e))?;
             if result.rc != rc::SUCCESS {
                 return Err(self.write_error("modify", &entry.dn, &result));
             }
@@ -591,7 +591,7 @@ impl Writer {
             .with_timeout(self.timeout)
             .delete(&entry.dn)
             .await
-            .map_err(|e| conn::from_ldap(&self.system, &format!("delete {}", entry.dn), e))?;
+            .map_err(|e| error::from_ldap(&self.system, &format!("delete {}", entry.dn), e))?;
         match result.rc {
             rc::SUCCESS | rc::NO_SUCH_OBJECT => Ok(Applied { found: None }),
             _ => Err(self.write_error("delete", &entry.dn, &result)),

@@ -11,7 +11,8 @@ use std::collections::HashSet;
 use coexist_connector::{Connector, NoProgress, PullMode, RecipientKind, Route, Stub, StubField};
 use coexist_ldap::{Incremental, LdapConnector};
 use common::{
-    assert_created_again_finds_it, assert_deleted_twice, create, update, values, Server, Subtree,
+    assert_created_again_finds_it, assert_deleted_twice, create, proxy, update, values, Cut,
+    Server, Subtree,
 };
 use ldap3::Mod;
 
@@ -321,45 +322,6 @@ async fn a_dirsync_cookie_the_server_rejects_leads_to_a_full_read() {
     assert_eq!(p.recipients.len(), 3);
 }
 
-/// A TCP proxy to Samba's LDAP port that cuts the connection when the
-/// client sends a request holding every one of `needles` (a base DN and the
-/// objectGUID bytes of an object a search names), as a DC restarting in the
-/// middle of that search would. Every other request passes.
-async fn proxy_cutting_a_search(upstream: String, needles: Vec<Vec<u8>>) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut client, _)) = listener.accept().await else {
-                return;
-            };
-            let upstream = upstream.clone();
-            let needles = needles.clone();
-            tokio::spawn(async move {
-                let mut server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
-                let (mut cr, mut cw) = client.split();
-                let (mut sr, mut sw) = server.split();
-                let up = async {
-                    let mut buf = [0u8; 65536];
-                    while let Ok(n) = cr.read(&mut buf).await {
-                        let chunk = &buf[..n];
-                        let hit = needles
-                            .iter()
-                            .all(|x| chunk.windows(x.len()).any(|w| w == x.as_slice()));
-                        if n == 0 || hit || sw.write_all(chunk).await.is_err() {
-                            break;
-                        }
-                    }
-                };
-                let down = tokio::io::copy(&mut sr, &mut cw);
-                tokio::select! { _ = up => {}, _ = down => {} }
-            });
-        }
-    });
-    format!("ldap://{addr}")
-}
-
 /// A delta whose re-read of the changed objects stops part-way is
 /// incomplete and removes only the tombstones: an object the re-read
 /// missed is not taken for deleted.
@@ -413,10 +375,13 @@ async fn an_incomplete_reread_removes_only_tombstones(method: Incremental, expec
     t.replace(&alice, "title", "Boss").await;
     t.replace(&bob, "title", "Clerk").await;
     t.delete(&carol).await;
-    // The re-read of `others` (the search naming Bob's objectGUID) is cut.
+    // The re-read of `others` (the search naming Bob's objectGUID) is cut,
+    // as a DC restarting in the middle of that search would; every other
+    // request passes.
     let guid = coexist_ldap::entry::guid_to_bytes(&bob_anchor).unwrap();
     let upstream = t.server.url.trim_start_matches("ldap://").to_string();
-    config.url = proxy_cutting_a_search(upstream, vec![others.into_bytes(), guid.to_vec()]).await;
+    let cut = Cut::WhenClientSends(vec![others.into_bytes(), guid.to_vec()]);
+    config.url = format!("ldap://{}", proxy("127.0.0.1", upstream, cut).await);
     config.timeout_seconds = 5;
     let delta = LdapConnector::new("ad", config)
         .unwrap()

@@ -6,15 +6,13 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use coexist_connector::{
     Connector, ConnectorError, NoProgress, Operation, RecipientKind, Route, Stub,
 };
 use coexist_ldap::LdapConnector;
-use common::{password_file, var, Server, Subtree};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use common::{password_file, proxy, var, Cut, Server, Subtree};
 
 fn stub() -> Stub {
     Stub {
@@ -200,48 +198,6 @@ async fn a_size_limit_part_way_marks_the_pull_incomplete() {
     );
 }
 
-/// A TCP proxy to slapd that cuts every connection after `budget` bytes
-/// from the server, as a server restart mid-read would.
-async fn cutting_proxy(upstream: String, budget: usize) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        for _ in 0..10 {
-            let Ok((mut client, _)) = listener.accept().await else {
-                return;
-            };
-            let upstream = upstream.clone();
-            tokio::spawn(async move {
-                let mut server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
-                let (mut cr, mut cw) = client.split();
-                let (mut sr, mut sw) = server.split();
-                let sent = Arc::new(AtomicUsize::new(0));
-                let up = async {
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n) = cr.read(&mut buf).await {
-                        if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                };
-                let down = async {
-                    let mut buf = [0u8; 512];
-                    while let Ok(n) = sr.read(&mut buf).await {
-                        if n == 0 || sent.fetch_add(n, Ordering::SeqCst) + n > budget {
-                            break;
-                        }
-                        if cw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                };
-                tokio::select! { _ = up => {}, _ = down => {} }
-            });
-        }
-    });
-    format!("ldap://{addr}")
-}
-
 #[tokio::test]
 async fn a_connection_lost_mid_read_marks_the_pull_incomplete() {
     let t = Subtree::new(Server::slapd()).await;
@@ -251,7 +207,12 @@ async fn a_connection_lost_mid_read_marks_the_pull_incomplete() {
     }
     let upstream = t.server.url.trim_start_matches("ldap://").to_string();
     let mut config = t.config();
-    config.url = cutting_proxy(upstream, 12_000).await;
+    // Every connection is cut after 12,000 bytes from the server, as a
+    // server restart mid-read would.
+    config.url = format!(
+        "ldap://{}",
+        proxy("127.0.0.1", upstream, Cut::AfterServerSent(12_000)).await
+    );
     config.page_size = 5;
     config.timeout_seconds = 5;
     let pull = LdapConnector::new("mail", config)
@@ -305,7 +266,8 @@ async fn the_server_certificate_given_as_ca_file_is_explained_on_every_tls_conne
         .unwrap_err();
     assert_explains_ca_file(&err, &server_cert, &ldaps.url);
     // the lean reader of full reads (and of followed references)
-    let err = coexist_ldap::wire::WireConn::connect("mail", &ldaps)
+    let err = coexist_ldap::Endpoint::new("mail", &ldaps)
+        .lean()
         .await
         .unwrap_err();
     assert_explains_ca_file(&err, &server_cert, &ldaps.url);
@@ -319,7 +281,8 @@ async fn the_server_certificate_given_as_ca_file_is_explained_on_every_tls_conne
         .await
         .unwrap_err();
     assert_explains_ca_file(&err, &server_cert, &starttls.url);
-    let err = coexist_ldap::wire::WireConn::connect("mail", &starttls)
+    let err = coexist_ldap::Endpoint::new("mail", &starttls)
+        .lean()
         .await
         .unwrap_err();
     assert_explains_ca_file(&err, &server_cert, &starttls.url);
@@ -413,7 +376,8 @@ async fn a_ca_certificate_served_as_the_server_certificate_is_explained() {
             .pull(None, &NoProgress)
             .await
             .unwrap_err(),
-        coexist_ldap::wire::WireConn::connect("mail", &config)
+        coexist_ldap::Endpoint::new("mail", &config)
+            .lean()
             .await
             .unwrap_err(),
     ];
@@ -427,23 +391,6 @@ async fn a_ca_certificate_served_as_the_server_certificate_is_explained() {
     }
 }
 
-/// A TCP forwarder listening on `host` (another loopback address) to
-/// `upstream`, so that a URL names a host the server's certificate does not.
-async fn forwarder(host: &str, upstream: String) -> String {
-    let listener = tokio::net::TcpListener::bind((host, 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            let upstream = upstream.clone();
-            tokio::spawn(async move {
-                let mut server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-            });
-        }
-    });
-    format!("ldaps://{addr}")
-}
-
 #[tokio::test]
 async fn a_certificate_not_naming_the_host_of_the_url_is_explained() {
     let t = Subtree::new(Server::slapd()).await;
@@ -454,7 +401,9 @@ async fn a_certificate_not_naming_the_host_of_the_url_is_explained() {
         .to_string();
     let mut ldaps = t.config();
     // slapd's certificate names 127.0.0.1 and localhost, not 127.0.0.3.
-    ldaps.url = forwarder("127.0.0.3", upstream).await;
+    // A forwarder on another loopback address, so that the url names a
+    // host the server's certificate does not.
+    ldaps.url = format!("ldaps://{}", proxy("127.0.0.3", upstream, Cut::Never).await);
     ldaps.ca_file = Some(var("COEXIST_TEST_CA_FILE"));
     for err in [
         LdapConnector::new("mail", ldaps.clone())
@@ -462,7 +411,8 @@ async fn a_certificate_not_naming_the_host_of_the_url_is_explained() {
             .pull(None, &NoProgress)
             .await
             .unwrap_err(),
-        coexist_ldap::wire::WireConn::connect("mail", &ldaps)
+        coexist_ldap::Endpoint::new("mail", &ldaps)
+            .lean()
             .await
             .unwrap_err(),
     ] {

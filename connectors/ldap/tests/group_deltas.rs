@@ -12,27 +12,10 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use coexist_connector::{Connector, NoProgress, Pull, PullMode, Recipient};
+use coexist_connector::{Connector, NoProgress, Pull, PullMode};
 use coexist_ldap::{Flavor, Incremental, LdapConnector};
-use common::{values, Server, Subtree};
+use common::{find, values, Server, Subtree};
 use ldap3::Mod;
-
-/// The recipient with primary address `address`, failing the test when
-/// the pull has none.
-fn find<'p>(pull: &'p Pull, address: &str) -> &'p Recipient {
-    pull.recipients
-        .iter()
-        .find(|r| r.primary_address == address)
-        .unwrap_or_else(|| {
-            panic!(
-                "{address} is not in the pull: {:?}",
-                pull.recipients
-                    .iter()
-                    .map(|r| &r.primary_address)
-                    .collect::<Vec<_>>()
-            )
-        })
-}
 
 /// Adds a group `cn=<cn>` below the subtree's groups with `members`, and
 /// with `mail` when given (a group without one is no recipient, only a

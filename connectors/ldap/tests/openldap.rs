@@ -14,7 +14,7 @@ use coexist_connector::{
 use coexist_ldap::{DisabledWhen, LdapConnector, StubSchema};
 use common::{
     assert_created_again_finds_it, assert_deleted_twice, assert_unmarked_entry_is_refused_and_kept,
-    create, update, values, Server, Subtree,
+    create, find, update, values, Server, Subtree,
 };
 use ldap3::Mod;
 
@@ -488,24 +488,6 @@ async fn the_qmail_schema_missing_from_the_server_gives_a_clear_error() {
         text.contains("`qmail`") && text.contains("qmail.schema"),
         "{text}"
     );
-}
-
-/// The recipient with primary address `address`, failing the test when
-/// the pull has none.
-fn find<'p>(pull: &'p coexist_connector::Pull, address: &str) -> &'p coexist_connector::Recipient {
-    pull.recipients
-        .iter()
-        .find(|r| r.primary_address.eq_ignore_ascii_case(address))
-        .unwrap_or_else(|| {
-            panic!(
-                "{address} is not in the pull: {:?} {:?}",
-                pull.recipients
-                    .iter()
-                    .map(|r| &r.primary_address)
-                    .collect::<Vec<_>>(),
-                pull.problems
-            )
-        })
 }
 
 /// Makes `dn` a shadowAccount expiring on day `day` (days since

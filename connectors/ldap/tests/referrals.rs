@@ -19,8 +19,7 @@ use std::time::Duration;
 
 use coexist_connector::{Connector, NoProgress, Pull};
 use coexist_ldap::read::{Collected, Reader, Via};
-use coexist_ldap::wire::WireConn;
-use coexist_ldap::{LdapConfig, LdapConnector};
+use coexist_ldap::{Endpoint, LdapConfig, LdapConnector};
 use common::{values, Server, Subtree};
 use ldap3::controls::ManageDsaIt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -178,7 +177,7 @@ async fn full_pull(config: LdapConfig) -> Pull {
 /// A full read through the lean client, as a full pull makes it.
 async fn read_wire(config: &LdapConfig) -> Collected {
     let reader = Reader::new("slapd", config);
-    let mut wire = WireConn::connect("slapd", config).await.unwrap();
+    let mut wire = Endpoint::new("slapd", config).lean().await.unwrap();
     let mut out = Collected::new();
     reader
         .read_all_via(Via::Wire(&mut wire), &mut out, &NoProgress, None)
@@ -191,7 +190,7 @@ async fn read_wire(config: &LdapConfig) -> Collected {
 /// A full read through ldap3, as deltas make theirs.
 async fn read_ldap3(config: &LdapConfig) -> Collected {
     let reader = Reader::new("slapd", config);
-    let mut ldap = coexist_ldap::conn::connect("slapd", config).await.unwrap();
+    let mut ldap = Endpoint::new("slapd", config).ldap3().await.unwrap();
     let mut out = Collected::new();
     reader
         .read_all(&mut ldap, &mut out, &NoProgress, None)

@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests: the test servers' settings,
-//! a private subtree per test, a few direct LDAP calls, and the stubs and
-//! stub checks several servers' tests share.
+//! a private subtree per test, a few direct LDAP calls, the stubs and
+//! stub checks several servers' tests share, finding a recipient in a
+//! pull, and a TCP proxy that can cut connections.
 //!
 //! The servers are started by `deploy/testenv.sh up` (the README's test
 //! command does it). The settings come from the environment, or from the
@@ -15,8 +16,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use coexist_connector::{
-    Attributes, Connector, ConnectorError, FoundStub, Operation, RecipientKind, Route, SecretRef,
-    Stub, StubField,
+    Attributes, Connector, ConnectorError, FoundStub, Operation, Pull, Recipient, RecipientKind,
+    Route, SecretRef, Stub, StubField,
 };
 use coexist_ldap::{Flavor, LdapConfig, LdapConnector};
 use ldap3::{LdapConnAsync, LdapConnSettings, Mod, Scope, SearchEntry};
@@ -523,4 +524,85 @@ pub async fn assert_deleted_twice(
     assert_eq!(t.marked_stubs().await, 0);
     let left = t.search(&t.stubs, "(objectClass=*)", &["1.1"]).await;
     assert_eq!(left.len(), 1, "only the stub OU itself: {left:?}");
+}
+
+/// The recipient with primary address `address` (any case), failing the
+/// test when the pull has none.
+pub fn find<'p>(pull: &'p Pull, address: &str) -> &'p Recipient {
+    pull.recipients
+        .iter()
+        .find(|r| r.primary_address.eq_ignore_ascii_case(address))
+        .unwrap_or_else(|| {
+            panic!(
+                "{address} is not in the pull: {:?} {:?}",
+                pull.recipients
+                    .iter()
+                    .map(|r| &r.primary_address)
+                    .collect::<Vec<_>>(),
+                pull.problems
+            )
+        })
+}
+
+/// When a [`proxy`] cuts a connection (closing both sides), as a server
+/// restarting would.
+#[derive(Debug, Clone)]
+pub enum Cut {
+    /// Never: every byte passes both ways.
+    Never,
+    /// When the client sends a request holding every one of these byte
+    /// strings (a base DN, the bytes of an objectGUID...); that request is
+    /// not passed on.
+    WhenClientSends(Vec<Vec<u8>>),
+    /// Once the server has sent more than this many bytes; the bytes past
+    /// the budget are not passed on.
+    AfterServerSent(usize),
+}
+
+/// A TCP proxy listening on `host` (a loopback address; the port is
+/// chosen) to `upstream` (`host:port`), cutting each connection as `cut`
+/// says. Returns the address it listens on.
+pub async fn proxy(host: &str, upstream: String, cut: Cut) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind((host, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            let cut = cut.clone();
+            tokio::spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                let (mut cr, mut cw) = client.split();
+                let (mut sr, mut sw) = server.split();
+                let up = async {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        let chunk = &buf[..n];
+                        let hit = match &cut {
+                            Cut::WhenClientSends(needles) => needles
+                                .iter()
+                                .all(|x| chunk.windows(x.len()).any(|w| w == x.as_slice())),
+                            Cut::Never | Cut::AfterServerSent(_) => false,
+                        };
+                        if n == 0 || hit || sw.write_all(chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let down = async {
+                    let mut buf = [0u8; 512];
+                    let mut sent = 0usize;
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        sent += n;
+                        let over = matches!(cut, Cut::AfterServerSent(budget) if sent > budget);
+                        if n == 0 || over || cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                tokio::select! { _ = up => {}, _ = down => {} }
+            });
+        }
+    });
+    addr
 }

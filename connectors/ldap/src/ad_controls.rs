@@ -1,5 +1,7 @@
-//! The Active Directory DirSync control (1.2.840.113556.1.4.841), encoded
-//! and decoded here since ldap3 does not ship it.
+//! The Active Directory controls ldap3 does not ship, encoded and decoded
+//! here: DirSync (1.2.840.113556.1.4.841), for the DirSync delta, and Show
+//! Deleted (1.2.840.113556.1.4.417), for the tombstones of the uSNChanged
+//! delta.
 //!
 //! Request value: `SEQUENCE { flags INTEGER, maxBytes INTEGER, cookie OCTET STRING }`;
 //! response value: `SEQUENCE { moreResults INTEGER, unused INTEGER, cookie OCTET STRING }`.

@@ -1,0 +1,95 @@
+//! A full read: the cursor of the best incremental method available
+//! taken first (so changes made during the read are seen by the next
+//! delta), the scopes read through the lean reader on a connection of its
+//! own, members resolved over ldap3. After a read that followed
+//! references, or an incomplete one, no cursor: the next pull reads in
+//! full again.
+
+use std::time::SystemTime;
+
+use coexist_connector::{ConnectorError, Progress, Pull, PullMode};
+use ldap3::Ldap;
+
+use super::{content_sync, dirsync, timestamp, usn};
+use crate::config::{Flavor, Incremental};
+use crate::cursor::{b64, Cursor, Method};
+use crate::read::{Collected, Reader, Via};
+
+/// A full read, with the cursor of the best incremental method available.
+pub(super) async fn read(
+    reader: &Reader,
+    ldap: &mut Ldap,
+    progress: &dyn Progress,
+) -> Result<Pull, ConnectorError> {
+    // The cursor is taken before the read, so changes made during the read
+    // are seen again by the next delta rather than lost.
+    let since_now = || Method::ModifyTimestamp {
+        since: timestamp::generalized_time(SystemTime::now() - timestamp::OVERLAP),
+        ids: Vec::new(),
+    };
+    let method = match (reader.config.flavor, reader.config.incremental) {
+        (Flavor::Openldap, Incremental::ModifyTimestamp) => Some(since_now()),
+        (Flavor::Openldap, _) => match content_sync::cookies(reader, ldap).await? {
+            Some(cookies) => Some(Method::Syncrepl { cookies }),
+            None => {
+                if reader.config.incremental == Incremental::ContentSync {
+                    tracing::warn!("incremental = content_sync, but the server has no syncprov here: using modifyTimestamp");
+                }
+                Some(since_now())
+            }
+        },
+        (Flavor::ActiveDirectory, Incremental::UsnChanged) => usn::position(reader, ldap)
+            .await?
+            .map(|(invocation_id, usn)| Method::Usn { invocation_id, usn }),
+        (Flavor::ActiveDirectory, _) => match dirsync::cookie(reader, ldap).await? {
+            Some(cookie) => Some(Method::Dirsync {
+                cookie: b64(&cookie),
+            }),
+            None => usn::position(reader, ldap)
+                .await?
+                .map(|(invocation_id, usn)| Method::Usn { invocation_id, usn }),
+        },
+    };
+    let mut out = Collected::new();
+    // The bulk of the read goes through the lean client, on a connection
+    // of its own.
+    let mut wire = reader.endpoint.lean().await?;
+    let read = reader
+        .read_all_via(Via::Wire(&mut wire), &mut out, progress, None)
+        .await;
+    wire.close().await;
+    read?;
+    reader.resolve_members(ldap, &mut out).await?;
+    let method = method.map(|m| match m {
+        Method::ModifyTimestamp { since, .. } => {
+            let mut ids: Vec<String> = out
+                .recipients
+                .iter()
+                .map(|(r, _)| r.anchor.clone())
+                .chain(out.stubs.iter().map(|s| s.id.clone()))
+                .collect();
+            ids.sort();
+            Method::ModifyTimestamp { since, ids }
+        }
+        other => other,
+    });
+    // Deltas do not see behind references (content sync, DirSync and
+    // uSNChanged work on one server; the presence read of modifyTimestamp
+    // does not follow them): after a read that followed references, the
+    // next pull reads everything again (no cursor), so referred entries are
+    // neither stale nor taken for removed.
+    let cursor = if out.complete && out.followed.is_empty() {
+        method.and_then(|m| Cursor::new(&reader.config, m).encode())
+    } else {
+        None
+    };
+    Ok(Pull {
+        mode: PullMode::Full,
+        recipients: out.recipients.into_iter().map(|(r, _)| r).collect(),
+        stubs: out.stubs,
+        removed: Vec::new(),
+        cursor,
+        complete: out.complete,
+        problems: out.problems,
+    })
+}
