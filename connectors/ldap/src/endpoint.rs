@@ -201,25 +201,11 @@ impl Endpoint {
     /// the shared rustls configuration.
     pub async fn ldap3(&self) -> Result<Ldap, ConnectorError> {
         let tls = self.tls_config()?;
-        let (stream, url) = match self.open().await? {
-            Stream::Tcp(tcp) => {
-                let scheme = match self.security {
-                    Security::Tls => Scheme::Ldaps,
-                    Security::Cleartext | Security::StartTls => Scheme::Ldap,
-                };
-                let (host, port) = match &self.transport {
-                    Ok(Transport::Tcp { host, port }) => (host.clone(), *port),
-                    _ => (String::new(), 0),
-                };
-                let url = Server { scheme, host, port }.url();
-                let tcp = tcp.into_std().map_err(|e| self.io_failure(e))?;
-                (StdStream::Tcp(tcp), url)
-            }
-            Stream::Unix(unix) => {
-                let unix = unix.into_std().map_err(|e| self.io_failure(e))?;
-                (StdStream::Unix(unix), "ldapi:///".to_string())
-            }
+        let stream = match self.open().await? {
+            Stream::Tcp(tcp) => StdStream::Tcp(tcp.into_std().map_err(|e| self.io_failure(e))?),
+            Stream::Unix(unix) => StdStream::Unix(unix.into_std().map_err(|e| self.io_failure(e))?),
         };
+        let url = self.ldap3_url();
         let mut settings = LdapConnSettings::new()
             .set_conn_timeout(self.timeout)
             .set_std_stream(stream)
@@ -289,6 +275,25 @@ impl Endpoint {
             return Err(self.bind_failure(&result));
         }
         Ok(conn)
+    }
+
+    /// The URL ldap3 is given with the socket opened here: its scheme says
+    /// whether TLS starts with the first byte, its host is the name the
+    /// server's certificate must hold (the path of a local socket is not
+    /// read: the socket is open).
+    fn ldap3_url(&self) -> String {
+        match &self.transport {
+            Ok(Transport::Tcp { host, port }) => Server {
+                scheme: match self.security {
+                    Security::Tls => Scheme::Ldaps,
+                    Security::Cleartext | Security::StartTls => Scheme::Ldap,
+                },
+                host: host.clone(),
+                port: *port,
+            }
+            .url(),
+            Ok(Transport::Unix { .. }) | Err(_) => "ldapi:///".to_string(),
+        }
     }
 
     /// The rustls configuration when the connection uses TLS.
@@ -372,7 +377,7 @@ impl Endpoint {
     }
 
     /// The server refused the bind with `result`.
-    pub(crate) fn bind_failure(&self, result: &LdapResult) -> ConnectorError {
+    fn bind_failure(&self, result: &LdapResult) -> ConnectorError {
         let system = &self.system;
         let Bind::Simple { dn, .. } = &self.bind;
         let detail = error::describe(result);
@@ -391,7 +396,7 @@ impl Endpoint {
 
     /// Connecting (the socket, StartTLS, TLS or the bind) failed with
     /// `error`.
-    pub(crate) fn connect_failure(&self, error: LdapError) -> ConnectorError {
+    fn connect_failure(&self, error: LdapError) -> ConnectorError {
         let (system, url) = (&self.system, &self.url);
         match error {
             LdapError::LdapResult { result } => self.bind_failure(&result),
@@ -504,6 +509,49 @@ mod tests {
         assert!(transport("http://x").is_err());
         assert!(transport("ldap://x:notaport").is_err());
         assert!(transport("ldapi://").is_err());
+    }
+
+    #[test]
+    fn ldap3_is_given_the_scheme_and_host_of_the_decision() {
+        let url = |url: &str, starttls: bool| {
+            let mut c = config(url);
+            c.starttls = starttls;
+            Endpoint::new("x", &c).ldap3_url()
+        };
+        assert_eq!(
+            url("LDAPS://DC.example.com/dc=x", false),
+            "ldaps://DC.example.com:636"
+        );
+        assert_eq!(
+            url("ldap://h:3389", true),
+            "ldap://h:3389",
+            "StartTLS is a setting"
+        );
+        assert_eq!(url("ldap://[::1]", false), "ldap://[::1]:389");
+        assert_eq!(url("ldap://", false), "ldap://localhost:389");
+        assert_eq!(url("ldapi://%2Frun%2Fx", false), "ldapi:///");
+    }
+
+    #[test]
+    fn the_tls_configuration_is_built_once_and_shared_with_referred_servers() {
+        let mut c = config("ldaps://a.example.com");
+        c.insecure_skip_verify = true;
+        let own = Endpoint::new("x", &c);
+        let referred = own.referred(&server("ldap://b.example.com")).unwrap();
+        let first = own.tls().client_config("x").unwrap();
+        assert!(Arc::ptr_eq(&first, &own.tls().client_config("x").unwrap()));
+        assert!(Arc::ptr_eq(
+            &first,
+            &referred.tls().client_config("x").unwrap()
+        ));
+        // A file that cannot be read fails every connection, naming it.
+        c.insecure_skip_verify = false;
+        c.ca_file = Some("/nonexistent/ca.pem".into());
+        let own = Endpoint::new("x", &c);
+        for _ in 0..2 {
+            let e = own.tls().client_config("x").unwrap_err().to_string();
+            assert!(e.contains("cannot read ca_file /nonexistent/ca.pem"), "{e}");
+        }
     }
 
     #[test]

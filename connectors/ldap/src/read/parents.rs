@@ -62,7 +62,7 @@ impl Reader {
     /// Likewise on OpenLDAP a changed entry the scopes' filters do not
     /// select (a group without an address gaining a member) is not in the
     /// delta at all, so the lists holding it wait for a full read too; the
-    /// AD deltas pass the DNs of every changed object (see `sync.rs`).
+    /// AD deltas pass the DNs of every changed object (see `sync/ad.rs`).
     ///
     /// A failed search does not fail the pull: it is marked incomplete,
     /// with a problem saying why, so nothing is deleted on this run and the
