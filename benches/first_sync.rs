@@ -63,9 +63,9 @@ fn configuration() -> String {
 
 fn person(system: &str, i: usize) -> Recipient {
     let mut person = Recipient::mailbox(
-        &format!("person-{i}"),
+        format!("person-{i}"),
         RecipientKind::Person,
-        &format!("{system}.user{i}@acmecorp.com"),
+        format!("{system}.user{i}@acmecorp.com"),
     );
     person.attributes = Attributes {
         display_name: Some(format!("User {i} of {system}")),

@@ -86,3 +86,28 @@ fn the_store_imports_neither_the_reconciler_nor_a_connector() {
         }
     }
 }
+
+#[test]
+fn the_test_environment_crate_is_test_support_only() {
+    // Product code never depends on it; it depends on no coexist crate, so
+    // that every crate's tests can use it.
+    for dir in [
+        ".",
+        "model",
+        "reconcile",
+        "connectors/core",
+        "connectors/simulated",
+        "connectors/ldap",
+        "connectors/google",
+    ] {
+        assert!(
+            !dependencies(dir).iter().any(|d| d == "coexist-testenv"),
+            "{dir} depends on the test environment crate"
+        );
+    }
+    let ours: Vec<String> = dependencies("tests/support")
+        .into_iter()
+        .filter(|d| d.starts_with("coexist"))
+        .collect();
+    assert!(ours.is_empty(), "{ours:?}");
+}

@@ -22,6 +22,7 @@ use coexist_connector::{Attributes, Recipient, RecipientKind, Route};
 use coexist_fake_google::{
     FakeContact, FakeGoogle, FakeGroup, FakeOptions, FakeUser, Fault, MemberType,
 };
+use coexist_testenv::acmecorp;
 use common::Org;
 use serde_json::Value;
 
@@ -73,17 +74,11 @@ const KEY_FILE: &str = "google-key.json";
 /// acmecorp's coexist.toml: a `google` system talking to the fake (fast: a
 /// high request budget, short backoff), MX on Google with the catch-all
 /// relaying unknown recipients to the mail server, and the mail server as a
-/// `simulated` system. `extra` is added to Google's `[systems.connection]`.
+/// `simulated` system ([`acmecorp::LDAP_SIMULATED`]). `extra` is added to
+/// Google's `[systems.connection]`.
 fn config(google: &FakeGoogle, extra: &str) -> String {
-    format!(
-        r#"
-[organisation]
-shared_domains = ["acmecorp.com"]
-
-[topology]
-mx = "google"
-
-[[systems]]
+    let google = format!(
+        r#"[[systems]]
 id = "google"
 kind = "google"
 routing_domain = "gapps.acmecorp.com"
@@ -98,19 +93,11 @@ requests_per_minute = 100000
 retry_base_delay_ms = 5
 retry_max_delay_ms = 50
 {extra}
-
-[[systems]]
-id = "ldap"
-kind = "simulated"
-routing_domain = "mithi.acmecorp.com"
-stub_style = "routing_address"
-[systems.connection]
-seed = "ldap.json"
-state = "ldap-state.jsonl"
 "#,
         directory = google.directory_url(),
         contacts = google.contacts_url(),
-    )
+    );
+    acmecorp::config(&google, acmecorp::LDAP_SIMULATED)
 }
 
 /// A user on Google, named `first last`, address `first@acmecorp.com`, with

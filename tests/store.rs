@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The store's specification, run against SQLite and against a real
 //! PostgreSQL server (started by `deploy/testenv.sh`, whose URL arrives in
-//! `COEXIST_TEST_POSTGRES_URL`). Without that variable the PostgreSQL test
-//! fails: it never skips.
+//! `COEXIST_TEST_POSTGRES_URL`, in the environment or in the env file the
+//! script writes). Without that setting the PostgreSQL test fails: it never
+//! skips.
 
 use coexist::reconcile::{GalEntry, Staged};
 use coexist::store::{JournalState, LockHolder, Store};
@@ -434,9 +435,7 @@ async fn the_store_suite_passes_on_sqlite() {
 
 #[tokio::test]
 async fn the_store_suite_passes_on_postgres() {
-    let url = std::env::var("COEXIST_TEST_POSTGRES_URL").expect(
-        "COEXIST_TEST_POSTGRES_URL is not set: run the tests through the README's test command (deploy/test.sh), which starts PostgreSQL",
-    );
+    let url = coexist_testenv::postgres_url();
     for case in CASES {
         // A clean database for every case.
         {

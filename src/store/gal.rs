@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::Row;
 
-use super::{next_revision, now, query_err, Result, Store, StoreError, ROWS_PER_STATEMENT};
+use super::{
+    next_revision, now, query_err, Placeholders, Result, Store, StoreError, ROWS_PER_STATEMENT,
+};
 use coexist_model::GalEntry;
 
 impl Store {
@@ -39,16 +41,11 @@ impl Store {
             .await
             .map_err(query_err("saving the GAL"))?;
         for chunk in writes.chunks(ROWS_PER_STATEMENT) {
-            let mut sql =
-                String::from("INSERT INTO gal (anchor, primary_address, home, body) VALUES ");
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                let b = i * 4;
-                sql.push_str(&format!("(${},${},${},${})", b + 1, b + 2, b + 3, b + 4));
-            }
-            sql.push_str(" ON CONFLICT (anchor) DO UPDATE SET primary_address = excluded.primary_address, home = excluded.home, body = excluded.body");
+            let sql = format!(
+                "INSERT INTO gal (anchor, primary_address, home, body) VALUES {} \
+                 ON CONFLICT (anchor) DO UPDATE SET primary_address = excluded.primary_address, home = excluded.home, body = excluded.body",
+                Placeholders::new(self.backend).rows(chunk.len(), 4)
+            );
             let mut query = sqlx::query(&sql);
             for (entry, body) in chunk {
                 query = query

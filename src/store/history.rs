@@ -4,7 +4,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{now, query_err, values, Result, Store, StoreError, ROWS_PER_STATEMENT};
+use super::{now, query_err, Backend, Placeholders, Result, Store, StoreError, ROWS_PER_STATEMENT};
 use crate::plan::Action;
 
 /// One row of the run history.
@@ -156,12 +156,13 @@ impl Store {
 /// many rows.
 pub(super) async fn insert_audit(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     records: &[AuditRecord],
 ) -> Result<()> {
     for chunk in records.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO audit (at, run_id, actor, system_id, action, address, before, after) VALUES {}",
-            values(chunk.len(), 8, 1)
+            Placeholders::new(backend).rows(chunk.len(), 8)
         );
         let mut query = sqlx::query(&sql);
         for record in chunk {

@@ -12,9 +12,9 @@ use sqlx::Row;
 use coexist_connector::FoundStub;
 
 use super::history::insert_audit;
-use super::staged::{put_stub_rows, remove_stub_rows, stub_body};
+use super::staged::{delete_objects, stub_body, upsert_objects};
 use super::{
-    next_revision, now, query_err, values, AuditRecord, Result, Store, StoreError,
+    next_revision, now, query_err, AuditRecord, Backend, Placeholders, Result, Store, StoreError,
     ROWS_PER_STATEMENT,
 };
 
@@ -75,7 +75,10 @@ pub struct JournalEntry {
 #[derive(Debug, Clone)]
 pub enum StubWrite {
     /// A stub written (created or updated), as the connector returned it.
-    Put { system: String, stub: FoundStub },
+    Put {
+        system: String,
+        stub: Box<FoundStub>,
+    },
     /// A stub deleted, or the old row of a stub an update moved.
     Remove { system: String, id: String },
 }
@@ -109,7 +112,7 @@ impl ChunkRecord {
     pub fn put_stub(&mut self, system: &str, stub: FoundStub) {
         self.stubs.push(StubWrite::Put {
             system: system.to_string(),
-            stub,
+            stub: Box::new(stub),
         });
     }
 
@@ -210,7 +213,7 @@ impl Store {
             .begin()
             .await
             .map_err(query_err("writing the journal"))?;
-        journal_rows(&mut tx, plan, &rows).await?;
+        journal_rows(&mut tx, self.backend, plan, &rows).await?;
         tx.commit().await.map_err(query_err("writing the journal"))
     }
 
@@ -268,12 +271,16 @@ impl Store {
         if !chunk.stubs.is_empty() {
             let revision = next_revision(&mut tx).await?;
             for (system, ids) in &removes {
-                remove_stub_rows(&mut tx, system, ids).await?;
+                delete_objects(&mut tx, self.backend, system, ids, true, "removing stubs").await?;
             }
-            put_stub_rows(&mut tx, &puts, revision).await?;
+            let rows: Vec<(&str, &str, &str, &str)> = puts
+                .iter()
+                .map(|(system, id, body)| (*system, *id, "stub", body.as_str()))
+                .collect();
+            upsert_objects(&mut tx, self.backend, &rows, revision, "recording stubs").await?;
         }
-        insert_audit(&mut tx, &chunk.audit).await?;
-        journal_rows(&mut tx, plan, &journal).await?;
+        insert_audit(&mut tx, self.backend, &chunk.audit).await?;
+        journal_rows(&mut tx, self.backend, plan, &journal).await?;
         tx.commit()
             .await
             .map_err(query_err("recording an applied chunk"))
@@ -329,6 +336,7 @@ impl Store {
 /// in statements of many rows; a later entry for the same operation wins.
 async fn journal_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     plan: &str,
     entries: &[(i64, &str, JournalState, Option<&str>)],
 ) -> Result<()> {
@@ -348,7 +356,7 @@ async fn journal_rows(
         let sql = format!(
             "INSERT INTO journal (plan_id, seq, system_id, state, error, updated_at) VALUES {} \
              ON CONFLICT (plan_id, seq) DO UPDATE SET state = excluded.state, error = excluded.error, updated_at = excluded.updated_at",
-            values(chunk.len(), 6, 1)
+            Placeholders::new(backend).rows(chunk.len(), 6)
         );
         let mut query = sqlx::query(&sql);
         for (seq, system, state, error) in chunk {

@@ -11,7 +11,8 @@ use sqlx::Row;
 use coexist_connector::{FoundStub, Problem, Pull, PullMode, Recipient};
 
 use super::{
-    list, next_revision, now, query_err, values, Result, Store, StoreError, ROWS_PER_STATEMENT,
+    next_revision, now, query_err, Backend, Placeholders, Result, Store, StoreError,
+    ROWS_PER_STATEMENT,
 };
 use coexist_model::{Staged, StagedSystem};
 
@@ -139,55 +140,13 @@ impl Store {
             .await
             .map_err(query_err("staging a pull"))?;
         let revision = next_revision(&mut tx).await?;
-        for chunk in writes.chunks(ROWS_PER_STATEMENT) {
-            let mut sql = String::from(
-                "INSERT INTO staged_objects (system_id, object_id, class, body, revision) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                let b = i * 5;
-                sql.push_str(&format!(
-                    "(${},${},${},${},${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5
-                ));
-            }
-            sql.push_str(" ON CONFLICT (system_id, object_id) DO UPDATE SET class = excluded.class, body = excluded.body, revision = excluded.revision");
-            let mut query = sqlx::query(&sql);
-            for (id, class, body) in chunk {
-                query = query
-                    .bind(system)
-                    .bind(id.as_str())
-                    .bind(*class)
-                    .bind(body.as_str())
-                    .bind(revision);
-            }
-            query
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err("staging a pull"))?;
-        }
-        for chunk in removals.chunks(ROWS_PER_STATEMENT) {
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let sql = format!(
-                "DELETE FROM staged_objects WHERE system_id = $1 AND object_id IN ({})",
-                placeholders.join(",")
-            );
-            let mut query = sqlx::query(&sql).bind(system);
-            for id in chunk {
-                query = query.bind(id.as_str());
-            }
-            query
-                .execute(&mut *tx)
-                .await
-                .map_err(query_err("staging a pull"))?;
-        }
+        let rows: Vec<(&str, &str, &str, &str)> = writes
+            .iter()
+            .map(|(id, class, body)| (system, id.as_str(), *class, body.as_str()))
+            .collect();
+        upsert_objects(&mut tx, self.backend, &rows, revision, "staging a pull").await?;
+        let ids: Vec<&str> = removals.iter().map(String::as_str).collect();
+        delete_objects(&mut tx, self.backend, system, &ids, false, "staging a pull").await?;
         tx.commit().await.map_err(query_err("staging a pull"))?;
         Ok(report)
     }
@@ -519,56 +478,63 @@ pub(super) fn stub_body(system: &str, stub: &FoundStub) -> Result<String> {
     })
 }
 
-/// Upserts stub rows `(system, object id, body)` in `tx`, in statements of
-/// many rows. No (system, id) may appear twice (PostgreSQL refuses a row
-/// an INSERT already touched).
-pub(super) async fn put_stub_rows(
+/// Upserts staged objects `(system, object id, class, body)` in `tx`, in
+/// statements of many rows. No (system, id) may appear twice (PostgreSQL
+/// refuses an INSERT that touches a row twice).
+pub(super) async fn upsert_objects(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rows: &[(&str, &str, String)],
+    backend: Backend,
+    rows: &[(&str, &str, &str, &str)],
     revision: i64,
+    doing: &'static str,
 ) -> Result<()> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO staged_objects (system_id, object_id, class, body, revision) VALUES {} \
              ON CONFLICT (system_id, object_id) DO UPDATE SET class = excluded.class, body = excluded.body, revision = excluded.revision",
-            values(chunk.len(), 5, 1)
+            Placeholders::new(backend).rows(chunk.len(), 5)
         );
         let mut query = sqlx::query(&sql);
-        for (system, id, body) in chunk {
+        for (system, id, class, body) in chunk {
             query = query
                 .bind(*system)
                 .bind(*id)
-                .bind("stub")
-                .bind(body.as_str())
+                .bind(*class)
+                .bind(*body)
                 .bind(revision);
         }
-        query
-            .execute(&mut **tx)
-            .await
-            .map_err(query_err("recording stubs"))?;
+        query.execute(&mut **tx).await.map_err(query_err(doing))?;
     }
     Ok(())
 }
 
-/// Deletes the stub rows `ids` of `system` in `tx`.
-pub(super) async fn remove_stub_rows(
+/// Deletes the staged objects `ids` of `system` in `tx` (with
+/// `stubs_only`, only stub rows).
+pub(super) async fn delete_objects(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
     system: &str,
     ids: &[&str],
+    stubs_only: bool,
+    doing: &'static str,
 ) -> Result<()> {
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let mut params = Placeholders::new(backend);
         let sql = format!(
-            "DELETE FROM staged_objects WHERE system_id = $1 AND class = 'stub' AND object_id IN ({})",
-            list(chunk.len(), 2)
+            "DELETE FROM staged_objects WHERE system_id = {}{} AND object_id IN ({})",
+            params.one(),
+            if stubs_only {
+                " AND class = 'stub'"
+            } else {
+                ""
+            },
+            params.list(chunk.len())
         );
         let mut query = sqlx::query(&sql).bind(system);
         for id in chunk {
             query = query.bind(*id);
         }
-        query
-            .execute(&mut **tx)
-            .await
-            .map_err(query_err("removing stubs"))?;
+        query.execute(&mut **tx).await.map_err(query_err(doing))?;
     }
     Ok(())
 }

@@ -130,30 +130,6 @@ pub fn coexist(config: &Path, args: &[&str]) -> Output {
         .expect("coexist runs")
 }
 
-/// The acmecorp topology of google-coexistence.txt, on simulated systems.
-pub const GOOGLE_AND_LDAP: &str = r#"
-[organisation]
-shared_domains = ["acmecorp.com"]
-
-[topology]
-mx = "google"
-
-[[systems]]
-id = "google"
-kind = "simulated"
-routing_domain = "gapps.acmecorp.com"
-stub_style = "domain_routing"
-unknown_recipient = { relay = "ldap" }
-[systems.connection]
-seed = "google.json"
-state = "google-state.jsonl"
-
-[[systems]]
-id = "ldap"
-kind = "simulated"
-routing_domain = "mithi.acmecorp.com"
-stub_style = "routing_address"
-[systems.connection]
-seed = "ldap.json"
-state = "ldap-state.jsonl"
-"#;
+/// The acmecorp topology of google-coexistence.txt, on simulated systems
+/// (kept in the test environment crate, beside its pieces).
+pub const GOOGLE_AND_LDAP: &str = coexist_testenv::acmecorp::GOOGLE_AND_LDAP;

@@ -23,15 +23,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use coexist_connector::{
     Attributes, Connector, NoProgress, Operation, RecipientKind, Route, SecretRef, Stub,
 };
 use coexist_ldap::{Flavor, LdapConfig, LdapConnector};
+use coexist_testenv::TestServer;
 
 const PULL_ENTRIES: usize = 100_000;
 const STUBS: usize = 10_000;
@@ -44,8 +44,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The CPU time slapd has used so far (its pid file in the test
 /// environment), to tell the server's share of a run.
-fn slapd_cpu(vars: &HashMap<String, String>) -> Option<f64> {
-    let pid = std::fs::read_to_string(vars.get("COEXIST_TEST_SLAPD_PIDFILE")?).ok()?;
+fn slapd_cpu() -> Option<f64> {
+    let pid =
+        std::fs::read_to_string(coexist_testenv::try_var("COEXIST_TEST_SLAPD_PIDFILE")?).ok()?;
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok()?;
     let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
@@ -65,100 +66,54 @@ fn list(times: &[Duration]) -> String {
         .join(", ")
 }
 
-fn vars() -> HashMap<String, String> {
-    let dir =
-        std::env::var("COEXIST_TESTENV_DIR").unwrap_or_else(|_| "/tmp/coexist-testenv".into());
-    let mut map: HashMap<String, String> = std::fs::read_to_string(format!("{dir}/env"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    for (k, v) in std::env::vars() {
-        if k.starts_with("COEXIST_TEST") {
-            map.insert(k, v);
-        }
-    }
-    map
-}
-
-fn var(vars: &HashMap<String, String>, name: &str) -> String {
-    match vars.get(name) {
-        Some(v) => v.clone(),
-        None => {
-            eprintln!("{name} is not set: the test servers are not running. Run deploy/testenv.sh up, or the README test command");
-            std::process::exit(2);
-        }
+/// How many entries with a mail `ldapsearch` finds below `base`.
+fn count(ldap: &TestServer, base: &str) -> usize {
+    let out = ldap
+        .plain_command("ldapsearch")
+        .args([
+            "-LLL",
+            "-E",
+            "pr=1000/noprompt",
+            "-b",
+            base,
+            "(mail=*)",
+            "1.1",
+        ])
+        .output();
+    match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with("dn:"))
+            .count(),
+        Err(_) => 0,
     }
 }
 
-struct Ldap {
-    url: String,
-    bind_dn: String,
-    password: String,
+/// Loads `ldif` with `ldapadd -c` (going on past entries that exist),
+/// returning how long it took.
+fn load(ldap: &TestServer, ldif: &str) -> Duration {
+    let start = Instant::now();
+    let mut child = ldap
+        .plain_command("ldapadd")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("ldapadd: {e} (install ldap-utils)"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(ldif.as_bytes())
+        .unwrap();
+    child.wait().unwrap();
+    start.elapsed()
 }
 
-impl Ldap {
-    fn tool(&self, name: &str) -> Command {
-        let mut c = Command::new(name);
-        c.args([
-            "-x",
-            "-H",
-            &self.url,
-            "-D",
-            &self.bind_dn,
-            "-w",
-            &self.password,
-        ]);
-        c
-    }
-
-    fn count(&self, base: &str) -> usize {
-        let out = self
-            .tool("ldapsearch")
-            .args([
-                "-LLL",
-                "-E",
-                "pr=1000/noprompt",
-                "-b",
-                base,
-                "(mail=*)",
-                "1.1",
-            ])
-            .output();
-        match out {
-            Ok(o) => String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .filter(|l| l.starts_with("dn:"))
-                .count(),
-            Err(_) => 0,
-        }
-    }
-
-    fn ldapadd(&self, ldif: &str) -> Duration {
-        let start = Instant::now();
-        let mut child = self
-            .tool("ldapadd")
-            .arg("-c")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("ldapadd: {e} (install ldap-utils)"));
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(ldif.as_bytes())
-            .unwrap();
-        child.wait().unwrap();
-        start.elapsed()
-    }
-
-    fn delete_tree(&self, dn: &str) {
-        let _ = self.tool("ldapdelete").args(["-r", dn]).output();
-    }
+/// Deletes `dn` and everything below it, if it exists.
+fn delete_tree(ldap: &TestServer, dn: &str) {
+    let _ = ldap.plain_command("ldapdelete").args(["-r", dn]).output();
 }
 
 fn ou(dn: &str) -> String {
@@ -180,13 +135,10 @@ fn ratio_line(what: &str, ours: Duration, theirs: Duration, target: f64) {
 fn main() {
     let only_pull = std::env::var("COEXIST_BENCH_ONLY_PULL").is_ok();
     let only_write = std::env::var("COEXIST_BENCH_ONLY_WRITE").is_ok();
-    let v = vars();
-    let base = var(&v, "COEXIST_TEST_SLAPD_PLAIN_BASE");
-    let ldap = Ldap {
-        url: var(&v, "COEXIST_TEST_SLAPD_URL"),
-        bind_dn: var(&v, "COEXIST_TEST_SLAPD_PLAIN_BIND_DN"),
-        password: var(&v, "COEXIST_TEST_SLAPD_PASSWORD"),
-    };
+    // The database without syncprov; the reference client speaks plain
+    // LDAP, as the connector does here.
+    let ldap = TestServer::slapd_plain();
+    let base = ldap.base.clone();
     let pw_file = std::env::temp_dir().join("coexist-ldap-bench-pw");
     std::fs::write(&pw_file, &ldap.password).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -196,10 +148,10 @@ fn main() {
 
     // --- pull of 100,000 entries -----------------------------------------
     let pull_base = format!("ou=bench-100k,{base}");
-    let have = ldap.count(&pull_base);
+    let have = count(&ldap, &pull_base);
     if have != PULL_ENTRIES {
         println!("loading {PULL_ENTRIES} entries into {pull_base} (once; kept for later runs; found {have})");
-        ldap.delete_tree(&pull_base);
+        delete_tree(&ldap, &pull_base);
         let mut ldif = ou(&pull_base);
         for i in 0..PULL_ENTRIES {
             ldif.push_str(&format!(
@@ -207,7 +159,7 @@ fn main() {
                 i % 97
             ));
         }
-        let took = ldap.ldapadd(&ldif);
+        let took = load(&ldap, &ldif);
         println!("loaded in {:.1} s", took.as_secs_f64());
     }
     let mut config = LdapConfig::new(
@@ -243,7 +195,7 @@ fn main() {
         let search = || {
             let start = Instant::now();
             let status = ldap
-                .tool("ldapsearch")
+                .plain_command("ldapsearch")
                 .args(["-E", "pr=1000/noprompt", "-b", &scope.base, &scope.filter])
                 .args(&attrs)
                 .stdout(Stdio::null())
@@ -311,9 +263,9 @@ fn main() {
     // --- writing 10,000 stubs ------------------------------------------------
     let ref_base = format!("ou=bench-ldapadd,{base}");
     let our_base = format!("ou=bench-stubs,{base}");
-    ldap.delete_tree(&ref_base);
-    ldap.delete_tree(&our_base);
-    ldap.ldapadd(&(ou(&ref_base) + &ou(&our_base)));
+    delete_tree(&ldap, &ref_base);
+    delete_tree(&ldap, &our_base);
+    load(&ldap, &(ou(&ref_base) + &ou(&our_base)));
     let stubs: Vec<Stub> = (0..STUBS)
         .map(|i| Stub {
             anchor: format!("google:{i}"),
@@ -360,19 +312,19 @@ fn main() {
     let mut theirs = Vec::new();
     for run in 0..RUNS {
         if run > 0 {
-            ldap.delete_tree(&ref_base);
-            ldap.delete_tree(&our_base);
-            ldap.ldapadd(&(ou(&ref_base) + &ou(&our_base)));
+            delete_tree(&ldap, &ref_base);
+            delete_tree(&ldap, &our_base);
+            load(&ldap, &(ou(&ref_base) + &ou(&our_base)));
         }
-        let s0 = slapd_cpu(&v);
-        theirs.push(ldap.ldapadd(&ldif));
-        let s1 = slapd_cpu(&v);
-        assert_eq!(ldap.count(&ref_base), STUBS, "ldapadd loaded everything");
+        let s0 = slapd_cpu();
+        theirs.push(load(&ldap, &ldif));
+        let s1 = slapd_cpu();
+        assert_eq!(count(&ldap, &ref_base), STUBS, "ldapadd loaded everything");
         let writer = LdapConnector::new("bench", our_config.clone()).unwrap();
         let start = Instant::now();
         let results = runtime.block_on(writer.apply_many(&ops));
         ours.push(start.elapsed());
-        if let (Some(s0), Some(s1), Some(s2)) = (s0, s1, slapd_cpu(&v)) {
+        if let (Some(s0), Some(s1), Some(s2)) = (s0, s1, slapd_cpu()) {
             println!(
                 "    slapd CPU time: {:.2} s for ldapadd, {:.2} s for coexist",
                 s1 - s0,
@@ -381,7 +333,7 @@ fn main() {
         }
         let failed = results.iter().filter(|r| r.is_err()).count();
         assert_eq!(failed, 0, "{:?}", results.iter().find(|r| r.is_err()));
-        assert_eq!(ldap.count(&our_base), STUBS);
+        assert_eq!(count(&ldap, &our_base), STUBS);
     }
     println!(
         "  write runs: coexist {}; ldapadd {}",
@@ -394,7 +346,7 @@ fn main() {
         median(&mut theirs),
         1.0,
     );
-    ldap.delete_tree(&ref_base);
-    ldap.delete_tree(&our_base);
+    delete_tree(&ldap, &ref_base);
+    delete_tree(&ldap, &our_base);
     let _ = std::fs::remove_file(&pw_file);
 }

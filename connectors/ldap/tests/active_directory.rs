@@ -12,7 +12,7 @@ use coexist_connector::{Connector, NoProgress, PullMode, RecipientKind, Route, S
 use coexist_ldap::{Incremental, LdapConnector};
 use common::{
     assert_created_again_finds_it, assert_deleted_twice, create, proxy, update, values, Cut,
-    Server, Subtree,
+    Subtree, TestServer,
 };
 use ldap3::Mod;
 
@@ -75,7 +75,7 @@ async fn ad_people_tagged(t: &Subtree, tag: &str) -> (String, String, String) {
 
 #[tokio::test]
 async fn a_full_pull_reads_users_contacts_and_groups_keyed_on_object_guid() {
-    let t = Subtree::new(Server::samba()).await;
+    let t = Subtree::new(TestServer::samba()).await;
     let tag = common::random();
     let (alice, bob, _carol) = ad_people_tagged(&t, &tag).await;
     let group = format!("CN=Team,{}", t.groups);
@@ -181,7 +181,7 @@ async fn a_full_pull_reads_users_contacts_and_groups_keyed_on_object_guid() {
 
 #[tokio::test]
 async fn contact_stubs_are_written_with_proxy_and_target_addresses() {
-    let t = Subtree::new(Server::samba()).await;
+    let t = Subtree::new(TestServer::samba()).await;
     let connector = LdapConnector::new("ad", t.config()).unwrap();
     let s = stub("google:7", "zoe@acmecorp.com");
     let created = connector.apply(&create(&s)).await.unwrap().found.unwrap();
@@ -247,7 +247,7 @@ async fn contact_stubs_are_written_with_proxy_and_target_addresses() {
 }
 
 async fn incremental(method: Incremental, expect: &str) {
-    let t = Subtree::new(Server::samba()).await;
+    let t = Subtree::new(TestServer::samba()).await;
     let (alice, bob, _) = ad_people(&t).await;
     let mut config = t.config();
     config.incremental = method;
@@ -308,7 +308,7 @@ async fn usn_changed_deltas_return_changed_objects_and_tombstones() {
 
 #[tokio::test]
 async fn a_dirsync_cookie_the_server_rejects_leads_to_a_full_read() {
-    let t = Subtree::new(Server::samba()).await;
+    let t = Subtree::new(TestServer::samba()).await;
     ad_people(&t).await;
     let connector = LdapConnector::new("ad", t.config()).unwrap();
     let full = connector.pull(None, &NoProgress).await.unwrap();
@@ -326,7 +326,7 @@ async fn a_dirsync_cookie_the_server_rejects_leads_to_a_full_read() {
 /// incomplete and removes only the tombstones: an object the re-read
 /// missed is not taken for deleted.
 async fn an_incomplete_reread_removes_only_tombstones(method: Incremental, expect: &str) {
-    let t = Subtree::new(Server::samba()).await;
+    let t = Subtree::new(TestServer::samba()).await;
     let others = format!("OU=others,{}", t.dn);
     t.add(
         &others,

@@ -12,7 +12,7 @@ mod common;
 
 use coexist_connector::{Connector, Finding};
 use coexist_ldap::{LdapConfig, LdapConnector, StubSchema};
-use common::{Server, Subtree};
+use common::{Subtree, TestServer};
 
 /// Runs doctor with `config` and returns every finding and the schema one.
 async fn doctor(config: LdapConfig) -> (Vec<Finding>, Finding) {
@@ -55,7 +55,7 @@ fn assert_detail_names(finding: &Finding, words: &[&str]) {
 
 #[tokio::test]
 async fn main_slapd_holds_inet_local_mail_recipient_stubs() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let mut config = t.config();
     config.stub_schema = StubSchema::InetLocalMailRecipient;
     let schema = schema_finding(config).await;
@@ -75,7 +75,7 @@ async fn main_slapd_holds_inet_local_mail_recipient_stubs() {
 
 #[tokio::test]
 async fn main_slapd_lacks_qmail_ldap_schema_for_qmail_stubs() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let mut config = t.config();
     config.stub_schema = StubSchema::Qmail;
     let schema = schema_finding(config).await;
@@ -104,7 +104,7 @@ async fn main_slapd_lacks_qmail_ldap_schema_for_qmail_stubs() {
 
 #[tokio::test]
 async fn qmail_slapd_holds_qmail_stubs() {
-    let t = Subtree::new(Server::slapd_qmail()).await;
+    let t = Subtree::new(TestServer::slapd_qmail()).await;
     let mut config = t.config();
     config.stub_schema = StubSchema::Qmail;
     let schema = schema_finding(config).await;
@@ -123,7 +123,7 @@ async fn qmail_slapd_holds_qmail_stubs() {
 
 #[tokio::test]
 async fn qmail_slapd_lacks_misc_schema_for_the_default_stubs() {
-    let t = Subtree::new(Server::slapd_qmail()).await;
+    let t = Subtree::new(TestServer::slapd_qmail()).await;
     // The OpenLDAP default: inetLocalMailRecipient.
     let config = t.config();
     assert_eq!(config.stub_schema, StubSchema::InetLocalMailRecipient);
@@ -146,7 +146,7 @@ async fn qmail_slapd_lacks_misc_schema_for_the_default_stubs() {
 
 #[tokio::test]
 async fn a_marker_attribute_the_server_lacks_is_named() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let mut config = t.config();
     config.marker_attribute = "coexistMarker".into();
     let (_, schema) = doctor(config).await;
@@ -173,7 +173,7 @@ async fn a_marker_attribute_the_server_lacks_is_named() {
 
 #[tokio::test]
 async fn samba_holds_ad_contact_stubs_with_target_address() {
-    let t = Subtree::new(Server::samba()).await;
+    let t = Subtree::new(TestServer::samba()).await;
     let config = t.config();
     assert_eq!(config.stub_schema, StubSchema::AdContact);
     let schema = schema_finding(config).await;
@@ -186,18 +186,18 @@ async fn samba_holds_ad_contact_stubs_with_target_address() {
 
 #[tokio::test]
 async fn an_unreadable_schema_is_a_failed_finding_saying_so() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     // A bind DN of its own, refused cn=Subschema by an access rule that
     // names only it (placed before the frontend's `by * read`).
     let user = t.bind_user("noschema", "noschema-pw").await;
     let rule = format!("to dn.base=\"cn=subschema\" by dn.exact=\"{user}\" none by * break");
     let frontend = "dn: olcDatabase={-1}frontend,cn=config\nchangetype: modify\n";
-    common::slapd_config(&format!(
+    coexist_testenv::slapd_config(&format!(
         "{frontend}add: olcAccess\nolcAccess: {{2}}{rule}\n"
     ));
     let config = t.config_as(&user, "noschema-pw");
     let findings = LdapConnector::new("mail", config).unwrap().doctor().await;
-    common::slapd_config(&format!("{frontend}delete: olcAccess\nolcAccess: {rule}\n"));
+    coexist_testenv::slapd_config(&format!("{frontend}delete: olcAccess\nolcAccess: {rule}\n"));
     let schema = findings
         .iter()
         .find(|f| f.check == "schema for stubs")

@@ -12,7 +12,8 @@ use coexist_connector::{
     Connector, ConnectorError, NoProgress, Operation, RecipientKind, Route, Stub,
 };
 use coexist_ldap::LdapConnector;
-use common::{password_file, proxy, var, Cut, Server, Subtree};
+use coexist_testenv::var;
+use common::{password_file, proxy, Cut, Subtree, TestServer};
 
 fn stub() -> Stub {
     Stub {
@@ -27,7 +28,7 @@ fn stub() -> Stub {
 
 #[tokio::test]
 async fn ldaps_and_starttls_work_with_the_ca_file_and_verification_on() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     t.person("a", "a@acmecorp.com", vec![]).await;
     let mut ldaps = t.config();
     ldaps.url = t.server.ldaps_url.clone();
@@ -73,7 +74,7 @@ async fn ldaps_and_starttls_work_with_the_ca_file_and_verification_on() {
 
 #[tokio::test]
 async fn a_full_pull_works_over_ldapi() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     t.person("a", "a@acmecorp.com", vec![]).await;
     t.person("b", "b@acmecorp.com", vec![]).await;
     let mut config = t.config();
@@ -90,7 +91,7 @@ async fn a_full_pull_works_over_ldapi() {
 
 #[tokio::test]
 async fn a_refused_bind_is_an_authentication_error_naming_the_system() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let mut config = t.config();
     config.password = password_file("wrong-password");
     let err = LdapConnector::new("mail", config)
@@ -111,7 +112,7 @@ async fn a_refused_bind_is_an_authentication_error_naming_the_system() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_a_retryable_error() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let mut config = t.config();
     config.url = "ldap://127.0.0.1:1".into();
     let err = LdapConnector::new("mail", config)
@@ -125,7 +126,7 @@ async fn an_unreachable_server_is_a_retryable_error() {
 
 #[tokio::test]
 async fn a_missing_stub_ou_is_named() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let mut config = t.config();
     config.stub_base = format!("ou=nowhere,{}", t.dn);
     let connector = LdapConnector::new("mail", config).unwrap();
@@ -151,7 +152,7 @@ async fn a_missing_stub_ou_is_named() {
 
 #[tokio::test]
 async fn insufficient_rights_say_which_rights_are_missing() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let user = t.bind_user("limited", "limited-pw").await;
     let err = LdapConnector::new("mail", t.config_as(&user, "limited-pw"))
         .unwrap()
@@ -169,7 +170,7 @@ async fn insufficient_rights_say_which_rights_are_missing() {
 
 #[tokio::test]
 async fn a_size_limit_part_way_marks_the_pull_incomplete() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     for i in 0..10 {
         t.person(&format!("u{i}"), &format!("u{i}@acmecorp.com"), vec![])
             .await;
@@ -178,14 +179,14 @@ async fn a_size_limit_part_way_marks_the_pull_incomplete() {
     let limit = format!(
         "dn: olcDatabase={{1}}mdb,cn=config\nchangetype: modify\nadd: olcLimits\nolcLimits: dn.exact=\"{user}\" size=4 size.pr=2 size.prtotal=4\n"
     );
-    common::slapd_config(&limit);
+    coexist_testenv::slapd_config(&limit);
     let mut config = t.config_as(&user, "limited-pw");
     config.page_size = 2;
     let result = LdapConnector::new("mail", config)
         .unwrap()
         .pull(None, &NoProgress)
         .await;
-    common::slapd_config(&format!(
+    coexist_testenv::slapd_config(&format!(
         "dn: olcDatabase={{1}}mdb,cn=config\nchangetype: modify\ndelete: olcLimits\nolcLimits: dn.exact=\"{user}\" size=4 size.pr=2 size.prtotal=4\n"
     ));
     let pull = result.unwrap();
@@ -200,7 +201,7 @@ async fn a_size_limit_part_way_marks_the_pull_incomplete() {
 
 #[tokio::test]
 async fn a_connection_lost_mid_read_marks_the_pull_incomplete() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     for i in 0..60 {
         t.person(&format!("u{i}"), &format!("u{i}@acmecorp.com"), vec![])
             .await;
@@ -251,7 +252,7 @@ fn assert_explains_ca_file(err: &ConnectorError, ca_file: &str, url: &str) {
 
 #[tokio::test]
 async fn the_server_certificate_given_as_ca_file_is_explained_on_every_tls_connection() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     t.person("a", "a@acmecorp.com", vec![]).await;
     // The mistake: the server's own certificate instead of its CA's.
     let server_cert = format!("{}/certs/slapd.pem", var("COEXIST_TESTENV_DIR"));
@@ -290,7 +291,7 @@ async fn the_server_certificate_given_as_ca_file_is_explained_on_every_tls_conne
 
 #[tokio::test]
 async fn a_ca_file_of_another_ca_is_explained() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     // A CA of its own, which never issued slapd's certificate.
     let dir = std::env::temp_dir().join(format!("coexist-other-ca-{}", common::random()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -365,7 +366,7 @@ async fn a_ca_certificate_served_as_the_server_certificate_is_explained() {
             let _ = acceptor.accept(tcp).await;
         }
     });
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let mut config = t.config();
     config.url = format!("ldaps://127.0.0.1:{port}");
     let ca_file = cert.display().to_string();
@@ -393,7 +394,7 @@ async fn a_ca_certificate_served_as_the_server_certificate_is_explained() {
 
 #[tokio::test]
 async fn a_certificate_not_naming_the_host_of_the_url_is_explained() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let upstream = t
         .server
         .ldaps_url

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use coexist_connector::{Connector, NoProgress, Pull, PullMode};
 use coexist_ldap::{Flavor, Incremental, LdapConnector};
-use common::{find, values, Server, Subtree};
+use common::{find, values, Subtree, TestServer};
 use ldap3::Mod;
 
 /// Adds a group `cn=<cn>` below the subtree's groups with `members`, and
@@ -22,7 +22,7 @@ use ldap3::Mod;
 /// way of nesting). Returns its DN.
 async fn group(t: &Subtree, cn: &str, mail: Option<&str>, members: &[&str]) -> String {
     let dn = format!("cn={cn},{}", t.groups);
-    match t.server.flavor {
+    match t.flavor() {
         Flavor::Openldap => {
             let mut attrs = vec![
                 ("objectClass", vec!["groupOfNames", "extensibleObject"]),
@@ -84,7 +84,7 @@ async fn change_mail_and_pull(
 
 /// m1 and m2 in team@; m1's address changes; the delta returns team@ with
 /// the new address, and not m2 (unchanged, and in no changed group's way).
-async fn member_change_reaches_its_group(server: Server, expect: &str) {
+async fn member_change_reaches_its_group(server: TestServer, expect: &str) {
     let t = Subtree::new(server).await;
     let m1 = t.person("m1", "m1@acmecorp.com", vec![]).await;
     let m2 = t.person("m2", "m2@acmecorp.com", vec![]).await;
@@ -117,7 +117,7 @@ async fn member_change_reaches_its_group(server: Server, expect: &str) {
 
 /// all@ ⊃ inner (a group without an address) ⊃ p, and p directly in
 /// direct@; p's address changes; both lists come back with it.
-async fn member_change_reaches_nested_groups(server: Server, expect: &str) {
+async fn member_change_reaches_nested_groups(server: TestServer, expect: &str) {
     let t = Subtree::new(server).await;
     let p = t.person("p", "p@acmecorp.com", vec![]).await;
     let q = t.person("q", "q@acmecorp.com", vec![]).await;
@@ -158,7 +158,7 @@ async fn member_change_reaches_nested_groups(server: Server, expect: &str) {
 
 /// A delta whose only change is a group's own attribute returns that group
 /// once, and the groups holding it (its parents) too.
-async fn group_change_reaches_its_parents(server: Server) {
+async fn group_change_reaches_its_parents(server: TestServer) {
     let t = Subtree::new(server).await;
     let p = t.person("p", "p@acmecorp.com", vec![]).await;
     let inner = group(&t, "inner", Some("inner@acmecorp.com"), &[&p]).await;
@@ -183,32 +183,32 @@ async fn group_change_reaches_its_parents(server: Server) {
 
 #[tokio::test]
 async fn content_sync_deltas_return_the_groups_of_a_changed_member() {
-    member_change_reaches_its_group(Server::slapd(), "syncrepl").await;
+    member_change_reaches_its_group(TestServer::slapd(), "syncrepl").await;
 }
 
 #[tokio::test]
 async fn modify_timestamp_deltas_return_the_groups_of_a_changed_member() {
-    member_change_reaches_its_group(Server::slapd_plain(), "modify_timestamp").await;
+    member_change_reaches_its_group(TestServer::slapd_plain(), "modify_timestamp").await;
 }
 
 #[tokio::test]
 async fn content_sync_deltas_return_nested_groups_through_a_group_without_an_address() {
-    member_change_reaches_nested_groups(Server::slapd(), "syncrepl").await;
+    member_change_reaches_nested_groups(TestServer::slapd(), "syncrepl").await;
 }
 
 #[tokio::test]
 async fn modify_timestamp_deltas_return_nested_groups_through_a_group_without_an_address() {
-    member_change_reaches_nested_groups(Server::slapd_plain(), "modify_timestamp").await;
+    member_change_reaches_nested_groups(TestServer::slapd_plain(), "modify_timestamp").await;
 }
 
 #[tokio::test]
 async fn a_changed_group_brings_its_parent_groups_once() {
-    group_change_reaches_its_parents(Server::slapd()).await;
+    group_change_reaches_its_parents(TestServer::slapd()).await;
 }
 
 #[tokio::test]
 async fn a_delta_without_changes_returns_nothing() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let m1 = t.person("m1", "m1@acmecorp.com", vec![]).await;
     group(&t, "team", Some("team@acmecorp.com"), &[&m1]).await;
     let connector = LdapConnector::new("mail", t.config()).unwrap();
@@ -227,7 +227,7 @@ async fn a_delta_without_changes_returns_nothing() {
 /// security group without an address. Then that security group gains a
 /// member: the list holding it comes back with the new member.
 async fn ad_member_change_reaches_its_groups(method: Incremental, expect: &str) {
-    let t = Subtree::new(Server::samba()).await;
+    let t = Subtree::new(TestServer::samba()).await;
     let tag = common::random();
     let at = |name: &str| format!("{name}.{tag}@acmecorp.com");
     let alice = t.person("Alice", &at("alice"), vec![]).await;

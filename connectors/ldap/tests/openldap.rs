@@ -14,7 +14,7 @@ use coexist_connector::{
 use coexist_ldap::{DisabledWhen, LdapConnector, StubSchema};
 use common::{
     assert_created_again_finds_it, assert_deleted_twice, assert_unmarked_entry_is_refused_and_kept,
-    create, find, update, values, Server, Subtree,
+    create, find, update, values, Subtree, TestServer,
 };
 use ldap3::Mod;
 
@@ -25,7 +25,7 @@ fn stub(anchor: &str, primary: &str) -> Stub {
 
 #[tokio::test]
 async fn a_full_pull_reads_people_groups_forwarders_and_stubs_in_pages() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let mut people = Vec::new();
     for i in 0..20 {
         people.push(
@@ -116,7 +116,7 @@ async fn a_full_pull_reads_people_groups_forwarders_and_stubs_in_pages() {
 
 #[tokio::test]
 async fn bad_entries_are_reported_with_their_dn_and_skipped() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     t.person("good", "good@acmecorp.com", vec![]).await;
     t.person("invalid", "not-an-address", vec![]).await;
     let many: Vec<String> = (0..1001).map(|i| format!("h{i}@acmecorp.com")).collect();
@@ -171,7 +171,7 @@ async fn bad_entries_are_reported_with_their_dn_and_skipped() {
 
 #[tokio::test]
 async fn stubs_are_created_updated_renamed_and_deleted_idempotently() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let connector = LdapConnector::new("mail", t.config()).unwrap();
     let s = stub("google:42", "zoe.oneil@acmecorp.com");
     let applied = connector.apply(&create(&s)).await.unwrap().found.unwrap();
@@ -266,7 +266,7 @@ async fn stubs_are_created_updated_renamed_and_deleted_idempotently() {
 
 #[tokio::test]
 async fn host_routes_and_group_kinds_round_trip() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let connector = LdapConnector::new("mail", t.config()).unwrap();
     let mut s = stub("m365:g1", "team@acmecorp.com");
     s.kind = RecipientKind::Group;
@@ -287,7 +287,7 @@ async fn host_routes_and_group_kinds_round_trip() {
 
 #[tokio::test]
 async fn names_and_anchors_with_special_characters_are_escaped() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let connector = LdapConnector::new("mail", t.config()).unwrap();
     let cases = [
         (
@@ -330,7 +330,7 @@ async fn names_and_anchors_with_special_characters_are_escaped() {
 
 #[tokio::test]
 async fn an_incremental_pull_follows_the_content_sync_cookie() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let a = t.person("a", "a@acmecorp.com", vec![]).await;
     let b = t.person("b", "b@acmecorp.com", vec![]).await;
     t.person("c", "c@acmecorp.com", vec![]).await;
@@ -392,7 +392,7 @@ async fn an_incremental_pull_follows_the_content_sync_cookie() {
 
 #[tokio::test]
 async fn a_cursor_the_server_rejects_leads_to_a_full_read() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     t.person("a", "a@acmecorp.com", vec![]).await;
     let connector = LdapConnector::new("mail", t.config()).unwrap();
     let full = connector.pull(None, &NoProgress).await.unwrap();
@@ -415,7 +415,7 @@ async fn a_cursor_the_server_rejects_leads_to_a_full_read() {
 
 #[tokio::test]
 async fn without_syncprov_deltas_use_modify_timestamp_and_a_presence_read() {
-    let t = Subtree::new(Server::slapd_plain()).await;
+    let t = Subtree::new(TestServer::slapd_plain()).await;
     let a = t.person("a", "a@acmecorp.com", vec![]).await;
     let b = t.person("b", "b@acmecorp.com", vec![]).await;
     let connector = LdapConnector::new("plain", t.config()).unwrap();
@@ -444,7 +444,7 @@ async fn without_syncprov_deltas_use_modify_timestamp_and_a_presence_read() {
 
 #[tokio::test]
 async fn stubs_can_be_written_in_bulk_concurrently() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let connector = LdapConnector::new("mail", t.config()).unwrap();
     let ops: Vec<Operation> = (0..200)
         .map(|i| create(&stub(&format!("google:{i}"), &format!("u{i}@acmecorp.com"))))
@@ -474,7 +474,7 @@ async fn the_qmail_schema_missing_from_the_server_gives_a_clear_error() {
     // qmail.schema is not loaded in this slapd (it has misc.schema, whose
     // mailHost clashes with qmail-ldap's): this checks the error. The qmail
     // mapping itself is tested in tests/qmail.rs, against slapd-qmail.
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let mut config = t.config();
     config.stub_schema = StubSchema::Qmail;
     let connector = LdapConnector::new("qmail", config).unwrap();
@@ -510,7 +510,7 @@ async fn set_shadow_expire(t: &Subtree, dn: &str, day: &str) {
 /// read and by the delta of `server` (content sync on the main database,
 /// modifyTimestamp on the one without syncprov), so it gets no stubs
 /// elsewhere; -1, a day to come, or no shadowExpire leave it enabled.
-async fn shadow_expire_disables(server: Server, cursor_kind: &str) {
+async fn shadow_expire_disables(server: TestServer, cursor_kind: &str) {
     let t = Subtree::new(server).await;
     let expired = t.person("expired", "expired@acmecorp.com", vec![]).await;
     set_shadow_expire(&t, &expired, "1").await;
@@ -545,17 +545,17 @@ async fn shadow_expire_disables(server: Server, cursor_kind: &str) {
 
 #[tokio::test]
 async fn shadow_expire_in_the_past_disables_an_account_in_full_reads_and_content_sync_deltas() {
-    shadow_expire_disables(Server::slapd(), "syncrepl").await;
+    shadow_expire_disables(TestServer::slapd(), "syncrepl").await;
 }
 
 #[tokio::test]
 async fn shadow_expire_in_the_past_disables_an_account_in_full_reads_and_modify_timestamp_deltas() {
-    shadow_expire_disables(Server::slapd_plain(), "modify_timestamp").await;
+    shadow_expire_disables(TestServer::slapd_plain(), "modify_timestamp").await;
 }
 
 #[tokio::test]
 async fn the_attributes_that_disable_an_account_are_configurable() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let leaver = t
         .person(
             "leaver",
@@ -598,7 +598,7 @@ async fn the_attributes_that_disable_an_account_are_configurable() {
 
 #[tokio::test]
 async fn entries_with_mail_local_address_but_no_mail_take_their_first_address_as_primary() {
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let alice = t.person("alice", "alice@acmecorp.com", vec![]).await;
     // A forwarding alias and a list known by mailLocalAddress alone. Values
     // are added one by one: slapd keeps them in the order they were added.
@@ -682,7 +682,7 @@ async fn entries_with_mail_local_address_but_no_mail_take_their_first_address_as
 async fn both_entries_claiming_one_primary_address_are_returned_named_by_their_dn() {
     // The connector decides nothing: the reconciler sees both, reports the
     // address as claimed twice and holds its stubs where they are.
-    let t = Subtree::new(Server::slapd()).await;
+    let t = Subtree::new(TestServer::slapd()).await;
     let one = t.person("dup1", "dup@acmecorp.com", vec![]).await;
     let two = t.person("dup2", "DUP@acmecorp.com", vec![]).await;
     let good = t.person("good", "good@acmecorp.com", vec![]).await;

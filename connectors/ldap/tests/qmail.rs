@@ -15,9 +15,10 @@ use coexist_connector::{
     Stub, StubField,
 };
 use coexist_ldap::{LdapConfig, LdapConnector, StubSchema};
+use coexist_testenv::var;
 use common::{
     assert_created_again_finds_it, assert_deleted_twice, assert_unmarked_entry_is_refused_and_kept,
-    create, update, values, var, Server, Subtree,
+    create, update, values, Subtree, TestServer,
 };
 
 /// A person stub whose mailbox is in Exchange: local@home-routing-domain
@@ -66,7 +67,7 @@ fn logged_modifies(dn: &str) -> Vec<Vec<String>> {
 
 #[tokio::test]
 async fn qmail_stubs_are_created_updated_renamed_and_deleted_idempotently() {
-    let t = Subtree::new(Server::slapd_qmail()).await;
+    let t = Subtree::new(TestServer::slapd_qmail()).await;
     let connector = LdapConnector::new("qmail", qmail_config(&t)).unwrap();
     let s = stub("exchange:42", "zoe.oneil@acmecorp.com");
     let applied = connector.apply(&create(&s)).await.unwrap().found.unwrap();
@@ -209,7 +210,7 @@ async fn qmail_stubs_are_created_updated_renamed_and_deleted_idempotently() {
 
 #[tokio::test]
 async fn qmail_stubs_route_by_mail_host_and_write_in_bulk() {
-    let t = Subtree::new(Server::slapd_qmail()).await;
+    let t = Subtree::new(TestServer::slapd_qmail()).await;
     let connector = LdapConnector::new("qmail", qmail_config(&t)).unwrap();
     // A smart-host route: qmail-ldap's mailHost (single-valued there), no
     // forwarding address, so no deliveryMode either.
@@ -257,7 +258,7 @@ async fn qmail_stubs_route_by_mail_host_and_write_in_bulk() {
 
 #[tokio::test]
 async fn a_pull_reads_qmail_users_disabled_forwarding_and_stubs() {
-    let t = Subtree::new(Server::slapd_qmail()).await;
+    let t = Subtree::new(TestServer::slapd_qmail()).await;
     t.qmail_person(
         "alice",
         "alice@acmecorp.com",
@@ -409,7 +410,7 @@ async fn a_pull_reads_qmail_users_disabled_forwarding_and_stubs() {
 async fn without_misc_schema_inet_local_mail_recipient_stubs_give_a_clear_error() {
     // The qmail-ldap server has no misc.schema: the default stub schema
     // (inetLocalMailRecipient) cannot be written there.
-    let t = Subtree::new(Server::slapd_qmail()).await;
+    let t = Subtree::new(TestServer::slapd_qmail()).await;
     let config = t.config();
     assert_eq!(config.stub_schema, StubSchema::InetLocalMailRecipient);
     let connector = LdapConnector::new("qmail-mx", config).unwrap();

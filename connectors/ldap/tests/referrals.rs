@@ -13,14 +13,13 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coexist_connector::{Connector, NoProgress, Pull};
 use coexist_ldap::read::{Collected, Reader, Via};
 use coexist_ldap::{Endpoint, LdapConfig, LdapConnector};
-use common::{values, Server, Subtree};
+use common::{values, Subtree, TestServer};
 use ldap3::controls::ManageDsaIt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -34,7 +33,7 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Self {
         Fixture {
-            t: Subtree::new(Server::slapd()).await,
+            t: Subtree::new(TestServer::slapd()).await,
             referrals: Vec::new(),
         }
     }
@@ -133,19 +132,9 @@ impl Drop for Fixture {
         if self.referrals.is_empty() {
             return;
         }
-        let _ = Command::new("ldapdelete")
-            .args([
-                "-x",
-                "-M",
-                "-H",
-                &self.t.server.url,
-                "-D",
-                &self.t.server.bind_dn,
-                "-w",
-                &self.t.server.password,
-            ])
-            .args(&self.referrals)
-            .output();
+        let mut args = vec!["-M"];
+        args.extend(self.referrals.iter().map(String::as_str));
+        let _ = self.t.server.tool("ldapdelete", &args, "");
     }
 }
 
@@ -307,7 +296,7 @@ async fn a_reference_to_another_endpoint_is_read_on_its_own_connection_with_the_
     // with the system's CA file (the certificate names localhost).
     let mut tls = f.config(true);
     tls.url = f.t.server.ldaps_url.clone();
-    tls.ca_file = Some(common::var("COEXIST_TEST_CA_FILE"));
+    tls.ca_file = Some(coexist_testenv::var("COEXIST_TEST_CA_FILE"));
     let pull = full_pull(tls.clone()).await;
     assert!(pull.complete, "{:?}", pull.problems);
     assert_eq!(addresses(&pull), both);
@@ -505,7 +494,7 @@ async fn a_tls_system_never_sends_its_password_in_the_clear_to_a_referred_server
 
     let mut config = f.config(true);
     config.url = f.t.server.ldaps_url.clone();
-    config.ca_file = Some(common::var("COEXIST_TEST_CA_FILE"));
+    config.ca_file = Some(coexist_testenv::var("COEXIST_TEST_CA_FILE"));
     let pull = full_pull(config).await;
     assert!(!pull.complete);
     assert_eq!(addresses(&pull), [mail(&tag, "alice")]);

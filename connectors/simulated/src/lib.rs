@@ -101,7 +101,15 @@ struct Directory {
 }
 
 impl Directory {
+    /// Notes an object id this system gave out, so a new one never reuses it.
+    fn saw_id(&mut self, id: &str) {
+        if let Some(n) = id.rsplit('-').next().and_then(|n| n.parse::<u64>().ok()) {
+            self.next_id = self.next_id.max(n + 1);
+        }
+    }
+
     fn upsert(&mut self, stub: FoundStub) {
+        self.saw_id(&stub.id);
         if let Some(old) = self.stubs.get(&stub.id) {
             if old.stub.anchor != stub.stub.anchor {
                 self.by_anchor.remove(&old.stub.anchor);
@@ -113,6 +121,7 @@ impl Directory {
     }
 
     fn remove(&mut self, id: &str) {
+        self.saw_id(id);
         if let Some(old) = self.stubs.remove(id) {
             if self.by_anchor.get(&old.stub.anchor).map(String::as_str) == Some(id) {
                 self.by_anchor.remove(&old.stub.anchor);
@@ -162,7 +171,9 @@ impl SimulatedConnector {
         if let Some(path) = &config.state {
             replay(path, &mut directory)?;
         }
-        directory.next_id = directory.stubs.len() as u64 + 1;
+        // Ids are never reused, deleted ones included: after a delete, the
+        // count of stubs + 1 would name a stub still held.
+        directory.next_id = directory.next_id.max(1);
         Ok(SimulatedConnector {
             system: system.to_string(),
             config,
@@ -203,7 +214,11 @@ impl SimulatedConnector {
             .map_err(|e| {
                 ConnectorError::retryable(format!("cannot write {}: {e}", path.display()))
             })?;
-        writeln!(file, "{line}")
+        // One write of the whole line: a kill -9 cannot leave the JSON
+        // without its newline (two writes could), and the leading newline
+        // ends any line an earlier crash did cut short, so this event never
+        // joins it (replay skips the blank lines).
+        file.write_all(format!("\n{line}\n").as_bytes())
             .map_err(|e| ConnectorError::retryable(format!("cannot write {}: {e}", path.display())))
     }
 
@@ -465,10 +480,25 @@ mod tests {
             .unwrap();
         write!(file, "{{\"event\":\"ups").unwrap();
 
-        let second = SimulatedConnector::from_seed("ldap", config, Seed::default()).unwrap();
+        let second =
+            SimulatedConnector::from_seed("ldap", config.clone(), Seed::default()).unwrap();
         let pull = second.pull(None, &NoProgress).await.unwrap();
         let anchors: Vec<_> = pull.stubs.iter().map(|s| s.stub.anchor.as_str()).collect();
         assert_eq!(anchors, ["google:2"]);
+
+        // What is written after the cut line is not lost by joining it.
+        second
+            .apply(&Operation::Create {
+                stub: stub("google:3", "cy@acmecorp.com"),
+            })
+            .await
+            .unwrap();
+        drop(second);
+        let third = SimulatedConnector::from_seed("ldap", config, Seed::default()).unwrap();
+        let pull = third.pull(None, &NoProgress).await.unwrap();
+        let mut anchors: Vec<_> = pull.stubs.iter().map(|s| s.stub.anchor.as_str()).collect();
+        anchors.sort_unstable();
+        assert_eq!(anchors, ["google:2", "google:3"]);
     }
 
     #[tokio::test]

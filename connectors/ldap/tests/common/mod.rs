@@ -1,67 +1,27 @@
-//! Shared helpers of the integration tests: the test servers' settings,
-//! a private subtree per test, a few direct LDAP calls, the stubs and
-//! stub checks several servers' tests share, finding a recipient in a
-//! pull, and a TCP proxy that can cut connections.
+//! Shared helpers of the integration tests: a private subtree per test
+//! with a few direct LDAP calls, the stubs and stub checks several servers'
+//! tests share, finding a recipient in a pull, and a TCP proxy that can cut
+//! connections.
 //!
-//! The servers are started by `deploy/testenv.sh up` (the README's test
-//! command does it). The settings come from the environment, or from the
-//! env file the script writes; when neither has them, the tests fail
-//! with a message saying so: they never skip silently.
+//! The test servers, their settings and the ldap-utils programs come from
+//! the workspace's test environment crate (`coexist_testenv`; its
+//! `TestServer` and `random` are re-exported here): the servers are started by `deploy/testenv.sh up` (the README's
+//! test command does it), and a test whose server's settings are missing
+//! fails saying so: none skips silently.
 // Test support code: failing loudly is its job.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
+use std::collections::HashSet;
+use std::ops::Deref;
 
 use coexist_connector::{
     Attributes, Connector, ConnectorError, FoundStub, Operation, Pull, Recipient, RecipientKind,
     Route, SecretRef, Stub, StubField,
 };
 use coexist_ldap::{Flavor, LdapConfig, LdapConnector};
+use coexist_testenv::Directory;
+pub use coexist_testenv::{random, TestServer};
 use ldap3::{LdapConnAsync, LdapConnSettings, Mod, Scope, SearchEntry};
-
-fn env_file() -> &'static HashMap<String, String> {
-    static FILE: OnceLock<HashMap<String, String>> = OnceLock::new();
-    FILE.get_or_init(|| {
-        let dir = std::env::var("COEXIST_TESTENV_DIR")
-            .unwrap_or_else(|_| "/tmp/coexist-testenv".to_string());
-        let text = std::fs::read_to_string(PathBuf::from(dir).join("env")).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    v.trim_matches('\'').trim_matches('"').to_string(),
-                )
-            })
-            .collect()
-    })
-}
-
-/// A test server setting; fails the test when it is missing.
-pub fn var(name: &str) -> String {
-    if let Ok(v) = std::env::var(name) {
-        return v;
-    }
-    match env_file().get(name) {
-        Some(v) => v.clone(),
-        None => panic!(
-            "{name} is not set: the test servers are not running. Run deploy/testenv.sh up, or the README test command"
-        ),
-    }
-}
-
-/// A random lower-case suffix.
-pub fn random() -> String {
-    use rand::Rng;
-    let mut rng = rand::thread_rng();
-    (0..8)
-        .map(|_| char::from(b'a' + rng.gen_range(0..26)))
-        .collect()
-}
 
 /// A file holding `password`, for a `SecretRef::File`.
 pub fn password_file(password: &str) -> SecretRef {
@@ -72,108 +32,43 @@ pub fn password_file(password: &str) -> SecretRef {
     }
 }
 
-/// Which server a test uses.
-#[derive(Debug, Clone)]
-pub struct Server {
-    pub flavor: Flavor,
-    pub url: String,
-    pub ldaps_url: String,
-    pub base: String,
-    pub bind_dn: String,
-    pub password: String,
-}
-
-impl Server {
-    pub fn slapd() -> Self {
-        Server {
-            flavor: Flavor::Openldap,
-            url: var("COEXIST_TEST_SLAPD_URL"),
-            ldaps_url: var("COEXIST_TEST_SLAPD_LDAPS_URL"),
-            base: var("COEXIST_TEST_SLAPD_BASE"),
-            bind_dn: var("COEXIST_TEST_SLAPD_BIND_DN"),
-            password: var("COEXIST_TEST_SLAPD_PASSWORD"),
-        }
-    }
-
-    /// The slapd database without syncprov.
-    pub fn slapd_plain() -> Self {
-        Server {
-            base: var("COEXIST_TEST_SLAPD_PLAIN_BASE"),
-            bind_dn: var("COEXIST_TEST_SLAPD_PLAIN_BIND_DN"),
-            ..Server::slapd()
-        }
-    }
-
-    /// The second slapd, shaped like a qmail-ldap server: the qmail-ldap
-    /// schema (`qmailUser`), no misc.schema (no `inetLocalMailRecipient`).
-    /// Plain LDAP (StartTLS capable), no LDAPS port.
-    pub fn slapd_qmail() -> Self {
-        Server {
-            flavor: Flavor::Openldap,
-            url: var("COEXIST_TEST_SLAPD_QMAIL_URL"),
-            ldaps_url: String::new(),
-            base: var("COEXIST_TEST_SLAPD_QMAIL_BASE"),
-            bind_dn: var("COEXIST_TEST_SLAPD_QMAIL_BIND_DN"),
-            password: var("COEXIST_TEST_SLAPD_QMAIL_PASSWORD"),
-        }
-    }
-
-    pub fn samba() -> Self {
-        Server {
-            flavor: Flavor::ActiveDirectory,
-            url: var("COEXIST_TEST_SAMBA_URL"),
-            ldaps_url: var("COEXIST_TEST_SAMBA_LDAPS_URL"),
-            base: var("COEXIST_TEST_SAMBA_BASE"),
-            bind_dn: var("COEXIST_TEST_SAMBA_BIND_DN"),
-            password: var("COEXIST_TEST_SAMBA_PASSWORD"),
-        }
-    }
-}
-
-/// A test's own subtree `ou=t-<random>` under the server's base, with
-/// `ou=people`, `ou=groups` and `ou=coexist` in it; removed on drop.
+/// A test's own subtree on a test server ([`coexist_testenv::Subtree`]:
+/// `ou=t-<random>` with `ou=people`, `ou=groups` and `ou=coexist`, removed
+/// on drop; its fields are reached through it), and the connector's view
+/// of it.
 pub struct Subtree {
-    pub server: Server,
-    pub dn: String,
-    pub people: String,
-    pub groups: String,
-    pub stubs: String,
+    tree: coexist_testenv::Subtree,
+}
+
+impl Deref for Subtree {
+    type Target = coexist_testenv::Subtree;
+    fn deref(&self) -> &coexist_testenv::Subtree {
+        &self.tree
+    }
 }
 
 impl Subtree {
-    pub async fn new(server: Server) -> Self {
-        let dn = format!("ou=t-{},{}", random(), server.base);
-        let t = Subtree {
-            people: format!("ou=people,{dn}"),
-            groups: format!("ou=groups,{dn}"),
-            stubs: format!("ou=coexist,{dn}"),
-            dn,
-            server,
-        };
-        for ou in [&t.dn, &t.people, &t.groups, &t.stubs] {
-            let name = ou
-                .split(',')
-                .next()
-                .unwrap()
-                .trim_start_matches("ou=")
-                .to_string();
-            t.add(
-                ou,
-                vec![
-                    ("objectClass", vec!["top", "organizationalUnit"]),
-                    ("ou", vec![&name]),
-                ],
-            )
-            .await;
+    /// Makes a new subtree on `server` (with `ldapadd`: nothing to await,
+    /// but async like the other calls the tests make).
+    pub async fn new(server: TestServer) -> Self {
+        Subtree {
+            tree: coexist_testenv::Subtree::new(server),
         }
-        t
+    }
+
+    /// The connector's flavor for the subtree's server.
+    pub fn flavor(&self) -> Flavor {
+        match self.server.directory {
+            Directory::OpenLdap => Flavor::Openldap,
+            Directory::ActiveDirectory => Flavor::ActiveDirectory,
+        }
     }
 
     /// A connector configuration reading this subtree, writing stubs to its
     /// `ou=coexist`.
     pub fn config(&self) -> LdapConfig {
         let mut c = LdapConfig::new(
-            self.server.flavor,
+            self.flavor(),
             self.server.url.clone(),
             self.server.bind_dn.clone(),
             password_file(&self.server.password),
@@ -263,7 +158,7 @@ impl Subtree {
 
     /// Adds a person `uid=<uid>` (OpenLDAP) or `cn=<uid>` user (AD).
     pub async fn person(&self, uid: &str, mail: &str, extra: Vec<(&str, Vec<&str>)>) -> String {
-        match self.server.flavor {
+        match self.flavor() {
             Flavor::Openldap => self.person_in(&self.people, uid, mail, extra).await,
             Flavor::ActiveDirectory => {
                 let dn = format!("CN={},{}", ldap3::dn_escape(uid), self.people);
@@ -351,26 +246,8 @@ impl Subtree {
     }
 }
 
-impl Drop for Subtree {
-    fn drop(&mut self) {
-        let _ = Command::new("ldapdelete")
-            .args([
-                "-x",
-                "-r",
-                "-H",
-                &self.server.url,
-                "-D",
-                &self.server.bind_dn,
-                "-w",
-                &self.server.password,
-                &self.dn,
-            ])
-            .output();
-    }
-}
-
 /// An admin connection to `server`.
-pub async fn admin(server: &Server) -> ldap3::Ldap {
+pub async fn admin(server: &TestServer) -> ldap3::Ldap {
     let (conn, mut ldap) = LdapConnAsync::with_settings(LdapConnSettings::new(), &server.url)
         .await
         .unwrap_or_else(|e| panic!("connect to {}: {e}; run deploy/testenv.sh up", server.url));
@@ -392,36 +269,6 @@ pub fn values<'a>(e: &'a SearchEntry, attr: &str) -> Vec<&'a str> {
         .filter(|(k, _)| k.eq_ignore_ascii_case(attr))
         .flat_map(|(_, v)| v.iter().map(String::as_str))
         .collect()
-}
-
-/// Runs `ldapmodify -Y EXTERNAL` on slapd's ldapi socket (cn=config).
-pub fn slapd_config(ldif: &str) {
-    use std::io::Write;
-    let mut child = Command::new("ldapmodify")
-        .args([
-            "-Q",
-            "-Y",
-            "EXTERNAL",
-            "-H",
-            &var("COEXIST_TEST_SLAPD_LDAPI"),
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("ldapmodify");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(ldif.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "ldapmodify on cn=config failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A person stub for `primary` with the alias `alias.<primary>`, every
