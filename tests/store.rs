@@ -6,7 +6,7 @@
 //! skips.
 
 use coexist::reconcile::{GalEntry, Staged};
-use coexist::store::{JournalState, LockHolder, Store};
+use coexist::store::{JournalState, LockHolder, PlanStatus, RunStatus, Store};
 use coexist_connector::{
     Attributes, FoundStub, Pull, PullMode, Recipient, RecipientKind, Route, Stub,
 };
@@ -294,7 +294,14 @@ async fn cursors_gal_journal_runs_and_audit_persist(store: &Store) {
     assert_eq!(store.save_gal(&[]).await.unwrap(), 1);
 
     store.save_plan("p1", "fp", "{}").await.unwrap();
-    store.set_plan_status("p1", "applying").await.unwrap();
+    store
+        .set_plan_status("p1", PlanStatus::Applying)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.plan("p1").await.unwrap().map(|p| p.status),
+        Some(PlanStatus::Applying)
+    );
     store
         .journal(
             "p1",
@@ -315,11 +322,11 @@ async fn cursors_gal_journal_runs_and_audit_persist(store: &Store) {
 
     let run = store.start_run("sync").await.unwrap();
     store
-        .finish_run(run, "ok", &serde_json::json!({"operations": 3}))
+        .finish_run(run, RunStatus::Ok, &serde_json::json!({"operations": 3}))
         .await
         .unwrap();
     let runs = store.runs(10).await.unwrap();
-    assert_eq!(runs[0].status, "ok");
+    assert_eq!(runs[0].status, RunStatus::Ok);
     assert_eq!(runs[0].summary, Some(serde_json::json!({"operations": 3})));
 
     store
@@ -468,7 +475,7 @@ async fn unreadable_json_in_the_audit_log_or_the_run_history_is_an_error() {
         .unwrap();
     let run = store.start_run("sync").await.unwrap();
     store
-        .finish_run(run, "ok", &serde_json::json!({"done": 1}))
+        .finish_run(run, RunStatus::Ok, &serde_json::json!({"done": 1}))
         .await
         .unwrap();
     store
@@ -537,4 +544,33 @@ async fn a_bad_store_url_is_named() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(error.contains("not sqlite:… or postgres://…"), "{error}");
+}
+
+#[tokio::test]
+async fn the_store_refuses_a_plan_or_run_status_it_does_not_know() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coexist.db");
+    let store = Store::open(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    store.save_plan("p1", "fp", "{}").await.unwrap();
+    store.start_run("sync").await.unwrap();
+    store.close().await;
+    // Someone edits the database by hand, or an older tool writes a word
+    // the enums do not have.
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    for update in [
+        "UPDATE plans SET status = 'half-done'",
+        "UPDATE runs SET status = 'meh'",
+    ] {
+        let refused = sqlx::query(update).execute(&mut conn).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("unknown"),
+            "{update}: {refused}"
+        );
+    }
+    conn.close().await.unwrap();
 }

@@ -806,7 +806,7 @@ async fn a_run_resuming_an_interrupted_plan_reads_every_system_in_full() {
     engine.store.save_plan("killed", "fp", "{}").await.unwrap();
     engine
         .store
-        .set_plan_status("killed", "applying")
+        .set_plan_status("killed", coexist::store::PlanStatus::Applying)
         .await
         .unwrap();
     let (code, report) = in_process::sync(&engine).await;

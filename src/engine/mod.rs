@@ -23,7 +23,8 @@ use crate::config::Config;
 use crate::plan::{Plan, PlanStep};
 use crate::reconcile::{self, Notice, Reconciliation, Staged};
 use crate::store::{
-    AuditRecord, ChunkRecord, CursorRecord, JournalState, StageReport, Store, StoreError,
+    AuditRecord, ChunkRecord, CursorRecord, JournalState, PlanStatus, RunStatus, StageReport,
+    Store, StoreError,
 };
 
 pub use gates::{Shrink, SourceHealth};
@@ -674,7 +675,7 @@ impl Engine {
             .runnable()
             .filter(|s| journal.get(&s.seq) != Some(&JournalState::Done))
             .count();
-        if status.as_deref() == Some("applying") {
+        if status == Some(PlanStatus::Applying) {
             // Interrupted while applying: its own writes changed the staged
             // state, so the journal, not the fingerprint, says what is left.
             info!(plan = %plan.id, journalled = journal.len(), left, "resuming a plan from its journal");
@@ -697,7 +698,9 @@ impl Engine {
         self.store
             .save_plan(&plan.id, &plan.fingerprint, &body)
             .await?;
-        self.store.set_plan_status(&plan.id, "applying").await?;
+        self.store
+            .set_plan_status(&plan.id, PlanStatus::Applying)
+            .await?;
 
         let mut report = ApplyReport {
             plan: plan.id.clone(),
@@ -806,9 +809,9 @@ impl Engine {
         }
         report.failures = failures.finish();
         let status = if report.failed > 0 || report.not_attempted > 0 {
-            "partial"
+            PlanStatus::Partial
         } else {
-            "applied"
+            PlanStatus::Applied
         };
         self.store.set_plan_status(&plan.id, status).await?;
         Ok(report)
@@ -914,7 +917,9 @@ impl Engine {
     /// Marks interrupted plans as superseded by a fresh pull and plan.
     pub async fn supersede(&self, plans: &[String]) -> Result<(), EngineError> {
         for id in plans {
-            self.store.set_plan_status(id, "superseded").await?;
+            self.store
+                .set_plan_status(id, PlanStatus::Superseded)
+                .await?;
         }
         Ok(())
     }
@@ -1001,12 +1006,7 @@ impl Engine {
         .await;
         match &result {
             Ok(report) => {
-                let status = match report.exit_code() {
-                    crate::exit::OK => "ok",
-                    crate::exit::GATE => "withheld",
-                    crate::exit::ROUTING_LOOP => "routing_loop",
-                    _ => "partial",
-                };
+                let status = RunStatus::of_exit_code(report.exit_code());
                 let summary = serde_json::json!({
                     "plan": report.plan.id,
                     "summary": report.plan.summary,
@@ -1024,7 +1024,7 @@ impl Engine {
                     .store
                     .finish_run(
                         run,
-                        "failed",
+                        RunStatus::Failed,
                         &serde_json::json!({ "error": error.to_string() }),
                     )
                     .await

@@ -7,6 +7,73 @@ use sqlx::Row;
 use super::{now, query_err, Backend, Placeholders, Result, Store, StoreError, ROWS_PER_STATEMENT};
 use crate::plan::Action;
 
+/// How a run ended (or that it is still running). Stored as its name; the
+/// store refuses any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    /// Everything asked for was done.
+    Ok,
+    /// A safety gate withheld changes.
+    Withheld,
+    /// A system could not be read, or some operations failed.
+    Partial,
+    /// Mail loops: a routing_loop conflict.
+    RoutingLoop,
+    /// The run stopped on an error.
+    Failed,
+    /// `apply FILE` refused the plan (stale, unknown system, newer format).
+    Refused,
+}
+
+impl RunStatus {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Ok => "ok",
+            RunStatus::Withheld => "withheld",
+            RunStatus::Partial => "partial",
+            RunStatus::RoutingLoop => "routing_loop",
+            RunStatus::Failed => "failed",
+            RunStatus::Refused => "refused",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "running" => Ok(RunStatus::Running),
+            "ok" => Ok(RunStatus::Ok),
+            "withheld" => Ok(RunStatus::Withheld),
+            "partial" => Ok(RunStatus::Partial),
+            "routing_loop" => Ok(RunStatus::RoutingLoop),
+            "failed" => Ok(RunStatus::Failed),
+            "refused" => Ok(RunStatus::Refused),
+            _ => Err(StoreError::Unknown {
+                what: "run status",
+                value: s.to_string(),
+            }),
+        }
+    }
+
+    /// The status a finished run's exit code stands for.
+    pub fn of_exit_code(code: i32) -> Self {
+        match code {
+            crate::exit::OK => RunStatus::Ok,
+            crate::exit::GATE => RunStatus::Withheld,
+            crate::exit::ROUTING_LOOP => RunStatus::RoutingLoop,
+            _ => RunStatus::Partial,
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One row of the run history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunRecord {
@@ -14,7 +81,7 @@ pub struct RunRecord {
     pub command: String,
     pub started_at: String,
     pub finished_at: Option<String>,
-    pub status: String,
+    pub status: RunStatus,
     pub summary: Option<serde_json::Value>,
 }
 
@@ -95,12 +162,15 @@ impl Store {
 
     /// Starts a run in the history.
     pub async fn start_run(&self, command: &str) -> Result<i64> {
-        let row = sqlx::query("INSERT INTO runs (command, started_at, status) VALUES ($1, $2, 'running') RETURNING id")
-            .bind(command)
-            .bind(now())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(query_err("starting a run"))?;
+        let row = sqlx::query(
+            "INSERT INTO runs (command, started_at, status) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(command)
+        .bind(now())
+        .bind(RunStatus::Running.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_err("starting a run"))?;
         row.try_get(0).map_err(query_err("starting a run"))
     }
 
@@ -108,13 +178,13 @@ impl Store {
     pub async fn finish_run(
         &self,
         id: i64,
-        status: &str,
+        status: RunStatus,
         summary: &serde_json::Value,
     ) -> Result<()> {
         sqlx::query("UPDATE runs SET finished_at = $2, status = $3, summary = $4 WHERE id = $1")
             .bind(id)
             .bind(now())
-            .bind(status)
+            .bind(status.as_str())
             .bind(summary.to_string())
             .execute(&self.pool)
             .await
@@ -137,7 +207,10 @@ impl Store {
                     command: row.try_get(1).map_err(query_err("reading runs"))?,
                     started_at: row.try_get(2).map_err(query_err("reading runs"))?,
                     finished_at: row.try_get(3).map_err(query_err("reading runs"))?,
-                    status: row.try_get(4).map_err(query_err("reading runs"))?,
+                    status: RunStatus::parse(
+                        &row.try_get::<String, _>(4)
+                            .map_err(query_err("reading runs"))?,
+                    )?,
                     summary: summary
                         .map(|s| {
                             serde_json::from_str(&s).map_err(|source| StoreError::Corrupt {

@@ -28,9 +28,9 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 use thiserror::Error;
 
-pub use history::{AuditRecord, RunRecord};
+pub use history::{AuditRecord, RunRecord, RunStatus};
 pub use lock::LockHolder;
-pub use plans::{ChunkRecord, JournalEntry, JournalState, PlanRecord, StubWrite};
+pub use plans::{ChunkRecord, JournalEntry, JournalState, PlanRecord, PlanStatus, StubWrite};
 pub use staged::{CursorRecord, StageReport};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde::Serialize;
 use sqlx::Row;
 
 use coexist_connector::FoundStub;
@@ -51,12 +52,55 @@ impl JournalState {
     }
 }
 
+/// Where a plan stands. Stored as its name; the store refuses any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanStatus {
+    /// Made and saved, not applied yet.
+    Planned,
+    /// Being applied (or interrupted while it was: its journal says how far).
+    Applying,
+    /// Every operation done.
+    Applied,
+    /// Applied, but some operations failed or were not attempted.
+    Partial,
+    /// Interrupted, then completed by a later run's own plan.
+    Superseded,
+}
+
+impl PlanStatus {
+    /// The name stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanStatus::Planned => "planned",
+            PlanStatus::Applying => "applying",
+            PlanStatus::Applied => "applied",
+            PlanStatus::Partial => "partial",
+            PlanStatus::Superseded => "superseded",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "planned" => Ok(PlanStatus::Planned),
+            "applying" => Ok(PlanStatus::Applying),
+            "applied" => Ok(PlanStatus::Applied),
+            "partial" => Ok(PlanStatus::Partial),
+            "superseded" => Ok(PlanStatus::Superseded),
+            _ => Err(StoreError::Unknown {
+                what: "plan status",
+                value: s.to_string(),
+            }),
+        }
+    }
+}
+
 /// A stored plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanRecord {
     pub id: String,
     pub fingerprint: String,
-    pub status: String,
+    pub status: PlanStatus,
     pub body: String,
 }
 
@@ -139,11 +183,12 @@ impl Store {
     /// Stores a plan (idempotent: a plan already stored keeps its journal).
     pub async fn save_plan(&self, id: &str, fingerprint: &str, body: &str) -> Result<()> {
         sqlx::query(
-            "INSERT INTO plans (id, created_at, fingerprint, status, body) VALUES ($1, $2, $3, 'planned', $4) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO plans (id, created_at, fingerprint, status, body) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(now())
         .bind(fingerprint)
+        .bind(PlanStatus::Planned.as_str())
         .bind(body)
         .execute(&self.pool)
         .await
@@ -162,7 +207,10 @@ impl Store {
             Ok(PlanRecord {
                 id: row.try_get(0).map_err(query_err("reading a plan"))?,
                 fingerprint: row.try_get(1).map_err(query_err("reading a plan"))?,
-                status: row.try_get(2).map_err(query_err("reading a plan"))?,
+                status: PlanStatus::parse(
+                    &row.try_get::<String, _>(2)
+                        .map_err(query_err("reading a plan"))?,
+                )?,
                 body: row.try_get(3).map_err(query_err("reading a plan"))?,
             })
         })
@@ -171,21 +219,21 @@ impl Store {
 
     /// Plans that started applying and never finished (a crash, a kill).
     pub async fn unfinished_plans(&self) -> Result<Vec<String>> {
-        let rows =
-            sqlx::query("SELECT id FROM plans WHERE status = 'applying' ORDER BY created_at")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(query_err("reading plans"))?;
+        let rows = sqlx::query("SELECT id FROM plans WHERE status = $1 ORDER BY created_at")
+            .bind(PlanStatus::Applying.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("reading plans"))?;
         rows.into_iter()
             .map(|row| row.try_get(0).map_err(query_err("reading plans")))
             .collect()
     }
 
-    /// Sets a plan's status (`planned`, `applying`, `applied`, `partial`, `superseded`).
-    pub async fn set_plan_status(&self, id: &str, status: &str) -> Result<()> {
+    /// Sets a plan's status.
+    pub async fn set_plan_status(&self, id: &str, status: PlanStatus) -> Result<()> {
         sqlx::query("UPDATE plans SET status = $2 WHERE id = $1")
             .bind(id)
-            .bind(status)
+            .bind(status.as_str())
             .execute(&self.pool)
             .await
             .map_err(query_err("updating a plan"))?;

@@ -8,6 +8,7 @@ use crate::cli::Output;
 use crate::engine::{Engine, RunOptions};
 use crate::exit;
 use crate::plan::Plan;
+use crate::store::RunStatus;
 
 /// Applies the plan saved in `file`. A refusal (a stale plan, say) is
 /// recorded in the history before it is returned; a plan with a routing
@@ -30,7 +31,7 @@ pub async fn run(
                 .store
                 .finish_run(
                     run,
-                    "refused",
+                    RunStatus::Refused,
                     &serde_json::json!({ "error": error.to_string() }),
                 )
                 .await
@@ -50,11 +51,7 @@ pub async fn run(
         .store
         .finish_run(
             run,
-            match code {
-                exit::OK => "ok",
-                exit::ROUTING_LOOP => "routing_loop",
-                _ => "partial",
-            },
+            RunStatus::of_exit_code(code),
             &serde_json::to_value(&report)?,
         )
         .await?;
