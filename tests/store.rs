@@ -574,3 +574,30 @@ async fn the_store_refuses_a_plan_or_run_status_it_does_not_know() {
     }
     conn.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_store_in_a_newer_format_is_refused_saying_so() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coexist.db");
+    let url = format!("sqlite:{}", path.display());
+    let store = Store::open(&url).await.unwrap();
+    assert_eq!(
+        store.body_format().await.unwrap(),
+        coexist::store::BODY_FORMAT
+    );
+    store.close().await;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE meta SET value = 7 WHERE key = 'body_format'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let refused = Store::open(&url).await.map(|_| ()).unwrap_err().to_string();
+    assert!(
+        refused.contains("format 7, written by a newer coexist"),
+        "{refused}"
+    );
+}

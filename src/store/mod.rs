@@ -39,6 +39,12 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 /// Rows written per INSERT statement when writing in bulk.
 const ROWS_PER_STATEMENT: usize = 400;
 
+/// The format of the JSON bodies this version writes and reads: the model's
+/// serde encoding, decoded with defaults for fields added since (so adding
+/// an attribute does not change the format). A store in a newer format is
+/// refused.
+pub const BODY_FORMAT: i64 = 1;
+
 /// A failure of the store.
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -53,6 +59,8 @@ pub enum StoreError {
         doing: &'static str,
         source: sqlx::Error,
     },
+    #[error("the store holds its objects in format {found}, written by a newer coexist; this version reads format {} at most: run the newer version, or restore a copy of the store", BODY_FORMAT)]
+    NewerFormat { found: i64 },
     #[error("the run lock changes hands too fast to take; try again")]
     Busy,
     #[error("the store holds an unreadable {what}: {source}")]
@@ -155,7 +163,21 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
         }
+        let found = self.body_format().await?;
+        if found > BODY_FORMAT {
+            return Err(StoreError::NewerFormat { found });
+        }
         Ok(())
+    }
+
+    /// The format of the JSON bodies this store holds (see [`BODY_FORMAT`]).
+    pub async fn body_format(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = 'body_format'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_err("reading the store's format"))?;
+        row.try_get::<i64, _>(0)
+            .map_err(query_err("reading the store's format"))
     }
 
     /// Which database this is.
