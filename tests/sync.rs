@@ -379,7 +379,9 @@ fn start_slow_sync(org: &Org) -> std::process::Child {
 fn wait_until_ldap_holds(org: &Org, n: usize) {
     let state = org.path("ldap-state.jsonl");
     let started = Instant::now();
-    while std::fs::read_to_string(&state).map_or(0, |s| s.lines().count()) < n {
+    // One event a non-blank line (each is written with a leading newline).
+    let events = |s: String| s.lines().filter(|l| !l.trim().is_empty()).count();
+    while std::fs::read_to_string(&state).map_or(0, events) < n {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the sync never applied {n} operations"

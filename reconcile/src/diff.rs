@@ -478,18 +478,7 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
                     used[i] = true;
                     let have = &found[i];
                     if have.stub != want {
-                        let changed = StubField::changed(&have.stub, &want);
-                        updates.push(PlannedOperation {
-                            system: system.id.clone(),
-                            operation: Box::new(Operation::Update {
-                                id: have.id.clone(),
-                                locator: have.locator.clone(),
-                                before: Box::new(have.stub.clone()),
-                                after: Box::new(want),
-                                changed,
-                            }),
-                            reason: Reason::Changed,
-                        });
+                        updates.push(update(&system.id, have, want));
                     }
                 }
                 None => creates.push(PlannedOperation {
@@ -518,19 +507,7 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
                 let Some(route) = template.route(&entry.primary_address) else {
                     continue;
                 };
-                let want = desired_stub(entry, route);
-                let changed = StubField::changed(&have.stub, &want);
-                updates.push(PlannedOperation {
-                    system: system.id.clone(),
-                    operation: Box::new(Operation::Update {
-                        id: have.id.clone(),
-                        locator: have.locator.clone(),
-                        before: Box::new(have.stub.clone()),
-                        after: Box::new(want),
-                        changed,
-                    }),
-                    reason: Reason::Changed,
-                });
+                updates.push(update(&system.id, have, desired_stub(entry, route)));
             }
             None => {
                 let Some(route) = template.route(&entry.primary_address) else {
@@ -605,6 +582,22 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
         system: system.id.clone(),
         wanted,
         operations,
+    }
+}
+
+/// The update turning the stub `have` of `system` into `want`.
+fn update(system: &str, have: &FoundStub, want: Stub) -> PlannedOperation {
+    let changed = StubField::changed(&have.stub, &want);
+    PlannedOperation {
+        system: system.to_string(),
+        operation: Box::new(Operation::Update {
+            id: have.id.clone(),
+            locator: have.locator.clone(),
+            before: Box::new(have.stub.clone()),
+            after: Box::new(want),
+            changed,
+        }),
+        reason: Reason::Changed,
     }
 }
 

@@ -59,7 +59,23 @@ struct World<'a> {
     looping: &'a LoopingPairs,
 }
 
-impl World<'_> {
+impl<'a> World<'a> {
+    fn new(
+        policy: &'a Policy,
+        entry: &'a GalEntry,
+        cluster: &'a Cluster,
+        stub_addresses: &'a [Option<Vec<String>>],
+        looping: &'a LoopingPairs,
+    ) -> Self {
+        World {
+            policy,
+            entry,
+            cluster,
+            stub_addresses,
+            looping,
+        }
+    }
+
     fn foreign_in<'b>(
         &'b self,
         system: &'b str,
@@ -157,13 +173,7 @@ pub fn check(
                 .collect();
             let mut needed = Vec::new();
             for address in uncovered {
-                let world = World {
-                    policy,
-                    entry,
-                    cluster,
-                    stub_addresses: &stub_addresses,
-                    looping: looping_pairs,
-                };
+                let world = World::new(policy, entry, cluster, &stub_addresses, looping_pairs);
                 let traced = trace(policy, &world, &Origin::System(system.clone()), address);
                 if !delivered_home(&traced, &entry.home) {
                     needed.push(address.clone());
@@ -175,13 +185,7 @@ pub fn check(
         }
 
         // 2. Trace every address from everywhere through all of it.
-        let world = World {
-            policy,
-            entry,
-            cluster,
-            stub_addresses: &stub_addresses,
-            looping: looping_pairs,
-        };
+        let world = World::new(policy, entry, cluster, &stub_addresses, looping_pairs);
         let origins = std::iter::once(Origin::Internet)
             .chain(policy.systems.iter().map(|s| Origin::System(s.id.clone())));
         let mut loop_found: Option<(String, String, Vec<String>)> = None;
