@@ -763,8 +763,16 @@ fn organisation() -> impl Strategy<Value = (Staged, Policy)> {
         })
 }
 
+/// 256 cases a property, or `PROPTEST_CASES` for a longer hunt.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn planning_after_applying_a_plan_gives_an_empty_plan((state, policy) in organisation()) {
