@@ -444,3 +444,34 @@ state = \"m365-state.jsonl\"
         assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
     }
 }
+
+mod refused_configurations {
+    //! Settings that would put a secret on the wire or loop mail are
+    //! refused before anything runs.
+    use super::*;
+
+    #[test]
+    fn a_cleartext_ldap_bind_is_refused_by_check_config_unless_opted_in() {
+        let ldap = |extra: &str| {
+            GOOGLE_AND_LDAP.replace(
+                "[systems.connection]\nseed = \"ldap.json\"\nstate = \"ldap-state.jsonl\"\n",
+                &format!("[systems.connection]\nurl = \"ldap://ldap.acmecorp.com\"\nbind_dn = \"cn=coexist,dc=acmecorp,dc=com\"\npassword = {{ env = \"COEXIST_LDAP_PASSWORD\" }}\nbase_dns = [\"ou=people,dc=acmecorp,dc=com\"]\nstub_base = \"ou=coexist,dc=acmecorp,dc=com\"\n{extra}"),
+            ).replace("id = \"ldap\"\nkind = \"simulated\"", "id = \"ldap\"\nkind = \"ldap\"")
+        };
+        let org = Org::new(&ldap(""), &[("google", vec![])]);
+        let out = org.run(&["check-config"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("ldap://ldap.acmecorp.com"), "{stderr}");
+        assert!(stderr.contains("clear text"), "{stderr}");
+
+        org.set_config(&ldap("allow_cleartext_bind = true\n"));
+        let out = org.run(&["check-config"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

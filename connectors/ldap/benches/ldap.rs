@@ -173,6 +173,9 @@ fn main() {
         pull_base.clone(),
     );
     config.page_size = 1000;
+    // Plain LDAP like the reference client (ldapsearch): a local test
+    // server, so the cleartext bind is allowed explicitly.
+    config.allow_cleartext_bind = true;
     let reader = coexist_ldap::read::Reader::new("bench", &config);
     let scope = reader.scopes().remove(0);
     let attrs = reader.mapper.read_attributes();

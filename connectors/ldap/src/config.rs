@@ -271,6 +271,17 @@ pub struct LdapConfig {
     pub ca_file: Option<String>,
     /// Turn certificate verification off (logs a warning on every connect).
     pub insecure_skip_verify: bool,
+    /// Allow the simple bind over a cleartext TCP connection (an `ldap://`
+    /// url without `starttls`). Default `false`: such a bind sends the bind
+    /// DN and the password over the wire unencrypted, readable by anyone on
+    /// the path, so the connector refuses to be set up that way (`coexist
+    /// check-config` fails) and says to set `starttls = true` or use an
+    /// `ldaps://` url. Set it only for a server that offers no TLS on a
+    /// network you trust; every connector set-up then logs a warning.
+    /// `ldapi://` (a local socket, not on the wire) needs no opt-in. It
+    /// applies to every simple bind, an empty password included (the
+    /// password is a secret read only when connecting).
+    pub allow_cleartext_bind: bool,
     pub bind_dn: String,
     pub password: SecretRef,
     /// Which kind of server this is. Leave it out of the connection table:
@@ -359,6 +370,8 @@ struct RawLdapConfig {
     ca_file: Option<String>,
     #[serde(default)]
     insecure_skip_verify: bool,
+    #[serde(default)]
+    allow_cleartext_bind: bool,
     bind_dn: String,
     password: SecretRef,
     flavor: Flavor,
@@ -403,6 +416,7 @@ impl TryFrom<RawLdapConfig> for LdapConfig {
         config.starttls = raw.starttls;
         config.ca_file = raw.ca_file;
         config.insecure_skip_verify = raw.insecure_skip_verify;
+        config.allow_cleartext_bind = raw.allow_cleartext_bind;
         config.user_filter = raw.user_filter;
         config.group_filter = raw.group_filter;
         if let Some(s) = raw.stub_schema {
@@ -455,6 +469,7 @@ impl LdapConfig {
             starttls: false,
             ca_file: None,
             insecure_skip_verify: false,
+            allow_cleartext_bind: false,
             bind_dn: bind_dn.into(),
             password,
             flavor,

@@ -15,6 +15,17 @@
 //! ([`Endpoint::referred`]): same credentials and TLS, StartTLS never
 //! downgraded. Every failure on the way (connecting, TLS, the bind) is
 //! explained here, naming the url, the `ca_file` and the bind DN.
+//!
+//! A simple bind over cleartext TCP (`ldap://` without StartTLS) sends the
+//! password readable on the wire: it is refused ([`Endpoint::check`] when
+//! the connector is set up, and every connection attempt) unless the
+//! configuration says `allow_cleartext_bind = true`, and then warned about
+//! on every set-up. A local socket (`ldapi://`) is not on the wire and
+//! needs no opt-in. Every bind counts, an empty password (an unauthenticated
+//! bind) too: the password is a secret read only when connecting, and the
+//! bind DN and everything read and written would still cross in the clear.
+//! A `ca_file` with such a connection is refused as well: it would be
+//! ignored.
 
 pub mod tls;
 
@@ -80,6 +91,8 @@ pub struct Endpoint {
     /// configuration per system.
     tls: Arc<Tls>,
     bind: Bind,
+    /// `allow_cleartext_bind`: a simple bind over cleartext TCP is allowed.
+    allow_cleartext_bind: bool,
     timeout: Duration,
 }
 
@@ -91,8 +104,10 @@ enum Stream {
 
 impl Endpoint {
     /// The endpoint of the system `system` configured by `config` (its
-    /// `url`, `starttls`, `ca_file`, `insecure_skip_verify`, `bind_dn`,
-    /// `password` and `timeout_seconds`). Nothing is read or connected yet.
+    /// `url`, `starttls`, `ca_file`, `insecure_skip_verify`,
+    /// `allow_cleartext_bind`, `bind_dn`, `password` and `timeout_seconds`).
+    /// Nothing is read or connected yet; [`Endpoint::check`] says whether
+    /// connections may be made so.
     pub fn new(system: &str, config: &LdapConfig) -> Endpoint {
         let url = LdapUrl::parse(&config.url);
         let transport = match &url {
@@ -115,6 +130,7 @@ impl Endpoint {
                 dn: config.bind_dn.clone(),
                 password: config.password.clone(),
             },
+            allow_cleartext_bind: config.allow_cleartext_bind,
             timeout: Duration::from_secs(config.timeout_seconds),
         }
     }
@@ -147,6 +163,7 @@ impl Endpoint {
             server: Some(server.clone()),
             tls: self.tls.clone(),
             bind: self.bind.clone(),
+            allow_cleartext_bind: self.allow_cleartext_bind,
             timeout: self.timeout,
         })
     }
@@ -192,6 +209,61 @@ impl Endpoint {
         self.security != Security::Cleartext || matches!(self.transport, Ok(Transport::Unix { .. }))
     }
 
+    /// Whether connections may be made as configured, checked when the
+    /// connector is set up: `Err` says why not (the module documentation
+    /// has the rule). A simple bind over cleartext TCP allowed by
+    /// `allow_cleartext_bind` logs a warning here, on every set-up.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(why) = self.refusal() {
+            return Err(why);
+        }
+        if self.is_cleartext_tcp() {
+            tracing::warn!(
+                system = %self.system,
+                url = %self.url,
+                "allow_cleartext_bind is on: the bind password goes over the wire in clear text; set starttls = true or use an ldaps:// url"
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the connection is TCP without TLS (`ldap://` without
+    /// StartTLS): on the wire, readable.
+    fn is_cleartext_tcp(&self) -> bool {
+        self.security == Security::Cleartext && matches!(self.transport, Ok(Transport::Tcp { .. }))
+    }
+
+    /// Why no connection may be made as configured, if so.
+    fn refusal(&self) -> Option<String> {
+        if !self.is_cleartext_tcp() {
+            return None;
+        }
+        let url = &self.url;
+        if let Some(ca_file) = self.tls.ca_file() {
+            return Some(format!(
+                "ca_file {ca_file} would be ignored: {url} is a cleartext connection (ldap:// without starttls); set starttls = true or use an ldaps:// url"
+            ));
+        }
+        if self.allow_cleartext_bind {
+            return None;
+        }
+        let Bind::Simple { dn, .. } = &self.bind;
+        Some(format!(
+            "a simple bind as `{dn}` over {url} would send the password over the wire in clear text; set starttls = true or use an ldaps:// url (or, for a server without TLS on a network you trust, allow_cleartext_bind = true)"
+        ))
+    }
+
+    /// Refuses a connection [`Endpoint::refusal`] forbids.
+    fn refuse(&self) -> Result<(), ConnectorError> {
+        match self.refusal() {
+            Some(why) => Err(ConnectorError::permanent(format!(
+                "LDAP system `{}`: {why}",
+                self.system
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Opens a connection for ldap3 and binds. The connection's driver
     /// runs on a tokio task until the returned handle is dropped or
     /// unbound.
@@ -200,6 +272,7 @@ impl Endpoint {
     /// host, for TLS and the certificate's name), whether to StartTLS, and
     /// the shared rustls configuration.
     pub async fn ldap3(&self) -> Result<Ldap, ConnectorError> {
+        self.refuse()?;
         let tls = self.tls_config()?;
         let stream = match self.open().await? {
             Stream::Tcp(tcp) => StdStream::Tcp(tcp.into_std().map_err(|e| self.io_failure(e))?),
@@ -239,6 +312,7 @@ impl Endpoint {
 
     /// Opens a connection for the lean reader of [`crate::wire`] and binds.
     pub async fn lean(&self) -> Result<WireConn, ConnectorError> {
+        self.refuse()?;
         let tls = self.tls_config()?;
         let mut next_id = 1;
         let io: Box<dyn wire::Io> = match (self.open().await?, tls) {
@@ -569,6 +643,96 @@ mod tests {
             security("ldapi://%2Frun%2Fx", false),
             (Security::Cleartext, true),
             "a local socket is protected"
+        );
+    }
+
+    fn check(url: &str, edit: impl FnOnce(&mut LdapConfig)) -> Result<(), String> {
+        let mut c = config(url);
+        edit(&mut c);
+        Endpoint::new("x", &c).check()
+    }
+
+    #[test]
+    fn a_simple_bind_over_cleartext_tcp_is_refused_without_the_opt_in() {
+        let e = check("ldap://dc.example.com", |_| {}).unwrap_err();
+        for part in [
+            "ldap://dc.example.com",
+            "clear text",
+            "`cn=admin`",
+            "starttls = true",
+            "ldaps://",
+            "allow_cleartext_bind = true",
+        ] {
+            assert!(e.contains(part), "{part}: {e}");
+        }
+        // The connector is not set up (check-config fails), naming the system.
+        let mut c = config("ldap://dc.example.com");
+        c.flavor = Flavor::ActiveDirectory;
+        c.stub_schema = crate::config::StubSchema::AdContact;
+        c.disabled_when = crate::config::DisabledWhen::defaults(Flavor::ActiveDirectory);
+        let e = crate::LdapConnector::new("ad", c).unwrap_err().to_string();
+        assert!(
+            e.contains("`ad`") && e.contains("bad configuration") && e.contains("clear text"),
+            "{e}"
+        );
+        // Nor does a connection made without the connector.
+        let e = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(Endpoint::new("x", &config("ldap://127.0.0.1:1")).lean())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("clear text"), "{e}");
+    }
+
+    #[test]
+    fn a_simple_bind_over_cleartext_tcp_is_accepted_with_the_opt_in() {
+        assert_eq!(check("ldap://h", |c| c.allow_cleartext_bind = true), Ok(()));
+        let mut c = config("ldap://h");
+        c.allow_cleartext_bind = true;
+        assert!(crate::LdapConnector::new("x", c).is_ok());
+    }
+
+    #[test]
+    fn tls_and_local_sockets_need_no_opt_in() {
+        assert_eq!(check("ldap://h", |c| c.starttls = true), Ok(()));
+        assert_eq!(check("ldaps://h", |_| {}), Ok(()));
+        assert_eq!(check("ldapi://%2Frun%2Fslapd%2Fldapi", |_| {}), Ok(()));
+        let with_ca = |c: &mut LdapConfig| c.ca_file = Some("/ca.pem".into());
+        assert_eq!(check("ldaps://h", with_ca), Ok(()));
+        assert_eq!(
+            check("ldapi://%2Frun%2Fx", with_ca),
+            Ok(()),
+            "an ldap:// referral is reached with StartTLS and the ca_file"
+        );
+        assert!(crate::LdapConnector::new("x", config("ldapi://%2Frun%2Fx")).is_ok());
+    }
+
+    #[test]
+    fn a_ca_file_without_tls_is_refused() {
+        for allow in [false, true] {
+            let e = check("ldap://h:389", |c| {
+                c.ca_file = Some("/etc/ca.pem".into());
+                c.allow_cleartext_bind = allow;
+            })
+            .unwrap_err();
+            for part in [
+                "ca_file /etc/ca.pem would be ignored",
+                "ldap://h:389",
+                "starttls = true",
+                "ldaps://",
+            ] {
+                assert!(e.contains(part), "{part}: {e}");
+            }
+        }
+        assert_eq!(
+            check("ldap://h", |c| {
+                c.ca_file = Some("/ca.pem".into());
+                c.starttls = true;
+            }),
+            Ok(())
         );
     }
 

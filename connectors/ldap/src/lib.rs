@@ -81,6 +81,9 @@ impl LdapConnector {
             );
         }
         let endpoint = Endpoint::new(system, &config);
+        endpoint.check().map_err(|e| {
+            ConnectorError::permanent(format!("LDAP system `{system}`: bad configuration: {e}"))
+        })?;
         let reader = read::Reader::with_endpoint(system, &config, endpoint.clone());
         let writer = write::Writer::new(system, &config);
         Ok(LdapConnector {

@@ -32,6 +32,7 @@ async fn ldaps_and_starttls_work_with_the_ca_file_and_verification_on() {
     t.person("a", "a@acmecorp.com", vec![]).await;
     let mut ldaps = t.config();
     ldaps.url = t.server.ldaps_url.clone();
+    ldaps.starttls = false;
     ldaps.ca_file = Some(var("COEXIST_TEST_CA_FILE"));
     let pull = LdapConnector::new("mail", ldaps.clone())
         .unwrap()
@@ -79,6 +80,7 @@ async fn a_full_pull_works_over_ldapi() {
     t.person("b", "b@acmecorp.com", vec![]).await;
     let mut config = t.config();
     config.url = var("COEXIST_TEST_SLAPD_LDAPI");
+    config.starttls = false;
     config.page_size = 1;
     let pull = LdapConnector::new("mail", config)
         .unwrap()
@@ -207,7 +209,7 @@ async fn a_connection_lost_mid_read_marks_the_pull_incomplete() {
             .await;
     }
     let upstream = t.server.url.trim_start_matches("ldap://").to_string();
-    let mut config = t.config();
+    let mut config = t.cleartext_config();
     // Every connection is cut after 12,000 bytes from the server, as a
     // server restart mid-read would.
     config.url = format!(
@@ -258,6 +260,7 @@ async fn the_server_certificate_given_as_ca_file_is_explained_on_every_tls_conne
     let server_cert = format!("{}/certs/slapd.pem", var("COEXIST_TESTENV_DIR"));
     let mut ldaps = t.config();
     ldaps.url = t.server.ldaps_url.clone();
+    ldaps.starttls = false;
     ldaps.ca_file = Some(server_cert.clone());
     // ldap3 (the connector's own connection) over ldaps://
     let err = LdapConnector::new("mail", ldaps.clone())
@@ -308,6 +311,7 @@ async fn a_ca_file_of_another_ca_is_explained() {
     assert!(made.status.success(), "{made:?}");
     let mut ldaps = t.config();
     ldaps.url = t.server.ldaps_url.clone();
+    ldaps.starttls = false;
     ldaps.ca_file = Some(ca_file.clone());
     let err = LdapConnector::new("mail", ldaps.clone())
         .unwrap()
@@ -369,6 +373,7 @@ async fn a_ca_certificate_served_as_the_server_certificate_is_explained() {
     let t = Subtree::new(TestServer::slapd()).await;
     let mut config = t.config();
     config.url = format!("ldaps://127.0.0.1:{port}");
+    config.starttls = false;
     let ca_file = cert.display().to_string();
     config.ca_file = Some(ca_file.clone());
     let errors = [
@@ -405,6 +410,7 @@ async fn a_certificate_not_naming_the_host_of_the_url_is_explained() {
     // A forwarder on another loopback address, so that the url names a
     // host the server's certificate does not.
     ldaps.url = format!("ldaps://{}", proxy("127.0.0.3", upstream, Cut::Never).await);
+    ldaps.starttls = false;
     ldaps.ca_file = Some(var("COEXIST_TEST_CA_FILE"));
     for err in [
         LdapConnector::new("mail", ldaps.clone())

@@ -296,6 +296,7 @@ async fn a_reference_to_another_endpoint_is_read_on_its_own_connection_with_the_
     // with the system's CA file (the certificate names localhost).
     let mut tls = f.config(true);
     tls.url = f.t.server.ldaps_url.clone();
+    tls.starttls = false;
     tls.ca_file = Some(coexist_testenv::var("COEXIST_TEST_CA_FILE"));
     let pull = full_pull(tls.clone()).await;
     assert!(pull.complete, "{:?}", pull.problems);
@@ -494,6 +495,7 @@ async fn a_tls_system_never_sends_its_password_in_the_clear_to_a_referred_server
 
     let mut config = f.config(true);
     config.url = f.t.server.ldaps_url.clone();
+    config.starttls = false;
     config.ca_file = Some(coexist_testenv::var("COEXIST_TEST_CA_FILE"));
     let pull = full_pull(config).await;
     assert!(!pull.complete);

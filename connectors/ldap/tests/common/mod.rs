@@ -65,7 +65,8 @@ impl Subtree {
     }
 
     /// A connector configuration reading this subtree, writing stubs to its
-    /// `ou=coexist`.
+    /// `ou=coexist`, over StartTLS with the test CA (a simple bind in the
+    /// clear is refused).
     pub fn config(&self) -> LdapConfig {
         let mut c = LdapConfig::new(
             self.flavor(),
@@ -76,6 +77,18 @@ impl Subtree {
             self.stubs.clone(),
         );
         c.page_size = 7;
+        c.starttls = true;
+        c.ca_file = Some(self.server.ca_file.clone());
+        c
+    }
+
+    /// [`Subtree::config`] in the clear (no StartTLS, `allow_cleartext_bind`),
+    /// for the tests that cut or inspect the plain LDAP bytes on the way.
+    pub fn cleartext_config(&self) -> LdapConfig {
+        let mut c = self.config();
+        c.starttls = false;
+        c.ca_file = None;
+        c.allow_cleartext_bind = true;
         c
     }
 
