@@ -782,3 +782,75 @@ fn a_wrong_bind_password_names_the_system_and_deletes_nothing() {
     );
     assert_eq!(marked_stubs(&s.tree, &["mail"]).len(), 2);
 }
+
+// ---- entries coexist did not make, carrying its addresses ---------------------
+
+/// The AD objects anywhere in `t` that carry `address`, by mail or by
+/// proxyAddresses.
+fn ad_objects_carrying(t: &Subtree, address: &str) -> Vec<LdifEntry> {
+    t.server.ldapsearch(
+        &t.dn,
+        &format!("(|(mail={address})(proxyAddresses=smtp:{address}))"),
+        &[
+            "objectClass",
+            "mail",
+            "proxyAddresses",
+            "targetAddress",
+            "description",
+        ],
+    )
+}
+
+#[test]
+fn a_hand_made_ad_contact_for_the_same_address_replaces_coexists_own() {
+    let s = ad_and_cloud();
+    let t = &s.tree;
+    s.sync();
+    let ours = stub_for(&contacts(t), "c1@acmecorp.com").dn.clone();
+
+    // An admin makes a contact of c1 by hand, in another OU, routing
+    // correctly to the cloud; it carries no marker.
+    let hand_made = format!("CN=Legacy c1,{}", t.people);
+    t.server.ldapadd(&format!(
+        "dn: {hand_made}\nobjectClass: top\nobjectClass: contact\ndisplayName: Legacy c1\n\
+         mail: c1@acmecorp.com\nproxyAddresses: SMTP:c1@acmecorp.com\n\
+         targetAddress: SMTP:c1@acmecorp.mail.onmicrosoft.com\n\
+         description: made by hand in 2019\n\n"
+    ));
+    let before = ad_objects_carrying(t, "c1@acmecorp.com");
+    assert_eq!(before.len(), 2, "{before:#?}");
+    let hand_made_before = before
+        .iter()
+        .find(|e| e.dn.eq_ignore_ascii_case(&hand_made))
+        .unwrap()
+        .clone();
+
+    // coexist's own contact goes; the hand-made one stays as it was.
+    let second = s.sync();
+    assert_eq!(
+        operations(&second),
+        [op("ad", "delete", "c1@acmecorp.com")],
+        "{second:#}"
+    );
+    let delete = &second["plan"]["operations"][0];
+    assert!(
+        delete["reason"]
+            .as_str()
+            .unwrap()
+            .contains("by an entry coexist did not make"),
+        "{delete:#}"
+    );
+    let after = ad_objects_carrying(t, "c1@acmecorp.com");
+    assert_eq!(after.len(), 1, "{after:#?}");
+    assert!(after[0].dn.eq_ignore_ascii_case(&hand_made), "{after:#?}");
+    assert_eq!(after[0], hand_made_before);
+    assert!(
+        !contacts(t).iter().any(|e| e.dn.eq_ignore_ascii_case(&ours)),
+        "{ours} is still there"
+    );
+    // Mail to c1 from AD still reaches the cloud, by the hand-made contact.
+    assert_eq!(s.route("ad", "c1@acmecorp.com"), delivered("cloud", 1));
+
+    let third = s.sync();
+    assert_eq!(operations(&third), [], "{third:#}");
+}
