@@ -299,6 +299,13 @@ impl Locator<'_> {
     }
 }
 
+/// The folder of the file at `path` (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 fn valid_domain(raw: &str) -> Option<String> {
     normalize_address(&format!("x@{raw}"))
         .ok()
@@ -650,10 +657,7 @@ impl Config {
         let store_url = match raw.store {
             Some(store) => store.url,
             None => {
-                let dir = path
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
+                let dir = folder_of(path);
                 StoreUrl::Plain(format!("sqlite:{}", dir.join("coexist.db").display()))
             }
         };
@@ -757,15 +761,10 @@ impl Config {
         self.systems.iter().map(|s| s.id.clone()).collect()
     }
 
-    /// Resolves `path` relative to the configuration file's folder.
-    pub fn relative(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            return path.to_path_buf();
-        }
-        self.path
-            .parent()
-            .map(|dir| dir.join(path))
-            .unwrap_or_else(|| path.to_path_buf())
+    /// The folder of the configuration file: relative paths in it (seed
+    /// files, key files, the default store) are resolved against it.
+    pub fn folder(&self) -> &Path {
+        folder_of(&self.path)
     }
 
     /// An error about `system`'s connection settings.

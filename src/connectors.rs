@@ -1,7 +1,6 @@
 //! Builds the connector of each configured system, through its registered
 //! kind ([`crate::kinds`]): the kind's crate parses its connection table.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use coexist_connector::{Connector, Setup};
@@ -12,11 +11,7 @@ use crate::config::{Config, ConfigError, SystemConfig};
 /// bad setting is a configuration error naming its table (or the line of
 /// the key to blame).
 pub fn connect(config: &Config, system: &SystemConfig) -> Result<Arc<dyn Connector>, ConfigError> {
-    let base = config
-        .path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let base = config.folder();
     let routing_domain = config
         .policy
         .system(&system.id)

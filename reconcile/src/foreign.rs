@@ -232,8 +232,7 @@ pub fn check(
             named.join("; ")
         };
         if let Some((from, address, cycle)) = loop_found {
-            let in_cycle: Vec<String> = cycle.clone();
-            let named = match entries_text(&in_cycle) {
+            let named = match entries_text(&cycle) {
                 text if text.is_empty() => entries_text(&[]),
                 text => text,
             };

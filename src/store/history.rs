@@ -103,21 +103,15 @@ impl Store {
     /// path of an apply, see [`Store::put_stub`]; an apply records its
     /// audit with [`Store::record_chunk`]).
     pub async fn audit(&self, record: &AuditRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit (at, run_id, actor, system_id, action, address, before, after) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(record.at.as_str())
-        .bind(record.run_id)
-        .bind(record.actor.as_str())
-        .bind(record.system.as_str())
-        .bind(record.action.as_str())
-        .bind(record.address.as_str())
-        .bind(record.before.as_ref().map(|v| v.to_string()))
-        .bind(record.after.as_ref().map(|v| v.to_string()))
-        .execute(&self.pool)
-        .await
-        .map_err(query_err("writing the audit log"))?;
-        Ok(())
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_err("writing the audit log"))?;
+        insert_audit(&mut tx, self.backend, std::slice::from_ref(record)).await?;
+        tx.commit()
+            .await
+            .map_err(query_err("writing the audit log"))
     }
 
     /// The newest `limit` audit records.

@@ -76,6 +76,17 @@ fn rc_name(code: u32) -> &'static str {
     }
 }
 
+/// `Ok` for a search that ended in success or in a referral (a base that
+/// is a referral holds nothing here: the full read reports or follows it);
+/// the failure of `what`, in words, otherwise.
+pub fn search_done(system: &str, what: &str, result: &LdapResult) -> Result<(), ConnectorError> {
+    if result.rc == rc::SUCCESS || result.rc == rc::REFERRAL {
+        Ok(())
+    } else {
+        Err(from_result(system, what, result))
+    }
+}
+
 /// Turns a failed result of operation `what` into an error naming the
 /// system, with advice on what to do.
 pub fn from_result(system: &str, what: &str, result: &LdapResult) -> ConnectorError {

@@ -8,7 +8,7 @@ use coexist_connector::{ConnectorError, Problem};
 use ldap3::{Ldap, SearchEntry};
 
 use super::{Collected, Query, Reader};
-use crate::error::{self, rc};
+use crate::error;
 use crate::escape::{filter_value, normalize_dn};
 
 /// How many changed DNs one search for the groups holding them names.
@@ -172,13 +172,11 @@ impl Reader {
                 )
                 .await
                 .map_err(|f| f.error)?;
-            if res.rc != rc::SUCCESS && res.rc != rc::REFERRAL {
-                return Err(error::from_result(
-                    &self.system,
-                    &format!("search {base} for the groups of changed entries"),
-                    &res,
-                ));
-            }
+            error::search_done(
+                &self.system,
+                &format!("search {base} for the groups of changed entries"),
+                &res,
+            )?;
         }
         Ok(dns)
     }

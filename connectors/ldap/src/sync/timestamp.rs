@@ -11,7 +11,7 @@ use ldap3::{Ldap, SearchEntry};
 use super::delta_pull;
 use crate::cursor::Method;
 use crate::entry::Entry;
-use crate::error::{self, rc};
+use crate::error;
 use crate::read::{Collected, Query, Reader};
 
 /// How far back a `modifyTimestamp` delta looks before the previous read
@@ -69,13 +69,11 @@ pub(super) async fn delta(
             .map_err(|f| f.error)?;
         // A base that is a referral holds nothing here (the full read
         // reports it, or follows it and then leaves no cursor).
-        if res.rc != rc::SUCCESS && res.rc != rc::REFERRAL {
-            return Err(error::from_result(
-                &reader.system,
-                &format!("presence read of {}", scope.base),
-                &res,
-            ));
-        }
+        error::search_done(
+            &reader.system,
+            &format!("presence read of {}", scope.base),
+            &res,
+        )?;
     }
     let removed: Vec<String> = previous_ids
         .iter()

@@ -12,7 +12,7 @@ use super::delta_pull;
 use crate::ad_controls;
 use crate::cursor::Method;
 use crate::entry::{guid_to_string, Entry};
-use crate::error::{self, rc};
+use crate::error;
 use crate::read::{Query, Reader};
 
 /// The DC's invocationId and highestCommittedUSN.
@@ -89,13 +89,7 @@ pub(super) async fn delta(
             )
             .await
             .map_err(|f| f.error)?;
-        if res.rc != rc::SUCCESS && res.rc != rc::REFERRAL {
-            return Err(error::from_result(
-                &reader.system,
-                "uSNChanged search",
-                &res,
-            ));
-        }
+        error::search_done(&reader.system, "uSNChanged search", &res)?;
     }
     // Tombstones, through the Show Deleted control.
     let nc = naming_context(reader, ldap).await?;
@@ -120,9 +114,7 @@ pub(super) async fn delta(
         )
         .await
         .map_err(|f| f.error)?;
-    if res.rc != rc::SUCCESS && res.rc != rc::REFERRAL {
-        return Err(error::from_result(&reader.system, "tombstone search", &res));
-    }
+    error::search_done(&reader.system, "tombstone search", &res)?;
     let out = reread(reader, ldap, changed, &mut removed).await?;
     Ok(Some(delta_pull(
         reader,
