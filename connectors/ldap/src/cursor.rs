@@ -28,8 +28,17 @@ pub enum Method {
     /// AD DirSync: the cookie of the naming context.
     Dirsync { cookie: String },
     /// AD without the DirSync right: `uSNChanged` above `usn` on the DC
-    /// whose `invocationId` is `invocation_id`.
-    Usn { invocation_id: String, usn: u64 },
+    /// whose `invocationId` is `invocation_id`, and the anchors seen last
+    /// time, compared with a listing of the anchors to find deletions that
+    /// the bind account cannot see as tombstones (it needs read access to
+    /// `CN=Deleted Objects` for those). A cursor written before the anchors
+    /// were kept (`ids` missing) leads to a full read.
+    Usn {
+        invocation_id: String,
+        usn: u64,
+        #[serde(default)]
+        ids: Option<Vec<String>>,
+    },
 }
 
 /// The cursor of a pull.

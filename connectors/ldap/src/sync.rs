@@ -35,10 +35,12 @@ mod usn;
 use std::collections::HashSet;
 
 use coexist_connector::{ConnectorError, Progress, Pull, PullMode};
-use ldap3::Ldap;
+use ldap3::{Ldap, SearchEntry};
 
 use crate::cursor::{Cursor, Method};
-use crate::read::{Collected, Reader};
+use crate::entry::Entry;
+use crate::error;
+use crate::read::{Collected, Query, Reader};
 
 /// Reads the system: a delta from `cursor` where possible, else a full read.
 pub async fn pull(
@@ -58,8 +60,14 @@ pub async fn pull(
                 timestamp::delta(reader, ldap, since, ids).await?
             }
             Method::Dirsync { cookie } => dirsync::delta(reader, ldap, cookie).await?,
-            Method::Usn { invocation_id, usn } => {
-                usn::delta(reader, ldap, invocation_id, *usn).await?
+            Method::Usn {
+                invocation_id,
+                usn,
+                ids: Some(ids),
+            } => usn::delta(reader, ldap, invocation_id, *usn, ids).await?,
+            Method::Usn { ids: None, .. } => {
+                tracing::info!("the uSNChanged cursor holds no anchors to find deletions with (written by an earlier version): full read");
+                None
             }
         };
         if let Some(pull) = delta {
@@ -91,4 +99,56 @@ fn delta_pull(reader: &Reader, out: Collected, mut removed: Vec<String>, method:
         complete: out.complete,
         problems: out.problems,
     }
+}
+
+/// The presence read of the deltas that cannot see every deletion
+/// (`modifyTimestamp`, and uSNChanged for a bind account that cannot read
+/// tombstones): the anchor of every entry the scopes hold, and nothing
+/// else, in pages. An anchor staged before and missing here was deleted.
+async fn present_anchors(
+    reader: &Reader,
+    ldap: &mut Ldap,
+) -> Result<HashSet<String>, ConnectorError> {
+    let anchor = reader.mapper.attrs.anchor.clone();
+    let mut present: HashSet<String> = HashSet::new();
+    for scope in reader.scopes() {
+        let mut refs = Vec::new();
+        let mapper = &reader.mapper;
+        let res = reader
+            .search(
+                ldap,
+                Query {
+                    base: &scope.base,
+                    filter: &scope.filter,
+                    attrs: std::slice::from_ref(&anchor),
+                    controls: Vec::new(),
+                    paged: true,
+                },
+                |e| {
+                    let entry = Entry::from(SearchEntry::construct(e));
+                    if let Some(a) = mapper.anchor(&entry) {
+                        present.insert(a);
+                    }
+                    Ok(())
+                },
+                &mut refs,
+            )
+            .await
+            .map_err(|f| f.error)?;
+        // A base that is a referral holds nothing here (the full read
+        // reports it, or follows it and then leaves no cursor).
+        error::search_done(
+            &reader.system,
+            &format!("presence read of {}", scope.base),
+            &res,
+        )?;
+    }
+    Ok(present)
+}
+
+/// The anchors of a presence read, in the order a cursor keeps them.
+fn sorted(present: HashSet<String>) -> Vec<String> {
+    let mut ids: Vec<String> = present.into_iter().collect();
+    ids.sort();
+    ids
 }

@@ -429,3 +429,65 @@ async fn a_dirsync_delta_whose_reread_stops_part_way_removes_only_tombstones() {
 async fn a_usn_changed_delta_whose_reread_stops_part_way_removes_only_tombstones() {
     an_incomplete_reread_removes_only_tombstones(Incremental::UsnChanged, "\"usn\"").await;
 }
+
+/// A bind account with the rights any domain user has (no "Replicating
+/// Directory Changes", so no DirSync; no read access to `CN=Deleted
+/// Objects`, so no tombstones) still sees a deleted user in its next delta:
+/// otherwise that person's stubs elsewhere stay and mail loops.
+#[tokio::test]
+async fn a_bind_account_with_ordinary_rights_still_sees_a_deleted_user_in_its_delta() {
+    let t = Subtree::new(TestServer::samba()).await;
+    let tag = common::random();
+    let (alice, bob, _carol) = ad_people_tagged(&t, &tag).await;
+    let password = "Ordinary-Rights-9x!";
+    let reader = t.bind_user(&format!("reader-{tag}"), password).await;
+    let connector = LdapConnector::new("ad", t.config_as(&reader, password)).unwrap();
+    let full = connector.pull(None, &NoProgress).await.unwrap();
+    let cursor = full.cursor.clone().expect("a cursor for deltas");
+    assert!(
+        cursor.contains("\"usn\""),
+        "without the DirSync right the deltas use uSNChanged: {cursor}"
+    );
+    let alice_anchor = common::find(&full, &format!("alice.{tag}@acmecorp.com"))
+        .anchor
+        .clone();
+
+    t.delete(&alice).await;
+    t.replace(&bob, "title", "Intern").await;
+    let delta = connector.pull(Some(&cursor), &NoProgress).await.unwrap();
+    assert_eq!(delta.mode, PullMode::Delta);
+    assert!(delta.complete);
+    assert!(
+        delta.removed.contains(&alice_anchor),
+        "the deleted user is seen as removed: {:?}",
+        delta.removed
+    );
+    assert!(
+        delta
+            .recipients
+            .iter()
+            .any(|r| r.primary_address == format!("bob.{tag}@acmecorp.com")),
+        "the changed user is read again"
+    );
+}
+
+/// A uSNChanged cursor written before the anchors were kept in it cannot
+/// find deletions: the next pull reads in full (and keeps them from then on).
+#[tokio::test]
+async fn a_usn_changed_cursor_without_anchors_leads_to_a_full_read() {
+    let t = Subtree::new(TestServer::samba()).await;
+    ad_people(&t).await;
+    let mut config = t.config();
+    config.incremental = Incremental::UsnChanged;
+    let connector = LdapConnector::new("ad", config).unwrap();
+    let full = connector.pull(None, &NoProgress).await.unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(full.cursor.as_deref().unwrap()).unwrap();
+    assert_eq!(v["ids"].as_array().map(Vec::len), Some(3), "{v}");
+    v.as_object_mut().unwrap().remove("ids");
+    let p = connector
+        .pull(Some(&v.to_string()), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(p.mode, PullMode::Full);
+    assert!(p.cursor.unwrap().contains("\"ids\""));
+}

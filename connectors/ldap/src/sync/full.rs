@@ -40,14 +40,22 @@ pub(super) async fn read(
         },
         (Flavor::ActiveDirectory, Incremental::UsnChanged) => usn::position(reader, ldap)
             .await?
-            .map(|(invocation_id, usn)| Method::Usn { invocation_id, usn }),
+            .map(|(invocation_id, usn)| Method::Usn {
+                invocation_id,
+                usn,
+                ids: Some(Vec::new()),
+            }),
         (Flavor::ActiveDirectory, _) => match dirsync::cookie(reader, ldap).await? {
             Some(cookie) => Some(Method::Dirsync {
                 cookie: b64(&cookie),
             }),
             None => usn::position(reader, ldap)
                 .await?
-                .map(|(invocation_id, usn)| Method::Usn { invocation_id, usn }),
+                .map(|(invocation_id, usn)| Method::Usn {
+                    invocation_id,
+                    usn,
+                    ids: Some(Vec::new()),
+                }),
         },
     };
     let mut out = Collected::new();
@@ -60,17 +68,27 @@ pub(super) async fn read(
     wire.close().await;
     read?;
     reader.resolve_members(ldap, &mut out).await?;
+    // The methods that find deletions by comparing anchors keep those the
+    // full read saw.
+    let seen = || {
+        let mut ids: Vec<String> = out
+            .recipients
+            .iter()
+            .map(|(r, _)| r.anchor.clone())
+            .chain(out.stubs.iter().map(|s| s.id.clone()))
+            .collect();
+        ids.sort();
+        ids
+    };
     let method = method.map(|m| match m {
-        Method::ModifyTimestamp { since, .. } => {
-            let mut ids: Vec<String> = out
-                .recipients
-                .iter()
-                .map(|(r, _)| r.anchor.clone())
-                .chain(out.stubs.iter().map(|s| s.id.clone()))
-                .collect();
-            ids.sort();
-            Method::ModifyTimestamp { since, ids }
-        }
+        Method::ModifyTimestamp { since, .. } => Method::ModifyTimestamp { since, ids: seen() },
+        Method::Usn {
+            invocation_id, usn, ..
+        } => Method::Usn {
+            invocation_id,
+            usn,
+            ids: Some(seen()),
+        },
         other => other,
     });
     // Deltas do not see behind references (content sync, DirSync and

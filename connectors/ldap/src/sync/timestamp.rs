@@ -2,17 +2,14 @@
 //! `modifyTimestamp` is at or after the previous read's start (less a
 //! minute of overlap), plus a presence read of every anchor for deletions.
 
-use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coexist_connector::{ConnectorError, Pull};
-use ldap3::{Ldap, SearchEntry};
+use ldap3::Ldap;
 
 use super::delta_pull;
 use crate::cursor::Method;
-use crate::entry::Entry;
-use crate::error;
-use crate::read::{Collected, Query, Reader};
+use crate::read::{Collected, Reader};
 
 /// How far back a `modifyTimestamp` delta looks before the previous read
 /// started, against changes committed while it ran.
@@ -40,41 +37,7 @@ pub(super) async fn delta(
             reader.system
         )));
     }
-    // The presence read: every anchor still there.
-    let anchor = reader.mapper.attrs.anchor.clone();
-    let mut present: HashSet<String> = HashSet::new();
-    for scope in reader.scopes() {
-        let mut refs = Vec::new();
-        let mapper = &reader.mapper;
-        let res = reader
-            .search(
-                ldap,
-                Query {
-                    base: &scope.base,
-                    filter: &scope.filter,
-                    attrs: std::slice::from_ref(&anchor),
-                    controls: Vec::new(),
-                    paged: true,
-                },
-                |e| {
-                    let entry = Entry::from(SearchEntry::construct(e));
-                    if let Some(a) = mapper.anchor(&entry) {
-                        present.insert(a);
-                    }
-                    Ok(())
-                },
-                &mut refs,
-            )
-            .await
-            .map_err(|f| f.error)?;
-        // A base that is a referral holds nothing here (the full read
-        // reports it, or follows it and then leaves no cursor).
-        error::search_done(
-            &reader.system,
-            &format!("presence read of {}", scope.base),
-            &res,
-        )?;
-    }
+    let present = super::present_anchors(reader, ldap).await?;
     let removed: Vec<String> = previous_ids
         .iter()
         .filter(|id| !present.contains(*id))
@@ -82,8 +45,7 @@ pub(super) async fn delta(
         .collect();
     reader.add_parent_groups(ldap, &mut out).await;
     reader.resolve_members(ldap, &mut out).await?;
-    let mut ids: Vec<String> = present.into_iter().collect();
-    ids.sort();
+    let ids = super::sorted(present);
     Ok(Some(delta_pull(
         reader,
         out,

@@ -48,11 +48,18 @@ pub(super) async fn position(
 }
 
 /// A uSNChanged delta; `None` when the DC changed (invocationId).
+///
+/// Deletions are found twice over: the tombstones (only a bind account
+/// that may read `CN=Deleted Objects` sees them; for any other the search
+/// silently returns nothing), and the anchors of `previous_ids` missing
+/// from a listing of the anchors the scopes hold now (one paged search of
+/// one attribute: cheap, and it needs no right beyond reading).
 pub(super) async fn delta(
     reader: &Reader,
     ldap: &mut Ldap,
     invocation_id: &str,
     usn: u64,
+    previous_ids: &[String],
 ) -> Result<Option<Pull>, ConnectorError> {
     let Some((current_invocation, highest)) = position(reader, ldap).await? else {
         return Ok(None);
@@ -115,6 +122,13 @@ pub(super) async fn delta(
         .await
         .map_err(|f| f.error)?;
     error::search_done(&reader.system, "tombstone search", &res)?;
+    let present = super::present_anchors(reader, ldap).await?;
+    removed.extend(
+        previous_ids
+            .iter()
+            .filter(|id| !present.contains(*id))
+            .cloned(),
+    );
     let out = reread(reader, ldap, changed, &mut removed).await?;
     Ok(Some(delta_pull(
         reader,
@@ -123,6 +137,7 @@ pub(super) async fn delta(
         Method::Usn {
             invocation_id: current_invocation,
             usn: highest,
+            ids: Some(super::sorted(present)),
         },
     )))
 }

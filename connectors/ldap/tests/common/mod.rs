@@ -242,7 +242,26 @@ impl Subtree {
     /// Adds `uid=<uid>` directly below the subtree (not a recipient: no
     /// mail), with the password `password`: a user of its own to bind as,
     /// with the rights the server gives any user. Returns its DN.
+    ///
+    /// On Active Directory it is an enabled user `CN=<uid>` (a member of
+    /// Domain Users and nothing else: no "Replicating Directory Changes",
+    /// no read access to `CN=Deleted Objects`), its password set over
+    /// StartTLS with `ldapadd` as AD requires.
     pub async fn bind_user(&self, uid: &str, password: &str) -> String {
+        if self.flavor() == Flavor::ActiveDirectory {
+            use base64::Engine;
+            let dn = format!("CN={uid},{}", self.dn);
+            let quoted: Vec<u8> = format!("\"{password}\"")
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes)
+                .collect();
+            let sam = format!("r{}", &random()[..8]);
+            self.server.ldapadd(&format!(
+                "dn: {dn}\nobjectClass: user\nsAMAccountName: {sam}\nunicodePwd:: {}\nuserAccountControl: 512\n",
+                base64::engine::general_purpose::STANDARD.encode(quoted)
+            ));
+            return dn;
+        }
         let dn = format!("uid={uid},{}", self.dn);
         self.add(
             &dn,
