@@ -198,6 +198,9 @@ pub fn build(staged: &Staged, policy: &Policy) -> Joined {
     let mut held = FxHashSet::default();
     let mut mailboxes: AddressIndex = FxHashMap::default();
     let mut disabled = 0usize;
+    // The addresses of the recipients left out because their account is
+    // disabled: no group of the GAL lists them as members either.
+    let mut hidden: FxHashSet<&str> = FxHashSet::default();
     let simple_homes = staged.placements.is_empty() && policy.home_attribute.is_none();
     let mut start = 0;
     while start < order.len() {
@@ -239,6 +242,11 @@ pub fn build(staged: &Staged, policy: &Policy) -> Joined {
                 let object = &objects[home_object];
                 if !object.recipient.enabled && !policy.include_disabled {
                     disabled += 1;
+                    hidden.extend(
+                        members
+                            .iter()
+                            .flat_map(|&i| objects[i].addresses.iter().map(String::as_str)),
+                    );
                     continue;
                 }
                 let entry = entry(
@@ -284,6 +292,13 @@ pub fn build(staged: &Staged, policy: &Policy) -> Joined {
                 hold(&mut held, &mut mailboxes);
                 conflicts.push(conflict);
             }
+        }
+    }
+    if !hidden.is_empty() {
+        for entry in gal.iter_mut().filter(|e| !e.members.is_empty()) {
+            entry
+                .members
+                .retain(|member| !hidden.contains(member.as_str()));
         }
     }
     gal.sort_unstable_by(|a, b| a.primary_address.cmp(&b.primary_address));
@@ -431,9 +446,9 @@ fn choose_home(
                     addresses: addresses.clone(),
                     systems: mailbox_systems.iter().map(|s| s.to_string()).collect(),
                     message: format!(
-                        "{} has a mailbox on both {}; remove one, or place the recipient on one system (a placement)",
-                        addresses[0],
-                        join(&mailbox_systems)
+                        "{} has a mailbox on {}; remove one, or place the recipient on one system (a placement)",
+                        held_by_every_mailbox(objects, &mailboxes),
+                        on_each(&mailbox_systems)
                     ),
                 })
             }
@@ -443,6 +458,38 @@ fn choose_home(
 
 fn join(systems: &BTreeSet<&str>) -> String {
     systems.iter().copied().collect::<Vec<_>>().join(" and ")
+}
+
+/// "both a and b", or "a, b and c" for more systems.
+fn on_each(systems: &BTreeSet<&str>) -> String {
+    let names: Vec<&str> = systems.iter().copied().collect();
+    match names.as_slice() {
+        [first, second] => format!("both {first} and {second}"),
+        [init @ .., last] if !init.is_empty() => format!("{} and {last}", init.join(", ")),
+        _ => names.join(" and "),
+    }
+}
+
+/// Names the recipient of mailboxes sharing one primary address by what
+/// they share: that primary (which every one of them holds, and which
+/// joined them), with a count of the other addresses they all hold. An
+/// address only one of them answers at is not named.
+fn held_by_every_mailbox(objects: &[Object<'_>], mailboxes: &[usize]) -> String {
+    let Some(&first) = mailboxes.first() else {
+        return String::new();
+    };
+    let primary = objects[first].addresses[0].as_str();
+    let more = objects[first]
+        .addresses
+        .iter()
+        .filter(|a| a.as_str() != primary)
+        .filter(|a| mailboxes.iter().all(|&i| objects[i].addresses.contains(a)))
+        .count();
+    match more {
+        0 => primary.to_string(),
+        1 => format!("{primary} (and 1 more shared address)"),
+        n => format!("{primary} (and {n} more shared addresses)"),
+    }
 }
 
 fn entry(

@@ -222,6 +222,116 @@ fn an_address_claimed_by_two_recipients_is_a_conflict() {
 }
 
 #[test]
+fn a_mailbox_in_two_systems_is_named_by_the_address_both_mailboxes_hold() {
+    // As in the trial: one person, a mailbox on both sides under the
+    // same primary; qmail's also answers at an address only it has, which
+    // sorts first ('.' before '@').
+    let mut qmail = person("l1", "ravi.kumar@acmecorp.com");
+    qmail.aliases = vec!["ravi.kumar.q@acmecorp.com".into()];
+    let state = staged(vec![person("g1", "ravi.kumar@acmecorp.com")], vec![qmail]);
+    let r = reconcile(&state, &acmecorp());
+    assert_eq!(r.conflicts.len(), 1, "{:?}", r.conflicts);
+    let conflict = &r.conflicts[0];
+    assert_eq!(conflict.kind, ConflictKind::MailboxInTwoSystems);
+    assert!(
+        conflict
+            .message
+            .starts_with("ravi.kumar@acmecorp.com has a mailbox on both google and ldap"),
+        "{}",
+        conflict.message
+    );
+    assert!(
+        !conflict.message.contains("ravi.kumar.q@"),
+        "an address only ldap has is not on both: {}",
+        conflict.message
+    );
+    assert!(
+        conflict.message.contains("remove one") && conflict.message.contains("placement"),
+        "the sentence says how to settle it: {}",
+        conflict.message
+    );
+    assert!(
+        conflict
+            .addresses
+            .contains(&"ravi.kumar.q@acmecorp.com".to_string()),
+        "every address of the recipient is held"
+    );
+}
+
+#[test]
+fn a_mailbox_in_two_systems_with_several_shared_addresses_names_the_primary_and_counts_the_rest() {
+    let mut google = person("g1", "ann@acmecorp.com");
+    google.aliases = vec!["a.smith@acmecorp.com".into(), "sales@acmecorp.com".into()];
+    let mut ldap = person("l1", "ann@acmecorp.com");
+    ldap.aliases = vec![
+        "a.smith@acmecorp.com".into(),
+        "sales@acmecorp.com".into(),
+        "ann.ldap@acmecorp.com".into(),
+    ];
+    let r = reconcile(&staged(vec![google], vec![ldap]), &acmecorp());
+    assert_eq!(r.conflicts.len(), 1, "{:?}", r.conflicts);
+    assert_eq!(r.conflicts[0].kind, ConflictKind::MailboxInTwoSystems);
+    assert!(
+        r.conflicts[0].message.starts_with(
+            "ann@acmecorp.com (and 2 more shared addresses) has a mailbox on both google and ldap;"
+        ),
+        "{}",
+        r.conflicts[0].message
+    );
+    assert!(!r.conflicts[0].message.contains("ann.ldap@"));
+}
+
+#[test]
+fn a_mailbox_in_three_systems_names_all_three() {
+    let state = three_staged(
+        vec![person("g1", "ann@acmecorp.com")],
+        vec![person("l1", "ann@acmecorp.com")],
+        vec![person("m1", "ann@acmecorp.com")],
+    );
+    let r = reconcile(&state, &three_systems());
+    assert_eq!(r.conflicts.len(), 1, "{:?}", r.conflicts);
+    assert!(
+        r.conflicts[0]
+            .message
+            .starts_with("ann@acmecorp.com has a mailbox on google, ldap and m365;"),
+        "{}",
+        r.conflicts[0].message
+    );
+}
+
+#[test]
+fn two_mailboxes_with_their_own_primaries_and_one_shared_alias_are_named_by_the_shared_alias() {
+    // Each side has its own primary; they share one alias, which joins them.
+    let mut google = person("g1", "ravi.kumar.g@acmecorp.com");
+    google.aliases = vec!["ravi.kumar@acmecorp.com".into()];
+    let mut qmail = person("l1", "ravi.kumar.q@acmecorp.com");
+    qmail.aliases = vec!["Ravi.Kumar@acmecorp.com".into()];
+    let r = reconcile(&staged(vec![google], vec![qmail]), &acmecorp());
+    assert_eq!(r.conflicts.len(), 1, "{:?}", r.conflicts);
+    let message = &r.conflicts[0].message;
+    assert!(
+        message.starts_with("ravi.kumar@acmecorp.com "),
+        "the shared address comes first: {message}"
+    );
+    for own in ["ravi.kumar.g@acmecorp.com", "ravi.kumar.q@acmecorp.com"] {
+        assert!(
+            !message.starts_with(own) && !message.contains(&format!("{own} has a mailbox on both")),
+            "{own} is on one system only: {message}"
+        );
+    }
+    assert!(
+        message.contains("ravi.kumar.g@acmecorp.com on google")
+            && message.contains("ravi.kumar.q@acmecorp.com on ldap"),
+        "each side is named with its system: {message}"
+    );
+    assert!(
+        message.contains("remove the address from all but one"),
+        "{message}"
+    );
+    assert!(r.operations.is_empty());
+}
+
+#[test]
 fn a_placement_decides_the_home_and_must_agree_with_the_mailbox() {
     // During a move both systems hold a mailbox; the placement decides.
     let mut state = staged(
@@ -425,6 +535,71 @@ fn groups_keep_their_members_and_get_stubs() {
         ops_on(&r, "ldap")[0].operation.stub().kind,
         RecipientKind::Group
     );
+}
+
+#[test]
+fn a_groups_members_in_the_gal_leave_out_disabled_accounts_unless_they_are_included() {
+    let mut group = person("g5", "team@acmecorp.com");
+    group.kind = RecipientKind::Group;
+    group.members = vec![
+        "ann@acmecorp.com".into(),
+        "Bob@acmecorp.com".into(),
+        "partner@example.org".into(),
+    ];
+    let mut bob = person("l2", "bob@acmecorp.com");
+    bob.enabled = false;
+    let state = staged(vec![group, person("g1", "ann@acmecorp.com")], vec![bob]);
+
+    let r = reconcile(&state, &acmecorp());
+    assert_eq!(r.disabled, 1);
+    let team = r
+        .gal
+        .iter()
+        .find(|e| e.primary_address == "team@acmecorp.com")
+        .expect("the group is in the GAL");
+    assert_eq!(
+        team.members,
+        ["ann@acmecorp.com", "partner@example.org"],
+        "bob is out of the GAL, so out of its groups; an address coexist read no recipient for stays"
+    );
+
+    let mut policy = acmecorp();
+    policy.include_disabled = true;
+    let r = reconcile(&state, &policy);
+    assert_eq!(r.disabled, 0);
+    let team = r
+        .gal
+        .iter()
+        .find(|e| e.primary_address == "team@acmecorp.com")
+        .expect("the group is in the GAL");
+    assert_eq!(
+        team.members,
+        [
+            "ann@acmecorp.com",
+            "bob@acmecorp.com",
+            "partner@example.org"
+        ]
+    );
+}
+
+#[test]
+fn a_disabled_member_known_by_an_alias_is_left_out_of_the_group_too() {
+    let mut group = person("l5", "team@acmecorp.com");
+    group.kind = RecipientKind::Group;
+    group.members = vec!["ann@acmecorp.com".into(), "robert@acmecorp.com".into()];
+    let mut bob = person("g2", "bob@acmecorp.com");
+    bob.aliases = vec!["robert@acmecorp.com".into()];
+    bob.enabled = false;
+    let r = reconcile(
+        &staged(vec![person("g1", "ann@acmecorp.com"), bob], vec![group]),
+        &acmecorp(),
+    );
+    let team = r
+        .gal
+        .iter()
+        .find(|e| e.primary_address == "team@acmecorp.com")
+        .expect("the group is in the GAL");
+    assert_eq!(team.members, ["ann@acmecorp.com"]);
 }
 
 // ---- the world coexist did not write ---------------------------------------
