@@ -33,11 +33,13 @@ mod timestamp;
 mod usn;
 
 use std::collections::HashSet;
+use std::time::SystemTime;
 
 use coexist_connector::{ConnectorError, Progress, Pull, PullMode};
 use ldap3::{Ldap, SearchEntry};
 
-use crate::cursor::{Cursor, Method};
+use crate::config::{Flavor, Incremental};
+use crate::cursor::{b64, Cursor, Method};
 use crate::entry::Entry;
 use crate::error;
 use crate::read::{Collected, Query, Reader};
@@ -151,4 +153,82 @@ fn sorted(present: HashSet<String>) -> Vec<String> {
     let mut ids: Vec<String> = present.into_iter().collect();
     ids.sort();
     ids
+}
+
+/// The incremental method a full read sets up, and how it works, in
+/// words an admin understands (the sync report and `coexist doctor` show
+/// it: the rights the bind account has decide it on AD).
+pub(crate) struct Chosen {
+    /// The method, with its position taken now; `None` when the server
+    /// offers none (every pull then reads in full).
+    pub method: Option<Method>,
+    /// Which method, why, and how it finds deletions.
+    pub how: String,
+}
+
+/// What a method that lists the anchors says of deletions.
+const BY_LISTING: &str = "deletions are found by listing the anchors of every entry on each pull";
+
+/// Chooses the incremental method for the next pulls (as configured, else
+/// the best the server and the bind account's rights allow) and takes its
+/// position now, so changes made during the read that follows are seen by
+/// the next delta.
+pub(crate) async fn choose(reader: &Reader, ldap: &mut Ldap) -> Result<Chosen, ConnectorError> {
+    let since_now = || Method::ModifyTimestamp {
+        since: timestamp::generalized_time(SystemTime::now() - timestamp::OVERLAP),
+        ids: Vec::new(),
+    };
+    let usn = |position: Option<(String, u64)>, how: String| {
+        match position {
+        Some((invocation_id, usn)) => Chosen {
+            method: Some(Method::Usn {
+                invocation_id,
+                usn,
+                ids: Some(Vec::new()),
+            }),
+            how,
+        },
+        None => Chosen {
+            method: None,
+            how: "none: the domain controller's root DSE shows no highestCommittedUSN or dsServiceName, so every pull reads in full".into(),
+        },
+    }
+    };
+    Ok(match (reader.config.flavor, reader.config.incremental) {
+        (Flavor::Openldap, Incremental::ModifyTimestamp) => Chosen {
+            method: Some(since_now()),
+            how: format!("modifyTimestamp, as the configuration says (incremental = \"modify_timestamp\"); {BY_LISTING}"),
+        },
+        (Flavor::Openldap, configured) => match content_sync::cookies(reader, ldap).await? {
+            Some(cookies) => Chosen {
+                method: Some(Method::Syncrepl { cookies }),
+                how: "content sync (RFC 4533, the server's syncprov): the server reports changes and deletions".into(),
+            },
+            None => {
+                if configured == Incremental::ContentSync {
+                    tracing::warn!("incremental = content_sync, but the server has no syncprov here: using modifyTimestamp");
+                }
+                Chosen {
+                    method: Some(since_now()),
+                    how: format!("modifyTimestamp: the server offers no content sync (syncprov) on every base; {BY_LISTING}"),
+                }
+            }
+        },
+        (Flavor::ActiveDirectory, Incremental::UsnChanged) => usn(
+            usn::position(reader, ldap).await?,
+            format!("uSNChanged, as the configuration says (incremental = \"usn_changed\"); {BY_LISTING}"),
+        ),
+        (Flavor::ActiveDirectory, _) => match dirsync::cookie(reader, ldap).await? {
+            Ok(cookie) => Chosen {
+                method: Some(Method::Dirsync {
+                    cookie: b64(&cookie),
+                }),
+                how: "DirSync: the bind account has \"Replicating Directory Changes\"; deletions come as tombstones".into(),
+            },
+            Err(refusal) => usn(
+                usn::position(reader, ldap).await?,
+                format!("uSNChanged: DirSync needs \"Replicating Directory Changes\", which the bind account lacks (the server said: {refusal}); {BY_LISTING}, since tombstones need read access to CN=Deleted Objects"),
+            ),
+        },
+    })
 }

@@ -215,3 +215,61 @@ async fn an_unreadable_schema_is_a_failed_finding_saying_so() {
     // The other checks still ran and passed.
     others_pass(&findings);
 }
+
+/// The finding named `check`.
+fn finding<'f>(findings: &'f [Finding], check: &str) -> &'f Finding {
+    findings
+        .iter()
+        .find(|f| f.check == check)
+        .unwrap_or_else(|| panic!("no finding {check:?}: {findings:#?}"))
+}
+
+#[tokio::test]
+async fn doctor_names_the_rights_an_ordinary_ad_bind_account_lacks() {
+    let t = Subtree::new(TestServer::samba()).await;
+    let password = "Ordinary-Rights-9x!";
+    let reader = t
+        .bind_user(&format!("doctor-{}", common::random()), password)
+        .await;
+    let (findings, _) = doctor(t.config_as(&reader, password)).await;
+
+    let incremental = finding(&findings, "incremental reads");
+    assert!(incremental.ok, "{incremental:?}");
+    assert_detail_names(
+        incremental,
+        &[
+            "uSNChanged",
+            "Replicating Directory Changes",
+            "listing the anchors",
+        ],
+    );
+    let rights = finding(&findings, "rights on the stub OU");
+    assert!(!rights.ok, "{rights:?}");
+    assert_detail_names(rights, &[&t.stubs, "Delegate Control", "dsacls"]);
+}
+
+#[tokio::test]
+async fn doctor_says_an_ad_administrator_uses_dirsync_and_may_write_stubs() {
+    let t = Subtree::new(TestServer::samba()).await;
+    let (findings, _) = doctor(t.config()).await;
+    others_pass(&findings);
+    assert_detail_names(
+        finding(&findings, "incremental reads"),
+        &["DirSync", "tombstones"],
+    );
+    assert_detail_names(
+        finding(&findings, "rights on the stub OU"),
+        &["may create", &t.stubs],
+    );
+}
+
+#[tokio::test]
+async fn doctor_says_slapd_with_syncprov_uses_content_sync() {
+    let t = Subtree::new(TestServer::slapd()).await;
+    let (findings, _) = doctor(t.config()).await;
+    others_pass(&findings);
+    assert_detail_names(
+        finding(&findings, "incremental reads"),
+        &["content sync"],
+    );
+}

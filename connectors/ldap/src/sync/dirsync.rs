@@ -76,11 +76,12 @@ async fn run(
     )))
 }
 
-/// A DirSync cookie for "now"; `None` when DirSync is not available.
+/// A DirSync cookie for "now"; `Err` with the server's answer, in words,
+/// when DirSync is not available to the bind account.
 pub(super) async fn cookie(
     reader: &Reader,
     ldap: &mut Ldap,
-) -> Result<Option<Vec<u8>>, ConnectorError> {
+) -> Result<Result<Vec<u8>, String>, ConnectorError> {
     let nc = naming_context(reader, ldap).await?;
     // A filter that matches no object still advances the cookie.
     let filter = "(&(objectClass=contact)(!(objectClass=contact)))";
@@ -95,11 +96,8 @@ pub(super) async fn cookie(
     )
     .await?
     {
-        Ok(cookie) => Ok(Some(cookie)),
-        Err(res) => {
-            tracing::info!(result = %error::describe(&res), "DirSync is not available to the bind DN (it needs \"Replicating Directory Changes\"): deltas use uSNChanged");
-            Ok(None)
-        }
+        Ok(cookie) => Ok(Ok(cookie)),
+        Err(res) => Ok(Err(error::describe(&res))),
     }
 }
 

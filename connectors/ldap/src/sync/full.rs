@@ -5,14 +5,10 @@
 //! references, or an incomplete one, no cursor: the next pull reads in
 //! full again.
 
-use std::time::SystemTime;
-
 use coexist_connector::{ConnectorError, Progress, Pull, PullMode};
 use ldap3::Ldap;
 
-use super::{content_sync, dirsync, timestamp, usn};
-use crate::config::{Flavor, Incremental};
-use crate::cursor::{b64, Cursor, Method};
+use crate::cursor::{Cursor, Method};
 use crate::read::{Collected, Reader, Via};
 
 /// A full read, with the cursor of the best incremental method available.
@@ -23,41 +19,9 @@ pub(super) async fn read(
 ) -> Result<Pull, ConnectorError> {
     // The cursor is taken before the read, so changes made during the read
     // are seen again by the next delta rather than lost.
-    let since_now = || Method::ModifyTimestamp {
-        since: timestamp::generalized_time(SystemTime::now() - timestamp::OVERLAP),
-        ids: Vec::new(),
-    };
-    let method = match (reader.config.flavor, reader.config.incremental) {
-        (Flavor::Openldap, Incremental::ModifyTimestamp) => Some(since_now()),
-        (Flavor::Openldap, _) => match content_sync::cookies(reader, ldap).await? {
-            Some(cookies) => Some(Method::Syncrepl { cookies }),
-            None => {
-                if reader.config.incremental == Incremental::ContentSync {
-                    tracing::warn!("incremental = content_sync, but the server has no syncprov here: using modifyTimestamp");
-                }
-                Some(since_now())
-            }
-        },
-        (Flavor::ActiveDirectory, Incremental::UsnChanged) => usn::position(reader, ldap)
-            .await?
-            .map(|(invocation_id, usn)| Method::Usn {
-                invocation_id,
-                usn,
-                ids: Some(Vec::new()),
-            }),
-        (Flavor::ActiveDirectory, _) => match dirsync::cookie(reader, ldap).await? {
-            Some(cookie) => Some(Method::Dirsync {
-                cookie: b64(&cookie),
-            }),
-            None => usn::position(reader, ldap)
-                .await?
-                .map(|(invocation_id, usn)| Method::Usn {
-                    invocation_id,
-                    usn,
-                    ids: Some(Vec::new()),
-                }),
-        },
-    };
+    let chosen = super::choose(reader, ldap).await?;
+    tracing::info!(method = %chosen.how, "incremental reads after this full read");
+    let method = chosen.method;
     let mut out = Collected::new();
     // The bulk of the read goes through the lean client, on a connection
     // of its own.
