@@ -44,6 +44,11 @@ pub struct Pull {
     /// Objects skipped because they were malformed.
     #[serde(default)]
     pub problems: Vec<Problem>,
+    /// How the next pulls find changes (the incremental method, why it was
+    /// chosen, how it sees deletions), in words for the run's report; `None`
+    /// when the connector has one way only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<String>,
 }
 
 impl Pull {
@@ -57,6 +62,7 @@ impl Pull {
             cursor: None,
             complete: true,
             problems: Vec::new(),
+            incremental: None,
         }
     }
 }

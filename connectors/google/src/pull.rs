@@ -111,6 +111,7 @@ impl GoogleConnector {
             cursor: None,
             complete,
             problems,
+            incremental: None,
         })
     }
 

@@ -92,6 +92,7 @@ fn delta_pull(reader: &Reader, out: Collected, mut removed: Vec<String>, method:
     removed.retain(|id| !returned.contains(id.as_str()));
     removed.sort();
     removed.dedup();
+    let method_name = method.clone();
     Pull {
         mode: PullMode::Delta,
         recipients: out.recipients.into_iter().map(|(r, _)| r).collect(),
@@ -100,6 +101,7 @@ fn delta_pull(reader: &Reader, out: Collected, mut removed: Vec<String>, method:
         cursor: Cursor::new(&reader.config, method).encode(),
         complete: out.complete,
         problems: out.problems,
+        incremental: Some(method_in_words(&method_name)),
     }
 }
 
@@ -164,6 +166,18 @@ pub(crate) struct Chosen {
     pub method: Option<Method>,
     /// Which method, why, and how it finds deletions.
     pub how: String,
+}
+
+/// A delta's method, in words for the run's report.
+fn method_in_words(method: &Method) -> String {
+    match method {
+        Method::Syncrepl { .. } => {
+            "content sync (RFC 4533): the server reports changes and deletions".into()
+        }
+        Method::ModifyTimestamp { .. } => format!("modifyTimestamp; {BY_LISTING}"),
+        Method::Dirsync { .. } => "DirSync; deletions come as tombstones".into(),
+        Method::Usn { .. } => format!("uSNChanged; {BY_LISTING}"),
+    }
 }
 
 /// What a method that lists the anchors says of deletions.

@@ -73,5 +73,6 @@ pub(super) async fn read(
         cursor,
         complete: out.complete,
         problems: out.problems,
+        incremental: Some(chosen.how),
     })
 }
