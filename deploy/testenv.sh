@@ -809,7 +809,9 @@ EOF
     }
 }
 
-# Exchange-style schema extension (targetAddress), and the test domain's layout.
+# Exchange-style schema extension (targetAddress; msExchRecipientTypeDetails,
+# which tells shared, room and equipment mailboxes apart), and the test
+# domain's layout.
 samba_schema_ldif() {
     local schema="CN=Schema,CN=Configuration,$SAMBA_BASE"
     cat <<EOF
@@ -832,6 +834,22 @@ searchFlags: 1
 isMemberOfPartialAttributeSet: TRUE
 showInAdvancedViewOnly: TRUE
 
+dn: CN=ms-Exch-Recipient-Type-Details,$schema
+changetype: add
+objectClass: top
+objectClass: attributeSchema
+cn: ms-Exch-Recipient-Type-Details
+attributeID: 1.2.840.113556.1.4.7000.102.50855
+attributeSyntax: 2.5.5.16
+oMSyntax: 65
+isSingleValued: TRUE
+lDAPDisplayName: msExchRecipientTypeDetails
+adminDisplayName: ms-Exch-Recipient-Type-Details
+adminDescription: ms-Exch-Recipient-Type-Details
+searchFlags: 1
+isMemberOfPartialAttributeSet: TRUE
+showInAdvancedViewOnly: TRUE
+
 dn:
 changetype: modify
 add: schemaUpdateNow
@@ -842,6 +860,7 @@ dn: CN=User,$schema
 changetype: modify
 add: mayContain
 mayContain: targetAddress
+mayContain: msExchRecipientTypeDetails
 -
 
 dn: CN=Contact,$schema

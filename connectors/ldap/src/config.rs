@@ -158,6 +158,22 @@ impl DisabledWhen {
     }
 }
 
+impl DisabledWhen {
+    /// The exceptions of `flavor` when `disabled_unless` is not set: on
+    /// Active Directory, Exchange's linked (2), shared (4), room (16) and
+    /// equipment (32) mailboxes by `msExchRecipientTypeDetails`; none on
+    /// OpenLDAP.
+    pub fn exceptions(flavor: Flavor) -> Vec<DisabledWhen> {
+        match flavor {
+            Flavor::Openldap => Vec::new(),
+            Flavor::ActiveDirectory => vec![DisabledWhen::BitsSet {
+                attribute: "msExchRecipientTypeDetails".into(),
+                mask: 2 | 4 | 16 | 32,
+            }],
+        }
+    }
+}
+
 /// Overrides of the flavor's default attribute names. Every field left out
 /// keeps the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -356,6 +372,15 @@ pub struct LdapConfig {
     /// them again to keep them); an empty list disables no account. A change
     /// makes the next pull a full read, so every entry is judged again.
     pub disabled_when: Vec<DisabledWhen>,
+    /// Exceptions to `disabled_when`: an entry matching any of these rules
+    /// (written the same way) is never read as disabled.
+    ///
+    /// Default on Active Directory: Exchange's shared, room, equipment and
+    /// linked mailboxes (`msExchRecipientTypeDetails` with any bit of 54:
+    /// 2 linked, 4 shared, 16 room, 32 equipment), whose user accounts
+    /// Exchange keeps disabled while their mailboxes receive mail. Default
+    /// on OpenLDAP: none. Setting it replaces the default.
+    pub disabled_unless: Vec<DisabledWhen>,
 }
 
 /// What the configuration file holds; turned into [`LdapConfig`] with the
@@ -399,6 +424,8 @@ struct RawLdapConfig {
     incremental: Incremental,
     #[serde(default)]
     disabled_when: Option<Vec<DisabledWhen>>,
+    #[serde(default)]
+    disabled_unless: Option<Vec<DisabledWhen>>,
 }
 
 impl TryFrom<RawLdapConfig> for LdapConfig {
@@ -437,6 +464,9 @@ impl TryFrom<RawLdapConfig> for LdapConfig {
         config.incremental = raw.incremental;
         if let Some(rules) = raw.disabled_when {
             config.disabled_when = rules;
+        }
+        if let Some(rules) = raw.disabled_unless {
+            config.disabled_unless = rules;
         }
         config.validate()?;
         Ok(config)
@@ -489,6 +519,7 @@ impl LdapConfig {
             timeout_seconds: 30,
             incremental: Incremental::Auto,
             disabled_when: DisabledWhen::defaults(flavor),
+            disabled_unless: DisabledWhen::exceptions(flavor),
         }
     }
 
@@ -522,19 +553,21 @@ impl LdapConfig {
         if self.timeout_seconds == 0 {
             return Err("timeout_seconds must be at least 1".into());
         }
-        for rule in &self.disabled_when {
+        let rules = (self.disabled_when.iter().map(|r| ("disabled_when", r)))
+            .chain(self.disabled_unless.iter().map(|r| ("disabled_unless", r)));
+        for (key, rule) in rules {
             if rule.attribute().trim().is_empty() {
-                return Err("disabled_when: every rule must name an attribute".into());
+                return Err(format!("{key}: every rule must name an attribute"));
             }
             match rule {
                 DisabledWhen::Equals { attribute, values } if values.is_empty() => {
                     return Err(format!(
-                        "disabled_when: the `equals` rule of {attribute} must list values"
+                        "{key}: the `equals` rule of {attribute} must list values"
                     ))
                 }
                 DisabledWhen::BitsSet { attribute, mask: 0 } => {
                     return Err(format!(
-                        "disabled_when: the `bits_set` rule of {attribute} needs a mask"
+                        "{key}: the `bits_set` rule of {attribute} needs a mask"
                     ))
                 }
                 _ => {}
@@ -675,6 +708,32 @@ mod tests {
             ));
             assert!(refused.is_err(), "{bad} was accepted");
         }
+    }
+
+    #[test]
+    fn disabled_unless_defaults_to_exchanges_resource_mailboxes_on_ad_only() {
+        let base = r#""url":"ldap://h","bind_dn":"cn=a","password":{"env":"X"},
+                "base_dns":["dc=x"],"stub_base":"ou=c,dc=x""#;
+        let ad = parse(&format!(r#"{{{base},"flavor":"active_directory"}}"#)).unwrap();
+        assert_eq!(
+            ad.disabled_unless,
+            [DisabledWhen::BitsSet {
+                attribute: "msExchRecipientTypeDetails".into(),
+                mask: 54
+            }]
+        );
+        let o = parse(&format!(r#"{{{base},"flavor":"openldap"}}"#)).unwrap();
+        assert!(o.disabled_unless.is_empty());
+        let set = parse(&format!(
+            r#"{{{base},"flavor":"openldap","disabled_unless":[
+                {{"when":"equals","attribute":"employeeType","values":["resource"]}}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(set.disabled_unless.len(), 1);
+        let refused = parse(&format!(
+            r#"{{{base},"flavor":"openldap","disabled_unless":[{{"when":"equals","attribute":"a","values":[]}}]}}"#
+        ));
+        assert!(refused.unwrap_err().to_string().contains("disabled_unless"));
     }
 
     #[test]

@@ -74,7 +74,7 @@ impl Cursor {
 /// A short digest of what a pull reads.
 pub fn fingerprint(config: &LdapConfig) -> String {
     let text = format!(
-        "{:?}|{}|{}|{}|{}|{:?}|{:?}|{:?}|{:?}",
+        "{:?}|{}|{}|{}|{}|{:?}|{:?}|{:?}|{:?}|{:?}",
         config.base_dns,
         config.effective_user_filter(),
         config.effective_group_filter(),
@@ -84,6 +84,7 @@ pub fn fingerprint(config: &LdapConfig) -> String {
         config.extra_attributes,
         config.flavor,
         config.disabled_when,
+        config.disabled_unless,
     );
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.as_bytes() {

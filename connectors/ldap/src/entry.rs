@@ -252,6 +252,8 @@ pub struct Mapper {
     pub extra_attributes: Vec<String>,
     /// The rules that make an account disabled (`disabled_when`).
     pub disabled_when: Vec<DisabledWhen>,
+    /// The exceptions to those rules (`disabled_unless`).
+    pub disabled_unless: Vec<DisabledWhen>,
 }
 
 impl Mapper {
@@ -263,6 +265,7 @@ impl Mapper {
             marker_attribute: config.marker_attribute.clone(),
             extra_attributes: config.extra_attributes.clone(),
             disabled_when: config.disabled_when.clone(),
+            disabled_unless: config.disabled_unless.clone(),
         }
     }
 
@@ -291,6 +294,7 @@ impl Mapper {
         names.extend(
             self.disabled_when
                 .iter()
+                .chain(&self.disabled_unless)
                 .map(|rule| rule.attribute().to_string()),
         );
         match self.flavor {
@@ -464,7 +468,11 @@ impl Mapper {
         let enabled = !self
             .disabled_when
             .iter()
-            .any(|rule| disables(rule, entry, now));
+            .any(|rule| disables(rule, entry, now))
+            || self
+                .disabled_unless
+                .iter()
+                .any(|rule| disables(rule, entry, now));
         let attributes = self.attributes(entry);
         let mut member_dns = Vec::new();
         if is_group {

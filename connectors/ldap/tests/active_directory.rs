@@ -491,3 +491,44 @@ async fn a_usn_changed_cursor_without_anchors_leads_to_a_full_read() {
     assert_eq!(p.mode, PullMode::Full);
     assert!(p.cursor.unwrap().contains("\"ids\""));
 }
+
+/// Exchange keeps the user accounts of shared, room and equipment
+/// mailboxes disabled (userAccountControl 514) while their mailboxes
+/// receive mail: they stay enabled recipients; a disabled user mailbox
+/// does not.
+#[tokio::test]
+async fn shared_room_and_equipment_mailboxes_are_not_read_as_disabled_accounts() {
+    let t = Subtree::new(TestServer::samba()).await;
+    let tag = common::random();
+    let at = |name: &str| format!("{name}.{tag}@acmecorp.com");
+    for (name, details) in [
+        ("shared", "4"),
+        ("room", "16"),
+        ("equipment", "32"),
+        ("left", "1"),
+    ] {
+        t.person(
+            name,
+            &at(name),
+            vec![
+                ("userAccountControl", vec!["514"]),
+                ("msExchRecipientTypeDetails", vec![details]),
+            ],
+        )
+        .await;
+    }
+    t.person(
+        "gone",
+        &at("gone"),
+        vec![("userAccountControl", vec!["514"])],
+    )
+    .await;
+    let connector = LdapConnector::new("ad", t.config()).unwrap();
+    let pull = connector.pull(None, &NoProgress).await.unwrap();
+    for name in ["shared", "room", "equipment"] {
+        assert!(common::find(&pull, &at(name)).enabled, "{name}");
+    }
+    for name in ["left", "gone"] {
+        assert!(!common::find(&pull, &at(name)).enabled, "{name}");
+    }
+}

@@ -268,8 +268,5 @@ async fn doctor_says_slapd_with_syncprov_uses_content_sync() {
     let t = Subtree::new(TestServer::slapd()).await;
     let (findings, _) = doctor(t.config()).await;
     others_pass(&findings);
-    assert_detail_names(
-        finding(&findings, "incremental reads"),
-        &["content sync"],
-    );
+    assert_detail_names(finding(&findings, "incremental reads"), &["content sync"]);
 }
