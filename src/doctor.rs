@@ -5,9 +5,10 @@
 //! not make), and asks each system's connector for its own checks
 //! (credentials, schema, routing settings). It reads, and changes nothing.
 
-use coexist_connector::Finding;
+use coexist_connector::{Finding, Place};
 
 use crate::engine::{Engine, EngineError};
+use crate::reconcile::policy::UnknownRecipient;
 use crate::reconcile::ConflictKind;
 
 /// Every finding about the engine's systems: mail routing first (the
@@ -52,6 +53,43 @@ pub async fn examine(engine: &Engine) -> Result<Vec<Finding>, EngineError> {
                 detail: error.to_string(),
             }),
         }
+        for mut finding in system
+            .kind
+            .0
+            .manual_checks(&place(&engine.config.policy, &system.id))
+        {
+            finding.check = format!("{}: {}", system.id, finding.check);
+            findings.push(finding);
+        }
     }
     Ok(findings)
+}
+
+/// Where `system` stands in the policy's mail flow, for its kind's manual
+/// checks.
+fn place<'a>(policy: &'a crate::reconcile::Policy, system: &'a str) -> Place<'a> {
+    let routing = |id: &str| {
+        policy
+            .systems
+            .iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.routing_domain.as_deref())
+    };
+    let own = policy.systems.iter().find(|s| s.id == system);
+    Place {
+        system,
+        routing_domain: routing(system),
+        shared_domains: &policy.shared_domains,
+        receives_from_the_internet: policy.mx.as_deref() == Some(system),
+        relays_unknown_to: own.and_then(|s| match &s.unknown_recipient {
+            UnknownRecipient::Relay(to) => Some((to.as_str(), routing(to))),
+            UnknownRecipient::Reject => None,
+        }),
+        others: policy
+            .systems
+            .iter()
+            .filter(|s| s.id != system)
+            .map(|s| (s.id.as_str(), s.routing_domain.as_deref()))
+            .collect(),
+    }
 }

@@ -17,7 +17,7 @@ use thiserror::Error;
 
 use coexist_model::{DisabledMailboxes, StubStyle};
 
-use crate::connector::Connector;
+use crate::connector::{Connector, Finding};
 use crate::secret::SecretRef;
 
 /// What setting up one configured system is given.
@@ -139,4 +139,34 @@ pub trait Kind: Send + Sync + 'static {
     /// The connector of one configured system. Settings are checked here,
     /// so a bad one is a configuration error; nothing is contacted.
     fn connect(&self, setup: &Setup<'_>) -> Result<Arc<dyn Connector>, SetupError>;
+
+    /// What an admin must check by hand in a system of this kind for mail
+    /// to flow where the organisation's topology says (settings no API the
+    /// connector uses shows), as `manual` findings for `coexist doctor`.
+    /// Default: none.
+    fn manual_checks(&self, place: &Place<'_>) -> Vec<Finding> {
+        let _ = place;
+        Vec::new()
+    }
+}
+
+/// A system's place in the organisation's mail flow, from the
+/// configuration: what [`Kind::manual_checks`] explains against.
+#[derive(Debug, Clone)]
+pub struct Place<'a> {
+    /// The system's id.
+    pub system: &'a str,
+    /// Its routing domain, if it has one: the other systems forward mail
+    /// for its people to `local@<routing domain>`.
+    pub routing_domain: Option<&'a str>,
+    /// The domains every system shares (`acmecorp.com`).
+    pub shared_domains: &'a [String],
+    /// Whether the shared domains' MX points at this system.
+    pub receives_from_the_internet: bool,
+    /// The system it relays mail for shared-domain addresses it does not
+    /// hold to (its catch-all, Exchange's internal relay), with that
+    /// system's routing domain.
+    pub relays_unknown_to: Option<(&'a str, Option<&'a str>)>,
+    /// Every other system, with its routing domain.
+    pub others: Vec<(&'a str, Option<&'a str>)>,
 }

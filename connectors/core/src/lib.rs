@@ -38,5 +38,5 @@ pub use coexist_model::{
 
 pub use connector::{Capacity, Connector, Finding, NoProgress, Progress};
 pub use error::{Cause, ConnectorError};
-pub use kind::{Kind, Setup, SetupError};
+pub use kind::{Kind, Place, Setup, SetupError};
 pub use secret::{Secret, SecretError, SecretRef};

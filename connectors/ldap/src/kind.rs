@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use coexist_connector::{Connector, DisabledMailboxes, Kind, Setup, SetupError, StubStyle};
+use coexist_connector::{
+    Connector, DisabledMailboxes, Finding, Kind, Place, Setup, SetupError, StubStyle,
+};
 
 use crate::{Flavor, LdapConfig, LdapConnector};
 
@@ -101,5 +103,111 @@ impl Kind for LdapKind {
         let connector = LdapConnector::new(setup.system, settings)
             .map_err(|e| SetupError::new(e.to_string()))?;
         Ok(Arc::new(connector))
+    }
+
+    /// On Active Directory, the Exchange settings mail flow depends on and
+    /// no LDAP read shows: the routing domain accepted, a send connector
+    /// to each other system, and the shared domains as internal relay
+    /// where the topology relays unknown recipients onward.
+    fn manual_checks(&self, place: &Place<'_>) -> Vec<Finding> {
+        if self.flavor != Flavor::ActiveDirectory {
+            return Vec::new();
+        }
+        exchange_checks(place)
+    }
+}
+
+/// The manual checks of the Exchange organisation an AD system serves.
+fn exchange_checks(place: &Place<'_>) -> Vec<Finding> {
+    let manual = |check: &str, detail: String| Finding {
+        check: format!("{check} (manual check)"),
+        ok: true,
+        manual: true,
+        detail: format!(
+            "MANUAL CHECK: Exchange keeps this outside the directory coexist reads. {detail}"
+        ),
+    };
+    let mut findings = Vec::new();
+    if let Some(routing) = place.routing_domain {
+        findings.push(manual(
+            "Exchange accepts the routing domain",
+            format!(
+                "The other systems forward mail for this system's people to local@{routing}. \
+                 In the Exchange admin center (Mail flow > Accepted domains) {routing} must be \
+                 an Authoritative accepted domain (Get-AcceptedDomain; New-AcceptedDomain \
+                 -Name {routing} -DomainName {routing} -DomainType Authoritative), each \
+                 mailbox must carry an smtp:local@{routing} proxy address (an email address \
+                 policy that adds it), and {routing}'s MX must reach Exchange."
+            ),
+        ));
+    }
+    for (other, routing) in &place.others {
+        let Some(routing) = routing else { continue };
+        findings.push(manual(
+            &format!("Exchange sends {routing} to {other}"),
+            format!(
+                "coexist's contacts here forward mail for {other}'s people to local@{routing}. \
+                 Exchange must deliver that domain to {other}: by {routing}'s MX, or by a send \
+                 connector with the address space {routing} and {other}'s host as smart host \
+                 (Mail flow > Send connectors; Get-SendConnector | fl AddressSpaces,SmartHosts)."
+            ),
+        ));
+    }
+    if let Some((other, routing)) = place.relays_unknown_to {
+        for domain in place.shared_domains {
+            let to = routing.map_or_else(
+                || format!("{other}'s mail host"),
+                |r| format!("{other} (its host for {r})"),
+            );
+            findings.push(manual(
+                &format!("Exchange relays unknown {domain} recipients to {other}"),
+                format!(
+                    "The configuration says mail for {domain} addresses without a mailbox or \
+                     contact here goes on to {other}. {domain} must be an InternalRelay \
+                     accepted domain (Set-AcceptedDomain -Identity {domain} -DomainType \
+                     InternalRelay), and a send connector with the address space {domain} \
+                     must deliver to {to}; as Authoritative, Exchange bounces that mail."
+                ),
+            ));
+        }
+    }
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place<'a>(shared: &'a [String]) -> Place<'a> {
+        Place {
+            system: "ad",
+            routing_domain: Some("onprem.acmecorp.com"),
+            shared_domains: shared,
+            receives_from_the_internet: true,
+            relays_unknown_to: Some(("qmail", Some("qmail.acmecorp.com"))),
+            others: vec![("qmail", Some("qmail.acmecorp.com")), ("archive", None)],
+        }
+    }
+
+    #[test]
+    fn exchange_is_asked_to_accept_its_routing_domain_send_to_the_others_and_relay_the_shared_domain(
+    ) {
+        let shared = vec!["acmecorp.com".to_string()];
+        let findings = ACTIVE_DIRECTORY.manual_checks(&place(&shared));
+        assert!(findings.iter().all(|f| f.manual && f.ok), "{findings:#?}");
+        let text: Vec<String> = findings
+            .iter()
+            .map(|f| format!("{}: {}", f.check, f.detail))
+            .collect();
+        assert_eq!(text.len(), 3, "{text:#?}");
+        assert!(text[0].contains("onprem.acmecorp.com") && text[0].contains("Authoritative"));
+        assert!(text[1].contains("qmail.acmecorp.com") && text[1].contains("send connector"));
+        assert!(text[2].contains("InternalRelay") && text[2].contains("acmecorp.com"));
+    }
+
+    #[test]
+    fn an_ldap_mail_server_has_no_exchange_checks() {
+        let shared = vec!["acmecorp.com".to_string()];
+        assert!(LDAP.manual_checks(&place(&shared)).is_empty());
     }
 }
