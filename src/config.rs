@@ -8,6 +8,11 @@
 //!
 //! Every error names the file, the line and the key, and says what was
 //! expected. [`Config::load`] touches no system.
+//!
+//! Every relative path in the file is relative to the folder of the file
+//! ([`Config::folder`]), wherever coexist runs from: seed and state files,
+//! key and CA files, secrets `{ file = "PATH" }`, the default store and a
+//! relative `sqlite:` path in `[store] url`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -136,6 +141,8 @@ pub struct SystemConfig {
 }
 
 /// The store's URL: a string, or a secret reference (a Postgres URL holds a password).
+/// A relative SQLite path in it is relative to the configuration file's
+/// folder ([`store_url_beside`]).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 enum StoreUrl {
@@ -150,6 +157,8 @@ pub struct Config {
     pub path: PathBuf,
     pub policy: Policy,
     pub systems: Vec<SystemConfig>,
+    /// `[store] url`, a relative SQLite path in it (or the file of its
+    /// secret) already resolved against [`Config::folder`].
     store_url: StoreUrl,
     /// No `[store]` table: the SQLite file `coexist.db` beside this file.
     default_store: bool,
@@ -186,6 +195,13 @@ struct RawOrganisation {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStore {
+    /// `[store] url`: `sqlite:PATH`, `sqlite://PATH` (with an optional
+    /// query such as `?mode=rwc`), `sqlite::memory:`, or
+    /// `postgres://…`; or a secret reference holding one. A relative
+    /// `PATH` is relative to the folder of the configuration file, as
+    /// every path in the file is, not to the current directory:
+    /// `sqlite:state/coexist.db` beside `/etc/coexist/coexist.toml` is
+    /// `/etc/coexist/state/coexist.db`. So is a relative `{ file = "PATH" }`.
     url: StoreUrl,
 }
 
@@ -304,6 +320,49 @@ fn folder_of(path: &Path) -> &Path {
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
+}
+
+/// `url` with a relative SQLite path resolved against `folder` (the
+/// configuration file's): `sqlite:state/coexist.db` and
+/// `sqlite://state/coexist.db` become `sqlite:/FOLDER/state/coexist.db`,
+/// a query (`?mode=rwc`) kept as it was. An absolute path,
+/// `sqlite::memory:`, a URL of no path (`sqlite://?mode=memory`) and any
+/// other database's URL are returned as they are.
+///
+/// The path is made absolute (from the current directory, when the folder
+/// itself is relative): the store reads it as a URL (`sqlite://PATH`),
+/// where a relative path's first folder would be taken for a host and a
+/// `..` after it dropped.
+fn store_url_beside(folder: &Path, url: &str) -> String {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return url.to_string();
+    };
+    let (database, query) = match rest.split_once('?') {
+        Some((database, query)) => (database, Some(query)),
+        None => (rest, None),
+    };
+    if database.is_empty() || database == ":memory:" || Path::new(database).is_absolute() {
+        return url.to_string();
+    }
+    let joined = folder.join(database);
+    let path = std::path::absolute(&joined).unwrap_or(joined);
+    match query {
+        Some(query) => format!("sqlite:{}?{query}", path.display()),
+        None => format!("sqlite:{}", path.display()),
+    }
+}
+
+/// `secret` with a relative file resolved against `folder`.
+fn secret_beside(folder: &Path, secret: SecretRef) -> SecretRef {
+    match secret {
+        SecretRef::File { file } if Path::new(&file).is_relative() => SecretRef::File {
+            file: folder.join(file).display().to_string(),
+        },
+        other => other,
+    }
 }
 
 fn valid_domain(raw: &str) -> Option<String> {
@@ -653,13 +712,14 @@ impl Config {
             ));
         }
 
+        // One rule for every path of the file, the store's too: relative
+        // to the folder of the file.
+        let folder = folder_of(path);
         let default_store = raw.store.is_none();
-        let store_url = match raw.store {
-            Some(store) => store.url,
-            None => {
-                let dir = folder_of(path);
-                StoreUrl::Plain(format!("sqlite:{}", dir.join("coexist.db").display()))
-            }
+        let store_url = match raw.store.map(|store| store.url) {
+            Some(StoreUrl::Plain(url)) => StoreUrl::Plain(store_url_beside(folder, &url)),
+            Some(StoreUrl::Secret(secret)) => StoreUrl::Secret(secret_beside(folder, secret)),
+            None => StoreUrl::Plain(store_url_beside(folder, "sqlite:coexist.db")),
         };
 
         Ok(Config {
@@ -697,21 +757,21 @@ impl Config {
         }
     }
 
-    /// The store URL, its secret resolved.
+    /// The store URL, its secret resolved, a relative SQLite path in it
+    /// resolved against [`Config::folder`] (whether written in the file or
+    /// read from its secret).
     pub fn store_url(&self) -> Result<String, ConfigError> {
         match &self.store_url {
             StoreUrl::Plain(url) => Ok(url.clone()),
-            StoreUrl::Secret(secret) => {
-                secret
-                    .resolve()
-                    .map(|s| s.expose().to_string())
-                    .map_err(|e| ConfigError {
-                        file: self.path.display().to_string(),
-                        line: None,
-                        key: "store.url".into(),
-                        message: e.to_string(),
-                    })
-            }
+            StoreUrl::Secret(secret) => secret
+                .resolve()
+                .map(|s| store_url_beside(self.folder(), s.expose()))
+                .map_err(|e| ConfigError {
+                    file: self.path.display().to_string(),
+                    line: None,
+                    key: "store.url".into(),
+                    message: e.to_string(),
+                }),
         }
     }
 
@@ -761,8 +821,10 @@ impl Config {
         self.systems.iter().map(|s| s.id.clone()).collect()
     }
 
-    /// The folder of the configuration file: relative paths in it (seed
-    /// files, key files, the default store) are resolved against it.
+    /// The folder of the configuration file: every relative path in it
+    /// (seed and state files, key and CA files, secret files, the default
+    /// store, a relative `sqlite:` path in `[store] url`) is resolved
+    /// against it, never against the current directory.
     pub fn folder(&self) -> &Path {
         folder_of(&self.path)
     }

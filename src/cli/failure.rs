@@ -1,6 +1,7 @@
 //! [`Failure`]: why a command stopped, as the message printed on stderr
 //! and the exit code (`crate::exit`) each kind of error maps to.
 
+use super::print::OutputError;
 use crate::config::ConfigError;
 use crate::demo::DemoError;
 use crate::engine::EngineError;
@@ -68,6 +69,16 @@ impl From<EngineError> for Failure {
 /// A file could not be read or written: exit 1.
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Self {
+        Failure::unexpected(e.to_string())
+    }
+}
+
+/// The output could not be written (stdout closed: a broken pipe, or
+/// any other failed write): exit 1, as for any I/O error. What the
+/// command did (a sync's run, say) is recorded and its run lock released
+/// all the same.
+impl From<OutputError> for Failure {
+    fn from(e: OutputError) -> Self {
         Failure::unexpected(e.to_string())
     }
 }

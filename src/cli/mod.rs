@@ -1,7 +1,10 @@
 //! The `coexist` command line. [`run`] sets up logging, hands the parsed
 //! [`Cli`] to the command's module in `commands/`, releases the store's
 //! run lock, and turns a [`failure::Failure`] into its message and exit
-//! code. The grammar is in `args`, the mapping of errors to exit codes in
+//! code. Commands write stdout only through `print` (`outln!`,
+//! `print_json`): a closed stdout is an error like any other, never a
+//! panic, so the lock is released and the run recorded whatever becomes
+//! of the output. The grammar is in `args`, the mapping of errors to exit codes in
 //! `failure`, the printing shared by commands in `print`, the progress
 //! bars in `progress`; this module builds the engine the commands share.
 
@@ -34,12 +37,15 @@ pub async fn run(cli: Cli) -> i32 {
         Ok(code) => code,
         Err(failure) => {
             if cli.output == Output::Json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "error": failure.message, "exit_code": failure.code })
-                );
+                let document =
+                    serde_json::json!({ "error": failure.message, "exit_code": failure.code });
+                if let Err(error) = print::outln!("{document}") {
+                    // Stdout is closed (perhaps the very failure): the
+                    // message still reaches stderr below.
+                    tracing::debug!(%error, "the error document was not written");
+                }
             }
-            eprintln!("coexist: {}", failure.message);
+            print::err_line(format_args!("coexist: {}", failure.message));
             failure.code
         }
     }

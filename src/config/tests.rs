@@ -1,4 +1,5 @@
-//! Configuration errors name the file, the line and the key.
+//! Configuration errors name the file, the line and the key; every
+//! relative path in the file is relative to the file's folder.
 
 use std::path::Path;
 
@@ -62,7 +63,13 @@ fn a_good_file_becomes_a_policy() {
     assert_eq!(config.policy.precedence, ["ldap"]);
     assert_eq!(config.policy.precedence_by_attribute["title"], ["google"]);
     assert_eq!(config.systems[0].connection_line, Some(18));
-    assert_eq!(config.store_url().unwrap(), "sqlite:./coexist.db");
+    assert_eq!(
+        config.store_url().unwrap(),
+        format!(
+            "sqlite:{}",
+            std::path::absolute("coexist.db").unwrap().display()
+        )
+    );
     assert_eq!(config.safety.max_deletes, 500);
 }
 
@@ -247,4 +254,105 @@ fn unset_environment_variables_are_named_with_their_key() {
     assert!(config
         .store_description()
         .ends_with("(the default: a SQLite file beside the configuration file)"));
+}
+
+/// `GOOD` read from `path` with `[store] url = URL` (a TOML value).
+fn store_url_of(path: &str, url: &str) -> String {
+    let text = format!("{GOOD}\n[store]\nurl = {url}\n");
+    Config::parse(Path::new(path), &text)
+        .unwrap()
+        .store_url()
+        .unwrap()
+}
+
+#[test]
+fn a_relative_sqlite_store_path_is_relative_to_the_configuration_file() {
+    for url in [
+        r#""sqlite:state/coexist.db""#,
+        r#""sqlite://state/coexist.db""#,
+        r#""sqlite:./state/coexist.db""#,
+    ] {
+        assert_eq!(
+            store_url_of("/etc/coexist/coexist.toml", url),
+            "sqlite:/etc/coexist/state/coexist.db",
+            "{url}"
+        );
+    }
+}
+
+#[test]
+fn a_relative_sqlite_store_path_keeps_its_query() {
+    assert_eq!(
+        store_url_of(
+            "/etc/coexist/coexist.toml",
+            r#""sqlite:state/coexist.db?mode=rwc""#
+        ),
+        "sqlite:/etc/coexist/state/coexist.db?mode=rwc"
+    );
+    assert_eq!(
+        store_url_of(
+            "/etc/coexist/coexist.toml",
+            r#""sqlite://coexist.db?mode=ro""#
+        ),
+        "sqlite:/etc/coexist/coexist.db?mode=ro"
+    );
+}
+
+#[test]
+fn a_relative_sqlite_store_path_beside_a_relative_configuration_is_made_absolute() {
+    // `--config conf/coexist.toml`: the store is conf/coexist.db, named so
+    // that the store's URL reading cannot take `conf` for a host.
+    let expected = std::path::absolute("conf/coexist.db").unwrap();
+    assert_eq!(
+        store_url_of("conf/coexist.toml", r#""sqlite:coexist.db""#),
+        format!("sqlite:{}", expected.display())
+    );
+    let up = std::path::absolute("conf/../shared/coexist.db").unwrap();
+    assert_eq!(
+        store_url_of("conf/coexist.toml", r#""sqlite:../shared/coexist.db""#),
+        format!("sqlite:{}", up.display())
+    );
+}
+
+#[test]
+fn absolute_memory_and_postgres_store_urls_are_kept_as_written() {
+    for url in [
+        "sqlite::memory:",
+        "sqlite://:memory:",
+        "sqlite://?mode=memory",
+        "sqlite:/var/lib/coexist/coexist.db",
+        "sqlite:///var/lib/coexist/coexist.db",
+        "sqlite:/var/lib/coexist/coexist.db?mode=rwc",
+        "postgres://coexist@db.acmecorp.com/coexist",
+        "postgresql://coexist@db.acmecorp.com/coexist?sslmode=require",
+    ] {
+        assert_eq!(
+            store_url_of("/etc/coexist/coexist.toml", &format!("\"{url}\"")),
+            url
+        );
+    }
+}
+
+#[test]
+fn the_default_store_is_beside_the_configuration_file() {
+    let config = Config::parse(Path::new("/etc/coexist/coexist.toml"), GOOD).unwrap();
+    assert_eq!(
+        config.store_url().unwrap(),
+        "sqlite:/etc/coexist/coexist.db"
+    );
+}
+
+#[test]
+fn a_store_url_read_from_a_relative_file_is_read_beside_the_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("store-url"), "sqlite:state/coexist.db\n").unwrap();
+    let path = dir.path().join("coexist.toml");
+    let text = format!("{GOOD}\n[store]\nurl = {{ file = \"store-url\" }}\n");
+    let config = Config::parse(&path, &text).unwrap();
+    // The file is found beside the configuration, and the relative path
+    // it holds follows the same rule.
+    assert_eq!(
+        config.store_url().unwrap(),
+        format!("sqlite:{}", dir.path().join("state/coexist.db").display())
+    );
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::cli::failure::Failure;
-use crate::cli::print::print_json;
+use crate::cli::print::{outln, print_json};
 use crate::cli::Output;
 use crate::engine::{Engine, RunOptions};
 use crate::exit;
@@ -56,14 +56,18 @@ pub async fn run(
         )
         .await?;
     if output == Output::Json {
-        print_json(&report);
+        print_json(&report)?;
     } else {
-        println!(
+        outln!(
             "Applied plan {}: {} done, {} already done before, {} failed, {} withheld.",
-            report.plan, report.done, report.skipped_already_done, report.failed, report.withheld
-        );
+            report.plan,
+            report.done,
+            report.skipped_already_done,
+            report.failed,
+            report.withheld
+        )?;
         for failure in &report.failures {
-            println!("  failed: {failure}");
+            outln!("  failed: {failure}")?;
         }
     }
     Ok(code)

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::cli::failure::Failure;
-use crate::cli::print::print_json;
+use crate::cli::print::{outln, print_json};
 use crate::cli::Output;
 use crate::config::Config;
 use crate::exit;
@@ -28,16 +28,16 @@ pub fn run(config_path: &Path, output: Output) -> Result<i32, Failure> {
             "systems": config.system_ids(),
             "store": store,
             "warnings": unset,
-        }));
+        }))?;
     } else {
-        println!(
+        outln!(
             "{}: OK ({} systems: {}; store: {store})",
             config_path.display(),
             config.systems.len(),
             config.system_ids().join(", ")
-        );
+        )?;
         for warning in &unset {
-            println!("warning: {warning}");
+            outln!("warning: {warning}")?;
         }
     }
     Ok(exit::OK)

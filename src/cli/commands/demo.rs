@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::cli::failure::Failure;
-use crate::cli::print::print_json;
+use crate::cli::print::{outln, print_json, OutputError};
 use crate::cli::Output;
 use crate::demo::DemoRun;
 use crate::engine::ProgressSink;
@@ -20,17 +20,17 @@ pub async fn run(
 ) -> Result<i32, Failure> {
     let dir = dir.map_or_else(crate::demo::default_dir, Path::to_path_buf);
     if output == Output::Text {
-        println!("coexist demo: acmecorp.com, 1000 people: 100 on Google Workspace (gapps.acmecorp.com), 900 on an LDAP mail server.");
-        println!(
+        outln!("coexist demo: acmecorp.com, 1000 people: 100 on Google Workspace (gapps.acmecorp.com), 900 on an LDAP mail server.")?;
+        outln!(
             "Organisation, configuration and store in {}\n",
             dir.display()
-        );
+        )?;
     }
     let demo = crate::demo::run(&dir, progress, actor).await?;
     if output == Output::Text {
-        print_text(&demo);
+        print_text(&demo)?;
     } else {
-        print_json(&demo.report);
+        print_json(&demo.report)?;
     }
     Ok(if demo.settled() {
         exit::OK
@@ -39,29 +39,32 @@ pub async fn run(
     })
 }
 
-fn print_text(demo: &DemoRun) {
+fn print_text(demo: &DemoRun) -> Result<(), OutputError> {
     let first = &demo.first;
-    println!("First sync:");
+    outln!("First sync:")?;
     for pull in &first.pulls {
-        println!(
+        outln!(
             "  read {:<6} {:>4} recipients, {:>4} stubs",
-            pull.system, pull.recipients, pull.stubs
-        );
+            pull.system,
+            pull.recipients,
+            pull.stubs
+        )?;
     }
-    println!(
+    outln!(
         "  GAL: {} recipients, {} conflicts",
-        first.plan.summary.gal, first.plan.summary.conflicts
-    );
+        first.plan.summary.gal,
+        first.plan.summary.conflicts
+    )?;
     for (system, counts) in &first.plan.summary.by_system {
-        println!("  wrote {:>4} stubs into {system}", counts.create);
+        outln!("  wrote {:>4} stubs into {system}", counts.create)?;
     }
-    println!(
+    outln!(
         "\nSecond sync: {} operations (nothing left to change).",
         demo.report.operations_second_run
-    );
-    println!("\nStubs held now:");
+    )?;
+    outln!("\nStubs held now:")?;
     for (system, count) in &demo.report.stubs_by_system {
-        println!("  {system:<6} {count}");
+        outln!("  {system:<6} {count}")?;
     }
     for flow in &demo.flows {
         let path: Vec<String> = flow
@@ -70,16 +73,17 @@ fn print_text(demo: &DemoRun) {
             .iter()
             .map(|h| format!("{} ({})", h.system, h.action))
             .collect();
-        println!(
+        outln!(
             "\nMail from {} to {}: {}",
             flow.from,
             flow.to,
             path.join(" → ")
-        );
+        )?;
     }
-    println!("\nGAL written as LDIF: {}", demo.report.gal_ldif);
-    println!(
+    outln!("\nGAL written as LDIF: {}", demo.report.gal_ldif)?;
+    outln!(
         "Look around: coexist --config {} plan   (or route, export-gal, runs)",
         demo.config.display()
-    );
+    )?;
+    Ok(())
 }

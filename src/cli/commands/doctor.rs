@@ -2,7 +2,7 @@
 //! exits 4 when any check failed.
 
 use crate::cli::failure::Failure;
-use crate::cli::print::print_json;
+use crate::cli::print::{outln, print_json};
 use crate::cli::Output;
 use crate::engine::Engine;
 use crate::exit;
@@ -11,13 +11,13 @@ pub async fn run(engine: &Engine, output: Output) -> Result<i32, Failure> {
     let findings = crate::doctor::examine(engine).await?;
     let ok = findings.iter().all(|f| f.ok);
     if output == Output::Json {
-        print_json(&serde_json::json!({ "ok": ok, "findings": findings }));
+        print_json(&serde_json::json!({ "ok": ok, "findings": findings }))?;
     } else {
         if findings.is_empty() {
-            println!("Nothing to report: every system reaches every other.");
+            outln!("Nothing to report: every system reaches every other.")?;
         }
         for finding in &findings {
-            println!(
+            outln!(
                 "[{}] {}: {}",
                 match (finding.ok, finding.manual) {
                     (_, true) => "LOOK",
@@ -26,7 +26,7 @@ pub async fn run(engine: &Engine, output: Output) -> Result<i32, Failure> {
                 },
                 finding.check,
                 finding.detail
-            );
+            )?;
         }
     }
     Ok(if ok { exit::OK } else { exit::PARTIAL })

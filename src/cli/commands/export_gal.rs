@@ -1,10 +1,10 @@
 //! `coexist export-gal`: the GAL as LDIF, CSV, vCard or JSON, on stdout
 //! or into a file.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::cli::failure::Failure;
+use crate::cli::print::{err_line, write_out};
 use crate::config::Config;
 use crate::exit;
 use crate::export::{default_base, export, Format};
@@ -29,12 +29,13 @@ pub async fn run(
     match out {
         Some(path) => {
             std::fs::write(path, text)?;
-            eprintln!("Wrote {} GAL entries to {}", gal.len(), path.display());
+            err_line(format_args!(
+                "Wrote {} GAL entries to {}",
+                gal.len(),
+                path.display()
+            ));
         }
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(text.as_bytes())?;
-        }
+        None => write_out(&text)?,
     }
     Ok(exit::OK)
 }

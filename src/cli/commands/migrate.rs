@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::cli::failure::Failure;
-use crate::cli::print::print_json;
+use crate::cli::print::{outln, print_json};
 use crate::cli::Output;
 use crate::config::Config;
 use crate::exit;
@@ -14,9 +14,9 @@ pub async fn run(config_path: &Path, output: Output) -> Result<i32, Failure> {
     let url = config.store_url()?;
     Store::open(&url).await?;
     if output == Output::Json {
-        print_json(&serde_json::json!({ "ok": true, "store": crate::store::redact(&url) }));
+        print_json(&serde_json::json!({ "ok": true, "store": crate::store::redact(&url) }))?;
     } else {
-        println!("The store at {} is up to date.", crate::store::redact(&url));
+        outln!("The store at {} is up to date.", crate::store::redact(&url))?;
     }
     Ok(exit::OK)
 }

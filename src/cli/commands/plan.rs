@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::cli::failure::Failure;
-use crate::cli::print::{print_json, print_plan};
+use crate::cli::print::{outln, print_json, print_plan};
 use crate::cli::Output;
 use crate::engine::{Engine, RunOptions};
 
@@ -28,16 +28,16 @@ pub async fn run(
         std::fs::write(path, serde_json::to_vec_pretty(&plan)?)?;
     }
     if output == Output::Json {
-        print_json(&plan);
+        print_json(&plan)?;
     } else {
-        print_plan(&plan);
+        print_plan(&plan)?;
         if let Some(path) = save {
-            println!(
+            outln!(
                 "\nPlan {} saved to {}; apply it with: coexist apply {}",
                 plan.id,
                 path.display(),
                 path.display()
-            );
+            )?;
         }
     }
     Ok(crate::engine::plan_exit_code(

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::cli::failure::Failure;
-use crate::cli::print::print_json;
+use crate::cli::print::{outln, print_json};
 use crate::cli::Output;
 use crate::config::Config;
 use crate::exit;
@@ -35,28 +35,26 @@ pub async fn run(
     let staged = store.load_staged(&config.system_ids()).await?;
     let traced = trace(&config.policy, &StagedView::new(&staged), &origin, address);
     if output == Output::Json {
-        print_json(&traced);
+        print_json(&traced)?;
     } else {
         for (n, hop) in traced.hops.iter().enumerate() {
-            println!(
+            outln!(
                 "{:>2}. {:<12} {:<36} {}",
                 n + 1,
                 hop.system,
                 hop.address,
                 hop.action
-            );
+            )?;
         }
         match &traced.outcome {
             Outcome::Delivered { system, hops } => {
-                println!("Delivered to a mailbox on {system} after {hops} hop(s).")
+                outln!("Delivered to a mailbox on {system} after {hops} hop(s).")?
             }
             Outcome::External { domain, hops } => {
-                println!("Leaves the organisation for {domain} after {hops} hop(s).")
+                outln!("Leaves the organisation for {domain} after {hops} hop(s).")?
             }
-            Outcome::Bounced { system, reason } => {
-                println!("Bounced by {system}: {reason}.")
-            }
-            Outcome::Looping { cycle } => println!("Loops: {}.", cycle.join(" → ")),
+            Outcome::Bounced { system, reason } => outln!("Bounced by {system}: {reason}.")?,
+            Outcome::Looping { cycle } => outln!("Loops: {}.", cycle.join(" → "))?,
         }
     }
     Ok(match traced.outcome {

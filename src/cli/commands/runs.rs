@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::cli::failure::Failure;
-use crate::cli::print::print_json;
+use crate::cli::print::{outln, print_json};
 use crate::cli::Output;
 use crate::config::Config;
 use crate::exit;
@@ -15,12 +15,15 @@ pub async fn run(config_path: &Path, limit: i64, output: Output) -> Result<i32, 
     let store = Store::open(&config.store_url()?).await?;
     let runs = store.runs(limit).await?;
     if output == Output::Json {
-        print_json(&runs);
+        print_json(&runs)?;
     } else {
-        println!(
+        outln!(
             "{:>5}  {:<8} {:<26} {:<9} summary",
-            "run", "command", "started", "status"
-        );
+            "run",
+            "command",
+            "started",
+            "status"
+        )?;
         for run in runs {
             let summary = run
                 .summary
@@ -35,10 +38,13 @@ pub async fn run(config_path: &Path, limit: i64, output: Output) -> Result<i32, 
                     },
                 )
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "{:>5}  {:<8} {:<26} {:<9} {summary}",
-                run.id, run.command, run.started_at, run.status
-            );
+                run.id,
+                run.command,
+                run.started_at,
+                run.status
+            )?;
         }
     }
     Ok(exit::OK)

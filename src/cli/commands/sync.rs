@@ -8,9 +8,9 @@ use crate::engine::{Engine, RunOptions};
 pub async fn run(engine: &Engine, options: &RunOptions, output: Output) -> Result<i32, Failure> {
     let report = engine.sync(options).await?;
     if output == Output::Json {
-        print_json(&report);
+        print_json(&report)?;
     } else {
-        print_sync(&report);
+        print_sync(&report)?;
     }
     Ok(report.exit_code())
 }
