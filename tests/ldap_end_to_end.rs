@@ -566,6 +566,8 @@ fn contacts(t: &Subtree) -> Vec<LdifEntry> {
             "displayName",
             "department",
             "description",
+            "title",
+            "givenName",
         ],
     )
 }
@@ -853,4 +855,52 @@ fn a_hand_made_ad_contact_for_the_same_address_replaces_coexists_own() {
 
     let third = s.sync();
     assert_eq!(operations(&third), [], "{third:#}");
+}
+
+#[test]
+fn values_with_spaces_around_them_are_written_as_ad_stores_them_and_not_planned_again() {
+    let tree = Subtree::new(TestServer::samba());
+    let mut users = cloud_users(2);
+    users[0].attributes.display_name = Some("  Cee Spaced  ".into());
+    users[0].attributes.title = Some(" Boss\t".into());
+    users[0].attributes.given_name = Some(" ".into());
+    let org = Org::new(&ad_and_cloud_config(&tree), &[("cloud", users)]);
+    let password = tree.server.password.clone();
+    let s = Scenario {
+        org,
+        tree,
+        password_variable: SAMBA_PASSWORD,
+        password,
+    };
+    s.sync();
+    let stub = stub_for(&contacts(&s.tree), "c0@acmecorp.com").clone();
+    assert_eq!(stub.all("displayName"), ["Cee Spaced"], "{stub:#?}");
+    assert_eq!(stub.all("title"), ["Boss"], "{stub:#?}");
+    assert!(stub.all("givenName").is_empty(), "{stub:#?}");
+
+    // AD keeps what it stored; reading it all again plans nothing.
+    let (code, again) = s.json(&["sync", "--full-read"]);
+    assert_eq!(code, 0, "{again:#}");
+    assert_eq!(pull_mode(&again, "ad"), "full");
+    assert_eq!(operations(&again), [], "{again:#}");
+}
+
+#[test]
+fn doctor_lists_the_exchange_settings_to_check_by_hand_for_an_ad_system() {
+    let s = ad_and_cloud();
+    let out = s.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let look: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("[LOOK] ad: "))
+        .collect();
+    assert_eq!(look.len(), 3, "{text}");
+    assert!(look[0].contains("onprem.acmecorp.com") && look[0].contains("Authoritative"));
+    assert!(
+        look[1].contains("acmecorp.mail.onmicrosoft.com") && look[1].contains("send connector")
+    );
+    assert!(look[2].contains("InternalRelay") && look[2].contains("acmecorp.com"));
+    assert!(text.contains("[ ok ] ad: incremental reads: DirSync"), "{text}");
+    assert!(text.contains("[ ok ] ad: rights on the stub OU"), "{text}");
 }

@@ -510,14 +510,20 @@ fn entry(
     addresses.dedup();
 
     // Attribute precedence: per attribute, then the default order, then the
-    // home, then every other system in configuration order.
+    // home, then every other system in configuration order. Values are kept
+    // as directories store them (AD trims the spaces around a value; a
+    // blank value is none), so a stub read back compares equal and is not
+    // planned again on every full read.
     let mut attributes = Attributes::default();
     let names: &[&str] = if members.len() == 1 {
         attributes = home.recipient.attributes.clone();
         for name in Attributes::NAMES {
-            if attributes.get(name).is_some_and(|v| v.trim().is_empty()) {
-                attributes.set(name, None);
-            }
+            let stored = match attributes.get(name) {
+                Some(v) if v.trim().is_empty() => None,
+                Some(v) if v.trim().len() != v.len() => Some(v.trim().to_string()),
+                _ => continue,
+            };
+            attributes.set(name, stored);
         }
         &[]
     } else {
@@ -543,7 +549,8 @@ fn entry(
                             .recipient
                             .attributes
                             .get(name)
-                            .filter(|v| !v.trim().is_empty())
+                            .map(str::trim)
+                            .filter(|v| !v.is_empty())
                     })
             });
         attributes.set(name, value.map(str::to_string));

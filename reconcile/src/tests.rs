@@ -139,6 +139,28 @@ fn planning_again_after_applying_changes_nothing() {
 }
 
 #[test]
+fn values_are_kept_as_directories_store_them_without_spaces_around() {
+    let mut ann = person("g1", "ann@acmecorp.com");
+    ann.attributes.display_name = Some("  Ann Archer\t".into());
+    ann.attributes.title = Some(" ".into());
+    let mut bob = person("l1", "bob@acmecorp.com");
+    bob.aliases = vec!["ann.extra@acmecorp.com".into()];
+    let mut bob_google = person("g2", "bob@acmecorp.com");
+    bob_google.mailbox = false;
+    bob_google.attributes.department = Some(" Sales ".into());
+    let r = reconcile(&staged(vec![ann, bob_google], vec![bob]), &acmecorp());
+    let stub = ops_on(&r, "ldap")[0].operation.stub().clone();
+    assert_eq!(stub.attributes.display_name.as_deref(), Some("Ann Archer"));
+    assert_eq!(stub.attributes.title, None);
+    let bob_entry = r
+        .gal
+        .iter()
+        .find(|e| e.primary_address == "bob@acmecorp.com")
+        .unwrap();
+    assert_eq!(bob_entry.attributes.department.as_deref(), Some("Sales"));
+}
+
+#[test]
 fn addresses_join_across_case_and_unicode_spelling() {
     let mut directory_copy = person("l1", "ANN@AcmeCorp.com");
     directory_copy.mailbox = false; // a directory entry of a Google mailbox
