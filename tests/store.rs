@@ -19,6 +19,7 @@ fn stub(id: &str, address: &str) -> FoundStub {
     FoundStub {
         id: id.into(),
         locator: format!("cn={address}"),
+        misplaced: false,
         stub: Stub {
             anchor: format!("google:{id}"),
             kind: RecipientKind::Person,
@@ -572,7 +573,52 @@ async fn the_store_refuses_a_plan_or_run_status_it_does_not_know() {
             "{update}: {refused}"
         );
     }
+    // A run found dead is `interrupted`, a word the store knows.
+    sqlx::query("UPDATE runs SET status = 'interrupted'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_store_of_the_previous_version_keeps_its_journal_and_can_settle_a_dead_runs_operations() {
+    // The store `tests/upgrade.rs` upgrades: written before the journal
+    // kept the run of each operation and knew `interrupted`.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("coexist.db");
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/previous-version/coexist.db"),
+        &path,
+    )
+    .unwrap();
+    let store = Store::open(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    let plan = "96780c646455f10c9080";
+    let journal = store.journal_of(plan).await.unwrap();
+    assert_eq!(journal.len(), 4, "the journal's rows are kept");
+    assert!(journal.values().all(|s| *s == JournalState::Done));
+    assert!(store.operations_left_started().await.unwrap().is_empty());
+
+    store
+        .start_operations(plan, Some(1), &[(9, "ldap")])
+        .await
+        .unwrap();
+    let mut settled = coexist::store::ChunkRecord::default();
+    settled.journal(9, "ldap", JournalState::Interrupted, None);
+    store.settle_plan(plan, &settled, None).await.unwrap();
+    assert_eq!(
+        store.journal_of(plan).await.unwrap().get(&9),
+        Some(&JournalState::Interrupted)
+    );
+    let run = store.start_run("sync").await.unwrap();
+    assert!(store
+        .close_run(run, RunStatus::Interrupted, &serde_json::json!({}))
+        .await
+        .unwrap());
+    store.close().await;
 }
 
 #[tokio::test]

@@ -420,7 +420,76 @@ fn a_run_killed_in_the_middle_of_an_apply_completes_on_the_next_run() {
         assert_eq!(anchors.len(), 150, "no stub duplicated");
         let (_, again) = org.json(&["sync"]);
         assert_eq!(again["apply"]["done"], 0);
+
+        // What the killed run left is reconciled too: its run is closed as
+        // interrupted, none of its operations stays `started`, and every
+        // stub it wrote is in the audit log.
+        let context = format!("killed after {kill_after} operations on ldap");
+        let runs = the_runs_of_a_kill_are_reconciled(&org, &context);
+        let interrupted: Vec<_> = runs
+            .iter()
+            .filter(|r| r["status"] == "interrupted")
+            .collect();
+        assert_eq!(interrupted.len(), 1, "{context}: {runs:?}");
+        assert!(
+            interrupted[0]["finished_at"].is_string(),
+            "{context}: the time it was found dead: {runs:?}"
+        );
+        assert!(
+            interrupted[0]["summary"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("interrupted")),
+            "{context}: {runs:?}"
+        );
     }
+}
+
+/// After a run that follows one or more `kill -9`: no run is left shown as
+/// `running` (`coexist runs`), no journalled operation of any plan is left
+/// `started`, and the audit log holds one create for each stub the systems
+/// hold (whoever made it: the killed run or the one after). Returns the
+/// runs, newest first.
+fn the_runs_of_a_kill_are_reconciled(org: &Org, context: &str) -> Vec<serde_json::Value> {
+    let (code, runs) = org.json(&["runs", "--limit", "100"]);
+    assert_eq!(code, 0, "{context}: {runs}");
+    let runs = runs.as_array().unwrap().clone();
+    assert!(
+        runs.iter().all(|r| r["status"] != "running"),
+        "{context}: a run is still shown as running: {runs:?}"
+    );
+    let url = coexist::config::Config::load(&org.config())
+        .unwrap()
+        .store_url()
+        .unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = coexist::store::Store::open(&url).await.unwrap();
+        let started = store.operations_left_started().await.unwrap();
+        assert!(
+            started.is_empty(),
+            "{context}: journalled operations left started: {started:?}"
+        );
+        let audit = store.audit_log(100_000).await.unwrap();
+        for system in ["google", "ldap"] {
+            let mut created: Vec<&str> = audit
+                .iter()
+                .filter(|a| a.system == system && a.action == coexist::plan::Action::Create)
+                .map(|a| a.address.as_str())
+                .collect();
+            created.sort_unstable();
+            let stubs = org.stubs(system);
+            let mut held: Vec<&str> = stubs
+                .iter()
+                .map(|s| s.stub.primary_address.as_str())
+                .collect();
+            held.sort_unstable();
+            assert_eq!(
+                created, held,
+                "{context}: the audit log's creates on {system} against the stubs it holds"
+            );
+        }
+        store.close().await;
+    });
+    runs
 }
 
 #[test]
@@ -822,6 +891,114 @@ async fn a_run_resuming_an_interrupted_plan_reads_every_system_in_full() {
 }
 
 #[tokio::test]
+async fn what_a_dead_run_left_started_on_a_system_that_cannot_be_read_waits_for_a_run_that_reads_it(
+) {
+    use coexist::store::{JournalState, PlanStatus, RunStatus};
+    use coexist_connector::Connector;
+
+    let org = org(3, 2);
+    let (engine, faulty) = in_process::engine(&org, &["ldap"]).await;
+    // A run planned, started ldap's three creates, made the first, and died.
+    let pulls = engine.pull(false).await.unwrap();
+    let (plan, _) = engine
+        .plan(&engine.health(&pulls), &in_process::options())
+        .await
+        .unwrap();
+    let dead = engine.store.start_run("sync").await.unwrap();
+    engine
+        .store
+        .save_plan(
+            &plan.id,
+            &plan.fingerprint,
+            &serde_json::to_string(&plan).unwrap(),
+        )
+        .await
+        .unwrap();
+    engine
+        .store
+        .set_plan_status(&plan.id, PlanStatus::Applying)
+        .await
+        .unwrap();
+    let on_ldap: Vec<_> = plan.runnable().filter(|s| s.system == "ldap").collect();
+    assert_eq!(on_ldap.len(), 3);
+    let entries: Vec<(i64, &str)> = on_ldap.iter().map(|s| (s.seq, "ldap")).collect();
+    engine
+        .store
+        .start_operations(&plan.id, Some(dead), &entries)
+        .await
+        .unwrap();
+    faulty["ldap"].apply(&on_ldap[0].operation).await.unwrap();
+
+    // The next run cannot read ldap: it closes the dead run, but cannot
+    // tell what the dead run did there, so its operations stay started.
+    faulty["ldap"].on_pull(|_| Err(ConnectorError::retryable("ldap://mail: connection refused")));
+    let lock = engine.lock("sync").await.unwrap();
+    let (code, report) = in_process::sync(&engine).await;
+    lock.release().await;
+    assert_eq!(code, 4, "{report}");
+    assert_eq!(report["resumed"], serde_json::json!([plan.id]));
+    let runs = engine.store.runs(10).await.unwrap();
+    let closed = runs.iter().find(|r| r.id == dead).unwrap();
+    assert_eq!(closed.status, RunStatus::Interrupted, "{runs:?}");
+    assert!(closed.finished_at.is_some());
+    assert_eq!(
+        engine.store.operations_left_started().await.unwrap().len(),
+        3
+    );
+    assert_eq!(
+        engine.store.plan(&plan.id).await.unwrap().map(|p| p.status),
+        Some(PlanStatus::Applying)
+    );
+
+    // A run that reads ldap settles them: the stub the dead run made is
+    // done and audited as its own; the others are interrupted, and made
+    // (and audited) by this run's plan.
+    faulty["ldap"].on_pull(Ok);
+    let lock = engine.lock("sync").await.unwrap();
+    let (code, report) = in_process::sync(&engine).await;
+    lock.release().await;
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["resumed"], serde_json::json!([plan.id]));
+    assert!(engine
+        .store
+        .operations_left_started()
+        .await
+        .unwrap()
+        .is_empty());
+    let journal = engine.store.journal_of(&plan.id).await.unwrap();
+    let states: Vec<JournalState> = on_ldap.iter().map(|s| journal[&s.seq]).collect();
+    assert_eq!(
+        states,
+        [
+            JournalState::Done,
+            JournalState::Interrupted,
+            JournalState::Interrupted
+        ]
+    );
+    assert_eq!(
+        engine.store.plan(&plan.id).await.unwrap().map(|p| p.status),
+        Some(PlanStatus::Superseded)
+    );
+    let audit = engine.store.audit_log(100).await.unwrap();
+    let on_ldap_audit: Vec<_> = audit.iter().filter(|a| a.system == "ldap").collect();
+    assert_eq!(on_ldap_audit.len(), 3, "{audit:?}");
+    let by_dead: Vec<_> = on_ldap_audit
+        .iter()
+        .filter(|a| a.run_id == Some(dead))
+        .collect();
+    assert_eq!(by_dead.len(), 1, "{audit:?}");
+    assert_eq!(by_dead[0].address, on_ldap[0].address);
+    assert!(
+        by_dead[0]
+            .actor
+            .contains(&format!("run {dead}, interrupted")),
+        "{}",
+        by_dead[0].actor
+    );
+    assert_eq!(org.stubs("ldap").len(), 3);
+}
+
+#[tokio::test]
 async fn a_system_that_cannot_be_read_is_sent_nothing_and_the_run_exits_4() {
     let org = org(3, 2);
     assert_eq!(org.json(&["sync"]).0, 0);
@@ -932,6 +1109,7 @@ async fn a_write_reported_without_an_id_is_a_failure_and_never_stored() {
             found: Some(FoundStub {
                 id: String::new(),
                 locator: String::new(),
+                misplaced: false,
                 stub: stub.clone(),
             }),
         }),
@@ -1073,6 +1251,7 @@ fn a_sync_killed_at_random_points_completes_with_no_stub_lost_or_duplicated() {
                 "{context}: {args:?}: {plan}"
             );
         }
+        the_runs_of_a_kill_are_reconciled(&org, &context);
     }
     assert!(
         mid_apply,

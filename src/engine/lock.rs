@@ -6,6 +6,12 @@
 //! while it works; a holder that died is recognised at once on the same host
 //! (its process is gone) and anywhere once its lease lapses, so a `kill -9`
 //! never blocks the next run for long.
+//!
+//! Whoever takes the lock closes the runs of the history still recorded as
+//! running: only a holder of the lock runs, so those runs died (their
+//! holder's lock was taken over, or lapsed). They are closed as
+//! `interrupted`, with the time they were found dead; what they left in
+//! the journal is settled by the next `sync` (`Engine::settle_interrupted`).
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -14,7 +20,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use crate::store::{now, LockHolder, Store};
+use crate::store::{now, LockHolder, RunStatus, Store};
 
 use super::{Engine, EngineError};
 
@@ -57,6 +63,7 @@ impl Engine {
             since: now(),
             expires_at: unix_now() + lease_seconds(),
         };
+        let mut taken_over = None;
         let holder = match self.store.try_lock(&me).await? {
             None => None,
             Some(other) => match holder_is_gone(&other, &me.host) {
@@ -69,6 +76,7 @@ impl Engine {
                             since = %other.since,
                             "took over the run lock of a run that is gone ({why}); this run completes its work"
                         );
+                        taken_over = Some((other, why));
                         None
                     } else {
                         // Somebody else took it over first.
@@ -80,6 +88,11 @@ impl Engine {
         };
         if let Some(holder) = holder {
             return Err(EngineError::Busy { holder });
+        }
+        // Closing the dead runs is bookkeeping: a failure is told, and the
+        // run goes on (the next one closes them).
+        if let Err(error) = self.close_dead_runs(&me, taken_over.as_ref()).await {
+            warn!(%error, "the runs that died could not be closed in the history");
         }
         self.lock_lost.store(false, Ordering::SeqCst);
         let renewer = {
@@ -114,6 +127,58 @@ impl Engine {
             me,
             renewer,
         })
+    }
+}
+
+impl Engine {
+    /// Closes the runs the history still records as running, as
+    /// `interrupted`: `me` holds the run lock, so none of them runs (see
+    /// the module docs). `taken_over` is the dead holder whose lock `me`
+    /// took over, and why it was found gone.
+    async fn close_dead_runs(
+        &self,
+        me: &LockHolder,
+        taken_over: Option<&(LockHolder, &'static str)>,
+    ) -> Result<(), EngineError> {
+        let found = match taken_over {
+            Some((gone, why)) => format!(
+                "found dead at {} by `{}` (pid {} on {}), which took over the run lock of `{}` (pid {} on {}: {why})",
+                now(),
+                me.command,
+                me.pid,
+                me.host,
+                gone.command,
+                gone.pid,
+                gone.host
+            ),
+            None => format!(
+                "found dead at {} by `{}` (pid {} on {}), which found the run lock free",
+                now(),
+                me.command,
+                me.pid,
+                me.host
+            ),
+        };
+        for run in self.store.runs_in_progress().await? {
+            let summary = serde_json::json!({
+                "error": format!(
+                    "interrupted: the run ended before it finished (killed, crashed or stopped); {found}; the next sync completes its work"
+                ),
+            });
+            if self
+                .store
+                .close_run(run.id, RunStatus::Interrupted, &summary)
+                .await?
+            {
+                warn!(
+                    run = run.id,
+                    command = %run.command,
+                    started = %run.started_at,
+                    "a run that died before it finished is closed as interrupted"
+                );
+            }
+        }
+        Ok(())
     }
 }
 

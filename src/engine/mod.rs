@@ -24,7 +24,7 @@ use crate::plan::{Plan, PlanStep};
 use crate::reconcile::{self, Notice, Reconciliation, Staged};
 use crate::store::{
     AuditRecord, ChunkRecord, CursorRecord, JournalState, PlanStatus, RunStatus, StageReport,
-    Store, StoreError,
+    StartedOperation, Store, StoreError,
 };
 
 pub use gates::{Shrink, SourceHealth};
@@ -708,13 +708,24 @@ impl Engine {
             ..ApplyReport::default()
         };
         let mut failures = Failures::default();
-        let withheld: Vec<(i64, &str)> = plan
+        report.withheld = plan.operations.iter().filter(|s| s.withheld).count() as u64;
+        // An operation a run that died left started, withheld now (its
+        // system could not be read): whether it was done is not known until
+        // a run reads that system in full, so it stays started and the
+        // plan applying (see `Engine::settle_interrupted`).
+        let left_started = |s: &&PlanStep| journal.get(&s.seq) == Some(&JournalState::Started);
+        let unsettled = plan
             .operations
             .iter()
             .filter(|s| s.withheld)
+            .filter(left_started)
+            .count();
+        let withheld: Vec<(i64, &str)> = plan
+            .operations
+            .iter()
+            .filter(|s| s.withheld && !left_started(s))
             .map(|s| (s.seq, s.system.as_str()))
             .collect();
-        report.withheld = withheld.len() as u64;
         if !withheld.is_empty() {
             self.store
                 .journal(&plan.id, &withheld, JournalState::Withheld, None)
@@ -751,7 +762,7 @@ impl Engine {
                 }
                 let entries: Vec<(i64, &str)> = chunk.iter().map(|s| (s.seq, system)).collect();
                 self.store
-                    .journal(&plan.id, &entries, JournalState::Started, None)
+                    .start_operations(&plan.id, run_id, &entries)
                     .await?;
                 let operations: Vec<Operation> =
                     chunk.iter().map(|s| s.operation.clone()).collect();
@@ -808,7 +819,10 @@ impl Engine {
             }
         }
         report.failures = failures.finish();
-        let status = if report.failed > 0 || report.not_attempted > 0 {
+        let status = if unsettled > 0 {
+            warn!(plan = %plan.id, operations = unsettled, "operations a run that died left started are withheld: the plan stays applying until a run reads their systems in full");
+            PlanStatus::Applying
+        } else if report.failed > 0 || report.not_attempted > 0 {
             PlanStatus::Partial
         } else {
             PlanStatus::Applied
@@ -863,24 +877,12 @@ impl Engine {
             }
             (_, None) => {}
         }
-        let (before, after) = match &step.operation {
-            Operation::Create { stub } => (None, Some(encode("an audit record", stub)?)),
-            Operation::Update { before, after, .. } => (
-                Some(encode("an audit record", before)?),
-                Some(encode("an audit record", after)?),
-            ),
-            Operation::Delete { stub, .. } => (Some(encode("an audit record", stub)?), None),
-        };
-        written.audit.push(AuditRecord {
-            at: crate::store::now(),
+        written.audit.push(audit_record(
+            step,
+            crate::store::now(),
             run_id,
-            actor: options.actor.clone(),
-            system: step.system.clone(),
-            action: step.action,
-            address: step.address.clone(),
-            before,
-            after,
-        });
+            options.actor.clone(),
+        )?);
         written.journal(step.seq, &step.system, JournalState::Done, None);
         report.done += 1;
         Ok(())
@@ -914,15 +916,235 @@ impl Engine {
         Ok(self.store.unfinished_plans().await?)
     }
 
-    /// Marks interrupted plans as superseded by a fresh pull and plan.
-    pub async fn supersede(&self, plans: &[String]) -> Result<(), EngineError> {
-        for id in plans {
-            self.store
-                .set_plan_status(id, PlanStatus::Superseded)
-                .await?;
+    /// Settles what runs that died left in the journal, once every system
+    /// was read in full (`pulls`): each operation of an interrupted plan
+    /// (`resumed`, still `applying`) left `started` is `done` when the
+    /// read finds its effect — and its audit record is written then, as the
+    /// dead run's, so every change it made reaches the audit log — else
+    /// `interrupted` (the plan made next does what is left, under its own
+    /// journal and audit). Each plan is then `superseded`, in the same
+    /// transaction. An operation on a system whose read was not complete
+    /// cannot be judged: it stays `started` and its plan `applying`, for
+    /// the next run (which reads in full again). Operations left `started`
+    /// in plans no longer applying (by versions that superseded a plan
+    /// before reading) are `interrupted`: what they did was read and
+    /// planned since, by runs that cannot be told apart from them.
+    ///
+    /// Returns the plans left applying.
+    pub async fn settle_interrupted(
+        &self,
+        resumed: &[String],
+        pulls: &[PullReport],
+        run_id: Option<i64>,
+        options: &RunOptions,
+    ) -> Result<Vec<String>, EngineError> {
+        let mut left: BTreeMap<String, Vec<StartedOperation>> = resumed
+            .iter()
+            .map(|plan| (plan.clone(), Vec::new()))
+            .collect();
+        for operation in self.store.operations_left_started().await? {
+            left.entry(operation.plan.clone())
+                .or_default()
+                .push(operation);
         }
-        Ok(())
+        if left.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The systems whose read tells what they hold now.
+        let read_whole: HashSet<&str> = pulls
+            .iter()
+            .filter(|p| p.mode == "full" && p.health == SourceHealth::Complete)
+            .map(|p| p.system.as_str())
+            .collect();
+        let wanted: Vec<String> = left
+            .values()
+            .flatten()
+            .map(|o| o.system.clone())
+            .filter(|s| read_whole.contains(s.as_str()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let staged = if wanted.is_empty() {
+            Staged::default()
+        } else {
+            self.store.load_staged(&wanted).await?
+        };
+        let holds: HashMap<&str, Holds> = staged
+            .systems
+            .iter()
+            .map(|s| (s.id.as_str(), Holds::of(&s.stubs)))
+            .collect();
+
+        let mut still_applying = Vec::new();
+        for (plan_id, started) in left {
+            let interrupted = resumed.contains(&plan_id);
+            let steps: HashMap<i64, PlanStep> = if interrupted {
+                match self.store.plan(&plan_id).await? {
+                    Some(record) => match serde_json::from_str::<Plan>(&record.body) {
+                        Ok(plan) => plan.operations.into_iter().map(|s| (s.seq, s)).collect(),
+                        Err(error) => {
+                            warn!(plan = %plan_id, %error, "the interrupted plan cannot be read back; its operations left started are settled as interrupted");
+                            HashMap::new()
+                        }
+                    },
+                    None => HashMap::new(),
+                }
+            } else {
+                HashMap::new()
+            };
+            let mut settled = ChunkRecord::default();
+            let (mut done, mut not_seen, mut unjudged) = (0u64, 0u64, 0u64);
+            for operation in &started {
+                let by = match operation.run {
+                    Some(run) => format!("run {run}"),
+                    None => "a run".to_string(),
+                };
+                if !interrupted {
+                    settled.journal(
+                        operation.seq,
+                        &operation.system,
+                        JournalState::Interrupted,
+                        Some(format!("left started by {by}, which died, in a plan superseded before this version settled such operations; the runs since read {} and planned what was left", operation.system)),
+                    );
+                    not_seen += 1;
+                    continue;
+                }
+                let Some(step) = steps.get(&operation.seq) else {
+                    settled.journal(
+                        operation.seq,
+                        &operation.system,
+                        JournalState::Interrupted,
+                        Some(format!("started by {by}, which died; the plan does not say what the operation was, so this run planned afresh what was left")),
+                    );
+                    not_seen += 1;
+                    continue;
+                };
+                let Some(holds) = holds.get(operation.system.as_str()) else {
+                    if self.connector(&operation.system).is_some() {
+                        // Not read in full: whether it was done cannot be told.
+                        unjudged += 1;
+                    } else {
+                        settled.journal(
+                            step.seq,
+                            &step.system,
+                            JournalState::Interrupted,
+                            Some(format!(
+                                "started by {by}, which died; {} is no longer configured",
+                                step.system
+                            )),
+                        );
+                        not_seen += 1;
+                    }
+                    continue;
+                };
+                if holds.shows(&step.operation) {
+                    let actor = match run_id {
+                        Some(run) => format!(
+                            "{by}, interrupted (recorded by run {run}: {})",
+                            options.actor
+                        ),
+                        None => format!("{by}, interrupted (recorded by {})", options.actor),
+                    };
+                    settled.audit.push(audit_record(
+                        step,
+                        operation.started_at.clone(),
+                        operation.run,
+                        actor,
+                    )?);
+                    settled.journal(step.seq, &step.system, JournalState::Done, None);
+                    done += 1;
+                } else {
+                    settled.journal(
+                        step.seq,
+                        &step.system,
+                        JournalState::Interrupted,
+                        Some(format!(
+                            "started by {by}, which died; the full read of {} that followed did not find it done, so the run after planned afresh what was left",
+                            step.system
+                        )),
+                    );
+                    not_seen += 1;
+                }
+            }
+            let status = if !interrupted {
+                None
+            } else if unjudged > 0 {
+                still_applying.push(plan_id.clone());
+                None
+            } else {
+                Some(PlanStatus::Superseded)
+            };
+            self.store.settle_plan(&plan_id, &settled, status).await?;
+            if done + not_seen + unjudged > 0 {
+                warn!(
+                    plan = %plan_id,
+                    done,
+                    interrupted = not_seen,
+                    unjudged,
+                    "settled the operations a run that died left started: those found done are audited as its own"
+                );
+            }
+        }
+        Ok(still_applying)
     }
+}
+
+/// What one system holds after a full read, as far as telling whether an
+/// operation was done goes: its stubs by anchor, and their ids.
+struct Holds<'a> {
+    by_anchor: HashMap<&'a str, &'a coexist_connector::FoundStub>,
+    ids: HashSet<&'a str>,
+}
+
+impl<'a> Holds<'a> {
+    fn of(stubs: &'a [coexist_connector::FoundStub]) -> Self {
+        Holds {
+            by_anchor: stubs.iter().map(|s| (s.stub.anchor.as_str(), s)).collect(),
+            ids: stubs.iter().map(|s| s.id.as_str()).collect(),
+        }
+    }
+
+    /// Whether the system shows `operation` done: the stub it creates is
+    /// there, the stub it updates is as it makes it, the stub it deletes
+    /// is gone. (Planned from a read where none of this held, so only
+    /// the operation itself made it so.)
+    fn shows(&self, operation: &Operation) -> bool {
+        match operation {
+            Operation::Create { stub } => self.by_anchor.contains_key(stub.anchor.as_str()),
+            Operation::Update { after, .. } => self
+                .by_anchor
+                .get(after.anchor.as_str())
+                .is_some_and(|found| found.stub == **after),
+            Operation::Delete { id, .. } => !self.ids.contains(id.as_str()),
+        }
+    }
+}
+
+/// The audit record of `step`, done: what it changed, before and after.
+fn audit_record(
+    step: &PlanStep,
+    at: String,
+    run_id: Option<i64>,
+    actor: String,
+) -> Result<AuditRecord, EngineError> {
+    let (before, after) = match &step.operation {
+        Operation::Create { stub } => (None, Some(encode("an audit record", stub)?)),
+        Operation::Update { before, after, .. } => (
+            Some(encode("an audit record", before)?),
+            Some(encode("an audit record", after)?),
+        ),
+        Operation::Delete { stub, .. } => (Some(encode("an audit record", stub)?), None),
+    };
+    Ok(AuditRecord {
+        at,
+        run_id,
+        actor,
+        system: step.system.clone(),
+        action: step.action,
+        address: step.address.clone(),
+        before,
+        after,
+    })
 }
 
 /// What a `sync` did.
@@ -993,11 +1215,18 @@ impl Engine {
                 // What the interrupted run wrote after its read is in no
                 // cursor's delta: only a full read finds it.
                 warn!(plans = ?resumed, "an earlier run was interrupted while applying; this run re-reads every system in full (ignoring the incremental cursors) and completes its work");
-                self.supersede(&resumed).await?;
                 options.full_read = true;
             }
             let options = &options;
             let pulls = self.pull_with(options).await?;
+            // What the dead run did is known from the full read: settle its
+            // journal (and audit what it did) before planning what is left.
+            let unsettled = self
+                .settle_interrupted(&resumed, &pulls, Some(run), options)
+                .await?;
+            if !unsettled.is_empty() {
+                warn!(plans = ?unsettled, "some operations of an interrupted plan are on systems not read in full this run; they stay started until a run reads them");
+            }
             let (plan, _) = self.plan(&self.health(&pulls), options).await?;
             let apply = self.apply(&plan, Some(run), options).await?;
             Ok::<_, EngineError>(SyncReport { run, resumed, pulls, plan, apply })

@@ -25,6 +25,9 @@ pub enum RunStatus {
     Failed,
     /// `apply FILE` refused the plan (stale, unknown system, newer format).
     Refused,
+    /// The run died before it finished (kill -9, a crash, a power cut):
+    /// a later run found it still recorded as running and closed it.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -38,6 +41,7 @@ impl RunStatus {
             RunStatus::RoutingLoop => "routing_loop",
             RunStatus::Failed => "failed",
             RunStatus::Refused => "refused",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 
@@ -50,6 +54,7 @@ impl RunStatus {
             "routing_loop" => Ok(RunStatus::RoutingLoop),
             "failed" => Ok(RunStatus::Failed),
             "refused" => Ok(RunStatus::Refused),
+            "interrupted" => Ok(RunStatus::Interrupted),
             _ => Err(StoreError::Unknown {
                 what: "run status",
                 value: s.to_string(),
@@ -186,6 +191,29 @@ impl Store {
         Ok(())
     }
 
+    /// Finishes run `id` with `status` and `summary` if it is still
+    /// recorded as running: `false` when it is not (it finished, or was
+    /// closed already). How a run that died is closed.
+    pub async fn close_run(
+        &self,
+        id: i64,
+        status: RunStatus,
+        summary: &serde_json::Value,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE runs SET finished_at = $2, status = $3, summary = $4 WHERE id = $1 AND status = $5",
+        )
+        .bind(id)
+        .bind(now())
+        .bind(status.as_str())
+        .bind(summary.to_string())
+        .bind(RunStatus::Running.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(query_err("closing a run"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// The newest `limit` runs.
     pub async fn runs(&self, limit: i64) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query("SELECT id, command, started_at, finished_at, status, summary FROM runs ORDER BY id DESC LIMIT $1")
@@ -193,30 +221,41 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(query_err("reading runs"))?;
-        rows.into_iter()
-            .map(|row| {
-                let summary: Option<String> = row.try_get(5).map_err(query_err("reading runs"))?;
-                Ok(RunRecord {
-                    id: row.try_get(0).map_err(query_err("reading runs"))?,
-                    command: row.try_get(1).map_err(query_err("reading runs"))?,
-                    started_at: row.try_get(2).map_err(query_err("reading runs"))?,
-                    finished_at: row.try_get(3).map_err(query_err("reading runs"))?,
-                    status: RunStatus::parse(
-                        &row.try_get::<String, _>(4)
-                            .map_err(query_err("reading runs"))?,
-                    )?,
-                    summary: summary
-                        .map(|s| {
-                            serde_json::from_str(&s).map_err(|source| StoreError::Corrupt {
-                                what: "run summary",
-                                source,
-                            })
-                        })
-                        .transpose()?,
+        rows.iter().map(run_record).collect()
+    }
+
+    /// The runs recorded as running, oldest first.
+    pub async fn runs_in_progress(&self) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query("SELECT id, command, started_at, finished_at, status, summary FROM runs WHERE status = $1 ORDER BY id")
+            .bind(RunStatus::Running.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("reading runs"))?;
+        rows.iter().map(run_record).collect()
+    }
+}
+
+/// A row of `runs` (id, command, started_at, finished_at, status, summary).
+fn run_record(row: &sqlx::any::AnyRow) -> Result<RunRecord> {
+    let summary: Option<String> = row.try_get(5).map_err(query_err("reading runs"))?;
+    Ok(RunRecord {
+        id: row.try_get(0).map_err(query_err("reading runs"))?,
+        command: row.try_get(1).map_err(query_err("reading runs"))?,
+        started_at: row.try_get(2).map_err(query_err("reading runs"))?,
+        finished_at: row.try_get(3).map_err(query_err("reading runs"))?,
+        status: RunStatus::parse(
+            &row.try_get::<String, _>(4)
+                .map_err(query_err("reading runs"))?,
+        )?,
+        summary: summary
+            .map(|s| {
+                serde_json::from_str(&s).map_err(|source| StoreError::Corrupt {
+                    what: "run summary",
+                    source,
                 })
             })
-            .collect()
-    }
+            .transpose()?,
+    })
 }
 
 /// Appends `records` to the audit log in `tx`, in order, in statements of

@@ -8,10 +8,13 @@
 //! * `staged`: the staged objects of each system, pull cursors, what each
 //!   system's connector skipped at its last read, the fingerprint;
 //! * `gal`: the GAL and placements;
-//! * `plans`: plans, the journal of their operations, and the record of
-//!   what an apply did, written one chunk of operations per transaction
-//!   ([`Store::record_chunk`]);
-//! * `history`: run history and the audit log;
+//! * `plans`: plans, the journal of their operations (each started one
+//!   with the run that started it), the record of what an apply did,
+//!   written one chunk of operations per transaction
+//!   ([`Store::record_chunk`]), and how the operations a dead run left
+//!   started are settled ([`Store::settle_plan`]);
+//! * `history`: run history (and closing the runs found dead) and the
+//!   audit log;
 //! * `lock`: the run lock.
 
 mod gal;
@@ -30,7 +33,9 @@ use thiserror::Error;
 
 pub use history::{AuditRecord, RunRecord, RunStatus};
 pub use lock::LockHolder;
-pub use plans::{ChunkRecord, JournalEntry, JournalState, PlanRecord, PlanStatus, StubWrite};
+pub use plans::{
+    ChunkRecord, JournalEntry, JournalState, PlanRecord, PlanStatus, StartedOperation, StubWrite,
+};
 pub use staged::{CursorRecord, StageReport};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

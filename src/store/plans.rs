@@ -26,6 +26,9 @@ pub enum JournalState {
     Done,
     Failed,
     Withheld,
+    /// Started by a run that died, and not seen done by the full read of
+    /// the run that settled it (which planned afresh what was left).
+    Interrupted,
 }
 
 impl JournalState {
@@ -35,6 +38,7 @@ impl JournalState {
             JournalState::Done => "done",
             JournalState::Failed => "failed",
             JournalState::Withheld => "withheld",
+            JournalState::Interrupted => "interrupted",
         }
     }
 
@@ -44,6 +48,7 @@ impl JournalState {
             "done" => Ok(JournalState::Done),
             "failed" => Ok(JournalState::Failed),
             "withheld" => Ok(JournalState::Withheld),
+            "interrupted" => Ok(JournalState::Interrupted),
             _ => Err(StoreError::Unknown {
                 what: "journal state",
                 value: s.to_string(),
@@ -113,6 +118,21 @@ pub struct JournalEntry {
     pub state: JournalState,
     /// What failed, for a failed operation.
     pub error: Option<String>,
+}
+
+/// An operation the journal says was started and never finished: the run
+/// that started it died (or, while a run applies, is still sending it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedOperation {
+    pub plan: String,
+    /// The operation's number in its plan.
+    pub seq: i64,
+    pub system: String,
+    /// The run that started it, when known (journals written before the
+    /// journal kept it say nothing).
+    pub run: Option<i64>,
+    /// When it was started (RFC 3339).
+    pub started_at: String,
 }
 
 /// A write of an apply to the stub rows of the staged objects.
@@ -261,8 +281,61 @@ impl Store {
             .begin()
             .await
             .map_err(query_err("writing the journal"))?;
-        journal_rows(&mut tx, self.backend, plan, &rows).await?;
+        journal_rows(&mut tx, self.backend, plan, None, &rows).await?;
         tx.commit().await.map_err(query_err("writing the journal"))
+    }
+
+    /// Journals operations `entries` (operation number, system) of a plan
+    /// as started by run `run`, in one transaction, before they are sent:
+    /// what a run that dies leaves started is known to be its own
+    /// ([`Store::operations_left_started`]). Later entries of the same
+    /// operations keep the run unless they name another.
+    pub async fn start_operations(
+        &self,
+        plan: &str,
+        run: Option<i64>,
+        entries: &[(i64, &str)],
+    ) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(i64, &str, JournalState, Option<&str>)> = entries
+            .iter()
+            .map(|(seq, system)| (*seq, *system, JournalState::Started, None))
+            .collect();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_err("writing the journal"))?;
+        journal_rows(&mut tx, self.backend, plan, run, &rows).await?;
+        tx.commit().await.map_err(query_err("writing the journal"))
+    }
+
+    /// Every journalled operation, of any plan, still `started`, by plan
+    /// and operation number. Between runs there are none unless a run died
+    /// while applying.
+    pub async fn operations_left_started(&self) -> Result<Vec<StartedOperation>> {
+        let rows = sqlx::query(
+            "SELECT plan_id, seq, system_id, run_id, updated_at FROM journal \
+             WHERE state = $1 ORDER BY plan_id, seq",
+        )
+        .bind(JournalState::Started.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("reading the journal"))?;
+        rows.into_iter()
+            .map(|row| {
+                let read = || query_err("reading the journal");
+                Ok(StartedOperation {
+                    plan: row.try_get(0).map_err(read())?,
+                    seq: row.try_get(1).map_err(read())?,
+                    system: row.try_get(2).map_err(read())?,
+                    run: row.try_get(3).map_err(read())?,
+                    started_at: row.try_get(4).map_err(read())?,
+                })
+            })
+            .collect()
     }
 
     /// Records what applying one chunk of `plan`'s operations did — its
@@ -282,7 +355,35 @@ impl Store {
     /// the last one, as if written one after the other. A stub without an
     /// object id is refused before anything is written.
     pub async fn record_chunk(&self, plan: &str, chunk: &ChunkRecord) -> Result<()> {
-        if chunk.is_empty() {
+        self.write_chunk(plan, chunk, None, "recording an applied chunk")
+            .await
+    }
+
+    /// Records how the operations a dead run left started are settled —
+    /// their journal entries (`done`, `interrupted`), the audit records of
+    /// what the dead run did — and, with `status`, the plan's new status,
+    /// in ONE transaction, written as [`Store::record_chunk`] writes a
+    /// chunk: a run killed while settling leaves the plan as it found it.
+    pub async fn settle_plan(
+        &self,
+        plan: &str,
+        chunk: &ChunkRecord,
+        status: Option<PlanStatus>,
+    ) -> Result<()> {
+        self.write_chunk(plan, chunk, status, "settling an interrupted plan")
+            .await
+    }
+
+    /// Writes `chunk` of `plan` and, with `status`, the plan's status, in
+    /// one transaction (see [`Store::record_chunk`]).
+    async fn write_chunk(
+        &self,
+        plan: &str,
+        chunk: &ChunkRecord,
+        status: Option<PlanStatus>,
+        doing: &'static str,
+    ) -> Result<()> {
+        if chunk.is_empty() && status.is_none() {
             return Ok(());
         }
         // Encode and check everything before the transaction opens.
@@ -311,11 +412,7 @@ impl Store {
             .map(|e| (e.seq, e.system.as_str(), e.state, e.error.as_deref()))
             .collect();
 
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(query_err("recording an applied chunk"))?;
+        let mut tx = self.pool.begin().await.map_err(query_err(doing))?;
         if !chunk.stubs.is_empty() {
             let revision = next_revision(&mut tx).await?;
             for (system, ids) in &removes {
@@ -328,10 +425,16 @@ impl Store {
             upsert_objects(&mut tx, self.backend, &rows, revision, "recording stubs").await?;
         }
         insert_audit(&mut tx, self.backend, &chunk.audit).await?;
-        journal_rows(&mut tx, self.backend, plan, &journal).await?;
-        tx.commit()
-            .await
-            .map_err(query_err("recording an applied chunk"))
+        journal_rows(&mut tx, self.backend, plan, None, &journal).await?;
+        if let Some(status) = status {
+            sqlx::query("UPDATE plans SET status = $2 WHERE id = $1")
+                .bind(plan)
+                .bind(status.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err(doing))?;
+        }
+        tx.commit().await.map_err(query_err(doing))
     }
 
     /// THE BASELINE, not the write path: records `chunk` as an apply did
@@ -382,10 +485,13 @@ impl Store {
 
 /// Upserts journal entries `(seq, system, state, error)` of `plan` in `tx`,
 /// in statements of many rows; a later entry for the same operation wins.
+/// With `run`, the entries are that run's; without, an entry keeps the run
+/// the operation was started by.
 async fn journal_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     backend: Backend,
     plan: &str,
+    run: Option<i64>,
     entries: &[(i64, &str, JournalState, Option<&str>)],
 ) -> Result<()> {
     // PostgreSQL refuses an INSERT that touches one row twice.
@@ -402,9 +508,10 @@ async fn journal_rows(
     let at = now();
     for chunk in entries.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO journal (plan_id, seq, system_id, state, error, updated_at) VALUES {} \
-             ON CONFLICT (plan_id, seq) DO UPDATE SET state = excluded.state, error = excluded.error, updated_at = excluded.updated_at",
-            Placeholders::new(backend).rows(chunk.len(), 6)
+            "INSERT INTO journal (plan_id, seq, system_id, state, error, updated_at, run_id) VALUES {} \
+             ON CONFLICT (plan_id, seq) DO UPDATE SET state = excluded.state, error = excluded.error, \
+             updated_at = excluded.updated_at, run_id = COALESCE(excluded.run_id, journal.run_id)",
+            Placeholders::new(backend).rows(chunk.len(), 7)
         );
         let mut query = sqlx::query(&sql);
         for (seq, system, state, error) in chunk {
@@ -414,7 +521,8 @@ async fn journal_rows(
                 .bind(*system)
                 .bind(state.as_str())
                 .bind(*error)
-                .bind(at.as_str());
+                .bind(at.as_str())
+                .bind(run);
         }
         query
             .execute(&mut **tx)

@@ -7,13 +7,17 @@
 
 use coexist_connector::{Attributes, FoundStub, RecipientKind, Route, Stub};
 
-use super::{AuditRecord, ChunkRecord, JournalState, Store, StoreError};
+use super::{
+    AuditRecord, ChunkRecord, JournalState, PlanStatus, RunStatus, StartedOperation, Store,
+    StoreError,
+};
 use crate::plan::Action;
 
 fn stub(id: &str, address: &str) -> FoundStub {
     FoundStub {
         id: id.into(),
         locator: format!("sim://ldap/{id}"),
+        misplaced: false,
         stub: Stub {
             anchor: format!("google:{address}"),
             kind: RecipientKind::Person,
@@ -202,6 +206,190 @@ async fn the_baseline_writes_the_same_rows(store: &Store) {
     assert_eq!(store.audit_log(5).await.unwrap().len(), 1);
 }
 
+/// The operations started by a run are journalled with it; those left
+/// started are listed (with the run and the time they were started) until
+/// a later entry settles them, which keeps the run unless it names another.
+async fn operations_left_started_name_the_run_that_started_them(store: &Store) {
+    assert!(store.operations_left_started().await.unwrap().is_empty());
+    store
+        .start_operations("p1", Some(7), &[(0, "ldap"), (1, "ldap"), (2, "google")])
+        .await
+        .unwrap();
+    store
+        .journal("p1", &[(1, "ldap")], JournalState::Done, None)
+        .await
+        .unwrap();
+    // Started again without a run (as the baseline path journals): still 7's.
+    store
+        .journal("p1", &[(2, "google")], JournalState::Started, None)
+        .await
+        .unwrap();
+    store
+        .start_operations("p0", Some(8), &[(4, "ldap")])
+        .await
+        .unwrap();
+    let left = store.operations_left_started().await.unwrap();
+    let brief: Vec<(&str, i64, &str, Option<i64>)> = left
+        .iter()
+        .map(|o| (o.plan.as_str(), o.seq, o.system.as_str(), o.run))
+        .collect();
+    assert_eq!(
+        brief,
+        [
+            ("p0", 4, "ldap", Some(8)),
+            ("p1", 0, "ldap", Some(7)),
+            ("p1", 2, "google", Some(7)),
+        ],
+        "by plan and operation number"
+    );
+    assert!(left.iter().all(|o| !o.started_at.is_empty()));
+    // A later run starting the operation again makes it its own.
+    store
+        .start_operations("p0", Some(9), &[(4, "ldap")])
+        .await
+        .unwrap();
+    let again: Vec<StartedOperation> = store.operations_left_started().await.unwrap();
+    assert_eq!(
+        (again[0].plan.as_str(), again[0].seq, again[0].run),
+        ("p0", 4, Some(9))
+    );
+}
+
+/// Settling an interrupted plan writes its journal entries (done,
+/// interrupted), the audit records of what the dead run did and the plan's
+/// new status together; nothing of it when the transaction fails.
+async fn an_interrupted_plan_is_settled_whole(store: &Store) {
+    store.save_plan("p1", "fp", "{}").await.unwrap();
+    store
+        .set_plan_status("p1", PlanStatus::Applying)
+        .await
+        .unwrap();
+    store
+        .start_operations("p1", Some(3), &[(0, "ldap"), (1, "ldap")])
+        .await
+        .unwrap();
+    let mut settled = ChunkRecord::default();
+    settled
+        .audit
+        .push(audit("ann@acmecorp.com", Action::Create));
+    settled.journal(0, "ldap", JournalState::Done, None);
+    settled.journal(
+        1,
+        "ldap",
+        JournalState::Interrupted,
+        Some("not found done".into()),
+    );
+
+    // The plans table is gone after the audit and journal were written:
+    // the transaction takes them back.
+    sqlx::query("ALTER TABLE plans RENAME TO plans_away")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let error = store
+        .settle_plan("p1", &settled, Some(PlanStatus::Superseded))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("settling an interrupted plan"),
+        "{error}"
+    );
+    assert_eq!(store.operations_left_started().await.unwrap().len(), 2);
+    assert!(store.audit_log(10).await.unwrap().is_empty());
+    sqlx::query("ALTER TABLE plans_away RENAME TO plans")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+
+    store
+        .settle_plan("p1", &settled, Some(PlanStatus::Superseded))
+        .await
+        .unwrap();
+    assert!(store.operations_left_started().await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .journal_of("p1")
+            .await
+            .unwrap()
+            .values()
+            .copied()
+            .collect::<Vec<_>>(),
+        [JournalState::Done, JournalState::Interrupted]
+    );
+    assert_eq!(store.audit_log(10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.plan("p1").await.unwrap().map(|p| p.status),
+        Some(PlanStatus::Superseded)
+    );
+
+    // A plan with nothing left started changes status alone; nothing at
+    // all writes nothing.
+    store.save_plan("p2", "fp", "{}").await.unwrap();
+    store
+        .set_plan_status("p2", PlanStatus::Applying)
+        .await
+        .unwrap();
+    store
+        .settle_plan("p2", &ChunkRecord::default(), Some(PlanStatus::Superseded))
+        .await
+        .unwrap();
+    store
+        .settle_plan("p2", &ChunkRecord::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.plan("p2").await.unwrap().map(|p| p.status),
+        Some(PlanStatus::Superseded)
+    );
+    assert_eq!(store.audit_log(10).await.unwrap().len(), 1);
+}
+
+/// The runs still recorded as running are listed; a run is closed (as
+/// interrupted, with the time) only while it is still running, so a run
+/// that finished meanwhile keeps its own outcome.
+async fn a_run_that_died_is_closed_as_interrupted_once(store: &Store) {
+    let dead = store.start_run("sync").await.unwrap();
+    let finished = store.start_run("apply").await.unwrap();
+    store
+        .finish_run(finished, RunStatus::Ok, &serde_json::json!({"done": 1}))
+        .await
+        .unwrap();
+    let running = store.start_run("sync").await.unwrap();
+    let ids = |runs: Vec<super::RunRecord>| runs.iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.runs_in_progress().await.unwrap()),
+        [dead, running],
+        "oldest first"
+    );
+    let why = serde_json::json!({"error": "interrupted: found dead"});
+    assert!(store
+        .close_run(dead, RunStatus::Interrupted, &why)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .close_run(dead, RunStatus::Interrupted, &why)
+            .await
+            .unwrap(),
+        "closed once"
+    );
+    assert!(
+        !store
+            .close_run(finished, RunStatus::Interrupted, &why)
+            .await
+            .unwrap(),
+        "a finished run keeps its outcome"
+    );
+    assert_eq!(ids(store.runs_in_progress().await.unwrap()), [running]);
+    let runs = store.runs(10).await.unwrap();
+    let closed = runs.iter().find(|r| r.id == dead).unwrap();
+    assert_eq!(closed.status, RunStatus::Interrupted);
+    assert!(closed.finished_at.is_some());
+    assert_eq!(closed.summary, Some(why));
+    let kept = runs.iter().find(|r| r.id == finished).unwrap();
+    assert_eq!(kept.status, RunStatus::Ok);
+}
+
 /// A fresh SQLite store (kept while its folder lives).
 async fn sqlite() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -259,6 +447,29 @@ async fn a_chunk_is_recorded_whole_on_sqlite() {
     a_chunk_that_fails_part_way_leaves_nothing(&store).await;
     let (_dir, store) = sqlite().await;
     the_baseline_writes_the_same_rows(&store).await;
+}
+
+#[tokio::test]
+async fn what_a_dead_run_left_is_settled_on_sqlite() {
+    let (_dir, store) = sqlite().await;
+    operations_left_started_name_the_run_that_started_them(&store).await;
+    let (_dir, store) = sqlite().await;
+    an_interrupted_plan_is_settled_whole(&store).await;
+    let (_dir, store) = sqlite().await;
+    a_run_that_died_is_closed_as_interrupted_once(&store).await;
+}
+
+#[tokio::test]
+async fn what_a_dead_run_left_is_settled_on_postgres() {
+    let pg = Postgres::new("started").await;
+    operations_left_started_name_the_run_that_started_them(&pg.store).await;
+    pg.drop().await;
+    let pg = Postgres::new("settled").await;
+    an_interrupted_plan_is_settled_whole(&pg.store).await;
+    pg.drop().await;
+    let pg = Postgres::new("closed").await;
+    a_run_that_died_is_closed_as_interrupted_once(&pg.store).await;
+    pg.drop().await;
 }
 
 #[tokio::test]
