@@ -222,6 +222,7 @@ async fn setup(step: &str, db: &str, n: usize) -> Result<(), Box<dyn std::error:
                         Operation::Create { stub } => Some(FoundStub {
                             id: format!("{id}-{k}"),
                             locator: format!("{id}/{k}"),
+                            misplaced: false,
                             stub: stub.clone(),
                         }),
                         _ => None,

@@ -901,6 +901,59 @@ fn doctor_lists_the_exchange_settings_to_check_by_hand_for_an_ad_system() {
         look[1].contains("acmecorp.mail.onmicrosoft.com") && look[1].contains("send connector")
     );
     assert!(look[2].contains("InternalRelay") && look[2].contains("acmecorp.com"));
-    assert!(text.contains("[ ok ] ad: incremental reads: DirSync"), "{text}");
+    assert!(
+        text.contains("[ ok ] ad: incremental reads: DirSync"),
+        "{text}"
+    );
     assert!(text.contains("[ ok ] ad: rights on the stub OU"), "{text}");
+}
+
+#[test]
+fn stubs_left_in_the_old_stub_base_are_moved_to_the_new_one_not_doubled() {
+    let s = ad_and_cloud();
+    let t = &s.tree;
+    s.sync();
+    assert_eq!(contacts(t).len(), 3);
+
+    // The admin gives coexist a new OU for its stubs.
+    let new_base = format!("OU=moved,{}", t.dn);
+    t.server.ldapadd(&format!(
+        "dn: {new_base}\nobjectClass: organizationalUnit\nou: moved\n\n"
+    ));
+    let path = s.org.config();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            &format!("stub_base = \"{}\"", t.stubs),
+            &format!("stub_base = \"{new_base}\""),
+        ),
+    )
+    .unwrap();
+
+    let moved = s.sync();
+    let ops = operations(&moved);
+    assert_eq!(ops.len(), 3, "{moved:#}");
+    for op in moved["plan"]["operations"].as_array().unwrap() {
+        assert_eq!(op["action"], "update", "{op:#}");
+        assert!(
+            op["reason"]
+                .as_str()
+                .unwrap()
+                .contains("outside the stub base"),
+            "{op:#}"
+        );
+    }
+    let in_new = t
+        .server
+        .ldapsearch(&new_base, "(objectClass=contact)", &["mail"]);
+    assert_eq!(in_new.len(), 3, "{in_new:#?}");
+    assert!(contacts(t).is_empty(), "the old OU keeps no stub");
+    for i in 0..3 {
+        assert_eq!(
+            s.route("ad", &format!("c{i}@acmecorp.com")),
+            delivered("cloud", 1)
+        );
+    }
+    assert_eq!(operations(&s.sync()), []);
 }

@@ -55,5 +55,10 @@ pub struct FoundStub {
     pub id: String,
     /// Where the connector finds the object again: a DN, an edit link.
     pub locator: String,
+    /// Found outside where the configuration keeps stubs now (the stub base
+    /// changed, or an admin moved it): the plan moves it there (an update,
+    /// reason `Misplaced`) or deletes it, never writes a second stub beside it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub misplaced: bool,
     pub stub: Stub,
 }

@@ -477,7 +477,7 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
                 Some(i) => {
                     used[i] = true;
                     let have = &found[i];
-                    if have.stub != want {
+                    if have.stub != want || have.misplaced {
                         updates.push(update(&system.id, have, want));
                     }
                 }
@@ -494,14 +494,17 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
             continue;
         }
         wanted += 1;
+        // A stub in its place is kept before one found outside the stub
+        // base (that one then goes as a second stub).
         let matched = by_anchor
-            .first(&entry.anchor, &used, |_| true)
+            .first(&entry.anchor, &used, |i| !found[i].misplaced)
+            .or_else(|| by_anchor.first(&entry.anchor, &used, |_| true))
             .or_else(|| by_address().first(&entry.primary_address, &used, |_| true));
         match matched {
             Some(i) => {
                 used[i] = true;
                 let have = &found[i];
-                if unchanged(&have.stub, entry, template) {
+                if !have.misplaced && unchanged(&have.stub, entry, template) {
                     continue;
                 }
                 let Some(route) = template.route(&entry.primary_address) else {
@@ -597,7 +600,11 @@ fn update(system: &str, have: &FoundStub, want: Stub) -> PlannedOperation {
             after: Box::new(want),
             changed,
         }),
-        reason: Reason::Changed,
+        reason: if have.misplaced {
+            Reason::Misplaced
+        } else {
+            Reason::Changed
+        },
     }
 }
 

@@ -82,6 +82,9 @@ pub enum Reason {
     /// This system now holds a mailbox for an address of the stub while
     /// the recipient is in conflict (moved before the old home let go).
     MailboxHere,
+    /// The stub was found outside where the configuration keeps stubs (the
+    /// stub base changed): the update moves it there.
+    Misplaced,
 }
 
 /// One operation of a plan, on one system, with the reason for it.
@@ -120,6 +123,13 @@ impl PlannedOperation {
             Reason::CoveredHere => format!(
                 "{address} is carried on {system} by an entry coexist did not make; its stub there would make the address ambiguous"
             ),
+            Reason::Misplaced => {
+                let at = match &*self.operation {
+                    Operation::Update { locator, .. } => format!(" ({locator})"),
+                    _ => String::new(),
+                };
+                format!("{address}'s stub on {system} is outside the stub base{at}; it moves there")
+            }
             Reason::MailboxHere => format!(
                 "{system} now holds a mailbox for {address}; its stub there would make the address ambiguous (the conflict stays reported)"
             ),

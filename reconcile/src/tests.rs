@@ -84,11 +84,13 @@ fn apply(staged: &mut Staged, operations: &[PlannedOperation]) {
             Operation::Create { stub } => system.stubs.push(FoundStub {
                 id: format!("new-{n}-{}", stub.anchor),
                 locator: format!("loc-{n}"),
+                misplaced: false,
                 stub: stub.clone(),
             }),
             Operation::Update { id, after, .. } => {
                 if let Some(f) = system.stubs.iter_mut().find(|f| &f.id == id) {
                     f.stub = (**after).clone();
+                    f.misplaced = false;
                 }
             }
             Operation::Delete { id, .. } => system.stubs.retain(|f| &f.id != id),
@@ -158,6 +160,52 @@ fn values_are_kept_as_directories_store_them_without_spaces_around() {
         .find(|e| e.primary_address == "bob@acmecorp.com")
         .unwrap();
     assert_eq!(bob_entry.attributes.department.as_deref(), Some("Sales"));
+}
+
+#[test]
+fn a_stub_found_outside_the_stub_base_is_moved_there_never_doubled() {
+    let mut state = staged(
+        vec![person("g1", "ann@acmecorp.com")],
+        vec![person("l1", "bob@acmecorp.com")],
+    );
+    let first = reconcile(&state, &acmecorp());
+    apply(&mut state, &first.operations);
+    // The stub base changed: the connector finds ann's stub in the old place.
+    let ldap = state.systems.iter_mut().find(|s| s.id == "ldap").unwrap();
+    ldap.stubs[0].misplaced = true;
+    let moved = reconcile(&state, &acmecorp());
+    let ops = ops_on(&moved, "ldap");
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert_eq!(ops[0].reason, Reason::Misplaced);
+    assert!(
+        matches!(&*ops[0].operation, Operation::Update { .. }),
+        "{ops:?}"
+    );
+    assert!(ops[0].describe().contains("outside the stub base"));
+    apply(&mut state, &moved.operations);
+    assert!(reconcile(&state, &acmecorp()).operations.is_empty());
+}
+
+#[test]
+fn of_two_stubs_for_one_recipient_the_one_outside_the_stub_base_goes() {
+    let mut state = staged(
+        vec![person("g1", "ann@acmecorp.com")],
+        vec![person("l1", "bob@acmecorp.com")],
+    );
+    let first = reconcile(&state, &acmecorp());
+    apply(&mut state, &first.operations);
+    let ldap = state.systems.iter_mut().find(|s| s.id == "ldap").unwrap();
+    let mut old = ldap.stubs[0].clone();
+    old.id = "old".into();
+    old.misplaced = true;
+    ldap.stubs.insert(0, old);
+    let r = reconcile(&state, &acmecorp());
+    let ops = ops_on(&r, "ldap");
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert!(
+        matches!(&*ops[0].operation, Operation::Delete { id, .. } if id == "old"),
+        "{ops:?}"
+    );
 }
 
 #[test]
@@ -953,6 +1001,7 @@ fn organisation() -> impl Strategy<Value = (Staged, Policy)> {
                 state.systems[sys].stubs.push(FoundStub {
                     id: format!("s{n}"),
                     locator: format!("loc-s{n}"),
+                    misplaced: false,
                     stub: s,
                 });
             }

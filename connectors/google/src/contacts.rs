@@ -183,6 +183,7 @@ impl ContactEntry {
         Some(Ok(FoundStub {
             id: self.id.clone(),
             locator,
+            misplaced: false,
             stub: Stub {
                 anchor: anchor.to_string(),
                 kind,

@@ -48,6 +48,15 @@ pub struct Cursor {
     pub scope: String,
     #[serde(flatten)]
     pub method: Method,
+    /// The stub base of the configuration that wrote the cursor: after
+    /// `stub_base` changes, the next (full) read looks there for the stubs
+    /// coexist left behind.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stub_base: String,
+    /// Earlier stub bases that still held coexist's stubs at the last full
+    /// read (a move that failed): looked at again by the next full read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_stub_bases: Vec<String>,
 }
 
 impl Cursor {
@@ -56,7 +65,37 @@ impl Cursor {
             v: 1,
             scope: fingerprint(config),
             method,
+            stub_base: config.stub_base.clone(),
+            earlier_stub_bases: Vec::new(),
         }
+    }
+
+    /// The stub bases other than `config`'s where the cursor `text` says
+    /// coexist's stubs may still be: the stub base it was written with, and
+    /// those it carried. Read from any cursor of ours, whatever
+    /// configuration wrote it.
+    pub fn earlier_stub_bases(text: &str, config: &LdapConfig) -> Vec<String> {
+        let Ok(c) = serde_json::from_str::<Earlier>(text) else {
+            return Vec::new();
+        };
+        let current = crate::escape::normalize_dn(&config.stub_base);
+        let mut bases: Vec<String> = Vec::new();
+        for base in c
+            .earlier_stub_bases
+            .into_iter()
+            .chain(std::iter::once(c.stub_base))
+        {
+            let normal = crate::escape::normalize_dn(&base);
+            if !base.trim().is_empty()
+                && normal != current
+                && !bases
+                    .iter()
+                    .any(|b| crate::escape::normalize_dn(b) == normal)
+            {
+                bases.push(base);
+            }
+        }
+        bases
     }
 
     pub fn encode(&self) -> Option<String> {
@@ -69,6 +108,15 @@ impl Cursor {
         let c: Cursor = serde_json::from_str(text).ok()?;
         (c.v == 1 && c.scope == fingerprint(config)).then_some(c)
     }
+}
+
+/// What [`Cursor::earlier_stub_bases`] reads of a cursor.
+#[derive(Deserialize)]
+struct Earlier {
+    #[serde(default)]
+    stub_base: String,
+    #[serde(default)]
+    earlier_stub_bases: Vec<String>,
 }
 
 /// A short digest of what a pull reads.
@@ -145,5 +193,29 @@ mod tests {
         assert_eq!(Cursor::decode(&c.encode().unwrap(), &other), None);
         assert_eq!(Cursor::decode("not json", &config()), None);
         assert_eq!(Cursor::decode("{\"v\":9}", &config()), None);
+    }
+
+    #[test]
+    fn a_cursor_names_the_stub_bases_that_may_still_hold_stubs_after_a_change() {
+        let mut c = Cursor::new(
+            &config(),
+            Method::Dirsync {
+                cookie: "AA==".into(),
+            },
+        );
+        c.earlier_stub_bases = vec!["ou=older,dc=x".into()];
+        let text = c.encode().unwrap();
+        let mut moved = config();
+        moved.stub_base = "ou=new,dc=x".into();
+        assert_eq!(
+            Cursor::earlier_stub_bases(&text, &moved),
+            ["ou=older,dc=x", "ou=c,dc=x"]
+        );
+        // Back to the old stub base: only the other one is earlier.
+        assert_eq!(
+            Cursor::earlier_stub_bases(&text, &config()),
+            ["ou=older,dc=x"]
+        );
+        assert!(Cursor::earlier_stub_bases("not json", &moved).is_empty());
     }
 }

@@ -649,6 +649,7 @@ impl Mapper {
         Ok(FoundStub {
             id,
             locator: entry.dn.clone(),
+            misplaced: false,
             stub: Stub {
                 anchor,
                 kind,

@@ -29,6 +29,7 @@ mod ad;
 mod content_sync;
 mod dirsync;
 mod full;
+mod misplaced;
 mod timestamp;
 mod usn;
 
@@ -52,6 +53,9 @@ pub async fn pull(
     progress: &dyn Progress,
 ) -> Result<Pull, ConnectorError> {
     let parsed = cursor.and_then(|c| Cursor::decode(c, &reader.config));
+    let earlier = cursor
+        .map(|c| Cursor::earlier_stub_bases(c, &reader.config))
+        .unwrap_or_default();
     if cursor.is_some() && parsed.is_none() {
         tracing::info!("the cursor is not one of this configuration: full read");
     }
@@ -72,12 +76,21 @@ pub async fn pull(
                 None
             }
         };
-        if let Some(pull) = delta {
+        if let Some(mut pull) = delta {
+            // The earlier stub bases still holding stubs ride along to the
+            // next full read.
+            if !earlier.is_empty() {
+                pull.cursor = pull.cursor.and_then(|text| {
+                    let mut next: Cursor = serde_json::from_str(&text).ok()?;
+                    next.earlier_stub_bases = earlier;
+                    next.encode()
+                });
+            }
             return Ok(pull);
         }
         tracing::info!("the server cannot continue from the cursor: full read");
     }
-    full::read(reader, ldap, progress).await
+    full::read(reader, ldap, progress, &earlier).await
 }
 
 /// The pull of a delta. An object it returns is not also removed by it

@@ -604,6 +604,7 @@ fn found(id: String, dn: String, stub: &Stub) -> Applied {
         found: Some(FoundStub {
             id,
             locator: dn,
+            misplaced: false,
             stub: normalized_stub(stub),
         }),
     }

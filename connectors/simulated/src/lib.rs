@@ -365,6 +365,7 @@ impl Connector for SimulatedConnector {
                 };
                 let found = FoundStub {
                     locator: format!("sim://{}/{id}", self.system),
+                    misplaced: false,
                     id,
                     stub: stub.clone(),
                 };
@@ -377,6 +378,7 @@ impl Connector for SimulatedConnector {
             Operation::Update { id, after, .. } => {
                 let found = FoundStub {
                     locator: format!("sim://{}/{id}", self.system),
+                    misplaced: false,
                     id: id.clone(),
                     stub: (**after).clone(),
                 };

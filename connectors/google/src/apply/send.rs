@@ -289,6 +289,7 @@ impl GoogleConnector {
             found: Some(FoundStub {
                 id,
                 locator: edit_link,
+                misplaced: false,
                 stub: planned.stub.clone(),
             }),
         }))

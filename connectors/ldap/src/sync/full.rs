@@ -16,6 +16,7 @@ pub(super) async fn read(
     reader: &Reader,
     ldap: &mut Ldap,
     progress: &dyn Progress,
+    earlier: &[String],
 ) -> Result<Pull, ConnectorError> {
     // The cursor is taken before the read, so changes made during the read
     // are seen again by the next delta rather than lost.
@@ -55,13 +56,23 @@ pub(super) async fn read(
         },
         other => other,
     });
+    // coexist's stubs left in an earlier stub base (the configuration
+    // changed it): marked misplaced, so the plan moves them in. They are
+    // not among the anchors a delta compares with (the presence read sees
+    // the scopes only), so a delta never takes them for deleted.
+    let left = super::misplaced::stubs(reader, ldap, earlier).await;
+    out.stubs.extend(left.stubs);
     // Deltas do not see behind references (content sync, DirSync and
     // uSNChanged work on one server; the presence read of modifyTimestamp
     // does not follow them): after a read that followed references, the
     // next pull reads everything again (no cursor), so referred entries are
     // neither stale nor taken for removed.
     let cursor = if out.complete && out.followed.is_empty() {
-        method.and_then(|m| Cursor::new(&reader.config, m).encode())
+        method.and_then(|m| {
+            let mut cursor = Cursor::new(&reader.config, m);
+            cursor.earlier_stub_bases = left.still_holding;
+            cursor.encode()
+        })
     } else {
         None
     };
