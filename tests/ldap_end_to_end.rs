@@ -957,3 +957,67 @@ fn stubs_left_in_the_old_stub_base_are_moved_to_the_new_one_not_doubled() {
     }
     assert_eq!(operations(&s.sync()), []);
 }
+
+/// An enabled AD user with the rights every domain user has (no
+/// "Replicating Directory Changes", no read access to `CN=Deleted
+/// Objects`), its password set over StartTLS as AD requires; its DN.
+fn ordinary_ad_account(t: &Subtree, password: &str) -> String {
+    use base64::Engine;
+    let dn = format!("CN=reader-{},{}", random(), t.dn);
+    let quoted: Vec<u8> = format!("\"{password}\"")
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    t.server.ldapadd(&format!(
+        "dn: {dn}\nobjectClass: user\nsAMAccountName: r{}\nunicodePwd:: {}\nuserAccountControl: 512\n\n",
+        &random()[..8],
+        base64::engine::general_purpose::STANDARD.encode(quoted)
+    ));
+    dn
+}
+
+#[test]
+fn a_user_deleted_from_ad_loses_its_stubs_at_the_next_delta_without_replication_rights() {
+    let tree = Subtree::new(TestServer::samba());
+    let ldif: String = (0..3).map(|i| ad_user(&tree, i)).collect();
+    tree.server.ldapadd(&ldif);
+    let password = "Ordinary-Rights-9x!".to_string();
+    let reader = ordinary_ad_account(&tree, &password);
+    let config = ad_and_cloud_config(&tree).replace(
+        &format!("bind_dn = \"{}\"", tree.server.bind_dn),
+        &format!("bind_dn = \"{reader}\""),
+    );
+    assert!(config.contains(&reader));
+    let org = Org::new(&config, &[("cloud", vec![])]);
+    let s = Scenario {
+        org,
+        tree,
+        password_variable: SAMBA_PASSWORD,
+        password,
+    };
+    let first = s.sync();
+    assert_eq!(stub_addresses(&s.org, "cloud").len(), 3, "{first:#}");
+
+    // The sync report says, at normal verbosity, how AD is read and why.
+    let out = s.run(&["sync"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("incremental: uSNChanged") && text.contains("Replicating Directory Changes"),
+        "{text}"
+    );
+
+    s.tree
+        .server
+        .ldapdelete(&format!("CN=Ann 1,{}", s.tree.people));
+    let after = s.sync();
+    assert_eq!(pull_mode(&after, "ad"), "delta");
+    assert_eq!(
+        operations(&after),
+        [op("cloud", "delete", "a1@acmecorp.com")],
+        "{after:#}"
+    );
+    assert_eq!(
+        stub_addresses(&s.org, "cloud"),
+        ["a0@acmecorp.com", "a2@acmecorp.com"]
+    );
+}

@@ -163,6 +163,9 @@ pub fn print_sync(report: &SyncReport) -> Result<(), OutputError> {
                 pull.staged.removed
             )?,
         }
+        if let Some(how) = &pull.incremental {
+            outln!("  incremental: {how}")?;
+        }
         for problem in &pull.problems {
             outln!("  skipped {}: {}", problem.object, problem.message)?;
         }

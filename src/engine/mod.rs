@@ -97,6 +97,11 @@ pub struct PullReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub problems: Vec<coexist_connector::Problem>,
+    /// How the next pulls of this system find changes, and why (the
+    /// connector's words: on AD, whether the bind account's rights allow
+    /// DirSync).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<String>,
     #[serde(skip)]
     pub health: SourceHealth,
 }
@@ -414,6 +419,7 @@ impl Engine {
                     staged: StageReport::default(),
                     error: Some(error.to_string()),
                     problems: Vec::new(),
+                    incremental: None,
                     health: SourceHealth::Failed(error.to_string()),
                 });
             }
@@ -439,6 +445,7 @@ impl Engine {
             staged: StageReport::default(),
             error: None,
             problems: pull.problems.clone(),
+            incremental: pull.incremental.clone(),
             health: health.clone(),
         };
         // A full read says everything the connector skipped; a delta only
@@ -1332,6 +1339,7 @@ mod tests {
             staged: StageReport::default(),
             error: Some("connection refused".into()),
             problems: Vec::new(),
+            incremental: None,
             health: SourceHealth::Failed("connection refused".into()),
         }
     }

@@ -57,6 +57,11 @@ pub struct Cursor {
     /// read (a move that failed): looked at again by the next full read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier_stub_bases: Vec<String>,
+    /// Why the full read chose the method, in words: each delta's report
+    /// says it again (the rights of the bind account do not change between
+    /// full reads as far as coexist can tell).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub how: String,
 }
 
 impl Cursor {
@@ -67,6 +72,7 @@ impl Cursor {
             method,
             stub_base: config.stub_base.clone(),
             earlier_stub_bases: Vec::new(),
+            how: String::new(),
         }
     }
 

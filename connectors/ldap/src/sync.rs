@@ -77,14 +77,16 @@ pub async fn pull(
             }
         };
         if let Some(mut pull) = delta {
-            // The earlier stub bases still holding stubs ride along to the
-            // next full read.
-            if !earlier.is_empty() {
-                pull.cursor = pull.cursor.and_then(|text| {
-                    let mut next: Cursor = serde_json::from_str(&text).ok()?;
-                    next.earlier_stub_bases = earlier;
-                    next.encode()
-                });
+            // Why the method was chosen, and the earlier stub bases still
+            // holding stubs, ride along to the next full read.
+            pull.cursor = pull.cursor.and_then(|text| {
+                let mut next: Cursor = serde_json::from_str(&text).ok()?;
+                next.earlier_stub_bases = earlier;
+                next.how.clone_from(&c.how);
+                next.encode()
+            });
+            if !c.how.is_empty() {
+                pull.incremental = Some(c.how);
             }
             return Ok(pull);
         }

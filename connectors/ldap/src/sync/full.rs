@@ -71,6 +71,7 @@ pub(super) async fn read(
         method.and_then(|m| {
             let mut cursor = Cursor::new(&reader.config, m);
             cursor.earlier_stub_bases = left.still_holding;
+            cursor.how.clone_from(&chosen.how);
             cursor.encode()
         })
     } else {
