@@ -1021,3 +1021,94 @@ fn a_user_deleted_from_ad_loses_its_stubs_at_the_next_delta_without_replication_
         ["a0@acmecorp.com", "a2@acmecorp.com"]
     );
 }
+
+/// The stubs in the subtree's stub OU, counted with `ldapsearch`.
+fn slapd_stub_count(t: &Subtree) -> usize {
+    let out = t.server.tool(
+        "ldapsearch",
+        &["-LLL", "-b", &t.stubs, "(description=coexist:*)", "1.1"],
+        "",
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("dn:"))
+        .count()
+}
+
+#[test]
+fn a_sync_killed_while_writing_to_slapd_is_reconciled_by_the_next_run() {
+    const PEOPLE: usize = 2000;
+    let tree = Subtree::new(TestServer::slapd());
+    let org = Org::new(
+        &google_and_slapd_config(&tree),
+        &[("google", google_users(PEOPLE))],
+    );
+    let password = tree.server.password.clone();
+    let s = Scenario {
+        org,
+        tree,
+        password_variable: SLAPD_PASSWORD,
+        password,
+    };
+    let mut child = Command::new(common::binary())
+        .env(s.password_variable, &s.password)
+        .arg("--config")
+        .arg(s.org.config())
+        .arg("sync")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while slapd_stub_count(&s.tree) < 20 {
+        assert!(std::time::Instant::now() < deadline, "no stub was written");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // kill -9, in the middle of the writes to slapd.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let written = slapd_stub_count(&s.tree);
+    assert!(
+        written < PEOPLE,
+        "the kill came after the apply ({written})"
+    );
+
+    let (code, report) = s.json(&["sync"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(slapd_stub_count(&s.tree), PEOPLE);
+
+    // The killed run is closed as interrupted; none of its operations is
+    // left started; every stub slapd holds has its create in the audit log.
+    let (code, runs) = s.json(&["runs", "--limit", "10"]);
+    assert_eq!(code, 0, "{runs:#}");
+    let statuses: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert!(statuses.contains(&"interrupted"), "{runs:#}");
+    assert!(!statuses.contains(&"running"), "{runs:#}");
+    let url = coexist::config::Config::load(&s.org.config())
+        .unwrap()
+        .store_url()
+        .unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = coexist::store::Store::open(&url).await.unwrap();
+        assert_eq!(store.operations_left_started().await.unwrap(), vec![]);
+        let audit = store.audit_log(100_000).await.unwrap();
+        let mut created: Vec<&str> = audit
+            .iter()
+            .filter(|a| a.system == "ldap" && a.action == coexist::plan::Action::Create)
+            .map(|a| a.address.as_str())
+            .collect();
+        created.sort_unstable();
+        created.dedup();
+        assert_eq!(
+            created.len(),
+            PEOPLE,
+            "every stub slapd holds is audited once"
+        );
+        store.close().await;
+    });
+}
