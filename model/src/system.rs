@@ -14,6 +14,15 @@ pub enum StubStyle {
     /// The system takes no stubs (a master directory read only for its
     /// attributes, for instance).
     None,
+    /// An Exchange Online mail contact in the tenant's address list, routed
+    /// to the recipient's routing address (its `ExternalEmailAddress`):
+    /// routes as [`StubStyle::RoutingAddress`] does.
+    MailContact,
+    /// Personal contacts in a folder of each mailbox of a Microsoft 365
+    /// tenant, for tenants that want no objects in their address list: an
+    /// address-book entry only; the tenant's relay of the shared domain
+    /// carries the mail, as with [`StubStyle::DomainRouting`].
+    MailboxContacts,
 }
 
 /// What a system does with mail for a mailbox whose account is disabled or
@@ -30,11 +39,13 @@ pub enum DisabledMailboxes {
 
 impl StubStyle {
     /// Every style, in the order the configuration documents them.
-    pub const ALL: [StubStyle; 4] = [
+    pub const ALL: [StubStyle; 6] = [
         StubStyle::RoutingAddress,
         StubStyle::SmartHost,
         StubStyle::DomainRouting,
         StubStyle::None,
+        StubStyle::MailContact,
+        StubStyle::MailboxContacts,
     ];
 
     /// The name used in the configuration (`stub_style = "…"`).
@@ -44,6 +55,8 @@ impl StubStyle {
             StubStyle::SmartHost => "smart_host",
             StubStyle::DomainRouting => "domain_routing",
             StubStyle::None => "none",
+            StubStyle::MailContact => "mail_contact",
+            StubStyle::MailboxContacts => "mailbox_contacts",
         }
     }
 }

@@ -30,7 +30,7 @@ pub fn stub_route(policy: &Policy, system: &str, home: &str, primary: &str) -> O
     let style = policy.system(system)?.stub_style;
     let home = policy.system(home)?;
     match style {
-        StubStyle::RoutingAddress => {
+        StubStyle::RoutingAddress | StubStyle::MailContact => {
             let (local, _) = split_address(primary)?;
             Some(Route::Address(format!(
                 "{local}@{}",
@@ -38,7 +38,7 @@ pub fn stub_route(policy: &Policy, system: &str, home: &str, primary: &str) -> O
             )))
         }
         StubStyle::SmartHost => Some(Route::Host(home.smart_host.clone()?)),
-        StubStyle::DomainRouting => Some(Route::DomainRouting),
+        StubStyle::DomainRouting | StubStyle::MailboxContacts => Some(Route::DomainRouting),
         StubStyle::None => None,
     }
 }
@@ -395,7 +395,7 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
                 return RouteTemplate::NoStub;
             }
             match system.stub_style {
-                StubStyle::RoutingAddress => home
+                StubStyle::RoutingAddress | StubStyle::MailContact => home
                     .routing_domain
                     .as_deref()
                     .map_or(RouteTemplate::NoStub, RouteTemplate::Address),
@@ -403,7 +403,9 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
                     .smart_host
                     .as_deref()
                     .map_or(RouteTemplate::NoStub, RouteTemplate::Host),
-                StubStyle::DomainRouting => RouteTemplate::DomainRouting,
+                StubStyle::DomainRouting | StubStyle::MailboxContacts => {
+                    RouteTemplate::DomainRouting
+                }
                 StubStyle::None => RouteTemplate::NoStub,
             }
         })
