@@ -105,6 +105,10 @@ pub mod legacy {
                         Style::SmartHost => StubStyle::SmartHost,
                         Style::DomainRouting => StubStyle::DomainRouting,
                         Style::None => StubStyle::None,
+                        // Styles that came after format 1, which no format-1
+                        // plan was made under: they count as `none` in this
+                        // digest.
+                        Style::MailContact | Style::MailboxContacts => StubStyle::None,
                     },
                     unknown_recipient: match &s.unknown_recipient {
                         Unknown::Reject => UnknownRecipient::Reject,
