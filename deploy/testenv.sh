@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # deploy/testenv.sh - real servers for coexist's tests, on loopback.
 #
-#   deploy/testenv.sh up    [slapd|slapd-qmail|samba|postgres ...]  install what is missing, start, write the env file
-#   deploy/testenv.sh stop  [slapd|slapd-qmail|samba|postgres ...]  stop, keep the data (a later `up` restarts it)
-#   deploy/testenv.sh down  [slapd|slapd-qmail|samba|postgres ...]  stop and remove the data (all: the state dir)
-#   deploy/testenv.sh env                                            print the env file (export NAME=value lines)
-#   deploy/testenv.sh status                                         say what runs
+#   deploy/testenv.sh up    [slapd|slapd-qmail|samba|postgres|dns ...]  install what is missing, start, write the env file
+#   deploy/testenv.sh stop  [slapd|slapd-qmail|samba|postgres|dns ...]  stop, keep the data (a later `up` restarts it)
+#   deploy/testenv.sh down  [slapd|slapd-qmail|samba|postgres|dns ...]  stop and remove the data (all: the state dir)
+#   deploy/testenv.sh env                                                print the env file (export NAME=value lines)
+#   deploy/testenv.sh status                                             say what runs
 #
-# No server given means all four. State lives in ${COEXIST_TESTENV_DIR:-/tmp/coexist-testenv}.
+# No server given means all five (dns: NSD, an authoritative DNS server). State lives in ${COEXIST_TESTENV_DIR:-/tmp/coexist-testenv}.
 # Runs as root, unattended (no stdin), on a fresh Debian 12 as well as on a prepared machine.
 # See deploy/testenv/README.md.
 set -eEuo pipefail
@@ -33,12 +33,22 @@ readonly SAMBA_TEMPLATE_ROOT=/var/tmp/coexist-samba-template
 
 readonly PG_HOST=127.0.0.1 PG_PORT=5433 PG_USER=coexist PG_DB=coexist
 
+# NSD, authoritative for one zone per shape of a split domain's DNS
+# (<shape>.acmecorp.test, its routing domains gapps.<shape>... and
+# mithi.<shape>..., the smart host mail.<shape>...), and a stand-in google.com
+# holding Google's SPF includes (_spf.google.com and its _netblocks).
+readonly DNS_HOST=127.0.0.1 DNS_PORT=5300 DNS_DOMAIN=acmecorp.test
+readonly DNS_SHAPES=(correct mx-wrong spf-missing spf-too-many-lookups two-spf dkim-missing dmarc-absent routing-no-mx)
+# A 2048-bit RSA public key (SubjectPublicKeyInfo, base64) for the DKIM records.
+readonly DNS_DKIM_KEY='MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAvqKnCKXnQJ+unzsKi+9rjPgVmYSyOegI65Z5gqwkpojCwPjVxGkpNcihGd0HssiIlEsGq2ANSBmu8EmlXrumgeudSpHXzxDr1DNfq4tRNN7bYhjIhZ7MPbOfsMrglzvvIht14pxRRo2AjVY9h2kjTA+TDX8aqKfqTBY+TLl5108iaUxPO6Hhq+G29Dra2ZS3/VeBLYbYRkMm4qUQ6RtPhs67XBIRSyFXzQsP2vv+ZDV2tb+RCwXfElLDtO4GMqu1khvQPJ1/AAj17cXqurU9sfyfAIMIgBQjrvGTLFOU/OQ35tc2KFeLYS82pX7A8OFvk72ZdOJnNy4bMZ1c4y9PawIDAQAB'
+
 readonly STATE_DIR="${COEXIST_TESTENV_DIR:-/tmp/coexist-testenv}"
 readonly CERT_DIR="$STATE_DIR/certs"
 readonly SAMBA_DIR="$STATE_DIR/samba"
 readonly PG_DIR="$STATE_DIR/postgres"
+readonly DNS_DIR="$STATE_DIR/dns"
 readonly ENV_FILE="$STATE_DIR/env"
-readonly ALL_SERVERS=(slapd slapd-qmail samba postgres)
+readonly ALL_SERVERS=(slapd slapd-qmail samba postgres dns)
 QMAIL_SCHEMA_LDIF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/testenv/qmail.ldif"
 readonly QMAIL_SCHEMA_LDIF
 
@@ -251,6 +261,8 @@ packages_for() {
         # winbind is not needed: the DC runs only its ldap service.
         samba) echo samba samba-ad-provision samba-dsdb-modules samba-vfs-modules ldap-utils ;;
         postgres) echo postgresql ;;
+        # dig (bind9-dnsutils) for the self-test.
+        dns) echo nsd bind9-dnsutils ;;
     esac
 }
 
@@ -1239,6 +1251,238 @@ pg_env() {
 }
 
 # ---------------------------------------------------------------------------
+# DNS: NSD, authoritative only, on $DNS_HOST:$DNS_PORT
+# ---------------------------------------------------------------------------
+dns_conf() { echo "$DNS_DIR/nsd.conf"; }
+dns_pidfile() { echo "$DNS_DIR/nsd.pid"; }
+dns_log() { echo "$DNS_DIR/nsd.log"; }
+dns_zones() { printf '%s.'"$DNS_DOMAIN"'\n' "${DNS_SHAPES[@]}"; echo google.com; }
+
+dns_conf_text() {
+    local zone
+    cat <<EOF
+# coexist deploy/testenv.sh: authoritative test server on loopback
+server:
+    ip-address: $DNS_HOST@$DNS_PORT
+    port: $DNS_PORT
+    do-ip6: no
+    username: ""
+    chroot: ""
+    zonesdir: "$DNS_DIR/zones"
+    database: ""
+    zonelistfile: "$DNS_DIR/zone.list"
+    xfrdfile: "$DNS_DIR/xfrd.state"
+    xfrdir: "$DNS_DIR/xfr"
+    pidfile: "$(dns_pidfile)"
+    logfile: "$(dns_log)"
+    server-count: 1
+    verbosity: 1
+    hide-version: yes
+    refuse-any: yes
+
+remote-control:
+    control-enable: no
+EOF
+    for zone in $(dns_zones); do
+        printf '\nzone:\n    name: "%s"\n    zonefile: "%s.zone"\n' "$zone" "$zone"
+    done
+}
+
+# dns_soa ORIGIN: the zone's head.
+dns_soa() {
+    cat <<EOF
+\$ORIGIN $1.
+\$TTL 300
+@ IN SOA ns.$DNS_DOMAIN. hostmaster.$DNS_DOMAIN. 1 3600 600 86400 300
+@ IN NS ns.$DNS_DOMAIN.
+EOF
+}
+
+# dns_shape_zone SHAPE: <shape>.acmecorp.test, the Google + LDAP organisation of
+# google-coexistence.txt (MX on Google, the mail server's smart host mail.<shape>),
+# correct or broken in one way each:
+#   correct               every record right
+#   mx-wrong              the shared domain's MX on the mail server, not Google
+#   spf-missing           SPF without the mail server (a:mail.<shape>)
+#   spf-too-many-lookups  SPF needing 11 DNS lookups (Google's include costs 4)
+#   two-spf               two SPF records
+#   dkim-missing          no google._domainkey
+#   dmarc-absent          no _dmarc
+#   routing-no-mx         the mail server's routing domain mithi.<shape> without MX
+dns_shape_zone() {
+    local shape=$1 origin="$1.$DNS_DOMAIN" n
+    local spf="v=spf1 include:_spf.google.com a:mail.$origin ~all"
+    dns_soa "$origin"
+    if [[ $shape == mx-wrong ]]; then
+        echo "@ IN MX 10 mail"
+    else
+        echo "@ IN MX 1 aspmx.l.google.com."
+        echo "@ IN MX 5 alt1.aspmx.l.google.com."
+    fi
+    case $shape in
+        spf-missing) echo "@ IN TXT \"v=spf1 include:_spf.google.com ~all\"" ;;
+        spf-too-many-lookups)
+            # Several character-strings (one holds 255 bytes at most), joined
+            # as they are by receivers.
+            printf '@ IN TXT "v=spf1 include:_spf.google.com a:mail.%s "' "$origin"
+            for n in 1 2 3 4 5 6; do printf ' "include:relay%s.%s "' "$n" "$origin"; done
+            printf ' "~all"\n'
+            for n in 1 2 3 4 5 6; do echo "relay$n IN TXT \"v=spf1 ip4:198.51.100.$n ~all\""; done
+            ;;
+        two-spf)
+            echo "@ IN TXT \"$spf\""
+            echo "@ IN TXT \"v=spf1 a:mail.$origin -all\""
+            ;;
+        *) echo "@ IN TXT \"$spf\"" ;;
+    esac
+    echo "@ IN TXT \"google-site-verification=coexist-test\""
+    if [[ $shape != dkim-missing ]]; then
+        # Two character-strings, as providers publish long keys.
+        echo "google._domainkey IN TXT \"v=DKIM1; k=rsa; p=${DNS_DKIM_KEY:0:200}\" \"${DNS_DKIM_KEY:200}\""
+    fi
+    if [[ $shape != dmarc-absent ]]; then
+        echo "_dmarc IN TXT \"v=DMARC1; p=quarantine; rua=mailto:dmarc@$origin\""
+    fi
+    echo "gapps IN MX 1 aspmx.l.google.com."
+    echo "gapps IN MX 5 alt1.aspmx.l.google.com."
+    if [[ $shape == routing-no-mx ]]; then
+        echo "mithi IN A 192.0.2.25"
+    else
+        echo "mithi IN MX 10 mail"
+    fi
+    echo "mail IN A 192.0.2.25"
+}
+
+# dns_google_zone: the stand-in for google.com: Google's SPF include and its
+# three netblock records (as Google publishes them: 4 lookups in all), and
+# the MX hosts' addresses.
+dns_google_zone() {
+    dns_soa google.com
+    cat <<'EOF'
+_spf IN TXT "v=spf1 include:_netblocks.google.com include:_netblocks2.google.com include:_netblocks3.google.com ~all"
+_netblocks IN TXT "v=spf1 ip4:35.190.247.0/24 ip4:64.233.160.0/19 ip4:66.102.0.0/20 ~all"
+_netblocks2 IN TXT "v=spf1 ip6:2001:4860:4000::/36 ip6:2404:6800:4000::/36 ~all"
+_netblocks3 IN TXT "v=spf1 ip4:172.217.0.0/19 ip4:172.217.32.0/20 ~all"
+smtp IN A 192.0.2.10
+aspmx.l IN A 192.0.2.11
+alt1.aspmx.l IN A 192.0.2.12
+EOF
+}
+
+dns_zone_text() {
+    if [[ $1 == google.com ]]; then dns_google_zone; else dns_shape_zone "${1%".$DNS_DOMAIN"}"; fi
+}
+
+dns_recipe() {
+    local zone
+    {
+        echo "$RECIPE_VERSION $DNS_HOST $DNS_PORT"
+        dns_conf_text
+        for zone in $(dns_zones); do dns_zone_text "$zone"; done
+        command -v nsd || true
+    } | short_hash
+}
+
+dns_running() { alive "$(pid_of "$(dns_pidfile)")" nsd; }
+
+# dns_dig ARGS...: one query to the test server, short output.
+dns_dig() { dig +time=2 +tries=1 +short -p "$DNS_PORT" "@$DNS_HOST" "$@" 2>/dev/null; }
+
+dns_answers() { dns_dig SOA "correct.$DNS_DOMAIN" | grep -q "hostmaster.$DNS_DOMAIN"; }
+
+dns_build() {
+    local zone t0
+    t0=$(now_ms)
+    say "dns: writing nsd.conf and its zones in $DNS_DIR"
+    rm -rf "$DNS_DIR"
+    mkdir -p "$DNS_DIR/zones" "$DNS_DIR/xfr"
+    dns_conf_text >"$(dns_conf)"
+    for zone in $(dns_zones); do
+        dns_zone_text "$zone" >"$DNS_DIR/zones/$zone.zone"
+        nsd-checkzone "$zone" "$DNS_DIR/zones/$zone.zone" >>"$(dns_log)" 2>&1 ||
+            die_log "$(dns_log)" "dns: the zone $zone does not load"
+    done
+    nsd-checkconf "$(dns_conf)" >>"$(dns_log)" 2>&1 || die_log "$(dns_log)" "dns: nsd.conf is refused"
+    say "dns: built in $(($(now_ms) - t0)) ms"
+}
+
+dns_start() {
+    local log pid n
+    log=$(dns_log)
+    require_port_free dns "$DNS_HOST" "$DNS_PORT"
+    rm -f "$(dns_pidfile)"
+    # Foreground (-d), detached with setsid, no inherited descriptors (not our lock).
+    setsid nsd -d -c "$(dns_conf)" </dev/null >>"$log" 2>&1 9>&- &
+    pid=$!
+    for ((n = 0; n < READY_TIMEOUT * 10; n++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            die_log "$log" "dns: nsd exited during startup"
+        fi
+        if dns_answers; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    kill -TERM "$pid" 2>/dev/null || true
+    die_log "$log" "dns: nsd did not answer on $DNS_HOST:$DNS_PORT within ${READY_TIMEOUT} s"
+}
+
+# Every zone answers, over UDP and TCP, and the shapes differ as they should.
+dns_selftest() {
+    local log zone out
+    log=$(dns_log)
+    for zone in $(dns_zones); do
+        dns_dig SOA "$zone" | grep -q "hostmaster.$DNS_DOMAIN" || die_log "$log" "dns: the zone $zone does not answer"
+    done
+    out=$(dns_dig +tcp TXT "_spf.google.com")
+    [[ $out == *"include:_netblocks.google.com"* ]] || die_log "$log" "dns: _spf.google.com over TCP: $out"
+    out=$(dns_dig TXT "two-spf.$DNS_DOMAIN" | grep -c 'v=spf1' || true)
+    [[ $out == 2 ]] || die_log "$log" "dns: two-spf.$DNS_DOMAIN has $out SPF records, not 2"
+    out=$(dns_dig MX "mx-wrong.$DNS_DOMAIN")
+    [[ $out == "10 mail.mx-wrong.$DNS_DOMAIN." ]] || die_log "$log" "dns: the MX of mx-wrong.$DNS_DOMAIN is $out"
+    out=$(dns_dig TXT "google._domainkey.correct.$DNS_DOMAIN")
+    [[ $(tr -d '" \n' <<<"$out") == *"p=$DNS_DKIM_KEY" ]] || die_log "$log" "dns: the DKIM key of correct.$DNS_DOMAIN is $out"
+}
+
+dns_start_checked() {
+    dns_start
+    dns_selftest
+}
+
+dns_up() {
+    local t0 pid
+    pid=$(pid_of "$(dns_pidfile)")
+    if alive "$pid" nsd; then
+        if [[ $(cat "$DNS_DIR/recipe" 2>/dev/null || true) == "$(dns_recipe)" ]] && dns_answers; then
+            say "dns: already running (pid $pid), reused"
+            return 0
+        fi
+        say "dns: the running one (pid $pid) is stale or does not answer; rebuilding"
+        stop_pid "$pid" nsd
+    fi
+    t0=$(now_ms)
+    # The zones are small and written in milliseconds: always afresh.
+    dns_build
+    dns_start_checked
+    dns_recipe >"$DNS_DIR/recipe"
+    say "dns: up in $(($(now_ms) - t0)) ms (pid $(pid_of "$(dns_pidfile)"), $DNS_HOST:$DNS_PORT)"
+}
+
+dns_stop() {
+    local pid; pid=$(pid_of "$(dns_pidfile)")
+    if alive "$pid" nsd; then
+        say "dns: stopping (pid $pid)"
+        stop_pid "$pid" nsd
+    fi
+}
+
+dns_env() {
+    env_line COEXIST_TEST_DNS_NAMESERVER "$DNS_HOST:$DNS_PORT"
+    env_line COEXIST_TEST_DNS_DOMAIN "$DNS_DOMAIN"
+    env_line COEXIST_TEST_DNS_LOG "$(dns_log)"
+}
+
+# ---------------------------------------------------------------------------
 # Env file and commands
 # ---------------------------------------------------------------------------
 server_running() {
@@ -1246,6 +1490,7 @@ server_running() {
         slapd | slapd-qmail) slapd_running "$1" ;;
         samba) samba_running ;;
         postgres) pg_running ;;
+        dns) dns_running ;;
     esac
 }
 
@@ -1261,6 +1506,7 @@ write_env() {
         done
         if samba_running; then samba_env; any=1; fi
         if pg_running; then pg_env; any=1; fi
+        if dns_running; then dns_env; any=1; fi
     } >"$tmp"
     if ((any)); then
         chmod 644 "$tmp"
@@ -1282,7 +1528,8 @@ parse_servers() {
             slapd | slapd-qmail | samba) SERVERS+=("$s") ;;
             qmail) SERVERS+=(slapd-qmail) ;;
             postgres | postgresql | pg) SERVERS+=(postgres) ;;
-            *) die "unknown server '$s' (expected: slapd, slapd-qmail, samba, postgres)" ;;
+            dns | nsd) SERVERS+=(dns) ;;
+            *) die "unknown server '$s' (expected: slapd, slapd-qmail, samba, postgres, dns)" ;;
         esac
     done
 }
@@ -1303,6 +1550,7 @@ cmd_up() {
             slapd | slapd-qmail) slapd_up "$s" ;;
             samba) samba_up ;;
             postgres) pg_up ;;
+            dns) dns_up ;;
         esac
     done
     write_env
@@ -1319,6 +1567,7 @@ cmd_stop() {
             slapd | slapd-qmail) slapd_stop "$s" ;;
             samba) samba_stop ;;
             postgres) pg_stop ;;
+            dns) dns_stop ;;
         esac
     done
     write_env
@@ -1335,6 +1584,7 @@ cmd_down() {
             slapd | slapd-qmail) slapd_stop "$s"; rm -rf "${SLAPD[$s.dir]}" ;;
             samba) samba_stop; rm -rf "$SAMBA_DIR" ;;
             postgres) pg_stop; rm -rf "$PG_DIR" ;;
+            dns) dns_stop; rm -rf "$DNS_DIR" ;;
         esac
     done
     local running=0 left=0
@@ -1344,7 +1594,7 @@ cmd_down() {
     for s in "${SLAPD_INSTANCES[@]}"; do
         if [[ -d ${SLAPD[$s.dir]} ]]; then left=1; fi
     done
-    if [[ -d $SAMBA_DIR || -d $PG_DIR ]]; then left=1; fi
+    if [[ -d $SAMBA_DIR || -d $PG_DIR || -d $DNS_DIR ]]; then left=1; fi
     if ((!running)) && { ((all)) || ((!left)); }; then
         rm -rf "$STATE_DIR"
         say "all stopped; removed $STATE_DIR"

@@ -9,6 +9,10 @@
 //! Every error names the file, the line and the key, and says what was
 //! expected. [`Config::load`] touches no system.
 //!
+//! `[dns]` (optional) says how `coexist doctor` resolves when it checks
+//! the domains' DNS (MX, SPF, DKIM, DMARC), and each system's
+//! `[systems.dns]` overrides what its kind publishes by default.
+//!
 //! Every relative path in the file is relative to the folder of the file
 //! ([`Config::folder`]), wherever coexist runs from: seed and state files,
 //! key and CA files, secrets `{ file = "PATH" }`, the default store and a
@@ -138,6 +142,28 @@ pub struct SystemConfig {
     /// The line of each key of `connection`, so an error about one key
     /// (a misspelt setting) points at it.
     pub connection_keys: BTreeMap<String, usize>,
+    /// `[systems.dns]`: what the system publishes in DNS, where it differs
+    /// from its kind's defaults.
+    pub dns: SystemDns,
+}
+
+/// A system's `[systems.dns]` table: each key given replaces its kind's
+/// default ([`coexist_connector::kind::Kind::dns_defaults`]) for
+/// `coexist doctor`'s DNS checks; an empty list says "none".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SystemDns {
+    /// The hosts it receives mail on (its routing domain's MX, and the
+    /// shared domains' when it is the MX system); `*.` matches any name
+    /// under the rest.
+    pub mx_hosts: Option<Vec<String>>,
+    /// The SPF includes its provider publishes (`_spf.google.com`).
+    pub spf_includes: Option<Vec<String>>,
+    /// The relays it sends from: addresses, networks or host names.
+    pub spf_relays: Option<Vec<coexist_dns::Relay>>,
+    /// The DKIM selectors it signs with (`google`).
+    pub dkim_selectors: Option<Vec<String>>,
+    /// Where `autodiscover.<shared domain>` should point for its clients.
+    pub autodiscover: Option<String>,
 }
 
 /// The store's URL: a string, or a secret reference (a Postgres URL holds a password).
@@ -163,6 +189,9 @@ pub struct Config {
     /// No `[store]` table: the SQLite file `coexist.db` beside this file.
     default_store: bool,
     pub safety: Safety,
+    /// `[dns]`: how `coexist doctor` resolves the domains' records. `None`
+    /// (no `[dns]` table): doctor does not check DNS.
+    pub dns: Option<coexist_dns::Settings>,
 }
 
 // ---- the file as written ----------------------------------------------------
@@ -181,7 +210,30 @@ struct RawConfig {
     precedence: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
     #[serde(default)]
     safety: Safety,
+    #[serde(default)]
+    dns: Option<RawDns>,
     systems: Vec<RawSystem>,
+}
+
+/// `[dns]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    /// `"127.0.0.1"` or `"127.0.0.1:5353"`; absent: the system's resolvers.
+    nameserver: Option<Spanned<String>>,
+    /// Seconds to wait for one answer (integer or fraction).
+    timeout: Option<Spanned<toml::Value>>,
+}
+
+/// `[systems.dns]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSystemDns {
+    mx_hosts: Option<Vec<Spanned<String>>>,
+    spf_includes: Option<Vec<Spanned<String>>>,
+    spf_relays: Option<Vec<Spanned<String>>>,
+    dkim_selectors: Option<Vec<Spanned<String>>>,
+    autodiscover: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -258,8 +310,13 @@ struct RawSystem {
     stub_style: Option<Spanned<RawStubStyle>>,
     unknown_recipient: Option<Spanned<RawUnknown>>,
     disabled_mailboxes: Option<RawDisabledMailboxes>,
+    /// Whether the routing domain is a blanket alias of the shared domain
+    /// (default: as the kind says).
+    routing_domain_is_alias: Option<bool>,
     #[serde(default)]
     connection: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    dns: Option<RawSystemDns>,
 }
 
 /// Where the keys of each `[systems.connection]` table are (read apart
@@ -369,6 +426,119 @@ fn valid_domain(raw: &str) -> Option<String> {
     normalize_address(&format!("x@{raw}"))
         .ok()
         .map(|a| a[2..].to_string())
+}
+
+/// `[dns]` checked: the nameserver an address (port 53 unless given),
+/// the timeout a number of seconds above 0 and at most 300.
+fn dns_settings(at: &Locator<'_>, raw: &RawDns) -> Result<coexist_dns::Settings, ConfigError> {
+    let mut settings = coexist_dns::Settings::default();
+    if let Some(written) = &raw.nameserver {
+        let text = written.get_ref().trim();
+        let address = text
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .or_else(|| {
+                text.parse::<std::net::IpAddr>()
+                    .ok()
+                    .map(|ip| std::net::SocketAddr::new(ip, 53))
+            })
+            .ok_or_else(|| {
+                at.at(
+                    written,
+                    "dns.nameserver",
+                    format!("`{text}` is not a nameserver address: expected an IP address with an optional port, like \"192.0.2.53\" or \"127.0.0.1:5353\""),
+                )
+            })?;
+        settings.nameserver = Some(address);
+    }
+    if let Some(written) = &raw.timeout {
+        let seconds = match written.get_ref() {
+            toml::Value::Integer(n) => Some(*n as f64),
+            toml::Value::Float(x) => Some(*x),
+            _ => None,
+        }
+        .filter(|s| *s > 0.0 && *s <= 300.0)
+        .ok_or_else(|| {
+            at.at(
+                written,
+                "dns.timeout",
+                "expected the seconds to wait for one answer, above 0 and at most 300 (like 5 or 0.5)",
+            )
+        })?;
+        settings.timeout = std::time::Duration::from_secs_f64(seconds);
+    }
+    Ok(settings)
+}
+
+/// A system's `[systems.dns]` checked: names are domain names (`*.` allowed
+/// in front of an MX host), relays addresses, networks or host names.
+fn system_dns(
+    at: &Locator<'_>,
+    n: usize,
+    raw: Option<&RawSystemDns>,
+) -> Result<SystemDns, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(SystemDns::default());
+    };
+    let key = |field: &str| format!("systems[{n}].dns.{field}");
+    let names = |field: &str,
+                 list: &Option<Vec<Spanned<String>>>,
+                 wildcard: bool|
+     -> Result<Option<Vec<String>>, ConfigError> {
+        let Some(list) = list else { return Ok(None) };
+        let mut out = Vec::new();
+        for written in list {
+            let text = written.get_ref().trim();
+            let name = if wildcard {
+                text.strip_prefix("*.").unwrap_or(text)
+            } else {
+                text
+            };
+            if !coexist_dns::net::is_domain(name) {
+                return Err(at.at(
+                    written,
+                    key(field),
+                    format!("`{text}` is not a domain name"),
+                ));
+            }
+            out.push(coexist_dns::records::normalise(text));
+        }
+        Ok(Some(out))
+    };
+    let spf_relays = match &raw.spf_relays {
+        None => None,
+        Some(list) => {
+            let mut out = Vec::new();
+            for written in list {
+                let relay = written
+                    .get_ref()
+                    .parse::<coexist_dns::Relay>()
+                    .map_err(|e| at.at(written, key("spf_relays"), e.to_string()))?;
+                out.push(relay);
+            }
+            Some(out)
+        }
+    };
+    let autodiscover = match &raw.autodiscover {
+        None => None,
+        Some(written) if coexist_dns::net::is_domain(written.get_ref().trim()) => {
+            Some(coexist_dns::records::normalise(written.get_ref()))
+        }
+        Some(written) => {
+            return Err(at.at(
+                written,
+                key("autodiscover"),
+                format!("`{}` is not a domain name", written.get_ref()),
+            ))
+        }
+    };
+    Ok(SystemDns {
+        mx_hosts: names("mx_hosts", &raw.mx_hosts, true)?,
+        spf_includes: names("spf_includes", &raw.spf_includes, false)?,
+        spf_relays,
+        dkim_selectors: names("dkim_selectors", &raw.dkim_selectors, false)?,
+        autodiscover,
+    })
 }
 
 fn valid_id(id: &str) -> bool {
@@ -550,6 +720,7 @@ impl Config {
                 connection,
                 connection_line,
                 connection_keys,
+                dns: system_dns(&at, n, system.dns.as_ref())?,
             });
             policies.push(SystemPolicy {
                 id: id.clone(),
@@ -565,6 +736,9 @@ impl Config {
                     Some(RawDisabledMailboxes::Deliver) => DisabledMailboxes::Deliver,
                     None => kind.disabled_mailboxes(),
                 },
+                routing_domain_is_alias: system
+                    .routing_domain_is_alias
+                    .unwrap_or_else(|| kind.routing_domain_is_alias()),
             });
         }
 
@@ -712,6 +886,11 @@ impl Config {
             ));
         }
 
+        let dns = match &raw.dns {
+            Some(dns) => Some(dns_settings(&at, dns)?),
+            None => None,
+        };
+
         // One rule for every path of the file, the store's too: relative
         // to the folder of the file.
         let folder = folder_of(path);
@@ -737,6 +916,7 @@ impl Config {
             store_url,
             default_store,
             safety: raw.safety,
+            dns,
         })
     }
 

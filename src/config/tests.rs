@@ -356,3 +356,115 @@ fn a_store_url_read_from_a_relative_file_is_read_beside_the_configuration_file()
         format!("sqlite:{}", dir.path().join("state/coexist.db").display())
     );
 }
+
+#[test]
+fn without_a_dns_table_doctor_checks_no_dns_and_systems_override_nothing() {
+    let config = parse(GOOD).unwrap();
+    assert_eq!(config.dns, None);
+    assert_eq!(config.systems[0].dns, SystemDns::default());
+}
+
+#[test]
+fn the_dns_table_names_the_nameserver_and_timeout_and_systems_override_their_kind() {
+    let text = GOOD
+        .replace(
+            "[precedence]",
+            "[dns]\nnameserver = \"127.0.0.1:5300\"\ntimeout = 0.5\n\n[precedence]",
+        )
+        .replace(
+            "[systems.connection]\ndomain = \"acmecorp.com\"",
+            "[systems.connection]\ndomain = \"acmecorp.com\"\n\n[systems.dns]\nmx_hosts = [\"*.mx.example.test\", \"ASPMX.l.google.com.\"]\nspf_includes = [\"_spf.example.test\"]\nspf_relays = [\"192.0.2.25\", \"198.51.100.0/24\", \"mail.acmecorp.com\"]\ndkim_selectors = [\"s1\"]\nautodiscover = \"autodiscover.outlook.com\"",
+        );
+    let config = parse(&text).unwrap();
+    let dns = config.dns.unwrap();
+    assert_eq!(dns.nameserver, Some("127.0.0.1:5300".parse().unwrap()));
+    assert_eq!(dns.timeout, std::time::Duration::from_millis(500));
+    let google = &config.systems[0].dns;
+    assert_eq!(
+        google.mx_hosts.as_deref(),
+        Some(
+            &[
+                "*.mx.example.test".to_string(),
+                "aspmx.l.google.com".to_string()
+            ][..]
+        )
+    );
+    assert_eq!(
+        google.spf_includes.as_deref(),
+        Some(&["_spf.example.test".to_string()][..])
+    );
+    let relays: Vec<String> = google
+        .spf_relays
+        .iter()
+        .flatten()
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(
+        relays,
+        ["192.0.2.25", "198.51.100.0/24", "mail.acmecorp.com"]
+    );
+    assert_eq!(
+        google.dkim_selectors.as_deref(),
+        Some(&["s1".to_string()][..])
+    );
+    assert_eq!(
+        google.autodiscover.as_deref(),
+        Some("autodiscover.outlook.com")
+    );
+    // A nameserver without a port asks port 53; an empty [dns] the system's.
+    let text = GOOD.replace(
+        "[precedence]",
+        "[dns]\nnameserver = \"192.0.2.53\"\n\n[precedence]",
+    );
+    let dns = parse(&text).unwrap().dns.unwrap();
+    assert_eq!(dns.nameserver, Some("192.0.2.53:53".parse().unwrap()));
+    assert_eq!(dns.timeout, std::time::Duration::from_secs(5));
+    let text = GOOD.replace("[precedence]", "[dns]\n\n[precedence]");
+    assert_eq!(parse(&text).unwrap().dns.unwrap().nameserver, None);
+}
+
+#[test]
+fn a_bad_dns_setting_names_its_line_and_key() {
+    let with_dns =
+        |table: &str| GOOD.replace("[precedence]", &format!("[dns]\n{table}\n\n[precedence]"));
+    let e = error(&with_dns("nameserver = \"ns.acmecorp.com\""));
+    assert!(
+        e.starts_with(
+            "coexist.toml:9: dns.nameserver: `ns.acmecorp.com` is not a nameserver address"
+        ),
+        "{e}"
+    );
+    let e = error(&with_dns("timeout = 0"));
+    assert!(
+        e.starts_with("coexist.toml:9: dns.timeout: expected the seconds"),
+        "{e}"
+    );
+    let e = error(&with_dns("nameservers = \"127.0.0.1\""));
+    assert!(
+        e.starts_with("coexist.toml:9: ") && e.contains("unknown field `nameservers`"),
+        "{e}"
+    );
+    let with_system_dns = |line: &str| {
+        GOOD.replace(
+            "stub_style = \"routing_address\"\n",
+            &format!("stub_style = \"routing_address\"\n\n[systems.dns]\n{line}\n"),
+        )
+    };
+    let e = error(&with_system_dns("spf_relays = [\"192.0.2.0/33\"]"));
+    assert!(
+        e.starts_with("coexist.toml:28: systems[1].dns.spf_relays: `192.0.2.0/33` is not"),
+        "{e}"
+    );
+    let e = error(&with_system_dns("mx_hosts = [\"not a host\"]"));
+    assert!(
+        e.starts_with(
+            "coexist.toml:28: systems[1].dns.mx_hosts: `not a host` is not a domain name"
+        ),
+        "{e}"
+    );
+    let e = error(&with_system_dns("dkim_selector = [\"google\"]"));
+    assert!(
+        e.starts_with("coexist.toml:28: ") && e.contains("unknown field `dkim_selector`"),
+        "{e}"
+    );
+}

@@ -32,6 +32,74 @@ pub struct Finding {
     pub manual: bool,
     /// What was found, or what the admin must do.
     pub detail: String,
+    /// The record looked at, for a check of a record (a DNS record:
+    /// `acmecorp.com MX`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    /// What the record holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+    /// What it should hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+}
+
+impl Finding {
+    /// A check that passed (`ok`) or failed.
+    pub fn new(check: impl Into<String>, ok: bool, detail: impl Into<String>) -> Finding {
+        Finding {
+            check: check.into(),
+            ok,
+            manual: false,
+            detail: detail.into(),
+            record: None,
+            found: None,
+            expected: None,
+        }
+    }
+
+    /// A check that passed.
+    pub fn passed(check: impl Into<String>, detail: impl Into<String>) -> Finding {
+        Finding::new(check, true, detail)
+    }
+
+    /// A check that failed.
+    pub fn failed(check: impl Into<String>, detail: impl Into<String>) -> Finding {
+        Finding::new(check, false, detail)
+    }
+
+    /// A manual check: for the admin to look at (it does not fail).
+    pub fn manual(check: impl Into<String>, detail: impl Into<String>) -> Finding {
+        Finding {
+            manual: true,
+            ..Finding::new(check, true, detail)
+        }
+    }
+
+    /// This finding about `record`, which holds `found` and should hold
+    /// `expected`.
+    pub fn about(
+        self,
+        record: impl Into<String>,
+        found: impl Into<String>,
+        expected: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            record: Some(record.into()),
+            found: Some(found.into()),
+            expected: Some(expected.into()),
+            ..self
+        }
+    }
+
+    /// `ok`, `fail` or `look` (a manual check).
+    pub fn status(&self) -> &'static str {
+        match (self.ok, self.manual) {
+            (_, true) => "look",
+            (true, false) => "ok",
+            (false, false) => "fail",
+        }
+    }
 }
 
 /// The most stubs a system can hold, where the system documents a limit.

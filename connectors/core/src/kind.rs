@@ -136,6 +136,18 @@ pub trait Kind: Send + Sync + 'static {
     /// mailbox, unless the configuration says otherwise.
     fn disabled_mailboxes(&self) -> DisabledMailboxes;
 
+    /// Whether a system of this kind answers at `local@<routing domain>`
+    /// for every shared-domain address of each mailbox (its routing domain
+    /// is a blanket alias: Google's domain aliases, an LDAP mail server's
+    /// virtual domain), unless the configuration says otherwise
+    /// (`routing_domain_is_alias`). Default: yes. A kind that answers there
+    /// only at the addresses each mailbox lists (Exchange Online's
+    /// `…mail.onmicrosoft.com` proxy addresses) says no, and stubs then
+    /// route to the address the recipient's home lists.
+    fn routing_domain_is_alias(&self) -> bool {
+        true
+    }
+
     /// The connector of one configured system. Settings are checked here,
     /// so a bad one is a configuration error; nothing is contacted.
     fn connect(&self, setup: &Setup<'_>) -> Result<Arc<dyn Connector>, SetupError>;
@@ -148,6 +160,54 @@ pub trait Kind: Send + Sync + 'static {
         let _ = place;
         Vec::new()
     }
+
+    /// What a system of this kind publishes or needs in DNS by default
+    /// (its provider's MX hosts, SPF includes, DKIM selectors), which
+    /// `coexist doctor` checks the domains against; the configuration's
+    /// `[systems.dns]` overrides each. Default: nothing known.
+    fn dns_defaults(&self, system: &DnsPlace<'_>) -> DnsDefaults {
+        let _ = system;
+        DnsDefaults::default()
+    }
+}
+
+/// What [`Kind::dns_defaults`] is told of one system, from the
+/// configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct DnsPlace<'a> {
+    /// The system's id.
+    pub system: &'a str,
+    /// Its routing domain, if it has one.
+    pub routing_domain: Option<&'a str>,
+    /// Its smart host (`smart_host` of its `[[systems]]` table), if any:
+    /// the host an on-premises mail server receives and sends mail on.
+    pub smart_host: Option<&'a str>,
+    /// Its `[systems.connection]` table, as written.
+    pub connection: &'a toml::Table,
+}
+
+/// A kind's DNS defaults for one system (each list may be empty: not
+/// known, the admin sets it in `[systems.dns]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsDefaults {
+    /// The hosts the system receives mail on: its routing domain's MX, and
+    /// the shared domains' MX when it is the MX system, point at them
+    /// (`aspmx.l.google.com`; a leading `*.` matches any name under the
+    /// rest, `*.mail.protection.outlook.com`).
+    pub mx_hosts: Vec<String>,
+    /// The SPF includes its provider publishes for the mail it sends
+    /// (`_spf.google.com`).
+    pub spf_includes: Vec<String>,
+    /// The relays it sends from, as addresses, networks or host names (an
+    /// on-premises smart host): the shared domains' SPF must authorise them.
+    pub spf_relays: Vec<String>,
+    /// The DKIM selectors it signs with (`google` for
+    /// `google._domainkey.<domain>`).
+    pub dkim_selectors: Vec<String>,
+    /// Where `autodiscover.<shared domain>` should point for its mail
+    /// clients, where it needs that (Microsoft 365:
+    /// `autodiscover.outlook.com`).
+    pub autodiscover: Option<String>,
 }
 
 /// A system's place in the organisation's mail flow, from the

@@ -29,11 +29,10 @@ impl GoogleConnector {
     pub(crate) async fn checks(&self) -> Vec<Finding> {
         let mut findings = Vec::new();
         let token = self.http.tokens().token().await;
-        findings.push(Finding {
-            check: "Google service account credentials".to_string(),
-            ok: token.is_ok(),
-            manual: false,
-            detail: match &token {
+        findings.push(Finding::new(
+            "Google service account credentials",
+            token.is_ok(),
+            match &token {
                 Ok(_) => format!(
                     "an access token was obtained for {} with the scopes {}",
                     self.config.admin,
@@ -46,31 +45,29 @@ impl GoogleConnector {
                     auth::SCOPES.join(",")
                 ),
             },
-        });
+        ));
         if token.is_err() {
             findings.push(self.manual_routing_finding());
             return findings;
         }
         let users = self.directory.probe_users(&self.http).await;
-        findings.push(Finding {
-            check: "Directory API: users and groups readable".to_string(),
-            ok: users.is_ok(),
-            manual: false,
-            detail: match users {
+        findings.push(Finding::new(
+            "Directory API: users and groups readable",
+            users.is_ok(),
+            match users {
                 Ok(_) => format!("users of customer {} can be listed", self.config.customer),
                 Err(error) => error.to_string(),
             },
-        });
+        ));
         let feed = self.contacts_page(1, 1).await;
-        findings.push(Finding {
-            check: "Shared Contacts API: the domain's feed readable".to_string(),
-            ok: feed.is_ok(),
-            manual: false,
-            detail: match feed {
+        findings.push(Finding::new(
+            "Shared Contacts API: the domain's feed readable",
+            feed.is_ok(),
+            match feed {
                 Ok(_) => format!("the shared contacts of {} can be read", self.config.domain),
                 Err(error) => error.to_string(),
             },
-        });
+        ));
         findings.push(self.routing_finding().await);
         findings.push(self.manual_routing_finding());
         findings
@@ -87,17 +84,16 @@ impl GoogleConnector {
             .map(str::trim)
             .filter(|d| !d.is_empty())
         else {
-            return Finding {
+            return Finding::new(
                 check,
-                ok: false,
-                manual: false,
-                detail: format!(
+                false,
+                format!(
                     "no routing_domain is configured for system {}: add the domain alias that \
                      delivers straight to Google (for example gapps.{}), which the other \
                      systems forward Google's mailboxes to",
                     self.system, self.config.domain
                 ),
-            };
+            );
         };
         let aliases = self.directory.list_domain_aliases(&self.http).await;
         let domains = self.directory.list_domains(&self.http).await;
@@ -111,11 +107,10 @@ impl GoogleConnector {
                 let verified = aliases
                     .iter()
                     .any(|a| a.domain_alias_name.to_lowercase() == wanted && a.verified);
-                Finding {
+                Finding::new(
                     check,
-                    ok: verified,
-                    manual: false,
-                    detail: if verified {
+                    verified,
+                    if verified {
                         format!("{routing} is a verified domain alias of the customer")
                     } else {
                         format!(
@@ -124,38 +119,35 @@ impl GoogleConnector {
                              before Google accepts mail for it"
                         )
                     },
-                }
+                )
             }
             (_, Ok(domains))
                 if domains
                     .iter()
                     .any(|d| d.domain_name.to_lowercase() == wanted) =>
             {
-                Finding {
+                Finding::new(
                     check,
-                    ok: true,
-                    manual: false,
-                    detail: format!("{routing} is a domain of the customer"),
-                }
+                    true,
+                    format!("{routing} is a domain of the customer"),
+                )
             }
-            (Err(error), _) | (_, Err(error)) => Finding {
+            (Err(error), _) | (_, Err(error)) => Finding::new(
                 check,
-                ok: false,
-                manual: false,
-                detail: format!("the domains could not be read: {error}"),
-            },
-            _ => Finding {
+                false,
+                format!("the domains could not be read: {error}"),
+            ),
+            _ => Finding::new(
                 check,
-                ok: false,
-                manual: false,
-                detail: format!(
+                false,
+                format!(
                     "{routing} is neither a domain nor a domain alias of the customer: add it in \
                      the Admin console (Account > Domains > Manage domains > Add a domain, as a \
                      domain alias of {}) and add its MX records, so mail the other systems \
                      forward to local@{routing} reaches Google",
                     self.config.domain
                 ),
-            },
+            ),
         }
     }
 
@@ -167,11 +159,9 @@ impl GoogleConnector {
             .routing_domain
             .clone()
             .unwrap_or_else(|| format!("gapps.{}", self.config.domain));
-        Finding {
-            check: "Gmail routing for people not on Google (manual check)".to_string(),
-            ok: true,
-            manual: true,
-            detail: format!(
+        Finding::manual(
+            "Gmail routing for people not on Google (manual check)",
+            format!(
                 "MANUAL CHECK — no Google API exposes this setting, so coexist cannot verify it. \
                  In the Google Admin console open Apps > Google Workspace > Gmail > Routing, \
                  section Default routing, and make sure a setting for \"Unknown mailbox \
@@ -182,6 +172,6 @@ impl GoogleConnector {
                  in turn forward mail for Google's people to local@{routing}.",
                 domain = self.config.domain
             ),
-        }
+        )
     }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use coexist_connector::kind::{DnsDefaults, DnsPlace};
 use coexist_connector::{Connector, DisabledMailboxes, Kind, Setup, SetupError, StubStyle};
 
 use crate::{GoogleConfig, GoogleConnector};
@@ -50,5 +51,49 @@ impl Kind for GoogleKind {
         let connector = GoogleConnector::new(setup.system, settings)
             .map_err(|e| SetupError::new(e.to_string()))?;
         Ok(Arc::new(connector))
+    }
+
+    /// Google's published mail hosts (Admin Help, "Set up MX records for
+    /// Google Workspace": `smtp.google.com`, and the older
+    /// `aspmx.l.google.com` set still valid), its SPF include
+    /// `_spf.google.com`, and the default DKIM selector `google`.
+    fn dns_defaults(&self, _system: &DnsPlace<'_>) -> DnsDefaults {
+        DnsDefaults {
+            mx_hosts: [
+                "smtp.google.com",
+                "aspmx.l.google.com",
+                "alt1.aspmx.l.google.com",
+                "alt2.aspmx.l.google.com",
+                "alt3.aspmx.l.google.com",
+                "alt4.aspmx.l.google.com",
+            ]
+            .map(String::from)
+            .to_vec(),
+            spf_includes: vec!["_spf.google.com".into()],
+            spf_relays: Vec::new(),
+            dkim_selectors: vec!["google".into()],
+            autodiscover: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn google_publishes_its_mx_hosts_spf_include_and_dkim_selector() {
+        let connection = toml::Table::new();
+        let dns = KIND.dns_defaults(&DnsPlace {
+            system: "google",
+            routing_domain: Some("gapps.acmecorp.com"),
+            smart_host: None,
+            connection: &connection,
+        });
+        assert!(dns.mx_hosts.iter().any(|h| h == "aspmx.l.google.com"));
+        assert!(dns.mx_hosts.iter().any(|h| h == "smtp.google.com"));
+        assert_eq!(dns.spf_includes, ["_spf.google.com"]);
+        assert_eq!(dns.dkim_selectors, ["google"]);
+        assert!(dns.spf_relays.is_empty() && dns.autodiscover.is_none());
     }
 }

@@ -22,24 +22,18 @@ pub async fn doctor(
     let mut findings = Vec::new();
     let mut ldap = match ldap {
         Ok(l) => {
-            findings.push(Finding {
-                check: "connect and bind".into(),
-                ok: true,
-                manual: false,
-                detail: format!(
+            findings.push(Finding::new(
+                "connect and bind",
+                true,
+                format!(
                     "bound to {} as {}",
                     reader.config.url, reader.config.bind_dn
                 ),
-            });
+            ));
             l
         }
         Err(e) => {
-            findings.push(Finding {
-                check: "connect and bind".into(),
-                ok: false,
-                manual: false,
-                detail: e.to_string(),
-            });
+            findings.push(Finding::new("connect and bind", false, e.to_string()));
             return findings;
         }
     };
@@ -59,23 +53,17 @@ pub async fn doctor(
                 error::from_ldap(&reader.system, &format!("read {base}"), e).to_string(),
             ),
         };
-        findings.push(Finding {
-            check: format!("base DN {base}"),
-            ok,
-            manual: false,
-            detail,
-        });
+        findings.push(Finding::new(format!("base DN {base}"), ok, detail));
     }
     let stub_ok = writer.stub_index(&mut ldap).await;
-    findings.push(Finding {
-        check: "stub OU".into(),
-        ok: stub_ok.is_ok(),
-        manual: false,
-        detail: match stub_ok {
+    findings.push(Finding::new(
+        "stub OU",
+        stub_ok.is_ok(),
+        match stub_ok {
             Ok(i) => format!("{} exists and holds {} stubs", writer.stub_base, i.len()),
             Err(e) => e.to_string(),
         },
-    });
+    ));
     // Before any write can fail on it: does the server's schema hold what
     // the stub style writes?
     findings.push(crate::schema::doctor_finding(writer, &mut ldap).await);
@@ -83,18 +71,8 @@ pub async fn doctor(
         findings.push(contact_rights(reader, writer, &mut ldap).await);
     }
     findings.push(match crate::sync::choose(reader, &mut ldap).await {
-        Ok(chosen) => Finding {
-            check: "incremental reads".into(),
-            ok: true,
-            manual: false,
-            detail: chosen.how,
-        },
-        Err(e) => Finding {
-            check: "incremental reads".into(),
-            ok: false,
-            manual: false,
-            detail: e.to_string(),
-        },
+        Ok(chosen) => Finding::new("incremental reads", true, chosen.how),
+        Err(e) => Finding::new("incremental reads", false, e.to_string()),
     });
     findings
 }
@@ -121,21 +99,18 @@ async fn contact_rights(reader: &Reader, writer: &Writer, ldap: &mut Ldap) -> Fi
                 .map(|e| Entry::from(ldap3::SearchEntry::construct(e)))
         }
         Ok(r) => {
-            return Finding {
+            return Finding::new(
                 check,
-                ok: false,
-                manual: false,
-                detail: error::from_result(&reader.system, &format!("read {base}"), &r.1)
-                    .to_string(),
-            }
+                false,
+                error::from_result(&reader.system, &format!("read {base}"), &r.1).to_string(),
+            )
         }
         Err(e) => {
-            return Finding {
+            return Finding::new(
                 check,
-                ok: false,
-                manual: false,
-                detail: error::from_ldap(&reader.system, &format!("read {base}"), e).to_string(),
-            }
+                false,
+                error::from_ldap(&reader.system, &format!("read {base}"), e).to_string(),
+            )
         }
     };
     let may_create = entry.is_some_and(|e| {
@@ -143,11 +118,10 @@ async fn contact_rights(reader: &Reader, writer: &Writer, ldap: &mut Ldap) -> Fi
             .iter()
             .any(|c| c.eq_ignore_ascii_case("contact"))
     });
-    Finding {
+    Finding::new(
         check,
-        ok: may_create,
-        manual: false,
-        detail: if may_create {
+        may_create,
+        if may_create {
             format!(
                 "{} may create, change and delete contacts in {base}",
                 reader.config.bind_dn
@@ -158,5 +132,5 @@ async fn contact_rights(reader: &Reader, writer: &Writer, ldap: &mut Ldap) -> Fi
                 reader.config.bind_dn
             )
         },
-    }
+    )
 }

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use coexist_connector::kind::{DnsDefaults, DnsPlace};
 use coexist_connector::{
     Connector, DisabledMailboxes, Finding, Kind, Place, Setup, SetupError, StubStyle,
 };
@@ -115,17 +116,30 @@ impl Kind for LdapKind {
         }
         exchange_checks(place)
     }
+
+    /// An on-premises mail server (or Exchange) receives and sends mail on
+    /// its configured smart host: its routing domain's MX points there and
+    /// the shared domains' SPF authorises it. Without a smart host nothing
+    /// is known (`[systems.dns]` says).
+    fn dns_defaults(&self, system: &DnsPlace<'_>) -> DnsDefaults {
+        let hosts: Vec<String> = system.smart_host.map(String::from).into_iter().collect();
+        DnsDefaults {
+            mx_hosts: hosts.clone(),
+            spf_relays: hosts,
+            ..DnsDefaults::default()
+        }
+    }
 }
 
 /// The manual checks of the Exchange organisation an AD system serves.
 fn exchange_checks(place: &Place<'_>) -> Vec<Finding> {
-    let manual = |check: &str, detail: String| Finding {
-        check: format!("{check} (manual check)"),
-        ok: true,
-        manual: true,
-        detail: format!(
-            "MANUAL CHECK: Exchange keeps this outside the directory coexist reads. {detail}"
-        ),
+    let manual = |check: &str, detail: String| {
+        Finding::manual(
+            format!("{check} (manual check)"),
+            format!(
+                "MANUAL CHECK: Exchange keeps this outside the directory coexist reads. {detail}"
+            ),
+        )
     };
     let mut findings = Vec::new();
     if let Some(routing) = place.routing_domain {
@@ -209,5 +223,21 @@ mod tests {
     fn an_ldap_mail_server_has_no_exchange_checks() {
         let shared = vec!["acmecorp.com".to_string()];
         assert!(LDAP.manual_checks(&place(&shared)).is_empty());
+    }
+
+    #[test]
+    fn an_on_premises_server_receives_and_sends_on_its_smart_host() {
+        let connection = toml::Table::new();
+        for kind in [&LDAP, &ACTIVE_DIRECTORY] {
+            let dns = kind.dns_defaults(&DnsPlace {
+                system: "ldap",
+                routing_domain: Some("mithi.acmecorp.com"),
+                smart_host: Some("mail.acmecorp.com"),
+                connection: &connection,
+            });
+            assert_eq!(dns.mx_hosts, ["mail.acmecorp.com"]);
+            assert_eq!(dns.spf_relays, ["mail.acmecorp.com"]);
+            assert!(dns.spf_includes.is_empty() && dns.dkim_selectors.is_empty());
+        }
     }
 }

@@ -838,12 +838,7 @@ pub async fn read(
 /// failed finding saying so.
 pub async fn doctor_finding(writer: &Writer, ldap: &mut Ldap) -> Finding {
     let needs = Needs::of(writer);
-    let failed = |detail: String| Finding {
-        check: CHECK.into(),
-        ok: false,
-        manual: false,
-        detail,
-    };
+    let failed = |detail: String| Finding::new(CHECK, false, detail);
     let schema = match read(&writer.system, ldap, writer.timeout, &writer.stub_base).await {
         Ok(s) => s,
         Err(e) => {
@@ -862,12 +857,7 @@ pub async fn doctor_finding(writer: &Writer, ldap: &mut Ldap) -> Finding {
         }
     };
     match check(&schema, &needs) {
-        Ok(detail) => Finding {
-            check: CHECK.into(),
-            ok: true,
-            manual: false,
-            detail,
-        },
+        Ok(detail) => Finding::new(CHECK, true, detail),
         Err(detail) => failed(detail),
     }
 }

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use coexist_connector::kind::{DnsDefaults, DnsPlace};
 use coexist_connector::{Connector, DisabledMailboxes, Kind, Setup, SetupError, StubStyle};
 
 use crate::{SimulatedConfig, SimulatedConnector};
@@ -40,5 +41,37 @@ impl Kind for SimulatedKind {
         let connector = SimulatedConnector::new(setup.system, settings)
             .map_err(|e| SetupError::new(e.to_string()))?;
         Ok(Arc::new(connector))
+    }
+
+    /// A simulated system with a smart host plays an on-premises mail
+    /// server: it receives and sends on that host. Without one nothing is
+    /// known (the configuration's `[systems.dns]` says what it plays).
+    fn dns_defaults(&self, system: &DnsPlace<'_>) -> DnsDefaults {
+        let hosts: Vec<String> = system.smart_host.map(String::from).into_iter().collect();
+        DnsDefaults {
+            mx_hosts: hosts.clone(),
+            spf_relays: hosts,
+            ..DnsDefaults::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_simulated_system_with_a_smart_host_receives_and_sends_on_it() {
+        let connection = toml::Table::new();
+        let place = |smart_host| DnsPlace {
+            system: "ldap",
+            routing_domain: None,
+            smart_host,
+            connection: &connection,
+        };
+        let dns = KIND.dns_defaults(&place(Some("mail.acmecorp.com")));
+        assert_eq!(dns.mx_hosts, ["mail.acmecorp.com"]);
+        assert_eq!(dns.spf_relays, ["mail.acmecorp.com"]);
+        assert_eq!(KIND.dns_defaults(&place(None)), DnsDefaults::default());
     }
 }

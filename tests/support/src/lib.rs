@@ -16,7 +16,9 @@
 //! * [`Subtree`]: a test's own subtree `ou=t-<random>` on a server, removed
 //!   when the test ends, and [`random`] for names no other test uses;
 //! * [`acmecorp`]: the acmecorp organisation of google-coexistence.txt as
-//!   coexist.toml text, whole or in pieces.
+//!   coexist.toml text, whole or in pieces;
+//! * [`dns`]: the authoritative DNS server (NSD) and its zones, one per
+//!   shape of a split domain's DNS, correct or broken.
 //!
 //! A missing setting fails the test with a message saying to run
 //! `deploy/testenv.sh up`: tests that need a server never skip silently.
@@ -30,6 +32,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod acmecorp;
+pub mod dns;
 mod env;
 mod ldif;
 mod server;
