@@ -3,8 +3,8 @@
 #
 # 1. Checks formatting and lints (cargo fmt --check, cargo clippy -D warnings).
 # 2. Installs (Debian packages) and starts the real servers the tests talk
-#    to, on loopback: OpenLDAP slapd, a Samba AD domain controller and
-#    PostgreSQL (deploy/testenv.sh).
+#    to, on loopback: OpenLDAP slapd, a Samba AD domain controller,
+#    PostgreSQL and an authoritative DNS server, NSD (deploy/testenv.sh).
 # 3. Builds once and runs every test of the workspace against them. A test
 #    that needs a server fails when the server is missing: none skips.
 #
