@@ -310,9 +310,6 @@ struct RawSystem {
     stub_style: Option<Spanned<RawStubStyle>>,
     unknown_recipient: Option<Spanned<RawUnknown>>,
     disabled_mailboxes: Option<RawDisabledMailboxes>,
-    /// Whether the routing domain is a blanket alias of the shared domain
-    /// (default: as the kind says).
-    routing_domain_is_alias: Option<bool>,
     #[serde(default)]
     connection: Option<Spanned<toml::Table>>,
     #[serde(default)]
@@ -736,9 +733,6 @@ impl Config {
                     Some(RawDisabledMailboxes::Deliver) => DisabledMailboxes::Deliver,
                     None => kind.disabled_mailboxes(),
                 },
-                routing_domain_is_alias: system
-                    .routing_domain_is_alias
-                    .unwrap_or_else(|| kind.routing_domain_is_alias()),
             });
         }
 
