@@ -49,6 +49,7 @@ fn policy() -> Policy {
                 stub_style: *style,
                 unknown_recipient: UnknownRecipient::Reject,
                 disabled_mailboxes: DisabledMailboxes::Deliver,
+                routing_domain_is_alias: true,
             })
             .collect(),
         home_attribute: None,

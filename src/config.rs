@@ -284,6 +284,8 @@ enum RawStubStyle {
     SmartHost,
     DomainRouting,
     None,
+    MailContact,
+    MailboxContacts,
 }
 
 #[derive(Deserialize)]
@@ -310,6 +312,9 @@ struct RawSystem {
     stub_style: Option<Spanned<RawStubStyle>>,
     unknown_recipient: Option<Spanned<RawUnknown>>,
     disabled_mailboxes: Option<RawDisabledMailboxes>,
+    /// Whether the routing domain is a blanket alias of the shared domain
+    /// (default: as the kind says).
+    routing_domain_is_alias: Option<bool>,
     #[serde(default)]
     connection: Option<Spanned<toml::Table>>,
     #[serde(default)]
@@ -666,6 +671,8 @@ impl Config {
                 Some(RawStubStyle::SmartHost) => StubStyle::SmartHost,
                 Some(RawStubStyle::DomainRouting) => StubStyle::DomainRouting,
                 Some(RawStubStyle::None) => StubStyle::None,
+                Some(RawStubStyle::MailContact) => StubStyle::MailContact,
+                Some(RawStubStyle::MailboxContacts) => StubStyle::MailboxContacts,
                 None => kind
                     .stub_styles()
                     .first()
@@ -733,6 +740,9 @@ impl Config {
                     Some(RawDisabledMailboxes::Deliver) => DisabledMailboxes::Deliver,
                     None => kind.disabled_mailboxes(),
                 },
+                routing_domain_is_alias: system
+                    .routing_domain_is_alias
+                    .unwrap_or_else(|| kind.routing_domain_is_alias()),
             });
         }
 
@@ -772,7 +782,9 @@ impl Config {
                     continue;
                 }
                 let missing = match system.stub_style {
-                    StubStyle::RoutingAddress if home.routing_domain.is_none() => {
+                    StubStyle::RoutingAddress | StubStyle::MailContact
+                        if home.routing_domain.is_none() =>
+                    {
                         Some("routing_domain")
                     }
                     StubStyle::SmartHost if home.smart_host.is_none() => Some("smart_host"),

@@ -245,6 +245,7 @@ mod tests {
             },
             members: vec![],
             systems: vec!["google".into()],
+            routing_address: None,
         }
     }
 

@@ -1112,3 +1112,61 @@ fn a_sync_killed_while_writing_to_slapd_is_reconciled_by_the_next_run() {
         store.close().await;
     });
 }
+
+#[test]
+fn stubs_route_to_the_routing_address_each_home_lists_when_its_local_part_differs() {
+    let tree = Subtree::new(TestServer::samba());
+    // An AD mailbox whose onprem address is not its primary's local part.
+    tree.server.ldapadd(&format!(
+        "dn: CN=John Doe,{people}\nobjectClass: user\nsAMAccountName: jd{sam}\n\
+         userAccountControl: 544\ndisplayName: John Doe\nmail: john.doe@acmecorp.com\n\
+         proxyAddresses: SMTP:john.doe@acmecorp.com\nproxyAddresses: smtp:jdoe@onprem.acmecorp.com\n\n",
+        people = tree.people,
+        sam = &random()[..8],
+    ));
+    // A cloud mailbox likewise.
+    let mut mary = person("c-mary", "mary.major@acmecorp.com");
+    mary.aliases = vec!["mmajor@acmecorp.mail.onmicrosoft.com".into()];
+    let config = ad_and_cloud_config(&tree).replace(
+        "id = \"cloud\"\nkind = \"simulated\"\n",
+        "id = \"cloud\"\nkind = \"simulated\"\nrouting_domain_is_alias = false\n",
+    );
+    assert!(
+        config.contains("routing_domain_is_alias = false"),
+        "{config}"
+    );
+    let org = Org::new(&config, &[("cloud", vec![mary])]);
+    let password = tree.server.password.clone();
+    let s = Scenario {
+        org,
+        tree,
+        password_variable: SAMBA_PASSWORD,
+        password,
+    };
+    s.sync();
+    let contact = stub_for(&contacts(&s.tree), "mary.major@acmecorp.com").clone();
+    assert_eq!(
+        contact.all("targetAddress"),
+        ["SMTP:mmajor@acmecorp.mail.onmicrosoft.com"],
+        "{contact:#?}"
+    );
+    let cloud_stub = s
+        .org
+        .stubs("cloud")
+        .into_iter()
+        .find(|f| f.stub.primary_address == "john.doe@acmecorp.com")
+        .expect("a cloud stub for john");
+    assert_eq!(
+        cloud_stub.stub.route,
+        coexist_connector::Route::Address("jdoe@onprem.acmecorp.com".into())
+    );
+    assert_eq!(
+        s.route("ad", "mary.major@acmecorp.com"),
+        delivered("cloud", 1)
+    );
+    assert_eq!(
+        s.route("cloud", "john.doe@acmecorp.com"),
+        delivered("ad", 1)
+    );
+    assert_eq!(operations(&s.sync()), []);
+}

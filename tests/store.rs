@@ -281,6 +281,7 @@ async fn cursors_gal_journal_runs_and_audit_persist(store: &Store) {
         attributes: Attributes::default(),
         members: vec![],
         systems: vec!["google".into()],
+        routing_address: None,
     };
     assert_eq!(
         store.save_gal(std::slice::from_ref(&entry)).await.unwrap(),

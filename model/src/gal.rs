@@ -24,6 +24,15 @@ pub struct GalEntry {
     pub members: Vec<String>,
     /// The systems holding an object of this recipient (home included).
     pub systems: Vec<String>,
+    /// The address the home lists for the recipient in the home's routing
+    /// domain (normalised), where the other systems' stubs send its mail:
+    /// Exchange Online answers at `acmecorp.mail.onmicrosoft.com` only under
+    /// the proxy address it gave the mailbox (often `jdoe@…` for
+    /// john.doe@acmecorp.com). `None` when the home lists none; then only a
+    /// routing domain that is a blanket alias of the shared domain
+    /// (`routing_domain_is_alias`) takes `local@<routing domain>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_address: Option<String>,
 }
 
 impl GalEntry {

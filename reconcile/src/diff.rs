@@ -23,20 +23,49 @@ use super::{Conflict, ConflictKind, GalEntry, Notice, PlannedOperation, Reason, 
 /// written in the first for recipients of the second.
 pub type LoopingPairs = HashSet<(String, String)>;
 
+/// The recipient's address in the routing domain `domain` of its home:
+/// the one the home lists (`listed`, when it is in that domain), else, where
+/// the routing domain is a blanket alias, `local@<domain>` for the primary
+/// address's local part; `None` when neither.
+pub fn routing_address(
+    listed: Option<&str>,
+    primary: &str,
+    domain: &str,
+    alias: bool,
+) -> Option<String> {
+    if let Some(listed) = listed {
+        if split_address(listed).is_some_and(|(_, d)| d == domain) {
+            return Some(listed.to_string());
+        }
+    }
+    if !alias {
+        return None;
+    }
+    let (local, _) = split_address(primary)?;
+    Some(format!("{local}@{domain}"))
+}
+
 /// The route a stub in `system` takes to a recipient homed on `home` with
-/// primary address `primary`; `None` when the system takes no stubs or the
-/// home cannot be reached in the system's style.
-pub fn stub_route(policy: &Policy, system: &str, home: &str, primary: &str) -> Option<Route> {
+/// primary address `primary` and the routing address its home lists
+/// (`listed`); `None` when the system takes no stubs or the home cannot be
+/// reached in the system's style.
+pub fn stub_route(
+    policy: &Policy,
+    system: &str,
+    home: &str,
+    primary: &str,
+    listed: Option<&str>,
+) -> Option<Route> {
     let style = policy.system(system)?.stub_style;
     let home = policy.system(home)?;
     match style {
-        StubStyle::RoutingAddress | StubStyle::MailContact => {
-            let (local, _) = split_address(primary)?;
-            Some(Route::Address(format!(
-                "{local}@{}",
-                home.routing_domain.as_deref()?
-            )))
-        }
+        StubStyle::RoutingAddress | StubStyle::MailContact => routing_address(
+            listed,
+            primary,
+            home.routing_domain.as_deref()?,
+            home.routing_domain_is_alias,
+        )
+        .map(Route::Address),
         StubStyle::SmartHost => Some(Route::Host(home.smart_host.clone()?)),
         StubStyle::DomainRouting | StubStyle::MailboxContacts => Some(Route::DomainRouting),
         StubStyle::None => None,
@@ -50,16 +79,36 @@ struct Probe<'a> {
     address: &'a str,
 }
 
+impl Probe<'_> {
+    /// The probe recipient's address in its home's routing domain.
+    fn listed(&self) -> Option<String> {
+        let domain = self.policy.system(self.home)?.routing_domain.as_deref()?;
+        let (local, _) = split_address(self.address)?;
+        Some(format!("{local}@{domain}"))
+    }
+}
+
 impl MailDirectory for Probe<'_> {
     fn hosts_mailbox(&self, system: &str, address: &str) -> bool {
-        system == self.home && address == self.address
+        system == self.home
+            && (address == self.address || self.listed().as_deref() == Some(address))
     }
 
     fn forward(&self, system: &str, address: &str) -> Option<Route> {
         if address != self.address || system == self.home {
             return None;
         }
-        stub_route(self.policy, system, self.home, self.address)
+        // The probe's recipient lists `local@<routing domain>` there, as
+        // any mailbox of a home whose routing domain is no blanket alias
+        // must for stubs to reach it.
+        let listed = self.listed();
+        stub_route(
+            self.policy,
+            system,
+            self.home,
+            self.address,
+            listed.as_deref(),
+        )
     }
 }
 
@@ -157,8 +206,13 @@ pub fn desired_stub(entry: &GalEntry, route: Route) -> Stub {
 /// per (system, home) pair rather than per recipient.
 #[derive(Debug, Clone)]
 enum RouteTemplate<'a> {
-    /// `local@<routing domain>`.
-    Address(&'a str),
+    /// The recipient's address in the home's routing domain: the one the
+    /// home lists ([`GalEntry::routing_address`]), else, where the routing
+    /// domain is a blanket alias, `local@<routing domain>`.
+    Address {
+        domain: &'a str,
+        alias: bool,
+    },
     Host(&'a str),
     DomainRouting,
     /// No stub: the system takes none, or the pair loops.
@@ -166,12 +220,15 @@ enum RouteTemplate<'a> {
 }
 
 impl RouteTemplate<'_> {
-    fn route(&self, primary: &str) -> Option<Route> {
+    fn route(&self, entry: &GalEntry) -> Option<Route> {
         match self {
-            RouteTemplate::Address(domain) => {
-                let (local, _) = split_address(primary)?;
-                Some(Route::Address(format!("{local}@{domain}")))
-            }
+            RouteTemplate::Address { domain, alias } => routing_address(
+                entry.routing_address.as_deref(),
+                &entry.primary_address,
+                domain,
+                *alias,
+            )
+            .map(Route::Address),
             RouteTemplate::Host(host) => Some(Route::Host((*host).to_string())),
             RouteTemplate::DomainRouting => Some(Route::DomainRouting),
             RouteTemplate::NoStub => None,
@@ -180,13 +237,20 @@ impl RouteTemplate<'_> {
 
     /// Whether `found` is the route this template gives `primary`, without
     /// building it.
-    fn is(&self, found: &Route, primary: &str) -> bool {
+    fn is(&self, found: &Route, entry: &GalEntry) -> bool {
         match (self, found) {
-            (RouteTemplate::Address(domain), Route::Address(to)) => {
-                match (split_address(primary), split_address(to)) {
-                    (Some((local, _)), Some((to_local, to_domain))) => {
-                        local == to_local && to_domain == *domain
+            (RouteTemplate::Address { domain, alias }, Route::Address(to)) => {
+                match entry.routing_address.as_deref() {
+                    Some(listed) if split_address(listed).is_some_and(|(_, d)| d == *domain) => {
+                        listed == to
                     }
+                    _ if *alias => match (split_address(&entry.primary_address), split_address(to))
+                    {
+                        (Some((local, _)), Some((to_local, to_domain))) => {
+                            local == to_local && to_domain == *domain
+                        }
+                        _ => false,
+                    },
                     _ => false,
                 }
             }
@@ -203,7 +267,7 @@ fn unchanged(found: &Stub, entry: &GalEntry, template: &RouteTemplate<'_>) -> bo
         && found.kind == entry.kind
         && found.primary_address == entry.primary_address
         && found.aliases.iter().map(String::as_str).eq(entry.aliases())
-        && template.is(&found.route, &entry.primary_address)
+        && template.is(&found.route, entry)
         && found.attributes == entry.attributes
 }
 
@@ -398,7 +462,10 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
                 StubStyle::RoutingAddress | StubStyle::MailContact => home
                     .routing_domain
                     .as_deref()
-                    .map_or(RouteTemplate::NoStub, RouteTemplate::Address),
+                    .map_or(RouteTemplate::NoStub, |domain| RouteTemplate::Address {
+                        domain,
+                        alias: home.routing_domain_is_alias,
+                    }),
                 StubStyle::SmartHost => home
                     .smart_host
                     .as_deref()
@@ -457,9 +524,7 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
             .get(entry.anchor.as_str())
             .and_then(|d| d.stub_addresses.get(position))
         {
-            let (Some(primary), Some(route)) =
-                (addresses.first(), template.route(&entry.primary_address))
-            else {
+            let (Some(primary), Some(route)) = (addresses.first(), template.route(entry)) else {
                 if matches!(template, RouteTemplate::NoStub) {
                     keep_existing(&mut used);
                 }
@@ -509,13 +574,13 @@ fn plan_system(cx: &SystemContext<'_>, position: usize, system: &SystemPolicy) -
                 if !have.misplaced && unchanged(&have.stub, entry, template) {
                     continue;
                 }
-                let Some(route) = template.route(&entry.primary_address) else {
+                let Some(route) = template.route(entry) else {
                     continue;
                 };
                 updates.push(update(&system.id, have, desired_stub(entry, route)));
             }
             None => {
-                let Some(route) = template.route(&entry.primary_address) else {
+                let Some(route) = template.route(entry) else {
                     continue;
                 };
                 creates.push(PlannedOperation {

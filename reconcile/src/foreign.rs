@@ -90,7 +90,9 @@ impl<'a> World<'a> {
 
 impl MailDirectory for World<'_> {
     fn hosts_mailbox(&self, system: &str, address: &str) -> bool {
-        (system == self.entry.home && self.cluster.home_addresses.iter().any(|a| a == address))
+        (system == self.entry.home
+            && (self.cluster.home_addresses.iter().any(|a| a == address)
+                || self.entry.routing_address.as_deref() == Some(address)))
             || self.foreign_in(system, address).any(|f| f.mailbox)
     }
 
@@ -124,6 +126,7 @@ impl MailDirectory for World<'_> {
             system,
             &self.entry.home,
             &self.entry.primary_address,
+            self.entry.routing_address.as_deref(),
         )
     }
 }

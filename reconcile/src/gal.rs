@@ -577,6 +577,31 @@ fn entry(
     systems.sort();
     systems.dedup();
 
+    // The address the home lists in its own routing domain, where the
+    // other systems' stubs send mail.
+    let home_policy = policy.system(home_id);
+    let routing_address = home_policy
+        .and_then(|s| s.routing_domain.as_deref())
+        .and_then(|domain| {
+            home.recipient
+                .addresses()
+                .filter_map(|raw| normalize_address(raw).ok())
+                .find(|a| split_address(a).is_some_and(|(_, d)| d == domain))
+        });
+    if let Some((domain, system)) = home_policy
+        .filter(|s| !s.routing_domain_is_alias && routing_address.is_none())
+        .and_then(|s| Some((s.routing_domain.as_deref()?, s)))
+    {
+        notices.push(Notice {
+            system: system.id.clone(),
+            object: home.addresses[0].clone(),
+            message: format!(
+                "{} lists no address in its routing domain {domain} on {}, so the other systems' stubs cannot route mail to it (add one, for example an email address policy that gives every mailbox a {domain} address)",
+                home.addresses[0], system.id
+            ),
+        });
+    }
+
     GalEntry {
         anchor: format!("{home_id}:{}", home.recipient.anchor),
         kind: home.recipient.kind,
@@ -586,5 +611,6 @@ fn entry(
         attributes,
         members: member_addresses,
         systems,
+        routing_address,
     }
 }

@@ -30,6 +30,12 @@ pub struct SystemPolicy {
     pub unknown_recipient: UnknownRecipient,
     /// What the system does with mail for a disabled account's mailbox.
     pub disabled_mailboxes: DisabledMailboxes,
+    /// Whether every mailbox answers at `local@<routing domain>` for each
+    /// of its shared-domain addresses (a domain alias: Google, an LDAP mail
+    /// server's virtual domain). When `false` (Microsoft 365), mail for the
+    /// routing domain reaches only the addresses the mailboxes list there,
+    /// so stubs route to the recipient's own routing address.
+    pub routing_domain_is_alias: bool,
 }
 
 /// How a recipient's home is decided when it is not simply where the
@@ -135,6 +141,11 @@ impl Policy {
                     DisabledMailboxes::Deliver => "deliver",
                 },
             );
+            // Added later: written only when it is not what every older
+            // configuration implied (a blanket alias).
+            if !system.routing_domain_is_alias {
+                line(&mut out, "  routing_domain_is_alias", "false");
+            }
         }
         if let Some(rule) = &self.home_attribute {
             line(&mut out, "home.system", &rule.system);

@@ -151,8 +151,25 @@ pub fn trace(
         }
         seen.push((system.clone(), target.clone()));
 
-        // A routing domain of this system is an alias of the shared domain.
-        if routed_to.as_deref() == Some(system.as_str()) {
+        // Mail for this system's routing domain: a mailbox listing the
+        // address takes it; otherwise, where the routing domain is a blanket
+        // alias of the shared domain, it is read as `local@<shared domain>`.
+        let for_here = routed_to.as_deref() == Some(system.as_str());
+        if for_here && !directory.hosts_mailbox(&system, &target) {
+            let alias = policy
+                .system(&system)
+                .is_none_or(|s| s.routing_domain_is_alias);
+            if !alias {
+                return Trace {
+                    hops,
+                    outcome: Outcome::Bounced {
+                        system,
+                        reason: format!(
+                            "no mailbox there lists {target} (its routing domain {domain} is no alias of the shared domain)"
+                        ),
+                    },
+                };
+            }
             if let Some(primary) = policy.shared_domains.first() {
                 let rewritten = format!("{local}@{primary}");
                 hops.push(Hop {
@@ -165,7 +182,7 @@ pub fn trace(
             }
         }
 
-        if !shared {
+        if !shared && !for_here {
             // Another system's routing domain, or the outside world.
             match routed_to {
                 Some(next) => {

@@ -16,6 +16,7 @@ fn system(id: &str, rd: &str, style: StubStyle, unknown: UnknownRecipient) -> Sy
         stub_style: style,
         unknown_recipient: unknown,
         disabled_mailboxes: DisabledMailboxes::Deliver,
+        routing_domain_is_alias: true,
     }
 }
 
@@ -994,6 +995,7 @@ fn organisation() -> impl Strategy<Value = (Staged, Policy)> {
                         attributes: Attributes::default(),
                         members: vec![],
                         systems: vec![],
+                        routing_address: None,
                     },
                     Route::Address(format!("u{local}@gapps.acmecorp.com")),
                 );
@@ -1127,4 +1129,92 @@ proptest! {
             }
         }
     }
+}
+
+/// Microsoft 365's routing domain: a mailbox answers there only at the
+/// proxy address Exchange gave it.
+fn m365_not_an_alias() -> Policy {
+    let mut policy = three_systems();
+    policy.systems[2].routing_domain_is_alias = false;
+    policy
+}
+
+fn delivered_to(policy: &Policy, state: &Staged, from: &str, address: &str) -> Option<String> {
+    let view = route::StagedView::new(state);
+    match route::trace(policy, &view, &route::Origin::System(from.into()), address).outcome {
+        route::Outcome::Delivered { system, .. } => Some(system),
+        other => panic!("{address} from {from}: {other:?}"),
+    }
+}
+
+#[test]
+fn stubs_route_to_the_address_the_home_lists_in_its_routing_domain_not_the_primarys_local_part() {
+    let mut john = person("m1", "john.doe@acmecorp.com");
+    john.aliases = vec!["jdoe@acmecorp.mail.onmicrosoft.com".into()];
+    let mut state = three_staged(vec![], vec![person("l1", "bob@acmecorp.com")], vec![john]);
+    let policy = m365_not_an_alias();
+    let r = reconcile(&state, &policy);
+    for system in ["google", "ldap"] {
+        let ops = ops_on(&r, system);
+        let stub = ops
+            .iter()
+            .map(|o| o.operation.stub())
+            .find(|s| s.primary_address == "john.doe@acmecorp.com")
+            .unwrap_or_else(|| panic!("no stub on {system}: {ops:?}"));
+        if system == "ldap" {
+            assert_eq!(
+                stub.route,
+                Route::Address("jdoe@acmecorp.mail.onmicrosoft.com".into())
+            );
+        }
+    }
+    apply(&mut state, &r.operations);
+    for from in ["google", "ldap", "m365"] {
+        assert_eq!(
+            delivered_to(&policy, &state, from, "john.doe@acmecorp.com").as_deref(),
+            Some("m365"),
+            "from {from}"
+        );
+    }
+    assert!(reconcile(&state, &policy).operations.is_empty());
+}
+
+#[test]
+fn a_blanket_alias_home_also_prefers_the_routing_address_it_lists() {
+    // Google answers at every alias, but a user may list another local part
+    // in the routing domain; that one is taken, and it is delivered.
+    let mut leo = person("g1", "leo.clark@acmecorp.com");
+    leo.aliases = vec!["lc@gapps.acmecorp.com".into()];
+    let mut state = staged(vec![leo], vec![person("l1", "bob@acmecorp.com")]);
+    let r = reconcile(&state, &acmecorp());
+    let stub = ops_on(&r, "ldap")[0].operation.stub().clone();
+    assert_eq!(stub.route, Route::Address("lc@gapps.acmecorp.com".into()));
+    apply(&mut state, &r.operations);
+    assert_eq!(
+        delivered_to(&acmecorp(), &state, "ldap", "leo.clark@acmecorp.com").as_deref(),
+        Some("google")
+    );
+}
+
+#[test]
+fn a_home_that_is_no_alias_and_lists_no_routing_address_gets_no_stub_and_a_notice() {
+    let state = three_staged(
+        vec![],
+        vec![person("l1", "bob@acmecorp.com")],
+        vec![person("m1", "john.doe@acmecorp.com")],
+    );
+    let r = reconcile(&state, &m365_not_an_alias());
+    assert!(
+        ops_on(&r, "ldap")
+            .iter()
+            .all(|o| o.operation.stub().primary_address != "john.doe@acmecorp.com"),
+        "a stub would route to an address the mailbox does not answer at"
+    );
+    assert!(
+        r.notices.iter().any(|n| n
+            .message
+            .contains("lists no address in its routing domain acmecorp.mail.onmicrosoft.com")),
+        "{:?}",
+        r.notices
+    );
 }

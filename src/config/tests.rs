@@ -239,6 +239,18 @@ fn each_kind_says_what_it_does_with_mail_for_a_disabled_account() {
 }
 
 #[test]
+fn a_routing_domain_is_a_blanket_alias_unless_the_configuration_says_otherwise() {
+    let config = parse(GOOD).unwrap();
+    assert!(config
+        .policy
+        .systems
+        .iter()
+        .all(|s| s.routing_domain_is_alias));
+    let listed_only = format!("{GOOD}routing_domain_is_alias = false\n");
+    assert!(!parse(&listed_only).unwrap().policy.systems[1].routing_domain_is_alias);
+}
+
+#[test]
 fn unset_environment_variables_are_named_with_their_key() {
     let text = format!(
         "{GOOD}\n[systems.connection]\nurl = \"ldap://127.0.0.1\"\npassword = {{ env = \"COEXIST_TEST_SURELY_UNSET_4711\" }}\n"

@@ -136,6 +136,18 @@ pub trait Kind: Send + Sync + 'static {
     /// mailbox, unless the configuration says otherwise.
     fn disabled_mailboxes(&self) -> DisabledMailboxes;
 
+    /// Whether a system of this kind answers at `local@<routing domain>`
+    /// for every shared-domain address of each mailbox (its routing domain
+    /// is a blanket alias: Google's domain aliases, an LDAP mail server's
+    /// virtual domain), unless the configuration says otherwise
+    /// (`routing_domain_is_alias`). Default: yes. A kind that answers there
+    /// only at the addresses each mailbox lists (Exchange Online's
+    /// `…mail.onmicrosoft.com` proxy addresses) says no, and stubs then
+    /// route to the address the recipient's home lists.
+    fn routing_domain_is_alias(&self) -> bool {
+        true
+    }
+
     /// The connector of one configured system. Settings are checked here,
     /// so a bad one is a configuration error; nothing is contacted.
     fn connect(&self, setup: &Setup<'_>) -> Result<Arc<dyn Connector>, SetupError>;
