@@ -483,7 +483,13 @@ fn result_size(p: &Params<'_>) -> Result<Option<usize>, Reply> {
 const MORE_RESULTS: &str = "By default, only the first 1000 items are returned. Use the ResultSize parameter to specify the number of items returned. To return all items, specify \"-ResultSize Unlimited\". Be aware that, depending upon the actual number of items, returning all items can take a long time and consume a large amount of memory. Also, we don't recommend storing the results in a variable. Instead, pipe the results to another task or script to perform batch changes.";
 
 /// Applies `-Identity`, `-Filter`, `-ResultSize` to rows.
-fn finish(rows: Vec<Value>, p: &Params<'_>, identity_keys: &[&str]) -> Result<Rows, Reply> {
+/// `template`: a row with every property the objects have (for `-Filter` names).
+fn finish(
+    rows: Vec<Value>,
+    p: &Params<'_>,
+    identity_keys: &[&str],
+    template: &Value,
+) -> Result<Rows, Reply> {
     let mut rows = rows;
     if let Some(identity) = p.string("Identity") {
         let want = identity.trim().to_ascii_lowercase();
@@ -504,13 +510,13 @@ fn finish(rows: Vec<Value>, p: &Params<'_>, identity_keys: &[&str]) -> Result<Ro
     }
     if let Some(text) = p.string("Filter") {
         let expr = opath::parse(&text).map_err(|why| invalid_filter(&text, &why))?;
-        if let Some(first) = rows.first().and_then(Value::as_object) {
-            if let Some(bad) = opath::unknown_property(&expr, first) {
-                return Err(invalid_filter(
-                    &text,
-                    &format!("the property '{bad}' is not a filterable property of these objects"),
-                ));
-            }
+        let empty = Map::new();
+        let names = template.as_object().unwrap_or(&empty);
+        if let Some(bad) = opath::unknown_property(&expr, names) {
+            return Err(invalid_filter(
+                &text,
+                &format!("the property '{bad}' is not a filterable property of these objects"),
+            ));
         }
         rows.retain(|r| r.as_object().is_some_and(|o| opath::matches(&expr, o)));
     }
@@ -675,7 +681,29 @@ fn get_recipient(shared: &Shared, st: &Data, p: &Params<'_>) -> Result<Rows, Rep
             "PrimarySmtpAddress",
             "EmailAddresses",
         ],
+        &recipient_template(),
     )
+}
+
+/// Every property a Get-Recipient row can have.
+fn recipient_template() -> Value {
+    let mut row = mail_contact_json(&FakeMailContact::default());
+    if let Some(o) = row.as_object_mut() {
+        for k in [
+            "FirstName",
+            "LastName",
+            "Title",
+            "Department",
+            "Company",
+            "Office",
+            "Phone",
+            "MobilePhone",
+            "WindowsLiveID",
+        ] {
+            o.insert(k.to_owned(), Value::Null);
+        }
+    }
+    row
 }
 
 /// Get-MailContact's view of a contact.
@@ -748,6 +776,7 @@ fn get_contacts(
             "EmailAddresses",
             "ExternalEmailAddress",
         ],
+        &render(&FakeMailContact::default()),
     )
 }
 
@@ -1036,7 +1065,8 @@ fn accepted_domains(st: &Data, p: &Params<'_>) -> Result<Rows, Reply> {
             })
         })
         .collect();
-    finish(rows, p, &["Identity", "Name", "DomainName"])
+    let template = json!({"Identity": "", "Name": "", "DomainName": "", "DomainType": "", "Default": false, "InitialDomain": false});
+    finish(rows, p, &["Identity", "Name", "DomainName"], &template)
 }
 
 /// OPATH filters, the subset coexist sends.
