@@ -1,12 +1,16 @@
 //! The acmecorp organisation of the seeds, for `coexist demo`.
 //!
 //! 1000 people: 100 with their mailbox on Google Workspace (routing domain
-//! gapps.acmecorp.com, the MX, catch-all to the mail server) and 900 on an
-//! LDAP-backed mail server, with aliases and a few groups on each side. The
-//! data is generated deterministically and written as the seed files of two
-//! `simulated` systems, with a `coexist.toml` beside them. [`run`] writes
-//! it, syncs twice (the second finds nothing left to do), exports the GAL
-//! and traces one message each way, for the CLI to print.
+//! gapps.acmecorp.com, the MX, catch-all to the mail server), 100 on
+//! Microsoft 365 (routing domain acmecorp.mail.onmicrosoft.com, where each
+//! mailbox answers only at the proxy address Exchange gave it, such as
+//! `adoe@…` for ada.doe@acmecorp.com) and 800 on an LDAP-backed mail
+//! server, with aliases and a few groups. The data is generated
+//! deterministically and written as the seed files of three `simulated`
+//! systems (no credentials), with a `coexist.toml` beside them. [`run`]
+//! writes it, syncs twice (the second finds nothing left to do), exports the
+//! GAL and traces one message between each pair of systems, for the CLI to
+//! print.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -113,11 +117,17 @@ fn local_part(given: &str, surname: &str) -> String {
     format!("{}.{}", clean(given), clean(surname))
 }
 
-/// The Google and LDAP seeds of acmecorp: `people` people, the first
-/// `on_google` of them on Google.
-pub fn acmecorp(people: usize, on_google: usize) -> (Seed, Seed) {
+/// The routing domain of the demo's Microsoft 365 tenant.
+pub const M365_ROUTING_DOMAIN: &str = "acmecorp.mail.onmicrosoft.com";
+
+/// The seeds of acmecorp: `people` people, the first `on_google` of them on
+/// Google, the next `on_m365` on Microsoft 365 (each with a proxy address
+/// `<initial><surname>@acmecorp.mail.onmicrosoft.com`, as Exchange gives
+/// them), the rest on the LDAP mail server.
+pub fn acmecorp(people: usize, on_google: usize, on_m365: usize) -> Seeds {
     let mut used = HashSet::new();
     let mut google = Seed::default();
+    let mut m365 = Seed::default();
     let mut ldap = Seed::default();
     let mut by_department: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut leaders = Vec::new();
@@ -132,21 +142,27 @@ pub fn acmecorp(people: usize, on_google: usize) -> (Seed, Seed) {
         let address = format!("{local}@{DOMAIN}");
         let department = DEPARTMENTS[i % DEPARTMENTS.len()];
         let on_google_side = i < on_google;
+        let on_m365_side = !on_google_side && i < on_google + on_m365;
         let title = if i % 25 == 0 {
             "Director"
         } else {
             TITLES[(i / 6) % TITLES.len()]
         };
         let mut aliases = Vec::new();
-        if i % 5 == 0 {
-            let initials = format!("{}{}", &local[..1], local.split('.').nth(1).unwrap_or(""));
-            if used.insert(initials.clone()) {
-                aliases.push(format!("{initials}@{DOMAIN}"));
-            }
+        let initials = format!("{}{}", &local[..1], local.split('.').nth(1).unwrap_or(""));
+        if i % 5 == 0 && used.insert(initials.clone()) {
+            aliases.push(format!("{initials}@{DOMAIN}"));
+        }
+        if on_m365_side {
+            // Exchange's proxy address in the tenant's routing domain: its
+            // local part is the mailbox alias, not the primary's.
+            aliases.push(format!("{initials}{i}@{M365_ROUTING_DOMAIN}"));
         }
         let recipient = Recipient {
             anchor: if on_google_side {
                 format!("1{:020}", 4_200_000 + i)
+            } else if on_m365_side {
+                format!("0c5e{:04}-1111-4000-8000-{:012}", i % 10_000, i)
             } else {
                 format!("5a1d{:04}-0000-4000-8000-{:012}", i % 10_000, i)
             },
@@ -180,6 +196,8 @@ pub fn acmecorp(people: usize, on_google: usize) -> (Seed, Seed) {
         }
         if on_google_side {
             google.recipients.push(recipient);
+        } else if on_m365_side {
+            m365.recipients.push(recipient);
         } else {
             ldap.recipients.push(recipient);
         }
@@ -211,7 +229,15 @@ pub fn acmecorp(people: usize, on_google: usize) -> (Seed, Seed) {
     google
         .recipients
         .push(group("1g-leadership".into(), "Leadership", leaders));
-    (google, ldap)
+    Seeds { google, m365, ldap }
+}
+
+/// The seed of each of the demo's systems.
+#[derive(Debug, Clone, Default)]
+pub struct Seeds {
+    pub google: Seed,
+    pub m365: Seed,
+    pub ldap: Seed,
 }
 
 /// The demo's configuration file.
@@ -248,18 +274,36 @@ unknown_recipient = "reject"
 [systems.connection]
 seed = "ldap.json"
 state = "ldap-state.jsonl"
+
+# Microsoft 365 holds 100 mailboxes. Its routing domain is no blanket alias:
+# a mailbox answers there only at the proxy address Exchange gave it, so the
+# other systems' stubs route to that address. Simulated here (kind = "m365"
+# with a tenant's credentials in a real deployment).
+[[systems]]
+id = "m365"
+kind = "simulated"
+routing_domain = "acmecorp.mail.onmicrosoft.com"
+routing_domain_is_alias = false
+stub_style = "mail_contact"            # Exchange Online mail contacts
+unknown_recipient = "reject"
+
+[systems.connection]
+seed = "m365.json"
+state = "m365-state.jsonl"
 "#;
 
 /// Writes the demo organisation (seeds and configuration) into `dir`.
 pub fn write(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let (google, ldap) = acmecorp(1000, 100);
+    let seeds = acmecorp(1000, 100, 100);
     let encode = |seed: &Seed| serde_json::to_vec_pretty(seed).map_err(std::io::Error::other);
-    std::fs::write(dir.join("google.json"), encode(&google)?)?;
-    std::fs::write(dir.join("ldap.json"), encode(&ldap)?)?;
+    std::fs::write(dir.join("google.json"), encode(&seeds.google)?)?;
+    std::fs::write(dir.join("m365.json"), encode(&seeds.m365)?)?;
+    std::fs::write(dir.join("ldap.json"), encode(&seeds.ldap)?)?;
     std::fs::write(dir.join("coexist.toml"), CONFIG)?;
     for stale in [
         "google-state.jsonl",
+        "m365-state.jsonl",
         "ldap-state.jsonl",
         "coexist.db",
         "coexist.db-wal",
@@ -324,7 +368,7 @@ pub struct DemoRun {
     pub config: PathBuf,
     pub first: SyncReport,
     pub second: SyncReport,
-    /// Google to LDAP and LDAP to Google.
+    /// Between each pair of systems, both ways.
     pub flows: Vec<Flow>,
 }
 
@@ -374,8 +418,15 @@ pub async fn run(
             .map(|e| e.primary_address.clone())
             .unwrap_or_default()
     };
-    let flows = [("ldap", first_at("google")), ("google", first_at("ldap"))]
-        .into_iter()
+    let systems = ["google", "ldap", "m365"];
+    let flows = systems
+        .iter()
+        .flat_map(|from| {
+            systems
+                .iter()
+                .filter(move |to| *to != from)
+                .map(move |to| (*from, first_at(to)))
+        })
         .map(|(from, to)| Flow {
             trace: trace(
                 &engine.config.policy,
@@ -411,8 +462,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn acmecorp_has_1000_people_100_on_google_and_unique_addresses() {
-        let (google, ldap) = acmecorp(1000, 100);
+    fn acmecorp_has_1000_people_100_on_google_100_on_m365_and_unique_addresses() {
+        let Seeds { google, m365, ldap } = acmecorp(1000, 100, 100);
         let people = |s: &Seed| {
             s.recipients
                 .iter()
@@ -420,9 +471,19 @@ mod tests {
                 .count()
         };
         assert_eq!(people(&google), 100);
-        assert_eq!(people(&ldap), 900);
+        assert_eq!(people(&m365), 100);
+        assert_eq!(people(&ldap), 800);
+        assert!(m365.recipients.iter().all(|r| r
+            .aliases
+            .iter()
+            .any(|a| a.ends_with(&format!("@{M365_ROUTING_DOMAIN}")))));
         let mut seen = HashSet::new();
-        for r in google.recipients.iter().chain(&ldap.recipients) {
+        for r in google
+            .recipients
+            .iter()
+            .chain(&m365.recipients)
+            .chain(&ldap.recipients)
+        {
             for a in r.addresses() {
                 assert!(seen.insert(a.to_string()), "{a} twice");
             }

@@ -37,14 +37,18 @@ fn the_demo_syncs_acmecorp_twice_and_the_second_run_changes_nothing() {
         report["recipients"], 1007,
         "1000 people and 7 groups: {report}"
     );
-    assert_eq!(report["operations_first_run"], 1007);
+    // Each system gets a stub for everyone homed on the two others: 100
+    // Google people and their group, 100 on Microsoft 365, 800 on the mail
+    // server and its 6 groups.
+    assert_eq!(report["operations_first_run"], 906 + 201 + 907);
     assert_eq!(report["operations_second_run"], 0);
     assert_eq!(report["conflicts"], 0);
     assert_eq!(
         report["stubs_by_system"]["google"], 906,
-        "900 people and 6 groups of the mail server"
+        "800 people and 6 groups of the mail server, 100 of Microsoft 365"
     );
-    assert_eq!(report["stubs_by_system"]["ldap"], 101);
+    assert_eq!(report["stubs_by_system"]["ldap"], 201);
+    assert_eq!(report["stubs_by_system"]["m365"], 907);
     let ldif = std::fs::read_to_string(dir.path().join("gal.ldif")).unwrap();
     assert_eq!(
         ldif.matches("\ndn: ").count() + usize::from(ldif.starts_with("dn: ")),
@@ -60,6 +64,21 @@ fn the_demo_syncs_acmecorp_twice_and_the_second_run_changes_nothing() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("GAL: 1007 recipients, 0 conflicts"), "{text}");
     assert!(text.contains("Second sync: 0 operations"), "{text}");
+    // Mail between every pair of systems is delivered, to Microsoft 365 by
+    // the proxy address its mailbox lists in the routing domain.
+    let flows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("Mail from"))
+        .collect();
+    assert_eq!(flows.len(), 6, "{text}");
+    assert!(
+        flows.iter().all(|l| l.ends_with("(local delivery)")),
+        "{text}"
+    );
+    assert!(
+        text.contains("@acmecorp.mail.onmicrosoft.com) → ldap (send to acmecorp.mail.onmicrosoft.com → m365) → m365 (local delivery)"),
+        "{text}"
+    );
 }
 
 #[test]

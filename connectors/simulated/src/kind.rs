@@ -21,13 +21,10 @@ impl Kind for SimulatedKind {
         "simulated"
     }
 
+    /// Every style: a simulated system plays any kind of system (the demo's
+    /// Microsoft 365 tenant writes `mail_contact` stubs).
     fn stub_styles(&self) -> &'static [StubStyle] {
-        &[
-            StubStyle::RoutingAddress,
-            StubStyle::SmartHost,
-            StubStyle::DomainRouting,
-            StubStyle::None,
-        ]
+        &StubStyle::ALL
     }
 
     fn disabled_mailboxes(&self) -> DisabledMailboxes {

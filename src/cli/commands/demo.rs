@@ -20,7 +20,7 @@ pub async fn run(
 ) -> Result<i32, Failure> {
     let dir = dir.map_or_else(crate::demo::default_dir, Path::to_path_buf);
     if output == Output::Text {
-        outln!("coexist demo: acmecorp.com, 1000 people: 100 on Google Workspace (gapps.acmecorp.com), 900 on an LDAP mail server.")?;
+        outln!("coexist demo: acmecorp.com, 1000 people: 100 on Google Workspace (gapps.acmecorp.com), 100 on Microsoft 365 (acmecorp.mail.onmicrosoft.com), 800 on an LDAP mail server; all three simulated, no credentials.")?;
         outln!(
             "Organisation, configuration and store in {}\n",
             dir.display()
