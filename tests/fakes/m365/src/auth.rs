@@ -121,7 +121,10 @@ fn hex_upper(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
-/// POST /{tenant}/oauth2/v2.0/token: client credentials for one resource.
+/// POST /{tenant}/oauth2/v2.0/token: client credentials for one resource, as
+/// <https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow>
+/// describes ("Get a token"), with a secret or a certificate assertion
+/// (<https://learn.microsoft.com/entra/identity-platform/certificate-credentials>).
 pub(crate) async fn token(
     State(shared): State<Arc<Shared>>,
     Path(tenant): Path<String>,

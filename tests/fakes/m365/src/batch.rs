@@ -23,7 +23,8 @@ fn invalid(message: &str) -> Reply {
     errors::bad_request(message)
 }
 
-/// Runs a batch for a caller with these roles.
+/// Runs a batch for a caller with these roles, following
+/// <https://learn.microsoft.com/graph/json-batching>.
 pub(crate) fn run(shared: &Shared, roles: &[String], body: &[u8]) -> Reply {
     shared.count(|c| c.batch_requests += 1);
     let payload: Value = match serde_json::from_slice(body) {

@@ -219,7 +219,9 @@ fn folder_json(f: &Folder) -> Map<String, Value> {
     m
 }
 
-/// `/users/{user}/contactFolders/…`.
+/// `/users/{user}/contactFolders/…`: the contact folder and contact operations
+/// of <https://learn.microsoft.com/graph/api/resources/contactfolder> and
+/// <https://learn.microsoft.com/graph/api/resources/contact>.
 pub(crate) fn dispatch(call: &Call<'_>, user: &str, rest: &[&str]) -> Result<Reply, Reply> {
     let write = call.method != Method::GET;
     let allowed = if write { WRITE_ROLES } else { READ_ROLES };
@@ -445,6 +447,7 @@ fn folder_filter(call: &Call<'_>, type_name: &str) -> Result<Option<crate::filte
         })
 }
 
+/// <https://learn.microsoft.com/graph/api/user-list-contactfolders>.
 fn list_folders(call: &Call<'_>, user: &str, base: &str) -> Result<Reply, Reply> {
     let (top, skip) = paging(call)?;
     let filter = folder_filter(call, "contactFolder")?;
@@ -503,6 +506,7 @@ fn page_body(
     Value::Object(body)
 }
 
+/// <https://learn.microsoft.com/graph/api/user-post-contactfolders>.
 fn create_folder(call: &Call<'_>, user: &str) -> Result<Reply, Reply> {
     let schema = schema()?;
     let body = parse_body(call)?;
@@ -542,6 +546,7 @@ fn create_folder(call: &Call<'_>, user: &str) -> Result<Reply, Reply> {
     Ok(Reply::json(StatusCode::CREATED, Value::Object(json)))
 }
 
+/// <https://learn.microsoft.com/graph/api/contactfolder-list-contacts>.
 fn list_contacts(call: &Call<'_>, user: &str, fid: &str, base: &str) -> Result<Reply, Reply> {
     let (top, skip) = paging(call)?;
     let select = select_of(call)?;
@@ -576,6 +581,7 @@ fn stamp(stored: &mut Map<String, Value>) {
     stored.insert("changeKey".into(), json!(outlook_id("EQAAABYAAA")));
 }
 
+/// <https://learn.microsoft.com/graph/api/contactfolder-post-contacts>.
 fn create_contact(call: &Call<'_>, user: &str, fid: &str) -> Result<Reply, Reply> {
     let schema = schema()?;
     let body = parse_body(call)?;
@@ -592,6 +598,7 @@ fn create_contact(call: &Call<'_>, user: &str, fid: &str) -> Result<Reply, Reply
     Ok(Reply::json(StatusCode::CREATED, Value::Object(rendered)))
 }
 
+/// <https://learn.microsoft.com/graph/api/contact-update>: PATCH merges the properties given.
 fn update_contact(call: &Call<'_>, user: &str, fid: &str, cid: &str) -> Result<Reply, Reply> {
     let schema = schema()?;
     let body = parse_body(call)?;

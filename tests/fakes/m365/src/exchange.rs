@@ -198,7 +198,9 @@ fn parameters_of(cmdlet: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-/// POST /adminapi/beta/{tenant}/InvokeCommand.
+/// POST /adminapi/beta/{tenant}/InvokeCommand, the transport of the
+/// ExchangeOnlineManagement module (<https://learn.microsoft.com/powershell/exchange/exchange-online-powershell-v2>);
+/// the cmdlets follow their reference pages (module documentation).
 pub(crate) async fn invoke(
     State(shared): State<Arc<Shared>>,
     Path(tenant): Path<String>,
@@ -574,6 +576,7 @@ fn details_filter(p: &Params<'_>) -> Result<Option<Vec<String>>, Reply> {
     Ok(Some(list))
 }
 
+/// <https://learn.microsoft.com/powershell/module/exchange/get-recipient>.
 fn get_recipient(shared: &Shared, st: &Data, p: &Params<'_>) -> Result<Rows, Reply> {
     let details = details_filter(p)?;
     let recipient_type = p.string("RecipientType");
@@ -747,6 +750,8 @@ fn contact_json(c: &FakeMailContact) -> Value {
     })
 }
 
+/// <https://learn.microsoft.com/powershell/module/exchange/get-mailcontact> and
+/// <https://learn.microsoft.com/powershell/module/exchange/get-contact>.
 fn get_contacts(
     st: &Data,
     p: &Params<'_>,
@@ -846,6 +851,7 @@ fn smtp_address(name: &str, value: &str) -> Result<String, Reply> {
     Ok(format!("SMTP:{bare}"))
 }
 
+/// <https://learn.microsoft.com/powershell/module/exchange/new-mailcontact> (Exchange Online's parameters).
 fn new_mail_contact(st: &mut Data, p: &Params<'_>) -> Result<Rows, Reply> {
     let name = p.required("New-MailContact", "Name")?;
     let external = p.required("New-MailContact", "ExternalEmailAddress")?;
@@ -965,6 +971,7 @@ fn new_addresses(current: &[String], value: &Value) -> Result<Vec<String>, Reply
     Ok(list)
 }
 
+/// <https://learn.microsoft.com/powershell/module/exchange/set-mailcontact>.
 fn set_mail_contact(st: &mut Data, p: &Params<'_>) -> Result<Rows, Reply> {
     let guid = resolve(st, p, "Set-MailContact")?;
     let Some(mut contact) = st.mail_contacts.get(&guid).cloned() else {
@@ -1010,6 +1017,7 @@ fn set_mail_contact(st: &mut Data, p: &Params<'_>) -> Result<Rows, Reply> {
     Ok((Vec::new(), Vec::new()))
 }
 
+/// <https://learn.microsoft.com/powershell/module/exchange/set-contact>.
 fn set_contact(st: &mut Data, p: &Params<'_>) -> Result<Rows, Reply> {
     let guid = resolve(st, p, "Set-Contact")?;
     let Some(contact) = st.mail_contacts.get_mut(&guid) else {
@@ -1043,12 +1051,14 @@ fn set_contact(st: &mut Data, p: &Params<'_>) -> Result<Rows, Reply> {
     Ok((Vec::new(), Vec::new()))
 }
 
+/// <https://learn.microsoft.com/powershell/module/exchange/remove-mailcontact>.
 fn remove_mail_contact(st: &mut Data, p: &Params<'_>) -> Result<Rows, Reply> {
     let guid = resolve(st, p, "Remove-MailContact")?;
     st.mail_contacts.remove(&guid);
     Ok((Vec::new(), Vec::new()))
 }
 
+/// <https://learn.microsoft.com/powershell/module/exchange/get-accepteddomain>.
 fn accepted_domains(st: &Data, p: &Params<'_>) -> Result<Rows, Reply> {
     let rows = st
         .domains

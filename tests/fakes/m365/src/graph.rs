@@ -388,6 +388,8 @@ pub(crate) fn dispatch(call: &Call<'_>) -> Reply {
     }
 }
 
+/// <https://learn.microsoft.com/graph/api/user-get> and
+/// <https://learn.microsoft.com/graph/api/group-get>.
 fn get_object(call: &Call<'_>, id: &str, kind: ObjKind) -> Result<Reply, Reply> {
     let (roles, type_name) = match kind {
         ObjKind::User => (USER_ROLES, "user"),
@@ -425,6 +427,7 @@ fn get_object(call: &Call<'_>, id: &str, kind: ObjKind) -> Result<Reply, Reply> 
     Ok(Reply::ok(Value::Object(body)))
 }
 
+/// <https://learn.microsoft.com/graph/api/domain-list>.
 fn domains(call: &Call<'_>) -> Result<Reply, Reply> {
     if !call.has_role(DOMAIN_ROLES) {
         return Err(errors::graph_forbidden(true));
@@ -453,7 +456,12 @@ fn domains(call: &Call<'_>) -> Result<Reply, Reply> {
     })))
 }
 
-/// Lists a collection (first page or a `$skiptoken` page), plain or delta.
+/// Lists a collection (first page or a `$skiptoken` page), plain or delta:
+/// <https://learn.microsoft.com/graph/api/user-list>, <https://learn.microsoft.com/graph/api/group-list>,
+/// <https://learn.microsoft.com/graph/api/group-list-members>,
+/// <https://learn.microsoft.com/graph/api/group-list-transitivemembers>,
+/// <https://learn.microsoft.com/graph/api/user-delta>, <https://learn.microsoft.com/graph/api/group-delta>,
+/// paged as <https://learn.microsoft.com/graph/paging> describes.
 fn list(call: &Call<'_>, collection: Collection, delta: bool) -> Result<Reply, Reply> {
     let roles = match collection {
         Collection::Users => USER_ROLES,

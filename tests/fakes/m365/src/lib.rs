@@ -725,7 +725,9 @@ fn percent_decode(path: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Every request under `/v1.0`: token, fault, then `$batch` or the dispatcher.
+/// Every request under `/v1.0`: token, fault, then `$batch` or the dispatcher
+/// (errors as <https://learn.microsoft.com/graph/errors>, throttling as
+/// <https://learn.microsoft.com/graph/throttling>).
 async fn graph_entry(
     State(shared): State<Arc<Shared>>,
     method: Method,

@@ -847,8 +847,8 @@ impl State {
         guid
     }
 
-    /// Finds a mail contact by Guid, Name, Alias, DisplayName, an address or
-    /// its distinguished name.
+    /// Finds a mail contact by Guid, Name, Alias, an address or its
+    /// distinguished name (what Exchange's `-Identity` accepts).
     pub fn find_contact(&self, identity: &str) -> Vec<String> {
         let want = identity.trim();
         let addr = address_key(want);
@@ -858,7 +858,6 @@ impl State {
                 c.guid.eq_ignore_ascii_case(want)
                     || c.name.eq_ignore_ascii_case(want)
                     || c.alias.eq_ignore_ascii_case(want)
-                    || c.display_name.eq_ignore_ascii_case(want)
                     || distinguished_name(&c.name).eq_ignore_ascii_case(want)
                     || c.email_addresses.iter().any(|a| address_key(a) == addr)
                     || address_key(&c.external_email_address) == addr
