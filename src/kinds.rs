@@ -8,10 +8,11 @@
 use coexist_connector::Kind;
 
 /// Every kind, in the order `--help` and error messages list them.
-pub static REGISTERED: [&dyn Kind; 4] = [
+pub static REGISTERED: [&dyn Kind; 5] = [
     &coexist_ldap::LDAP,
     &coexist_ldap::ACTIVE_DIRECTORY,
     &coexist_google::KIND,
+    &coexist_m365::KIND,
     &coexist_simulated::KIND,
 ];
 

@@ -51,6 +51,7 @@ fn no_connector_depends_on_another_or_on_the_binary() {
     for dir in [
         "connectors/ldap",
         "connectors/google",
+        "connectors/m365",
         "connectors/simulated",
     ] {
         let ours: Vec<String> = dependencies(dir)
@@ -76,6 +77,7 @@ fn the_store_imports_neither_the_reconciler_nor_a_connector() {
             "crate::engine",
             "coexist_ldap",
             "coexist_google",
+            "coexist_m365",
             "coexist_simulated",
         ] {
             assert!(
@@ -99,6 +101,7 @@ fn the_test_environment_crate_is_test_support_only() {
         "connectors/simulated",
         "connectors/ldap",
         "connectors/google",
+        "connectors/m365",
     ] {
         assert!(
             !dependencies(dir).iter().any(|d| d == "coexist-testenv"),
