@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use coexist_connector::kind::{DnsDefaults, DnsPlace};
 use coexist_connector::{
     Connector, DisabledMailboxes, Finding, Kind, Place, Setup, SetupError, StubStyle,
 };
@@ -41,6 +42,28 @@ impl Kind for M365Kind {
         DisabledMailboxes::Deliver
     }
 
+    /// Exchange Online answers at `<tenant>.mail.onmicrosoft.com` only
+    /// under the proxy address it gave each mailbox (often `jdoe@…` for
+    /// john.doe@acmecorp.com): stubs elsewhere route to the address listed.
+    fn routing_domain_is_alias(&self) -> bool {
+        false
+    }
+
+    /// Exchange Online Protection's MX hosts
+    /// (`<domain>.mail.protection.outlook.com`), the SPF include
+    /// `spf.protection.outlook.com`, the DKIM selectors `selector1` and
+    /// `selector2`, and `autodiscover.outlook.com` (Microsoft 365 admin
+    /// center, "Add DNS records to connect your domain").
+    fn dns_defaults(&self, _system: &DnsPlace<'_>) -> DnsDefaults {
+        DnsDefaults {
+            mx_hosts: vec!["*.mail.protection.outlook.com".into()],
+            spf_includes: vec!["spf.protection.outlook.com".into()],
+            spf_relays: Vec::new(),
+            dkim_selectors: vec!["selector1".into(), "selector2".into()],
+            autodiscover: Some("autodiscover.outlook.com".into()),
+        }
+    }
+
     fn connect(&self, setup: &Setup<'_>) -> Result<Arc<dyn Connector>, SetupError> {
         let mut settings: M365Config = setup.settings(setup.connection.clone())?;
         settings.client_secret = settings.client_secret.map(|s| setup.secret(s));
@@ -74,7 +97,7 @@ impl Kind for M365Kind {
             .routing_domain
             .unwrap_or("<tenant>.mail.onmicrosoft.com");
         findings.push(Finding::manual(
-            "Exchange Online: the routing domain",
+            "Exchange Online: the routing domain (manual check)",
             format!(
                 "{routing} must be a domain of this tenant that every mailbox answers at: the \
                  tenant's own <tenant>.mail.onmicrosoft.com domain (Exchange gives every \
@@ -88,7 +111,7 @@ impl Kind for M365Kind {
         for (other, other_routing) in &place.others {
             let target = other_routing.unwrap_or("its routing domain");
             findings.push(Finding::manual(
-                format!("Exchange Online: mail to {other}"),
+                format!("Exchange Online: mail to {other} (manual check)"),
                 format!(
                     "Mail contacts of {system} route to local@{target}: if {target} has no \
                      public MX pointing at {other}, create an outbound connector (Exchange admin \
@@ -101,7 +124,7 @@ impl Kind for M365Kind {
         if let Some((relay, relay_routing)) = place.relays_unknown_to {
             for domain in place.shared_domains {
                 findings.push(Finding::manual(
-                    format!("Exchange Online: {domain} relays to {relay}"),
+                    format!("Exchange Online: {domain} relays to {relay} (manual check)"),
                     format!(
                         "{domain} must be an InternalRelay accepted domain (Exchange admin center \
                          > Mail flow > Accepted domains: \"Internal relay\"; or \
@@ -118,7 +141,7 @@ impl Kind for M365Kind {
         } else {
             for domain in place.shared_domains {
                 findings.push(Finding::manual(
-                    format!("Exchange Online: {domain} accepted domain"),
+                    format!("Exchange Online: {domain} accepted domain (manual check)"),
                     format!(
                         "{domain} is not relayed by this tenant in the topology: it may stay an \
                          Authoritative accepted domain, and mail for people homed elsewhere \
@@ -131,7 +154,7 @@ impl Kind for M365Kind {
         if place.receives_from_the_internet {
             for domain in place.shared_domains {
                 findings.push(Finding::manual(
-                    format!("{domain} MX to Exchange Online"),
+                    format!("{domain} MX to Exchange Online (manual check)"),
                     format!(
                         "The topology says {domain}'s MX points at this tenant: its MX record \
                          should be the tenant's <domain>.mail.protection.outlook.com host."
@@ -153,6 +176,24 @@ mod tests {
         assert_eq!(KIND.stub_styles()[0], StubStyle::MailContact);
         assert!(KIND.stub_styles().contains(&StubStyle::MailboxContacts));
         assert_eq!(KIND.disabled_mailboxes(), DisabledMailboxes::Deliver);
+    }
+
+    #[test]
+    fn the_routing_domain_answers_only_at_listed_addresses_and_dns_is_microsofts() {
+        assert!(!KIND.routing_domain_is_alias());
+        let connection = toml::Table::new();
+        let dns = KIND.dns_defaults(&DnsPlace {
+            system: "m365",
+            routing_domain: Some("acmecorp.mail.onmicrosoft.com"),
+            smart_host: None,
+            connection: &connection,
+        });
+        assert_eq!(dns.mx_hosts, ["*.mail.protection.outlook.com"]);
+        assert_eq!(dns.spf_includes, ["spf.protection.outlook.com"]);
+        assert_eq!(
+            dns.autodiscover.as_deref(),
+            Some("autodiscover.outlook.com")
+        );
     }
 
     #[test]
