@@ -452,3 +452,27 @@ fn a_three_system_organisation_converges_and_delivers_everyone_at_home_from_ever
     homes[1] = ("bob@acmecorp.com", "m365");
     everyone_at_home(&homes);
 }
+
+#[test]
+fn plan_format_powershell_writes_the_tenants_operations_as_a_script_an_admin_can_run() {
+    let (m365, s) = o365_coexistence();
+    let out = s.run(&["plan", "--format", "powershell"]);
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{script}");
+    assert!(script.contains("Connect-ExchangeOnline"), "{script}");
+    assert!(
+        script.contains("$ErrorActionPreference = 'Stop'"),
+        "{script}"
+    );
+    for person in ["mia@acmecorp.com", "max@acmecorp.com"] {
+        assert!(script.contains(person), "{person}: {script}");
+    }
+    assert_eq!(script.matches("New-MailContact").count(), 2, "{script}");
+    assert!(!script.contains("PrimarySmtpAddress"), "{script}");
+    assert!(
+        !script.contains("john@acmecorp.com"),
+        "the mail server's operations are not Exchange's: {script}"
+    );
+    // Planning changed nothing: the tenant holds no contact yet.
+    assert!(m365.mail_contacts().is_empty());
+}

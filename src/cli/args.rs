@@ -16,6 +16,16 @@ pub enum Output {
     Json,
 }
 
+/// How `coexist plan` prints the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// As `--output` says: sentences, or the JSON plan document.
+    Text,
+    /// The Microsoft 365 systems' operations as an Exchange Online
+    /// PowerShell script.
+    Powershell,
+}
+
 /// How logs are written (on stderr).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -101,6 +111,13 @@ pub enum Command {
         /// Exit with 6 when the plan has changes (0 when there are none).
         #[arg(long)]
         detailed_exitcode: bool,
+        /// How to print the plan: `text` (or JSON with `--output json`), or
+        /// `powershell`: the operations of every Microsoft 365 system as an
+        /// Exchange Online PowerShell script to review and run by hand
+        /// (Connect-ExchangeOnline, then the cmdlets; idempotent, stops at
+        /// the first error), for tenants that grant coexist no write right.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
     },
     /// Apply exactly a saved plan; refused when the staged state changed since.
     Apply {

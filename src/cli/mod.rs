@@ -72,15 +72,19 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
             full_read,
             accept_shrink,
             detailed_exitcode,
+            format,
         } => {
             let engine = locked_engine(cli, "plan", held).await?;
             let options = run_options("plan", *allow_deletes, *full_read, accept_shrink);
             commands::plan::run(
                 &engine,
                 &options,
-                *no_pull,
-                save.as_deref(),
-                *detailed_exitcode,
+                commands::plan::Printing {
+                    no_pull: *no_pull,
+                    save: save.as_deref(),
+                    detailed_exitcode: *detailed_exitcode,
+                    format: *format,
+                },
                 output,
             )
             .await

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-use coexist_model::{DisabledMailboxes, StubStyle};
+use coexist_model::{DisabledMailboxes, Operation, StubStyle};
 
 use crate::connector::{Connector, Finding};
 use crate::secret::SecretRef;
@@ -151,6 +151,15 @@ pub trait Kind: Send + Sync + 'static {
     /// The connector of one configured system. Settings are checked here,
     /// so a bad one is a configuration error; nothing is contacted.
     fn connect(&self, setup: &Setup<'_>) -> Result<Arc<dyn Connector>, SetupError>;
+
+    /// `operations` of the system `system` as a PowerShell script an admin
+    /// can review and run in place of coexist (`coexist plan --format
+    /// powershell`), for kinds whose admins may not grant coexist the right
+    /// to write; `None` for kinds that have no such script.
+    fn powershell(&self, system: &str, operations: &[Operation]) -> Option<String> {
+        let _ = (system, operations);
+        None
+    }
 
     /// What an admin must check by hand in a system of this kind for mail
     /// to flow where the organisation's topology says (settings no API the

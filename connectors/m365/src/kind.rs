@@ -45,6 +45,17 @@ impl Kind for M365Kind {
     /// Exchange Online answers at `<tenant>.mail.onmicrosoft.com` only
     /// under the proxy address it gave each mailbox (often `jdoe@…` for
     /// john.doe@acmecorp.com): stubs elsewhere route to the address listed.
+    /// The plan's operations as Exchange Online cmdlets
+    /// ([`crate::powershell_script`]), for tenants that will not grant
+    /// `Exchange.ManageAsApp`.
+    fn powershell(
+        &self,
+        system: &str,
+        operations: &[coexist_connector::Operation],
+    ) -> Option<String> {
+        Some(crate::powershell_script(system, operations, None))
+    }
+
     fn routing_domain_is_alias(&self) -> bool {
         false
     }
