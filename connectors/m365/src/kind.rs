@@ -42,9 +42,6 @@ impl Kind for M365Kind {
         DisabledMailboxes::Deliver
     }
 
-    /// Exchange Online answers at `<tenant>.mail.onmicrosoft.com` only
-    /// under the proxy address it gave each mailbox (often `jdoe@…` for
-    /// john.doe@acmecorp.com): stubs elsewhere route to the address listed.
     /// The plan's operations as Exchange Online cmdlets
     /// ([`crate::powershell_script`]), for tenants that will not grant
     /// `Exchange.ManageAsApp`.
@@ -56,6 +53,9 @@ impl Kind for M365Kind {
         Some(crate::powershell_script(system, operations, None))
     }
 
+    /// Exchange Online answers at `<tenant>.mail.onmicrosoft.com` only
+    /// under the proxy address it gave each mailbox (often `jdoe@…` for
+    /// john.doe@acmecorp.com): stubs elsewhere route to the address listed.
     fn routing_domain_is_alias(&self) -> bool {
         false
     }
