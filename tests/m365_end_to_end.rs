@@ -391,6 +391,11 @@ fn a_three_system_organisation_converges_and_delivers_everyone_at_home_from_ever
         .iter()
         .map(|u| slapd_person(&tree, u))
         .collect();
+    // Max answers on the mail server's routing domain as mx@, not max@.
+    let ldif = ldif.replace(
+        "mailLocalAddress: max@acmecorp.com\n",
+        "mailLocalAddress: max@acmecorp.com\nmailLocalAddress: mx@mithi.acmecorp.com\n",
+    );
     tree.server.ldapadd(&ldif);
     let config = format!(
         "[organisation]\nshared_domains = [\"acmecorp.com\"]\n\n[topology]\nmx = \"google\"\n\n{}\n{}\n{}",
@@ -413,6 +418,27 @@ fn a_three_system_organisation_converges_and_delivers_everyone_at_home_from_ever
         s.operations(&s.sync()),
         0,
         "the second sync changes nothing"
+    );
+    // Every kind's stubs route to the address the home lists in its routing
+    // domain: the tenant's contact for Max to mx@, the mail server's entry
+    // for John to jdoe@.
+    let max = m365
+        .mail_contacts()
+        .into_iter()
+        .find(|c| {
+            c.email_addresses
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case("SMTP:max@acmecorp.com"))
+        })
+        .expect("a contact for max");
+    assert_eq!(
+        max.external_email_address.to_lowercase(),
+        "smtp:mx@mithi.acmecorp.com",
+        "{max:#?}"
+    );
+    assert_eq!(
+        s.ldap_route_of("john@acmecorp.com"),
+        "jdoe@acmecorp.mail.onmicrosoft.com"
     );
 
     let homes = [
