@@ -192,6 +192,179 @@ pub struct Config {
     /// `[dns]`: how `coexist doctor` resolves the domains' records. `None`
     /// (no `[dns]` table): doctor does not check DNS.
     pub dns: Option<coexist_dns::Settings>,
+    /// `[gal_server]`: how `coexist serve-gal` serves the GAL over LDAP.
+    /// `None` (no table): the defaults of [`GalServer::defaults`].
+    pub gal_server: Option<GalServer>,
+}
+
+/// `[gal_server]`: the read-only LDAP server over the GAL (`coexist
+/// serve-gal`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GalServer {
+    /// Where to listen (default `127.0.0.1:3890`).
+    pub listen: std::net::SocketAddr,
+    /// The DN the GAL's entries sit under (default `ou=gal` under the first
+    /// shared domain, as `export-gal` writes it).
+    pub base: String,
+    /// The accounts clients bind as, each password by reference.
+    pub accounts: Vec<GalAccount>,
+    /// Whether searches need no bind (default false).
+    pub anonymous: bool,
+    /// The most entries one search (or one page) returns (default 1000).
+    pub size_limit: usize,
+    /// How often the store is read for a new GAL (default 30 seconds).
+    pub refresh: std::time::Duration,
+    /// The most connections one client address holds (default 16).
+    pub max_connections_per_client: usize,
+    /// A certificate for LDAPS/StartTLS (PEM files, relative to the
+    /// configuration's folder); not served yet when given.
+    pub tls: Option<GalTls>,
+}
+
+/// A bind account of `[[gal_server.accounts]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GalAccount {
+    pub dn: String,
+    pub password: SecretRef,
+}
+
+/// `[gal_server.tls]`: the certificate chain and key, PEM.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GalTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl GalServer {
+    /// The settings without a `[gal_server]` table: loopback port 3890,
+    /// `ou=gal` under the first shared domain, no account, no anonymous
+    /// access.
+    pub fn defaults(shared_domains: &[String]) -> Self {
+        GalServer {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 3890)),
+            base: crate::export::default_base(shared_domains),
+            accounts: Vec::new(),
+            anonymous: false,
+            size_limit: 1000,
+            refresh: std::time::Duration::from_secs(30),
+            max_connections_per_client: 16,
+            tls: None,
+        }
+    }
+}
+
+/// `[gal_server]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGalServer {
+    listen: Option<Spanned<String>>,
+    base: Option<Spanned<String>>,
+    #[serde(default)]
+    accounts: Vec<RawGalAccount>,
+    #[serde(default)]
+    anonymous: bool,
+    size_limit: Option<Spanned<i64>>,
+    refresh_seconds: Option<Spanned<i64>>,
+    max_connections_per_client: Option<Spanned<i64>>,
+    tls: Option<RawGalTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGalAccount {
+    dn: Spanned<String>,
+    password: SecretRef,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGalTls {
+    cert_file: String,
+    key_file: String,
+}
+
+/// `[gal_server]` checked: an IP address and port to listen on, DNs
+/// (`attr=value,…`), positive limits; relative paths beside the file.
+fn gal_server(
+    at: &Locator<'_>,
+    folder: &Path,
+    shared_domains: &[String],
+    raw: RawGalServer,
+) -> Result<GalServer, ConfigError> {
+    let mut out = GalServer::defaults(shared_domains);
+    let is_dn = |text: &str| {
+        !text.trim().is_empty()
+            && text.split(',').all(|rdn| {
+                rdn.split_once('=')
+                    .is_some_and(|(k, _)| !k.trim().is_empty())
+            })
+    };
+    if let Some(written) = &raw.listen {
+        out.listen = written.get_ref().trim().parse().map_err(|_| {
+            at.at(
+                written,
+                "gal_server.listen",
+                format!(
+                    "`{}` is not an address to listen on: expected an IP address and port, like \"127.0.0.1:3890\" or \"[::]:636\"",
+                    written.get_ref()
+                ),
+            )
+        })?;
+    }
+    if let Some(written) = &raw.base {
+        if !is_dn(written.get_ref()) {
+            return Err(at.at(
+                written,
+                "gal_server.base",
+                "expected a DN, like \"ou=gal,dc=acmecorp,dc=com\"",
+            ));
+        }
+        out.base = written.get_ref().trim().to_string();
+    }
+    for (n, account) in raw.accounts.into_iter().enumerate() {
+        if !is_dn(account.dn.get_ref()) {
+            return Err(at.at(
+                &account.dn,
+                format!("gal_server.accounts[{n}].dn"),
+                "expected a bind DN, like \"cn=addressbook,ou=gal,dc=acmecorp,dc=com\"",
+            ));
+        }
+        out.accounts.push(GalAccount {
+            dn: account.dn.into_inner().trim().to_string(),
+            password: secret_beside(folder, account.password),
+        });
+    }
+    out.anonymous = raw.anonymous;
+    let positive =
+        |written: &Option<Spanned<i64>>, key: &str, max: i64, default: usize| match written {
+            Some(value) if (1..=max).contains(value.get_ref()) => {
+                Ok(usize::try_from(*value.get_ref()).unwrap_or(default))
+            }
+            Some(value) => Err(at.at(
+                value,
+                format!("gal_server.{key}"),
+                format!("expected a whole number from 1 to {max}"),
+            )),
+            None => Ok(default),
+        };
+    out.size_limit = positive(&raw.size_limit, "size_limit", 10_000_000, out.size_limit)?;
+    out.refresh = std::time::Duration::from_secs(positive(
+        &raw.refresh_seconds,
+        "refresh_seconds",
+        86_400,
+        30,
+    )? as u64);
+    out.max_connections_per_client = positive(
+        &raw.max_connections_per_client,
+        "max_connections_per_client",
+        100_000,
+        out.max_connections_per_client,
+    )?;
+    out.tls = raw.tls.map(|tls| GalTls {
+        cert_file: folder.join(tls.cert_file),
+        key_file: folder.join(tls.key_file),
+    });
+    Ok(out)
 }
 
 // ---- the file as written ----------------------------------------------------
@@ -212,6 +385,8 @@ struct RawConfig {
     safety: Safety,
     #[serde(default)]
     dns: Option<RawDns>,
+    #[serde(default)]
+    gal_server: Option<RawGalServer>,
     systems: Vec<RawSystem>,
 }
 
@@ -900,6 +1075,10 @@ impl Config {
         // One rule for every path of the file, the store's too: relative
         // to the folder of the file.
         let folder = folder_of(path);
+        let gal_server = match raw.gal_server {
+            Some(table) => Some(gal_server(&at, folder, &shared_domains, table)?),
+            None => None,
+        };
         let default_store = raw.store.is_none();
         let store_url = match raw.store.map(|store| store.url) {
             Some(StoreUrl::Plain(url)) => StoreUrl::Plain(store_url_beside(folder, &url)),
@@ -923,6 +1102,7 @@ impl Config {
             default_store,
             safety: raw.safety,
             dns,
+            gal_server,
         })
     }
 
@@ -990,6 +1170,14 @@ impl Config {
         if let StoreUrl::Secret(SecretRef::Env { env }) = &self.store_url {
             if std::env::var_os(env).is_none() {
                 out.push(("store.url".to_string(), env.clone()));
+            }
+        }
+        let accounts = self.gal_server.iter().flat_map(|g| g.accounts.iter());
+        for (n, account) in accounts.enumerate() {
+            if let SecretRef::Env { env } = &account.password {
+                if std::env::var_os(env).is_none() {
+                    out.push((format!("gal_server.accounts[{n}].password"), env.clone()));
+                }
             }
         }
         for (n, system) in self.systems.iter().enumerate() {

@@ -145,6 +145,9 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Serve the GAL as a read-only LDAP address book (`[gal_server]`),
+    /// refreshed from the store without a restart.
+    ServeGal,
     /// Trace where a message from SYSTEM to ADDRESS goes with today's GAL, stubs and topology.
     Route {
         address: String,

@@ -100,6 +100,7 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
         Command::ExportGal { format, base, out } => {
             commands::export_gal::run(&cli.config, *format, base.as_deref(), out.as_deref()).await
         }
+        Command::ServeGal => commands::serve_gal::run(&cli.config).await,
         Command::Route { address, from } => {
             commands::route::run(&cli.config, address, from, output).await
         }

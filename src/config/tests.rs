@@ -480,3 +480,93 @@ fn a_bad_dns_setting_names_its_line_and_key() {
         "{e}"
     );
 }
+
+fn with_gal_server(lines: &str) -> String {
+    format!("{GOOD}\n[gal_server]\n{lines}\n")
+}
+
+#[test]
+fn without_a_gal_server_table_the_address_book_listens_on_loopback_under_ou_gal() {
+    let config = parse(GOOD).unwrap();
+    assert_eq!(config.gal_server, None);
+    let defaults = GalServer::defaults(&config.policy.shared_domains);
+    assert_eq!(defaults.listen.to_string(), "127.0.0.1:3890");
+    assert_eq!(defaults.base, "ou=gal,dc=acmecorp,dc=com");
+    assert!(!defaults.anonymous);
+    assert!(defaults.accounts.is_empty());
+    assert_eq!(defaults.size_limit, 1000);
+    assert_eq!(defaults.refresh, std::time::Duration::from_secs(30));
+    assert_eq!(defaults.tls, None);
+}
+
+#[test]
+fn a_gal_server_table_takes_accounts_by_reference_and_paths_beside_the_file() {
+    let text = with_gal_server(
+        "listen = \"0.0.0.0:389\"\nbase = \"ou=people,dc=example,dc=org\"\nanonymous = true\nsize_limit = 200\nrefresh_seconds = 5\nmax_connections_per_client = 4\ntls = { cert_file = \"gal.crt\", key_file = \"/etc/gal.key\" }\n\n[[gal_server.accounts]]\ndn = \"cn=thunderbird,ou=people,dc=example,dc=org\"\npassword = { file = \"secrets/gal\" }\n\n[[gal_server.accounts]]\ndn = \"cn=phones,ou=people,dc=example,dc=org\"\npassword = { env = \"COEXIST_TEST_GAL_PASSWORD_SURELY_UNSET\" }",
+    );
+    let config = Config::parse(Path::new("/etc/coexist/coexist.toml"), &text).unwrap();
+    let gal = config.gal_server.clone().unwrap();
+    assert_eq!(gal.listen.to_string(), "0.0.0.0:389");
+    assert_eq!(gal.base, "ou=people,dc=example,dc=org");
+    assert!(gal.anonymous);
+    assert_eq!(gal.size_limit, 200);
+    assert_eq!(gal.refresh, std::time::Duration::from_secs(5));
+    assert_eq!(gal.max_connections_per_client, 4);
+    assert_eq!(
+        gal.tls,
+        Some(GalTls {
+            cert_file: PathBuf::from("/etc/coexist/gal.crt"),
+            key_file: PathBuf::from("/etc/gal.key"),
+        })
+    );
+    assert_eq!(gal.accounts.len(), 2);
+    assert_eq!(
+        gal.accounts[0].password,
+        SecretRef::File {
+            file: "/etc/coexist/secrets/gal".into()
+        }
+    );
+    assert!(config.unset_env().contains(&(
+        "gal_server.accounts[1].password".to_string(),
+        "COEXIST_TEST_GAL_PASSWORD_SURELY_UNSET".to_string()
+    )));
+    // The base defaults to ou=gal under the first shared domain.
+    let config = parse(&with_gal_server("anonymous = false")).unwrap();
+    assert_eq!(
+        config.gal_server.map(|g| g.base).as_deref(),
+        Some("ou=gal,dc=acmecorp,dc=com")
+    );
+}
+
+#[test]
+fn a_wrong_gal_server_table_is_named_by_line_and_key() {
+    let line = GOOD.lines().count() + 3;
+    let e = error(&with_gal_server("listen = \"localhost\""));
+    assert!(
+        e.starts_with(&format!(
+            "coexist.toml:{line}: gal_server.listen: `localhost` is not an address to listen on"
+        )),
+        "{e}"
+    );
+    let e = error(&with_gal_server("base = \"acmecorp.com\""));
+    assert!(
+        e.starts_with(&format!(
+            "coexist.toml:{line}: gal_server.base: expected a DN"
+        )),
+        "{e}"
+    );
+    let e = error(&with_gal_server("size_limit = 0"));
+    assert!(
+        e.starts_with(&format!(
+            "coexist.toml:{line}: gal_server.size_limit: expected a whole number from 1"
+        )),
+        "{e}"
+    );
+    let e = error(&with_gal_server("anonymus = true"));
+    assert!(e.contains("unknown field `anonymus`"), "{e}");
+    let e = error(&with_gal_server(
+        "[[gal_server.accounts]]\ndn = \"cn=a,dc=x\"\npassword = \"plain\"",
+    ));
+    // A password written in clear is refused: only references are taken.
+    assert!(e.contains("SecretRef"), "{e}");
+}

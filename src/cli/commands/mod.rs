@@ -11,4 +11,5 @@ pub mod migrate;
 pub mod plan;
 pub mod route;
 pub mod runs;
+pub mod serve_gal;
 pub mod sync;

@@ -1,0 +1,264 @@
+//! The directory served: the GAL turned into LDAP entries under the base,
+//! built once per GAL version ([`Snapshot`]) and never changed after.
+
+use std::collections::HashMap;
+
+use coexist_model::{GalEntry, RecipientKind};
+
+use crate::dn::{escape_value, fold_spaces, normalise};
+
+/// The attributes the server knows, by their canonical name, with the
+/// aliases a client may use (compared lower-cased).
+const KNOWN: &[(&str, &[&str])] = &[
+    ("objectClass", &["objectclass"]),
+    ("cn", &["cn", "commonname"]),
+    ("sn", &["sn", "surname"]),
+    ("givenName", &["givenname", "gn"]),
+    ("displayName", &["displayname"]),
+    ("mail", &["mail", "rfc822mailbox"]),
+    ("telephoneNumber", &["telephonenumber"]),
+    ("mobile", &["mobile", "mobiletelephonenumber"]),
+    ("title", &["title"]),
+    ("ou", &["ou", "organizationalunitname"]),
+    ("department", &["department"]),
+    ("o", &["o", "organizationname"]),
+    ("member", &["member"]),
+];
+
+/// The lower-cased canonical name of the attribute a client calls `name`,
+/// or the name lower-cased when the server does not know it.
+pub fn key(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    KNOWN
+        .iter()
+        .find(|(_, aliases)| aliases.contains(&lower.as_str()))
+        .map_or(lower, |(canonical, _)| canonical.to_ascii_lowercase())
+}
+
+/// Whether the server knows the attribute (by its [`key`]).
+pub fn known(key: &str) -> bool {
+    KNOWN
+        .iter()
+        .any(|(canonical, _)| canonical.eq_ignore_ascii_case(key))
+}
+
+/// A value as matching rules compare it: telephone numbers without spaces
+/// and hyphens, DNs normalised, everything else case-folded with white
+/// space collapsed.
+pub fn fold(key: &str, value: &str) -> String {
+    match key {
+        "telephonenumber" | "mobile" => value
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect(),
+        "member" => {
+            normalise(value).map_or_else(|| fold_spaces(&value.to_lowercase()), |r| r.join(","))
+        }
+        _ => fold_spaces(&value.to_lowercase()),
+    }
+}
+
+/// One attribute of an entry: its name as sent, the key it is looked up
+/// by, its values, and the values folded for matching.
+#[derive(Debug)]
+pub struct Attr {
+    pub name: String,
+    pub key: String,
+    pub values: Vec<String>,
+    pub folded: Vec<String>,
+}
+
+/// One entry: its DN as sent, its normalised RDNs, its attributes.
+#[derive(Debug)]
+pub struct Entry {
+    pub dn: String,
+    pub rdns: Vec<String>,
+    pub attrs: Vec<Attr>,
+}
+
+impl Entry {
+    /// An entry with `attrs` (name, values); attributes without values are
+    /// left out.
+    pub fn new(dn: String, attrs: Vec<(&str, Vec<String>)>) -> Self {
+        let rdns = normalise(&dn).unwrap_or_default();
+        let attrs = attrs
+            .into_iter()
+            .filter(|(_, values)| !values.is_empty())
+            .map(|(name, values)| {
+                let key = key(name);
+                let folded = values.iter().map(|v| fold(&key, v)).collect();
+                Attr {
+                    name: name.to_string(),
+                    key,
+                    values,
+                    folded,
+                }
+            })
+            .collect();
+        Entry { dn, rdns, attrs }
+    }
+
+    /// The attribute looked up by `key`.
+    pub fn get(&self, key: &str) -> Option<&Attr> {
+        self.attrs.iter().find(|a| a.key == key)
+    }
+}
+
+/// The GAL as a directory: the base entry first, then one entry per GAL
+/// recipient, in the store's order; looked up by normalised DN.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub base_rdns: Vec<String>,
+    pub entries: Vec<Entry>,
+    by_dn: HashMap<Vec<String>, usize>,
+}
+
+impl Snapshot {
+    /// Builds the directory of `gal` under `base` (already checked to be a
+    /// DN). Entries are `cn=<display name or primary address>,<base>`; a
+    /// second recipient with the same name gets
+    /// `cn=<name>+mail=<primary address>,<base>`.
+    pub fn build(base: &str, gal: &[GalEntry]) -> Self {
+        let base_rdns = normalise(base).unwrap_or_default();
+        let mut by_dn = HashMap::with_capacity(gal.len() + 1);
+        let mut entries = Vec::with_capacity(gal.len() + 1);
+        entries.push(base_entry(base));
+        by_dn.insert(base_rdns.clone(), 0);
+
+        // First the DNs, so groups can name their members.
+        let mut dns = Vec::with_capacity(gal.len());
+        let mut by_address: HashMap<&str, usize> = HashMap::new();
+        for (n, recipient) in gal.iter().enumerate() {
+            let cn = common_name(recipient);
+            let mut dn = format!("cn={},{base}", escape_value(&cn));
+            let mut rdns = normalise(&dn).unwrap_or_default();
+            if by_dn.contains_key(&rdns) {
+                dn = format!(
+                    "cn={}+mail={},{base}",
+                    escape_value(&cn),
+                    escape_value(&recipient.primary_address)
+                );
+                rdns = normalise(&dn).unwrap_or_default();
+            }
+            if by_dn.contains_key(&rdns) {
+                tracing::warn!(dn, "two GAL entries share a DN; serving the first");
+                dns.push(None);
+                continue;
+            }
+            by_dn.insert(rdns, n + 1);
+            for address in &recipient.addresses {
+                by_address.entry(address.as_str()).or_insert(n);
+            }
+            dns.push(Some(dn));
+        }
+        let mut index = HashMap::with_capacity(gal.len() + 1);
+        index.insert(base_rdns.clone(), 0);
+        for (recipient, dn) in gal.iter().zip(dns.iter()) {
+            let Some(dn) = dn else { continue };
+            let members = recipient
+                .members
+                .iter()
+                .filter_map(|m| by_address.get(m.as_str()))
+                .filter_map(|&n| dns.get(n).cloned().flatten())
+                .collect();
+            let entry = gal_entry(dn.clone(), recipient, members);
+            index.insert(entry.rdns.clone(), entries.len());
+            entries.push(entry);
+        }
+        Snapshot {
+            base_rdns,
+            entries,
+            by_dn: index,
+        }
+    }
+
+    /// The entry whose normalised DN is `rdns`.
+    pub fn find(&self, rdns: &[String]) -> Option<&Entry> {
+        self.by_dn.get(rdns).and_then(|&n| self.entries.get(n))
+    }
+
+    /// How many GAL entries are served (the base not counted).
+    pub fn len(&self) -> usize {
+        self.entries.len().saturating_sub(1)
+    }
+
+    /// Whether the GAL is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn common_name(recipient: &GalEntry) -> String {
+    recipient
+        .attributes
+        .display_name
+        .as_deref()
+        .map(fold_spaces)
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| recipient.primary_address.clone())
+}
+
+/// The base entry: an organizationalUnit when the base's first RDN is
+/// `ou=`, else an extensibleObject.
+fn base_entry(base: &str) -> Entry {
+    let first = base.split(',').next().unwrap_or_default();
+    let (kind, value) = first.split_once('=').unwrap_or(("ou", "gal"));
+    let kind = kind.trim().to_ascii_lowercase();
+    let value = value.trim().to_string();
+    let class = if kind == "ou" {
+        "organizationalUnit"
+    } else {
+        "extensibleObject"
+    };
+    let mut attrs = vec![("objectClass", vec!["top".to_string(), class.to_string()])];
+    if kind == "ou" {
+        attrs.push(("ou", vec![value]));
+    }
+    Entry::new(base.to_string(), attrs)
+}
+
+fn one(value: &Option<String>) -> Vec<String> {
+    value
+        .iter()
+        .filter(|v| !v.trim().is_empty())
+        .cloned()
+        .collect()
+}
+
+/// The entry of one recipient: only what the GAL publishes.
+fn gal_entry(dn: String, recipient: &GalEntry, members: Vec<String>) -> Entry {
+    let a = &recipient.attributes;
+    let cn = common_name(recipient);
+    let mut mail = vec![recipient.primary_address.clone()];
+    mail.extend(recipient.aliases().map(str::to_string));
+    let classes: &[&str] = match recipient.kind {
+        RecipientKind::Group => &["top", "groupOfNames"],
+        _ => &["top", "person", "organizationalPerson", "inetOrgPerson"],
+    };
+    let mut attrs = vec![
+        (
+            "objectClass",
+            classes.iter().map(|c| (*c).to_string()).collect(),
+        ),
+        ("cn", vec![cn.clone()]),
+    ];
+    if recipient.kind == RecipientKind::Group {
+        attrs.push(("displayName", one(&a.display_name)));
+        attrs.push(("mail", mail));
+        attrs.push(("member", members));
+    } else {
+        let sn = one(&a.surname);
+        attrs.push(("sn", if sn.is_empty() { vec![cn] } else { sn }));
+        attrs.push(("givenName", one(&a.given_name)));
+        attrs.push(("displayName", one(&a.display_name)));
+        attrs.push(("mail", mail));
+        attrs.push(("telephoneNumber", one(&a.business_phone)));
+        attrs.push(("mobile", one(&a.mobile_phone)));
+        attrs.push(("title", one(&a.title)));
+        attrs.push(("ou", one(&a.department)));
+        attrs.push(("department", one(&a.department)));
+        attrs.push(("o", one(&a.company)));
+    }
+    Entry::new(dn, attrs)
+}

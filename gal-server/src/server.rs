@@ -1,0 +1,769 @@
+//! The listener, the connections and the operations.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+
+use coexist_model::GalEntry;
+use futures::{SinkExt, StreamExt};
+use ldap3_proto::control::LdapControl;
+use ldap3_proto::proto::{
+    LdapBindCred, LdapBindRequest, LdapBindResponse, LdapExtendedRequest, LdapExtendedResponse,
+    LdapMsg, LdapOp, LdapPartialAttribute, LdapResult, LdapResultCode, LdapSearchRequest,
+    LdapSearchResultEntry, LdapSearchScope,
+};
+use ldap3_proto::LdapCodec;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_util::codec::Framed;
+
+use crate::directory::{key, Entry, Snapshot};
+use crate::dn::normalise;
+use crate::filter::matches;
+use crate::{ServeError, Settings, SCHEMA_DN};
+
+const OID_PAGED_RESULTS: &str = "1.2.840.113556.1.4.319";
+const OID_WHOAMI: &str = "1.3.6.1.4.1.4203.1.11.3";
+const OID_NOTICE_OF_DISCONNECTION: &str = "1.3.6.1.4.1.1466.20036";
+/// The paged searches one connection may keep open at once.
+const OPEN_PAGED_SEARCHES: usize = 8;
+
+/// The server: its settings, the directory it serves, and the connections
+/// each client address holds. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct GalServer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    settings: Settings,
+    /// Normalised bind DNs of the accounts, in the order of `settings`.
+    account_dns: Vec<Vec<String>>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    connections: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl GalServer {
+    /// A server for `settings` serving `gal`.
+    pub fn new(settings: Settings, gal: &[GalEntry]) -> Result<Self, ServeError> {
+        if normalise(&settings.base).is_none_or(|rdns| rdns.is_empty()) {
+            return Err(ServeError::Base(settings.base.clone()));
+        }
+        let account_dns = settings
+            .accounts
+            .iter()
+            .map(|a| {
+                normalise(&a.dn)
+                    .filter(|rdns| !rdns.is_empty())
+                    .ok_or_else(|| ServeError::AccountDn(a.dn.clone()))
+            })
+            .collect::<Result<_, _>>()?;
+        let snapshot = Arc::new(Snapshot::build(&settings.base, gal));
+        Ok(GalServer {
+            shared: Arc::new(Shared {
+                settings,
+                account_dns,
+                snapshot: RwLock::new(snapshot),
+                connections: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Serves `gal` from now on: the new directory is built first, then
+    /// swapped in at once (searches under way finish on the old one).
+    pub fn replace(&self, gal: &[GalEntry]) {
+        let next = Arc::new(Snapshot::build(&self.shared.settings.base, gal));
+        let entries = next.len();
+        match self.shared.snapshot.write() {
+            Ok(mut current) => *current = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+        tracing::info!(entries, "serving a new version of the GAL");
+    }
+
+    /// How many GAL entries are served.
+    pub fn len(&self) -> usize {
+        self.shared.current().len()
+    }
+
+    /// Whether the served GAL is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Accepts connections on `listener` until the task is dropped; each
+    /// connection runs on its own task.
+    pub async fn serve(&self, listener: TcpListener) -> Result<(), ServeError> {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) if is_transient(&e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(e) => return Err(ServeError::Accept(e)),
+            };
+            let shared = Arc::clone(&self.shared);
+            tokio::spawn(async move {
+                let Some(_slot) = Slot::take(&shared, peer.ip()) else {
+                    tracing::warn!(%peer, "refused: too many connections from this address");
+                    let mut framed = Framed::new(stream, LdapCodec::default());
+                    let _ = framed
+                        .send(notice(
+                            LdapResultCode::Busy,
+                            "too many connections from your address",
+                        ))
+                        .await;
+                    return;
+                };
+                let _ = stream.set_nodelay(true);
+                connection(&shared, stream, peer).await;
+            });
+        }
+    }
+}
+
+fn is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    ) || e
+        .raw_os_error()
+        .is_some_and(|code| code == 24 || code == 23)
+}
+
+impl Shared {
+    fn current(&self) -> Arc<Snapshot> {
+        match self.snapshot.read() {
+            Ok(current) => Arc::clone(&current),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+}
+
+/// One connection of a client address, given back when dropped.
+struct Slot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Slot {
+    fn take(shared: &Arc<Shared>, ip: IpAddr) -> Option<Slot> {
+        let mut connections = shared.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let held = connections.entry(ip).or_insert(0);
+        if *held >= shared.settings.max_connections_per_client {
+            return None;
+        }
+        *held += 1;
+        Some(Slot {
+            shared: Arc::clone(shared),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut connections = self
+            .shared
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = connections.get_mut(&self.ip) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                connections.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A paged search under way: the snapshot it started on, the entries it
+/// matched, how many were sent.
+struct Paged {
+    cookie: u64,
+    snapshot: Arc<Snapshot>,
+    matched: Vec<usize>,
+    sent: usize,
+    attrs: Vec<String>,
+    types_only: bool,
+}
+
+/// What a connection knows between requests.
+struct Session {
+    /// The normalised DN bound as, `Some(empty)` for an anonymous bind.
+    bound: Option<String>,
+    paged: VecDeque<Paged>,
+    next_cookie: u64,
+}
+
+/// What to do after answering a request.
+enum After {
+    Continue,
+    Close,
+}
+
+async fn connection<S>(shared: &Shared, stream: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tracing::debug!(%peer, "connection opened");
+    let codec = LdapCodec::new(Some(shared.settings.max_request_bytes), None);
+    let mut framed = Framed::new(stream, codec);
+    let mut session = Session {
+        bound: None,
+        paged: VecDeque::new(),
+        next_cookie: 1,
+    };
+    loop {
+        let next = tokio::time::timeout(shared.settings.idle_timeout, framed.next()).await;
+        let msg = match next {
+            Err(_) => {
+                tracing::debug!(%peer, "closing an idle connection");
+                let _ = framed
+                    .send(notice(LdapResultCode::Unavailable, "idle for too long"))
+                    .await;
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                tracing::warn!(%peer, error = %e, "malformed or oversized request; closing the connection");
+                let _ = framed
+                    .send(notice(
+                        LdapResultCode::ProtocolError,
+                        "malformed or oversized request",
+                    ))
+                    .await;
+                break;
+            }
+            Ok(Some(Ok(msg))) => msg,
+        };
+        let mut replies = Vec::new();
+        let after = handle(shared, &mut session, msg, &mut replies);
+        let mut failed = false;
+        for reply in replies {
+            if framed.feed(reply).await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        if failed || framed.flush().await.is_err() {
+            break;
+        }
+        if let After::Close = after {
+            break;
+        }
+    }
+    tracing::debug!(%peer, "connection closed");
+}
+
+/// The unsolicited notice of disconnection (RFC 4511 §4.4.1).
+fn notice(code: LdapResultCode, message: &str) -> LdapMsg {
+    LdapMsg {
+        msgid: 0,
+        op: LdapOp::ExtendedResponse(LdapExtendedResponse {
+            res: result(code, message),
+            name: Some(OID_NOTICE_OF_DISCONNECTION.to_string()),
+            value: None,
+        }),
+        ctrl: Vec::new(),
+    }
+}
+
+fn result(code: LdapResultCode, message: &str) -> LdapResult {
+    LdapResult {
+        code,
+        matcheddn: String::new(),
+        message: message.to_string(),
+        referral: Vec::new(),
+    }
+}
+
+fn reply(msgid: i32, op: LdapOp) -> LdapMsg {
+    LdapMsg {
+        msgid,
+        op,
+        ctrl: Vec::new(),
+    }
+}
+
+const REFUSED_WRITE: &str = "the GAL is read-only: coexist computes it from the mail systems";
+
+fn handle(shared: &Shared, session: &mut Session, msg: LdapMsg, out: &mut Vec<LdapMsg>) -> After {
+    let LdapMsg { msgid, op, ctrl } = msg;
+    let refused = || result(LdapResultCode::UnwillingToPerform, REFUSED_WRITE);
+    match op {
+        LdapOp::BindRequest(request) => {
+            let res = bind(shared, session, &request);
+            out.push(reply(
+                msgid,
+                LdapOp::BindResponse(LdapBindResponse {
+                    res,
+                    saslcreds: None,
+                }),
+            ));
+        }
+        LdapOp::UnbindRequest => return After::Close,
+        LdapOp::SearchRequest(request) => search(shared, session, msgid, &request, &ctrl, out),
+        LdapOp::AddRequest(_) => out.push(reply(msgid, LdapOp::AddResponse(refused()))),
+        LdapOp::ModifyRequest(_) => out.push(reply(msgid, LdapOp::ModifyResponse(refused()))),
+        LdapOp::DelRequest(_) => out.push(reply(msgid, LdapOp::DelResponse(refused()))),
+        LdapOp::ModifyDNRequest(_) => out.push(reply(msgid, LdapOp::ModifyDNResponse(refused()))),
+        LdapOp::CompareRequest(_) => out.push(reply(
+            msgid,
+            LdapOp::CompareResult(result(
+                LdapResultCode::UnwillingToPerform,
+                "compare is not offered; search instead",
+            )),
+        )),
+        LdapOp::AbandonRequest(_) => {}
+        LdapOp::ExtendedRequest(request) => extended(session, msgid, &request, out),
+        other => {
+            tracing::warn!(op = ?std::mem::discriminant(&other), "a response sent by a client; closing the connection");
+            out.push(notice(LdapResultCode::ProtocolError, "not a request"));
+            return After::Close;
+        }
+    }
+    After::Continue
+}
+
+fn bind(shared: &Shared, session: &mut Session, request: &LdapBindRequest) -> LdapResult {
+    session.bound = None;
+    session.paged.clear();
+    if request.version != 3 {
+        return result(
+            LdapResultCode::ProtocolError,
+            "only LDAP version 3 is spoken",
+        );
+    }
+    let password = match &request.cred {
+        LdapBindCred::Simple(password) => password,
+        _ => {
+            return result(
+                LdapResultCode::AuthMethodNotSupported,
+                "only simple binds are offered",
+            )
+        }
+    };
+    if request.dn.is_empty() && password.is_empty() {
+        if shared.settings.anonymous {
+            session.bound = Some(String::new());
+            return result(LdapResultCode::Success, "");
+        }
+        tracing::info!("anonymous bind refused");
+        return result(
+            LdapResultCode::InappropriateAuthentication,
+            "anonymous access is off; bind with a configured account",
+        );
+    }
+    if password.is_empty() {
+        // RFC 4513 §5.1.2: an unauthenticated bind.
+        return result(
+            LdapResultCode::UnwillingToPerform,
+            "unauthenticated binds (a DN without a password) are refused",
+        );
+    }
+    let Some(rdns) = normalise(&request.dn) else {
+        return result(LdapResultCode::InvalidDNSyntax, "the bind DN is not a DN");
+    };
+    let account = shared
+        .account_dns
+        .iter()
+        .zip(&shared.settings.accounts)
+        .find(|(dn, _)| **dn == rdns);
+    match account {
+        Some((_, account)) if account.password.accepts(password) => {
+            tracing::info!(dn = %account.dn, "bound");
+            session.bound = Some(rdns.join(","));
+            result(LdapResultCode::Success, "")
+        }
+        _ => {
+            tracing::info!(dn = %request.dn, "bind refused: invalid credentials");
+            result(LdapResultCode::InvalidCredentials, "")
+        }
+    }
+}
+
+fn extended(session: &Session, msgid: i32, request: &LdapExtendedRequest, out: &mut Vec<LdapMsg>) {
+    let response = if request.name == OID_WHOAMI {
+        let authzid = match &session.bound {
+            Some(dn) if !dn.is_empty() => format!("dn:{dn}"),
+            _ => String::new(),
+        };
+        LdapExtendedResponse {
+            res: result(LdapResultCode::Success, ""),
+            name: None,
+            value: Some(authzid.into_bytes()),
+        }
+    } else {
+        LdapExtendedResponse {
+            res: result(
+                LdapResultCode::ProtocolError,
+                &format!("the extended operation {} is not offered", request.name),
+            ),
+            name: None,
+            value: None,
+        }
+    };
+    out.push(reply(msgid, LdapOp::ExtendedResponse(response)));
+}
+
+/// Which attributes a search asked for.
+fn wanted(attrs: &[String], attr: &crate::directory::Attr) -> bool {
+    if attrs.is_empty() || attrs.iter().any(|a| a == "*" || a == "+") {
+        return true;
+    }
+    attrs.iter().any(|a| key(a) == attr.key)
+}
+
+fn to_result_entry(entry: &Entry, attrs: &[String], types_only: bool) -> LdapOp {
+    let only_none = attrs.len() == 1 && attrs.iter().any(|a| a == "1.1");
+    let attributes = if only_none {
+        Vec::new()
+    } else {
+        entry
+            .attrs
+            .iter()
+            .filter(|a| wanted(attrs, a))
+            .map(|a| LdapPartialAttribute {
+                atype: a.name.clone(),
+                vals: if types_only {
+                    Vec::new()
+                } else {
+                    a.values.iter().map(|v| v.clone().into_bytes()).collect()
+                },
+            })
+            .collect()
+    };
+    LdapOp::SearchResultEntry(LdapSearchResultEntry {
+        dn: entry.dn.clone(),
+        attributes,
+    })
+}
+
+fn done(msgid: i32, code: LdapResultCode, message: &str, ctrl: Vec<LdapControl>) -> LdapMsg {
+    LdapMsg {
+        msgid,
+        op: LdapOp::SearchResultDone(result(code, message)),
+        ctrl,
+    }
+}
+
+fn in_scope(entry: &[String], base: &[String], scope: &LdapSearchScope) -> bool {
+    let under = entry.len() >= base.len() && entry[entry.len() - base.len()..] == *base;
+    match scope {
+        LdapSearchScope::Base => entry == base,
+        LdapSearchScope::OneLevel => under && entry.len() == base.len() + 1,
+        LdapSearchScope::Subtree => under,
+        LdapSearchScope::Children => under && entry.len() > base.len(),
+    }
+}
+
+fn search(
+    shared: &Shared,
+    session: &mut Session,
+    msgid: i32,
+    request: &LdapSearchRequest,
+    ctrl: &[LdapControl],
+    out: &mut Vec<LdapMsg>,
+) {
+    let Some(base) = normalise(&request.base) else {
+        out.push(done(
+            msgid,
+            LdapResultCode::InvalidDNSyntax,
+            "the search base is not a DN",
+            Vec::new(),
+        ));
+        return;
+    };
+    let mut paging = None;
+    for control in ctrl {
+        match control {
+            LdapControl::SimplePagedResults { size, cookie } => paging = Some((*size, cookie)),
+            LdapControl::Unknown {
+                oid,
+                criticality: true,
+                ..
+            } => {
+                out.push(done(
+                    msgid,
+                    LdapResultCode::UnavailableCriticalExtension,
+                    &format!("the control {oid} is not offered"),
+                    Vec::new(),
+                ));
+                return;
+            }
+            _ => {}
+        }
+    }
+
+    // The root DSE and the schema entry: read by clients before they bind.
+    if request.scope == LdapSearchScope::Base && (base.is_empty() || base == schema_rdns()) {
+        let entry = if base.is_empty() {
+            root_dse(&shared.settings)
+        } else {
+            schema_entry()
+        };
+        if matches(&request.filter, &entry) {
+            out.push(reply(
+                msgid,
+                to_result_entry(&entry, &request.attrs, request.typesonly),
+            ));
+        }
+        out.push(done(msgid, LdapResultCode::Success, "", Vec::new()));
+        return;
+    }
+
+    if !shared.settings.anonymous && session.bound.as_deref().is_none_or(str::is_empty) {
+        out.push(done(
+            msgid,
+            LdapResultCode::InsufficentAccessRights,
+            "bind first: anonymous access is off",
+            Vec::new(),
+        ));
+        return;
+    }
+
+    let limit = match usize::try_from(request.sizelimit) {
+        Ok(client) if client > 0 => client.min(shared.settings.size_limit),
+        _ => shared.settings.size_limit,
+    };
+
+    if let Some((size, cookie)) = paging {
+        paged(
+            session, msgid, request, &base, size, cookie, limit, shared, out,
+        );
+        return;
+    }
+
+    let snapshot = shared.current();
+    let Some(()) = check_base(&snapshot, &base, &request.scope, msgid, out) else {
+        return;
+    };
+    let mut sent = 0;
+    for entry in &snapshot.entries {
+        if in_scope(&entry.rdns, &base, &request.scope) && matches(&request.filter, entry) {
+            if sent == limit {
+                out.push(done(
+                    msgid,
+                    LdapResultCode::SizeLimitExceeded,
+                    "",
+                    Vec::new(),
+                ));
+                return;
+            }
+            out.push(reply(
+                msgid,
+                to_result_entry(entry, &request.attrs, request.typesonly),
+            ));
+            sent += 1;
+        }
+    }
+    out.push(done(msgid, LdapResultCode::Success, "", Vec::new()));
+}
+
+/// Whether the search base exists (or lies above the GAL's base, so a
+/// subtree search from the domain finds the GAL); answers noSuchObject
+/// otherwise.
+fn check_base(
+    snapshot: &Snapshot,
+    base: &[String],
+    scope: &LdapSearchScope,
+    msgid: i32,
+    out: &mut Vec<LdapMsg>,
+) -> Option<()> {
+    let above = base.len() < snapshot.base_rdns.len()
+        && snapshot.base_rdns[snapshot.base_rdns.len() - base.len()..] == *base;
+    let reachable = matches!(scope, LdapSearchScope::Subtree | LdapSearchScope::Children)
+        || (matches!(scope, LdapSearchScope::OneLevel)
+            && base.len() + 1 == snapshot.base_rdns.len());
+    if snapshot.find(base).is_some() || (above && reachable) {
+        return Some(());
+    }
+    let mut res = result(LdapResultCode::NoSuchObject, "no such entry in the GAL");
+    if in_scope(base, &snapshot.base_rdns, &LdapSearchScope::Subtree) {
+        res.matcheddn = snapshot
+            .entries
+            .first()
+            .map(|e| e.dn.clone())
+            .unwrap_or_default();
+    }
+    out.push(reply(msgid, LdapOp::SearchResultDone(res)));
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
+fn paged(
+    session: &mut Session,
+    msgid: i32,
+    request: &LdapSearchRequest,
+    base: &[String],
+    size: i64,
+    cookie: &[u8],
+    limit: usize,
+    shared: &Shared,
+    out: &mut Vec<LdapMsg>,
+) {
+    let page = usize::try_from(size).unwrap_or(0).min(limit);
+    let mut state = if cookie.is_empty() {
+        let snapshot = shared.current();
+        let Some(()) = check_base(&snapshot, base, &request.scope, msgid, out) else {
+            return;
+        };
+        let matched = snapshot
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| in_scope(&e.rdns, base, &request.scope) && matches(&request.filter, e))
+            .map(|(n, _)| n)
+            .collect();
+        let cookie = session.next_cookie;
+        session.next_cookie += 1;
+        Paged {
+            cookie,
+            snapshot,
+            matched,
+            sent: 0,
+            attrs: request.attrs.clone(),
+            types_only: request.typesonly,
+        }
+    } else {
+        let wanted = <[u8; 8]>::try_from(cookie).ok().map(u64::from_be_bytes);
+        let found = session
+            .paged
+            .iter()
+            .position(|p| Some(p.cookie) == wanted)
+            .and_then(|n| session.paged.remove(n));
+        match found {
+            Some(state) => state,
+            None => {
+                out.push(done(
+                    msgid,
+                    LdapResultCode::UnwillingToPerform,
+                    "unknown or expired paged-results cookie",
+                    Vec::new(),
+                ));
+                return;
+            }
+        }
+    };
+    if size == 0 {
+        // RFC 2696 §3: a size of zero abandons the paged search.
+        out.push(done(
+            msgid,
+            LdapResultCode::Success,
+            "",
+            vec![paged_control(0, Vec::new())],
+        ));
+        return;
+    }
+    let end = (state.sent + page.max(1)).min(state.matched.len());
+    for &n in &state.matched[state.sent..end] {
+        if let Some(entry) = state.snapshot.entries.get(n) {
+            out.push(reply(
+                msgid,
+                to_result_entry(entry, &state.attrs, state.types_only),
+            ));
+        }
+    }
+    state.sent = end;
+    let total = i64::try_from(state.matched.len()).unwrap_or(i64::MAX);
+    if state.sent < state.matched.len() {
+        let cookie = state.cookie.to_be_bytes().to_vec();
+        if session.paged.len() >= OPEN_PAGED_SEARCHES {
+            session.paged.pop_front();
+        }
+        session.paged.push_back(state);
+        out.push(done(
+            msgid,
+            LdapResultCode::Success,
+            "",
+            vec![paged_control(total, cookie)],
+        ));
+    } else {
+        out.push(done(
+            msgid,
+            LdapResultCode::Success,
+            "",
+            vec![paged_control(total, Vec::new())],
+        ));
+    }
+}
+
+fn paged_control(size: i64, cookie: Vec<u8>) -> LdapControl {
+    LdapControl::SimplePagedResults { size, cookie }
+}
+
+fn schema_rdns() -> Vec<String> {
+    normalise(SCHEMA_DN).unwrap_or_default()
+}
+
+/// The root DSE (RFC 4512 §5.1).
+fn root_dse(settings: &Settings) -> Entry {
+    let strings = |values: &[&str]| values.iter().map(|v| (*v).to_string()).collect();
+    Entry::new(
+        String::new(),
+        vec![
+            ("objectClass", strings(&["top"])),
+            ("namingContexts", vec![settings.base.clone()]),
+            ("supportedControl", strings(&[OID_PAGED_RESULTS])),
+            ("supportedExtension", strings(&[OID_WHOAMI])),
+            ("supportedLDAPVersion", strings(&["3"])),
+            ("supportedSASLMechanisms", Vec::new()),
+            ("subschemaSubentry", strings(&[SCHEMA_DN])),
+            ("vendorName", strings(&["coexist"])),
+            (
+                "vendorVersion",
+                vec![format!("coexist {}", env!("CARGO_PKG_VERSION"))],
+            ),
+        ],
+    )
+}
+
+/// A minimal schema entry (RFC 4512 §4.2): the attribute types and object
+/// classes the GAL's entries use, as RFC 4519, RFC 2798 and RFC 4524 define
+/// them (`department` as Active Directory names it).
+fn schema_entry() -> Entry {
+    const DIRECTORY_STRING: &str = "SYNTAX 1.3.6.1.4.1.1466.115.121.1.15";
+    let string_type = |oid: &str, names: &str| {
+        format!("( {oid} NAME {names} EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch {DIRECTORY_STRING} )")
+    };
+    let attribute_types = vec![
+        "( 2.5.4.0 NAME 'objectClass' EQUALITY objectIdentifierMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.38 )".to_string(),
+        "( 2.5.4.41 NAME 'name' EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )".to_string(),
+        "( 2.5.4.3 NAME ( 'cn' 'commonName' ) SUP name )".to_string(),
+        "( 2.5.4.4 NAME ( 'sn' 'surname' ) SUP name )".to_string(),
+        "( 2.5.4.42 NAME ( 'givenName' 'gn' ) SUP name )".to_string(),
+        "( 2.5.4.12 NAME 'title' SUP name )".to_string(),
+        "( 2.5.4.11 NAME ( 'ou' 'organizationalUnitName' ) SUP name )".to_string(),
+        "( 2.5.4.10 NAME ( 'o' 'organizationName' ) SUP name )".to_string(),
+        string_type("2.16.840.1.113730.3.1.241", "'displayName' SINGLE-VALUE"),
+        string_type("1.2.840.113556.1.2.141", "'department' SINGLE-VALUE"),
+        "( 0.9.2342.19200300.100.1.3 NAME ( 'mail' 'rfc822Mailbox' ) EQUALITY caseIgnoreIA5Match SUBSTR caseIgnoreIA5SubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.26{256} )".to_string(),
+        "( 2.5.4.20 NAME 'telephoneNumber' EQUALITY telephoneNumberMatch SUBSTR telephoneNumberSubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.50 )".to_string(),
+        "( 0.9.2342.19200300.100.1.41 NAME ( 'mobile' 'mobileTelephoneNumber' ) EQUALITY telephoneNumberMatch SUBSTR telephoneNumberSubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.50 )".to_string(),
+        "( 2.5.4.31 NAME 'member' EQUALITY distinguishedNameMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.12 )".to_string(),
+    ];
+    let object_classes = vec![
+        "( 2.5.6.0 NAME 'top' ABSTRACT MUST objectClass )".to_string(),
+        "( 2.5.6.6 NAME 'person' SUP top STRUCTURAL MUST ( sn $ cn ) MAY ( telephoneNumber ) )".to_string(),
+        "( 2.5.6.7 NAME 'organizationalPerson' SUP person STRUCTURAL MAY ( title $ ou ) )".to_string(),
+        "( 2.16.840.1.113730.3.2.2 NAME 'inetOrgPerson' SUP organizationalPerson STRUCTURAL MAY ( displayName $ givenName $ mail $ mobile $ o $ department ) )".to_string(),
+        "( 2.5.6.9 NAME 'groupOfNames' SUP top STRUCTURAL MUST ( member $ cn ) MAY ( o $ ou ) )".to_string(),
+        "( 2.5.6.5 NAME 'organizationalUnit' SUP top STRUCTURAL MUST ou )".to_string(),
+    ];
+    Entry::new(
+        SCHEMA_DN.to_string(),
+        vec![
+            (
+                "objectClass",
+                vec!["top".into(), "subentry".into(), "subschema".into()],
+            ),
+            ("cn", vec!["Subschema".into()]),
+            ("attributeTypes", attribute_types),
+            ("objectClasses", object_classes),
+        ],
+    )
+}
