@@ -173,8 +173,22 @@ impl Exchange {
             url,
             &Body { input: cmdlet },
         )?
-        .accepting(&[400, 404]);
+        .accepting(&[400, 403, 404]);
         let reply = http.execute(&what, &request).await?;
+        if reply.status.as_u16() == 403 {
+            // Exchange refuses the app itself (no Exchange.ManageAsApp, or
+            // no role): nothing it asks will be allowed.
+            let diagnostics = reply
+                .headers
+                .get("x-ms-diagnostics")
+                .and_then(|v| v.to_str().ok())
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            return Err(Failure::from(ConnectorError::authentication(format!(
+                "{what}: HTTP 403 Forbidden: Exchange Online refuses the app{diagnostics}; grant it \
+                 Exchange.ManageAsApp and an Exchange role (Mail Recipients)"
+            ))));
+        }
         if !reply.status.is_success() {
             let exception =
                 parse_error(&reply.body).and_then(|d| d.exception().map(str::to_string));

@@ -205,3 +205,26 @@ async fn a_listing_that_fails_part_way_leaves_the_pull_incomplete_without_a_curs
     s.m365.clear_faults();
     Ok(())
 }
+
+#[tokio::test]
+async fn an_app_exchange_refuses_fails_the_pull_as_an_authentication_error() -> TestResult {
+    let s = setup_with(
+        FakeOptions {
+            exchange_roles: Vec::new(),
+            ..FakeOptions::default()
+        },
+        |_| {},
+    )
+    .await?;
+    s.m365
+        .add_user(user("ann", "ann", RecipientType::UserMailbox));
+
+    let result = s.connector.pull(None, &NoProgress).await;
+
+    let Err(error) = result else {
+        return Err("a pull without knowing the mailboxes must fail".into());
+    };
+    assert!(error.is_authentication(), "{error}");
+    assert!(error.message().contains("Exchange.ManageAsApp"), "{error}");
+    Ok(())
+}
