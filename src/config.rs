@@ -216,9 +216,11 @@ pub struct GalServer {
     pub refresh: std::time::Duration,
     /// The most connections one client address holds (default 16).
     pub max_connections_per_client: usize,
-    /// A certificate for LDAPS/StartTLS (PEM files, relative to the
-    /// configuration's folder); not served yet when given.
+    /// A certificate for StartTLS and LDAPS (PEM files, relative to the
+    /// configuration's folder). With one, binds are accepted over TLS only.
     pub tls: Option<GalTls>,
+    /// Where to listen for LDAPS (TLS from the first byte); needs `tls`.
+    pub ldaps_listen: Option<std::net::SocketAddr>,
 }
 
 /// A bind account of `[[gal_server.accounts]]`.
@@ -249,6 +251,7 @@ impl GalServer {
             refresh: std::time::Duration::from_secs(30),
             max_connections_per_client: 16,
             tls: None,
+            ldaps_listen: None,
         }
     }
 }
@@ -258,6 +261,7 @@ impl GalServer {
 #[serde(deny_unknown_fields)]
 struct RawGalServer {
     listen: Option<Spanned<String>>,
+    ldaps_listen: Option<Spanned<String>>,
     base: Option<Spanned<String>>,
     #[serde(default)]
     accounts: Vec<RawGalAccount>,
@@ -310,6 +314,25 @@ fn gal_server(
                 ),
             )
         })?;
+    }
+    if let Some(written) = &raw.ldaps_listen {
+        if raw.tls.is_none() {
+            return Err(at.at(
+                written,
+                "gal_server.ldaps_listen",
+                "LDAPS needs a certificate: add tls = { cert_file = \"…\", key_file = \"…\" }",
+            ));
+        }
+        out.ldaps_listen = Some(written.get_ref().trim().parse().map_err(|_| {
+            at.at(
+                written,
+                "gal_server.ldaps_listen",
+                format!(
+                    "`{}` is not an address to listen on: expected an IP address and port, like \"0.0.0.0:636\"",
+                    written.get_ref()
+                ),
+            )
+        })?);
     }
     if let Some(written) = &raw.base {
         if !is_dn(written.get_ref()) {

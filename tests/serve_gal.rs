@@ -22,12 +22,20 @@ struct Server {
     dir: tempfile::TempDir,
     child: Child,
     port: u16,
+    /// The LDAPS port, when `ldaps_listen` is configured.
+    ldaps_port: Option<u16>,
 }
 
 impl Server {
     /// The server with one account (`ACCOUNT`, `PASSWORD` by reference),
     /// a one-second refresh, and `lines` added to `[gal_server]`.
     fn start(lines: &str) -> Server {
+        Server::launch(lines, |_| {})
+    }
+
+    /// As [`Server::start`], with `prepare` run on the demo's folder
+    /// before the server starts.
+    fn launch(lines: &str, prepare: impl FnOnce(&std::path::Path)) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let demo = Command::new(env!("CARGO_BIN_EXE_coexist"))
             .args(["demo", "--dir"])
@@ -46,6 +54,7 @@ impl Server {
             "\n[gal_server]\nlisten = \"127.0.0.1:0\"\nrefresh_seconds = 1\n{lines}\n\n[[gal_server.accounts]]\ndn = \"{ACCOUNT}\"\npassword = {{ env = \"COEXIST_TEST_GAL_PASSWORD\" }}\n"
         ));
         std::fs::write(&config, text).unwrap();
+        prepare(dir.path());
         let mut child = Command::new(env!("CARGO_BIN_EXE_coexist"))
             .arg("--config")
             .arg(&config)
@@ -58,14 +67,18 @@ impl Server {
             .unwrap();
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut seen = String::new();
-        let port = loop {
+        let port_after = |line: &str, scheme: &str| -> Option<u16> {
+            let rest = line.split(&format!("{scheme}://127.0.0.1:")).nth(1)?;
+            rest.split_whitespace().next()?.parse().ok()
+        };
+        let (port, ldaps_port) = loop {
             let mut line = String::new();
             if stderr.read_line(&mut line).unwrap() == 0 {
                 panic!("serve-gal stopped before serving: {seen}");
             }
             seen.push_str(&line);
-            if let Some(rest) = line.split("ldap://127.0.0.1:").nth(1) {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
+            if let Some(port) = port_after(&line, "ldap") {
+                break (port, port_after(&line, "ldaps"));
             }
         };
         // Keep reading its log, so it never blocks on a full pipe.
@@ -73,7 +86,12 @@ impl Server {
             let mut sink = String::new();
             let _ = stderr.read_to_string(&mut sink);
         });
-        Server { dir, child, port }
+        Server {
+            dir,
+            child,
+            port,
+            ldaps_port,
+        }
     }
 
     fn url(&self) -> String {
@@ -83,8 +101,19 @@ impl Server {
     /// Runs an OpenLDAP client against the server with `args` (simple
     /// authentication) and `input` on its standard input.
     fn client(&self, program: &str, args: &[&str], input: &str) -> Output {
-        let mut child = Command::new(program)
-            .args(["-x", "-H", &self.url(), "-o", "nettimeout=10"])
+        self.client_at(&self.url(), program, args, input)
+    }
+
+    /// As [`Server::client`], at `url`; the test certificate, when there
+    /// is one, is the clients' trusted CA.
+    fn client_at(&self, url: &str, program: &str, args: &[&str], input: &str) -> Output {
+        let mut command = Command::new(program);
+        let ca = self.dir.path().join("gal.crt");
+        if ca.exists() {
+            command.env("LDAPTLS_CACERT", ca);
+        }
+        let mut child = command
+            .args(["-x", "-H", url, "-o", "nettimeout=10"])
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -774,4 +803,101 @@ fn a_sync_that_changes_the_gal_shows_up_without_a_restart_and_never_as_a_partial
         ["zelda.newcomer@acmecorp.com"],
         "{out}"
     );
+}
+
+/// A self-signed certificate for 127.0.0.1 (`gal.crt`, `gal.key`) in `dir`,
+/// made with `openssl` (which `deploy/testenv.sh` installs).
+fn make_certificate(dir: &std::path::Path) {
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-days",
+            "2",
+            "-keyout",
+            "gal.key",
+            "-out",
+            "gal.crt",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("openssl (deploy/testenv.sh installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn with_a_certificate_binds_go_over_starttls_or_ldaps_and_never_in_clear_text() {
+    let server = Server::launch(
+        "tls = { cert_file = \"gal.crt\", key_file = \"gal.key\" }\nldaps_listen = \"127.0.0.1:0\"",
+        make_certificate,
+    );
+    let bind = ["-D", ACCOUNT, "-w", PASSWORD];
+    let out = server.client("ldapwhoami", &bind, "");
+    assert_eq!(out.status.code(), Some(13), "confidentialityRequired");
+    let out = server.client("ldapwhoami", &[&["-ZZ"][..], &bind].concat(), "");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("dn:{ACCOUNT}")
+    );
+    let ldaps = format!("ldaps://127.0.0.1:{}", server.ldaps_port.unwrap());
+    let out = server.client_at(
+        &ldaps,
+        "ldapsearch",
+        &[
+            &bind[..],
+            &["-LLL", "-b", BASE, "-E", "pr=200/noprompt", "1.1"],
+        ]
+        .concat(),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(dns(&String::from_utf8_lossy(&out.stdout)).len(), GAL + 1);
+    // The root DSE says StartTLS is offered.
+    let out = server.client(
+        "ldapsearch",
+        &[
+            &["-ZZ"][..],
+            &bind,
+            &["-LLL", "-b", "", "-s", "base", "supportedExtension"],
+        ]
+        .concat(),
+        "",
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1.3.6.1.4.1.1466.20037"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn starttls_without_a_certificate_is_refused_and_the_connection_stays_usable() {
+    let server = Server::start("");
+    let mut raw = connect(&server);
+    raw.write_all(&message(
+        1,
+        tlv(0x77, &tlv(0x80, b"1.3.6.1.4.1.1466.20037")),
+    ))
+    .unwrap();
+    assert_eq!(result_of(&mut raw, 0x78), 2, "protocolError");
+    raw.write_all(&simple_bind(2, ACCOUNT, PASSWORD)).unwrap();
+    assert_eq!(result_of(&mut raw, 0x61), 0);
+    let out = server.client("ldapwhoami", &["-ZZ", "-D", ACCOUNT, "-w", PASSWORD], "");
+    assert_ne!(out.status.code(), Some(0));
 }

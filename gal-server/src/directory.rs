@@ -262,3 +262,80 @@ fn gal_entry(dn: String, recipient: &GalEntry, members: Vec<String>) -> Entry {
     }
     Entry::new(dn, attrs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coexist_model::Attributes;
+
+    fn recipient(address: &str, name: &str, kind: RecipientKind) -> GalEntry {
+        GalEntry {
+            anchor: format!("ldap:{address}-anchor"),
+            kind,
+            primary_address: address.into(),
+            addresses: vec![address.into()],
+            home: "ldap".into(),
+            attributes: Attributes {
+                display_name: Some(name.into()),
+                ..Attributes::default()
+            },
+            members: Vec::new(),
+            systems: vec!["ldap".into(), "google".into()],
+            routing_address: Some(format!("{address}.routing")),
+        }
+    }
+
+    #[test]
+    fn two_people_of_one_name_get_distinct_dns() {
+        let gal = [
+            recipient("ann@x.com", "Ann Lee", RecipientKind::Person),
+            recipient("ann.lee@x.com", "Ann Lee", RecipientKind::Person),
+        ];
+        let snapshot = Snapshot::build("ou=gal,dc=x,dc=com", &gal);
+        let dns: Vec<&str> = snapshot.entries.iter().map(|e| e.dn.as_str()).collect();
+        assert_eq!(
+            dns,
+            [
+                "ou=gal,dc=x,dc=com",
+                "cn=Ann Lee,ou=gal,dc=x,dc=com",
+                "cn=Ann Lee+mail=ann.lee@x.com,ou=gal,dc=x,dc=com"
+            ]
+        );
+        assert_eq!(snapshot.len(), 2);
+        for entry in &snapshot.entries {
+            assert!(snapshot.find(&entry.rdns).is_some());
+        }
+    }
+
+    #[test]
+    fn groups_list_their_gal_members_by_dn_and_nothing_internal_is_served() {
+        let mut team = recipient("team@x.com", "Team", RecipientKind::Group);
+        team.members = vec!["ann@x.com".into(), "outsider@example.org".into()];
+        let gal = [
+            recipient("ann@x.com", "Ann, Lee", RecipientKind::Person),
+            team,
+        ];
+        let snapshot = Snapshot::build("ou=gal,dc=x,dc=com", &gal);
+        let group = snapshot
+            .entries
+            .iter()
+            .find(|e| e.dn.starts_with("cn=Team"))
+            .unwrap();
+        assert_eq!(
+            group.get("member").unwrap().values,
+            ["cn=Ann\\, Lee,ou=gal,dc=x,dc=com"]
+        );
+        for entry in &snapshot.entries {
+            for attr in &entry.attrs {
+                for value in &attr.values {
+                    assert!(
+                        !value.contains("anchor") && !value.contains("routing"),
+                        "{value}"
+                    );
+                    assert_ne!(value, "ldap");
+                    assert_ne!(value, "google");
+                }
+            }
+        }
+    }
+}

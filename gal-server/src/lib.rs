@@ -21,7 +21,10 @@
 //! - anonymous access only when configured; simple binds against the
 //!   configured accounts; every write answered unwillingToPerform;
 //! - a malformed or oversized request closes that connection only, and
-//!   each client address may hold a bounded number of connections.
+//!   each client address may hold a bounded number of connections;
+//! - with a certificate ([`tls_config`]): StartTLS on the plain listener
+//!   and LDAPS on a second one ([`GalServer::serve_ldaps`]); simple binds
+//!   in clear text are then refused (confidentialityRequired).
 
 pub mod directory;
 pub mod dn;
@@ -29,6 +32,8 @@ pub mod filter;
 mod server;
 
 use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use server::GalServer;
@@ -92,6 +97,9 @@ pub struct Settings {
     pub max_request_bytes: usize,
     /// A connection idle this long is closed.
     pub idle_timeout: Duration,
+    /// The certificate for StartTLS and LDAPS ([`tls_config`]). With one,
+    /// a simple bind is accepted only over TLS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Settings {
@@ -107,6 +115,7 @@ impl Settings {
             max_connections_per_client: 16,
             max_request_bytes: 64 * 1024,
             idle_timeout: Duration::from_secs(600),
+            tls: None,
         }
     }
 }
@@ -120,6 +129,61 @@ pub enum ServeError {
     AccountDn(String),
     #[error("cannot accept connections: {0}")]
     Accept(#[source] std::io::Error),
+    #[error("LDAPS needs a certificate")]
+    NoCertificate,
+    #[error("cannot read the certificate chain {path}: {reason}")]
+    Certificate { path: String, reason: String },
+    #[error("cannot read the private key {path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error("the certificate {cert} and the key {key} cannot serve TLS: {reason}")]
+    Tls {
+        cert: String,
+        key: String,
+        reason: String,
+    },
+}
+
+/// The TLS configuration of a certificate chain and its private key, both
+/// PEM files (the server's certificate first, then its intermediates).
+pub fn tls_config(
+    cert_file: &Path,
+    key_file: &Path,
+) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    let cert = cert_file.display().to_string();
+    let key = key_file.display().to_string();
+    let chain = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ServeError::Certificate {
+            path: cert.clone(),
+            reason: e.to_string(),
+        })?;
+    if chain.is_empty() {
+        return Err(ServeError::Certificate {
+            path: cert,
+            reason: "it holds no certificate".into(),
+        });
+    }
+    let private = PrivateKeyDer::from_pem_file(key_file).map_err(|e| ServeError::Key {
+        path: key.clone(),
+        reason: e.to_string(),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| {
+            builder
+                .with_no_client_auth()
+                .with_single_cert(chain, private)
+        })
+        .map_err(|e| ServeError::Tls {
+            cert,
+            key,
+            reason: e.to_string(),
+        })?;
+    Ok(Arc::new(config))
 }
 
 #[cfg(test)]
@@ -135,5 +199,22 @@ mod tests {
         assert!(!password.accepts(""));
         assert!(!Password::new("").accepts(""));
         assert_eq!(format!("{password:?}"), "[redacted]");
+    }
+
+    #[test]
+    fn a_missing_or_empty_certificate_is_named() {
+        let dir = std::env::temp_dir().join(format!("coexist-gal-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = dir.join("gal.crt");
+        let key = dir.join("gal.key");
+        let e = tls_config(&cert, &key).unwrap_err().to_string();
+        assert!(
+            e.contains("cannot read the certificate chain") && e.contains("gal.crt"),
+            "{e}"
+        );
+        std::fs::write(&cert, "no PEM here\n").unwrap();
+        let e = tls_config(&cert, &key).unwrap_err().to_string();
+        assert!(e.contains("holds no certificate"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -25,6 +25,9 @@ use crate::{ServeError, Settings, SCHEMA_DN};
 const OID_PAGED_RESULTS: &str = "1.2.840.113556.1.4.319";
 const OID_WHOAMI: &str = "1.3.6.1.4.1.4203.1.11.3";
 const OID_NOTICE_OF_DISCONNECTION: &str = "1.3.6.1.4.1.1466.20036";
+const OID_START_TLS: &str = "1.3.6.1.4.1.1466.20037";
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The paged searches one connection may keep open at once.
 const OPEN_PAGED_SEARCHES: usize = 8;
 
@@ -91,9 +94,28 @@ impl GalServer {
         self.len() == 0
     }
 
-    /// Accepts connections on `listener` until the task is dropped; each
+    /// Accepts LDAP connections on `listener` (StartTLS offered when a
+    /// certificate is configured) until the task is dropped; each
     /// connection runs on its own task.
     pub async fn serve(&self, listener: TcpListener) -> Result<(), ServeError> {
+        self.accept(listener, None).await
+    }
+
+    /// Accepts LDAPS connections (TLS from the first byte) on `listener`;
+    /// refused without a certificate in the settings.
+    pub async fn serve_ldaps(&self, listener: TcpListener) -> Result<(), ServeError> {
+        let Some(config) = self.shared.settings.tls.clone() else {
+            return Err(ServeError::NoCertificate);
+        };
+        self.accept(listener, Some(tokio_rustls::TlsAcceptor::from(config)))
+            .await
+    }
+
+    async fn accept(
+        &self,
+        listener: TcpListener,
+        ldaps: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Result<(), ServeError> {
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -105,6 +127,7 @@ impl GalServer {
                 Err(e) => return Err(ServeError::Accept(e)),
             };
             let shared = Arc::clone(&self.shared);
+            let ldaps = ldaps.clone();
             tokio::spawn(async move {
                 let Some(_slot) = Slot::take(&shared, peer.ip()) else {
                     tracing::warn!(%peer, "refused: too many connections from this address");
@@ -118,7 +141,7 @@ impl GalServer {
                     return;
                 };
                 let _ = stream.set_nodelay(true);
-                connection(&shared, stream, peer).await;
+                connection(&shared, stream, peer, ldaps).await;
             });
         }
     }
@@ -193,6 +216,8 @@ struct Paged {
 
 /// What a connection knows between requests.
 struct Session {
+    /// Whether the connection is encrypted (LDAPS, or after StartTLS).
+    secure: bool,
     /// The normalised DN bound as, `Some(empty)` for an anonymous bind.
     bound: Option<String>,
     paged: VecDeque<Paged>,
@@ -203,20 +228,57 @@ struct Session {
 enum After {
     Continue,
     Close,
+    /// StartTLS was answered with success: the handshake comes next.
+    StartTls,
 }
 
-async fn connection<S>(shared: &Shared, stream: S, peer: SocketAddr)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+/// One connection: LDAPS from the first byte when `ldaps` is given, else
+/// plain LDAP until a StartTLS.
+async fn connection(
+    shared: &Shared,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    ldaps: Option<tokio_rustls::TlsAcceptor>,
+) {
     tracing::debug!(%peer, "connection opened");
-    let codec = LdapCodec::new(Some(shared.settings.max_request_bytes), None);
-    let mut framed = Framed::new(stream, codec);
     let mut session = Session {
+        secure: false,
         bound: None,
         paged: VecDeque::new(),
         next_cookie: 1,
     };
+    let plain = match ldaps {
+        Some(acceptor) => Some((acceptor, stream)),
+        None => match run(shared, &mut session, stream, peer).await {
+            Some(stream) => shared
+                .settings
+                .tls
+                .clone()
+                .map(|config| (tokio_rustls::TlsAcceptor::from(config), stream)),
+            None => None,
+        },
+    };
+    if let Some((acceptor, stream)) = plain {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => {
+                session.secure = true;
+                run(shared, &mut session, tls, peer).await;
+            }
+            Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+        }
+    }
+    tracing::debug!(%peer, "connection closed");
+}
+
+/// Answers the requests on `stream` until the client leaves or is cut
+/// off; gives the stream back after a StartTLS was accepted.
+async fn run<S>(shared: &Shared, session: &mut Session, stream: S, peer: SocketAddr) -> Option<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let codec = LdapCodec::new(Some(shared.settings.max_request_bytes), None);
+    let mut framed = Framed::new(stream, codec);
     loop {
         let next = tokio::time::timeout(shared.settings.idle_timeout, framed.next()).await;
         let msg = match next {
@@ -241,7 +303,7 @@ where
             Ok(Some(Ok(msg))) => msg,
         };
         let mut replies = Vec::new();
-        let after = handle(shared, &mut session, msg, &mut replies);
+        let after = handle(shared, session, msg, &mut replies);
         let mut failed = false;
         for reply in replies {
             if framed.feed(reply).await.is_err() {
@@ -252,11 +314,22 @@ where
         if failed || framed.flush().await.is_err() {
             break;
         }
-        if let After::Close = after {
-            break;
+        match after {
+            After::Continue => {}
+            After::Close => break,
+            After::StartTls => {
+                let parts = framed.into_parts();
+                if !parts.read_buf.is_empty() {
+                    // RFC 4511 §4.14.1: nothing may follow StartTLS before
+                    // the handshake.
+                    tracing::warn!(%peer, "data after StartTLS before the handshake; closing");
+                    return None;
+                }
+                return Some(parts.io);
+            }
         }
     }
-    tracing::debug!(%peer, "connection closed");
+    None
 }
 
 /// The unsolicited notice of disconnection (RFC 4511 §4.4.1).
@@ -319,6 +392,33 @@ fn handle(shared: &Shared, session: &mut Session, msg: LdapMsg, out: &mut Vec<Ld
             )),
         )),
         LdapOp::AbandonRequest(_) => {}
+        LdapOp::ExtendedRequest(request) if request.name == OID_START_TLS => {
+            let (code, message) = if session.secure {
+                (
+                    LdapResultCode::OperationsError,
+                    "TLS is already established",
+                )
+            } else if shared.settings.tls.is_none() {
+                (
+                    LdapResultCode::ProtocolError,
+                    "StartTLS is not offered: no certificate is configured",
+                )
+            } else {
+                (LdapResultCode::Success, "")
+            };
+            out.push(reply(
+                msgid,
+                LdapOp::ExtendedResponse(LdapExtendedResponse {
+                    res: result(code.clone(), message),
+                    name: Some(OID_START_TLS.to_string()),
+                    value: None,
+                }),
+            ));
+            if code == LdapResultCode::Success {
+                session.paged.clear();
+                return After::StartTls;
+            }
+        }
         LdapOp::ExtendedRequest(request) => extended(session, msgid, &request, out),
         other => {
             tracing::warn!(op = ?std::mem::discriminant(&other), "a response sent by a client; closing the connection");
@@ -356,6 +456,12 @@ fn bind(shared: &Shared, session: &mut Session, request: &LdapBindRequest) -> Ld
         return result(
             LdapResultCode::InappropriateAuthentication,
             "anonymous access is off; bind with a configured account",
+        );
+    }
+    if shared.settings.tls.is_some() && !session.secure {
+        return result(
+            LdapResultCode::ConfidentialityRequired,
+            "bind over TLS: use StartTLS or LDAPS",
         );
     }
     if password.is_empty() {
@@ -709,7 +815,14 @@ fn root_dse(settings: &Settings) -> Entry {
             ("objectClass", strings(&["top"])),
             ("namingContexts", vec![settings.base.clone()]),
             ("supportedControl", strings(&[OID_PAGED_RESULTS])),
-            ("supportedExtension", strings(&[OID_WHOAMI])),
+            (
+                "supportedExtension",
+                if settings.tls.is_some() {
+                    strings(&[OID_WHOAMI, OID_START_TLS])
+                } else {
+                    strings(&[OID_WHOAMI])
+                },
+            ),
             ("supportedLDAPVersion", strings(&["3"])),
             ("supportedSASLMechanisms", Vec::new()),
             ("subschemaSubentry", strings(&[SCHEMA_DN])),

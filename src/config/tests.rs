@@ -497,16 +497,21 @@ fn without_a_gal_server_table_the_address_book_listens_on_loopback_under_ou_gal(
     assert_eq!(defaults.size_limit, 1000);
     assert_eq!(defaults.refresh, std::time::Duration::from_secs(30));
     assert_eq!(defaults.tls, None);
+    assert_eq!(defaults.ldaps_listen, None);
 }
 
 #[test]
 fn a_gal_server_table_takes_accounts_by_reference_and_paths_beside_the_file() {
     let text = with_gal_server(
-        "listen = \"0.0.0.0:389\"\nbase = \"ou=people,dc=example,dc=org\"\nanonymous = true\nsize_limit = 200\nrefresh_seconds = 5\nmax_connections_per_client = 4\ntls = { cert_file = \"gal.crt\", key_file = \"/etc/gal.key\" }\n\n[[gal_server.accounts]]\ndn = \"cn=thunderbird,ou=people,dc=example,dc=org\"\npassword = { file = \"secrets/gal\" }\n\n[[gal_server.accounts]]\ndn = \"cn=phones,ou=people,dc=example,dc=org\"\npassword = { env = \"COEXIST_TEST_GAL_PASSWORD_SURELY_UNSET\" }",
+        "listen = \"0.0.0.0:389\"\nldaps_listen = \"[::]:636\"\nbase = \"ou=people,dc=example,dc=org\"\nanonymous = true\nsize_limit = 200\nrefresh_seconds = 5\nmax_connections_per_client = 4\ntls = { cert_file = \"gal.crt\", key_file = \"/etc/gal.key\" }\n\n[[gal_server.accounts]]\ndn = \"cn=thunderbird,ou=people,dc=example,dc=org\"\npassword = { file = \"secrets/gal\" }\n\n[[gal_server.accounts]]\ndn = \"cn=phones,ou=people,dc=example,dc=org\"\npassword = { env = \"COEXIST_TEST_GAL_PASSWORD_SURELY_UNSET\" }",
     );
     let config = Config::parse(Path::new("/etc/coexist/coexist.toml"), &text).unwrap();
     let gal = config.gal_server.clone().unwrap();
     assert_eq!(gal.listen.to_string(), "0.0.0.0:389");
+    assert_eq!(
+        gal.ldaps_listen.map(|a| a.to_string()).as_deref(),
+        Some("[::]:636")
+    );
     assert_eq!(gal.base, "ou=people,dc=example,dc=org");
     assert!(gal.anonymous);
     assert_eq!(gal.size_limit, 200);
@@ -559,6 +564,13 @@ fn a_wrong_gal_server_table_is_named_by_line_and_key() {
     assert!(
         e.starts_with(&format!(
             "coexist.toml:{line}: gal_server.size_limit: expected a whole number from 1"
+        )),
+        "{e}"
+    );
+    let e = error(&with_gal_server("ldaps_listen = \"127.0.0.1:636\""));
+    assert!(
+        e.starts_with(&format!(
+            "coexist.toml:{line}: gal_server.ldaps_listen: LDAPS needs a certificate"
         )),
         "{e}"
     );

@@ -12,19 +12,15 @@ use crate::config::{self, Config};
 use crate::exit;
 use crate::store::Store;
 
-/// Serves the stored GAL until interrupted (Ctrl-C or SIGTERM: exit 0).
+/// Serves the stored GAL until interrupted (Ctrl-C or SIGTERM: exit 0):
+/// LDAP on `listen` (with StartTLS when `[gal_server.tls]` gives a
+/// certificate) and LDAPS on `ldaps_listen`.
 pub async fn run(config_path: &Path) -> Result<i32, Failure> {
     let config = Config::load(config_path)?;
     let table = config
         .gal_server
         .clone()
         .unwrap_or_else(|| config::GalServer::defaults(&config.policy.shared_domains));
-    if table.tls.is_some() {
-        return Err(Failure::usage(format!(
-            "{}: gal_server.tls: LDAPS and StartTLS are not offered yet; remove the table (and keep the server on loopback or behind a TLS proxy)",
-            config.path.display()
-        )));
-    }
     let mut accounts = Vec::with_capacity(table.accounts.len());
     for (n, account) in table.accounts.iter().enumerate() {
         let password = account.password.resolve().map_err(|e| {
@@ -43,6 +39,13 @@ pub async fn run(config_path: &Path) -> Result<i32, Failure> {
     settings.anonymous = table.anonymous;
     settings.size_limit = table.size_limit;
     settings.max_connections_per_client = table.max_connections_per_client;
+    if let Some(tls) = &table.tls {
+        settings.tls = Some(
+            coexist_gal_server::tls_config(&tls.cert_file, &tls.key_file).map_err(|e| {
+                Failure::usage(format!("{}: gal_server.tls: {e}", config.path.display()))
+            })?,
+        );
+    }
 
     let store = Store::open(&config.store_url()?).await?;
     let mut served = store.load_gal().await?;
@@ -54,13 +57,38 @@ pub async fn run(config_path: &Path) -> Result<i32, Failure> {
             message: format!("cannot listen on {}: {e}", table.listen),
         })?;
     let address = listener.local_addr()?;
+    let ldaps = match table.ldaps_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| Failure {
+                    code: exit::FAILURE,
+                    message: format!("cannot listen on {at}: {e}"),
+                })?,
+        ),
+        None => None,
+    };
+    let mut urls = format!("ldap://{address}");
+    if table.tls.is_some() {
+        urls.push_str(" (StartTLS)");
+    }
+    if let Some(listener) = &ldaps {
+        urls.push_str(&format!(" and ldaps://{}", listener.local_addr()?));
+    }
     err_line(format_args!(
-        "coexist serve-gal: serving {} GAL entries on ldap://{address} under {}",
+        "coexist serve-gal: serving {} GAL entries on {urls} under {}",
         served.len(),
         table.base
     ));
 
-    let serving = server.serve(listener);
+    let serving = async {
+        match ldaps {
+            Some(ldaps) => {
+                tokio::try_join!(server.serve(listener), server.serve_ldaps(ldaps)).map(|_| ())
+            }
+            None => server.serve(listener).await,
+        }
+    };
     tokio::pin!(serving);
     let mut ticks = tokio::time::interval(table.refresh);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
