@@ -216,6 +216,12 @@ pub struct GalServer {
     pub refresh: std::time::Duration,
     /// The most connections one client address holds (default 16).
     pub max_connections_per_client: usize,
+    /// The requests a second one client address may send; more wait their
+    /// turn (default 200).
+    pub requests_per_second: u32,
+    /// A connection that has not bound this long after opening is closed
+    /// (default 30 seconds; not with `anonymous`).
+    pub unbound_timeout: std::time::Duration,
     /// A certificate for StartTLS and LDAPS (PEM files, relative to the
     /// configuration's folder). With one, binds are accepted over TLS only.
     pub tls: Option<GalTls>,
@@ -250,6 +256,8 @@ impl GalServer {
             size_limit: 1000,
             refresh: std::time::Duration::from_secs(30),
             max_connections_per_client: 16,
+            requests_per_second: 200,
+            unbound_timeout: std::time::Duration::from_secs(30),
             tls: None,
             ldaps_listen: None,
         }
@@ -270,6 +278,8 @@ struct RawGalServer {
     size_limit: Option<Spanned<i64>>,
     refresh_seconds: Option<Spanned<i64>>,
     max_connections_per_client: Option<Spanned<i64>>,
+    requests_per_second: Option<Spanned<i64>>,
+    unbound_timeout_seconds: Option<Spanned<i64>>,
     tls: Option<RawGalTls>,
 }
 
@@ -383,6 +393,19 @@ fn gal_server(
         100_000,
         out.max_connections_per_client,
     )?;
+    out.requests_per_second = u32::try_from(positive(
+        &raw.requests_per_second,
+        "requests_per_second",
+        1_000_000,
+        200,
+    )?)
+    .unwrap_or(200);
+    out.unbound_timeout = std::time::Duration::from_secs(positive(
+        &raw.unbound_timeout_seconds,
+        "unbound_timeout_seconds",
+        86_400,
+        30,
+    )? as u64);
     out.tls = raw.tls.map(|tls| GalTls {
         cert_file: folder.join(tls.cert_file),
         key_file: folder.join(tls.key_file),

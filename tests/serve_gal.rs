@@ -901,3 +901,38 @@ fn starttls_without_a_certificate_is_refused_and_the_connection_stays_usable() {
     let out = server.client("ldapwhoami", &["-ZZ", "-D", ACCOUNT, "-w", PASSWORD], "");
     assert_ne!(out.status.code(), Some(0));
 }
+
+#[test]
+fn a_connection_that_does_not_bind_in_time_is_cut_off_and_a_bound_one_is_not() {
+    let server = Server::start("unbound_timeout_seconds = 1");
+    let mut bound = connect(&server);
+    bound.write_all(&simple_bind(1, ACCOUNT, PASSWORD)).unwrap();
+    assert_eq!(result_of(&mut bound, 0x61), 0);
+    let started = Instant::now();
+    let mut unbound = connect(&server);
+    let notice = read_message(&mut unbound).expect("a notice of disconnection");
+    assert_eq!(op_and_code(&notice), (0x78, 52), "unavailable");
+    assert!(closed_by_server(&mut unbound));
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // The bound connection is still served.
+    bound.write_all(&search_request(2)).unwrap();
+    assert_eq!(result_of(&mut bound, 0x65), 0);
+}
+
+#[test]
+fn a_client_address_sending_past_its_request_rate_waits_its_turn() {
+    let server = Server::start("requests_per_second = 20");
+    let mut stream = connect(&server);
+    let started = Instant::now();
+    // A burst of 20 is answered at once, the next 40 at 20 a second.
+    let requests: Vec<u8> = (1..=60)
+        .flat_map(|msgid| simple_bind(msgid, ACCOUNT, PASSWORD))
+        .collect();
+    stream.write_all(&requests).unwrap();
+    for _ in 1..=60 {
+        assert_eq!(result_of(&mut stream, 0x61), 0);
+    }
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(1800), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(8), "{elapsed:?}");
+}

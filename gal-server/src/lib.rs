@@ -21,7 +21,9 @@
 //! - anonymous access only when configured; simple binds against the
 //!   configured accounts; every write answered unwillingToPerform;
 //! - a malformed or oversized request closes that connection only, and
-//!   each client address may hold a bounded number of connections;
+//!   each client address may hold a bounded number of connections and send
+//!   a bounded number of requests a second (more wait their turn); a
+//!   connection that does not bind in time is closed;
 //! - with a certificate ([`tls_config`]): StartTLS on the plain listener
 //!   and LDAPS on a second one ([`GalServer::serve_ldaps`]); simple binds
 //!   in clear text are then refused (confidentialityRequired).
@@ -97,6 +99,13 @@ pub struct Settings {
     pub max_request_bytes: usize,
     /// A connection idle this long is closed.
     pub idle_timeout: Duration,
+    /// A connection that has not bound this long after it opened is
+    /// closed (unless anonymous access is on).
+    pub unbound_timeout: Duration,
+    /// The requests per second one client address may send, all its
+    /// connections together, with bursts of as many; past it, requests
+    /// wait their turn.
+    pub requests_per_second: u32,
     /// The certificate for StartTLS and LDAPS ([`tls_config`]). With one,
     /// a simple bind is accepted only over TLS.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -104,8 +113,9 @@ pub struct Settings {
 
 impl Settings {
     /// Settings serving `base` with the defaults: no account, anonymous
-    /// off, 1000 entries a search, 16 connections a client, 64 KiB
-    /// requests, 10 minutes idle.
+    /// off, 1000 entries a search, 16 connections and 200 requests a
+    /// second a client address, 64 KiB requests, 10 minutes idle, 30
+    /// seconds to bind.
     pub fn new(base: impl Into<String>) -> Self {
         Settings {
             base: base.into(),
@@ -115,6 +125,8 @@ impl Settings {
             max_connections_per_client: 16,
             max_request_bytes: 64 * 1024,
             idle_timeout: Duration::from_secs(600),
+            unbound_timeout: Duration::from_secs(30),
+            requests_per_second: 200,
             tls: None,
         }
     }

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use coexist_model::GalEntry;
 use futures::{SinkExt, StreamExt};
@@ -27,7 +28,7 @@ const OID_WHOAMI: &str = "1.3.6.1.4.1.4203.1.11.3";
 const OID_NOTICE_OF_DISCONNECTION: &str = "1.3.6.1.4.1.1466.20036";
 const OID_START_TLS: &str = "1.3.6.1.4.1.1466.20037";
 /// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The paged searches one connection may keep open at once.
 const OPEN_PAGED_SEARCHES: usize = 8;
 
@@ -43,7 +44,15 @@ struct Shared {
     /// Normalised bind DNs of the accounts, in the order of `settings`.
     account_dns: Vec<Vec<String>>,
     snapshot: RwLock<Arc<Snapshot>>,
-    connections: Mutex<HashMap<IpAddr, usize>>,
+    clients: Mutex<HashMap<IpAddr, Client>>,
+}
+
+/// What one client address holds: its connections, and its token bucket
+/// of requests.
+struct Client {
+    connections: usize,
+    tokens: f64,
+    refilled: Instant,
 }
 
 impl GalServer {
@@ -67,7 +76,7 @@ impl GalServer {
                 settings,
                 account_dns,
                 snapshot: RwLock::new(snapshot),
-                connections: Mutex::new(HashMap::new()),
+                clients: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -121,7 +130,7 @@ impl GalServer {
                 Ok(accepted) => accepted,
                 Err(e) if is_transient(&e) => {
                     tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
                 Err(e) => return Err(ServeError::Accept(e)),
@@ -158,6 +167,20 @@ fn is_transient(e: &std::io::Error) -> bool {
 }
 
 impl Shared {
+    /// Takes one request from `ip`'s bucket; how long to wait first when
+    /// the address sent more than its rate allows.
+    fn throttle(&self, ip: IpAddr) -> Option<Duration> {
+        let rate = f64::from(self.settings.requests_per_second.max(1));
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let client = clients.get_mut(&ip)?;
+        let now = Instant::now();
+        let elapsed = now.duration_since(client.refilled).as_secs_f64();
+        client.tokens = (client.tokens + elapsed * rate).min(rate);
+        client.refilled = now;
+        client.tokens -= 1.0;
+        (client.tokens < 0.0).then(|| Duration::from_secs_f64(-client.tokens / rate))
+    }
+
     fn current(&self) -> Arc<Snapshot> {
         match self.snapshot.read() {
             Ok(current) => Arc::clone(&current),
@@ -174,12 +197,16 @@ struct Slot {
 
 impl Slot {
     fn take(shared: &Arc<Shared>, ip: IpAddr) -> Option<Slot> {
-        let mut connections = shared.connections.lock().unwrap_or_else(|p| p.into_inner());
-        let held = connections.entry(ip).or_insert(0);
-        if *held >= shared.settings.max_connections_per_client {
+        let mut clients = shared.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let client = clients.entry(ip).or_insert_with(|| Client {
+            connections: 0,
+            tokens: f64::from(shared.settings.requests_per_second.max(1)),
+            refilled: Instant::now(),
+        });
+        if client.connections >= shared.settings.max_connections_per_client {
             return None;
         }
-        *held += 1;
+        client.connections += 1;
         Some(Slot {
             shared: Arc::clone(shared),
             ip,
@@ -189,15 +216,15 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut connections = self
+        let mut clients = self
             .shared
-            .connections
+            .clients
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(held) = connections.get_mut(&self.ip) {
-            *held = held.saturating_sub(1);
-            if *held == 0 {
-                connections.remove(&self.ip);
+        if let Some(client) = clients.get_mut(&self.ip) {
+            client.connections = client.connections.saturating_sub(1);
+            if client.connections == 0 {
+                clients.remove(&self.ip);
             }
         }
     }
@@ -216,6 +243,8 @@ struct Paged {
 
 /// What a connection knows between requests.
 struct Session {
+    /// When the connection opened (it must bind in time).
+    opened: Instant,
     /// Whether the connection is encrypted (LDAPS, or after StartTLS).
     secure: bool,
     /// The normalised DN bound as, `Some(empty)` for an anonymous bind.
@@ -242,6 +271,7 @@ async fn connection(
 ) {
     tracing::debug!(%peer, "connection opened");
     let mut session = Session {
+        opened: Instant::now(),
         secure: false,
         bound: None,
         paged: VecDeque::new(),
@@ -280,13 +310,25 @@ where
     let codec = LdapCodec::new(Some(shared.settings.max_request_bytes), None);
     let mut framed = Framed::new(stream, codec);
     loop {
-        let next = tokio::time::timeout(shared.settings.idle_timeout, framed.next()).await;
+        let bound =
+            shared.settings.anonymous || session.bound.as_deref().is_some_and(|dn| !dn.is_empty());
+        let wait = if bound {
+            shared.settings.idle_timeout
+        } else {
+            (session.opened + shared.settings.unbound_timeout)
+                .saturating_duration_since(Instant::now())
+                .min(shared.settings.idle_timeout)
+        };
+        let next = tokio::time::timeout(wait, framed.next()).await;
         let msg = match next {
             Err(_) => {
-                tracing::debug!(%peer, "closing an idle connection");
-                let _ = framed
-                    .send(notice(LdapResultCode::Unavailable, "idle for too long"))
-                    .await;
+                let why = if bound {
+                    "idle for too long"
+                } else {
+                    "no bind in time"
+                };
+                tracing::debug!(%peer, why, "closing the connection");
+                let _ = framed.send(notice(LdapResultCode::Unavailable, why)).await;
                 break;
             }
             Ok(None) => break,
@@ -302,6 +344,10 @@ where
             }
             Ok(Some(Ok(msg))) => msg,
         };
+        if let Some(delay) = shared.throttle(peer.ip()) {
+            tracing::debug!(%peer, ?delay, "slowing down a client past its request rate");
+            tokio::time::sleep(delay).await;
+        }
         let mut replies = Vec::new();
         let after = handle(shared, session, msg, &mut replies);
         let mut failed = false;

@@ -498,12 +498,14 @@ fn without_a_gal_server_table_the_address_book_listens_on_loopback_under_ou_gal(
     assert_eq!(defaults.refresh, std::time::Duration::from_secs(30));
     assert_eq!(defaults.tls, None);
     assert_eq!(defaults.ldaps_listen, None);
+    assert_eq!(defaults.requests_per_second, 200);
+    assert_eq!(defaults.unbound_timeout, std::time::Duration::from_secs(30));
 }
 
 #[test]
 fn a_gal_server_table_takes_accounts_by_reference_and_paths_beside_the_file() {
     let text = with_gal_server(
-        "listen = \"0.0.0.0:389\"\nldaps_listen = \"[::]:636\"\nbase = \"ou=people,dc=example,dc=org\"\nanonymous = true\nsize_limit = 200\nrefresh_seconds = 5\nmax_connections_per_client = 4\ntls = { cert_file = \"gal.crt\", key_file = \"/etc/gal.key\" }\n\n[[gal_server.accounts]]\ndn = \"cn=thunderbird,ou=people,dc=example,dc=org\"\npassword = { file = \"secrets/gal\" }\n\n[[gal_server.accounts]]\ndn = \"cn=phones,ou=people,dc=example,dc=org\"\npassword = { env = \"COEXIST_TEST_GAL_PASSWORD_SURELY_UNSET\" }",
+        "listen = \"0.0.0.0:389\"\nldaps_listen = \"[::]:636\"\nbase = \"ou=people,dc=example,dc=org\"\nanonymous = true\nsize_limit = 200\nrefresh_seconds = 5\nmax_connections_per_client = 4\nrequests_per_second = 50\nunbound_timeout_seconds = 10\ntls = { cert_file = \"gal.crt\", key_file = \"/etc/gal.key\" }\n\n[[gal_server.accounts]]\ndn = \"cn=thunderbird,ou=people,dc=example,dc=org\"\npassword = { file = \"secrets/gal\" }\n\n[[gal_server.accounts]]\ndn = \"cn=phones,ou=people,dc=example,dc=org\"\npassword = { env = \"COEXIST_TEST_GAL_PASSWORD_SURELY_UNSET\" }",
     );
     let config = Config::parse(Path::new("/etc/coexist/coexist.toml"), &text).unwrap();
     let gal = config.gal_server.clone().unwrap();
@@ -517,6 +519,8 @@ fn a_gal_server_table_takes_accounts_by_reference_and_paths_beside_the_file() {
     assert_eq!(gal.size_limit, 200);
     assert_eq!(gal.refresh, std::time::Duration::from_secs(5));
     assert_eq!(gal.max_connections_per_client, 4);
+    assert_eq!(gal.requests_per_second, 50);
+    assert_eq!(gal.unbound_timeout, std::time::Duration::from_secs(10));
     assert_eq!(
         gal.tls,
         Some(GalTls {

@@ -39,6 +39,8 @@ pub async fn run(config_path: &Path) -> Result<i32, Failure> {
     settings.anonymous = table.anonymous;
     settings.size_limit = table.size_limit;
     settings.max_connections_per_client = table.max_connections_per_client;
+    settings.requests_per_second = table.requests_per_second;
+    settings.unbound_timeout = table.unbound_timeout;
     if let Some(tls) = &table.tls {
         settings.tls = Some(
             coexist_gal_server::tls_config(&tls.cert_file, &tls.key_file).map_err(|e| {
