@@ -936,3 +936,20 @@ fn a_client_address_sending_past_its_request_rate_waits_its_turn() {
     assert!(elapsed >= Duration::from_millis(1800), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(8), "{elapsed:?}");
 }
+
+#[test]
+fn serve_gal_stops_cleanly_on_sigterm() {
+    let mut server = Server::start("");
+    let pid = server.child.id().to_string();
+    let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve-gal stops on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}

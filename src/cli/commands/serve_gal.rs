@@ -3,8 +3,10 @@
 //! `[gal_server] refresh_seconds` and swapped in whole when it changed.
 
 use std::path::Path;
+use std::time::Duration;
 
 use coexist_gal_server::{Account, GalServer, Password, Settings};
+use coexist_model::GalEntry;
 
 use crate::cli::failure::Failure;
 use crate::cli::print::err_line;
@@ -50,8 +52,11 @@ pub async fn run(config_path: &Path) -> Result<i32, Failure> {
     }
 
     let store = Store::open(&config.store_url()?).await?;
-    let mut served = store.load_gal().await?;
-    let server = GalServer::new(settings, &served).map_err(|e| Failure::usage(e.to_string()))?;
+    let gal = store.load_gal().await?;
+    let server = GalServer::new(settings, &gal).map_err(|e| Failure::usage(e.to_string()))?;
+    let served = digest(&gal);
+    let entries = gal.len();
+    drop(gal);
     let listener = tokio::net::TcpListener::bind(table.listen)
         .await
         .map_err(|e| Failure {
@@ -78,10 +83,14 @@ pub async fn run(config_path: &Path) -> Result<i32, Failure> {
         urls.push_str(&format!(" and ldaps://{}", listener.local_addr()?));
     }
     err_line(format_args!(
-        "coexist serve-gal: serving {} GAL entries on {urls} under {}",
-        served.len(),
+        "coexist serve-gal: serving {entries} GAL entries on {urls} under {}",
         table.base
     ));
+    if entries == 0 {
+        err_line(format_args!(
+            "coexist serve-gal: the store holds no GAL yet; it is served as soon as `coexist sync` computes one"
+        ));
+    }
 
     let serving = async {
         match ldaps {
@@ -92,31 +101,52 @@ pub async fn run(config_path: &Path) -> Result<i32, Failure> {
         }
     };
     tokio::pin!(serving);
-    let mut ticks = tokio::time::interval(table.refresh);
+    let refresher = tokio::spawn(refresh(store, server.clone(), table.refresh, served));
+    let stop = shutdown();
+    tokio::pin!(stop);
+    let outcome = tokio::select! {
+        outcome = &mut serving => outcome.map_err(|e| Failure { code: exit::FAILURE, message: e.to_string() }),
+        _ = &mut stop => {
+            err_line(format_args!("coexist serve-gal: stopped"));
+            Ok(())
+        }
+    };
+    refresher.abort();
+    outcome.map(|()| exit::OK)
+}
+
+/// Reads the store's GAL every `every` and serves it when it changed
+/// (`served` is the digest of the one served); a failed read keeps the
+/// last GAL served.
+async fn refresh(store: Store, server: GalServer, every: Duration, mut served: Option<[u8; 32]>) {
+    let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     loop {
-        tokio::select! {
-            outcome = &mut serving => {
-                outcome.map_err(|e| Failure { code: exit::FAILURE, message: e.to_string() })?;
-                return Ok(exit::OK);
-            }
-            _ = ticks.tick() => match store.load_gal().await {
-                Ok(gal) if gal != served => {
+        ticks.tick().await;
+        match store.load_gal().await {
+            Ok(gal) => {
+                let now = digest(&gal);
+                if now.is_none() || now != served {
                     server.replace(&gal);
-                    served = gal;
+                    served = now;
+                } else {
+                    tracing::debug!("the GAL is unchanged");
                 }
-                Ok(_) => tracing::debug!("the GAL is unchanged"),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot read the GAL; serving the last one read");
-                }
-            },
-            _ = shutdown() => {
-                err_line(format_args!("coexist serve-gal: stopped"));
-                return Ok(exit::OK);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the GAL; serving the last one read");
             }
         }
     }
+}
+
+/// A digest of `gal`, to tell a changed GAL from the one served without
+/// keeping a second copy of it.
+fn digest(gal: &[GalEntry]) -> Option<[u8; 32]> {
+    use sha2::Digest as _;
+    let bytes = serde_json::to_vec(gal).ok()?;
+    Some(sha2::Sha256::digest(&bytes).into())
 }
 
 /// Ctrl-C, or SIGTERM on Unix.
