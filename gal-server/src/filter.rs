@@ -3,18 +3,99 @@
 //! server does not know makes its item Undefined, and an entry matches only
 //! when the whole filter is TRUE.
 
-use ldap3_proto::proto::{LdapFilter, LdapSubstringFilter};
+use ldap3_proto::proto::LdapFilter;
 
 use crate::directory::{fold, key, known, Entry};
 
-/// Whether `entry` matches `filter`.
-pub fn matches(filter: &LdapFilter, entry: &Entry) -> bool {
-    eval(filter, entry) == Some(true)
+/// A filter compiled once per search: attribute names resolved to their
+/// keys and assertion values folded as the entries' values are.
+#[derive(Debug)]
+pub struct Filter(Node);
+
+#[derive(Debug)]
+enum Node {
+    And(Vec<Node>),
+    Or(Vec<Node>),
+    Not(Box<Node>),
+    Present(String),
+    Compare {
+        key: String,
+        known: bool,
+        want: String,
+        op: Op,
+    },
+    Substring {
+        key: String,
+        initial: Option<String>,
+        any: Vec<String>,
+        last: Option<String>,
+    },
+    /// TRUE, FALSE or Undefined whatever the entry.
+    Constant(Option<bool>),
 }
 
-fn eval(filter: &LdapFilter, entry: &Entry) -> Option<bool> {
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Equal,
+    GreaterOrEqual,
+    LessOrEqual,
+}
+
+impl Filter {
+    /// Compiles `filter`.
+    pub fn new(filter: &LdapFilter) -> Self {
+        Filter(compile(filter))
+    }
+
+    /// Whether `entry` matches: the filter is TRUE for it.
+    pub fn matches(&self, entry: &Entry) -> bool {
+        eval(&self.0, entry) == Some(true)
+    }
+}
+
+fn compile(filter: &LdapFilter) -> Node {
+    let compare = |name: &str, value: &str, op| {
+        let key = key(name);
+        Node::Compare {
+            known: known(&key),
+            want: fold(&key, value),
+            key,
+            op,
+        }
+    };
     match filter {
-        LdapFilter::And(items) => {
+        LdapFilter::And(items) => Node::And(items.iter().map(compile).collect()),
+        LdapFilter::Or(items) => Node::Or(items.iter().map(compile).collect()),
+        LdapFilter::Not(item) => Node::Not(Box::new(compile(item))),
+        LdapFilter::Present(name) => Node::Present(key(name)),
+        LdapFilter::Equality(name, value) | LdapFilter::Approx(name, value) => {
+            compare(name, value, Op::Equal)
+        }
+        LdapFilter::GreaterOrEqual(name, value) => compare(name, value, Op::GreaterOrEqual),
+        LdapFilter::LessOrEqual(name, value) => compare(name, value, Op::LessOrEqual),
+        LdapFilter::Substring(name, parts) => {
+            let key = key(name);
+            if !known(&key) {
+                return Node::Constant(None);
+            }
+            if key == "member" || key == "objectclass" {
+                // No substring rule for DNs and object identifiers.
+                return Node::Constant(Some(false));
+            }
+            Node::Substring {
+                initial: parts.initial.as_deref().map(|p| fold(&key, p)),
+                any: parts.any.iter().map(|p| fold(&key, p)).collect(),
+                last: parts.final_.as_deref().map(|p| fold(&key, p)),
+                key,
+            }
+        }
+        LdapFilter::Extensible(_) => Node::Constant(None),
+    }
+}
+
+fn eval(node: &Node, entry: &Entry) -> Option<bool> {
+    match node {
+        Node::And(items) => {
             let mut result = Some(true);
             for item in items {
                 match eval(item, entry) {
@@ -25,7 +106,7 @@ fn eval(filter: &LdapFilter, entry: &Entry) -> Option<bool> {
             }
             result
         }
-        LdapFilter::Or(items) => {
+        Node::Or(items) => {
             let mut result = Some(false);
             for item in items {
                 match eval(item, entry) {
@@ -36,61 +117,39 @@ fn eval(filter: &LdapFilter, entry: &Entry) -> Option<bool> {
             }
             result
         }
-        LdapFilter::Not(item) => eval(item, entry).map(|b| !b),
-        LdapFilter::Present(name) => {
-            let key = key(name);
-            Some(entry.get(&key).is_some())
+        Node::Not(item) => eval(item, entry).map(|b| !b),
+        Node::Present(key) => Some(entry.get(key).is_some()),
+        Node::Compare {
+            key,
+            known,
+            want,
+            op,
+        } => {
+            let test = |have: &String| match op {
+                Op::Equal => have == want,
+                Op::GreaterOrEqual => have >= want,
+                Op::LessOrEqual => have <= want,
+            };
+            match entry.get(key) {
+                Some(attr) => Some(attr.folded.iter().any(test)),
+                // The root DSE and the schema entry carry attributes the
+                // GAL does not know: elsewhere they are Undefined.
+                None if !known => None,
+                None => Some(false),
+            }
         }
-        LdapFilter::Equality(name, value) | LdapFilter::Approx(name, value) => {
-            compare(entry, name, value, |have, want| have == want)
-        }
-        LdapFilter::GreaterOrEqual(name, value) => {
-            compare(entry, name, value, |have, want| have >= want)
-        }
-        LdapFilter::LessOrEqual(name, value) => {
-            compare(entry, name, value, |have, want| have <= want)
-        }
-        LdapFilter::Substring(name, parts) => substring(entry, name, parts),
-        LdapFilter::Extensible(_) => None,
+        Node::Substring {
+            key,
+            initial,
+            any,
+            last,
+        } => Some(entry.get(key).is_some_and(|attr| {
+            attr.folded
+                .iter()
+                .any(|v| substring_matches(v, initial.as_deref(), any, last.as_deref()))
+        })),
+        Node::Constant(value) => *value,
     }
-}
-
-fn compare(
-    entry: &Entry,
-    name: &str,
-    value: &str,
-    test: impl Fn(&str, &str) -> bool,
-) -> Option<bool> {
-    let key = key(name);
-    if !known(&key) {
-        // The root DSE and the schema entry carry attributes the GAL does
-        // not; they match by their own names.
-        return entry.get(&key).map(|attr| {
-            let want = value.to_lowercase();
-            attr.values.iter().any(|v| test(&v.to_lowercase(), &want))
-        });
-    }
-    let want = fold(&key, value);
-    Some(
-        entry
-            .get(&key)
-            .is_some_and(|attr| attr.folded.iter().any(|have| test(have, &want))),
-    )
-}
-
-fn substring(entry: &Entry, name: &str, parts: &LdapSubstringFilter) -> Option<bool> {
-    let key = key(name);
-    if !known(&key) || key == "member" || key == "objectclass" {
-        return if known(&key) { Some(false) } else { None };
-    }
-    let initial = parts.initial.as_deref().map(|p| fold(&key, p));
-    let any: Vec<String> = parts.any.iter().map(|p| fold(&key, p)).collect();
-    let last = parts.final_.as_deref().map(|p| fold(&key, p));
-    Some(entry.get(&key).is_some_and(|attr| {
-        attr.folded
-            .iter()
-            .any(|v| substring_matches(v, initial.as_deref(), &any, last.as_deref()))
-    }))
 }
 
 /// `value` starts with `initial`, then holds each of `any` in order, and
@@ -155,13 +214,13 @@ mod tests {
 
     fn check(filter: &str) -> bool {
         let parsed = parse_ldap_filter_str(filter).unwrap();
-        matches(&parsed, &person())
+        Filter::new(&parsed).matches(&person())
     }
 
     #[test]
     fn equality_ignores_case_of_names_and_values() {
         let spaced = LdapFilter::Equality("CN".into(), "ann  LEE".into());
-        assert!(matches(&spaced, &person()));
+        assert!(Filter::new(&spaced).matches(&person()));
         assert!(check("(mail=ANN@acmecorp.com)"));
         assert!(check("(objectclass=INETORGPERSON)"));
         assert!(!check("(cn=ann)"));
@@ -203,7 +262,7 @@ mod tests {
             ],
         );
         let filter = parse_ldap_filter_str("(department=sales)").unwrap();
-        assert!(matches(&filter, &entry));
+        assert!(Filter::new(&filter).matches(&entry));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tokio_util::codec::Framed;
 
 use crate::directory::{key, Entry, Snapshot};
 use crate::dn::normalise;
-use crate::filter::matches;
+use crate::filter::Filter;
 use crate::{ServeError, Settings, SCHEMA_DN};
 
 const OID_PAGED_RESULTS: &str = "1.2.840.113556.1.4.319";
@@ -658,7 +658,7 @@ fn search(
         } else {
             schema_entry()
         };
-        if matches(&request.filter, &entry) {
+        if Filter::new(&request.filter).matches(&entry) {
             out.push(reply(
                 msgid,
                 to_result_entry(&entry, &request.attrs, request.typesonly),
@@ -694,9 +694,10 @@ fn search(
     let Some(()) = check_base(&snapshot, &base, &request.scope, msgid, out) else {
         return;
     };
+    let filter = Filter::new(&request.filter);
     let mut sent = 0;
     for entry in &snapshot.entries {
-        if in_scope(&entry.rdns, &base, &request.scope) && matches(&request.filter, entry) {
+        if in_scope(&entry.rdns, &base, &request.scope) && filter.matches(entry) {
             if sent == limit {
                 out.push(done(
                     msgid,
@@ -764,11 +765,12 @@ fn paged(
         let Some(()) = check_base(&snapshot, base, &request.scope, msgid, out) else {
             return;
         };
+        let filter = Filter::new(&request.filter);
         let matched = snapshot
             .entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| in_scope(&e.rdns, base, &request.scope) && matches(&request.filter, e))
+            .filter(|(_, e)| in_scope(&e.rdns, base, &request.scope) && filter.matches(e))
             .map(|(n, _)| n)
             .collect();
         let cookie = session.next_cookie;
