@@ -82,6 +82,7 @@ pub async fn run(config_path: &Path) -> Result<i32, Failure> {
     if let Some(listener) = &ldaps {
         urls.push_str(&format!(" and ldaps://{}", listener.local_addr()?));
     }
+    let stop = shutdown();
     err_line(format_args!(
         "coexist serve-gal: serving {entries} GAL entries on {urls} under {}",
         table.base
@@ -102,7 +103,6 @@ pub async fn run(config_path: &Path) -> Result<i32, Failure> {
     };
     tokio::pin!(serving);
     let refresher = tokio::spawn(refresh(store, server.clone(), table.refresh, served));
-    let stop = shutdown();
     tokio::pin!(stop);
     let outcome = tokio::select! {
         outcome = &mut serving => outcome.map_err(|e| Failure { code: exit::FAILURE, message: e.to_string() }),
@@ -149,18 +149,32 @@ fn digest(gal: &[GalEntry]) -> Option<[u8; 32]> {
     Some(sha2::Sha256::digest(&bytes).into())
 }
 
-/// Ctrl-C, or SIGTERM on Unix.
-async fn shutdown() {
+/// Ctrl-C, or SIGTERM on Unix. The handlers are installed when this is
+/// called (not when first awaited), so a signal that comes before the
+/// server waits for one is not lost.
+fn shutdown() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        async fn received(signal: Option<Signal>) {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
             }
-            return;
+        }
+        let term = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            tokio::select! {
+                _ = received(term) => {}
+                _ = received(interrupt) => {}
+            }
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
