@@ -348,16 +348,9 @@ where
             tracing::debug!(%peer, ?delay, "slowing down a client past its request rate");
             tokio::time::sleep(delay).await;
         }
-        let mut replies = Vec::new();
+        let mut replies = Replies(Vec::new());
         let after = handle(shared, session, msg, &mut replies);
-        let mut failed = false;
-        for reply in replies {
-            if framed.feed(reply).await.is_err() {
-                failed = true;
-                break;
-            }
-        }
-        if failed || framed.flush().await.is_err() {
+        if send(&mut framed, replies).await.is_err() || framed.flush().await.is_err() {
             break;
         }
         match after {
@@ -376,6 +369,62 @@ where
         }
     }
     None
+}
+
+/// What answers one request: messages, and the entries of a search, turned
+/// into messages only as they are sent (a large result is never held
+/// whole as messages).
+struct Replies(Vec<Reply>);
+
+enum Reply {
+    Message(LdapMsg),
+    Entries(Entries),
+}
+
+/// Entries of `snapshot` to send as search results.
+struct Entries {
+    msgid: i32,
+    snapshot: Arc<Snapshot>,
+    matched: Vec<usize>,
+    attrs: Vec<String>,
+    types_only: bool,
+}
+
+impl Replies {
+    fn push(&mut self, msg: LdapMsg) {
+        self.0.push(Reply::Message(msg));
+    }
+
+    fn entries(&mut self, entries: Entries) {
+        self.0.push(Reply::Entries(entries));
+    }
+}
+
+/// How many entries are written between two flushes.
+const ENTRIES_PER_FLUSH: usize = 256;
+
+async fn send<S>(framed: &mut Framed<S, LdapCodec>, replies: Replies) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    for item in replies.0 {
+        match item {
+            Reply::Message(msg) => framed.feed(msg).await?,
+            Reply::Entries(entries) => {
+                for (n, &index) in entries.matched.iter().enumerate() {
+                    let Some(entry) = entries.snapshot.entries.get(index) else {
+                        continue;
+                    };
+                    let op = to_result_entry(entry, &entries.attrs, entries.types_only);
+                    framed.feed(reply(entries.msgid, op)).await?;
+                    if (n + 1) % ENTRIES_PER_FLUSH == 0 {
+                        framed.flush().await?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The unsolicited notice of disconnection (RFC 4511 §4.4.1).
@@ -410,7 +459,7 @@ fn reply(msgid: i32, op: LdapOp) -> LdapMsg {
 
 const REFUSED_WRITE: &str = "the GAL is read-only: coexist computes it from the mail systems";
 
-fn handle(shared: &Shared, session: &mut Session, msg: LdapMsg, out: &mut Vec<LdapMsg>) -> After {
+fn handle(shared: &Shared, session: &mut Session, msg: LdapMsg, out: &mut Replies) -> After {
     let LdapMsg { msgid, op, ctrl } = msg;
     let refused = || result(LdapResultCode::UnwillingToPerform, REFUSED_WRITE);
     match op {
@@ -538,7 +587,7 @@ fn bind(shared: &Shared, session: &mut Session, request: &LdapBindRequest) -> Ld
     }
 }
 
-fn extended(session: &Session, msgid: i32, request: &LdapExtendedRequest, out: &mut Vec<LdapMsg>) {
+fn extended(session: &Session, msgid: i32, request: &LdapExtendedRequest, out: &mut Replies) {
     let response = if request.name == OID_WHOAMI {
         let authzid = match &session.bound {
             Some(dn) if !dn.is_empty() => format!("dn:{dn}"),
@@ -619,7 +668,7 @@ fn search(
     msgid: i32,
     request: &LdapSearchRequest,
     ctrl: &[LdapControl],
-    out: &mut Vec<LdapMsg>,
+    out: &mut Replies,
 ) {
     let Some(base) = normalise(&request.base) else {
         out.push(done(
@@ -695,26 +744,25 @@ fn search(
         return;
     };
     let filter = Filter::new(&request.filter);
-    let mut sent = 0;
-    for entry in &snapshot.entries {
+    let mut matched = Vec::new();
+    let mut code = LdapResultCode::Success;
+    for (n, entry) in snapshot.entries.iter().enumerate() {
         if in_scope(&entry.rdns, &base, &request.scope) && filter.matches(entry) {
-            if sent == limit {
-                out.push(done(
-                    msgid,
-                    LdapResultCode::SizeLimitExceeded,
-                    "",
-                    Vec::new(),
-                ));
-                return;
+            if matched.len() == limit {
+                code = LdapResultCode::SizeLimitExceeded;
+                break;
             }
-            out.push(reply(
-                msgid,
-                to_result_entry(entry, &request.attrs, request.typesonly),
-            ));
-            sent += 1;
+            matched.push(n);
         }
     }
-    out.push(done(msgid, LdapResultCode::Success, "", Vec::new()));
+    out.entries(Entries {
+        msgid,
+        snapshot,
+        matched,
+        attrs: request.attrs.clone(),
+        types_only: request.typesonly,
+    });
+    out.push(done(msgid, code, "", Vec::new()));
 }
 
 /// Whether the search base exists (or lies above the GAL's base, so a
@@ -725,7 +773,7 @@ fn check_base(
     base: &[String],
     scope: &LdapSearchScope,
     msgid: i32,
-    out: &mut Vec<LdapMsg>,
+    out: &mut Replies,
 ) -> Option<()> {
     let above = base.len() < snapshot.base_rdns.len()
         && snapshot.base_rdns[snapshot.base_rdns.len() - base.len()..] == *base;
@@ -757,7 +805,7 @@ fn paged(
     cookie: &[u8],
     limit: usize,
     shared: &Shared,
-    out: &mut Vec<LdapMsg>,
+    out: &mut Replies,
 ) {
     let page = usize::try_from(size).unwrap_or(0).min(limit);
     let mut state = if cookie.is_empty() {
@@ -814,14 +862,13 @@ fn paged(
         return;
     }
     let end = (state.sent + page.max(1)).min(state.matched.len());
-    for &n in &state.matched[state.sent..end] {
-        if let Some(entry) = state.snapshot.entries.get(n) {
-            out.push(reply(
-                msgid,
-                to_result_entry(entry, &state.attrs, state.types_only),
-            ));
-        }
-    }
+    out.entries(Entries {
+        msgid,
+        snapshot: Arc::clone(&state.snapshot),
+        matched: state.matched[state.sent..end].to_vec(),
+        attrs: state.attrs.clone(),
+        types_only: state.types_only,
+    });
     state.sent = end;
     let total = i64::try_from(state.matched.len()).unwrap_or(i64::MAX);
     if state.sent < state.matched.len() {
