@@ -941,7 +941,10 @@ fn a_client_address_sending_past_its_request_rate_waits_its_turn() {
 fn serve_gal_stops_cleanly_on_sigterm() {
     let mut server = Server::start("");
     let pid = server.child.id().to_string();
-    let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let kill = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
