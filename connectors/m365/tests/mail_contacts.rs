@@ -257,3 +257,26 @@ async fn a_name_taken_by_someone_elses_contact_is_left_alone() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_group_stub_reads_back_as_a_group_so_the_next_plan_is_empty() -> TestResult {
+    let s = setup().await?;
+    let mut stub = person_stub("ldap:g1", "sales@acmecorp.com");
+    stub.kind = coexist_connector::RecipientKind::Group;
+    stub.attributes = coexist_connector::Attributes {
+        display_name: Some("Sales".into()),
+        ..coexist_connector::Attributes::default()
+    };
+    s.connector
+        .apply(&Operation::Create { stub: stub.clone() })
+        .await?;
+    let pull = s.reconnect()?.pull(None, &NoProgress).await?;
+    let found = pull
+        .stubs
+        .iter()
+        .find(|f| f.stub.anchor == "ldap:g1")
+        .ok_or("the group stub is found")?;
+    assert_eq!(found.stub.kind, coexist_connector::RecipientKind::Group);
+    assert_eq!(StubField::changed(&found.stub, &stub), vec![]);
+    Ok(())
+}

@@ -720,6 +720,7 @@ pub(crate) fn mail_contact_json(c: &FakeMailContact) -> Value {
         "EmailAddresses": c.email_addresses,
         "PrimarySmtpAddress": c.primary_smtp_address(),
         "CustomAttribute1": c.custom_attribute1,
+        "CustomAttribute2": c.custom_attribute2,
         "HiddenFromAddressListsEnabled": c.hidden_from_address_lists_enabled,
         "RecipientType": "MailContact",
         "RecipientTypeDetails": "MailContact",
@@ -1009,6 +1010,9 @@ fn set_mail_contact(st: &mut Data, p: &Params<'_>) -> Result<Rows, Reply> {
     }
     if let Some(v) = p.get("CustomAttribute1") {
         contact.custom_attribute1 = v.as_str().unwrap_or("").to_owned();
+    }
+    if let Some(v) = p.get("CustomAttribute2") {
+        contact.custom_attribute2 = v.as_str().unwrap_or("").to_owned();
     }
     if let Some(v) = p.boolean("HiddenFromAddressListsEnabled")? {
         contact.hidden_from_address_lists_enabled = v;

@@ -186,6 +186,8 @@ pub struct FakeMailContact {
     pub email_addresses: Vec<String>,
     /// `CustomAttribute1` (coexist's marker lives here).
     pub custom_attribute1: String,
+    /// `CustomAttribute2` (coexist keeps the stub's recipient kind here).
+    pub custom_attribute2: String,
     /// `HiddenFromAddressListsEnabled`.
     pub hidden_from_address_lists_enabled: bool,
     /// `FirstName` (Get-Contact / Set-Contact).

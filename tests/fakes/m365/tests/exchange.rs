@@ -107,6 +107,7 @@ async fn a_stub_is_created_addressed_marked_described_found_and_removed() {
                 "Identity": guid,
                 "EmailAddresses": ["SMTP:bob@acmecorp.com", "smtp:bob.stone@acmecorp.com"],
                 "CustomAttribute1": "coexist:google/123",
+                "CustomAttribute2": "group",
                 "HiddenFromAddressListsEnabled": false,
             }),
         )
@@ -125,6 +126,10 @@ async fn a_stub_is_created_addressed_marked_described_found_and_removed() {
         )
         .await;
     assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0]["CustomAttribute2"], "group",
+        "kept as Exchange keeps it"
+    );
     assert_eq!(found[0]["PrimarySmtpAddress"], "bob@acmecorp.com");
     assert_eq!(found[0]["CustomAttribute1"], "coexist:google/123");
     assert_eq!(
