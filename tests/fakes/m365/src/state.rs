@@ -263,6 +263,16 @@ pub(crate) fn address_key(address: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// Whether `address` (bare or `SMTP:`-prefixed) is the address whose
+/// [`address_key`] is `key`, without allocating: the fake compares every
+/// recipient's addresses on each write, as Exchange's uniqueness check does.
+pub(crate) fn is_address(address: &str, key: &str) -> bool {
+    strip_smtp(address)
+        .unwrap_or(address)
+        .trim()
+        .eq_ignore_ascii_case(key)
+}
+
 pub(crate) fn local_part(address: &str) -> &str {
     address.split('@').next().unwrap_or(address)
 }
@@ -795,8 +805,7 @@ impl State {
             if u.recipient_type.details().is_none() {
                 continue;
             }
-            if address_key(&u.mail) == want
-                || u.proxy_addresses.iter().any(|p| address_key(p) == want)
+            if is_address(&u.mail, &want) || u.proxy_addresses.iter().any(|p| is_address(p, &want))
             {
                 return Some(u.id.clone());
             }
@@ -806,8 +815,7 @@ impl State {
             if g.recipient_details().is_none() {
                 continue;
             }
-            if address_key(&g.mail) == want
-                || g.proxy_addresses.iter().any(|p| address_key(p) == want)
+            if is_address(&g.mail, &want) || g.proxy_addresses.iter().any(|p| is_address(p, &want))
             {
                 return Some(g.id.clone());
             }
@@ -816,7 +824,7 @@ impl State {
             if Some(c.guid.as_str()) == except {
                 continue;
             }
-            if c.email_addresses.iter().any(|p| address_key(p) == want) {
+            if c.email_addresses.iter().any(|p| is_address(p, &want)) {
                 return Some(c.name.clone());
             }
         }
@@ -853,16 +861,21 @@ impl State {
     /// distinguished name (what Exchange's `-Identity` accepts).
     pub fn find_contact(&self, identity: &str) -> Vec<String> {
         let want = identity.trim();
+        // The common case first: coexist names its contacts by Guid.
+        if let Some(c) = self.mail_contacts.get(want) {
+            return vec![c.guid.clone()];
+        }
         let addr = address_key(want);
+        let by_dn = want.len() > 3 && want[..3].eq_ignore_ascii_case("CN=");
         self.mail_contacts
             .values()
             .filter(|c| {
                 c.guid.eq_ignore_ascii_case(want)
                     || c.name.eq_ignore_ascii_case(want)
                     || c.alias.eq_ignore_ascii_case(want)
-                    || distinguished_name(&c.name).eq_ignore_ascii_case(want)
-                    || c.email_addresses.iter().any(|a| address_key(a) == addr)
-                    || address_key(&c.external_email_address) == addr
+                    || (by_dn && distinguished_name(&c.name).eq_ignore_ascii_case(want))
+                    || c.email_addresses.iter().any(|a| is_address(a, &addr))
+                    || is_address(&c.external_email_address, &addr)
             })
             .map(|c| c.guid.clone())
             .collect()
