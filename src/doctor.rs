@@ -71,11 +71,15 @@ pub async fn examine(engine: &Engine) -> Result<Vec<Finding>, EngineError> {
 /// checked, which one passed finding says.
 pub async fn dns(config: &Config) -> Vec<Finding> {
     let Some(settings) = &config.dns else {
-        return vec![Finding::passed(
+        // Shown as something to look at: the DNS is what admins get wrong
+        // most, and doctor checks it once it is told which resolver gives
+        // the world's view (an internal one may answer otherwise).
+        return vec![Finding::manual(
             "DNS",
             "not checked: the configuration has no [dns] table; add one (empty: the \
-             system's resolvers; nameserver = \"IP[:PORT]\", timeout = SECONDS) for doctor \
-             to check MX, SPF, DKIM, DMARC and autodiscover",
+             system's resolvers; nameserver = \"IP[:PORT]\" for a resolver that sees the \
+             public zones, timeout = SECONDS) for doctor to check MX, SPF, DKIM, DMARC and \
+             autodiscover",
         )];
     };
     coexist_dns::examine(&dns_topology(config), settings)
