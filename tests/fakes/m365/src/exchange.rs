@@ -814,9 +814,8 @@ fn proxy_conflict(address: &str, owner: &str) -> Reply {
 }
 
 fn name_taken(st: &Data, name: &str, except: Option<&str>) -> bool {
-    st.mail_contacts
-        .values()
-        .any(|c| Some(c.guid.as_str()) != except && c.name.eq_ignore_ascii_case(name))
+    st.contact_named(name)
+        .is_some_and(|guid| Some(guid) != except)
         || st.users.values().any(|s| {
             s.user.recipient_type.details().is_some()
                 && s.user.mail_nickname.eq_ignore_ascii_case(name)
@@ -1017,7 +1016,8 @@ fn set_mail_contact(st: &mut Data, p: &Params<'_>) -> Result<Rows, Reply> {
     if let Some(v) = p.boolean("HiddenFromAddressListsEnabled")? {
         contact.hidden_from_address_lists_enabled = v;
     }
-    st.mail_contacts.insert(guid, contact);
+    let _ = guid;
+    st.put_contact(contact);
     Ok((Vec::new(), Vec::new()))
 }
 
@@ -1058,7 +1058,7 @@ fn set_contact(st: &mut Data, p: &Params<'_>) -> Result<Rows, Reply> {
 /// <https://learn.microsoft.com/powershell/module/exchange/remove-mailcontact>.
 fn remove_mail_contact(st: &mut Data, p: &Params<'_>) -> Result<Rows, Reply> {
     let guid = resolve(st, p, "Remove-MailContact")?;
-    st.mail_contacts.remove(&guid);
+    st.take_contact(&guid);
     Ok((Vec::new(), Vec::new()))
 }
 

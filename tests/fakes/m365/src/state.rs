@@ -480,6 +480,13 @@ pub(crate) struct State {
     /// The last change's sequence number.
     pub seq: u64,
     pub mail_contacts: BTreeMap<String, FakeMailContact>,
+    /// The mail contacts' lower-cased names and their addresses
+    /// ([`address_key`]), to their Guid: Exchange refuses a name or an
+    /// address already used, and the fake checks that on every write
+    /// without scanning every contact. Kept by [`State::put_contact`] and
+    /// [`State::take_contact`], the only ways contacts change.
+    contact_names: HashMap<String, String>,
+    contact_addresses: HashMap<String, String>,
     /// Mailbox contact folders per user id.
     pub folders: HashMap<String, Vec<Folder>>,
     pub domains: Vec<DomainRec>,
@@ -512,6 +519,8 @@ impl State {
             member_events: Vec::new(),
             seq: 0,
             mail_contacts: BTreeMap::new(),
+            contact_names: HashMap::new(),
+            contact_addresses: HashMap::new(),
             folders: HashMap::new(),
             domains: Vec::new(),
             tokens: HashMap::new(),
@@ -820,15 +829,11 @@ impl State {
                 return Some(g.id.clone());
             }
         }
-        for c in self.mail_contacts.values() {
-            if Some(c.guid.as_str()) == except {
-                continue;
-            }
-            if c.email_addresses.iter().any(|p| is_address(p, &want)) {
-                return Some(c.name.clone());
-            }
-        }
-        None
+        self.contact_addresses
+            .get(&want)
+            .filter(|guid| Some(guid.as_str()) != except)
+            .and_then(|guid| self.mail_contacts.get(guid))
+            .map(|c| c.name.clone())
     }
 
     pub fn add_mail_contact(&mut self, mut contact: FakeMailContact) -> String {
@@ -853,8 +858,46 @@ impl State {
             contact.email_addresses = vec![format!("SMTP:{ext}")];
         }
         let guid = contact.guid.clone();
-        self.mail_contacts.insert(guid.clone(), contact);
+        self.put_contact(contact);
         guid
+    }
+
+    /// Stores `contact` (new, or replacing the one with its Guid), keeping
+    /// the name and address indexes.
+    pub fn put_contact(&mut self, contact: FakeMailContact) {
+        let guid = contact.guid.clone();
+        self.take_contact(&guid);
+        self.contact_names.insert(key(&contact.name), guid.clone());
+        for address in &contact.email_addresses {
+            self.contact_addresses
+                .insert(address_key(address), guid.clone());
+        }
+        self.mail_contacts.insert(guid, contact);
+    }
+
+    /// Removes the contact with `guid`, keeping the indexes.
+    pub fn take_contact(&mut self, guid: &str) -> Option<FakeMailContact> {
+        let contact = self.mail_contacts.remove(guid)?;
+        if self
+            .contact_names
+            .get(&key(&contact.name))
+            .map(String::as_str)
+            == Some(guid)
+        {
+            self.contact_names.remove(&key(&contact.name));
+        }
+        for address in &contact.email_addresses {
+            let k = address_key(address);
+            if self.contact_addresses.get(&k).map(String::as_str) == Some(guid) {
+                self.contact_addresses.remove(&k);
+            }
+        }
+        Some(contact)
+    }
+
+    /// The Guid of the mail contact named `name` (any case).
+    pub fn contact_named(&self, name: &str) -> Option<&str> {
+        self.contact_names.get(&key(name)).map(String::as_str)
     }
 
     /// Finds a mail contact by Guid, Name, Alias, an address or its
