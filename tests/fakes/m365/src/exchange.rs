@@ -1016,7 +1016,6 @@ fn set_mail_contact(st: &mut Data, p: &Params<'_>) -> Result<Rows, Reply> {
     if let Some(v) = p.boolean("HiddenFromAddressListsEnabled")? {
         contact.hidden_from_address_lists_enabled = v;
     }
-    let _ = guid;
     st.put_contact(contact);
     Ok((Vec::new(), Vec::new()))
 }
