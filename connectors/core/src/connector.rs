@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::error::ConnectorError;
 use crate::operation::{Applied, Operation};
+use crate::provision::{NewAccount, Provisioned};
 use crate::pull::Pull;
 
 /// Receives progress of long pulls and applies (objects read, operations done).
@@ -146,6 +147,19 @@ pub trait Connector: Send + Sync {
     /// engine holds back the creates that would pass it). Default: none.
     fn capacity(&self) -> Option<Capacity> {
         None
+    }
+
+    /// Creates `account` in this system, its home (`coexist provision`),
+    /// from the template of the connection table, and sets its initial
+    /// password. Creating an account that exists already with this
+    /// primary address succeeds and says so ([`Provisioned::existed`]).
+    /// Default: refused, this kind of system cannot create accounts.
+    async fn provision(&self, account: &NewAccount) -> Result<Provisioned, ConnectorError> {
+        Err(ConnectorError::permanent(format!(
+            "{} cannot create {}: coexist does not create accounts in this kind of system; create it by hand and run `coexist place`",
+            self.system(),
+            account.primary_address
+        )))
     }
 
     /// Checks credentials, routing domains and the settings no API exposes

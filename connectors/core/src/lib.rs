@@ -24,6 +24,7 @@
 pub mod connector;
 pub mod error;
 pub mod kind;
+pub mod provision;
 pub mod retry;
 pub mod secret;
 
@@ -39,4 +40,5 @@ pub use coexist_model::{
 pub use connector::{Capacity, Connector, Finding, NoProgress, Progress};
 pub use error::{Cause, ConnectorError};
 pub use kind::{Kind, Place, Setup, SetupError};
+pub use provision::{initial_password, NewAccount, Provisioned};
 pub use secret::{Secret, SecretError, SecretRef};

@@ -21,8 +21,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use coexist_connector::{
-    Applied, Capacity, Connector, ConnectorError, FoundStub, Operation, Progress, Pull, PullMode,
-    Recipient,
+    Applied, Capacity, Connector, ConnectorError, FoundStub, NewAccount, Operation, Progress,
+    Provisioned, Pull, PullMode, Recipient, RecipientKind,
 };
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -86,8 +86,16 @@ pub enum SimulatedError {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 enum Event {
-    Upsert { stub: Box<FoundStub> },
-    Remove { id: String },
+    Upsert {
+        stub: Box<FoundStub>,
+    },
+    Remove {
+        id: String,
+    },
+    /// An account `coexist provision` created.
+    Account {
+        recipient: Box<Recipient>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -133,6 +141,10 @@ impl Directory {
         match event {
             Event::Upsert { stub } => self.upsert(*stub),
             Event::Remove { id } => self.remove(&id),
+            Event::Account { recipient } => {
+                self.recipients.retain(|r| r.anchor != recipient.anchor);
+                self.recipients.push(*recipient);
+            }
         }
     }
 }
@@ -320,6 +332,67 @@ impl Connector for SimulatedConnector {
         Ok(pull)
     }
 
+    /// Adds a person with a mailbox (anchor `account:<primary address>`),
+    /// journalled in the state file like a stub. An address in
+    /// `reject_addresses` is refused, as operations on it are.
+    async fn provision(&self, account: &NewAccount) -> Result<Provisioned, ConnectorError> {
+        if self.config.apply_delay_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(self.config.apply_delay_ms)).await;
+        }
+        if self
+            .config
+            .reject_addresses
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&account.primary_address))
+        {
+            return Err(ConnectorError::permanent(format!(
+                "{} refused to create {} (simulated fault)",
+                self.system, account.primary_address
+            )));
+        }
+        let mut directory = self.lock()?;
+        if let Some(existing) = directory.recipients.iter().find(|r| {
+            r.mailbox
+                && r.primary_address
+                    .eq_ignore_ascii_case(&account.primary_address)
+        }) {
+            return Ok(Provisioned {
+                locator: format!("sim://{}/{}", self.system, existing.anchor),
+                recipient: existing.clone(),
+                existed: true,
+                notes: Vec::new(),
+            });
+        }
+        let anchor = format!("account:{}", account.primary_address);
+        let mut attributes = account.attributes.clone();
+        attributes.display_name = Some(account.display_name());
+        let recipient = Recipient {
+            anchor: anchor.clone(),
+            kind: RecipientKind::Person,
+            primary_address: account.primary_address.clone(),
+            aliases: account.aliases.clone(),
+            mailbox: true,
+            enabled: true,
+            attributes,
+            members: Vec::new(),
+            forwards_to: None,
+            extra: account.extra.clone(),
+            locator: Some(format!("sim://{}/{anchor}", self.system)),
+            etag: None,
+        };
+        let event = Event::Account {
+            recipient: Box::new(recipient.clone()),
+        };
+        self.record(&event)?;
+        directory.apply(event);
+        Ok(Provisioned {
+            locator: format!("sim://{}/{anchor}", self.system),
+            recipient,
+            existed: false,
+            notes: Vec::new(),
+        })
+    }
+
     fn capacity(&self) -> Option<Capacity> {
         self.config.max_stubs.map(|stubs| Capacity {
             stubs,
@@ -402,7 +475,7 @@ impl Connector for SimulatedConnector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coexist_connector::{NoProgress, RecipientKind, Route, Stub};
+    use coexist_connector::{NoProgress, Route, Stub};
 
     fn stub(anchor: &str, address: &str) -> Stub {
         Stub {
@@ -537,5 +610,43 @@ mod tests {
         let pull = system.pull(None, &NoProgress).await.unwrap();
         assert!(!pull.complete);
         assert_eq!(pull.recipients.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_provisioned_account_is_read_back_and_outlives_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SimulatedConfig {
+            state: Some(dir.path().join("state.jsonl")),
+            ..Default::default()
+        };
+        let account = NewAccount {
+            primary_address: "ann@acmecorp.com".into(),
+            aliases: vec!["a.smith@acmecorp.com".into()],
+            attributes: coexist_connector::Attributes {
+                given_name: Some("Ann".into()),
+                surname: Some("Smith".into()),
+                ..Default::default()
+            },
+            extra: Default::default(),
+            password: None,
+        };
+        let first = SimulatedConnector::from_seed("ldap", config.clone(), Seed::default()).unwrap();
+        let made = first.provision(&account).await.unwrap();
+        assert!(!made.existed);
+        assert_eq!(
+            made.recipient.attributes.display_name.as_deref(),
+            Some("Ann Smith")
+        );
+        assert!(
+            first.provision(&account).await.unwrap().existed,
+            "twice is once"
+        );
+        drop(first);
+
+        let second = SimulatedConnector::from_seed("ldap", config, Seed::default()).unwrap();
+        let pull = second.pull(None, &NoProgress).await.unwrap();
+        assert_eq!(pull.recipients.len(), 1);
+        assert!(pull.recipients[0].mailbox);
+        assert_eq!(pull.recipients[0].aliases, ["a.smith@acmecorp.com"]);
     }
 }
