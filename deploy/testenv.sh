@@ -270,8 +270,13 @@ is_installed() {
     [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == 'install ok installed' ]]
 }
 
+# The programs tests run besides the servers, installed with any of them:
+# promtool (package prometheus; checks the daemon's /metrics) and a headless
+# Chromium (the status page's tests). The env file names them.
+readonly TOOL_PACKAGES=(prometheus chromium)
+
 ensure_packages() {
-    local -a want=(openssl) missing=()
+    local -a want=(openssl "${TOOL_PACKAGES[@]}") missing=()
     local s p
     for s in "$@"; do
         # shellcheck disable=SC2207
@@ -1494,6 +1499,14 @@ server_running() {
     esac
 }
 
+# tools_env: the test programs of TOOL_PACKAGES that are installed.
+tools_env() {
+    local path
+    if path=$(command -v promtool); then env_line COEXIST_TEST_PROMTOOL "$path"; fi
+    if path=$(command -v chromium); then env_line COEXIST_TEST_CHROMIUM "$path"; fi
+    return 0
+}
+
 write_env() {
     [[ -d $STATE_DIR ]] || return 0
     local tmp="$ENV_FILE.tmp.$$" any=0 s
@@ -1507,6 +1520,7 @@ write_env() {
         if samba_running; then samba_env; any=1; fi
         if pg_running; then pg_env; any=1; fi
         if dns_running; then dns_env; any=1; fi
+        tools_env
     } >"$tmp"
     if ((any)); then
         chmod 644 "$tmp"

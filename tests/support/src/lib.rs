@@ -18,7 +18,9 @@
 //! * [`acmecorp`]: the acmecorp organisation of google-coexistence.txt as
 //!   coexist.toml text, whole or in pieces;
 //! * [`dns`]: the authoritative DNS server (NSD) and its zones, one per
-//!   shape of a split domain's DNS, correct or broken.
+//!   shape of a split domain's DNS, correct or broken;
+//! * [`promtool`], [`chromium`]: the test programs `deploy/testenv.sh up`
+//!   installs beside the servers.
 //!
 //! A missing setting fails the test with a message saying to run
 //! `deploy/testenv.sh up`: tests that need a server never skip silently.
@@ -37,8 +39,10 @@ mod env;
 mod ldif;
 mod server;
 mod subtree;
+mod tools;
 
 pub use env::{env_file, env_file_path, random, try_var, var};
 pub use ldif::{parse_ldif, LdifEntry};
 pub use server::{postgres_url, slapd_config, Directory, TestServer};
 pub use subtree::Subtree;
+pub use tools::{chromium, promtool};
