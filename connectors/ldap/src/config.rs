@@ -381,6 +381,10 @@ pub struct LdapConfig {
     /// Exchange keeps disabled while their mailboxes receive mail. Default
     /// on OpenLDAP: none. Setting it replaces the default.
     pub disabled_unless: Vec<DisabledWhen>,
+    /// Where and how `coexist provision` creates accounts in this system
+    /// (the `provision` table); without it, the system is never a
+    /// provisioned person's home.
+    pub provision: Option<crate::provision::ProvisionTemplate>,
 }
 
 /// What the configuration file holds; turned into [`LdapConfig`] with the
@@ -426,6 +430,8 @@ struct RawLdapConfig {
     disabled_when: Option<Vec<DisabledWhen>>,
     #[serde(default)]
     disabled_unless: Option<Vec<DisabledWhen>>,
+    #[serde(default)]
+    provision: Option<crate::provision::ProvisionTemplate>,
 }
 
 impl TryFrom<RawLdapConfig> for LdapConfig {
@@ -468,6 +474,7 @@ impl TryFrom<RawLdapConfig> for LdapConfig {
         if let Some(rules) = raw.disabled_unless {
             config.disabled_unless = rules;
         }
+        config.provision = raw.provision;
         config.validate()?;
         Ok(config)
     }
@@ -520,6 +527,7 @@ impl LdapConfig {
             incremental: Incremental::Auto,
             disabled_when: DisabledWhen::defaults(flavor),
             disabled_unless: DisabledWhen::exceptions(flavor),
+            provision: None,
         }
     }
 

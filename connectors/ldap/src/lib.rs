@@ -22,6 +22,7 @@ pub mod entry;
 pub mod error;
 pub mod escape;
 pub mod kind;
+pub mod provision;
 pub mod read;
 pub mod referral;
 pub mod schema;
@@ -32,7 +33,9 @@ pub mod write;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use coexist_connector::{Applied, Connector, ConnectorError, Finding, Operation, Progress, Pull};
+use coexist_connector::{
+    Applied, Connector, ConnectorError, Finding, NewAccount, Operation, Progress, Provisioned, Pull,
+};
 use futures::stream::{self, StreamExt};
 use tracing::Instrument;
 
@@ -235,6 +238,37 @@ impl Connector for LdapConnector {
                 self.forget_connection(e).await;
             }
             results
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Creates the account from the `provision` table (see
+    /// [`provision::provision`]); refused when the table is missing.
+    async fn provision(&self, account: &NewAccount) -> Result<Provisioned, ConnectorError> {
+        let Some(template) = &self.config.provision else {
+            return Err(ConnectorError::permanent(format!(
+                "LDAP system `{}`: cannot create {}: its connection has no `provision` table (where and how to create accounts)",
+                self.system, account.primary_address
+            )));
+        };
+        let span = tracing::info_span!("ldap_provision", system = %self.system, address = %account.primary_address);
+        async {
+            let mut ldap = self.ldap().await?;
+            let result = provision::provision(
+                &self.system,
+                &mut ldap,
+                &self.writer.mapper,
+                template,
+                self.writer.timeout,
+                account,
+            )
+            .await;
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "the account was not created");
+                self.forget_connection(e).await;
+            }
+            result
         }
         .instrument(span)
         .await
