@@ -18,6 +18,7 @@ pub mod exit;
 pub mod export;
 pub mod kinds;
 pub mod plan;
+pub mod status;
 pub mod store;
 
 pub use coexist_reconcile as reconcile;

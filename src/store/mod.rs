@@ -15,11 +15,14 @@
 //!   started are settled ([`Store::settle_plan`]);
 //! * `history`: run history (and closing the runs found dead) and the
 //!   audit log;
-//! * `lock`: the run lock.
+//! * `lock`: the run lock;
+//! * `overview`: what the daemon's status page reads (counts, the last
+//!   reads, the GAL by its address index).
 
 mod gal;
 mod history;
 mod lock;
+mod overview;
 mod plans;
 mod staged;
 #[cfg(test)]
@@ -33,6 +36,7 @@ use thiserror::Error;
 
 pub use history::{AuditRecord, RunRecord, RunStatus};
 pub use lock::LockHolder;
+pub use overview::SystemRead;
 pub use plans::{
     ChunkRecord, JournalEntry, JournalState, PlanRecord, PlanStatus, StartedOperation, StubWrite,
 };

@@ -1,0 +1,335 @@
+//! Benchmark: the daemon's status page and GAL search over a store of
+//! 100,000 recipients over 4 systems (every stub in place: 300,000 stubs),
+//! served by `coexist::status::router` on loopback and asked over HTTP.
+//!
+//! Prints:
+//! * the first page (it parses the last plan once) and the median of 20
+//!   pages after it (target: < 50 ms);
+//! * the first search (it loads the routing directory `route` reads, once
+//!   per run), then the medians of 20 searches by address (through the
+//!   GAL's index; target: < 50 ms), by name (a scan stopped at the first
+//!   20 hits), and of a search that finds nobody (the whole GAL scanned);
+//! * the resident memory before and after the searches.
+//!
+//! Run: `cargo bench --bench status_page` (add `-- 20000` for another size).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The same allocator as the `coexist` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use coexist::config::Config;
+use coexist::plan::Plan;
+use coexist::reconcile::reconcile;
+use coexist::status::{router, Organisation, StatusState};
+use coexist::store::{RunStatus, Store};
+use coexist_connector::{Attributes, FoundStub, Operation, Pull, Recipient, RecipientKind};
+
+const SYSTEMS: [&str; 4] = ["ldap", "ad", "google", "m365"];
+
+const CONFIG: &str = r#"
+[organisation]
+shared_domains = ["acmecorp.com"]
+
+[topology]
+mx = "ldap"
+
+[[systems]]
+id = "ldap"
+kind = "simulated"
+routing_domain = "mail.acmecorp.com"
+stub_style = "routing_address"
+[systems.connection]
+seed = "ldap.json"
+
+[[systems]]
+id = "ad"
+kind = "simulated"
+routing_domain = "ad.acmecorp.com"
+stub_style = "routing_address"
+[systems.connection]
+seed = "ad.json"
+
+[[systems]]
+id = "google"
+kind = "simulated"
+routing_domain = "gapps.acmecorp.com"
+stub_style = "domain_routing"
+unknown_recipient = { relay = "ldap" }
+[systems.connection]
+seed = "google.json"
+
+[[systems]]
+id = "m365"
+kind = "simulated"
+routing_domain = "acmecorp.mail.onmicrosoft.com"
+stub_style = "routing_address"
+[systems.connection]
+seed = "m365.json"
+"#;
+
+fn recipient(i: usize) -> Recipient {
+    Recipient {
+        anchor: format!("{i:08x}-0000-4000-8000-{i:012}"),
+        kind: if i.is_multiple_of(50) {
+            RecipientKind::Group
+        } else {
+            RecipientKind::Person
+        },
+        primary_address: format!("user{i}@acmecorp.com"),
+        aliases: if i.is_multiple_of(4) {
+            vec![format!("u.{i}@acmecorp.com")]
+        } else {
+            vec![]
+        },
+        mailbox: true,
+        enabled: true,
+        attributes: Attributes {
+            display_name: Some(format!("User {i}")),
+            given_name: Some("User".into()),
+            surname: Some(format!("Number{i}")),
+            business_phone: Some(format!("+1 555 {:07}", i)),
+            mobile_phone: None,
+            title: Some(["Engineer", "Analyst", "Manager"][i % 3].into()),
+            department: Some(["Sales", "Support", "Finance", "R&D"][i % 4].into()),
+            company: Some("Acme Corp".into()),
+        },
+        members: vec![],
+        forwards_to: None,
+        extra: Default::default(),
+        locator: None,
+        etag: Some(format!("\"{i}\"")),
+    }
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+const TIMES: usize = 20;
+
+/// Stages `n` recipients over the systems and every stub the first plan
+/// creates, saves the GAL and the no-change plan that follows, and
+/// records ten runs.
+async fn fill(store: &Store, config: &Config, n: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let ids = config.system_ids();
+    for (s, id) in SYSTEMS.iter().enumerate() {
+        let recipients: Vec<Recipient> = (0..n)
+            .filter(|i| i % SYSTEMS.len() == s)
+            .map(recipient)
+            .collect();
+        store
+            .stage_pull(id, &Pull::full(recipients, vec![]), false)
+            .await?;
+        store
+            .set_cursor(id, Some("cursor"), (n / SYSTEMS.len()) as i64)
+            .await?;
+    }
+    let staged = store.load_staged(&ids).await?;
+    let first = reconcile(&staged, &config.policy);
+    for id in SYSTEMS {
+        let stubs: Vec<FoundStub> = first
+            .operations
+            .iter()
+            .filter(|o| o.system == id)
+            .enumerate()
+            .filter_map(|(k, o)| match &*o.operation {
+                Operation::Create { stub } => Some(FoundStub {
+                    id: format!("{id}-{k}"),
+                    locator: format!("cn={k},ou=coexist,dc={id}"),
+                    misplaced: false,
+                    stub: stub.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let recipients = staged
+            .system(id)
+            .map(|s| s.recipients.clone())
+            .unwrap_or_default();
+        store
+            .stage_pull(id, &Pull::full(recipients, stubs), false)
+            .await?;
+    }
+    drop(staged);
+    let staged = store.load_staged(&ids).await?;
+    let steady = reconcile(&staged, &config.policy);
+    store.save_gal(&steady.gal).await?;
+    let plan = Plan::new(&steady, &store.fingerprint().await?, coexist::store::now())?;
+    store
+        .save_plan(&plan.id, &plan.fingerprint, &serde_json::to_string(&plan)?)
+        .await?;
+    for _ in 0..10 {
+        let run = store.start_run("sync").await?;
+        let summary = serde_json::json!({
+            "plan": plan.id, "summary": plan.summary, "done": 0, "failed": 0,
+            "not_attempted": 0, "withheld": 0, "gates": plan.gates,
+        });
+        store.finish_run(run, RunStatus::Ok, &summary).await?;
+    }
+    Ok(())
+}
+
+async fn timed_get(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<(Duration, String), Box<dyn std::error::Error>> {
+    let t = Instant::now();
+    let response = client.get(url).send().await?;
+    if !response.status().is_success() {
+        return Err(format!("{url}: {}", response.status()).into());
+    }
+    let body = response.text().await?;
+    Ok((t.elapsed(), body))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("coexist.toml"), CONFIG)?;
+    for id in SYSTEMS {
+        std::fs::write(
+            dir.path().join(format!("{id}.json")),
+            r#"{"recipients":[],"stubs":[]}"#,
+        )?;
+    }
+    let config = Config::load(&dir.path().join("coexist.toml"))?;
+    let store = Store::open(&config.store_url()?).await?;
+    println!(
+        "coexist status page benchmark: {n} recipients over {} systems (SQLite store)",
+        SYSTEMS.len()
+    );
+    let t = Instant::now();
+    fill(&store, &config, n).await?;
+    println!(
+        "  filling the store:                    {:>9.1} s (setup, not a target)",
+        t.elapsed().as_secs_f64()
+    );
+    println!("  GAL: {} entries", store.gal_size().await?);
+
+    let (sender, _requests) = tokio::sync::mpsc::channel(1);
+    let state = Arc::new(StatusState::new(
+        vec![Organisation {
+            id: "acmecorp".into(),
+            config: Arc::new(config),
+            store,
+        }],
+        None,
+        sender,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let app = router(state);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    let rss_before = rss_mb();
+
+    let (first, page) = timed_get(&client, &format!("{base}/")).await?;
+    if !page.contains("Organisation acmecorp") {
+        return Err("the page does not show the organisation".into());
+    }
+    let mut pages = Vec::new();
+    for _ in 0..TIMES {
+        pages.push(timed_get(&client, &format!("{base}/")).await?.0);
+    }
+    let page = median(pages);
+    println!(
+        "  status page, first (parses the plan): {:>9.1} ms",
+        ms(first)
+    );
+    println!(
+        "  status page, median of {TIMES}:           {:>9.1} ms  target < 50 ms  {}",
+        ms(page),
+        verdict(page < Duration::from_millis(50))
+    );
+
+    let (first, hit) = timed_get(&client, &format!("{base}/?q=user4242%40acmecorp.com")).await?;
+    if !hit.contains("How mail reaches user4242@acmecorp.com") {
+        return Err("the search does not find user4242".into());
+    }
+    println!(
+        "  search, first (loads the directory):  {:>9.1} ms",
+        ms(first)
+    );
+    let mut by_address = Vec::new();
+    for k in 0..TIMES {
+        let i = (k * 4999) % n;
+        by_address.push(
+            timed_get(&client, &format!("{base}/?q=user{i}%40acmecorp.com"))
+                .await?
+                .0,
+        );
+    }
+    let by_address = median(by_address);
+    println!(
+        "  search by address, median of {TIMES}:    {:>9.1} ms  target < 50 ms  {}",
+        ms(by_address),
+        verdict(by_address < Duration::from_millis(50))
+    );
+    let mut by_name = Vec::new();
+    for k in 0..TIMES {
+        by_name.push(
+            timed_get(&client, &format!("{base}/?q=Number{}", 90000 + k))
+                .await?
+                .0,
+        );
+    }
+    println!(
+        "  search by name, median of {TIMES}:       {:>9.1} ms",
+        ms(median(by_name))
+    );
+    let mut nobody = Vec::new();
+    for _ in 0..5 {
+        nobody.push(
+            timed_get(&client, &format!("{base}/?q=nobody-at-all"))
+                .await?
+                .0,
+        );
+    }
+    println!(
+        "  search finding nobody, median of 5:   {:>9.1} ms (the whole GAL scanned)",
+        ms(median(nobody))
+    );
+    println!(
+        "  resident memory: {:.0} MB before the searches, {:.0} MB after (the routing directory)",
+        rss_before,
+        rss_mb()
+    );
+    Ok(())
+}

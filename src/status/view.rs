@@ -1,0 +1,648 @@
+//! What the status page and its JSON twin show, read from an
+//! organisation's store: each system's health and last read, the last
+//! runs, the gates of the last plan and what they hold back, its
+//! conflicts, and GAL searches with each recipient's stubs and mail routes.
+//!
+//! Reads are bounded: the runs by a limit, the GAL by its address index
+//! (and a scan stopped at the limit for names), the last plan parsed once
+//! per plan and kept, the routing directory of the searches loaded once per
+//! run and dropped when no search used it for [`DIRECTORY_IDLE`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Organisation, StatusError};
+use crate::engine::gates;
+use crate::plan::{Action, Gate};
+use crate::reconcile::route::{trace, Origin, StagedView, Trace};
+use crate::reconcile::Conflict;
+use crate::store::{RunRecord, RunStatus, SystemRead};
+use coexist_model::{GalEntry, Route};
+
+/// Runs shown per organisation.
+pub const RUNS_SHOWN: i64 = 10;
+/// Withheld operations listed one by one (the rest are counted).
+pub const WITHHELD_SHOWN: usize = 20;
+/// GAL entries a search returns at most.
+pub const SEARCH_LIMIT: i64 = 20;
+/// A search's routing directory is dropped after this long unused.
+pub const DIRECTORY_IDLE: Duration = Duration::from_secs(600);
+
+/// One organisation at a glance.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrganisationStatus {
+    pub organisation: String,
+    /// Ready (see [`Readiness`]).
+    pub readiness: Readiness,
+    pub systems: Vec<SystemStatus>,
+    pub runs: Vec<RunView>,
+    /// The last plan's id and when it was made; `None` before the first.
+    pub plan: Option<PlanHeader>,
+    /// What the last plan's safety gates hold back, and how to release it.
+    pub gates: Vec<GateView>,
+    /// The operations withheld, counted per system and action.
+    pub withheld: Vec<WithheldCount>,
+    /// The first [`WITHHELD_SHOWN`] withheld operations.
+    pub withheld_operations: Vec<WithheldOperation>,
+    /// The last plan's conflicts with their sentences.
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Whether an organisation needs nobody: its store answers and its last
+/// run did not end in a way that needs a person.
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    /// Why not, in words (empty when ready).
+    pub reasons: Vec<String>,
+}
+
+/// One system's health and last read.
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemStatus {
+    pub system: String,
+    pub kind: String,
+    /// `ok`, `never_read`, or the gate of the last plan that concerns it
+    /// (`unreadable_source`, `incomplete_source`, `source_shrunk`), or
+    /// `unreadable` when the daemon's last run could not read it.
+    pub health: String,
+    /// Why it is not `ok`, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(flatten)]
+    pub read: SystemRead,
+}
+
+/// One run, with its counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    pub id: i64,
+    pub command: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: RunStatus,
+    pub create: Option<u64>,
+    pub update: Option<u64>,
+    pub delete: Option<u64>,
+    pub done: Option<u64>,
+    pub failed: Option<u64>,
+    pub withheld: Option<u64>,
+    pub conflicts: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// The plan the page describes.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanHeader {
+    pub id: String,
+    pub created_at: String,
+    pub operations: usize,
+    pub gal: u64,
+}
+
+/// A safety gate that tripped, and how to release what it holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateView {
+    pub gate: String,
+    pub system: String,
+    /// What happened and what to do (the gate's own words).
+    pub message: String,
+    /// How to release it, in one line.
+    pub release: String,
+}
+
+/// Withheld operations of one system and action.
+#[derive(Debug, Clone, Serialize)]
+pub struct WithheldCount {
+    pub system: String,
+    pub action: Action,
+    pub count: u64,
+}
+
+/// One withheld operation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WithheldOperation {
+    pub system: String,
+    pub action: Action,
+    pub address: String,
+    pub reason: String,
+}
+
+/// One GAL entry found by a search: where the recipient is, which stubs
+/// stand for it, and how mail reaches it from the internet and from each
+/// system (`coexist route`'s result).
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    pub entry: GalEntry,
+    pub stubs: Vec<StubView>,
+    pub routes: Vec<RouteView>,
+}
+
+/// A stub of coexist's standing for a recipient in one system.
+#[derive(Debug, Clone, Serialize)]
+pub struct StubView {
+    pub system: String,
+    pub address: String,
+    /// Where it sends mail (`via … to …`).
+    pub route: Route,
+    /// Where the connector finds it (a DN, a link).
+    pub locator: String,
+}
+
+/// Mail to the recipient's primary address from one origin.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteView {
+    /// `internet` or a system.
+    pub from: String,
+    #[serde(flatten)]
+    pub trace: Trace,
+}
+
+/// The last plan, as much of it as the page shows (parsed once per plan).
+#[derive(Debug, Default)]
+pub(super) struct PlanView {
+    id: String,
+    created_at: String,
+    operations: usize,
+    gal: u64,
+    gates: Vec<Gate>,
+    conflicts: Vec<Conflict>,
+    withheld: Vec<WithheldCount>,
+    withheld_operations: Vec<WithheldOperation>,
+}
+
+/// The stored plan, read without the operations' stubs.
+#[derive(Deserialize)]
+struct StoredPlan {
+    id: String,
+    #[serde(default)]
+    created_at: String,
+    #[serde(default)]
+    operations: Vec<StoredStep>,
+    #[serde(default)]
+    conflicts: Vec<Conflict>,
+    #[serde(default)]
+    gates: Vec<Gate>,
+    #[serde(default)]
+    summary: StoredSummary,
+}
+
+#[derive(Deserialize, Default)]
+struct StoredSummary {
+    #[serde(default)]
+    gal: u64,
+}
+
+#[derive(Deserialize)]
+struct StoredStep {
+    system: String,
+    action: Action,
+    address: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    withheld: bool,
+}
+
+/// The routing directory of an organisation's searches: today's staged
+/// mail directory as `coexist route` reads it, and the stubs by recipient.
+pub(super) struct RouteDirectory {
+    /// The run after which it was loaded.
+    run: Option<(i64, Option<String>)>,
+    view: StagedView,
+    stubs: HashMap<String, Vec<StubView>>,
+    used: Mutex<Instant>,
+}
+
+/// What the state keeps between requests, per organisation.
+#[derive(Default)]
+pub(super) struct Kept {
+    plans: Mutex<HashMap<String, Arc<PlanView>>>,
+    directories: Mutex<HashMap<String, Arc<RouteDirectory>>>,
+}
+
+impl Kept {
+    /// Drops the routing directories no search used for [`DIRECTORY_IDLE`].
+    pub(super) fn forget_idle(&self) {
+        if let Ok(mut directories) = self.directories.lock() {
+            directories.retain(|_, d| {
+                d.used
+                    .lock()
+                    .map(|used| used.elapsed() < DIRECTORY_IDLE)
+                    .unwrap_or(false)
+            });
+        }
+    }
+}
+
+/// Why a run status needs a person: `None` when it does not. A gate that
+/// held changes (3), mail that loops (8), a run that stopped on an error
+/// (1) and a refused plan (5) wait for an admin; a partial run (4: a system
+/// unreadable, operations failed) is retried by the next run, and an
+/// interrupted one is completed by it.
+pub fn needs_a_person(status: RunStatus) -> Option<&'static str> {
+    match status {
+        RunStatus::Withheld => {
+            Some("a safety gate withheld changes (exit 3): look at the gates and release them")
+        }
+        RunStatus::RoutingLoop => {
+            Some("mail loops (exit 8): a routing entry sends an address round in circles")
+        }
+        RunStatus::Failed => Some("the run stopped on an error (exit 1)"),
+        RunStatus::Refused => Some("a saved plan was refused (exit 5)"),
+        RunStatus::Ok | RunStatus::Partial | RunStatus::Running | RunStatus::Interrupted => None,
+    }
+}
+
+/// How to release what `gate` holds back, in one line.
+pub fn release(gate: &Gate) -> String {
+    let system = &gate.system;
+    match gate.gate.as_str() {
+        gates::DELETE_THRESHOLD => format!(
+            "check why {system} would lose so many stubs; if it is right, run `coexist sync --allow-deletes` once"
+        ),
+        gates::SOURCE_SHRUNK => format!(
+            "check {system}'s connection (base, filter, read rights); if it really lost them, run `coexist sync --accept-shrink {system}`"
+        ),
+        gates::INCOMPLETE_SOURCE | gates::UNREADABLE_SOURCE => format!(
+            "make {system} readable again (connection, credentials, rights); the next run that reads it releases this by itself"
+        ),
+        gates::CAPACITY => format!(
+            "make room on {system} or raise its limit; the next run creates what fits"
+        ),
+        _ => "see the message".to_string(),
+    }
+}
+
+/// The status of `organisation`.
+pub(super) async fn organisation_status(
+    kept: &Kept,
+    organisation: &Organisation,
+    pulls: Option<Vec<super::metrics::PullOutcome>>,
+) -> Result<OrganisationStatus, StatusError> {
+    let store = &organisation.store;
+    let mut reasons = Vec::new();
+    if let Err(error) = store.ping().await {
+        reasons.push(format!("the store does not answer: {error}"));
+        return Ok(OrganisationStatus {
+            organisation: organisation.id.clone(),
+            readiness: Readiness {
+                ready: false,
+                reasons,
+            },
+            systems: Vec::new(),
+            runs: Vec::new(),
+            plan: None,
+            gates: Vec::new(),
+            withheld: Vec::new(),
+            withheld_operations: Vec::new(),
+            conflicts: Vec::new(),
+        });
+    }
+    let runs = store.runs(RUNS_SHOWN).await?;
+    if let Some(last) = runs.iter().find(|r| r.status != RunStatus::Running) {
+        if let Some(why) = needs_a_person(last.status) {
+            reasons.push(format!("run {} ({}): {why}", last.id, last.command));
+        }
+    }
+    let plan = last_plan(kept, organisation, &runs).await?;
+    let reads = store
+        .system_reads(&organisation.config.system_ids())
+        .await?;
+    let systems = reads
+        .into_iter()
+        .map(|read| {
+            let kind = organisation
+                .config
+                .systems
+                .iter()
+                .find(|s| s.id == read.system)
+                .map(|s| s.kind.name().to_string())
+                .unwrap_or_default();
+            let pulled = pulls
+                .as_ref()
+                .and_then(|p| p.iter().find(|p| p.system == read.system));
+            let gate = plan.as_ref().and_then(|p| {
+                p.gates.iter().find(|g| {
+                    g.system == read.system
+                        && matches!(
+                            g.gate.as_str(),
+                            gates::UNREADABLE_SOURCE
+                                | gates::INCOMPLETE_SOURCE
+                                | gates::SOURCE_SHRUNK
+                        )
+                })
+            });
+            let (health, detail) = if let Some(error) = pulled.and_then(|p| p.error.clone()) {
+                ("unreadable".to_string(), Some(error))
+            } else if let Some(gate) = gate {
+                (gate.gate.clone(), Some(gate.message.clone()))
+            } else if read.read_at.is_none() {
+                ("never_read".to_string(), None)
+            } else {
+                ("ok".to_string(), None)
+            };
+            SystemStatus {
+                system: read.system.clone(),
+                kind,
+                health,
+                detail,
+                read,
+            }
+        })
+        .collect();
+    Ok(OrganisationStatus {
+        organisation: organisation.id.clone(),
+        readiness: Readiness {
+            ready: reasons.is_empty(),
+            reasons,
+        },
+        systems,
+        runs: runs.iter().map(run_view).collect(),
+        plan: plan.as_ref().map(|p| PlanHeader {
+            id: p.id.clone(),
+            created_at: p.created_at.clone(),
+            operations: p.operations,
+            gal: p.gal,
+        }),
+        gates: plan
+            .as_ref()
+            .map(|p| {
+                p.gates
+                    .iter()
+                    .map(|g| GateView {
+                        gate: g.gate.clone(),
+                        system: g.system.clone(),
+                        message: g.message.clone(),
+                        release: release(g),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        withheld: plan
+            .as_ref()
+            .map(|p| p.withheld.clone())
+            .unwrap_or_default(),
+        withheld_operations: plan
+            .as_ref()
+            .map(|p| p.withheld_operations.clone())
+            .unwrap_or_default(),
+        conflicts: plan
+            .as_ref()
+            .map(|p| p.conflicts.clone())
+            .unwrap_or_default(),
+    })
+}
+
+/// Whether `organisation` is ready: its store answers and its last
+/// finished run needs nobody. Cheaper than [`organisation_status`].
+pub(super) async fn readiness(organisation: &Organisation) -> Readiness {
+    let mut reasons = Vec::new();
+    match organisation.store.ping().await {
+        Err(error) => reasons.push(format!(
+            "{}: the store does not answer: {error}",
+            organisation.id
+        )),
+        Ok(()) => match organisation.store.runs(RUNS_SHOWN).await {
+            Err(error) => reasons.push(format!(
+                "{}: the run history cannot be read: {error}",
+                organisation.id
+            )),
+            Ok(runs) => {
+                if let Some(last) = runs.iter().find(|r| r.status != RunStatus::Running) {
+                    if let Some(why) = needs_a_person(last.status) {
+                        reasons.push(format!(
+                            "{}: run {} ({}): {why}",
+                            organisation.id, last.id, last.command
+                        ));
+                    }
+                }
+            }
+        },
+    }
+    Readiness {
+        ready: reasons.is_empty(),
+        reasons,
+    }
+}
+
+fn run_view(run: &RunRecord) -> RunView {
+    let summary = run.summary.as_ref();
+    let number = |path: &[&str]| -> Option<u64> {
+        let mut value = summary?;
+        for key in path {
+            value = value.get(key)?;
+        }
+        value.as_u64()
+    };
+    RunView {
+        id: run.id,
+        command: run.command.clone(),
+        started_at: run.started_at.clone(),
+        finished_at: run.finished_at.clone(),
+        status: run.status,
+        create: number(&["summary", "create"]),
+        update: number(&["summary", "update"]),
+        delete: number(&["summary", "delete"]),
+        done: number(&["done"]),
+        failed: number(&["failed"]),
+        withheld: number(&["withheld"]),
+        conflicts: number(&["summary", "conflicts"]),
+        error: summary
+            .and_then(|s| s.get("error"))
+            .and_then(|e| e.as_str())
+            .map(str::to_string),
+    }
+}
+
+/// The plan of the newest run that made one, parsed once per plan.
+async fn last_plan(
+    kept: &Kept,
+    organisation: &Organisation,
+    runs: &[RunRecord],
+) -> Result<Option<Arc<PlanView>>, StatusError> {
+    let Some(id) = runs.iter().find_map(|r| {
+        r.summary
+            .as_ref()
+            .and_then(|s| s.get("plan"))
+            .and_then(|p| p.as_str())
+            .map(str::to_string)
+    }) else {
+        return Ok(None);
+    };
+    if let Some(view) = kept
+        .plans
+        .lock()
+        .ok()
+        .and_then(|plans| plans.get(&organisation.id).cloned())
+        .filter(|view| view.id == id)
+    {
+        return Ok(Some(view));
+    }
+    let Some(record) = organisation.store.plan(&id).await? else {
+        return Ok(None);
+    };
+    let stored: StoredPlan =
+        serde_json::from_str(&record.body).map_err(|source| StatusError::Plan {
+            id: id.clone(),
+            source,
+        })?;
+    let mut counts: BTreeMap<(String, &'static str), (Action, u64)> = BTreeMap::new();
+    let mut withheld_operations = Vec::new();
+    for step in stored.operations.iter().filter(|s| s.withheld) {
+        counts
+            .entry((step.system.clone(), step.action.as_str()))
+            .or_insert((step.action, 0))
+            .1 += 1;
+        if withheld_operations.len() < WITHHELD_SHOWN {
+            withheld_operations.push(WithheldOperation {
+                system: step.system.clone(),
+                action: step.action,
+                address: step.address.clone(),
+                reason: step.reason.clone(),
+            });
+        }
+    }
+    let view = Arc::new(PlanView {
+        id: stored.id,
+        created_at: stored.created_at,
+        operations: stored.operations.len(),
+        gal: stored.summary.gal,
+        gates: stored.gates,
+        conflicts: stored.conflicts,
+        withheld: counts
+            .into_iter()
+            .map(|((system, _), (action, count))| WithheldCount {
+                system,
+                action,
+                count,
+            })
+            .collect(),
+        withheld_operations,
+    });
+    if let Ok(mut plans) = kept.plans.lock() {
+        plans.insert(organisation.id.clone(), view.clone());
+    }
+    Ok(Some(view))
+}
+
+/// The GAL entries `query` finds in `organisation` (by address prefix
+/// through the index, then by any part of the entry), each with its stubs
+/// and its routes.
+pub(super) async fn search(
+    kept: &Kept,
+    organisation: &Organisation,
+    query: &str,
+) -> Result<Vec<SearchHit>, StatusError> {
+    let query = query.trim().to_lowercase();
+    if query.is_empty() {
+        return Ok(Vec::new());
+    }
+    let store = &organisation.store;
+    let mut entries = store.gal_by_address_prefix(&query, SEARCH_LIMIT).await?;
+    if (entries.len() as i64) < SEARCH_LIMIT {
+        for entry in store.gal_containing(&query, SEARCH_LIMIT).await? {
+            if (entries.len() as i64) < SEARCH_LIMIT
+                && !entries.iter().any(|e| e.anchor == entry.anchor)
+            {
+                entries.push(entry);
+            }
+        }
+    }
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let directory = directory(kept, organisation).await?;
+    let mut origins = vec![Origin::Internet];
+    origins.extend(
+        organisation
+            .config
+            .system_ids()
+            .into_iter()
+            .map(Origin::System),
+    );
+    Ok(entries
+        .into_iter()
+        .map(|entry| {
+            let routes = origins
+                .iter()
+                .map(|origin| RouteView {
+                    from: match origin {
+                        Origin::Internet => "internet".to_string(),
+                        Origin::System(s) => s.clone(),
+                    },
+                    trace: trace(
+                        &organisation.config.policy,
+                        &directory.view,
+                        origin,
+                        &entry.primary_address,
+                    ),
+                })
+                .collect();
+            SearchHit {
+                stubs: directory
+                    .stubs
+                    .get(&entry.anchor)
+                    .cloned()
+                    .unwrap_or_default(),
+                routes,
+                entry,
+            }
+        })
+        .collect())
+}
+
+/// The routing directory of `organisation`, loaded again when a run
+/// finished since it was loaded.
+async fn directory(
+    kept: &Kept,
+    organisation: &Organisation,
+) -> Result<Arc<RouteDirectory>, StatusError> {
+    kept.forget_idle();
+    let store = &organisation.store;
+    let newest = store
+        .runs(1)
+        .await?
+        .first()
+        .map(|r| (r.id, r.finished_at.clone()));
+    if let Some(directory) = kept
+        .directories
+        .lock()
+        .ok()
+        .and_then(|d| d.get(&organisation.id).cloned())
+        .filter(|d| d.run == newest)
+    {
+        if let Ok(mut used) = directory.used.lock() {
+            *used = Instant::now();
+        }
+        return Ok(directory);
+    }
+    let staged = store.load_staged(&organisation.config.system_ids()).await?;
+    let mut stubs: HashMap<String, Vec<StubView>> = HashMap::new();
+    for system in &staged.systems {
+        for found in &system.stubs {
+            stubs
+                .entry(found.stub.anchor.clone())
+                .or_default()
+                .push(StubView {
+                    system: system.id.clone(),
+                    address: found.stub.primary_address.clone(),
+                    route: found.stub.route.clone(),
+                    locator: found.locator.clone(),
+                });
+        }
+    }
+    let directory = Arc::new(RouteDirectory {
+        run: newest,
+        view: StagedView::new(&staged),
+        stubs,
+        used: Mutex::new(Instant::now()),
+    });
+    if let Ok(mut directories) = kept.directories.lock() {
+        directories.insert(organisation.id.clone(), directory.clone());
+    }
+    Ok(directory)
+}
