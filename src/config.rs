@@ -33,6 +33,10 @@ use crate::reconcile::{
     UnknownRecipient,
 };
 
+mod daemon;
+
+pub use daemon::{Daemon, DEFAULT_LISTEN};
+
 /// A configuration error, located.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub struct ConfigError {
@@ -195,6 +199,12 @@ pub struct Config {
     /// `[gal_server]`: how `coexist serve-gal` serves the GAL over LDAP.
     /// `None` (no table): the defaults of [`GalServer::defaults`].
     pub gal_server: Option<GalServer>,
+    /// `[organisation] id`: names the organisation among those one
+    /// `coexist daemon --config-dir` serves; on PostgreSQL its store is
+    /// the schema `coexist_<id>` ([`Config::store_url`]).
+    pub organisation_id: Option<String>,
+    /// `[daemon]`: how `coexist daemon` runs this organisation.
+    pub daemon: Daemon,
 }
 
 /// `[gal_server]`: the read-only LDAP server over the GAL (`coexist
@@ -433,6 +443,8 @@ struct RawConfig {
     dns: Option<RawDns>,
     #[serde(default)]
     gal_server: Option<RawGalServer>,
+    #[serde(default)]
+    daemon: Option<daemon::RawDaemon>,
     systems: Vec<RawSystem>,
 }
 
@@ -460,6 +472,7 @@ struct RawSystemDns {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOrganisation {
+    id: Option<Spanned<String>>,
     shared_domains: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     include_disabled: bool,
@@ -762,6 +775,27 @@ fn system_dns(
         dkim_selectors: names("dkim_selectors", &raw.dkim_selectors, false)?,
         autodiscover,
     })
+}
+
+/// An organisation id: it names a PostgreSQL schema (`coexist_<id>`), so
+/// lowercase ASCII letters, digits and underscores, starting with a letter.
+fn valid_organisation_id(id: &str) -> bool {
+    id.len() <= 48
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// A PostgreSQL `url` with the search path set to the organisation's
+/// schema `coexist_<id>`, unless it sets one itself; any other URL as it is.
+fn with_organisation_schema(url: &str, id: &str) -> String {
+    let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    if !postgres || url.contains("search_path") {
+        return url.to_string();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options%5Bsearch_path%5D=coexist_{id}")
 }
 
 fn valid_id(id: &str) -> bool {
@@ -1125,6 +1159,21 @@ impl Config {
             Some(table) => Some(gal_server(&at, folder, &shared_domains, table)?),
             None => None,
         };
+        let daemon = daemon::daemon(&at, folder, raw.daemon)?;
+        let organisation_id = match &raw.organisation.id {
+            Some(id) if valid_organisation_id(id.get_ref()) => Some(id.get_ref().clone()),
+            Some(id) => {
+                return Err(at.at(
+                    id,
+                    "organisation.id",
+                    format!(
+                        "`{}` is not an organisation id: expected 1 to 48 lowercase letters, digits and underscores, starting with a letter, like \"acmecorp\"",
+                        id.get_ref()
+                    ),
+                ))
+            }
+            None => None,
+        };
         let default_store = raw.store.is_none();
         let store_url = match raw.store.map(|store| store.url) {
             Some(StoreUrl::Plain(url)) => StoreUrl::Plain(store_url_beside(folder, &url)),
@@ -1149,6 +1198,8 @@ impl Config {
             safety: raw.safety,
             dns,
             gal_server,
+            organisation_id,
+            daemon,
         })
     }
 
@@ -1172,9 +1223,15 @@ impl Config {
     /// The store URL, its secret resolved, a relative SQLite path in it
     /// resolved against [`Config::folder`] (whether written in the file or
     /// read from its secret).
+    ///
+    /// On PostgreSQL, an organisation with an `[organisation] id` keeps
+    /// its store in the schema `coexist_<id>` (the URL selects it through
+    /// the connection's `search_path`, and the store creates it): many
+    /// organisations share one database, each with its own tables, runs
+    /// and run lock. A URL that sets `search_path` itself is kept as it is.
     pub fn store_url(&self) -> Result<String, ConfigError> {
-        match &self.store_url {
-            StoreUrl::Plain(url) => Ok(url.clone()),
+        let url = match &self.store_url {
+            StoreUrl::Plain(url) => url.clone(),
             StoreUrl::Secret(secret) => secret
                 .resolve()
                 .map(|s| store_url_beside(self.folder(), s.expose()))
@@ -1183,8 +1240,12 @@ impl Config {
                     line: None,
                     key: "store.url".into(),
                     message: e.to_string(),
-                }),
-        }
+                })?,
+        };
+        Ok(match &self.organisation_id {
+            Some(id) => with_organisation_schema(&url, id),
+            None => url,
+        })
     }
 
     /// The environment variables the configuration refers to (`{ env =

@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod daemon;
 pub mod demo;
 pub mod doctor;
 pub mod engine;

@@ -157,6 +157,40 @@ pub enum Command {
     },
     /// Check credentials, routing domains and mail routing of every system.
     Doctor,
+    /// Run every organisation's sync on its schedule until stopped.
+    ///
+    /// Each organisation is synced as `coexist sync` syncs it, on the cron
+    /// schedules of its `[daemon]` table (`sync_schedule`, default every 15
+    /// minutes; `full_read_schedule`, default nightly at 02:30, reads every
+    /// system in full), in its `time_zone` (default UTC), each run a random
+    /// `jitter_seconds` (default 30) after its time. A run never overlaps
+    /// another on the same store: one that finds the run lock held (an
+    /// admin's sync, another daemon) is skipped and counted. Several daemons
+    /// may serve the same organisations from one PostgreSQL store: each
+    /// organisation is synced by one of them at a time, and a daemon that
+    /// died is taken over once its lock's lease lapses
+    /// (`lock_lease_seconds`, default 120; at once on the same host).
+    ///
+    /// SIGTERM or SIGINT: runs in flight stop before their next changes (what
+    /// was done is recorded, the lock released) and the daemon exits 0
+    /// within --stop-timeout. SIGHUP: the configuration is read again; a file
+    /// that is no longer valid keeps its organisation's previous
+    /// configuration, and the log says why. Logs go to stderr (info level;
+    /// `--log-format json` for one JSON object per line), and systemd is
+    /// told when the daemon is ready (sd_notify) when it asks.
+    Daemon {
+        /// Serve every organisation of DIR: each *.toml file in it, each
+        /// with its own `[organisation] id`, schedule and store (on one
+        /// PostgreSQL database, the schema `coexist_<id>` each). Without
+        /// it, the one organisation of --config.
+        #[arg(long, value_name = "DIR")]
+        config_dir: Option<PathBuf>,
+        /// At most this many seconds between SIGTERM and exit: runs still
+        /// going then are abandoned (their locks released; the next run
+        /// completes their work).
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        stop_timeout: u64,
+    },
     /// Run the self-contained acmecorp demo (no configuration or credentials needed).
     Demo {
         /// Where to write the demo organisation, store and GAL (default: a new temporary folder).

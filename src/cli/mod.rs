@@ -105,6 +105,17 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
             commands::route::run(&cli.config, address, from, output).await
         }
         Command::Doctor => commands::doctor::run(&engine(cli).await?, output).await,
+        Command::Daemon {
+            config_dir,
+            stop_timeout,
+        } => {
+            commands::daemon::run(
+                &cli.config,
+                config_dir.as_deref(),
+                std::time::Duration::from_secs(*stop_timeout),
+            )
+            .await
+        }
         Command::Demo { dir } => {
             commands::demo::run(dir.as_deref(), progress_sink(output), actor("demo"), output).await
         }
@@ -112,7 +123,10 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
 }
 
 fn init_logging(cli: &Cli) {
+    // A daemon tells what it does (each run starts and ends) by default.
+    let daemon = matches!(cli.command, Command::Daemon { .. });
     let level = match cli.verbose {
+        0 if daemon => "info",
         0 => "warn",
         1 => "info",
         _ => "debug",

@@ -26,8 +26,6 @@ use super::{Engine, EngineError};
 
 /// How long a lease runs without renewal.
 pub const LEASE: Duration = Duration::from_secs(120);
-/// How often the holder renews its lease.
-const RENEW_EVERY: Duration = Duration::from_secs(30);
 
 /// The held run lock. Release it with [`RunLock::release`]; if the process
 /// dies instead, the next run takes the lock over (see the module docs).
@@ -61,7 +59,7 @@ impl Engine {
             host: host_name(),
             command: command.to_string(),
             since: now(),
-            expires_at: unix_now() + lease_seconds(),
+            expires_at: unix_now() + seconds(self.lease),
         };
         let mut taken_over = None;
         let holder = match self.store.try_lock(&me).await? {
@@ -99,11 +97,15 @@ impl Engine {
             let store = self.store.clone();
             let me = me.clone();
             let lost = self.lock_lost.clone();
+            let lease = seconds(self.lease);
+            // Renewed every quarter of the lease: three renewals may fail
+            // before others may take the lock.
+            let renew_every = self.lease / 4;
             tokio::spawn(async move {
                 let mut renewed = unix_now();
                 loop {
-                    tokio::time::sleep(RENEW_EVERY).await;
-                    match store.renew_lock(&me, unix_now() + lease_seconds()).await {
+                    tokio::time::sleep(renew_every).await;
+                    match store.renew_lock(&me, unix_now() + lease).await {
                         Ok(true) => renewed = unix_now(),
                         Ok(false) => {
                             warn!("the run lock was taken over by another run; this run stops before its next changes");
@@ -112,7 +114,7 @@ impl Engine {
                         }
                         Err(error) => {
                             warn!(%error, "the run lock could not be renewed");
-                            if unix_now() - renewed >= lease_seconds() {
+                            if unix_now() - renewed >= lease {
                                 // Others may take it now: stop changing things.
                                 lost.store(true, Ordering::SeqCst);
                                 return;
@@ -221,8 +223,8 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown-host".to_string())
 }
 
-fn lease_seconds() -> i64 {
-    i64::try_from(LEASE.as_secs()).unwrap_or(i64::MAX)
+fn seconds(lease: Duration) -> i64 {
+    i64::try_from(lease.as_secs()).unwrap_or(i64::MAX)
 }
 
 fn unix_now() -> i64 {

@@ -52,8 +52,12 @@ pub enum EngineError {
         holder.command, holder.pid, holder.host, holder.since, lock::LEASE.as_secs()
     )]
     Busy { holder: crate::store::LockHolder },
-    #[error("another coexist run took this run's lock over (its lease could not be renewed for {} seconds); this run stopped before its next changes, and the run holding the lock completes the work", lock::LEASE.as_secs())]
+    #[error("another coexist run took this run's lock over (its lease could not be renewed in time); this run stopped before its next changes, and the run holding the lock completes the work")]
     LockLost,
+    /// The process was asked to stop (`coexist daemon` on SIGTERM): the
+    /// run stopped between two chunks of its apply, each chunk recorded.
+    #[error("stopped on request before the next changes (the process is shutting down); the next run completes the work")]
+    Stopped,
     #[error("cannot encode {what}: {source}")]
     Encode {
         what: &'static str,
@@ -243,6 +247,12 @@ pub struct Engine {
     /// Set when the run lock this engine took was taken over by another
     /// run: the apply stops before its next chunk.
     lock_lost: Arc<AtomicBool>,
+    /// Set when the process is asked to stop: the apply stops before its
+    /// next chunk ([`EngineError::Stopped`]).
+    stop: Arc<AtomicBool>,
+    /// How long the run lock's lease runs without renewal
+    /// ([`lock::LEASE`] unless [`Engine::with_lease`] says otherwise).
+    lease: std::time::Duration,
     /// The baseline write path (`benches/first_sync.rs` only): see
     /// [`Engine::with_per_operation_writes`].
     per_operation_writes: bool,
@@ -262,8 +272,26 @@ impl Engine {
             connectors,
             progress,
             lock_lost: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(AtomicBool::new(false)),
+            lease: lock::LEASE,
             per_operation_writes: false,
         }
+    }
+
+    /// This engine stops its apply before the next chunk once `stop` is
+    /// set (`coexist daemon` sets it on SIGTERM): the chunk in flight
+    /// completes and is recorded, and the run ends as interrupted.
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// The run lock this engine takes has a lease of `lease` (renewed every
+    /// quarter of it) instead of [`lock::LEASE`]: a holder that died on
+    /// another host is taken over that long after its last renewal.
+    pub fn with_lease(mut self, lease: std::time::Duration) -> Self {
+        self.lease = lease.max(std::time::Duration::from_secs(2));
+        self
     }
 
     /// THE BASELINE, for `benches/first_sync.rs` only: this engine records
@@ -663,6 +691,9 @@ impl Engine {
         run_id: Option<i64>,
         options: &RunOptions,
     ) -> Result<ApplyReport, EngineError> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(EngineError::Stopped);
+        }
         if plan.format > crate::plan::FORMAT {
             return Err(EngineError::PlanFormat {
                 id: plan.id.clone(),
@@ -766,6 +797,11 @@ impl Engine {
             for chunk in steps.chunks(APPLY_CHUNK) {
                 if self.lock_lost.load(Ordering::SeqCst) {
                     return Err(EngineError::LockLost);
+                }
+                if self.stop.load(Ordering::SeqCst) {
+                    // Each chunk done is recorded; the plan stays
+                    // applying and the next run resumes it.
+                    return Err(EngineError::Stopped);
                 }
                 let entries: Vec<(i64, &str)> = chunk.iter().map(|s| (s.seq, system)).collect();
                 self.store
@@ -1255,12 +1291,19 @@ impl Engine {
                 self.store.finish_run(run, status, &summary).await?;
             }
             Err(error) => {
-                // The run's own error is what the admin must see.
+                // The run's own error is what the admin must see. A run
+                // stopped on request is interrupted, not failed: the next
+                // run completes it.
+                let status = if matches!(error, EngineError::Stopped) {
+                    RunStatus::Interrupted
+                } else {
+                    RunStatus::Failed
+                };
                 if let Err(store) = self
                     .store
                     .finish_run(
                         run,
-                        RunStatus::Failed,
+                        status,
                         &serde_json::json!({ "error": error.to_string() }),
                     )
                     .await

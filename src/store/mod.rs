@@ -154,7 +154,12 @@ impl Store {
                 })
             });
         } else {
-            options = options.max_connections(4);
+            // Connections idle for a minute are closed: a daemon serving
+            // many organisations holds none between their runs.
+            options = options
+                .max_connections(4)
+                .min_connections(0)
+                .idle_timeout(Some(std::time::Duration::from_secs(60)));
         }
         let pool = options
             .connect(&url)
@@ -163,6 +168,9 @@ impl Store {
                 url: redact(&url),
                 source,
             })?;
+        if let Some(schema) = search_path_schema(&url) {
+            create_schema(&pool, &schema).await?;
+        }
         Ok(Store { pool, backend })
     }
 
@@ -251,6 +259,44 @@ impl Store {
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// The schema a PostgreSQL URL selects with `options[search_path]=NAME`
+/// (one organisation's store among several in one database; see
+/// `Config::store_url`), when it is a plain name.
+fn search_path_schema(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let schema = parsed
+        .query_pairs()
+        .find(|(key, _)| key == "options[search_path]")
+        .map(|(_, value)| value.trim().to_string())?;
+    let plain = !schema.is_empty()
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    plain.then_some(schema)
+}
+
+/// Creates `schema` unless it exists. Two processes creating it at once
+/// may collide (PostgreSQL's `IF NOT EXISTS` is not atomic): the loser
+/// tries again and finds it.
+async fn create_schema(pool: &AnyPool, schema: &str) -> Result<()> {
+    let statement = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
+    let mut last = None;
+    for _ in 0..3 {
+        match sqlx::query(&statement).execute(pool).await {
+            Ok(_) => return Ok(()),
+            Err(error) => last = Some(error),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    match last {
+        Some(source) => Err(StoreError::Query {
+            doing: "creating the organisation's schema",
+            source,
+        }),
+        None => Ok(()),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod check_config;
+pub mod daemon;
 pub mod demo;
 pub mod doctor;
 pub mod export_gal;
