@@ -52,6 +52,10 @@ const PERSONAL_STUBS: usize = 500;
 const LATENCY: Duration = Duration::from_millis(20);
 const CONCURRENCY: usize = 8;
 
+/// The allocator the coexist binary runs with (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// The fake's own runtime: its handlers take a blocking lock over its
@@ -334,10 +338,20 @@ fn main() -> BenchResult<()> {
         .enable_all()
         .build()?;
     let mut verdicts = Verdicts(Vec::new());
+    // `M365_BENCH_ONLY=pulls|mail|personal` runs one part (for profiling).
+    let only = std::env::var("M365_BENCH_ONLY").unwrap_or_default();
+    let wanted = |part: &str| only.is_empty() || only == part;
     runtime.block_on(async {
-        pulls(&mut verdicts).await?;
-        mail_contacts(&mut verdicts).await?;
-        personal_contacts(&mut verdicts).await
+        if wanted("pulls") {
+            pulls(&mut verdicts).await?;
+        }
+        if wanted("mail") {
+            mail_contacts(&mut verdicts).await?;
+        }
+        if wanted("personal") {
+            personal_contacts(&mut verdicts).await?;
+        }
+        BenchResult::Ok(())
     })?;
     let failed = verdicts.0.iter().filter(|(_, pass)| !pass).count();
     println!(

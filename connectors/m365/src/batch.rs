@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coexist_connector::ConnectorError;
+use futures::stream::{self, StreamExt};
 use reqwest::{Method, Url};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::auth::Resource;
@@ -73,8 +75,11 @@ pub struct Answer {
     pub status: u16,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Kept as the text Graph sent and decoded once, straight into the
+    /// type the caller wants (a batch of created contacts decoded into
+    /// `Value`s first cost more CPU than the network wait it fills).
     #[serde(default)]
-    pub body: Option<Value>,
+    pub body: Option<Box<RawValue>>,
 }
 
 impl Answer {
@@ -95,16 +100,17 @@ impl Answer {
         let body = self
             .body
             .as_ref()
-            .map(|b| serde_json::to_vec(b).unwrap_or_default())
+            .map(|b| b.get().as_bytes())
             .unwrap_or_default();
         let status =
             reqwest::StatusCode::from_u16(self.status).unwrap_or(reqwest::StatusCode::BAD_GATEWAY);
-        status_error(what, status, self.retry_after(), &body)
+        status_error(what, status, self.retry_after(), body)
     }
 
     /// The body as `T`.
     pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, ConnectorError> {
-        serde_json::from_value(self.body.clone().unwrap_or(Value::Null)).map_err(|e| {
+        let text = self.body.as_ref().map(|b| b.get()).unwrap_or("null");
+        serde_json::from_str(text).map_err(|e| {
             ConnectorError::permanent(format!(
                 "{what}: HTTP {}: the answer is not what Graph documents: {e}",
                 self.status
@@ -148,12 +154,13 @@ pub async fn send(
     let mut round = 1u32;
     while !pending.is_empty() {
         let chunks: Vec<Vec<usize>> = pending.chunks(MAX_BATCH).map(<[usize]>::to_vec).collect();
-        let sent = futures::future::join_all(
-            chunks
-                .iter()
-                .map(|chunk| send_chunk(http, &endpoint, &items, chunk, what)),
-        )
-        .await;
+        // A batch is built only when a request slot is free, so building
+        // and reading batches overlaps with the ones in flight.
+        let sent: Vec<Vec<(usize, Outcome)>> = stream::iter(0..chunks.len())
+            .map(|c| send_chunk(http, &endpoint, &items, &chunks[c], what))
+            .buffer_unordered(http.concurrency())
+            .collect()
+            .await;
         let mut again: Vec<(usize, ConnectorError)> = Vec::new();
         for (i, outcome) in sent.into_iter().flatten() {
             match outcome {

@@ -94,6 +94,7 @@ pub struct Http {
     auth: Auth,
     limiter: RateLimiter,
     permits: Semaphore,
+    concurrency: usize,
     retry: RetryPolicy,
 }
 
@@ -110,12 +111,18 @@ impl Http {
             auth,
             limiter,
             permits: Semaphore::new(concurrency.max(1)),
+            concurrency: concurrency.max(1),
             retry,
         }
     }
 
     pub fn auth(&self) -> &Auth {
         &self.auth
+    }
+
+    /// How many requests may be in flight at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     pub fn retry_policy(&self) -> RetryPolicy {
