@@ -44,6 +44,10 @@ pub const SCOPES: [&str; 4] = [
     "https://www.google.com/m8/feeds",
 ];
 
+/// The scope `coexist provision` asks for, in a token of its own: create
+/// users and their aliases (Admin SDK Directory API).
+pub const PROVISION_SCOPES: [&str; 1] = ["https://www.googleapis.com/auth/admin.directory.user"];
+
 /// The grant type of the JWT bearer flow (RFC 7523).
 const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
@@ -224,6 +228,12 @@ impl TokenSource {
             cached: Mutex::new(None),
             failed: OnceLock::new(),
         }
+    }
+
+    /// A token source asking for `scopes` instead of [`SCOPES`].
+    pub fn with_scopes(mut self, scopes: &[&str]) -> Self {
+        self.scopes = scopes.join(" ");
+        self
     }
 
     /// A valid token: the cached one, or a new one when it is close to its

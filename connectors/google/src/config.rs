@@ -115,6 +115,27 @@ pub struct GoogleConfig {
     /// transient failure.
     #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
+    /// How `coexist provision` creates users (the `provision` table);
+    /// without it, Google is never a provisioned person's home.
+    #[serde(default)]
+    pub provision: Option<GoogleProvision>,
+}
+
+/// The `provision` table of a Google connection: users are made with
+/// Directory API users.insert (scope `admin.directory.user`, which the
+/// service account's domain-wide delegation must grant).
+///
+/// ```toml
+/// [systems.connection.provision]
+/// org_unit_path = "/Management"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoogleProvision {
+    /// The organisational unit new users are placed in (default `/`, the
+    /// top); `--attribute org_unit=/Path` chooses another for one person.
+    #[serde(default)]
+    pub org_unit_path: Option<String>,
 }
 
 impl GoogleConfig {
@@ -143,6 +164,7 @@ impl GoogleConfig {
             retry_base_delay_ms: default_retry_base_delay_ms(),
             retry_max_delay_ms: default_retry_max_delay_ms(),
             request_timeout_secs: default_request_timeout_secs(),
+            provision: None,
         }
     }
 

@@ -217,7 +217,7 @@ fn non_empty(value: Option<&String>) -> Option<String> {
 }
 
 impl Directory {
-    fn url(&self, segments: &[&str]) -> Result<Url, ConnectorError> {
+    pub(crate) fn url(&self, segments: &[&str]) -> Result<Url, ConnectorError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|_| {

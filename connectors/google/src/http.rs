@@ -34,6 +34,9 @@ pub struct Request {
     pub headers: Vec<(&'static str, String)>,
     /// An Atom document sent as `application/atom+xml`.
     pub atom: Option<String>,
+    /// A JSON document sent as `application/json`; a secret, as it may
+    /// hold a password (its `Debug` is redacted).
+    pub json: Option<coexist_connector::Secret>,
     /// Statuses (besides 2xx) handed back to the caller instead of turned
     /// into errors: 404 for a delete, 409/412 for an update.
     pub accept: &'static [u16],
@@ -64,6 +67,7 @@ impl Request {
             url,
             headers: Vec::new(),
             atom: None,
+            json: None,
             accept: &[],
             priority: Priority::Chain,
         }
@@ -81,6 +85,13 @@ impl Request {
     pub fn atom(mut self, method: Method, document: String) -> Self {
         self.method = method;
         self.atom = Some(document);
+        self
+    }
+
+    /// Sends `document` as JSON with `method`.
+    pub fn json(mut self, method: Method, document: &serde_json::Value) -> Self {
+        self.method = method;
+        self.json = Some(coexist_connector::Secret::new(document.to_string()));
         self
     }
 
@@ -219,6 +230,11 @@ impl Http {
             builder = builder
                 .header(CONTENT_TYPE, "application/atom+xml; charset=UTF-8")
                 .body(document.clone());
+        }
+        if let Some(document) = &request.json {
+            builder = builder
+                .header(CONTENT_TYPE, "application/json; charset=UTF-8")
+                .body(document.expose().to_string());
         }
         let response = builder.send().await.map_err(|e| {
             ConnectorError::retryable(format!("{what}: {}", describe_transport_error(&e)))

@@ -33,6 +33,7 @@ mod apply;
 mod contact_index;
 mod doctor;
 mod feed;
+mod provision;
 mod pull;
 
 use std::time::Duration;
@@ -40,7 +41,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use coexist_connector::retry::{RateLimiter, RetryPolicy};
 use coexist_connector::{
-    Applied, Capacity, Connector, ConnectorError, Finding, Operation, Progress, Pull,
+    Applied, Capacity, Connector, ConnectorError, Finding, NewAccount, Operation, Progress,
+    Provisioned, Pull,
 };
 use reqwest::Url;
 use tokio::sync::Mutex;
@@ -74,6 +76,10 @@ pub struct GoogleConnector {
     /// `<contacts_url><domain>/full/batch`.
     batch_url: Url,
     index: Mutex<ContactIndex>,
+    /// The client of `coexist provision`, with a token of its own for the
+    /// user-management scope ([`auth::PROVISION_SCOPES`]); only with a
+    /// `provision` table.
+    provisioner: Option<Http>,
 }
 
 impl std::fmt::Debug for GoogleConnector {
@@ -132,6 +138,23 @@ impl GoogleConnector {
             base_delay: Duration::from_millis(config.retry_base_delay_ms),
             max_delay: Duration::from_millis(config.retry_max_delay_ms),
         };
+        let provisioner = match &config.provision {
+            Some(_) => {
+                let key = ServiceAccountKey::parse(&secret).map_err(|e| {
+                    ConnectorError::authentication(format!("system {system_id}: {e}"))
+                })?;
+                let tokens = TokenSource::new(key, config.admin.trim(), client.clone(), retry)
+                    .with_scopes(&auth::PROVISION_SCOPES);
+                Some(Http::new(
+                    client.clone(),
+                    tokens,
+                    RateLimiter::per_minute(config.requests_per_minute),
+                    1,
+                    retry,
+                ))
+            }
+            None => None,
+        };
         let tokens = TokenSource::new(key, config.admin.trim(), client.clone(), retry);
         let http = Http::new(
             client,
@@ -154,6 +177,7 @@ impl GoogleConnector {
             feed_url,
             batch_url,
             index: Mutex::new(ContactIndex::default()),
+            provisioner,
         })
     }
 
@@ -213,6 +237,12 @@ impl Connector for GoogleConnector {
     async fn apply_many(&self, operations: &[Operation]) -> Vec<Result<Applied, ConnectorError>> {
         let span = tracing::info_span!("google_apply_many", system = %self.system, operations = operations.len());
         self.apply_batched(operations).instrument(span).await
+    }
+
+    /// Creates a user with users.insert (see the `provision` module).
+    async fn provision(&self, account: &NewAccount) -> Result<Provisioned, ConnectorError> {
+        let span = tracing::info_span!("google_provision", system = %self.system, address = %account.primary_address);
+        self.create_user(account).instrument(span).await
     }
 
     /// Checks the credentials and scopes, the routing domain, and explains

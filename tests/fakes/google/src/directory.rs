@@ -392,7 +392,7 @@ fn user_out<'a>(shared: &'a Shared, stored: &'a StoredUser, public_view: bool) -
             agreed_to_terms: true,
             suspended: u.suspended,
             archived: u.archived,
-            change_password_at_next_login: false,
+            change_password_at_next_login: u.change_password_at_next_login,
             ip_whitelisted: false,
             aliases: &u.aliases,
             non_editable_aliases: &u.non_editable_aliases,
@@ -631,6 +631,175 @@ pub(crate) async fn users_get(
             .and_then(|id| st.users.get(&id))
             .ok_or_else(|| errors::resource_not_found("userKey"))?;
         Ok(call.respond_with(&user_out(&shared, stored, public_view)))
+    })())
+}
+
+/// A 409 `duplicate`: the address is taken (Google's answer when a user,
+/// an alias or a group already has it).
+fn duplicate() -> Response {
+    errors::json_error(
+        StatusCode::CONFLICT,
+        "Entity already exists.",
+        "global",
+        "duplicate",
+        None,
+    )
+}
+
+/// Whether `email` is a user's address (primary or alias) or a group's.
+fn address_taken(st: &Data, email: &str) -> bool {
+    st.find_user_id(email).is_some() || st.find_group_id(email).is_some()
+}
+
+/// The request body as JSON, checked against the method's request schema.
+fn json_body(
+    shared: &Shared,
+    resource: &str,
+    method: &str,
+    body: &[u8],
+) -> Result<Value, Response> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| errors::bad_request(&format!("Invalid JSON payload received. {e}")))?;
+    shared.spec.check_body(resource, method, &value)?;
+    Ok(value)
+}
+
+/// POST users — <https://developers.google.com/admin-sdk/directory/reference/rest/v1/users/insert>.
+/// Rejects what Google rejects: the fields the discovery document marks as
+/// required for users.insert missing (primaryEmail, name.givenName,
+/// name.familyName, password), an unknown field, a password that is not
+/// 8 to 100 ASCII characters (when no `hashFunction` says it is hashed), a
+/// name longer than 60 characters, a domain the customer does not own,
+/// an address already in use (409), an org unit path not starting with
+/// `/`. The password itself is not kept.
+pub(crate) async fn users_insert(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: axum::body::Bytes,
+) -> Response {
+    shared.count(|c| c.user_writes += 1);
+    unify((|| {
+        let call = prepare(&shared, &headers, query.as_deref(), "users", "insert")?;
+        let body = json_body(&shared, "users", "insert", &body)?;
+        let text = |pointer: &str| {
+            body.pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        };
+        let email = text("/primaryEmail");
+        let (given, family) = (text("/name/givenName"), text("/name/familyName"));
+        let password = text("/password");
+        if !email.contains('@') || domain_of(&email).is_empty() {
+            return Err(errors::bad_request("Invalid Input: primary_user_email"));
+        }
+        for (what, name) in [("Given", &given), ("Family", &family)] {
+            if name.is_empty() || name.chars().count() > 60 {
+                return Err(errors::bad_request(&format!("Invalid {what} Name")));
+            }
+        }
+        let hashed = body.get("hashFunction").is_some();
+        if !hashed && (!password.is_ascii() || !(8..=100).contains(&password.len())) {
+            return Err(errors::bad_request("Invalid Password"));
+        }
+        let org_unit_path = match text("/orgUnitPath") {
+            p if p.is_empty() => "/".to_owned(),
+            p if p.starts_with('/') => p,
+            _ => return Err(errors::bad_request("Invalid Input: INVALID_OU_ID")),
+        };
+        let mut st = shared.state.lock();
+        if !owns_domain(&shared, &st, domain_of(&email)) {
+            return Err(errors::json_error(
+                StatusCode::BAD_REQUEST,
+                "Domain not found.",
+                "global",
+                "notFound",
+                None,
+            ));
+        }
+        if address_taken(&st, &email) {
+            return Err(duplicate());
+        }
+        st.add_user(crate::FakeUser {
+            primary_email: email.clone(),
+            given_name: given,
+            family_name: family,
+            change_password_at_next_login: body
+                .get("changePasswordAtNextLogin")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            org_unit_path,
+            title: text("/organizations/0/title"),
+            department: text("/organizations/0/department"),
+            ..crate::FakeUser::default()
+        });
+        let stored = st
+            .find_user_id(&email)
+            .and_then(|id| st.users.get(&id))
+            .ok_or_else(|| errors::resource_not_found("userKey"))?;
+        Ok(call.respond_with(&user_out(&shared, stored, false)))
+    })())
+}
+
+/// POST users/{userKey}/aliases — <https://developers.google.com/admin-sdk/directory/reference/rest/v1/users.aliases/insert>.
+/// 404 for an unknown user, 400 for a domain the customer does not own,
+/// 409 for an address in use.
+pub(crate) async fn aliases_insert(
+    State(shared): State<Arc<Shared>>,
+    Path(user_key): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: axum::body::Bytes,
+) -> Response {
+    shared.count(|c| c.user_writes += 1);
+    unify((|| {
+        let call = prepare(
+            &shared,
+            &headers,
+            query.as_deref(),
+            "users.aliases",
+            "insert",
+        )?;
+        let body = json_body(&shared, "users.aliases", "insert", &body)?;
+        let alias = body
+            .get("alias")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        if !alias.contains('@') {
+            return Err(errors::bad_request("Invalid Input: alias_email"));
+        }
+        let mut st = shared.state.lock();
+        let id = st
+            .find_user_id(&user_key)
+            .ok_or_else(|| errors::resource_not_found("userKey"))?;
+        if !owns_domain(&shared, &st, domain_of(&alias)) {
+            return Err(errors::json_error(
+                StatusCode::BAD_REQUEST,
+                "Domain not found.",
+                "global",
+                "notFound",
+                None,
+            ));
+        }
+        if address_taken(&st, &alias) {
+            return Err(duplicate());
+        }
+        let primary = st
+            .users
+            .get(&id)
+            .map(|u| u.user.primary_email.clone())
+            .unwrap_or_default();
+        st.update_user(&primary, |u| u.aliases.push(alias.clone()));
+        Ok(call.respond(json!({
+            "kind": "admin#directory#alias",
+            "id": id,
+            "primaryEmail": primary,
+            "alias": alias,
+        })))
     })())
 }
 

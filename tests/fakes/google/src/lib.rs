@@ -169,6 +169,8 @@ pub struct RequestCounts {
     pub domains: u64,
     /// domainAliases.list and domainAliases.get.
     pub domain_aliases: u64,
+    /// users.insert and users.aliases.insert.
+    pub user_writes: u64,
     /// GET and POST on the contacts feed (`…/full`).
     pub contacts_feed: u64,
     /// POST on the contacts batch feed (`…/full/batch`).
@@ -311,6 +313,13 @@ impl FakeGoogle {
     }
 
     /// Changes a user in place; its etag changes with its content.
+    /// The user with this address (primary or alias), as stored.
+    pub fn user(&self, email: &str) -> Option<FakeUser> {
+        let st = self.shared.state.lock();
+        let id = st.find_user_id(email)?;
+        st.users.get(&id).map(|stored| stored.user.clone())
+    }
+
     pub fn update_user(&self, primary_email: &str, f: impl FnOnce(&mut FakeUser)) {
         self.shared.state.lock().update_user(primary_email, f);
     }
@@ -466,7 +475,14 @@ fn router(shared: Arc<state::Shared>) -> Router {
     let contacts = "/m8/feeds/contacts/{domain}/{projection}";
     Router::new()
         .route("/token", post(auth::token))
-        .route(&format!("{dir}/users"), get(directory::users_list))
+        .route(
+            &format!("{dir}/users"),
+            get(directory::users_list).post(directory::users_insert),
+        )
+        .route(
+            &format!("{dir}/users/{{userKey}}/aliases"),
+            post(directory::aliases_insert),
+        )
         .route(
             &format!("{dir}/users/{{userKey}}"),
             get(directory::users_get),

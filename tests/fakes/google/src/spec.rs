@@ -37,12 +37,94 @@ impl Spec {
         Ok(Spec { doc })
     }
 
+    /// A method of a resource; `users.aliases` names a resource nested in
+    /// another.
     fn method(&self, resource: &str, method: &str) -> Option<&Value> {
-        self.doc
-            .get("resources")?
-            .get(resource)?
-            .get("methods")?
-            .get(method)
+        let mut parts = resource.split('.');
+        let mut node = self.doc.get("resources")?.get(parts.next()?)?;
+        for part in parts {
+            node = node.get("resources")?.get(part)?;
+        }
+        node.get("methods")?.get(method)
+    }
+
+    /// Checks a request body against the method's request schema as Google
+    /// does: an unknown field, a value of the wrong JSON type, or a field
+    /// the schema annotates as required for this method and the body lacks
+    /// is a 400 naming it.
+    pub fn check_body(&self, resource: &str, method: &str, body: &Value) -> Result<(), Response> {
+        let Some(m) = self.method(resource, method) else {
+            return Err(errors::bad_request("Unknown method"));
+        };
+        let id = m.get("id").and_then(Value::as_str).unwrap_or_default();
+        let Some(schema) = m
+            .get("request")
+            .and_then(|r| r.get("$ref"))
+            .and_then(Value::as_str)
+        else {
+            return Err(errors::bad_request("This method takes no request body"));
+        };
+        self.check_object(schema, id, body, "")
+    }
+
+    fn check_object(
+        &self,
+        schema: &str,
+        id: &str,
+        value: &Value,
+        at: &str,
+    ) -> Result<(), Response> {
+        let Some(object) = value.as_object() else {
+            return Err(errors::bad_request(&format!(
+                "Invalid JSON payload received. Expected an object for {}.",
+                if at.is_empty() { "the request" } else { at }
+            )));
+        };
+        let properties = self
+            .schema(schema)
+            .and_then(|s| s.get("properties"))
+            .and_then(Value::as_object);
+        let Some(properties) = properties else {
+            return Ok(());
+        };
+        for (name, spec) in properties {
+            let required = spec
+                .get("annotations")
+                .and_then(|a| a.get("required"))
+                .and_then(Value::as_array)
+                .is_some_and(|ids| ids.iter().any(|i| i.as_str() == Some(id)));
+            if required && object.get(name).is_none_or(Value::is_null) {
+                return Err(errors::bad_request(&format!(
+                    "Invalid Input: {at}{name} is required"
+                )));
+            }
+        }
+        for (name, field) in object {
+            let path = format!("{at}{name}");
+            let Some(spec) = properties.get(name) else {
+                return Err(errors::bad_request(&format!(
+                    "Invalid JSON payload received. Unknown name \"{path}\": Cannot find field."
+                )));
+            };
+            if let Some(target) = spec.get("$ref").and_then(Value::as_str) {
+                self.check_object(target, id, field, &format!("{path}."))?;
+                continue;
+            }
+            let fits = match spec.get("type").and_then(Value::as_str) {
+                Some("string") => field.is_string(),
+                Some("boolean") => field.is_boolean(),
+                Some("integer" | "number") => field.is_number(),
+                Some("array") => field.is_array(),
+                Some("object") => field.is_object(),
+                _ => true,
+            };
+            if !fits {
+                return Err(errors::bad_request(&format!(
+                    "Invalid value at '{path}': not of the type the API documents"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The scopes the discovery document lists for a method (any one suffices).

@@ -46,6 +46,8 @@ pub struct FakeUser {
     pub organization: String,
     /// `orgUnitPath` ("/" by default).
     pub org_unit_path: String,
+    /// `changePasswordAtNextLogin` (set by users.insert).
+    pub change_password_at_next_login: bool,
 }
 
 impl Default for FakeUser {
@@ -66,6 +68,7 @@ impl Default for FakeUser {
             department: String::new(),
             organization: String::new(),
             org_unit_path: "/".to_owned(),
+            change_password_at_next_login: false,
         }
     }
 }
