@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::{people, Org, GOOGLE_AND_LDAP};
 
-/// Every second, no random delay.
-const EVERY_SECOND: &str = "\n[daemon]\nsync_schedule = \"* * * * * *\"\njitter_seconds = 0\n";
+/// Every second, no random delay, the status endpoint on a free port.
+const EVERY_SECOND: &str =
+    "\n[daemon]\nsync_schedule = \"* * * * * *\"\njitter_seconds = 0\nlisten = \"127.0.0.1:0\"\n";
 
 /// The acmecorp organisation whose mail server takes `delay_ms` per write.
 fn slow_ldap(delay_ms: u64) -> String {
@@ -72,6 +73,36 @@ impl Daemon {
                     .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"))
             })
             .collect()
+    }
+
+    /// Where its status endpoint listens (from the log).
+    fn address(&self) -> String {
+        wait_until(Duration::from_secs(30), "the daemon to start", || {
+            !self.said("coexist daemon started").is_empty()
+        });
+        self.said("coexist daemon started")[0]["fields"]["listen"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// `METHOD path` on its status endpoint: the status code and the body.
+    fn http(&self, method: &str, path: &str, headers: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.address()).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n{headers}\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
     }
 
     /// The log lines whose message is `message`.
@@ -144,6 +175,11 @@ fn the_daemon_syncs_on_its_schedule_and_exits_0_on_sigterm_with_the_lock_release
     wait_until(Duration::from_secs(30), "the new person's stub", || {
         org.stubs("ldap").len() == 4
     });
+    // The status endpoint is mounted, and its metrics count the runs.
+    assert_eq!(daemon.http("GET", "/healthz", "").0, 200);
+    let (status, metrics) = daemon.http("GET", "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("organisation=\"default\""), "{metrics}");
 
     daemon.signal("TERM");
     assert_eq!(daemon.wait(Duration::from_secs(15)), Some(0));
@@ -214,7 +250,7 @@ fn sigterm_stops_a_run_between_chunks_records_it_and_the_next_run_completes_it()
 #[test]
 fn sighup_rereads_the_configuration_and_keeps_the_old_one_when_the_new_is_invalid() {
     // Once a year: no run while the test lasts.
-    let yearly = "\n[daemon]\nsync_schedule = \"@yearly\"\njitter_seconds = 0\n";
+    let yearly = "\n[daemon]\nsync_schedule = \"@yearly\"\njitter_seconds = 0\nlisten = \"127.0.0.1:0\"\ntoken = { file = \"token\" }\n";
     let org = Org::new(
         &format!("{GOOGLE_AND_LDAP}{yearly}"),
         &[
@@ -222,13 +258,18 @@ fn sighup_rereads_the_configuration_and_keeps_the_old_one_when_the_new_is_invali
             ("ldap", people("m", "acmecorp.com", 2)),
         ],
     );
+    std::fs::write(org.path("token"), "s3cret\n").unwrap();
     let config = org.config();
     let mut daemon = Daemon::start(
         &["--config", config.to_str().unwrap(), "daemon"],
         org.path("daemon.log"),
     );
-    wait_until(Duration::from_secs(30), "the daemon to start", || {
-        !daemon.said("coexist daemon started").is_empty()
+    // A run asked for over HTTP (the token required) runs now.
+    assert_eq!(daemon.http("POST", "/api/sync", "").0, 401, "no token");
+    let (status, body) = daemon.http("POST", "/api/sync", "Authorization: Bearer s3cret\r\n");
+    assert!((200..300).contains(&status), "{status} {body}");
+    wait_until(Duration::from_secs(30), "the run asked for", || {
+        daemon.said("run ended").len() == 1
     });
     // An invalid file: the log says why, and the old configuration stays.
     org.set_config(&format!(
@@ -244,8 +285,9 @@ fn sighup_rereads_the_configuration_and_keeps_the_old_one_when_the_new_is_invali
         })
     });
     std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        daemon.said("run ended").is_empty(),
+    assert_eq!(
+        daemon.said("run ended").len(),
+        1,
         "the yearly schedule stays"
     );
     assert!(daemon.child.try_wait().unwrap().is_none(), "still running");
@@ -253,7 +295,7 @@ fn sighup_rereads_the_configuration_and_keeps_the_old_one_when_the_new_is_invali
     org.set_config(&format!("{GOOGLE_AND_LDAP}{EVERY_SECOND}"));
     daemon.signal("HUP");
     wait_until(Duration::from_secs(30), "runs on the new schedule", || {
-        daemon.said("run ended").len() >= 2
+        daemon.said("run ended").len() >= 3
     });
     assert_eq!(org.stubs("ldap").len(), 2);
     daemon.signal("TERM");
@@ -374,7 +416,7 @@ impl Tenant {
                 &format!("state = \"{id}-ldap-state.jsonl\"\napply_delay_ms = 15\n"),
             );
         let config = format!(
-            "{config}\n[store]\nurl = \"{postgres}\"\n\n[daemon]\nsync_schedule = \"* * * * * *\"\njitter_seconds = 0\nlock_lease_seconds = 4\n"
+            "{config}\n[store]\nurl = \"{postgres}\"\n\n[daemon]\nsync_schedule = \"* * * * * *\"\njitter_seconds = 0\nlock_lease_seconds = 4\nlisten = \"127.0.0.1:0\"\n"
         );
         let path = folder.join(format!("{id}.toml"));
         std::fs::write(&path, config).unwrap();
@@ -448,6 +490,11 @@ fn two_daemons_share_three_organisations_on_postgresql_and_survive_a_kill_9() {
         }
         std::thread::sleep(Duration::from_millis(700));
         if round == 5 {
+            // Killed once it has done some of the work (its runs are in
+            // the log), likely in the middle of another.
+            wait_until(Duration::from_secs(60), "a run of the first daemon", || {
+                !first.said("run ended").is_empty()
+            });
             first.child.kill().unwrap();
             first.child.wait().unwrap();
             killed_at = Some(chrono::Utc::now());

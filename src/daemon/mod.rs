@@ -235,18 +235,16 @@ pub fn organisation_id(config: &Config) -> String {
 }
 
 /// Where the status endpoint listens and the reference of its token: the
-/// first organisation's that sets them (they agree, [`load`] checked).
-pub fn endpoint(
-    organisations: &[Organisation],
+/// first configuration's that sets them (they agree, [`load`] checked).
+pub fn endpoint_of(
+    configs: &[&Config],
 ) -> (std::net::SocketAddr, Option<coexist_connector::SecretRef>) {
-    let listen = organisations
+    let listen = configs
         .iter()
-        .find_map(|o| o.config.daemon.listen)
+        .find_map(|c| c.daemon.listen)
         .or_else(|| crate::config::DEFAULT_LISTEN.parse().ok())
         .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 9464)));
-    let token = organisations
-        .iter()
-        .find_map(|o| o.config.daemon.token.clone());
+    let token = configs.iter().find_map(|c| c.daemon.token.clone());
     (listen, token)
 }
 

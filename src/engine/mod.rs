@@ -1199,6 +1199,10 @@ pub struct SyncReport {
     pub pulls: Vec<PullReport>,
     pub plan: Plan,
     pub apply: ApplyReport,
+    /// How long each phase took: `pull` (with settling an interrupted
+    /// run's journal), `plan`, `apply` (the daemon's metrics).
+    #[serde(skip)]
+    pub phases: Vec<(&'static str, std::time::Duration)>,
 }
 
 impl SyncReport {
@@ -1261,6 +1265,7 @@ impl Engine {
                 options.full_read = true;
             }
             let options = &options;
+            let started = std::time::Instant::now();
             let pulls = self.pull_with(options).await?;
             // What the dead run did is known from the full read: settle its
             // journal (and audit what it did) before planning what is left.
@@ -1270,9 +1275,14 @@ impl Engine {
             if !unsettled.is_empty() {
                 warn!(plans = ?unsettled, "some operations of an interrupted plan are on systems not read in full this run; they stay started until a run reads them");
             }
+            let pulled = started.elapsed();
+            let started = std::time::Instant::now();
             let (plan, _) = self.plan(&self.health(&pulls), options).await?;
+            let planned = started.elapsed();
+            let started = std::time::Instant::now();
             let apply = self.apply(&plan, Some(run), options).await?;
-            Ok::<_, EngineError>(SyncReport { run, resumed, pulls, plan, apply })
+            let phases = vec![("pull", pulled), ("plan", planned), ("apply", started.elapsed())];
+            Ok::<_, EngineError>(SyncReport { run, resumed, pulls, plan, apply, phases })
         }
         .instrument(info_span!("run", id = run, command = "sync"))
         .await;
@@ -1397,6 +1407,7 @@ mod tests {
                 failed,
                 ..ApplyReport::default()
             },
+            phases: Vec::new(),
         }
     }
 

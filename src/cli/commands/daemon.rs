@@ -1,18 +1,55 @@
 //! `coexist daemon`: serves the organisations of `--config` or
 //! `--config-dir` on their schedules (`crate::daemon`) until SIGTERM or
-//! SIGINT; SIGHUP reloads the configuration. Tells systemd when it is ready
-//! and when it stops (sd_notify, when `NOTIFY_SOCKET` is set).
+//! SIGINT; SIGHUP reloads the configuration. Serves the status endpoints
+//! (`crate::status`: /healthz, /readyz, /metrics, the status page, /api/)
+//! on `[daemon] listen`, recording every run in their metrics. Tells
+//! systemd when it is ready and when it stops (sd_notify, when
+//! `NOTIFY_SOCKET` is set).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::info;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
 
 use crate::cli::failure::Failure;
-use crate::daemon::{self, Daemon, DaemonError, LogOnly, Source};
+use crate::daemon::{self, Daemon, DaemonError, Observer, Organisation, RunOutcome, Source};
 use crate::exit;
+use crate::status::{self, StatusState, SyncRequest};
+
+/// Records the daemon's runs in the status endpoints' metrics and keeps
+/// their list of organisations current.
+struct Status(Arc<StatusState>);
+
+impl Observer for Status {
+    fn run_ended(&self, organisation: &str, outcome: &RunOutcome) {
+        let metrics = self.0.metrics();
+        match outcome {
+            RunOutcome::Done { report, .. } => {
+                metrics.record_run(organisation, report, &report.phases)
+            }
+            RunOutcome::Skipped => metrics.record_skipped(organisation),
+            RunOutcome::Failed { exit_code, .. } => {
+                metrics.record_failed_run(organisation, *exit_code)
+            }
+        }
+    }
+
+    fn organisations(&self, organisations: &[Organisation]) {
+        self.0.set_organisations(
+            organisations
+                .iter()
+                .map(|o| status::Organisation {
+                    id: o.id.clone(),
+                    config: o.config.clone(),
+                    store: o.store.clone(),
+                })
+                .collect(),
+        );
+    }
+}
 
 impl From<DaemonError> for Failure {
     fn from(error: DaemonError) -> Self {
@@ -39,12 +76,53 @@ pub async fn run(
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut hangup = signal(SignalKind::hangup())?;
-    let mut daemon = Daemon::start(source, loaded, Arc::new(LogOnly)).await?;
+
+    // The endpoint's address and token come from the files (they agree).
+    let first: Vec<&crate::config::Config> = loaded.values().map(|c| c.as_ref()).collect();
+    let (listen, token) = daemon::endpoint_of(&first);
+    let token = match token {
+        Some(secret) => Some(
+            secret
+                .resolve()
+                .map_err(|e| Failure::usage(format!("daemon.token: {e}")))?
+                .expose()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let (sync_now, mut requests) = mpsc::channel::<SyncRequest>(16);
+    let state = Arc::new(
+        StatusState::new(Vec::new(), token, sync_now)
+            .with_token_for_reads(!listen.ip().is_loopback()),
+    );
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| Failure {
+            code: exit::FAILURE,
+            message: format!("cannot listen on {listen} (daemon.listen): {e}"),
+        })?;
+    // Port 0 takes a free port: the log says which.
+    let listen = listener.local_addr().unwrap_or(listen);
+    let router = status::router(state.clone());
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            warn!(%error, "the status endpoint stopped");
+        }
+    });
+
+    let mut daemon = Daemon::start(source, loaded, Arc::new(Status(state))).await?;
     let ids: Vec<String> = daemon.organisations().into_iter().map(|o| o.id).collect();
-    info!(organisations = ?ids, "coexist daemon started");
+    info!(organisations = ?ids, %listen, "coexist daemon started");
     notify("READY=1");
     loop {
         tokio::select! {
+            Some(request) = requests.recv() => {
+                if daemon.sync_now(&request.organisation) {
+                    info!(organisation = %request.organisation, "a run was asked for (POST /api/sync)");
+                } else {
+                    warn!(organisation = %request.organisation, "a run was asked for an organisation this daemon does not serve");
+                }
+            }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = hangup.recv() => {
