@@ -21,3 +21,7 @@ pub const BUSY: i32 = 7;
 /// the entry and what to do; nothing was written for the addresses
 /// concerned.
 pub const ROUTING_LOOP: i32 = 8;
+/// `provision`: refused, an address asked for is already a mailbox, an
+/// entry, a stub, a placement or a GAL entry somewhere (the output names
+/// each); nothing was changed.
+pub const TAKEN: i32 = 9;

@@ -19,6 +19,7 @@ pub mod exit;
 pub mod export;
 pub mod kinds;
 pub mod plan;
+pub mod provisioning;
 pub mod status;
 pub mod store;
 

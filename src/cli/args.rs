@@ -44,7 +44,8 @@ pub enum LogFormat {
 /// --detailed-exitcode` found changes; 7 another coexist run holds the
 /// store (nothing was done); 8 mail loops: a routing entry (coexist's or one
 /// it did not make) or the catch-all relays send an address round in
-/// circles (the output names the entry; nothing is written for it).
+/// circles (the output names the entry; nothing is written for it); 9
+/// `provision`: refused, an address is taken (nothing was changed).
 #[derive(Debug, Parser)]
 #[command(name = "coexist", version, about, long_about)]
 pub struct Cli {
@@ -148,6 +149,90 @@ pub enum Command {
     /// Serve the GAL as a read-only LDAP address book (`[gal_server]`),
     /// refreshed from the store without a restart.
     ServeGal,
+    /// Place a recipient on a system: record its home, create nothing.
+    ///
+    /// The way to settle a `mailbox_in_two_systems` conflict (a person with
+    /// a mailbox on two systems, say during a move): the placement decides
+    /// the home, the next sync writes the stubs the other systems need and
+    /// removes none of the mailboxes. A placement naming a system that
+    /// holds no mailbox for the address is a `placement_contradicts_mailbox`
+    /// conflict until the mailbox exists. Recorded in the store's audit log
+    /// and history; prints what the next sync will do for the recipient.
+    /// `--clear` removes the placement (the mailbox decides again).
+    Place {
+        /// An address of the recipient (primary or alias).
+        address: String,
+        /// The system that is its home from now on.
+        #[arg(required_unless_present = "clear")]
+        system: Option<String>,
+        /// Remove the recipient's placement instead.
+        #[arg(long, conflicts_with = "system")]
+        clear: bool,
+        /// Record nothing; print what the next sync would do with the
+        /// placement (or without it, with --clear).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Create a person's account at its home and the stubs everywhere else.
+    ///
+    /// Reads every system and refuses (exit 9, naming each conflict; nothing
+    /// changed) when an address or alias is already a mailbox, an entry, a
+    /// stub, a placement or a GAL entry anywhere. Then records the
+    /// placement, creates the account on --home from the `provision` table
+    /// of that system's connection (LDAP: an entry under its base with its
+    /// object classes; Active Directory: an enabled user in its OU, the
+    /// password set over LDAPS; Google: a Directory API user in its org
+    /// unit, to change the password at first login), reads the systems
+    /// again and applies one plan restricted to the people provisioned (its
+    /// journal, gates and audit, as a sync's), and prints where mail to
+    /// each address now goes from every system and from the internet.
+    ///
+    /// The initial password is random, shown once (or appended to
+    /// --password-file, mode 0600), never stored. A failure half-way
+    /// leaves mail as it was; running the same command again completes the
+    /// work (the accounts it made are carried on with, not refused).
+    Provision {
+        /// The person's primary address (or --from-csv).
+        #[arg(required_unless_present = "from_csv", conflicts_with = "from_csv")]
+        address: Option<String>,
+        /// The system the account is created on (with --from-csv: for the
+        /// rows without a `home` column).
+        #[arg(long, value_name = "SYSTEM")]
+        home: Option<String>,
+        /// Given name.
+        #[arg(long)]
+        given_name: Option<String>,
+        /// Surname.
+        #[arg(long)]
+        surname: Option<String>,
+        /// Display name (default: given name and surname).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Another address of the person; repeatable.
+        #[arg(long, value_name = "ADDRESS")]
+        alias: Vec<String>,
+        /// Another attribute, NAME=VALUE: title, department, company,
+        /// business_phone, mobile_phone, or one the home's kind knows
+        /// (Google: org_unit); repeatable.
+        #[arg(long, value_name = "NAME=VALUE")]
+        attribute: Vec<String>,
+        /// Provision every row of FILE: a header row names the columns
+        /// (address, home, given_name, surname, display_name, aliases
+        /// separated by `;`, and any attribute as above); one run, one
+        /// journal, a progress bar; rerun it to complete a run that
+        /// stopped.
+        #[arg(long, value_name = "FILE")]
+        from_csv: Option<PathBuf>,
+        /// Append each initial password (`address,password`) to FILE,
+        /// created with mode 0600, instead of printing it; required with
+        /// --from-csv.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Read and check every system and print the exact steps (the
+        /// accounts, the placements, the stub operations); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Trace where a message from SYSTEM to ADDRESS goes with today's GAL, stubs and topology.
     Route {
         address: String,

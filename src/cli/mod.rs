@@ -101,6 +101,48 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
             commands::export_gal::run(&cli.config, *format, base.as_deref(), out.as_deref()).await
         }
         Command::ServeGal => commands::serve_gal::run(&cli.config).await,
+        Command::Place {
+            address,
+            system,
+            clear,
+            dry_run,
+        } => {
+            let engine = locked_engine(cli, "place", held).await?;
+            let system = if *clear { None } else { system.as_deref() };
+            commands::place::run(&engine, address, system, &actor("place"), *dry_run, output).await
+        }
+        Command::Provision {
+            address,
+            home,
+            given_name,
+            surname,
+            display_name,
+            alias,
+            attribute,
+            from_csv,
+            password_file,
+            dry_run,
+        } => {
+            let request = commands::provision::Request {
+                address: address.as_deref(),
+                home: home.as_deref(),
+                given_name: given_name.as_deref(),
+                surname: surname.as_deref(),
+                display_name: display_name.as_deref(),
+                aliases: alias,
+                attributes: attribute,
+                from_csv: from_csv.as_deref(),
+            };
+            let people = commands::provision::people(&request)?;
+            let engine = locked_engine(cli, "provision", held).await?;
+            let options = crate::provisioning::ProvisionOptions {
+                run: run_options("provision", false, false, &[]),
+                dry_run: *dry_run,
+                password_file: password_file.clone(),
+                progress: progress_sink(output),
+            };
+            commands::provision::run(&engine, people, &options, from_csv.is_some(), output).await
+        }
         Command::Route { address, from } => {
             commands::route::run(&cli.config, address, from, output).await
         }

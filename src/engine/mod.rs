@@ -7,7 +7,7 @@
 pub mod gates;
 pub mod lock;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -306,7 +306,8 @@ impl Engine {
         self
     }
 
-    fn connector(&self, system: &str) -> Option<&Arc<dyn Connector>> {
+    /// The connector of `system`, if it is configured.
+    pub fn connector(&self, system: &str) -> Option<&Arc<dyn Connector>> {
         self.connectors.iter().find(|c| c.system() == system)
     }
 
@@ -639,10 +640,28 @@ impl Engine {
         health: &BTreeMap<String, SourceHealth>,
         options: &RunOptions,
     ) -> Result<(Plan, Reconciliation), EngineError> {
+        self.plan_for(health, options, None).await
+    }
+
+    /// [`Engine::plan`], restricted to some recipients when `only` is
+    /// given: the plan holds the operations on the stubs of the recipients
+    /// having one of those (normalised) addresses, and the conflicts and
+    /// notices naming them; everything else waits for the next sync. The
+    /// GAL saved is still the whole GAL, and the gates judge the
+    /// restricted plan (`provision`, `move`, `deprovision`).
+    pub async fn plan_for(
+        &self,
+        health: &BTreeMap<String, SourceHealth>,
+        options: &RunOptions,
+        only: Option<&BTreeSet<String>>,
+    ) -> Result<(Plan, Reconciliation), EngineError> {
         let staged = self.staged().await?;
         let fingerprint = self.fingerprint().await?;
-        let reconciliation = reconcile::reconcile(&staged, &self.config.policy);
+        let mut reconciliation = reconcile::reconcile(&staged, &self.config.policy);
         self.store.save_gal(&reconciliation.gal).await?;
+        if let Some(only) = only {
+            restrict(&mut reconciliation, only);
+        }
         let mut plan =
             Plan::new(&reconciliation, &fingerprint, crate::store::now()).map_err(|source| {
                 EngineError::Encode {
@@ -1324,6 +1343,29 @@ impl Engine {
         }
         result
     }
+}
+
+/// Keeps in `reconciliation` only the operations on the stubs of the
+/// recipients having one of the addresses `only`, and the conflicts and
+/// notices naming one of them.
+pub fn restrict(reconciliation: &mut Reconciliation, only: &BTreeSet<String>) {
+    fn named<'a>(only: &BTreeSet<String>, mut addresses: impl Iterator<Item = &'a String>) -> bool {
+        addresses.any(|a| coexist_connector::normalize_address(a).is_ok_and(|a| only.contains(&a)))
+    }
+    reconciliation.operations.retain(|planned| {
+        let stub = planned.operation.stub();
+        named(
+            only,
+            std::iter::once(&stub.primary_address).chain(stub.aliases.iter()),
+        )
+    });
+    reconciliation
+        .conflicts
+        .retain(|conflict| named(only, conflict.addresses.iter()));
+    reconciliation.notices.retain(|notice| {
+        only.iter()
+            .any(|a| notice.object.contains(a.as_str()) || notice.message.contains(a.as_str()))
+    });
 }
 
 /// Takes the objects a connector returned without an id out of `pull`,

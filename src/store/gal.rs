@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::Row;
 
+use super::history::{insert_audit, AuditRecord};
 use super::{
     next_revision, now, query_err, Placeholders, Result, Store, StoreError, ROWS_PER_STATEMENT,
 };
@@ -109,6 +110,59 @@ impl Store {
         tx.commit()
             .await
             .map_err(query_err("recording a placement"))
+    }
+
+    /// Records (`Some(system)`) or clears (`None`) the placement of
+    /// `address`, with its audit record, in one transaction. Returns the
+    /// system it was placed on before, if any.
+    pub async fn write_placement(
+        &self,
+        address: &str,
+        system: Option<&str>,
+        audit: &AuditRecord,
+    ) -> Result<Option<String>> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(query_err("recording a placement"))?;
+        let before: Option<String> =
+            sqlx::query("SELECT system_id FROM placements WHERE address = $1")
+                .bind(address)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(query_err("recording a placement"))?
+                .map(|row| row.try_get(0))
+                .transpose()
+                .map_err(query_err("recording a placement"))?;
+        let revision = next_revision(&mut tx).await?;
+        match system {
+            Some(system) => {
+                sqlx::query(
+                    "INSERT INTO placements (address, system_id, revision, placed_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (address) DO UPDATE SET system_id = excluded.system_id, revision = excluded.revision, placed_at = excluded.placed_at",
+                )
+                .bind(address)
+                .bind(system)
+                .bind(revision)
+                .bind(now())
+                .execute(&mut *tx)
+                .await
+                .map_err(query_err("recording a placement"))?;
+            }
+            None => {
+                sqlx::query("DELETE FROM placements WHERE address = $1")
+                    .bind(address)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(query_err("clearing a placement"))?;
+            }
+        }
+        insert_audit(&mut tx, self.backend, std::slice::from_ref(audit)).await?;
+        tx.commit()
+            .await
+            .map_err(query_err("recording a placement"))?;
+        Ok(before)
     }
 
     /// Every placement: address → system.

@@ -1,0 +1,566 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `coexist place` and `coexist provision`, run as an admin runs them: the
+//! real binary against simulated systems on disk.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{people, person, Org, GOOGLE_AND_LDAP};
+
+/// acmecorp's Google and LDAP mail server, and a third system (`mail2`,
+/// routing domain mail2.acmecorp.com, forwarding entries).
+fn three_systems() -> String {
+    format!(
+        r#"{GOOGLE_AND_LDAP}
+[[systems]]
+id = "mail2"
+kind = "simulated"
+routing_domain = "mail2.acmecorp.com"
+stub_style = "routing_address"
+[systems.connection]
+seed = "mail2.json"
+state = "mail2-state.jsonl"
+"#
+    )
+}
+
+fn stub_addresses(org: &Org, system: &str) -> Vec<String> {
+    let mut addresses: Vec<String> = org
+        .stubs(system)
+        .into_iter()
+        .map(|s| s.stub.primary_address)
+        .collect();
+    addresses.sort();
+    addresses
+}
+
+#[test]
+fn a_placement_settles_a_mailbox_in_two_systems_and_clear_undoes_it() {
+    let org = Org::new(
+        &three_systems(),
+        &[
+            (
+                "google",
+                vec![
+                    person("g1", "ann@acmecorp.com"),
+                    person("g2", "bob@acmecorp.com"),
+                ],
+            ),
+            ("ldap", vec![person("m1", "ann@acmecorp.com")]),
+            ("mail2", vec![person("x1", "cy@acmecorp.com")]),
+        ],
+    );
+    let (code, report) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        report["plan"]["conflicts"][0]["kind"],
+        "mailbox_in_two_systems"
+    );
+    assert_eq!(stub_addresses(&org, "mail2"), ["bob@acmecorp.com"]);
+
+    // --dry-run: what placing would do, nothing recorded.
+    let (code, dry) = org.json(&["place", "ann@acmecorp.com", "google", "--dry-run"]);
+    assert_eq!(code, 0, "{dry}");
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["next_sync"]["operations"][0]["system"], "mail2");
+    let (_, report) = org.json(&["plan", "--no-pull"]);
+    assert_eq!(report["conflicts"][0]["kind"], "mailbox_in_two_systems");
+
+    // The admin decides Google is ann's home.
+    let (code, placed) = org.json(&["place", "Ann@AcmeCorp.com", "google"]);
+    assert_eq!(code, 0, "{placed}");
+    assert_eq!(placed["address"], "ann@acmecorp.com");
+    assert_eq!(placed["system"], "google");
+    assert_eq!(placed["changed"], true);
+    let next = &placed["next_sync"];
+    assert_eq!(next["conflicts"].as_array().unwrap().len(), 0, "{next}");
+    let steps = next["operations"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "only ann's stub on mail2: {next}");
+    assert_eq!(steps[0]["system"], "mail2");
+    assert_eq!(steps[0]["action"], "create");
+    assert_eq!(steps[0]["target"], "ann@gapps.acmecorp.com");
+    // Placing writes no stub: the next sync does.
+    assert_eq!(stub_addresses(&org, "mail2"), ["bob@acmecorp.com"]);
+
+    let (code, report) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["plan"]["conflicts"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        stub_addresses(&org, "mail2"),
+        ["ann@acmecorp.com", "bob@acmecorp.com"]
+    );
+    // The LDAP server holds ann's old mailbox: no stub of coexist's there.
+    assert!(!stub_addresses(&org, "ldap").contains(&"ann@acmecorp.com".to_string()));
+    let out = org.run(&["route", "ann@acmecorp.com", "--from", "mail2"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Delivered to a mailbox on google"));
+
+    // Placing it again changes nothing; the text says so.
+    let out = org.run(&["place", "ann@acmecorp.com", "google"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("was placed on google already"));
+
+    // --clear: the conflict is back, and the next sync says so again.
+    let (code, cleared) = org.json(&["place", "--clear", "ann@acmecorp.com"]);
+    assert_eq!(code, 0, "{cleared}");
+    assert_eq!(cleared["system"], serde_json::Value::Null);
+    assert_eq!(cleared["before"], "google");
+    assert_eq!(
+        cleared["next_sync"]["conflicts"][0]["kind"],
+        "mailbox_in_two_systems"
+    );
+    let (_, report) = org.json(&["sync"]);
+    assert_eq!(
+        report["plan"]["conflicts"][0]["kind"],
+        "mailbox_in_two_systems"
+    );
+    // Its stub on mail2 stays (a conflicted recipient keeps its stubs).
+    assert!(stub_addresses(&org, "mail2").contains(&"ann@acmecorp.com".to_string()));
+
+    // Both placements are in the history.
+    let (_, runs) = org.json(&["runs"]);
+    let places = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["command"] == "place")
+        .count();
+    assert_eq!(places, 2, "{runs}");
+}
+
+#[test]
+fn place_refuses_an_unknown_system_and_a_malformed_address() {
+    let org = Org::new(GOOGLE_AND_LDAP, &[("google", vec![]), ("ldap", vec![])]);
+    let out = org.run(&["place", "ann@acmecorp.com", "exchange"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exchange: not a configured system"));
+    let out = org.run(&["place", "not-an-address", "google"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = org.run(&["place", "ann@acmecorp.com"]);
+    assert_eq!(out.status.code(), Some(2), "SYSTEM or --clear is needed");
+}
+
+fn acmecorp() -> Org {
+    let org = Org::new(
+        GOOGLE_AND_LDAP,
+        &[
+            ("google", people("g", "acmecorp.com", 2)),
+            ("ldap", people("m", "acmecorp.com", 2)),
+        ],
+    );
+    let (code, report) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{report}");
+    org
+}
+
+#[test]
+fn provision_creates_the_account_at_home_and_the_stubs_elsewhere_and_mail_is_delivered() {
+    let org = acmecorp();
+    let (code, report) = org.json(&[
+        "provision",
+        "ann@acmecorp.com",
+        "--home",
+        "google",
+        "--given-name",
+        "Ann",
+        "--surname",
+        "Smith",
+        "--alias",
+        "A.Smith@acmecorp.com",
+        "--attribute",
+        "title=Director",
+    ]);
+    assert_eq!(code, 0, "{report}");
+    let ann = &report["people"][0];
+    assert_eq!(ann["state"], "created");
+    assert_eq!(ann["home"], "google");
+    let password = ann["initial_password"].as_str().unwrap().to_string();
+    assert_eq!(password.len(), 20);
+    // The stub on the mail server carries both addresses and routes to
+    // ann's Google routing address.
+    let stubs = org.stubs("ldap");
+    let stub = stubs
+        .iter()
+        .find(|s| s.stub.primary_address == "ann@acmecorp.com")
+        .expect("ann's stub on ldap");
+    assert_eq!(stub.stub.aliases, ["a.smith@acmecorp.com"]);
+    assert_eq!(stub.stub.attributes.title.as_deref(), Some("Director"));
+    assert_eq!(
+        stub.stub.route.target(),
+        Some("ann@gapps.acmecorp.com"),
+        "{stub:?}"
+    );
+    // Only ann's operation ran: the plan was restricted to her.
+    assert_eq!(report["plan"]["operations"].as_array().unwrap().len(), 1);
+    assert_eq!(report["apply"]["done"], 1);
+    // Mail to ann is delivered on Google from everywhere.
+    let routes = ann["routes"].as_array().unwrap();
+    assert_eq!(routes.len(), 3, "google, ldap and the internet: {routes:?}");
+    for route in routes {
+        assert_eq!(route["outcome"], "delivered", "{route}");
+        assert_eq!(route["at"], "google", "{route}");
+    }
+    // The password is in no file of the store.
+    let store = std::fs::read_dir(org.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".db"))
+        .collect::<Vec<_>>();
+    assert!(!store.is_empty());
+    for file in store {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes
+                .windows(password.len())
+                .any(|w| w == password.as_bytes()),
+            "{} holds the password",
+            file.display()
+        );
+    }
+    // A sync afterwards has nothing left to do for ann.
+    let (code, sync) = org.json(&["sync"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        sync["plan"]["operations"].as_array().unwrap().len(),
+        0,
+        "{sync}"
+    );
+
+    // The same command again: ann exists, made by this command; carried
+    // on with, nothing created twice, no new password.
+    let (code, again) = org.json(&["provision", "ann@acmecorp.com", "--home", "google"]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(again["people"][0]["state"], "existed");
+    assert!(again["people"][0]["initial_password"].is_null());
+}
+
+#[test]
+fn provision_refuses_an_address_or_alias_in_use_naming_where() {
+    let org = acmecorp();
+    let out = org.run(&["provision", "m0@acmecorp.com", "--home", "google"]);
+    assert_eq!(out.status.code(), Some(9));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("m0@acmecorp.com is a mailbox on ldap"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    // An alias held by a stub coexist wrote for a Google person.
+    let (code, refused) = org.json(&[
+        "provision",
+        "new@acmecorp.com",
+        "--home",
+        "ldap",
+        "--alias",
+        "g1@acmecorp.com",
+    ]);
+    assert_eq!(code, 9);
+    let message = refused["error"].as_str().unwrap();
+    assert!(
+        message.contains("g1@acmecorp.com is a mailbox on google"),
+        "{message}"
+    );
+    assert!(
+        message.contains("g1@acmecorp.com is routed by coexist's stub on ldap"),
+        "{message}"
+    );
+    // Nothing was placed or created.
+    let (_, placed) = org.json(&["place", "--clear", "new@acmecorp.com"]);
+    assert_eq!(placed["changed"], false);
+    assert!(!stub_addresses(&org, "google").contains(&"new@acmecorp.com".to_string()));
+}
+
+#[test]
+fn a_dry_run_prints_the_steps_and_changes_nothing() {
+    let org = acmecorp();
+    let (code, report) = org.json(&[
+        "provision",
+        "ann@acmecorp.com",
+        "--home",
+        "ldap",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["people"][0]["state"], "would_create");
+    let steps = report["plan"]["operations"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{report}");
+    assert_eq!(steps[0]["system"], "google");
+    assert_eq!(steps[0]["address"], "ann@acmecorp.com");
+    assert_eq!(steps[0]["action"], "create");
+    // Nothing was placed, created or written.
+    let (_, placed) = org.json(&["place", "--clear", "ann@acmecorp.com"]);
+    assert_eq!(placed["changed"], false);
+    assert_eq!(stub_addresses(&org, "google").len(), 2);
+    assert!(!std::fs::read_to_string(org.path("ldap-state.jsonl"))
+        .unwrap_or_default()
+        .contains("ann@acmecorp.com"));
+}
+
+#[test]
+fn a_home_that_cannot_create_accounts_leaves_nothing_placed() {
+    // The simulated ldap refuses ann (an injected fault).
+    let org = acmecorp();
+    org.set_config(&GOOGLE_AND_LDAP.replace(
+        "state = \"ldap-state.jsonl\"",
+        "state = \"ldap-state.jsonl\"\nreject_addresses = [\"ann@acmecorp.com\"]",
+    ));
+    let (code, report) = org.json(&["provision", "ann@acmecorp.com", "--home", "ldap"]);
+    assert_eq!(code, 4, "{report}");
+    assert_eq!(report["people"][0]["state"], "failed");
+    assert!(report["people"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("refused to create"));
+    let (_, placed) = org.json(&["place", "--clear", "ann@acmecorp.com"]);
+    assert_eq!(placed["changed"], false, "the placement was removed");
+}
+
+fn write_csv(org: &Org, n: usize) -> std::path::PathBuf {
+    let mut csv = String::from("address,given_name,surname,home,title\n");
+    for i in 0..n {
+        let home = if i % 2 == 0 { "google" } else { "ldap" };
+        csv.push_str(&format!(
+            "p{i}@acmecorp.com,P{i},\"Person, {i}\",{home},Engineer\n"
+        ));
+    }
+    let path = org.path("people.csv");
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+#[test]
+fn a_csv_batch_killed_midway_completes_when_run_again() {
+    const N: usize = 40;
+    let org = acmecorp();
+    let csv = write_csv(&org, N);
+    let passwords = org.path("passwords.csv");
+    // Each account takes 20 ms to make, so the kill lands among them.
+    let slow = GOOGLE_AND_LDAP.replace(
+        "state = \"ldap-state.jsonl\"",
+        "state = \"ldap-state.jsonl\"\napply_delay_ms = 20",
+    );
+    let slow = slow.replace(
+        "state = \"google-state.jsonl\"",
+        "state = \"google-state.jsonl\"\napply_delay_ms = 20",
+    );
+    org.set_config(&slow);
+    let mut child = std::process::Command::new(common::binary())
+        .arg("--config")
+        .arg(org.config())
+        .arg("provision")
+        .arg("--from-csv")
+        .arg(&csv)
+        .arg("--password-file")
+        .arg(&passwords)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let accounts = |org: &Org| {
+        ["google", "ldap"]
+            .iter()
+            .map(|s| {
+                std::fs::read_to_string(org.path(&format!("{s}-state.jsonl")))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains("\"event\":\"account\""))
+                    .count()
+            })
+            .sum::<usize>()
+    };
+    let started = Instant::now();
+    while accounts(&org) < 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no accounts made"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let made = accounts(&org);
+    assert!((10..N).contains(&made), "killed after {made} accounts");
+
+    org.set_config(GOOGLE_AND_LDAP);
+    let (code, report) = org.json(&[
+        "provision",
+        "--from-csv",
+        csv.to_str().unwrap(),
+        "--password-file",
+        passwords.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{report}");
+    let people = report["people"].as_array().unwrap();
+    assert_eq!(people.len(), N);
+    // Every account made once: by the killed run or by this one.
+    assert_eq!(accounts(&org), N);
+    let created = people.iter().filter(|p| p["state"] == "created").count();
+    assert_eq!(created, N - made, "the rest were made by the killed run");
+    // Every person's stub is on the other system, and mail is delivered.
+    let ldap_stubs = stub_addresses(&org, "ldap");
+    let google_stubs = stub_addresses(&org, "google");
+    for i in 0..N {
+        let address = format!("p{i}@acmecorp.com");
+        let stubs = if i % 2 == 0 {
+            &ldap_stubs
+        } else {
+            &google_stubs
+        };
+        assert!(stubs.contains(&address), "{address}");
+    }
+    assert!(people.iter().all(|p| p["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["outcome"] == "delivered")));
+    assert_eq!(people[3]["address"], "p3@acmecorp.com");
+    // The passwords: one line for each account made, in a file only its
+    // owner reads, and none printed.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&passwords).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let lines = std::fs::read_to_string(&passwords).unwrap();
+    assert!(lines.lines().count() >= N - 1, "{lines}");
+    assert!(people.iter().all(|p| p["initial_password"].is_null()));
+    // Nothing left to do.
+    let (code, sync) = org.json(&["sync"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        sync["plan"]["operations"].as_array().unwrap().len(),
+        0,
+        "{sync}"
+    );
+}
+
+#[test]
+fn a_csv_batch_needs_a_password_file_and_well_formed_rows() {
+    let org = acmecorp();
+    let csv = write_csv(&org, 2);
+    let out = org.run(&["provision", "--from-csv", csv.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--password-file"));
+    std::fs::write(&csv, "address,home\nx@acmecorp.com\n").unwrap();
+    let out = org.run(&[
+        "provision",
+        "--from-csv",
+        csv.to_str().unwrap(),
+        "--password-file",
+        "p.csv",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+}
+
+// ---- Google as the home: the fake Google beside the binary ----------------
+
+/// A fake Google on its own runtime, answering while the test thread waits
+/// for the `coexist` subprocess.
+struct Google {
+    // Dropped first: the server task is aborted while its runtime still runs.
+    fake: coexist_fake_google::FakeGoogle,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Google {
+    fn start() -> Google {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let fake = runtime
+            .block_on(coexist_fake_google::FakeGoogle::start(
+                coexist_fake_google::FakeOptions {
+                    latency: Duration::ZERO,
+                    ..Default::default()
+                },
+            ))
+            .unwrap();
+        Google {
+            fake,
+            _runtime: runtime,
+        }
+    }
+}
+
+#[test]
+fn provision_on_google_inserts_the_user_and_the_mail_server_gets_its_stub() {
+    let google = Google::start();
+    let table = format!(
+        r#"[[systems]]
+id = "google"
+kind = "google"
+routing_domain = "gapps.acmecorp.com"
+unknown_recipient = {{ relay = "ldap" }}
+[systems.connection]
+domain = "acmecorp.com"
+admin = "admin@acmecorp.com"
+service_account_key = {{ file = "google-key.json" }}
+directory_url = "{}"
+contacts_url = "{}"
+requests_per_minute = 100000
+retry_base_delay_ms = 5
+retry_max_delay_ms = 50
+[systems.connection.provision]
+org_unit_path = "/Management"
+"#,
+        google.fake.directory_url(),
+        google.fake.contacts_url()
+    );
+    let config =
+        coexist_testenv::acmecorp::config(&table, coexist_testenv::acmecorp::LDAP_SIMULATED);
+    let org = Org::new(&config, &[("ldap", people("m", "acmecorp.com", 2))]);
+    std::fs::write(
+        org.path("google-key.json"),
+        google.fake.service_account_key_json(),
+    )
+    .unwrap();
+    let (code, report) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{report}");
+
+    let (code, report) = org.json(&[
+        "provision",
+        "ann@acmecorp.com",
+        "--home",
+        "google",
+        "--given-name",
+        "Ann",
+        "--surname",
+        "Lee",
+        "--alias",
+        "a.lee@acmecorp.com",
+    ]);
+    assert_eq!(code, 0, "{report}");
+    let ann = &report["people"][0];
+    assert_eq!(ann["state"], "created", "{report}");
+    let user = google
+        .fake
+        .user("ann@acmecorp.com")
+        .expect("the user on Google");
+    assert_eq!(user.org_unit_path, "/Management");
+    assert!(user.change_password_at_next_login);
+    assert_eq!(user.aliases, ["a.lee@acmecorp.com"]);
+    // The mail server forwards both addresses to Google's routing domain.
+    let stubs = org.stubs("ldap");
+    let stub = stubs
+        .iter()
+        .find(|s| s.stub.primary_address == "ann@acmecorp.com")
+        .expect("ann's stub on the mail server");
+    assert_eq!(stub.stub.aliases, ["a.lee@acmecorp.com"]);
+    assert_eq!(stub.stub.route.target(), Some("ann@gapps.acmecorp.com"));
+    for route in ann["routes"].as_array().unwrap() {
+        assert_eq!(route["outcome"], "delivered", "{route}");
+        assert_eq!(route["at"], "google", "{route}");
+    }
+    // Google refuses a user without a surname: nothing placed, exit 4.
+    let (code, report) = org.json(&["provision", "bo@acmecorp.com", "--home", "google"]);
+    assert_eq!(code, 4, "{report}");
+    assert!(report["people"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("surname"));
+    let (_, placed) = org.json(&["place", "--clear", "bo@acmecorp.com"]);
+    assert_eq!(placed["changed"], false);
+}
