@@ -237,6 +237,10 @@ pub struct GalServer {
     pub tls: Option<GalTls>,
     /// Where to listen for LDAPS (TLS from the first byte); needs `tls`.
     pub ldaps_listen: Option<std::net::SocketAddr>,
+    /// `pass_through`: the LDAP or AD system that checks binds whose name
+    /// is none of `accounts` (people bind with their own name and
+    /// password); `None`: such binds are refused.
+    pub pass_through: Option<String>,
 }
 
 /// A bind account of `[[gal_server.accounts]]`.
@@ -270,6 +274,7 @@ impl GalServer {
             unbound_timeout: std::time::Duration::from_secs(30),
             tls: None,
             ldaps_listen: None,
+            pass_through: None,
         }
     }
 }
@@ -291,6 +296,7 @@ struct RawGalServer {
     requests_per_second: Option<Spanned<i64>>,
     unbound_timeout_seconds: Option<Spanned<i64>>,
     tls: Option<RawGalTls>,
+    pass_through: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -313,9 +319,33 @@ fn gal_server(
     at: &Locator<'_>,
     folder: &Path,
     shared_domains: &[String],
+    systems: &[SystemConfig],
     raw: RawGalServer,
 ) -> Result<GalServer, ConfigError> {
     let mut out = GalServer::defaults(shared_domains);
+    if let Some(written) = &raw.pass_through {
+        let name = written.get_ref().trim();
+        let kind = systems.iter().find(|s| s.id == name).map(|s| s.kind.name());
+        match kind {
+            Some("ldap" | "active_directory") => out.pass_through = Some(name.to_string()),
+            Some(other) => {
+                return Err(at.at(
+                    written,
+                    "gal_server.pass_through",
+                    format!(
+                        "`{name}` is a `{other}` system; binds can be passed through to an `ldap` or `active_directory` system only"
+                    ),
+                ))
+            }
+            None => {
+                return Err(at.at(
+                    written,
+                    "gal_server.pass_through",
+                    format!("no system has the id `{name}`"),
+                ))
+            }
+        }
+    }
     let is_dn = |text: &str| {
         !text.trim().is_empty()
             && text.split(',').all(|rdn| {
@@ -1156,7 +1186,7 @@ impl Config {
         // to the folder of the file.
         let folder = folder_of(path);
         let gal_server = match raw.gal_server {
-            Some(table) => Some(gal_server(&at, folder, &shared_domains, table)?),
+            Some(table) => Some(gal_server(&at, folder, &shared_domains, &systems, table)?),
             None => None,
         };
         let daemon = daemon::daemon(&at, folder, raw.daemon)?;

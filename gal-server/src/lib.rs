@@ -31,6 +31,7 @@
 pub mod directory;
 pub mod dn;
 pub mod filter;
+pub mod pass_through;
 mod server;
 
 use std::fmt;
@@ -38,6 +39,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use pass_through::{PasswordCheck, Verdict};
 pub use server::GalServer;
 
 /// The DN of the schema entry (`subschemaSubentry` of the root DSE).
@@ -109,6 +111,9 @@ pub struct Settings {
     /// The certificate for StartTLS and LDAPS ([`tls_config`]). With one,
     /// a simple bind is accepted only over TLS.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Where binds whose name is none of `accounts` are checked (a
+    /// configured LDAP or AD system); `None`: such binds are refused.
+    pub pass_through: Option<Arc<dyn PasswordCheck>>,
 }
 
 impl Settings {
@@ -128,6 +133,7 @@ impl Settings {
             unbound_timeout: Duration::from_secs(30),
             requests_per_second: 200,
             tls: None,
+            pass_through: None,
         }
     }
 }

@@ -21,7 +21,7 @@ use tokio_util::codec::Framed;
 use crate::directory::{key, Entry, Snapshot};
 use crate::dn::normalise;
 use crate::filter::Filter;
-use crate::{ServeError, Settings, SCHEMA_DN};
+use crate::{ServeError, Settings, Verdict, SCHEMA_DN};
 
 const OID_PAGED_RESULTS: &str = "1.2.840.113556.1.4.319";
 const OID_WHOAMI: &str = "1.3.6.1.4.1.4203.1.11.3";
@@ -349,7 +349,7 @@ where
             tokio::time::sleep(delay).await;
         }
         let mut replies = Replies(Vec::new());
-        let after = handle(shared, session, msg, &mut replies);
+        let after = handle(shared, session, msg, &mut replies).await;
         if send(&mut framed, replies).await.is_err() || framed.flush().await.is_err() {
             break;
         }
@@ -459,12 +459,12 @@ fn reply(msgid: i32, op: LdapOp) -> LdapMsg {
 
 const REFUSED_WRITE: &str = "the GAL is read-only: coexist computes it from the mail systems";
 
-fn handle(shared: &Shared, session: &mut Session, msg: LdapMsg, out: &mut Replies) -> After {
+async fn handle(shared: &Shared, session: &mut Session, msg: LdapMsg, out: &mut Replies) -> After {
     let LdapMsg { msgid, op, ctrl } = msg;
     let refused = || result(LdapResultCode::UnwillingToPerform, REFUSED_WRITE);
     match op {
         LdapOp::BindRequest(request) => {
-            let res = bind(shared, session, &request);
+            let res = bind(shared, session, &request).await;
             out.push(reply(
                 msgid,
                 LdapOp::BindResponse(LdapBindResponse {
@@ -524,65 +524,134 @@ fn handle(shared: &Shared, session: &mut Session, msg: LdapMsg, out: &mut Replie
     After::Continue
 }
 
-fn bind(shared: &Shared, session: &mut Session, request: &LdapBindRequest) -> LdapResult {
-    session.bound = None;
-    session.paged.clear();
+/// Whom a simple bind names, once the rules every bind meets hold.
+enum Binder {
+    /// The anonymous bind, allowed.
+    Anonymous,
+    /// A configured account (its normalised DN), password checked.
+    Account(String),
+    /// Not a configured account: the pass-through directory decides.
+    Directory { name: String, password: String },
+}
+
+/// Checks what every bind must meet (version 3, simple, anonymous only
+/// when allowed, over TLS when the server has a certificate, a password)
+/// and whom it names; `Err` is the answer to a bind that fails them or a
+/// configured account's wrong password.
+fn bind_rules(
+    shared: &Shared,
+    session: &Session,
+    request: &LdapBindRequest,
+) -> Result<Binder, LdapResult> {
     if request.version != 3 {
-        return result(
+        return Err(result(
             LdapResultCode::ProtocolError,
             "only LDAP version 3 is spoken",
-        );
+        ));
     }
     let password = match &request.cred {
         LdapBindCred::Simple(password) => password,
         _ => {
-            return result(
+            return Err(result(
                 LdapResultCode::AuthMethodNotSupported,
                 "only simple binds are offered",
-            )
+            ))
         }
     };
     if request.dn.is_empty() && password.is_empty() {
         if shared.settings.anonymous {
-            session.bound = Some(String::new());
-            return result(LdapResultCode::Success, "");
+            return Ok(Binder::Anonymous);
         }
         tracing::info!("anonymous bind refused");
-        return result(
+        return Err(result(
             LdapResultCode::InappropriateAuthentication,
             "anonymous access is off; bind with a configured account",
-        );
+        ));
     }
     if shared.settings.tls.is_some() && !session.secure {
-        return result(
+        return Err(result(
             LdapResultCode::ConfidentialityRequired,
             "bind over TLS: use StartTLS or LDAPS",
-        );
+        ));
     }
     if password.is_empty() {
         // RFC 4513 §5.1.2: an unauthenticated bind.
-        return result(
+        return Err(result(
             LdapResultCode::UnwillingToPerform,
             "unauthenticated binds (a DN without a password) are refused",
-        );
+        ));
     }
-    let Some(rdns) = normalise(&request.dn) else {
-        return result(LdapResultCode::InvalidDNSyntax, "the bind DN is not a DN");
+    let rdns = normalise(&request.dn);
+    let account = rdns.as_ref().and_then(|rdns| {
+        shared
+            .account_dns
+            .iter()
+            .zip(&shared.settings.accounts)
+            .find(|(dn, _)| *dn == rdns)
+    });
+    match (account, &shared.settings.pass_through) {
+        (Some((dn, account)), _) => {
+            if account.password.accepts(password) {
+                tracing::info!(dn = %account.dn, "bound");
+                Ok(Binder::Account(dn.join(",")))
+            } else {
+                tracing::info!(dn = %request.dn, "bind refused: invalid credentials");
+                Err(result(LdapResultCode::InvalidCredentials, ""))
+            }
+        }
+        // A directory takes names that are not DNs too (a UPN on AD).
+        (None, Some(_)) => Ok(Binder::Directory {
+            name: request.dn.trim().to_string(),
+            password: password.clone(),
+        }),
+        (None, None) if rdns.is_none() => Err(result(
+            LdapResultCode::InvalidDNSyntax,
+            "the bind DN is not a DN",
+        )),
+        (None, None) => {
+            tracing::info!(dn = %request.dn, "bind refused: invalid credentials");
+            Err(result(LdapResultCode::InvalidCredentials, ""))
+        }
+    }
+}
+
+/// Answers a bind. A name the pass-through directory must check is asked
+/// there (the only request that waits on another server).
+async fn bind(shared: &Shared, session: &mut Session, request: &LdapBindRequest) -> LdapResult {
+    session.bound = None;
+    session.paged.clear();
+    let (name, password) = match bind_rules(shared, session, request) {
+        Err(refusal) => return refusal,
+        Ok(Binder::Anonymous) => {
+            session.bound = Some(String::new());
+            return result(LdapResultCode::Success, "");
+        }
+        Ok(Binder::Account(dn)) => {
+            session.bound = Some(dn);
+            return result(LdapResultCode::Success, "");
+        }
+        Ok(Binder::Directory { name, password }) => (name, password),
     };
-    let account = shared
-        .account_dns
-        .iter()
-        .zip(&shared.settings.accounts)
-        .find(|(dn, _)| **dn == rdns);
-    match account {
-        Some((_, account)) if account.password.accepts(password) => {
-            tracing::info!(dn = %account.dn, "bound");
-            session.bound = Some(rdns.join(","));
+    let Some(directory) = &shared.settings.pass_through else {
+        return result(LdapResultCode::InvalidCredentials, "");
+    };
+    match directory.check(&name, &password).await {
+        Verdict::Accepted => {
+            tracing::info!(name = %name, directory = %directory.directory(), "bound through the directory");
+            session.bound =
+                Some(normalise(&name).map_or_else(|| name.to_lowercase(), |rdns| rdns.join(",")));
             result(LdapResultCode::Success, "")
         }
-        _ => {
-            tracing::info!(dn = %request.dn, "bind refused: invalid credentials");
+        Verdict::Refused => {
+            tracing::info!(name = %name, directory = %directory.directory(), "bind refused by the directory");
             result(LdapResultCode::InvalidCredentials, "")
+        }
+        Verdict::Unavailable(why) => {
+            tracing::warn!(name = %name, directory = %directory.directory(), why = %why, "the directory that checks passwords could not be asked");
+            result(
+                LdapResultCode::Unavailable,
+                "the directory that checks passwords did not answer; try again later",
+            )
         }
     }
 }
@@ -590,6 +659,9 @@ fn bind(shared: &Shared, session: &mut Session, request: &LdapBindRequest) -> Ld
 fn extended(session: &Session, msgid: i32, request: &LdapExtendedRequest, out: &mut Replies) {
     let response = if request.name == OID_WHOAMI {
         let authzid = match &session.bound {
+            // A name bound through the directory that is not a DN (a
+            // UPN) is a user id (RFC 4513 §5.2.1.8).
+            Some(name) if !name.is_empty() && !name.contains('=') => format!("u:{name}"),
             Some(dn) if !dn.is_empty() => format!("dn:{dn}"),
             _ => String::new(),
         };

@@ -162,6 +162,19 @@ pub trait Connector: Send + Sync {
         )))
     }
 
+    /// Whether `name` may bind to this directory with `password` (never
+    /// empty): `Ok(false)` when the system refuses them (`coexist
+    /// serve-gal` passes address-book binds through to a directory so).
+    /// Default: an error, this kind of system checks no passwords for
+    /// coexist.
+    async fn check_password(&self, name: &str, password: &str) -> Result<bool, ConnectorError> {
+        let _ = (name, password);
+        Err(ConnectorError::permanent(format!(
+            "{} cannot check passwords: only LDAP and Active Directory systems can take address-book binds",
+            self.system()
+        )))
+    }
+
     /// Checks credentials, routing domains and the settings no API exposes
     /// (`coexist doctor`). The default reports nothing.
     async fn doctor(&self) -> Vec<Finding> {

@@ -272,6 +272,48 @@ impl Endpoint {
     /// host, for TLS and the certificate's name), whether to StartTLS, and
     /// the shared rustls configuration.
     pub async fn ldap3(&self) -> Result<Ldap, ConnectorError> {
+        let mut ldap = self.ldap3_unbound().await?;
+        let Bind::Simple { dn, .. } = &self.bind;
+        let password = self.password()?;
+        let result = ldap
+            .simple_bind(dn, password.expose())
+            .await
+            .map_err(|e| self.connect_failure(e))?;
+        if result.rc != rc::SUCCESS {
+            return Err(self.bind_failure(&result));
+        }
+        Ok(ldap)
+    }
+
+    /// Whether the server accepts a simple bind as `name` with `password`
+    /// (someone else's: an address-book client's, passed through by
+    /// `coexist serve-gal`), on a connection of its own made as this
+    /// endpoint makes them (so never in clear text unless the system
+    /// allows it). `Ok(false)`: invalid credentials (a wrong password, an
+    /// unknown name, a disabled or locked account); other refusals and
+    /// failures to connect are errors. An empty password is refused here:
+    /// the server would take it as an unauthenticated bind.
+    pub async fn check_password(&self, name: &str, password: &str) -> Result<bool, ConnectorError> {
+        if name.trim().is_empty() || password.is_empty() {
+            return Ok(false);
+        }
+        let mut ldap = self.ldap3_unbound().await?;
+        let outcome = ldap.simple_bind(name, password).await;
+        let _ = ldap.unbind().await;
+        match outcome {
+            Ok(result) if result.rc == rc::SUCCESS => Ok(true),
+            Ok(result) if result.rc == rc::INVALID_CREDENTIALS => Ok(false),
+            Ok(result) => Err(error::from_result(&self.system, "bind", &result)),
+            Err(LdapError::LdapResult { result }) if result.rc == rc::INVALID_CREDENTIALS => {
+                Ok(false)
+            }
+            Err(e) => Err(self.connect_failure(e)),
+        }
+    }
+
+    /// Opens a connection for ldap3 (socket, StartTLS or TLS) without
+    /// binding.
+    async fn ldap3_unbound(&self) -> Result<Ldap, ConnectorError> {
         self.refuse()?;
         let tls = self.tls_config()?;
         let stream = match self.open().await? {
@@ -297,16 +339,7 @@ impl Endpoint {
                 tracing::debug!(system = %driver_system, error = %e, "LDAP connection closed");
             }
         });
-        let Bind::Simple { dn, .. } = &self.bind;
-        let password = self.password()?;
         ldap.with_timeout(self.timeout);
-        let result = ldap
-            .simple_bind(dn, password.expose())
-            .await
-            .map_err(|e| self.connect_failure(e))?;
-        if result.rc != rc::SUCCESS {
-            return Err(self.bind_failure(&result));
-        }
         Ok(ldap)
     }
 

@@ -162,6 +162,16 @@ impl Connector for LdapConnector {
         .await
     }
 
+    /// A bind as `name` with `password` on a connection of its own, made
+    /// as the connector's are (same transport, TLS and cleartext rules).
+    async fn check_password(&self, name: &str, password: &str) -> Result<bool, ConnectorError> {
+        let span = tracing::info_span!("ldap_check_password", system = %self.system);
+        self.endpoint
+            .check_password(name, password)
+            .instrument(span)
+            .await
+    }
+
     async fn apply(&self, operation: &Operation) -> Result<Applied, ConnectorError> {
         let span = tracing::info_span!("ldap_apply", system = %self.system, action = operation.action(), anchor = %operation.stub().anchor);
         async {

@@ -2,10 +2,15 @@
 //! address book (`coexist-gal-server`), re-read from the store every
 //! `[gal_server] refresh_seconds` and swapped in whole when it changed.
 
+use std::fmt;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use coexist_gal_server::{Account, GalServer, Password, Settings};
+use coexist_connector::Connector;
+use coexist_gal_server::{Account, GalServer, Password, PasswordCheck, Settings, Verdict};
 use coexist_model::GalEntry;
 
 use crate::cli::failure::Failure;
@@ -49,6 +54,10 @@ pub async fn run(config_path: &Path) -> Result<i32, Failure> {
                 Failure::usage(format!("{}: gal_server.tls: {e}", config.path.display()))
             })?,
         );
+    }
+
+    if let Some(system) = &table.pass_through {
+        settings.pass_through = Some(directory_binds(&config, system)?);
     }
 
     let store = Store::open(&config.store_url()?).await?;
@@ -113,6 +122,60 @@ pub async fn run(config_path: &Path) -> Result<i32, Failure> {
     };
     refresher.abort();
     outcome.map(|()| exit::OK)
+}
+
+/// Binds passed through to a configured LDAP or AD system, checked by its
+/// connector ([`Connector::check_password`]).
+struct DirectoryBinds {
+    system: String,
+    connector: Arc<dyn Connector>,
+}
+
+impl fmt::Debug for DirectoryBinds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirectoryBinds")
+            .field("system", &self.system)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordCheck for DirectoryBinds {
+    fn check<'a>(
+        &'a self,
+        name: &'a str,
+        password: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Verdict> + Send + 'a>> {
+        Box::pin(async move {
+            match self.connector.check_password(name, password).await {
+                Ok(true) => Verdict::Accepted,
+                Ok(false) => Verdict::Refused,
+                Err(e) => Verdict::Unavailable(e.to_string()),
+            }
+        })
+    }
+
+    fn directory(&self) -> &str {
+        &self.system
+    }
+}
+
+/// The password check of `[gal_server] pass_through = "system"`.
+fn directory_binds(config: &Config, system: &str) -> Result<Arc<dyn PasswordCheck>, Failure> {
+    let found = config
+        .systems
+        .iter()
+        .find(|s| s.id == system)
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "{}: gal_server.pass_through: no system has the id `{system}`",
+                config.path.display()
+            ))
+        })?;
+    let connector = crate::connectors::connect(config, found)?;
+    Ok(Arc::new(DirectoryBinds {
+        system: system.to_string(),
+        connector,
+    }))
 }
 
 /// Reads the store's GAL every `every` and serves it when it changed
