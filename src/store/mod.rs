@@ -136,7 +136,14 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let (backend, url) = normalise_url(url)?;
-        let mut options = AnyPoolOptions::new();
+        // No pool maintenance task (no idle timeout, no maximum lifetime,
+        // no minimum): sqlx 0.8's task can spin forever on a miscounted
+        // idle queue (launchbadge/sqlx#3645, fixed only in 0.9), which hung
+        // a test process at exit. Connections close when the store does.
+        let mut options = AnyPoolOptions::new()
+            .min_connections(0)
+            .idle_timeout(None)
+            .max_lifetime(None);
         if backend == Backend::Sqlite {
             // One writer at a time; WAL keeps readers out of its way.
             options = options.max_connections(1).after_connect(|conn, _| {
@@ -154,12 +161,7 @@ impl Store {
                 })
             });
         } else {
-            // Connections idle for a minute are closed: a daemon serving
-            // many organisations holds none between their runs.
-            options = options
-                .max_connections(4)
-                .min_connections(0)
-                .idle_timeout(Some(std::time::Duration::from_secs(60)));
+            options = options.max_connections(4);
         }
         let pool = options
             .connect(&url)
