@@ -275,6 +275,11 @@ pub enum Command {
         /// completes their work).
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         stop_timeout: u64,
+        /// At most N runs at once (others wait for a slot): each holds
+        /// connections to its store and systems, and memory while it plans.
+        /// Mind PostgreSQL's max_connections: a run uses up to 4.
+        #[arg(long, value_name = "N", default_value_t = 4)]
+        concurrent_runs: usize,
     },
     /// Run the self-contained acmecorp demo (no configuration or credentials needed).
     Demo {

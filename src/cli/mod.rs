@@ -150,11 +150,13 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
         Command::Daemon {
             config_dir,
             stop_timeout,
+            concurrent_runs,
         } => {
             commands::daemon::run(
                 &cli.config,
                 config_dir.as_deref(),
                 std::time::Duration::from_secs(*stop_timeout),
+                *concurrent_runs,
             )
             .await
         }

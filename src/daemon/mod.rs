@@ -265,6 +265,9 @@ pub struct Daemon {
     abandon: watch::Sender<bool>,
     tasks: BTreeMap<String, Task>,
     counts: BTreeMap<String, Arc<Counts>>,
+    /// At most this many runs at once (each holds connections to its
+    /// store and to its systems, and memory while it plans).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// One organisation's task and what it is sent.
@@ -278,10 +281,14 @@ struct Task {
 impl Daemon {
     /// Opens (and migrates) every organisation's store of `loaded` and
     /// starts their schedules.
+    ///
+    /// At most `concurrent_runs` runs go at once (at least one); others
+    /// wait for a slot.
     pub async fn start(
         source: Source,
         loaded: Loaded,
         observer: Arc<dyn Observer>,
+        concurrent_runs: usize,
     ) -> Result<Daemon, DaemonError> {
         let (shutdown, _) = watch::channel(false);
         let (abandon, _) = watch::channel(false);
@@ -293,6 +300,7 @@ impl Daemon {
             abandon,
             tasks: BTreeMap::new(),
             counts: BTreeMap::new(),
+            slots: Arc::new(tokio::sync::Semaphore::new(concurrent_runs.max(1))),
         };
         for (path, config) in loaded {
             let organisation = open(config).await?;
@@ -342,6 +350,7 @@ impl Daemon {
                 shutdown: self.shutdown.subscribe(),
                 abandon: self.abandon.subscribe(),
                 counts,
+                slots: self.slots.clone(),
             },
         ));
         self.tasks.insert(
@@ -512,6 +521,7 @@ struct Context {
     shutdown: watch::Receiver<bool>,
     abandon: watch::Receiver<bool>,
     counts: Arc<Counts>,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// One organisation's task: sleeps until the next time of its schedule (or
@@ -546,10 +556,17 @@ async fn serve(
             }
             _ = context.shutdown.wait_for(|stop| *stop) => return,
         };
+        // Wait for a slot among the runs going at once (or stop).
+        let slots = context.slots.clone();
+        let slot = tokio::select! {
+            slot = slots.acquire_owned() => slot,
+            _ = context.shutdown.wait_for(|stop| *stop) => return,
+        };
         if *context.shutdown.borrow() {
             return;
         }
         let outcome = run(organisation, full_read, &mut context).await;
+        drop(slot);
         context.counts.runs.fetch_add(
             u64::from(matches!(outcome, RunOutcome::Done { .. })),
             Ordering::Relaxed,

@@ -67,6 +67,7 @@ pub async fn run(
     config: &Path,
     config_dir: Option<&Path>,
     stop_timeout: Duration,
+    concurrent_runs: usize,
 ) -> Result<i32, Failure> {
     let source = match config_dir {
         Some(folder) => Source::Folder(folder.to_path_buf()),
@@ -110,7 +111,8 @@ pub async fn run(
         }
     });
 
-    let mut daemon = Daemon::start(source, loaded, Arc::new(Status(state))).await?;
+    let mut daemon =
+        Daemon::start(source, loaded, Arc::new(Status(state)), concurrent_runs).await?;
     let ids: Vec<String> = daemon.organisations().into_iter().map(|o| o.id).collect();
     info!(organisations = ?ids, %listen, "coexist daemon started");
     notify("READY=1");
