@@ -564,3 +564,138 @@ org_unit_path = "/Management"
     let (_, placed) = org.json(&["place", "--clear", "bo@acmecorp.com"]);
     assert_eq!(placed["changed"], false);
 }
+
+// ---- a batch on the real slapd ----------------------------------------------
+
+/// A batch of 500 people provisioned on the real slapd (Google simulated),
+/// the command killed (-9) while it makes the accounts, then run again: each
+/// account is made once, each person's stub is on Google, mail is
+/// delivered. Prints the time each run took.
+#[test]
+fn a_batch_of_500_on_the_real_slapd_killed_midway_completes_when_run_again() {
+    const N: usize = 500;
+    let t = coexist_testenv::Subtree::new(coexist_testenv::TestServer::slapd());
+    let org = Org::new("", &[("google", people("g", "acmecorp.com", 2))]);
+    std::fs::write(org.path("slapd-password"), &t.server.password).unwrap();
+    let ldap = format!(
+        r#"[[systems]]
+id = "ldap"
+kind = "ldap"
+routing_domain = "mithi.acmecorp.com"
+stub_style = "routing_address"
+[systems.connection]
+url = "{url}"
+starttls = true
+ca_file = "{ca}"
+bind_dn = "{bind_dn}"
+password = {{ file = "slapd-password" }}
+base_dns = ["{people}"]
+stub_base = "{stubs}"
+[systems.connection.provision]
+base = "{people}"
+attributes = {{ mailHost = ["mail.acmecorp.com"] }}
+"#,
+        url = t.server.url,
+        ca = t.server.ca_file,
+        bind_dn = t.server.bind_dn,
+        people = t.people,
+        stubs = t.stubs,
+    );
+    org.set_config(&coexist_testenv::acmecorp::config(
+        coexist_testenv::acmecorp::GOOGLE_SIMULATED,
+        &ldap,
+    ));
+    let (code, report) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{report}");
+    let tag = &coexist_testenv::random()[..6];
+    let mut csv = String::from("address,given_name,surname,aliases\n");
+    for i in 0..N {
+        csv.push_str(&format!(
+            "b{i}.{tag}@acmecorp.com,B{i},Batch,b{i}.{tag}.alias@acmecorp.com\n"
+        ));
+    }
+    std::fs::write(org.path("batch.csv"), csv).unwrap();
+    let args = [
+        "provision",
+        "--home",
+        "ldap",
+        "--from-csv",
+        "batch.csv",
+        "--password-file",
+        "passwords.csv",
+    ];
+    let accounts = || {
+        t.server
+            .ldapsearch(&t.people, &format!("(uid=b*.{tag})"), &["1.1"])
+            .len()
+    };
+
+    let started = Instant::now();
+    let mut child = std::process::Command::new(common::binary())
+        .current_dir(org.dir.path())
+        .arg("--config")
+        .arg(org.config())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while accounts() < 100 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no accounts made"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "it ended before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_after = started.elapsed();
+    let made = accounts();
+    assert!((100..N).contains(&made), "killed after {made} accounts");
+
+    let started = Instant::now();
+    let out = std::process::Command::new(common::binary())
+        .current_dir(org.dir.path())
+        .arg("--config")
+        .arg(org.config())
+        .args(["--output", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let rerun = started.elapsed();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    eprintln!(
+        "500 people on slapd: killed after {killed_after:?} ({made} accounts), the rerun took {rerun:?}"
+    );
+    assert_eq!(accounts(), N, "each account made once");
+    let people = report["people"].as_array().unwrap();
+    let created = people.iter().filter(|p| p["state"] == "created").count();
+    assert_eq!(created, N - made);
+    assert!(people.iter().all(|p| p["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["outcome"] == "delivered" && r["at"] == "ldap")));
+    let google = stub_addresses(&org, "google");
+    for i in 0..N {
+        assert!(google.contains(&format!("b{i}.{tag}@acmecorp.com")), "b{i}");
+    }
+    // The killed run's password lines and the rerun's: one an account,
+    // but for at most the one killed between its account and its line.
+    let lines = std::fs::read_to_string(org.path("passwords.csv")).unwrap();
+    assert!(lines.lines().count() >= N - 1, "{}", lines.lines().count());
+    let (code, sync) = org.json(&["sync"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        sync["plan"]["operations"].as_array().unwrap().len(),
+        0,
+        "{sync}"
+    );
+}
