@@ -678,3 +678,96 @@ async fn run(organisation: &Organisation, full_read: bool, context: &mut Context
     .instrument(span)
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn organisation(id: Option<&str>, daemon: &str) -> String {
+        let id = id.map(|id| format!("id = \"{id}\"\n")).unwrap_or_default();
+        format!(
+            "[organisation]\n{id}shared_domains = [\"acmecorp.com\"]\n\n[[systems]]\nid = \"ldap\"\nkind = \"simulated\"\nrouting_domain = \"mithi.acmecorp.com\"\n{daemon}"
+        )
+    }
+
+    fn folder(files: &[(&str, String)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    fn load_folder(dir: &tempfile::TempDir) -> Result<Loaded, String> {
+        load(&Source::Folder(dir.path().to_path_buf())).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_folder_serves_each_toml_file_by_its_id() {
+        let dir = folder(&[
+            ("b.toml", organisation(Some("beta"), "")),
+            ("a.toml", organisation(Some("alpha"), "")),
+            ("notes.txt", "not an organisation".into()),
+        ]);
+        let loaded = load_folder(&dir).unwrap();
+        let ids: Vec<String> = loaded.values().map(|c| organisation_id(c)).collect();
+        assert_eq!(ids, ["alpha", "beta"]);
+    }
+
+    #[test]
+    fn every_file_of_a_folder_needs_its_own_id() {
+        let dir = folder(&[("a.toml", organisation(None, ""))]);
+        let error = load_folder(&dir).unwrap_err();
+        assert!(error.ends_with("a.toml: organisation.id: every file of a configuration folder needs an [organisation] id (it names the organisation in the logs, the metrics and its PostgreSQL schema)"), "{error}");
+        let dir = folder(&[
+            ("a.toml", organisation(Some("acme"), "")),
+            ("b.toml", organisation(Some("acme"), "")),
+        ]);
+        let error = load_folder(&dir).unwrap_err();
+        assert!(
+            error.contains("b.toml: organisation.id: `acme` is also the id of"),
+            "{error}"
+        );
+        let dir = folder(&[]);
+        assert!(load_folder(&dir)
+            .unwrap_err()
+            .contains("holds no organisation"));
+    }
+
+    #[test]
+    fn the_files_setting_the_endpoint_agree() {
+        let dir = folder(&[
+            (
+                "a.toml",
+                organisation(Some("alpha"), "[daemon]\nlisten = \"127.0.0.1:9000\"\n"),
+            ),
+            ("b.toml", organisation(Some("beta"), "")),
+        ]);
+        let loaded = load_folder(&dir).unwrap();
+        let configs: Vec<&Config> = loaded.values().map(|c| c.as_ref()).collect();
+        assert_eq!(endpoint_of(&configs).0, "127.0.0.1:9000".parse().unwrap());
+        let dir = folder(&[
+            (
+                "a.toml",
+                organisation(Some("alpha"), "[daemon]\nlisten = \"127.0.0.1:9000\"\n"),
+            ),
+            (
+                "b.toml",
+                organisation(Some("beta"), "[daemon]\nlisten = \"127.0.0.1:9001\"\n"),
+            ),
+        ]);
+        let error = load_folder(&dir).unwrap_err();
+        assert!(
+            error.contains("b.toml: daemon.listen: 127.0.0.1:9001 differs from"),
+            "{error}"
+        );
+        // Without any: the default, loopback.
+        let dir = folder(&[("a.toml", organisation(Some("alpha"), ""))]);
+        let loaded = load_folder(&dir).unwrap();
+        let configs: Vec<&Config> = loaded.values().map(|c| c.as_ref()).collect();
+        assert_eq!(
+            endpoint_of(&configs),
+            ("127.0.0.1:9464".parse().unwrap(), None)
+        );
+    }
+}
