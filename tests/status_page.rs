@@ -251,7 +251,26 @@ async fn ready_after_a_clean_run_and_names_are_escaped() {
         (200, "ready\n"),
         "no run yet: nothing waits"
     );
+    // Before the first run: nothing read, nothing found.
+    let (_, body) = get(&format!("{}/api/status", served.url), None).await;
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status[0]["systems"][0]["health"], "never_read", "{body}");
+    assert_eq!(status[0]["systems"][0]["recipients"], 0);
+    let (_, body) = get(&format!("{}/api/search?q=g0", served.url), None).await;
+    assert!(body.contains(r#""hits":[]"#), "{body}");
     assert_eq!(sync(&org).await.exit_code(), 0);
+    // What the page keeps between requests is read again after a run.
+    let (_, body) = get(&format!("{}/api/status", served.url), None).await;
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status[0]["systems"][0]["health"], "ok", "{body}");
+    assert_eq!(status[0]["systems"][0]["recipients"], 2);
+    assert_eq!(status[0]["systems"][0]["stubs"], 2);
+    let (_, body) = get(&format!("{}/api/search?q=g0", served.url), None).await;
+    let results: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        results[0]["hits"][0]["stubs"][0]["system"], "ldap",
+        "{body}"
+    );
     let (code, body) = get(&format!("{}/readyz", served.url), None).await;
     assert_eq!((code, body.as_str()), (200, "ready\n"));
     let (code, page) = get(&format!("{}/?q=g0", served.url), None).await;

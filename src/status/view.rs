@@ -4,9 +4,14 @@
 //! conflicts, and GAL searches with each recipient's stubs and mail routes.
 //!
 //! Reads are bounded: the runs by a limit, the GAL by its address index
-//! (and a scan stopped at the limit for names), the last plan parsed once
-//! per plan and kept, the routing directory of the searches loaded once per
-//! run and dropped when no search used it for [`DIRECTORY_IDLE`].
+//! (and a scan stopped at the limit for names), the staged counts counted
+//! once per run, the last plan parsed once per plan and kept, the routing
+//! directory of the searches loaded once per run and dropped when no
+//! search used it for [`DIRECTORY_IDLE`]. Runs change what is staged
+//! (`sync`, `apply`, `provision`, each recorded as a run; `coexist plan`
+//! stages its reads without one, which the cursors' time tells), so what
+//! is kept is read again when the newest run changes or finishes, or a
+//! read is staged.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -210,8 +215,8 @@ struct StoredStep {
 /// The routing directory of an organisation's searches: today's staged
 /// mail directory as `coexist route` reads it, and the stubs by recipient.
 pub(super) struct RouteDirectory {
-    /// The run after which it was loaded.
-    run: Option<(i64, Option<String>)>,
+    /// The run and the read after which it was loaded.
+    run: ReadsKey,
     view: StagedView,
     stubs: HashMap<String, Vec<StubView>>,
     used: Mutex<Instant>,
@@ -222,7 +227,18 @@ pub(super) struct RouteDirectory {
 pub(super) struct Kept {
     plans: Mutex<HashMap<String, Arc<PlanView>>>,
     directories: Mutex<HashMap<String, Arc<RouteDirectory>>>,
+    /// Each system's staged counts and last read, with the newest run and
+    /// the last read they were counted after.
+    reads: Mutex<HashMap<String, (ReadsKey, Vec<SystemRead>)>>,
 }
+
+/// The newest run of a store, and whether and when it finished: what the
+/// page keeps is counted again once it changes.
+type NewestRun = Option<(i64, Option<String>)>;
+
+/// The newest run and the time of the last read staged (`coexist plan`
+/// stages reads without a run): the staged counts change with them only.
+type ReadsKey = (NewestRun, Option<String>);
 
 impl Kept {
     /// Drops the routing directories no search used for [`DIRECTORY_IDLE`].
@@ -309,9 +325,7 @@ pub(super) async fn organisation_status(
         }
     }
     let plan = last_plan(kept, organisation, &runs).await?;
-    let reads = store
-        .system_reads(&organisation.config.system_ids())
-        .await?;
+    let reads = system_reads(kept, organisation, &runs).await?;
     let systems = reads
         .into_iter()
         .map(|read| {
@@ -458,6 +472,37 @@ fn run_view(run: &RunRecord) -> RunView {
     }
 }
 
+/// Each system's staged counts and last read, counted once per run and
+/// read (counting scans every staged row).
+async fn system_reads(
+    kept: &Kept,
+    organisation: &Organisation,
+    runs: &[RunRecord],
+) -> Result<Vec<SystemRead>, StatusError> {
+    let newest: ReadsKey = (
+        runs.first().map(|r| (r.id, r.finished_at.clone())),
+        organisation.store.last_read_at().await?,
+    );
+    let systems = organisation.config.system_ids();
+    if let Some(reads) = kept.reads.lock().ok().and_then(|reads| {
+        reads
+            .get(&organisation.id)
+            .filter(|(run, reads)| {
+                *run == newest
+                    && reads.len() == systems.len()
+                    && reads.iter().zip(&systems).all(|(r, s)| r.system == *s)
+            })
+            .map(|(_, reads)| reads.clone())
+    }) {
+        return Ok(reads);
+    }
+    let reads = organisation.store.system_reads(&systems).await?;
+    if let Ok(mut kept) = kept.reads.lock() {
+        kept.insert(organisation.id.clone(), (newest, reads.clone()));
+    }
+    Ok(reads)
+}
+
 /// The plan of the newest run that made one, parsed once per plan.
 async fn last_plan(
     kept: &Kept,
@@ -530,7 +575,7 @@ async fn last_plan(
 }
 
 /// The GAL entries `query` finds in `organisation` (by address prefix
-/// through the index, then by any part of the entry), each with its stubs
+/// through the index, else by any part of the entry), each with its stubs
 /// and its routes.
 pub(super) async fn search(
     kept: &Kept,
@@ -542,15 +587,12 @@ pub(super) async fn search(
         return Ok(Vec::new());
     }
     let store = &organisation.store;
+    // An address (or its beginning) through the GAL's index; only when
+    // no address begins so, any part of the entries (a name, an alias, a
+    // title), a scan stopped at the limit.
     let mut entries = store.gal_by_address_prefix(&query, SEARCH_LIMIT).await?;
-    if (entries.len() as i64) < SEARCH_LIMIT {
-        for entry in store.gal_containing(&query, SEARCH_LIMIT).await? {
-            if (entries.len() as i64) < SEARCH_LIMIT
-                && !entries.iter().any(|e| e.anchor == entry.anchor)
-            {
-                entries.push(entry);
-            }
-        }
+    if entries.is_empty() {
+        entries = store.gal_containing(&query, SEARCH_LIMIT).await?;
     }
     if entries.is_empty() {
         return Ok(Vec::new());
@@ -603,11 +645,14 @@ async fn directory(
 ) -> Result<Arc<RouteDirectory>, StatusError> {
     kept.forget_idle();
     let store = &organisation.store;
-    let newest = store
-        .runs(1)
-        .await?
-        .first()
-        .map(|r| (r.id, r.finished_at.clone()));
+    let newest: ReadsKey = (
+        store
+            .runs(1)
+            .await?
+            .first()
+            .map(|r| (r.id, r.finished_at.clone())),
+        store.last_read_at().await?,
+    );
     if let Some(directory) = kept
         .directories
         .lock()

@@ -91,6 +91,16 @@ impl Store {
         Ok(reads)
     }
 
+    /// When the last read of any system was staged (RFC 3339); `None`
+    /// before the first.
+    pub async fn last_read_at(&self) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT MAX(pulled_at) FROM cursors")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query_err("reading cursors"))?;
+        row.try_get(0).map_err(query_err("reading cursors"))
+    }
+
     /// At most `limit` GAL entries whose primary address starts with
     /// `prefix` (normalised: lower case), by the GAL's address index, sorted.
     pub async fn gal_by_address_prefix(&self, prefix: &str, limit: i64) -> Result<Vec<GalEntry>> {
