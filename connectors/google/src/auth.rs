@@ -22,7 +22,6 @@
 //! [`ConnectorError::Authentication`], without a network call.
 
 use std::fmt;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use coexist_connector::retry::RetryPolicy;
@@ -30,9 +29,9 @@ use coexist_connector::{ConnectorError, Secret};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tokio::sync::Mutex;
 
-use crate::http::retry_after;
+pub use coexist_http::AccessToken;
+use coexist_http::{FinalFailure, TokenSlot};
 
 /// The OAuth scopes coexist asks for: read users, groups and members, and
 /// domains and domain aliases (Admin SDK Directory API), and read and write
@@ -171,26 +170,6 @@ struct TokenError {
     error_description: Option<String>,
 }
 
-/// An access token, with the instant from which it must be replaced.
-#[derive(Clone)]
-pub struct AccessToken {
-    value: Secret,
-    refresh_at: Instant,
-}
-
-impl AccessToken {
-    /// The `Authorization` header value.
-    pub fn bearer(&self) -> String {
-        format!("Bearer {}", self.value.expose())
-    }
-}
-
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AccessToken([redacted])")
-    }
-}
-
 /// Obtains and caches access tokens for one service account and admin.
 pub struct TokenSource {
     key: ServiceAccountKey,
@@ -198,9 +177,9 @@ pub struct TokenSource {
     scopes: String,
     client: reqwest::Client,
     retry: RetryPolicy,
-    cached: Mutex<Option<AccessToken>>,
+    cached: TokenSlot,
     /// Why authentication failed for good, once it did.
-    failed: OnceLock<ConnectorError>,
+    failed: FinalFailure,
 }
 
 impl fmt::Debug for TokenSource {
@@ -225,8 +204,8 @@ impl TokenSource {
             scopes: SCOPES.join(" "),
             client,
             retry,
-            cached: Mutex::new(None),
-            failed: OnceLock::new(),
+            cached: TokenSlot::default(),
+            failed: FinalFailure::default(),
         }
     }
 
@@ -242,75 +221,29 @@ impl TokenSource {
     /// once a token could not be obtained, every call returns the same error
     /// at once.
     pub async fn token(&self) -> Result<AccessToken, ConnectorError> {
-        if let Some(error) = self.failure() {
-            return Err(error);
-        }
-        let mut cached = self.cached.lock().await;
-        // Another caller may have given up while this one waited.
-        if let Some(error) = self.failure() {
-            return Err(error);
-        }
-        if let Some(token) = cached.as_ref() {
-            if Instant::now() < token.refresh_at {
-                return Ok(token.clone());
-            }
-        }
         let what = format!("requesting an access token from {}", self.key.token_uri);
-        match self.retry.run(&what, || self.request_token()).await {
-            Ok(token) => {
-                *cached = Some(token.clone());
-                Ok(token)
-            }
-            Err(error) => Err(self.give_up(self.as_final(error))),
-        }
+        self.cached
+            .get(&self.failed, &self.retry, &what, || self.request_token())
+            .await
     }
 
     /// Why authentication failed for good, when it did.
     pub fn failure(&self) -> Option<ConnectorError> {
-        self.failed.get().cloned()
+        self.failed.get()
     }
 
     /// Records that authentication failed for good (the credentials were
     /// refused); returns the error every later call will return (the first
     /// one recorded).
     pub fn give_up(&self, error: ConnectorError) -> ConnectorError {
-        let _ = self.failed.set(error);
-        self.failed.get().cloned().unwrap_or_else(|| {
-            ConnectorError::authentication("authentication failed (no detail recorded)")
-        })
-    }
-
-    /// A token request's last error as the authentication failure it means:
-    /// a transient failure that outlived the retry budget says so.
-    fn as_final(&self, error: ConnectorError) -> ConnectorError {
-        let budget = self.retry.max_attempts;
-        let (message, cause) = match error {
-            ConnectorError::Authentication { .. } => return error,
-            ConnectorError::Retryable { message, cause }
-            | ConnectorError::Throttled { message, cause, .. } => (
-                format!(
-                    "{message} (no access token after {budget} attempt{}; nothing more is \
-                     sent to this system in this run)",
-                    if budget == 1 { "" } else { "s" }
-                ),
-                cause,
-            ),
-            ConnectorError::Permanent { message, cause } => (message, cause),
-        };
-        ConnectorError::Authentication { message, cause }
+        self.failed.record(error)
     }
 
     /// Forgets `rejected` (a token the API answered 401 to), so the next
     /// [`Self::token`] requests a new one. A token already replaced by
     /// another task is left alone.
     pub async fn invalidate(&self, rejected: &AccessToken) {
-        let mut cached = self.cached.lock().await;
-        if cached
-            .as_ref()
-            .is_some_and(|token| token.value == rejected.value)
-        {
-            *cached = None;
-        }
+        self.cached.invalidate(rejected).await;
     }
 
     fn assertion(&self) -> Result<String, ConnectorError> {
@@ -340,31 +273,12 @@ impl TokenSource {
         let what = what.as_str();
         let assertion = self.assertion()?;
         let started = Instant::now();
-        let response = self
-            .client
-            .post(&self.key.token_uri)
-            .form(&[
-                ("grant_type", GRANT_TYPE),
-                ("assertion", assertion.as_str()),
-            ])
-            .send()
-            .await
-            .map_err(|e| {
-                ConnectorError::retryable(format!(
-                    "{what}: {}",
-                    crate::http::describe_transport_error(&e)
-                ))
-                .caused_by(e)
-            })?;
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        let body = response.bytes().await.map_err(|e| {
-            ConnectorError::retryable(format!(
-                "{what}: reading the answer: {}",
-                crate::http::describe_transport_error(&e)
-            ))
-            .caused_by(e)
-        })?;
+        let request = self.client.post(&self.key.token_uri).form(&[
+            ("grant_type", GRANT_TYPE),
+            ("assertion", assertion.as_str()),
+        ]);
+        let reply = coexist_http::send(request, what).await?;
+        let (status, wait, body) = (reply.status, reply.retry_after(), reply.body);
         if status.is_success() {
             let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
                 ConnectorError::permanent(format!(
@@ -373,16 +287,17 @@ impl TokenSource {
                 .caused_by(e)
             })?;
             let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3600));
-            let margin = REFRESH_MARGIN.min(lifetime / 2);
             tracing::debug!(
                 lifetime_s = lifetime.as_secs(),
                 "obtained an access token for {}",
                 self.subject
             );
-            return Ok(AccessToken {
-                value: Secret::new(token.access_token),
-                refresh_at: started + lifetime - margin,
-            });
+            return Ok(AccessToken::new(
+                token.access_token,
+                started,
+                lifetime,
+                REFRESH_MARGIN,
+            ));
         }
         let refusal = serde_json::from_slice::<TokenError>(&body).ok();
         let detail = refusal

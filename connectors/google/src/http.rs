@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use coexist_connector::retry::{RateLimiter, RetryPolicy};
 use coexist_connector::ConnectorError;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
+
+pub use coexist_http::{retry_after, Reply};
 
 use crate::auth::TokenSource;
 
@@ -104,14 +106,6 @@ impl Request {
         self.accept = statuses;
         self
     }
-}
-
-/// An answer: a 2xx, or a status the request accepts.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Vec<u8>,
 }
 
 /// The shared client of one connector.
@@ -236,54 +230,8 @@ impl Http {
                 .header(CONTENT_TYPE, "application/json; charset=UTF-8")
                 .body(document.expose().to_string());
         }
-        let response = builder.send().await.map_err(|e| {
-            ConnectorError::retryable(format!("{what}: {}", describe_transport_error(&e)))
-                .caused_by(e)
-        })?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| {
-            ConnectorError::retryable(format!(
-                "{what}: reading the answer: {}",
-                describe_transport_error(&e)
-            ))
-            .caused_by(e)
-        })?;
-        Ok(Reply {
-            status,
-            headers,
-            body: body.to_vec(),
-        })
+        coexist_http::send(builder, what).await
     }
-}
-
-/// A transport error in words, without the URL's query (which never holds a
-/// secret here, but may be long).
-pub fn describe_transport_error(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    let mut message = format!("{kind}: {error}");
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
-}
-
-/// The `Retry-After` header in seconds, when present.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
 }
 
 /// Google's JSON error body

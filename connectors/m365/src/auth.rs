@@ -26,7 +26,6 @@
 //! secret, the key nor a token is ever logged.
 
 use std::fmt;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -38,9 +37,9 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 use thiserror::Error;
-use tokio::sync::Mutex;
 
-use crate::http::{describe_transport_error, retry_after};
+pub use coexist_http::AccessToken;
+use coexist_http::{FinalFailure, TokenSlot};
 
 /// `client_assertion_type` of a certificate credential.
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -166,26 +165,6 @@ struct TokenError {
     error_description: Option<String>,
 }
 
-/// An access token, with the instant from which it must be replaced.
-#[derive(Clone)]
-pub struct AccessToken {
-    value: Secret,
-    refresh_at: Instant,
-}
-
-impl AccessToken {
-    /// The `Authorization` header value.
-    pub fn bearer(&self) -> String {
-        format!("Bearer {}", self.value.expose())
-    }
-}
-
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AccessToken([redacted])")
-    }
-}
-
 /// Obtains and caches the app's tokens for Graph and Exchange.
 pub struct Auth {
     client_id: String,
@@ -193,10 +172,10 @@ pub struct Auth {
     credential: Credential,
     client: reqwest::Client,
     retry: RetryPolicy,
-    graph: Mutex<Option<AccessToken>>,
-    exchange: Mutex<Option<AccessToken>>,
-    /// Why authentication failed for good, once it did.
-    failed: OnceLock<ConnectorError>,
+    graph: TokenSlot,
+    exchange: TokenSlot,
+    /// Why authentication failed for good, once it did (for both).
+    failed: FinalFailure,
 }
 
 impl fmt::Debug for Auth {
@@ -223,13 +202,13 @@ impl Auth {
             credential,
             client,
             retry,
-            graph: Mutex::new(None),
-            exchange: Mutex::new(None),
-            failed: OnceLock::new(),
+            graph: TokenSlot::default(),
+            exchange: TokenSlot::default(),
+            failed: FinalFailure::default(),
         }
     }
 
-    fn slot(&self, resource: Resource) -> &Mutex<Option<AccessToken>> {
+    fn slot(&self, resource: Resource) -> &TokenSlot {
         match resource {
             Resource::Graph => &self.graph,
             Resource::Exchange => &self.exchange,
@@ -240,80 +219,34 @@ impl Auth {
     /// one retry budget. Every error is an
     /// [`ConnectorError::Authentication`] and final for both resources.
     pub async fn token(&self, resource: Resource) -> Result<AccessToken, ConnectorError> {
-        if let Some(error) = self.failure() {
-            return Err(error);
-        }
-        let mut cached = self.slot(resource).lock().await;
-        if let Some(error) = self.failure() {
-            return Err(error);
-        }
-        if let Some(token) = cached.as_ref() {
-            if Instant::now() < token.refresh_at {
-                return Ok(token.clone());
-            }
-        }
         let what = format!(
             "requesting an access token for {} from {}",
             resource.name(),
             self.token_url
         );
-        match self
-            .retry
-            .run(&what, || self.request(resource, &what))
+        self.slot(resource)
+            .get(&self.failed, &self.retry, &what, || {
+                self.request(resource, &what)
+            })
             .await
-        {
-            Ok(token) => {
-                *cached = Some(token.clone());
-                Ok(token)
-            }
-            Err(error) => Err(self.give_up(self.as_final(error))),
-        }
     }
 
     /// Why authentication failed for good, when it did.
     pub fn failure(&self) -> Option<ConnectorError> {
-        self.failed.get().cloned()
+        self.failed.get()
     }
 
     /// Records that authentication failed for good; returns the error
     /// every later call returns (the first one recorded).
     pub fn give_up(&self, error: ConnectorError) -> ConnectorError {
-        let _ = self.failed.set(error);
-        self.failed.get().cloned().unwrap_or_else(|| {
-            ConnectorError::authentication("authentication failed (no detail recorded)")
-        })
+        self.failed.record(error)
     }
 
     /// Forgets `rejected` (a token an API answered 401 to), so the next
     /// [`Self::token`] requests a new one; a token another task already
     /// replaced is kept.
     pub async fn invalidate(&self, resource: Resource, rejected: &AccessToken) {
-        let mut cached = self.slot(resource).lock().await;
-        if cached
-            .as_ref()
-            .is_some_and(|token| token.value == rejected.value)
-        {
-            *cached = None;
-        }
-    }
-
-    /// A token request's last error as the authentication failure it means.
-    fn as_final(&self, error: ConnectorError) -> ConnectorError {
-        let budget = self.retry.max_attempts;
-        let (message, cause) = match error {
-            ConnectorError::Authentication { .. } => return error,
-            ConnectorError::Retryable { message, cause }
-            | ConnectorError::Throttled { message, cause, .. } => (
-                format!(
-                    "{message} (no access token after {budget} attempt{}; nothing more is sent \
-                     to this system in this run)",
-                    if budget == 1 { "" } else { "s" }
-                ),
-                cause,
-            ),
-            ConnectorError::Permanent { message, cause } => (message, cause),
-        };
-        ConnectorError::Authentication { message, cause }
+        self.slot(resource).invalidate(rejected).await;
     }
 
     /// A signed client assertion for the token endpoint.
@@ -357,25 +290,8 @@ impl Auth {
             }
         }
         let started = Instant::now();
-        let response = self
-            .client
-            .post(&self.token_url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| {
-                ConnectorError::retryable(format!("{what}: {}", describe_transport_error(&e)))
-                    .caused_by(e)
-            })?;
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        let body = response.bytes().await.map_err(|e| {
-            ConnectorError::retryable(format!(
-                "{what}: reading the answer: {}",
-                describe_transport_error(&e)
-            ))
-            .caused_by(e)
-        })?;
+        let reply = coexist_http::send(self.client.post(&self.token_url).form(&form), what).await?;
+        let (status, wait, body) = (reply.status, reply.retry_after(), reply.body);
         if status.is_success() {
             let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
                 ConnectorError::permanent(format!(
@@ -383,16 +299,17 @@ impl Auth {
                 ))
             })?;
             let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3599));
-            let margin = REFRESH_MARGIN.min(lifetime / 2);
             tracing::debug!(
                 resource = resource.name(),
                 lifetime_s = lifetime.as_secs(),
                 "obtained an access token"
             );
-            return Ok(AccessToken {
-                value: Secret::new(token.access_token),
-                refresh_at: started + lifetime - margin,
-            });
+            return Ok(AccessToken::new(
+                token.access_token,
+                started,
+                lifetime,
+                REFRESH_MARGIN,
+            ));
         }
         let refusal = serde_json::from_slice::<TokenError>(&body).ok();
         let detail = refusal
