@@ -23,5 +23,6 @@ pub const BUSY: i32 = 7;
 pub const ROUTING_LOOP: i32 = 8;
 /// `provision`: refused, an address asked for is already a mailbox, an
 /// entry, a stub, a placement or a GAL entry somewhere (the output names
-/// each); nothing was changed.
+/// each); `deprovision`: refused, coexist did not create the account.
+/// Nothing was changed.
 pub const TAKEN: i32 = 9;

@@ -699,3 +699,79 @@ attributes = {{ mailHost = ["mail.acmecorp.com"] }}
         "{sync}"
     );
 }
+
+// ---- deprovision --------------------------------------------------------------
+
+#[test]
+fn deprovision_suspends_an_account_coexist_made_and_removes_its_stubs() {
+    let org = acmecorp();
+    let (code, report) = org.json(&["provision", "ann@acmecorp.com", "--home", "google"]);
+    assert_eq!(code, 0, "{report}");
+    assert!(stub_addresses(&org, "ldap").contains(&"ann@acmecorp.com".to_string()));
+
+    // No terminal to confirm at, no --yes: refused, nothing changed.
+    let out = org.run(&["deprovision", "ann@acmecorp.com"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+
+    // --dry-run: the exact steps, nothing changed.
+    let (code, dry) = org.json(&["deprovision", "ann@acmecorp.com", "--dry-run"]);
+    assert_eq!(code, 0, "{dry}");
+    assert_eq!(dry["state"], "would_suspend");
+    assert_eq!(dry["home"], "google");
+    let steps = dry["plan"]["operations"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{dry}");
+    assert_eq!(
+        (steps[0]["system"].as_str(), steps[0]["action"].as_str()),
+        (Some("ldap"), Some("delete"))
+    );
+    assert!(stub_addresses(&org, "ldap").contains(&"ann@acmecorp.com".to_string()));
+
+    let (code, done) = org.json(&["deprovision", "ann@acmecorp.com", "--yes"]);
+    assert_eq!(code, 0, "{done}");
+    assert_eq!(done["state"], "suspended");
+    assert_eq!(done["apply"]["done"], 1);
+    assert!(!stub_addresses(&org, "ldap").contains(&"ann@acmecorp.com".to_string()));
+    let google = std::fs::read_to_string(org.path("google-state.jsonl")).unwrap();
+    assert!(google.contains("\"event\":\"suspend\""), "{google}");
+    // Mail from the mail server is no longer forwarded to the suspended
+    // account: it bounces there.
+    let from_ldap = done["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["from"] == "ldap")
+        .unwrap();
+    assert_eq!(from_ldap["outcome"], "bounced", "{from_ldap}");
+    // The account is out of the GAL; the next sync changes nothing.
+    let (code, sync) = org.json(&["sync"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        sync["plan"]["operations"].as_array().unwrap().len(),
+        0,
+        "{sync}"
+    );
+
+    // Again: it was suspended; nothing more to do.
+    let (code, again) = org.json(&["deprovision", "ann@acmecorp.com", "--yes"]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(again["state"], "was_suspended");
+    assert_eq!(again["plan"]["operations"].as_array().unwrap().len(), 0);
+
+    // An account coexist did not make is not touched.
+    let (code, refused) = org.json(&["deprovision", "m0@acmecorp.com", "--yes"]);
+    assert_eq!(code, 9, "{refused}");
+    assert!(refused["error"]
+        .as_str()
+        .unwrap()
+        .contains("coexist did not create m0@acmecorp.com's account on ldap"));
+    assert!(stub_addresses(&org, "google").contains(&"m0@acmecorp.com".to_string()));
+    let (_, runs) = org.json(&["runs"]);
+    let deprovisions = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["command"] == "deprovision")
+        .count();
+    assert_eq!(deprovisions, 3, "{runs}");
+}

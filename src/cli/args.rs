@@ -45,7 +45,8 @@ pub enum LogFormat {
 /// store (nothing was done); 8 mail loops: a routing entry (coexist's or one
 /// it did not make) or the catch-all relays send an address round in
 /// circles (the output names the entry; nothing is written for it); 9
-/// `provision`: refused, an address is taken (nothing was changed).
+/// `provision`: refused, an address is taken; `deprovision`: refused, not
+/// an account coexist created (nothing was changed).
 #[derive(Debug, Parser)]
 #[command(name = "coexist", version, about, long_about)]
 pub struct Cli {
@@ -230,6 +231,30 @@ pub enum Command {
         password_file: Option<PathBuf>,
         /// Read and check every system and print the exact steps (the
         /// accounts, the placements, the stub operations); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Suspend a person's account at its home and remove its stubs elsewhere.
+    ///
+    /// Reads every system, finds the mailbox holding ADDRESS (on its
+    /// placement when two hold it), suspends it (Active Directory: the
+    /// account disabled; OpenLDAP: the `suspend` attributes of the
+    /// `provision` table; the simulated system) and applies one plan
+    /// restricted to the person: a disabled account leaves the GAL, so its
+    /// stubs are removed from every other system (mail to it bounces there
+    /// rather than vanishing), with the plan's journal, gates and audit.
+    /// Mail data is never deleted. Only an account coexist created (`coexist
+    /// provision`, in the audit log) is suspended: any other is refused
+    /// (exit 9). Asks for confirmation unless --yes (required when stdin is
+    /// not a terminal). Running it again completes a run that stopped.
+    Deprovision {
+        /// An address of the person.
+        address: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Read and check every system and print the exact steps (the
+        /// account, the stubs removed); change nothing.
         #[arg(long)]
         dry_run: bool,
     },

@@ -143,6 +143,16 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
             };
             commands::provision::run(&engine, people, &options, from_csv.is_some(), output).await
         }
+        Command::Deprovision {
+            address,
+            yes,
+            dry_run,
+        } => {
+            commands::deprovision::confirm(address, *yes || *dry_run)?;
+            let engine = locked_engine(cli, "deprovision", held).await?;
+            let options = run_options("deprovision", false, false, &[]);
+            commands::deprovision::run(&engine, address, &options, *dry_run, output).await
+        }
         Command::Route { address, from } => {
             commands::route::run(&cli.config, address, from, output).await
         }

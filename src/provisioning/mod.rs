@@ -9,6 +9,7 @@
 //! through the store's journal and audit log and the safety gates.
 
 pub mod csv;
+mod deprovision;
 mod place;
 mod provision;
 
@@ -23,6 +24,7 @@ use crate::reconcile::route::{trace, Origin, Outcome, StagedView};
 use crate::reconcile::{self, Staged};
 use crate::store::StoreError;
 
+pub use deprovision::{deprovision, Deprovisioned};
 pub use place::{place, Placed};
 pub use provision::{provision, Person, ProvisionOptions, ProvisionReport, Provisioned};
 

@@ -389,7 +389,7 @@ fn validate(engine: &Engine, people: &[Person]) -> Result<(), ProvisionError> {
 /// Reads every system (in full when an earlier run was interrupted while
 /// applying, settling its journal as `sync` does); refuses when a system
 /// could not be read. Returns the staged state and the reads.
-async fn read_and_settle(
+pub(super) async fn read_and_settle(
     engine: &Engine,
     options: &RunOptions,
     run: Option<i64>,

@@ -165,6 +165,22 @@ impl Store {
         Ok(before)
     }
 
+    /// Whether the audit log records that coexist created the account of
+    /// `address` on `system` (`coexist provision`).
+    pub async fn account_created(&self, address: &str, system: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM audit WHERE action = 'create' AND address = $1 AND system_id = $2 AND after LIKE $3",
+        )
+        .bind(address)
+        .bind(system)
+        .bind("%\"account\"%")
+        .fetch_one(&self.pool)
+        .await
+        .map_err(query_err("reading the audit log"))?;
+        let count: i64 = row.try_get(0).map_err(query_err("reading the audit log"))?;
+        Ok(count > 0)
+    }
+
     /// Every placement: address → system.
     pub async fn placements(&self) -> Result<BTreeMap<String, String>> {
         let rows = sqlx::query("SELECT address, system_id FROM placements")

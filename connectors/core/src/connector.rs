@@ -7,6 +7,7 @@ use crate::error::ConnectorError;
 use crate::operation::{Applied, Operation};
 use crate::provision::{NewAccount, Provisioned};
 use crate::pull::Pull;
+use crate::recipient::Recipient;
 
 /// Receives progress of long pulls and applies (objects read, operations done).
 pub trait Progress: Send + Sync {
@@ -172,6 +173,18 @@ pub trait Connector: Send + Sync {
         Err(ConnectorError::permanent(format!(
             "{} cannot check passwords: only LDAP and Active Directory systems can take address-book binds",
             self.system()
+        )))
+    }
+
+    /// Suspends (disables) `recipient`'s account in this system, its home
+    /// (`coexist deprovision`): the account and its mail stay, it no longer
+    /// signs in, and a read lists it disabled. Suspending a suspended
+    /// account succeeds. Default: refused, this kind of system cannot.
+    async fn suspend(&self, recipient: &Recipient) -> Result<(), ConnectorError> {
+        Err(ConnectorError::permanent(format!(
+            "{} cannot suspend {}: coexist does not suspend accounts in this kind of system; disable it by hand (the next sync removes its stubs)",
+            self.system(),
+            recipient.primary_address
         )))
     }
 

@@ -34,7 +34,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use coexist_connector::{
-    Applied, Connector, ConnectorError, Finding, NewAccount, Operation, Progress, Provisioned, Pull,
+    Applied, Connector, ConnectorError, Finding, NewAccount, Operation, Progress, Provisioned,
+    Pull, Recipient,
 };
 use futures::stream::{self, StreamExt};
 use tracing::Instrument;
@@ -282,6 +283,38 @@ impl Connector for LdapConnector {
         }
         .instrument(span)
         .await
+    }
+
+    /// Suspends the account at the recipient's DN (AD: bit 2 of
+    /// `userAccountControl`; OpenLDAP: the `suspend` attributes of the
+    /// `provision` table).
+    async fn suspend(&self, recipient: &Recipient) -> Result<(), ConnectorError> {
+        let refuse = |why: &str| {
+            ConnectorError::permanent(format!(
+                "LDAP system `{}`: cannot suspend {}: {why}",
+                self.system, recipient.primary_address
+            ))
+        };
+        let Some(template) = &self.config.provision else {
+            return Err(refuse("its connection has no `provision` table"));
+        };
+        let Some(dn) = &recipient.locator else {
+            return Err(refuse("the recipient was read without its DN"));
+        };
+        let mut ldap = self.ldap().await?;
+        let result = provision::suspend(
+            &self.system,
+            &mut ldap,
+            &self.writer.mapper,
+            template,
+            self.writer.timeout,
+            dn,
+        )
+        .await;
+        if let Err(e) = &result {
+            self.forget_connection(e).await;
+        }
+        result
     }
 
     async fn doctor(&self) -> Vec<Finding> {

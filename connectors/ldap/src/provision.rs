@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use coexist_connector::{ConnectorError, NewAccount, Provisioned};
-use ldap3::{Ldap, Scope, SearchEntry};
+use ldap3::{Ldap, Mod, Scope, SearchEntry};
 use serde::Deserialize;
 
 use crate::config::Flavor;
@@ -58,6 +58,16 @@ pub struct ProvisionTemplate {
     /// `accountStatus`, `deliveryMode`…).
     #[serde(default)]
     pub attributes: BTreeMap<String, Vec<String>>,
+    /// OpenLDAP: how `coexist deprovision` suspends an account, as
+    /// attributes to set, chosen to match a `disabled_when` rule:
+    /// `{ objectClass = ["shadowAccount"], shadowExpire = ["0"] }`,
+    /// `{ pwdAccountLockedTime = ["000001010000Z"] }` (ppolicy), qmail's
+    /// `{ accountStatus = ["disabled"] }`. Object classes are added, other
+    /// attributes replaced. Without it, OpenLDAP accounts are not
+    /// suspended. Active Directory needs none: bit 2 of
+    /// `userAccountControl` is set.
+    #[serde(default)]
+    pub suspend: BTreeMap<String, Vec<String>>,
 }
 
 /// Creates `account` under `template.base`; see the module's text.
@@ -236,6 +246,83 @@ pub async fn provision(
         existed,
         notes,
     })
+}
+
+/// Suspends the account at `dn`; see [`ProvisionTemplate::suspend`].
+pub async fn suspend(
+    system: &str,
+    ldap: &mut Ldap,
+    mapper: &Mapper,
+    template: &ProvisionTemplate,
+    timeout: std::time::Duration,
+    dn: &str,
+) -> Result<(), ConnectorError> {
+    let handle = ldap.clone();
+    let modify = |mods: Vec<Mod<String>>, what: &'static str| {
+        let mut ldap = handle.clone();
+        async move {
+            let result = ldap
+                .with_timeout(timeout)
+                .modify(dn, mods)
+                .await
+                .map_err(|e| error::from_ldap(system, &format!("{what} {dn}"), e))?;
+            Ok::<_, ConnectorError>(result)
+        }
+    };
+    match mapper.flavor {
+        Flavor::ActiveDirectory => {
+            let entry = read(system, ldap, mapper, timeout, dn).await?;
+            let control = entry
+                .as_ref()
+                .and_then(|e| e.first("userAccountControl"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ConnectorError::permanent(format!(
+                        "LDAP system `{system}`: {dn} has no userAccountControl to suspend"
+                    ))
+                })?;
+            let disabled = (control | 2).to_string();
+            let result = modify(
+                vec![Mod::Replace(
+                    "userAccountControl".to_string(),
+                    HashSet::from([disabled]),
+                )],
+                "disable",
+            )
+            .await?;
+            if result.rc != rc::SUCCESS {
+                return Err(error::from_result(
+                    system,
+                    &format!("disable {dn}"),
+                    &result,
+                ));
+            }
+        }
+        Flavor::Openldap => {
+            if template.suspend.is_empty() {
+                return Err(ConnectorError::permanent(format!(
+                    "LDAP system `{system}`: cannot suspend {dn}: its `provision` table has no `suspend` (the attributes that disable an account here)"
+                )));
+            }
+            for (name, values) in &template.suspend {
+                let values: HashSet<String> = values.iter().cloned().collect();
+                let (mods, what) = if name.eq_ignore_ascii_case("objectClass") {
+                    (
+                        vec![Mod::Add(name.clone(), values)],
+                        "add the object classes of",
+                    )
+                } else {
+                    (vec![Mod::Replace(name.clone(), values)], "suspend")
+                };
+                let result = modify(mods, what).await?;
+                // An object class the entry has already is fine.
+                if result.rc != rc::SUCCESS && result.rc != 20 {
+                    return Err(error::from_result(system, &format!("{what} {dn}"), &result));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The attributes both flavors give a person: mail, names, phones, title.

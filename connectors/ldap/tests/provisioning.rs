@@ -36,6 +36,7 @@ fn template(t: &Subtree) -> ProvisionTemplate {
         object_classes: None,
         alias_attribute: None,
         attributes: BTreeMap::new(),
+        suspend: BTreeMap::new(),
     }
 }
 
@@ -189,4 +190,60 @@ async fn an_active_directory_user_is_made_enabled_with_its_password_to_change() 
         .await
         .unwrap_err();
     assert!(error.to_string().contains("sAMAccountName"), "{error}");
+}
+
+#[tokio::test]
+async fn a_suspended_account_reads_disabled_on_openldap_and_active_directory() {
+    // OpenLDAP: the template's suspend attributes (shadowExpire, which the
+    // default disabled_when rules read).
+    let t = Subtree::new(TestServer::slapd()).await;
+    let mut config = t.config();
+    let mut tpl = template(&t);
+    tpl.suspend
+        .insert("objectClass".into(), vec!["shadowAccount".into()]);
+    tpl.suspend.insert("shadowExpire".into(), vec!["0".into()]);
+    config.provision = Some(tpl);
+    let connector = LdapConnector::new("ldap", config).unwrap();
+    let address = format!("s{}@acmecorp.com", random());
+    let made = connector
+        .provision(&account(&address, &[], "Initial-Pw-4711"))
+        .await
+        .unwrap();
+    connector.suspend(&made.recipient).await.unwrap();
+    connector.suspend(&made.recipient).await.unwrap();
+    let pull = connector.pull(None, &NoProgress).await.unwrap();
+    assert!(!find(&pull, &address).enabled, "read disabled");
+
+    // Without `suspend`, OpenLDAP accounts are not suspended.
+    let mut plain = t.config();
+    plain.provision = Some(template(&t));
+    let error = LdapConnector::new("ldap", plain)
+        .unwrap()
+        .suspend(&made.recipient)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("no `suspend`"), "{error}");
+
+    // Active Directory: bit 2 of userAccountControl.
+    let t = Subtree::new(TestServer::samba()).await;
+    let local = format!("s{}", &random()[..8]);
+    let address = format!("{local}@acmecorp.com");
+    let mut config = t.config();
+    config.provision = Some(template(&t));
+    let connector = LdapConnector::new("ad", config).unwrap();
+    let made = connector
+        .provision(&account(&address, &[], "Initial-Pw-4711!"))
+        .await
+        .unwrap();
+    connector.suspend(&made.recipient).await.unwrap();
+    let found = t
+        .search(
+            &t.people,
+            &format!("(sAMAccountName={local})"),
+            &["userAccountControl"],
+        )
+        .await;
+    assert_eq!(values(&found[0], "userAccountControl"), ["514"]);
+    let pull = connector.pull(None, &NoProgress).await.unwrap();
+    assert!(!find(&pull, &address).enabled, "read disabled");
 }

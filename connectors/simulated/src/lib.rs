@@ -96,6 +96,10 @@ enum Event {
     Account {
         recipient: Box<Recipient>,
     },
+    /// An account `coexist deprovision` suspended.
+    Suspend {
+        anchor: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -144,6 +148,11 @@ impl Directory {
             Event::Account { recipient } => {
                 self.recipients.retain(|r| r.anchor != recipient.anchor);
                 self.recipients.push(*recipient);
+            }
+            Event::Suspend { anchor } => {
+                for recipient in self.recipients.iter_mut().filter(|r| r.anchor == anchor) {
+                    recipient.enabled = false;
+                }
             }
         }
     }
@@ -391,6 +400,27 @@ impl Connector for SimulatedConnector {
             existed: false,
             notes: Vec::new(),
         })
+    }
+
+    /// Marks the recipient disabled, journalled in the state file.
+    async fn suspend(&self, recipient: &Recipient) -> Result<(), ConnectorError> {
+        let mut directory = self.lock()?;
+        if !directory
+            .recipients
+            .iter()
+            .any(|r| r.anchor == recipient.anchor)
+        {
+            return Err(ConnectorError::permanent(format!(
+                "{} holds no account {} to suspend",
+                self.system, recipient.anchor
+            )));
+        }
+        let event = Event::Suspend {
+            anchor: recipient.anchor.clone(),
+        };
+        self.record(&event)?;
+        directory.apply(event);
+        Ok(())
     }
 
     fn capacity(&self) -> Option<Capacity> {

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod check_config;
 pub mod daemon;
 pub mod demo;
+pub mod deprovision;
 pub mod doctor;
 pub mod export_gal;
 pub mod migrate;
