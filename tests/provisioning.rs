@@ -563,6 +563,13 @@ org_unit_path = "/Management"
         .contains("surname"));
     let (_, placed) = org.json(&["place", "--clear", "bo@acmecorp.com"]);
     assert_eq!(placed["changed"], false);
+
+    // Deprovisioned: suspended on Google, its stub gone from the mail server.
+    let (code, done) = org.json(&["deprovision", "ann@acmecorp.com", "--yes"]);
+    assert_eq!(code, 0, "{done}");
+    assert_eq!(done["state"], "suspended");
+    assert!(google.fake.user("ann@acmecorp.com").unwrap().suspended);
+    assert!(!stub_addresses(&org, "ldap").contains(&"ann@acmecorp.com".to_string()));
 }
 
 // ---- a batch on the real slapd ----------------------------------------------

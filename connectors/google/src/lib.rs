@@ -42,7 +42,7 @@ use async_trait::async_trait;
 use coexist_connector::retry::{RateLimiter, RetryPolicy};
 use coexist_connector::{
     Applied, Capacity, Connector, ConnectorError, Finding, NewAccount, Operation, Progress,
-    Provisioned, Pull,
+    Provisioned, Pull, Recipient,
 };
 use reqwest::Url;
 use tokio::sync::Mutex;
@@ -243,6 +243,12 @@ impl Connector for GoogleConnector {
     async fn provision(&self, account: &NewAccount) -> Result<Provisioned, ConnectorError> {
         let span = tracing::info_span!("google_provision", system = %self.system, address = %account.primary_address);
         self.create_user(account).instrument(span).await
+    }
+
+    /// Suspends a user with users.patch (see the `provision` module).
+    async fn suspend(&self, recipient: &Recipient) -> Result<(), ConnectorError> {
+        let span = tracing::info_span!("google_suspend", system = %self.system, address = %recipient.primary_address);
+        self.suspend_user(recipient).instrument(span).await
     }
 
     /// Checks the credentials and scopes, the routing domain, and explains

@@ -144,6 +144,28 @@ impl GoogleConnector {
         })
     }
 
+    /// Suspends the user (users.patch `suspended: true`), with the
+    /// provisioning client: the recipient's anchor is the user's id.
+    pub(crate) async fn suspend_user(
+        &self,
+        recipient: &coexist_connector::Recipient,
+    ) -> Result<(), ConnectorError> {
+        let Some(http) = &self.provisioner else {
+            return Err(ConnectorError::permanent(format!(
+                "Google system `{}`: cannot suspend {}: its connection has no `provision` table",
+                self.system, recipient.primary_address
+            )));
+        };
+        let url = self.directory.url(&["users", &recipient.anchor])?;
+        let what = format!("suspending the user {}", recipient.primary_address);
+        http.execute(
+            &what,
+            &Request::get(url).json(Method::PATCH, &json!({ "suspended": true })),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// users.get of `key` (an address or an id); `None` when there is none.
     async fn get_user(
         &self,

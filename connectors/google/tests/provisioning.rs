@@ -179,3 +179,36 @@ async fn without_a_provision_table_no_user_is_made() -> TestResult {
     assert_eq!(s.google.requests().user_writes, 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_suspended_user_reads_disabled() -> TestResult {
+    let s = setup_with(FakeOptions::default(), provisioning("/")).await?;
+    let made = s
+        .connector
+        .provision(&account("ann@acmecorp.com", &[], "Initial-Pw-4711"))
+        .await?;
+    s.connector.suspend(&made.recipient).await?;
+    assert!(s.google.user("ann@acmecorp.com").ok_or("no ann")?.suspended);
+    let pull = s.connector.pull(None, &NoProgress).await?;
+    let read = pull
+        .recipients
+        .iter()
+        .find(|r| r.primary_address == "ann@acmecorp.com")
+        .ok_or("not pulled")?;
+    assert!(!read.enabled, "read disabled");
+    // Without a provision table: refused, nothing sent.
+    let plain = setup().await?;
+    let before = plain.google.requests().user_writes;
+    let error = plain
+        .connector
+        .suspend(&made.recipient)
+        .await
+        .err()
+        .ok_or("suspended")?;
+    assert!(
+        error.to_string().contains("no `provision` table"),
+        "{error}"
+    );
+    assert_eq!(plain.google.requests().user_writes, before);
+    Ok(())
+}

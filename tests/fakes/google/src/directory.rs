@@ -743,6 +743,58 @@ pub(crate) async fn users_insert(
     })())
 }
 
+/// PATCH users/{userKey} — <https://developers.google.com/admin-sdk/directory/reference/rest/v1/users/patch>.
+/// The body is checked against the User schema (an unknown field or a
+/// wrong type is a 400, as at Google); of the fields, this fake applies
+/// `suspended` and `changePasswordAtNextLogin` and answers 400 naming any
+/// other it does not implement, rather than pretend to apply it.
+pub(crate) async fn users_patch(
+    State(shared): State<Arc<Shared>>,
+    Path(user_key): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: axum::body::Bytes,
+) -> Response {
+    shared.count(|c| c.user_writes += 1);
+    unify((|| {
+        let call = prepare(&shared, &headers, query.as_deref(), "users", "patch")?;
+        let body = json_body(&shared, "users", "patch", &body)?;
+        if let Some(name) = body.as_object().and_then(|o| {
+            o.keys()
+                .find(|k| !["suspended", "changePasswordAtNextLogin"].contains(&k.as_str()))
+        }) {
+            return Err(errors::bad_request(&format!(
+                "this fake does not implement patching {name}"
+            )));
+        }
+        let mut st = shared.state.lock();
+        let id = st
+            .find_user_id(&user_key)
+            .ok_or_else(|| errors::resource_not_found("userKey"))?;
+        let primary = st
+            .users
+            .get(&id)
+            .map(|u| u.user.primary_email.clone())
+            .unwrap_or_default();
+        st.update_user(&primary, |u| {
+            if let Some(suspended) = body.get("suspended").and_then(Value::as_bool) {
+                u.suspended = suspended;
+            }
+            if let Some(change) = body
+                .get("changePasswordAtNextLogin")
+                .and_then(Value::as_bool)
+            {
+                u.change_password_at_next_login = change;
+            }
+        });
+        let stored = st
+            .users
+            .get(&id)
+            .ok_or_else(|| errors::resource_not_found("userKey"))?;
+        Ok(call.respond_with(&user_out(&shared, stored, false)))
+    })())
+}
+
 /// POST users/{userKey}/aliases — <https://developers.google.com/admin-sdk/directory/reference/rest/v1/users.aliases/insert>.
 /// 404 for an unknown user, 400 for a domain the customer does not own,
 /// 409 for an address in use.

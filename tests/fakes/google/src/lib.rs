@@ -169,7 +169,7 @@ pub struct RequestCounts {
     pub domains: u64,
     /// domainAliases.list and domainAliases.get.
     pub domain_aliases: u64,
-    /// users.insert and users.aliases.insert.
+    /// users.insert, users.patch and users.aliases.insert.
     pub user_writes: u64,
     /// GET and POST on the contacts feed (`…/full`).
     pub contacts_feed: u64,
@@ -485,7 +485,7 @@ fn router(shared: Arc<state::Shared>) -> Router {
         )
         .route(
             &format!("{dir}/users/{{userKey}}"),
-            get(directory::users_get),
+            get(directory::users_get).patch(directory::users_patch),
         )
         .route(&format!("{dir}/groups"), get(directory::groups_list))
         .route(

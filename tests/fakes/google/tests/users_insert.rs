@@ -136,3 +136,31 @@ async fn what_google_rejects_is_rejected() {
     }
     assert!(ctx.google.user("ann@acmecorp.com").is_none());
 }
+
+#[tokio::test]
+async fn a_user_is_suspended_by_patch_and_unknown_fields_are_refused() {
+    let ctx = Ctx::start().await;
+    let token = ctx.google.mint_token(&[USER]);
+    assert_eq!(post(&ctx, &token, "users", &ann()).await.0, 200);
+    let patch = |body: Value| {
+        let request = ctx
+            .http
+            .patch(format!(
+                "{}users/ann@acmecorp.com",
+                ctx.google.directory_url()
+            ))
+            .bearer_auth(&token)
+            .json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, user) = patch(json!({ "suspended": true })).await;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(user["suspended"], true);
+    assert!(ctx.google.user("ann@acmecorp.com").unwrap().suspended);
+    assert_eq!(patch(json!({ "suspended": "yes" })).await.0, 400);
+    assert_eq!(patch(json!({ "colour": "red" })).await.0, 400);
+}
