@@ -401,6 +401,76 @@ async fn the_run_lock_has_one_holder_at_a_time(store: &Store) {
     assert_eq!(store.try_lock(&first).await.unwrap(), None);
 }
 
+async fn placements_are_written_and_cleared_with_their_audit(store: &Store) {
+    use coexist::plan::Action;
+    use coexist::store::AuditRecord;
+    let audit = |action: Action, system: &str| AuditRecord {
+        at: "2026-12-03T00:00:00Z".into(),
+        run_id: None,
+        actor: "test".into(),
+        system: system.into(),
+        action,
+        address: "ann@acmecorp.com".into(),
+        before: None,
+        after: Some(serde_json::json!({ "placement": system })),
+    };
+    let before = store.fingerprint().await.unwrap();
+    let previous = store
+        .write_placement(
+            "ann@acmecorp.com",
+            Some("google"),
+            &audit(Action::Create, "google"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(previous, None);
+    let placed = store.fingerprint().await.unwrap();
+    assert_ne!(placed, before, "a placement changes the fingerprint");
+    let previous = store
+        .write_placement(
+            "ann@acmecorp.com",
+            Some("ldap"),
+            &audit(Action::Update, "ldap"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(previous.as_deref(), Some("google"));
+    assert_eq!(
+        store
+            .placements()
+            .await
+            .unwrap()
+            .get("ann@acmecorp.com")
+            .map(String::as_str),
+        Some("ldap")
+    );
+    let previous = store
+        .write_placement("ann@acmecorp.com", None, &audit(Action::Delete, "ldap"))
+        .await
+        .unwrap();
+    assert_eq!(previous.as_deref(), Some("ldap"));
+    assert!(store.placements().await.unwrap().is_empty());
+    let log = store.audit_log(10).await.unwrap();
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[0].action, Action::Delete);
+    // An account is known as coexist's only by a create naming an account.
+    assert!(!store
+        .account_created("ann@acmecorp.com", "google")
+        .await
+        .unwrap());
+    let mut made = audit(Action::Create, "google");
+    made.after = Some(serde_json::json!({ "account": "users/1" }));
+    store.audit(&made).await.unwrap();
+    assert!(store
+        .account_created("ann@acmecorp.com", "google")
+        .await
+        .unwrap());
+    assert!(!store
+        .account_created("ann@acmecorp.com", "ldap")
+        .await
+        .unwrap());
+}
+
 macro_rules! cases {
     ($($case:ident),* $(,)?) => {
         const CASES: &[&str] = &[$(stringify!($case)),*];
@@ -425,6 +495,7 @@ cases!(
     cursors_gal_journal_runs_and_audit_persist,
     a_thousand_objects_stage_in_bulk,
     the_run_lock_has_one_holder_at_a_time,
+    placements_are_written_and_cleared_with_their_audit,
 );
 
 #[tokio::test]
