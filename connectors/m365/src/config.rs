@@ -103,6 +103,11 @@ pub struct M365Config {
     /// failure.
     #[serde(default = "default_request_timeout_secs")]
     pub request_timeout_secs: u64,
+    /// How `coexist provision` creates users (the `provision` table:
+    /// `usage_location`, `license_sku_id`, `mailbox_wait_seconds`); without
+    /// it, Microsoft 365 is never a provisioned person's home.
+    #[serde(default)]
+    pub provision: Option<crate::provision::M365Provision>,
     /// The system's routing domain (`[[systems]] routing_domain`, such as
     /// `acmecorp.mail.onmicrosoft.com`), which `coexist doctor` checks is a
     /// verified domain of the tenant. Not read from the connection table.
@@ -135,6 +140,7 @@ impl M365Config {
             retry_base_delay_ms: default_retry_base_delay_ms(),
             retry_max_delay_ms: default_retry_max_delay_ms(),
             request_timeout_secs: default_request_timeout_secs(),
+            provision: None,
             routing_domain: None,
         }
     }

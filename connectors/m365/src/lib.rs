@@ -33,6 +33,7 @@ pub mod kind;
 pub mod mail_contacts;
 pub mod mailbox_contacts;
 pub mod powershell;
+pub mod provision;
 pub mod recipients;
 
 mod doctor;
@@ -42,13 +43,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coexist_connector::retry::{RateLimiter, RetryPolicy};
-use coexist_connector::{Applied, Connector, ConnectorError, Finding, Operation, Progress, Pull};
+use coexist_connector::{
+    Applied, Connector, ConnectorError, Finding, NewAccount, Operation, Progress, Provisioned, Pull,
+};
 use tokio::sync::Mutex;
 use tracing::Instrument;
 
 pub use config::M365Config;
 pub use kind::{M365Kind, KIND};
 pub use powershell::powershell_script;
+pub use provision::M365Provision;
 
 use crate::auth::{Auth, Credential};
 use crate::exchange::Exchange;
@@ -211,6 +215,12 @@ impl Connector for M365Connector {
     async fn apply_many(&self, operations: &[Operation]) -> Vec<Result<Applied, ConnectorError>> {
         let span = tracing::info_span!("m365_apply_many", system = %self.system, operations = operations.len());
         self.write(operations).instrument(span).await
+    }
+
+    /// Creates a licensed user and waits for its mailbox ([`provision`]).
+    async fn provision(&self, account: &NewAccount) -> Result<Provisioned, ConnectorError> {
+        let span = tracing::info_span!("m365_provision", system = %self.system, address = %account.primary_address);
+        self.create_user(account).instrument(span).await
     }
 
     /// Checks both tokens, the app's permissions, the routing domain and

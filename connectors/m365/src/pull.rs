@@ -98,7 +98,7 @@ impl M365Connector {
     }
 
     /// Which users hold what in Exchange (all of them, or those `ids`).
-    async fn mailbox_types(
+    pub(crate) async fn mailbox_types(
         &self,
         ids: Option<&[String]>,
     ) -> Result<HashMap<String, MailboxType>, ConnectorError> {

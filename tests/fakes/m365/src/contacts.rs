@@ -123,7 +123,7 @@ fn check_value(schema: &Schema, name: &str, type_name: &str, value: &Value) -> R
 
 /// Checks an object's properties against a type; returns them with their
 /// canonical names, read-only ones dropped.
-fn check_object(
+pub(crate) fn check_object(
     schema: &Schema,
     type_name: &str,
     obj: &Map<String, Value>,
@@ -154,7 +154,7 @@ fn check_object(
     Ok(out)
 }
 
-fn parse_body(call: &Call<'_>) -> Result<Map<String, Value>, Reply> {
+pub(crate) fn parse_body(call: &Call<'_>) -> Result<Map<String, Value>, Reply> {
     match serde_json::from_slice::<Value>(&call.body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(body_error("The request body must be a JSON object.")),
@@ -162,7 +162,7 @@ fn parse_body(call: &Call<'_>) -> Result<Map<String, Value>, Reply> {
     }
 }
 
-fn schema() -> Result<&'static Schema, Reply> {
+pub(crate) fn schema() -> Result<&'static Schema, Reply> {
     crate::csdl::schema()
         .map_err(|e| errors::graph(StatusCode::INTERNAL_SERVER_ERROR, "generalException", &e))
 }

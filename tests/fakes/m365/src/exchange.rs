@@ -163,6 +163,7 @@ fn parameters_of(cmdlet: &str) -> Option<&'static [&'static str]> {
             "Confirm",
             "WhatIf",
         ],
+        "Set-Mailbox" => &["Identity", "EmailAddresses", "Confirm", "WhatIf"],
         "Set-Contact" => &[
             "Identity",
             "FirstName",
@@ -415,6 +416,7 @@ fn execute(shared: &Shared, cmdlet: &str, map: &Map<String, Value>) -> Result<Ro
         "Set-Contact",
         "Remove-MailContact",
         "Get-AcceptedDomain",
+        "Set-Mailbox",
     ]
     .into_iter()
     .find(|c| c.eq_ignore_ascii_case(cmdlet));
@@ -439,7 +441,13 @@ fn execute(shared: &Shared, cmdlet: &str, map: &Map<String, Value>) -> Result<Ro
     }
     let p = Params { map };
     let mut st = shared.state.lock();
+    crate::users::settle_mailboxes(&mut st, &crate::routing_domain_of(&shared.tenant_domain));
     match cmdlet {
+        "Set-Mailbox" => {
+            let identity = p.required("Set-Mailbox", "Identity")?;
+            crate::users::set_mailbox(&mut st, &identity, p.get("EmailAddresses"))
+                .map(|()| (Vec::new(), Vec::new()))
+        }
         "Get-Recipient" => get_recipient(shared, &st, &p),
         "Get-MailContact" => get_contacts(&st, &p, mail_contact_json),
         "Get-Contact" => get_contacts(&st, &p, contact_json),

@@ -102,7 +102,7 @@ impl Call<'_> {
             .map(|(_, v)| v.as_str())
     }
 
-    fn has_role(&self, allowed: &[&str]) -> bool {
+    pub(crate) fn has_role(&self, allowed: &[&str]) -> bool {
         self.roles.iter().any(|r| allowed.contains(&r.as_str()))
     }
 
@@ -364,6 +364,12 @@ pub(crate) fn dispatch(call: &Call<'_>) -> Reply {
             list(call, Collection::TransitiveMembers((*id).to_owned()), false)
         }
         ["domains"] if get => domains(call),
+        ["users"] if call.method == Method::POST => crate::users::create(call),
+        ["users", id, "assignLicense" | "microsoft.graph.assignLicense"]
+            if call.method == Method::POST =>
+        {
+            crate::users::assign_license(call, id)
+        }
         ["users", user, "contactFolders", rest @ ..] => crate::contacts::dispatch(call, user, rest),
         ["users"]
         | ["groups"]

@@ -49,6 +49,7 @@ mod exchange;
 mod filter;
 mod graph;
 mod state;
+mod users;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -392,6 +393,33 @@ impl FakeM365 {
     }
 
     /// Adds (or replaces, same id) a group; returns its id.
+    /// The id of the license SKU the tenant owns (Office 365 E3's), with
+    /// Exchange Online: `assignLicense` of any other is refused.
+    pub const EXCHANGE_SKU: &'static str = users::EXCHANGE_SKU;
+
+    /// How many Exchange calls a user licensed through Graph waits for its
+    /// mailbox (0: it is there at the next call; Exchange Online takes
+    /// minutes).
+    /// Mailboxes already on their way come no later than that.
+    pub fn set_mailbox_delay(&self, calls: u32) {
+        let mut st = self.shared.state.lock();
+        st.provisioned.mailbox_delay = calls;
+        for pending in st.provisioned.users.values_mut() {
+            if let Some(n) = pending.mailbox_in.as_mut() {
+                *n = (*n).min(calls);
+            }
+        }
+    }
+
+    /// The license SKUs assigned to the user `id` (an id or a UPN) through
+    /// Graph.
+    pub fn licenses(&self, id: &str) -> Vec<String> {
+        let st = self.shared.state.lock();
+        st.user_id(id)
+            .map(|id| users::licenses_of(&st, &id))
+            .unwrap_or_default()
+    }
+
     pub fn add_group(&self, group: FakeGroup) -> String {
         self.shared.state.lock().add_group(group)
     }

@@ -503,6 +503,8 @@ pub(crate) struct State {
     pub token_faults: VecDeque<Fault>,
     pub retry_after_secs: u64,
     pub counters: Counters,
+    /// The users created through Graph and their licenses.
+    pub provisioned: crate::users::Provisioned,
 }
 
 fn key(s: &str) -> String {
@@ -535,6 +537,7 @@ impl State {
             token_faults: VecDeque::new(),
             retry_after_secs: 1,
             counters: Counters::default(),
+            provisioned: crate::users::Provisioned::default(),
         }
     }
 
