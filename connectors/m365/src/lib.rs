@@ -44,7 +44,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use coexist_connector::retry::{RateLimiter, RetryPolicy};
 use coexist_connector::{
-    Applied, Connector, ConnectorError, Finding, NewAccount, Operation, Progress, Provisioned, Pull,
+    Applied, Connector, ConnectorError, Finding, NewAccount, Operation, Progress, Provisioned,
+    Pull, Recipient,
 };
 use tokio::sync::Mutex;
 use tracing::Instrument;
@@ -221,6 +222,12 @@ impl Connector for M365Connector {
     async fn provision(&self, account: &NewAccount) -> Result<Provisioned, ConnectorError> {
         let span = tracing::info_span!("m365_provision", system = %self.system, address = %account.primary_address);
         self.create_user(account).instrument(span).await
+    }
+
+    /// Disables the user's sign-in (`accountEnabled: false`).
+    async fn suspend(&self, recipient: &Recipient) -> Result<(), ConnectorError> {
+        let span = tracing::info_span!("m365_suspend", system = %self.system, address = %recipient.primary_address);
+        self.suspend_user(recipient).instrument(span).await
     }
 
     /// Checks both tokens, the app's permissions, the routing domain and

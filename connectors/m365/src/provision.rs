@@ -237,6 +237,25 @@ impl M365Connector {
         })
     }
 
+    /// Disables the sign-in of `recipient`'s user (`PATCH /users/{id}`,
+    /// `accountEnabled: false`); its mailbox and mail stay. The app needs
+    /// `User.ReadWrite.All`.
+    pub(crate) async fn suspend_user(
+        &self,
+        recipient: &coexist_connector::Recipient,
+    ) -> Result<(), ConnectorError> {
+        let url = graph::url(self.graph_url(), &format!("users/{}", recipient.anchor))?;
+        let what = format!("suspending the user {}", recipient.primary_address);
+        let body = json!({ "accountEnabled": false });
+        self.http
+            .execute(
+                &what,
+                &Request::json(Resource::Graph, Method::PATCH, url, &body)?,
+            )
+            .await?;
+        Ok(())
+    }
+
     /// `GET /users/{key}` (an id or a UPN) with what coexist reads; `None`
     /// when there is none.
     async fn read_user(&self, key: &str) -> Result<Option<User>, ConnectorError> {

@@ -162,3 +162,28 @@ async fn what_microsoft_365_refuses_is_said_in_its_words() -> TestResult {
     assert!(said.contains("no `provision` table"), "{said}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_suspended_user_keeps_its_mailbox_and_reads_back_disabled() -> TestResult {
+    let s = tenant(FakeM365::EXCHANGE_SKU).await?;
+    s.m365.set_mailbox_delay(0);
+    let made = s.connector.provision(&ann(&[])).await?;
+    s.connector.suspend(&made.recipient).await?;
+    // Twice is fine.
+    s.connector.suspend(&made.recipient).await?;
+    let id = made.locator.trim_start_matches("users/");
+    let user = s.m365.user(id).expect("the user stays");
+    assert!(!user.account_enabled);
+    assert_eq!(user.recipient_type, RecipientType::UserMailbox);
+    let pull = s
+        .connector
+        .pull(None, &coexist_connector::NoProgress)
+        .await?;
+    let read = pull
+        .recipients
+        .iter()
+        .find(|r| r.anchor == made.recipient.anchor)
+        .expect("the user is read");
+    assert!(!read.enabled, "{read:?}");
+    Ok(())
+}

@@ -365,6 +365,7 @@ pub(crate) fn dispatch(call: &Call<'_>) -> Reply {
         }
         ["domains"] if get => domains(call),
         ["users"] if call.method == Method::POST => crate::users::create(call),
+        ["users", id] if call.method == Method::PATCH => crate::users::update(call, id),
         ["users", id, "assignLicense" | "microsoft.graph.assignLicense"]
             if call.method == Method::POST =>
         {

@@ -146,6 +146,35 @@ pub(crate) fn create(call: &Call<'_>) -> Result<Reply, Reply> {
     Ok(Reply::json(StatusCode::CREATED, Value::Object(user)))
 }
 
+/// `PATCH /users/{id}` (<https://learn.microsoft.com/graph/api/user-update>):
+/// the body checked against the CSDL's `user`; the fake applies
+/// `accountEnabled` (what `coexist deprovision` sends) and answers 501 for
+/// any other property, which it does not keep.
+pub(crate) fn update(call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
+    if !call.has_role(WRITE_ROLES) {
+        return Err(errors::graph_forbidden(true));
+    }
+    let body = crate::contacts::parse_body(call)?;
+    let schema = crate::contacts::schema()?;
+    let checked = crate::contacts::check_object(schema, "user", &body, &[])?;
+    if let Some(other) = checked.keys().find(|k| *k != "accountEnabled") {
+        return Err(errors::graph_rejected(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            &format!("The fake tenant does not update '{other}' (only accountEnabled)."),
+        ));
+    }
+    let mut st = call.shared.state.lock();
+    let Some(id) = st.user_id(id) else {
+        return Err(errors::resource_not_found(id));
+    };
+    if let Some(enabled) = checked.get("accountEnabled").and_then(Value::as_bool) {
+        st.update_user(&id, |u| u.account_enabled = enabled);
+    }
+    st.counters.graph_writes += 1;
+    Ok(Reply::empty(StatusCode::NO_CONTENT))
+}
+
 /// `POST /users/{id}/assignLicense`.
 pub(crate) fn assign_license(call: &Call<'_>, id: &str) -> Result<Reply, Reply> {
     if !call.has_role(WRITE_ROLES) {
