@@ -69,6 +69,12 @@ fn authentication_message(result: &Result<coexist_connector::Pull, ConnectorErro
     }
 }
 
+/// "At once": the counts above prove nothing more was sent; this bound
+/// catches waiting (a backoff per refused operation would take 250 x the
+/// retry delay), with room for a loaded 2-core CI machine, where a few
+/// hundred milliseconds of scheduling delay are common.
+const FAST: Duration = Duration::from_secs(3);
+
 #[tokio::test]
 async fn a_token_endpoint_that_hangs_up_is_tried_once_per_budget_and_then_the_run_stops_there(
 ) -> TestResult {
@@ -107,7 +113,7 @@ async fn a_token_endpoint_that_hangs_up_is_tried_once_per_budget_and_then_the_ru
         "no new attempt"
     );
     assert_eq!(google.requests().total, 0);
-    assert!(later_time < Duration::from_millis(200), "{later_time:?}");
+    assert!(later_time < FAST, "{later_time:?}");
     Ok(())
 }
 
@@ -135,7 +141,7 @@ async fn a_token_endpoint_that_refuses_connections_costs_one_retry_budget_then_n
         "one budget waits at most 140 ms: {pull_time:?}"
     );
     all_refused_with(&results, &message)?;
-    assert!(apply_time < Duration::from_millis(200), "{apply_time:?}");
+    assert!(apply_time < FAST, "{apply_time:?}");
     assert_eq!(google.requests().total, 0);
     Ok(())
 }
@@ -193,7 +199,7 @@ async fn a_key_refused_with_invalid_grant_is_asked_once_and_stops_the_run() -> T
     let counts = google.requests();
     assert_eq!(counts.token, 1, "a refusal is final for the run");
     assert_eq!(counts.total, 1);
-    assert!(elapsed < Duration::from_millis(500), "{elapsed:?}");
+    assert!(elapsed < FAST, "{elapsed:?}");
     Ok(())
 }
 
