@@ -9,7 +9,8 @@
 //!   per run), then the medians of 20 searches by address (through the
 //!   GAL's index; target: < 50 ms), by name (a scan stopped at the first
 //!   20 hits), and of a search that finds nobody (the whole GAL scanned);
-//! * the resident memory before and after the searches.
+//! * the resident memory after filling the store (the setup's own, not a
+//!   target) and after the searches.
 //!
 //! Run: `cargo bench --bench status_page` (add `-- 20000` for another size).
 
@@ -327,7 +328,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ms(median(nobody))
     );
     println!(
-        "  resident memory: {:.0} MB before the searches, {:.0} MB after (the routing directory)",
+        "  resident memory: {:.0} MB after filling the store (setup, not a target), {:.0} MB after the searches",
         rss_before,
         rss_mb()
     );
