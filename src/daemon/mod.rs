@@ -515,6 +515,7 @@ async fn open(config: Arc<Config>) -> Result<Organisation, DaemonError> {
 }
 
 /// What an organisation's task shares with the daemon.
+#[derive(Clone)]
 struct Context {
     observer: Arc<dyn Observer>,
     stop: Arc<AtomicBool>,
@@ -565,13 +566,77 @@ async fn serve(
         if *context.shutdown.borrow() {
             return;
         }
-        let outcome = run(organisation, full_read, &mut context).await;
+        run_on_its_own_thread(organisation.clone(), full_read, context.clone()).await;
         drop(slot);
-        context.counts.runs.fetch_add(
-            u64::from(matches!(outcome, RunOutcome::Done { .. })),
-            Ordering::Relaxed,
-        );
-        context.observer.run_ended(&organisation.id, &outcome);
+    }
+}
+
+/// Runs `organisation` once on a thread of its own, with a runtime and a
+/// store connection of its own, and tells the observer there: everything
+/// the run allocates is allocated and freed on that thread, so its memory
+/// goes back to the system when the thread ends (the allocator keeps freed
+/// memory in the heap of the thread that allocated it, and an idle worker
+/// thread of the daemon's runtime would keep it between runs).
+async fn run_on_its_own_thread(organisation: Organisation, full_read: bool, mut context: Context) {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let id = organisation.id.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("run-{id}"))
+        .spawn(move || {
+            let outcome = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(async {
+                    let opened = match organisation.config.store_url() {
+                        Ok(url) => Store::open(&url).await.map_err(|e| e.to_string()),
+                        Err(error) => Err(error.to_string()),
+                    };
+                    match opened {
+                        Ok(store) => {
+                            let organisation = Organisation {
+                                store: store.clone(),
+                                ..organisation.clone()
+                            };
+                            let outcome = run(&organisation, full_read, &mut context).await;
+                            store.close().await;
+                            outcome
+                        }
+                        Err(error) => {
+                            context.counts.failed.fetch_add(1, Ordering::Relaxed);
+                            warn!(organisation = %organisation.id, %error, "the run cannot start: the store cannot be opened");
+                            RunOutcome::Failed {
+                                exit_code: crate::exit::FAILURE,
+                                error,
+                            }
+                        }
+                    }
+                }),
+                Err(error) => {
+                    context.counts.failed.fetch_add(1, Ordering::Relaxed);
+                    warn!(organisation = %organisation.id, %error, "the run cannot start: no runtime for it");
+                    RunOutcome::Failed {
+                        exit_code: crate::exit::FAILURE,
+                        error: error.to_string(),
+                    }
+                }
+            };
+            context.counts.runs.fetch_add(
+                u64::from(matches!(outcome, RunOutcome::Done { .. })),
+                Ordering::Relaxed,
+            );
+            context.observer.run_ended(&organisation.id, &outcome);
+            let _ = sender.send(());
+        });
+    match spawned {
+        Ok(_) => {
+            // The thread ends the run whatever happens; an error here is
+            // only that it ended without saying so.
+            let _ = receiver.await;
+        }
+        Err(error) => {
+            warn!(organisation = %id, %error, "the run cannot start: no thread for it");
+        }
     }
 }
 
