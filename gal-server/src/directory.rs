@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use coexist_model::{GalEntry, RecipientKind};
 
 use crate::dn::{escape_value, fold_spaces, normalise};
+use crate::wire::Wire;
 
 /// The attributes the server knows, by their canonical name, with the
 /// aliases a client may use (compared lower-cased).
@@ -69,12 +70,14 @@ pub struct Attr {
     pub folded: Vec<String>,
 }
 
-/// One entry: its DN as sent, its normalised RDNs, its attributes.
+/// One entry: its DN as sent, its normalised RDNs, its attributes, and
+/// the DN and attributes already encoded for search results.
 #[derive(Debug)]
 pub struct Entry {
     pub dn: String,
     pub rdns: Vec<String>,
     pub attrs: Vec<Attr>,
+    pub wire: Wire,
 }
 
 impl Entry {
@@ -95,8 +98,17 @@ impl Entry {
                     folded,
                 }
             })
-            .collect();
-        Entry { dn, rdns, attrs }
+            .collect::<Vec<Attr>>();
+        let wire = Wire::new(
+            &dn,
+            attrs.iter().map(|a| (a.name.as_str(), a.values.as_slice())),
+        );
+        Entry {
+            dn,
+            rdns,
+            attrs,
+            wire,
+        }
     }
 
     /// The attribute looked up by `key`.
@@ -112,6 +124,101 @@ pub struct Snapshot {
     pub base_rdns: Vec<String>,
     pub entries: Vec<Entry>,
     by_dn: HashMap<Vec<String>, usize>,
+    /// Indexes of the attributes address books search by ([`INDEXED`]).
+    indexes: HashMap<&'static str, Index>,
+}
+
+/// The attributes (by [`key`]) indexed for equality and substrings.
+pub const INDEXED: &[&str] = &["cn", "sn", "givenname", "displayname", "mail"];
+
+/// One attribute's index over the entries: every folded value, for
+/// equality (by hash) and for substrings (all values in one column).
+#[derive(Debug, Default)]
+pub struct Index {
+    /// (hash of a folded value, entry), sorted.
+    hashes: Vec<(u64, u32)>,
+    /// `\0value\0value\0…\0`: every folded value, each after a NUL.
+    column: Vec<u8>,
+    /// (where a value starts in `column`, its entry), by position.
+    starts: Vec<(u32, u32)>,
+}
+
+fn hash(value: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(value)
+}
+
+impl Index {
+    /// The index of `key` over `entries`, or none when a value holds a NUL
+    /// (it would split in the column) or the column outgrows 4 GiB.
+    fn build(key: &str, entries: &[Entry]) -> Option<Index> {
+        let mut index = Index::default();
+        index.column.push(0);
+        for (n, entry) in entries.iter().enumerate() {
+            let n = u32::try_from(n).ok()?;
+            let Some(attr) = entry.attrs.iter().find(|a| a.key == key) else {
+                continue;
+            };
+            for value in &attr.folded {
+                if value.contains('\0') {
+                    return None;
+                }
+                index.hashes.push((hash(value), n));
+                index
+                    .starts
+                    .push((u32::try_from(index.column.len()).ok()?, n));
+                index.column.extend_from_slice(value.as_bytes());
+                index.column.push(0);
+            }
+        }
+        u32::try_from(index.column.len()).ok()?;
+        index.hashes.sort_unstable();
+        index.hashes.shrink_to_fit();
+        index.column.shrink_to_fit();
+        index.starts.shrink_to_fit();
+        Some(index)
+    }
+
+    /// The entries (ascending) one of whose values may equal `folded`.
+    pub fn equal(&self, folded: &str) -> Vec<u32> {
+        let h = hash(folded);
+        let from = self.hashes.partition_point(|&(x, _)| x < h);
+        let mut found: Vec<u32> = self.hashes[from..]
+            .iter()
+            .take_while(|&&(x, _)| x == h)
+            .map(|&(_, n)| n)
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    /// The entries (ascending) one of whose values holds `needle`, a
+    /// folded piece with a NUL before it when it must begin a value or
+    /// after it when it must end one.
+    pub fn holding(&self, needle: &[u8]) -> Vec<u32> {
+        let mut found = Vec::new();
+        let mut last = None;
+        for at in memchr::memmem::find_iter(&self.column, needle) {
+            // A leading NUL is the end of the value before.
+            let at = if needle.first() == Some(&0) {
+                at + 1
+            } else {
+                at
+            };
+            let Ok(at) = u32::try_from(at) else { break };
+            let n = self.starts.partition_point(|&(start, _)| start <= at);
+            let Some(&(_, entry)) = n.checked_sub(1).and_then(|n| self.starts.get(n)) else {
+                continue;
+            };
+            if last != Some(entry) {
+                found.push(entry);
+                last = Some(entry);
+            }
+        }
+        found.dedup();
+        found
+    }
 }
 
 impl Snapshot {
@@ -166,11 +273,21 @@ impl Snapshot {
             index.insert(entry.rdns.clone(), entries.len());
             entries.push(entry);
         }
+        let indexes = INDEXED
+            .iter()
+            .filter_map(|&key| Some((key, Index::build(key, &entries)?)))
+            .collect();
         Snapshot {
             base_rdns,
             entries,
             by_dn: index,
+            indexes,
         }
+    }
+
+    /// The index of the attribute `key`, if it is indexed.
+    pub fn index(&self, key: &str) -> Option<&Index> {
+        self.indexes.get(key)
     }
 
     /// The entry whose normalised DN is `rdns`.

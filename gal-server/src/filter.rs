@@ -5,7 +5,7 @@
 
 use ldap3_proto::proto::LdapFilter;
 
-use crate::directory::{fold, key, known, Entry};
+use crate::directory::{fold, key, known, Entry, Snapshot};
 
 /// A filter compiled once per search: attribute names resolved to their
 /// keys and assertion values folded as the entries' values are.
@@ -50,6 +50,64 @@ impl Filter {
     /// Whether `entry` matches: the filter is TRUE for it.
     pub fn matches(&self, entry: &Entry) -> bool {
         eval(&self.0, entry) == Some(true)
+    }
+
+    /// The entries of `snapshot` (by position, ascending) that may match,
+    /// found through its indexes; `None` when the filter needs every entry
+    /// read. Every entry that matches is among them; each must still be
+    /// checked with [`Filter::matches`].
+    pub fn candidates(&self, snapshot: &Snapshot) -> Option<Vec<u32>> {
+        candidates(&self.0, snapshot)
+    }
+}
+
+fn candidates(node: &Node, snapshot: &Snapshot) -> Option<Vec<u32>> {
+    match node {
+        Node::Compare {
+            key,
+            want,
+            op: Op::Equal,
+            ..
+        } => Some(snapshot.index(key)?.equal(want)),
+        Node::Substring {
+            key,
+            initial,
+            any,
+            last,
+        } => {
+            let index = snapshot.index(key)?;
+            // The longest piece finds the fewest values.
+            let mut needles: Vec<Vec<u8>> = any.iter().map(|p| p.as_bytes().to_vec()).collect();
+            if let Some(initial) = initial {
+                needles.push([&[0], initial.as_bytes()].concat());
+            }
+            if let Some(last) = last {
+                needles.push([last.as_bytes(), &[0]].concat());
+            }
+            let needle = needles.into_iter().max_by_key(Vec::len)?;
+            if needle.iter().all(|&b| b == 0) {
+                return None;
+            }
+            Some(index.holding(&needle))
+        }
+        // TRUE only where every item is: the fewest candidates of one.
+        Node::And(items) => items
+            .iter()
+            .filter_map(|item| candidates(item, snapshot))
+            .min_by_key(Vec::len),
+        // TRUE only where one item is: every item must have candidates.
+        Node::Or(items) => {
+            let mut all = Vec::new();
+            for item in items {
+                all.extend(candidates(item, snapshot)?);
+            }
+            all.sort_unstable();
+            all.dedup();
+            Some(all)
+        }
+        Node::Constant(Some(true) | None) => None,
+        Node::Constant(Some(false)) => Some(Vec::new()),
+        _ => None,
     }
 }
 
@@ -263,6 +321,74 @@ mod tests {
         );
         let filter = parse_ldap_filter_str("(department=sales)").unwrap();
         assert!(Filter::new(&filter).matches(&entry));
+    }
+
+    #[test]
+    fn indexes_find_every_entry_a_scan_finds() {
+        use coexist_model::{Attributes, GalEntry, RecipientKind};
+        let names = [
+            "Ann Smith",
+            "Bob Goldsmith",
+            "Smitty Lee",
+            "Carl Nesmith",
+            "Dan Smith",
+            "Eve Jones",
+        ];
+        let gal: Vec<GalEntry> = names
+            .iter()
+            .enumerate()
+            .map(|(n, name)| {
+                let address = format!("{}{n}@x.com", name.to_lowercase().replace(' ', "."));
+                GalEntry {
+                    anchor: format!("a{n}"),
+                    kind: RecipientKind::Person,
+                    primary_address: address.clone(),
+                    addresses: vec![address, format!("alias{n}@x.com")],
+                    home: "ldap".into(),
+                    attributes: Attributes {
+                        display_name: Some((*name).into()),
+                        surname: name.split(' ').nth(1).map(str::to_string),
+                        ..Attributes::default()
+                    },
+                    members: Vec::new(),
+                    systems: vec!["ldap".into()],
+                    routing_address: None,
+                }
+            })
+            .collect();
+        let snapshot = Snapshot::build("ou=gal,dc=x,dc=com", &gal);
+        for text in [
+            "(cn=*smi*)",
+            "(cn=smi*)",
+            "(cn=*smith)",
+            "(sn=smith)",
+            "(cn=*SMITH*)",
+            "(mail=alias3@x.com)",
+            "(mail=ALIAS3@X.COM)",
+            "(cn=a*i*h)",
+            "(&(cn=*smi*)(sn=smith))",
+            "(&(objectClass=person)(mail=alias2@x.com))",
+            "(|(cn=dan*)(mail=eve*))",
+            "(|(cn=dan*)(title=x))",
+            "(cn=nobody)",
+            "(cn=*)",
+        ] {
+            let filter = Filter::new(&parse_ldap_filter_str(text).unwrap());
+            let scanned: Vec<u32> = (0..snapshot.entries.len() as u32)
+                .filter(|&n| filter.matches(&snapshot.entries[n as usize]))
+                .collect();
+            if let Some(candidates) = filter.candidates(&snapshot) {
+                let found: Vec<u32> = candidates
+                    .into_iter()
+                    .filter(|&n| filter.matches(&snapshot.entries[n as usize]))
+                    .collect();
+                assert_eq!(found, scanned, "{text}");
+            }
+        }
+        let filter = Filter::new(&parse_ldap_filter_str("(cn=*smi*)").unwrap());
+        assert_eq!(filter.candidates(&snapshot).map(|c| c.len()), Some(5));
+        let filter = Filter::new(&parse_ldap_filter_str("(mail=alias3@x.com)").unwrap());
+        assert_eq!(filter.candidates(&snapshot), Some(vec![4]));
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod dn;
 pub mod filter;
 pub mod pass_through;
 mod server;
+mod wire;
 
 use std::fmt;
 use std::path::Path;

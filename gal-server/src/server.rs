@@ -400,8 +400,34 @@ impl Replies {
     }
 }
 
-/// How many entries are written between two flushes.
+/// How many entries are written between two flushes (at most).
 const ENTRIES_PER_FLUSH: usize = 256;
+/// How many bytes of entries are written between two flushes (at most).
+const FLUSH_BYTES: usize = 128 * 1024;
+
+/// The attributes a search asked for, resolved once per search.
+enum Selection {
+    All,
+    /// By [`key`]; `1.1` alone matches none.
+    Keys(Vec<String>),
+}
+
+impl Selection {
+    fn of(attrs: &[String]) -> Self {
+        if attrs.is_empty() || attrs.iter().any(|a| a == "*" || a == "+") {
+            Selection::All
+        } else {
+            Selection::Keys(attrs.iter().map(|a| key(a)).collect())
+        }
+    }
+
+    fn wants(&self, attr: &crate::directory::Attr) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Keys(keys) => keys.contains(&attr.key),
+        }
+    }
+}
 
 async fn send<S>(framed: &mut Framed<S, LdapCodec>, replies: Replies) -> std::io::Result<()>
 where
@@ -411,13 +437,26 @@ where
         match item {
             Reply::Message(msg) => framed.feed(msg).await?,
             Reply::Entries(entries) => {
+                let selection = Selection::of(&entries.attrs);
                 for (n, &index) in entries.matched.iter().enumerate() {
                     let Some(entry) = entries.snapshot.entries.get(index) else {
                         continue;
                     };
-                    let op = to_result_entry(entry, &entries.attrs, entries.types_only);
-                    framed.feed(reply(entries.msgid, op)).await?;
-                    if (n + 1) % ENTRIES_PER_FLUSH == 0 {
+                    if entries.types_only {
+                        let op = to_result_entry(entry, &entries.attrs, entries.types_only);
+                        framed.feed(reply(entries.msgid, op)).await?;
+                    } else {
+                        // Encoded once per snapshot: only the headers are
+                        // written here.
+                        entry
+                            .wire
+                            .write(framed.write_buffer_mut(), entries.msgid, |a| {
+                                entry.attrs.get(a).is_some_and(|a| selection.wants(a))
+                            });
+                    }
+                    if (n + 1) % ENTRIES_PER_FLUSH == 0
+                        || framed.write_buffer().len() >= FLUSH_BYTES
+                    {
                         framed.flush().await?;
                     }
                 }
@@ -818,14 +857,12 @@ fn search(
     let filter = Filter::new(&request.filter);
     let mut matched = Vec::new();
     let mut code = LdapResultCode::Success;
-    for (n, entry) in snapshot.entries.iter().enumerate() {
-        if in_scope(&entry.rdns, &base, &request.scope) && filter.matches(entry) {
-            if matched.len() == limit {
-                code = LdapResultCode::SizeLimitExceeded;
-                break;
-            }
-            matched.push(n);
+    for n in matching(&snapshot, &base, &request.scope, &filter) {
+        if matched.len() == limit {
+            code = LdapResultCode::SizeLimitExceeded;
+            break;
         }
+        matched.push(n);
     }
     out.entries(Entries {
         msgid,
@@ -835,6 +872,27 @@ fn search(
         types_only: request.typesonly,
     });
     out.push(done(msgid, code, "", Vec::new()));
+}
+
+/// The positions of the entries in scope that `filter` matches,
+/// ascending: through the snapshot's indexes when the filter allows, else
+/// every entry read.
+fn matching<'a>(
+    snapshot: &'a Snapshot,
+    base: &'a [String],
+    scope: &'a LdapSearchScope,
+    filter: &'a Filter,
+) -> Box<dyn Iterator<Item = usize> + 'a> {
+    let test = move |n: &usize| {
+        snapshot
+            .entries
+            .get(*n)
+            .is_some_and(|e| in_scope(&e.rdns, base, scope) && filter.matches(e))
+    };
+    match filter.candidates(snapshot) {
+        Some(candidates) => Box::new(candidates.into_iter().map(|n| n as usize).filter(test)),
+        None => Box::new((0..snapshot.entries.len()).filter(test)),
+    }
 }
 
 /// Whether the search base exists (or lies above the GAL's base, so a
@@ -886,13 +944,7 @@ fn paged(
             return;
         };
         let filter = Filter::new(&request.filter);
-        let matched = snapshot
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| in_scope(&e.rdns, base, &request.scope) && filter.matches(e))
-            .map(|(n, _)| n)
-            .collect();
+        let matched = matching(&snapshot, base, &request.scope, &filter).collect();
         let cookie = session.next_cookie;
         session.next_cookie += 1;
         Paged {
