@@ -6,6 +6,7 @@
 //! policy's attempts; other statuses are handed back to the caller.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use coexist_connector::ConnectorError;
@@ -135,7 +136,7 @@ struct BatchAnswer {
 /// error that stopped it (the batch request itself failed, or the item
 /// stayed throttled through every attempt). `what` names the work in logs.
 pub async fn send(
-    http: &Http,
+    http: &Arc<Http>,
     graph_url: &str,
     items: Vec<Item>,
     what: &str,
@@ -150,14 +151,39 @@ pub async fn send(
     let policy = http.retry_policy();
     let mut results: Vec<Option<Result<Answer, ConnectorError>>> =
         items.iter().map(|_| None).collect();
+    let items = Arc::new(items);
+    let what_owned: Arc<str> = Arc::from(what);
     let mut pending: Vec<usize> = (0..items.len()).collect();
     let mut round = 1u32;
     while !pending.is_empty() {
         let chunks: Vec<Vec<usize>> = pending.chunks(MAX_BATCH).map(<[usize]>::to_vec).collect();
-        // A batch is built only when a request slot is free, so building
-        // and reading batches overlaps with the ones in flight.
-        let sent: Vec<Vec<(usize, Outcome)>> = stream::iter(0..chunks.len())
-            .map(|c| send_chunk(http, &endpoint, &items, &chunks[c], what))
+        // A batch is built only when a request slot is free, on a task of
+        // its own: building and reading batches (JSON of 20 requests and
+        // answers) runs on every worker thread, beside the ones in flight.
+        let sent: Vec<Vec<(usize, Outcome)>> = stream::iter(chunks)
+            .map(|chunk| {
+                let (http, endpoint, items, what) = (
+                    Arc::clone(http),
+                    endpoint.clone(),
+                    Arc::clone(&items),
+                    Arc::clone(&what_owned),
+                );
+                let indices = chunk.clone();
+                let task = tokio::spawn(async move {
+                    send_chunk(&http, &endpoint, &items, &chunk, &what).await
+                });
+                async move {
+                    task.await.unwrap_or_else(|e| {
+                        let error = ConnectorError::retryable(format!(
+                            "the task sending a $batch ended early: {e}"
+                        ));
+                        indices
+                            .into_iter()
+                            .map(|i| (i, Outcome::Done(Err(error.clone()))))
+                            .collect()
+                    })
+                }
+            })
             .buffer_unordered(http.concurrency())
             .collect()
             .await;

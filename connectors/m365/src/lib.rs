@@ -39,6 +39,7 @@ pub mod recipients;
 mod doctor;
 mod pull;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -70,7 +71,7 @@ use crate::mailbox_contacts::MailboxIndex;
 pub struct M365Connector {
     system: String,
     config: M365Config,
-    http: Http,
+    http: Arc<Http>,
     exchange: Exchange,
     /// coexist's mail contacts by anchor, from the last full read.
     contacts: Mutex<ContactIndex>,
@@ -150,13 +151,13 @@ impl M365Connector {
             client.clone(),
             retry,
         );
-        let http = Http::new(
+        let http = Arc::new(Http::new(
             client,
             auth,
             RateLimiter::per_minute(config.requests_per_minute),
             config.concurrency,
             retry,
-        );
+        ));
         let exchange = Exchange::new(&config.exchange_url())?;
         Ok(M365Connector {
             system: system_id.to_string(),

@@ -182,6 +182,10 @@ pub struct Counters {
     pub rejected: u64,
     /// Requests (and inner batch requests) answered with an injected fault.
     pub faults: u64,
+    /// The time the fake spent answering requests, after its added latency
+    /// (its own work and the wait for its state's lock): its service time,
+    /// which a benchmark counts as the server's like the latency.
+    pub service_time: Duration,
 }
 
 /// A running fake tenant. The server task is aborted when this is dropped.
@@ -825,7 +829,9 @@ async fn every_request(
         tokio::time::sleep(Duration::from_micros(micros)).await;
     }
     shared.state.lock().counters.total += 1;
+    let started = std::time::Instant::now();
     let response = next.run(request).await;
+    shared.state.lock().counters.service_time += started.elapsed();
     let rejected = response.extensions().get::<errors::Rejected>().is_some();
     let fault = response
         .extensions()
