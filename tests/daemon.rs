@@ -583,3 +583,65 @@ fn drop_schemas(postgres: &str, tenants: &[Tenant]) {
         }
     });
 }
+
+#[test]
+fn an_organisation_with_a_gal_server_table_is_served_as_an_address_book_kept_current() {
+    let org = Org::new(
+        &format!(
+            "{GOOGLE_AND_LDAP}{EVERY_SECOND}\n[gal_server]\nlisten = \"127.0.0.1:0\"\nanonymous = true\nrefresh_seconds = 1\n"
+        ),
+        &[
+            ("google", people("g", "acmecorp.com", 3)),
+            ("ldap", people("m", "acmecorp.com", 4)),
+        ],
+    );
+    let config = org.config();
+    let mut daemon = Daemon::start(
+        &["--config", config.to_str().unwrap(), "daemon"],
+        org.path("daemon.log"),
+    );
+    wait_until(Duration::from_secs(30), "the address book", || {
+        !daemon
+            .said("serving the GAL as an LDAP address book")
+            .is_empty()
+    });
+    let serving = &daemon.said("serving the GAL as an LDAP address book")[0]["fields"];
+    let url = serving["urls"].as_str().unwrap().to_string();
+    let base = serving["base"].as_str().unwrap().to_string();
+    let search = |filter: &str| -> String {
+        let out = Command::new("ldapsearch")
+            .args([
+                "-x",
+                "-LLL",
+                "-o",
+                "nettimeout=5",
+                "-H",
+                &url,
+                "-b",
+                &base,
+                filter,
+                "mail",
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("ldapsearch (deploy/testenv.sh installs it): {e}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The daemon's own runs compute the GAL; the address book follows.
+    wait_until(Duration::from_secs(30), "g0 in the address book", || {
+        search("(mail=g0@acmecorp.com)").contains("mail: g0@acmecorp.com")
+    });
+    org.seed("google", people("g", "acmecorp.com", 4));
+    wait_until(
+        Duration::from_secs(30),
+        "the new person in the address book",
+        || search("(mail=g3@acmecorp.com)").contains("mail: g3@acmecorp.com"),
+    );
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait(Duration::from_secs(15)), Some(0));
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the address book stopped with the daemon"
+    );
+}

@@ -111,6 +111,21 @@ pub async fn run(
         }
     });
 
+    // The address book of each organisation with a `[gal_server]` table,
+    // served as `coexist serve-gal` serves it, for as long as the daemon
+    // runs (it re-reads the GAL after every run; a SIGHUP does not move it).
+    let mut address_books = Vec::new();
+    for organisation in loaded.values().filter(|c| c.gal_server.is_some()) {
+        let serving = crate::cli::commands::serve_gal::start(organisation).await?;
+        info!(
+            file = %organisation.path.display(),
+            entries = serving.entries,
+            urls = %serving.urls,
+            base = %serving.base,
+            "serving the GAL as an LDAP address book"
+        );
+        address_books.push(serving);
+    }
     let mut daemon =
         Daemon::start(source, loaded, Arc::new(Status(state)), concurrent_runs).await?;
     let ids: Vec<String> = daemon.organisations().into_iter().map(|o| o.id).collect();
@@ -137,6 +152,7 @@ pub async fn run(
         }
     }
     notify("STOPPING=1");
+    drop(address_books);
     daemon.shutdown(stop_timeout).await;
     Ok(exit::OK)
 }

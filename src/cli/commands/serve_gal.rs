@@ -24,6 +24,80 @@ use crate::store::Store;
 /// certificate) and LDAPS on `ldaps_listen`.
 pub async fn run(config_path: &Path) -> Result<i32, Failure> {
     let config = Config::load(config_path)?;
+    let stop = shutdown();
+    let serving = start(&config).await?;
+    err_line(format_args!(
+        "coexist serve-gal: serving {} GAL entries on {} under {}",
+        serving.entries, serving.urls, serving.base
+    ));
+    if serving.entries == 0 {
+        err_line(format_args!(
+            "coexist serve-gal: the store holds no GAL yet; it is served as soon as `coexist sync` computes one"
+        ));
+    }
+    let Serving { server, .. } = serving;
+    tokio::pin!(stop);
+    let mut server = server;
+    let outcome = tokio::select! {
+        outcome = &mut server => match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Failure { code: exit::FAILURE, message: e.to_string() }),
+            Err(e) => Err(Failure { code: exit::FAILURE, message: format!("the server stopped: {e}") }),
+        },
+        _ = &mut stop => {
+            err_line(format_args!("coexist serve-gal: stopped"));
+            Ok(())
+        }
+    };
+    server.abort();
+    outcome.map(|()| exit::OK)
+}
+
+/// The address book being served: its tasks end when this is dropped.
+pub struct Serving {
+    /// How many GAL entries were served at the start.
+    pub entries: usize,
+    /// Where: `ldap://…` (and ` (StartTLS)`, ` and ldaps://…`).
+    pub urls: String,
+    /// The base DN.
+    pub base: String,
+    /// The listeners' task; ends with an error when serving fails.
+    server: AbortOnDrop<Result<(), coexist_gal_server::ServeError>>,
+    /// The task re-reading the store's GAL.
+    _refresher: AbortOnDrop<()>,
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> AbortOnDrop<T> {
+    fn abort(&self) {
+        self.0.abort();
+    }
+}
+
+/// Starts serving `config`'s GAL as `[gal_server]` says (`coexist
+/// serve-gal`, and `coexist daemon` for an organisation with that table):
+/// the store read, the listeners bound, the server and the task that
+/// re-reads the GAL every `refresh_seconds` spawned.
+pub async fn start(config: &Config) -> Result<Serving, Failure> {
     let table = config
         .gal_server
         .clone()
@@ -55,9 +129,8 @@ pub async fn run(config_path: &Path) -> Result<i32, Failure> {
             })?,
         );
     }
-
     if let Some(system) = &table.pass_through {
-        settings.pass_through = Some(directory_binds(&config, system)?);
+        settings.pass_through = Some(directory_binds(config, system)?);
     }
 
     let store = Store::open(&config.store_url()?).await?;
@@ -70,7 +143,7 @@ pub async fn run(config_path: &Path) -> Result<i32, Failure> {
         .await
         .map_err(|e| Failure {
             code: exit::FAILURE,
-            message: format!("cannot listen on {}: {e}", table.listen),
+            message: format!("cannot listen on {} (gal_server.listen): {e}", table.listen),
         })?;
     let address = listener.local_addr()?;
     let ldaps = match table.ldaps_listen {
@@ -79,7 +152,7 @@ pub async fn run(config_path: &Path) -> Result<i32, Failure> {
                 .await
                 .map_err(|e| Failure {
                     code: exit::FAILURE,
-                    message: format!("cannot listen on {at}: {e}"),
+                    message: format!("cannot listen on {at} (gal_server.ldaps_listen): {e}"),
                 })?,
         ),
         None => None,
@@ -91,37 +164,24 @@ pub async fn run(config_path: &Path) -> Result<i32, Failure> {
     if let Some(listener) = &ldaps {
         urls.push_str(&format!(" and ldaps://{}", listener.local_addr()?));
     }
-    let stop = shutdown();
-    err_line(format_args!(
-        "coexist serve-gal: serving {entries} GAL entries on {urls} under {}",
-        table.base
-    ));
-    if entries == 0 {
-        err_line(format_args!(
-            "coexist serve-gal: the store holds no GAL yet; it is served as soon as `coexist sync` computes one"
-        ));
-    }
-
-    let serving = async {
+    let listening = server.clone();
+    let serving = tokio::spawn(async move {
         match ldaps {
             Some(ldaps) => {
-                tokio::try_join!(server.serve(listener), server.serve_ldaps(ldaps)).map(|_| ())
+                tokio::try_join!(listening.serve(listener), listening.serve_ldaps(ldaps))
+                    .map(|_| ())
             }
-            None => server.serve(listener).await,
+            None => listening.serve(listener).await,
         }
-    };
-    tokio::pin!(serving);
-    let refresher = tokio::spawn(refresh(store, server.clone(), table.refresh, served));
-    tokio::pin!(stop);
-    let outcome = tokio::select! {
-        outcome = &mut serving => outcome.map_err(|e| Failure { code: exit::FAILURE, message: e.to_string() }),
-        _ = &mut stop => {
-            err_line(format_args!("coexist serve-gal: stopped"));
-            Ok(())
-        }
-    };
-    refresher.abort();
-    outcome.map(|()| exit::OK)
+    });
+    let refresher = tokio::spawn(refresh(store, server, table.refresh, served));
+    Ok(Serving {
+        entries,
+        urls,
+        base: table.base,
+        server: AbortOnDrop(serving),
+        _refresher: AbortOnDrop(refresher),
+    })
 }
 
 /// Binds passed through to a configured LDAP or AD system, checked by its
