@@ -14,11 +14,11 @@
 //!   contacts): `$batch` requests against ceil(10,000 / 20), target ≤ 1.05x.
 //! * For each: wall time against what the latency and concurrency allow
 //!   (the longest chain of sequential pages; for writes, calls × (latency
-//!   + the fake's service time per call) / concurrency, the service time
-//!   being the fake's own work and lock wait, measured per request as a
-//!   real service's response time holds its processing), or against the
-//!   floor when that is longer: the same work with no latency; target
-//!   ≤ 1.25x.
+//!   plus the fake's service time per call) / concurrency, the service
+//!   time being the fake's own work and lock wait, measured per request
+//!   as a real service's response time holds its processing), or against
+//!   the floor when that is longer: the same work with no latency; target
+//!   at most 1.25x.
 //!
 //! Run with `cargo bench -p coexist-m365` (`M365_BENCH_ONLY=pulls|mail|personal`
 //! runs one part). Prints every figure and PASS / FAIL per target; exits
