@@ -501,11 +501,12 @@ impl Daemon {
     }
 }
 
-/// Opens and migrates the store of `config`.
+/// Opens and migrates the store of `config`: the one the daemon keeps open
+/// for the status endpoints, with one connection (runs open their own).
 async fn open(config: Arc<Config>) -> Result<Organisation, DaemonError> {
     let id = organisation_id(&config);
     let url = config.store_url()?;
-    let store = Store::open(&url)
+    let store = Store::open_with_connections(&url, 1)
         .await
         .map_err(|source| DaemonError::Store {
             organisation: id.clone(),

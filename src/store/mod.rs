@@ -127,13 +127,25 @@ pub fn now() -> String {
 impl Store {
     /// Opens (creating an SQLite file if needed) and migrates the store at `url`.
     pub async fn open(url: &str) -> Result<Store> {
-        let store = Self::connect(url).await?;
+        Self::open_with_connections(url, 4).await
+    }
+
+    /// As [`Store::open`], holding at most `connections` PostgreSQL
+    /// connections (SQLite always holds one): a store kept open for a long
+    /// time, such as the daemon's for its status page, takes one, since
+    /// connections stay open until the store closes.
+    pub async fn open_with_connections(url: &str, connections: u32) -> Result<Store> {
+        let store = Self::connect_with_connections(url, connections).await?;
         store.migrate().await?;
         Ok(store)
     }
 
     /// Opens the store without migrating it.
     pub async fn connect(url: &str) -> Result<Store> {
+        Self::connect_with_connections(url, 4).await
+    }
+
+    async fn connect_with_connections(url: &str, connections: u32) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let (backend, url) = normalise_url(url)?;
         // No pool maintenance task (no idle timeout, no maximum lifetime,
@@ -161,7 +173,7 @@ impl Store {
                 })
             });
         } else {
-            options = options.max_connections(4);
+            options = options.max_connections(connections.max(1));
         }
         let pool = options
             .connect(&url)

@@ -484,3 +484,40 @@ async fn a_chunk_is_recorded_whole_on_postgres() {
     the_baseline_writes_the_same_rows(&pg.store).await;
     pg.drop().await;
 }
+
+#[tokio::test]
+async fn a_store_opened_with_one_connection_holds_one_however_many_ask_at_once() {
+    let pg = Postgres::new("one_connection").await;
+    let url = format!(
+        "{}{}options=-c%20search_path%3D{}",
+        pg.url,
+        if pg.url.contains('?') { '&' } else { '?' },
+        pg.schema
+    );
+    let narrow = Store::open_with_connections(&url, 1).await.unwrap();
+    let wide = Store::open(&url).await.unwrap();
+    // Four readers at once, each holding its connection for a moment.
+    let read = |store: &Store| {
+        let pool = store.pool.clone();
+        async move {
+            sqlx::query("SELECT pg_sleep(0.2)")
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    futures::future::join_all((0..4).map(|_| read(&narrow))).await;
+    futures::future::join_all((0..4).map(|_| read(&wide))).await;
+    assert_eq!(
+        narrow.pool.size(),
+        1,
+        "the narrow store opened one connection"
+    );
+    assert!(
+        wide.pool.size() > 1,
+        "the default store opens more when asked"
+    );
+    narrow.close().await;
+    wide.close().await;
+    pg.drop().await;
+}
