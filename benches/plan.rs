@@ -24,7 +24,10 @@ use coexist::reconcile::{
     reconcile, DisabledMailboxes, Policy, StubStyle, SystemPolicy, UnknownRecipient,
 };
 use coexist::store::Store;
-use coexist_connector::{Attributes, FoundStub, Operation, Pull, Recipient, RecipientKind};
+use coexist_connector::{FoundStub, Operation, Pull, Recipient};
+
+mod common;
+use common::recipient;
 
 const SYSTEMS: [(&str, &str, StubStyle); 4] = [
     ("ldap", "mail.acmecorp.com", StubStyle::RoutingAddress),
@@ -57,40 +60,6 @@ fn policy() -> Policy {
         precedence_by_attribute: BTreeMap::new(),
         include_disabled: false,
         mx: Some("ldap".into()),
-    }
-}
-
-fn recipient(i: usize) -> Recipient {
-    Recipient {
-        anchor: format!("{i:08x}-0000-4000-8000-{i:012}"),
-        kind: if i.is_multiple_of(50) {
-            RecipientKind::Group
-        } else {
-            RecipientKind::Person
-        },
-        primary_address: format!("user{i}@acmecorp.com"),
-        aliases: if i.is_multiple_of(4) {
-            vec![format!("u.{i}@acmecorp.com")]
-        } else {
-            vec![]
-        },
-        mailbox: true,
-        enabled: true,
-        attributes: Attributes {
-            display_name: Some(format!("User {i}")),
-            given_name: Some("User".into()),
-            surname: Some(format!("Number{i}")),
-            business_phone: Some(format!("+1 555 {:07}", i)),
-            mobile_phone: None,
-            title: Some(["Engineer", "Analyst", "Manager"][i % 3].into()),
-            department: Some(["Sales", "Support", "Finance", "R&D"][i % 4].into()),
-            company: Some("Acme Corp".into()),
-        },
-        members: vec![],
-        forwards_to: None,
-        extra: BTreeMap::new(),
-        locator: None,
-        etag: Some(format!("\"{i}\"")),
     }
 }
 

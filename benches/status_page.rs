@@ -26,7 +26,10 @@ use coexist::plan::Plan;
 use coexist::reconcile::reconcile;
 use coexist::status::{router, Organisation, StatusState};
 use coexist::store::{RunStatus, Store};
-use coexist_connector::{Attributes, FoundStub, Operation, Pull, Recipient, RecipientKind};
+use coexist_connector::{FoundStub, Operation, Pull, Recipient};
+
+mod common;
+use common::recipient;
 
 const SYSTEMS: [&str; 4] = ["ldap", "ad", "google", "m365"];
 
@@ -70,40 +73,6 @@ stub_style = "routing_address"
 [systems.connection]
 seed = "m365.json"
 "#;
-
-fn recipient(i: usize) -> Recipient {
-    Recipient {
-        anchor: format!("{i:08x}-0000-4000-8000-{i:012}"),
-        kind: if i.is_multiple_of(50) {
-            RecipientKind::Group
-        } else {
-            RecipientKind::Person
-        },
-        primary_address: format!("user{i}@acmecorp.com"),
-        aliases: if i.is_multiple_of(4) {
-            vec![format!("u.{i}@acmecorp.com")]
-        } else {
-            vec![]
-        },
-        mailbox: true,
-        enabled: true,
-        attributes: Attributes {
-            display_name: Some(format!("User {i}")),
-            given_name: Some("User".into()),
-            surname: Some(format!("Number{i}")),
-            business_phone: Some(format!("+1 555 {:07}", i)),
-            mobile_phone: None,
-            title: Some(["Engineer", "Analyst", "Manager"][i % 3].into()),
-            department: Some(["Sales", "Support", "Finance", "R&D"][i % 4].into()),
-            company: Some("Acme Corp".into()),
-        },
-        members: vec![],
-        forwards_to: None,
-        extra: Default::default(),
-        locator: None,
-        etag: Some(format!("\"{i}\"")),
-    }
-}
 
 fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
