@@ -1,12 +1,14 @@
 //! The directory served: the GAL turned into LDAP entries under the base,
 //! built once per GAL version ([`Snapshot`]) and never changed after.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use coexist_model::{GalEntry, RecipientKind};
+use ldap3_proto::proto::LdapSearchScope;
+use tokio_util::bytes::BytesMut;
 
 use crate::dn::{escape_value, fold_spaces, normalise};
-use crate::wire::Wire;
+use crate::wire;
 
 /// The attributes the server knows, by their canonical name, with the
 /// aliases a client may use (compared lower-cased).
@@ -60,72 +62,127 @@ pub fn fold(key: &str, value: &str) -> String {
     }
 }
 
-/// One attribute of an entry: its name as sent, the key it is looked up
-/// by, its values, and the values folded for matching.
-#[derive(Debug)]
-pub struct Attr {
-    pub name: String,
-    pub key: String,
-    pub values: Vec<String>,
-    pub folded: Vec<String>,
-}
-
-/// One entry: its DN as sent, its normalised RDNs, its attributes, and
-/// the DN and attributes already encoded for search results.
+/// One entry on its own (the root DSE, the schema entry): its DN and
+/// attributes encoded as a snapshot's entries are. Read through
+/// [`Entry::view`].
 #[derive(Debug)]
 pub struct Entry {
-    pub dn: String,
-    pub rdns: Vec<String>,
-    pub attrs: Vec<Attr>,
-    pub wire: Wire,
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
 }
 
 impl Entry {
     /// An entry with `attrs` (name, values); attributes without values are
     /// left out.
     pub fn new(dn: String, attrs: Vec<(&str, Vec<String>)>) -> Self {
-        let rdns = normalise(&dn).unwrap_or_default();
-        let attrs = attrs
-            .into_iter()
-            .filter(|(_, values)| !values.is_empty())
-            .map(|(name, values)| {
-                let key = key(name);
-                let folded = values.iter().map(|v| fold(&key, v)).collect();
-                Attr {
-                    name: name.to_string(),
-                    key,
-                    values,
-                    folded,
-                }
-            })
-            .collect::<Vec<Attr>>();
-        let wire = Wire::new(
+        let (mut bytes, mut ends) = (Vec::new(), Vec::new());
+        let encoded = wire::encode(
+            &mut bytes,
+            &mut ends,
             &dn,
-            attrs.iter().map(|a| (a.name.as_str(), a.values.as_slice())),
+            attrs
+                .iter()
+                .filter(|(_, values)| !values.is_empty())
+                .map(|(name, values)| (*name, values.as_slice())),
         );
-        Entry {
-            dn,
-            rdns,
-            attrs,
-            wire,
+        if encoded.is_none() {
+            tracing::warn!(dn, "an entry of 4 GiB or more is left empty");
+        }
+        Entry { bytes, ends }
+    }
+
+    /// The entry as filters and searches read it.
+    pub fn view(&self) -> EntryRef<'_> {
+        EntryRef {
+            bytes: &self.bytes,
+            ends: &self.ends,
+        }
+    }
+}
+
+/// An entry as searches read it: its encoded DN and attributes, decoded
+/// in place.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryRef<'a> {
+    bytes: &'a [u8],
+    ends: &'a [u32],
+}
+
+/// One attribute of an entry, decoded in place: its name as sent and its
+/// values.
+#[derive(Debug, Clone, Copy)]
+pub struct Attr<'a> {
+    /// The name as the entry carries it (canonical: `givenName`).
+    pub name: &'a str,
+    set: &'a [u8],
+}
+
+impl<'a> Attr<'a> {
+    /// Whether this is the attribute looked up by `key` (a [`key`]).
+    pub fn is(&self, key: &str) -> bool {
+        self.name.eq_ignore_ascii_case(key)
+    }
+
+    /// Its values.
+    pub fn values(&self) -> impl Iterator<Item = &'a str> {
+        wire::octets(self.set).map(|v| std::str::from_utf8(v).unwrap_or_default())
+    }
+}
+
+impl<'a> EntryRef<'a> {
+    /// The DN as sent.
+    pub fn dn(&self) -> &'a str {
+        std::str::from_utf8(wire::dn(wire::piece(self.bytes, self.ends, 0))).unwrap_or_default()
+    }
+
+    /// Its attributes, in the entry's order.
+    pub fn attrs(&self) -> impl Iterator<Item = Attr<'a>> {
+        let this = *self;
+        (0..self.ends.len().saturating_sub(1)).map(move |n| this.attr(n))
+    }
+
+    /// Attribute `n` (from 0).
+    fn attr(&self, n: usize) -> Attr<'a> {
+        let (name, set) =
+            wire::attribute(wire::piece(self.bytes, self.ends, n + 1)).unwrap_or_default();
+        Attr {
+            name: std::str::from_utf8(name).unwrap_or_default(),
+            set,
         }
     }
 
     /// The attribute looked up by `key`.
-    pub fn get(&self, key: &str) -> Option<&Attr> {
-        self.attrs.iter().find(|a| a.key == key)
+    pub fn get(&self, key: &str) -> Option<Attr<'a>> {
+        self.attrs().find(|a| a.is(key))
+    }
+
+    /// Writes this entry as message `msgid`'s SearchResultEntry with the
+    /// attributes `selected` picks.
+    pub fn write(&self, out: &mut BytesMut, msgid: i32, selected: impl Fn(&Attr<'a>) -> bool) {
+        wire::write(self.bytes, self.ends, out, msgid, |n| {
+            selected(&self.attr(n))
+        });
     }
 }
 
 /// The GAL as a directory: the base entry first, then one entry per GAL
-/// recipient, in the store's order; looked up by normalised DN.
+/// recipient directly under it, in the store's order, every entry's DN
+/// and attributes encoded once in one buffer; looked up by normalised DN.
 #[derive(Debug)]
 pub struct Snapshot {
     pub base_rdns: Vec<String>,
-    pub entries: Vec<Entry>,
-    by_dn: HashMap<Vec<String>, usize>,
+    /// Every entry's encoded DN and attributes, one after the other.
+    arena: Vec<u8>,
+    /// Where each piece of each entry ends, from the entry's start.
+    ends: Vec<u32>,
+    /// Where entry `n` starts in `arena` (and one more: the end).
+    starts: Vec<usize>,
+    /// Where entry `n`'s pieces start in `ends` (and one more: the end).
+    firsts: Vec<usize>,
+    /// (hash of the normalised DN, entry), sorted.
+    by_dn: Vec<(u64, u32)>,
     /// Indexes of the attributes address books search by ([`INDEXED`]).
-    indexes: HashMap<&'static str, Index>,
+    indexes: Vec<(&'static str, Index)>,
 }
 
 /// The attributes (by [`key`]) indexed for equality and substrings.
@@ -141,6 +198,9 @@ pub struct Index {
     column: Vec<u8>,
     /// (where a value starts in `column`, its entry), by position.
     starts: Vec<(u32, u32)>,
+    /// A value held a NUL (it would split in the column) or the column
+    /// outgrew 4 GiB: the index is not used.
+    broken: bool,
 }
 
 fn hash(value: &str) -> u64 {
@@ -149,34 +209,42 @@ fn hash(value: &str) -> u64 {
 }
 
 impl Index {
-    /// The index of `key` over `entries`, or none when a value holds a NUL
-    /// (it would split in the column) or the column outgrows 4 GiB.
-    fn build(key: &str, entries: &[Entry]) -> Option<Index> {
-        let mut index = Index::default();
-        index.column.push(0);
-        for (n, entry) in entries.iter().enumerate() {
-            let n = u32::try_from(n).ok()?;
-            let Some(attr) = entry.attrs.iter().find(|a| a.key == key) else {
-                continue;
-            };
-            for value in &attr.folded {
-                if value.contains('\0') {
-                    return None;
-                }
-                index.hashes.push((hash(value), n));
-                index
-                    .starts
-                    .push((u32::try_from(index.column.len()).ok()?, n));
-                index.column.extend_from_slice(value.as_bytes());
-                index.column.push(0);
-            }
+    fn new() -> Self {
+        Index {
+            column: vec![0],
+            ..Index::default()
         }
-        u32::try_from(index.column.len()).ok()?;
-        index.hashes.sort_unstable();
-        index.hashes.shrink_to_fit();
-        index.column.shrink_to_fit();
-        index.starts.shrink_to_fit();
-        Some(index)
+    }
+
+    /// Adds entry `n`'s folded `value`.
+    fn add(&mut self, n: u32, value: &str) {
+        if self.broken {
+            return;
+        }
+        let Ok(at) = u32::try_from(self.column.len()) else {
+            self.broken = true;
+            return;
+        };
+        if value.contains('\0') {
+            self.broken = true;
+            return;
+        }
+        self.hashes.push((hash(value), n));
+        self.starts.push((at, n));
+        self.column.extend_from_slice(value.as_bytes());
+        self.column.push(0);
+    }
+
+    /// The finished index, or none when it broke.
+    fn finish(mut self) -> Option<Self> {
+        if self.broken || u32::try_from(self.column.len()).is_err() {
+            return None;
+        }
+        self.hashes.sort_unstable();
+        self.hashes.shrink_to_fit();
+        self.column.shrink_to_fit();
+        self.starts.shrink_to_fit();
+        Some(self)
     }
 
     /// The entries (ascending) one of whose values may equal `folded`.
@@ -221,6 +289,14 @@ impl Index {
     }
 }
 
+/// The normalised DN as one string (its RDNs escaped, so `,` joins them
+/// unambiguously), and its hash.
+fn dn_key(rdns: &[String]) -> (String, u64) {
+    let joined = rdns.join(",");
+    let h = hash(&joined);
+    (joined, h)
+}
+
 impl Snapshot {
     /// Builds the directory of `gal` under `base` (already checked to be a
     /// DN). Entries are `cn=<display name or primary address>,<base>`; a
@@ -228,81 +304,209 @@ impl Snapshot {
     /// `cn=<name>+mail=<primary address>,<base>`.
     pub fn build(base: &str, gal: &[GalEntry]) -> Self {
         let base_rdns = normalise(base).unwrap_or_default();
-        let mut by_dn = HashMap::with_capacity(gal.len() + 1);
-        let mut entries = Vec::with_capacity(gal.len() + 1);
-        entries.push(base_entry(base));
-        by_dn.insert(base_rdns.clone(), 0);
+        let mut snapshot = Snapshot {
+            base_rdns: base_rdns.clone(),
+            // Some 400 bytes an entry: grown less often.
+            arena: Vec::with_capacity(gal.len().saturating_mul(400)),
+            ends: Vec::with_capacity(gal.len().saturating_mul(13)),
+            starts: Vec::with_capacity(gal.len() + 2),
+            firsts: Vec::with_capacity(gal.len() + 2),
+            by_dn: Vec::with_capacity(gal.len() + 1),
+            indexes: Vec::new(),
+        };
+        let (_, base_hash) = dn_key(&base_rdns);
+        snapshot.push(base_hash, &base_entry(base));
 
         // First the DNs, so groups can name their members.
-        let mut dns = Vec::with_capacity(gal.len());
-        let mut by_address: HashMap<&str, usize> = HashMap::new();
-        for (n, recipient) in gal.iter().enumerate() {
+        let mut taken: HashSet<String> = HashSet::with_capacity(gal.len() + 1);
+        taken.insert(dn_key(&base_rdns).0);
+        let mut dns: Vec<Option<(String, u64)>> = Vec::with_capacity(gal.len());
+        for recipient in gal {
             let cn = common_name(recipient);
             let mut dn = format!("cn={},{base}", escape_value(&cn));
-            let mut rdns = normalise(&dn).unwrap_or_default();
-            if by_dn.contains_key(&rdns) {
+            let mut key = dn_key(&normalise(&dn).unwrap_or_default());
+            if taken.contains(&key.0) {
                 dn = format!(
                     "cn={}+mail={},{base}",
                     escape_value(&cn),
                     escape_value(&recipient.primary_address)
                 );
-                rdns = normalise(&dn).unwrap_or_default();
+                key = dn_key(&normalise(&dn).unwrap_or_default());
             }
-            if by_dn.contains_key(&rdns) {
+            if !taken.insert(key.0) {
                 tracing::warn!(dn, "two GAL entries share a DN; serving the first");
                 dns.push(None);
                 continue;
             }
-            by_dn.insert(rdns, n + 1);
-            for address in &recipient.addresses {
-                by_address.entry(address.as_str()).or_insert(n);
-            }
-            dns.push(Some(dn));
+            dns.push(Some((dn, key.1)));
         }
-        let mut index = HashMap::with_capacity(gal.len() + 1);
-        index.insert(base_rdns.clone(), 0);
+        drop(taken);
+        // Only groups need to find recipients by address.
+        let mut by_address: HashMap<&str, usize> = HashMap::new();
+        if gal.iter().any(|r| !r.members.is_empty()) {
+            for (n, recipient) in gal.iter().enumerate() {
+                if dns.get(n).is_some_and(Option::is_some) {
+                    for address in &recipient.addresses {
+                        by_address.entry(address.as_str()).or_insert(n);
+                    }
+                }
+            }
+        }
         for (recipient, dn) in gal.iter().zip(dns.iter()) {
-            let Some(dn) = dn else { continue };
+            let Some((dn, dn_hash)) = dn else { continue };
             let members = recipient
                 .members
                 .iter()
                 .filter_map(|m| by_address.get(m.as_str()))
-                .filter_map(|&n| dns.get(n).cloned().flatten())
+                .filter_map(|&n| dns.get(n).cloned().flatten().map(|(dn, _)| dn))
                 .collect();
-            let entry = gal_entry(dn.clone(), recipient, members);
-            index.insert(entry.rdns.clone(), entries.len());
-            entries.push(entry);
+            snapshot.push(*dn_hash, &gal_entry(dn.clone(), recipient, members));
         }
-        let indexes = INDEXED
-            .iter()
-            .filter_map(|&key| Some((key, Index::build(key, &entries)?)))
-            .collect();
-        Snapshot {
-            base_rdns,
-            entries,
-            by_dn: index,
-            indexes,
+        drop(by_address);
+        drop(dns);
+        snapshot.starts.push(snapshot.arena.len());
+        snapshot.firsts.push(snapshot.ends.len());
+        snapshot.by_dn.sort_unstable();
+        snapshot.arena.shrink_to_fit();
+        snapshot.ends.shrink_to_fit();
+        snapshot.starts.shrink_to_fit();
+        snapshot.firsts.shrink_to_fit();
+        snapshot.by_dn.shrink_to_fit();
+        snapshot.indexes = snapshot.build_indexes();
+        snapshot
+    }
+
+    /// Appends an entry (its normalised DN hashing to `dn_hash`).
+    fn push(&mut self, dn_hash: u64, entry: &Entry) {
+        let Ok(n) = u32::try_from(self.starts.len()) else {
+            tracing::warn!("more than 4 billion GAL entries: the rest are not served");
+            return;
+        };
+        self.starts.push(self.arena.len());
+        self.firsts.push(self.ends.len());
+        self.arena.extend_from_slice(&entry.bytes);
+        self.ends.extend_from_slice(&entry.ends);
+        self.by_dn.push((dn_hash, n));
+    }
+
+    fn build_indexes(&self) -> Vec<(&'static str, Index)> {
+        let mut indexes: Vec<(&'static str, Index)> =
+            INDEXED.iter().map(|&key| (key, Index::new())).collect();
+        for n in 0..self.entries() {
+            let Some(entry) = self.entry(n) else { continue };
+            let Ok(id) = u32::try_from(n) else { break };
+            for attr in entry.attrs() {
+                let Some((key, index)) = indexes.iter_mut().find(|(key, _)| attr.is(key)) else {
+                    continue;
+                };
+                for value in attr.values() {
+                    index.add(id, &fold(key, value));
+                }
+            }
         }
+        indexes
+            .into_iter()
+            .filter_map(|(key, index)| Some((key, index.finish()?)))
+            .collect()
     }
 
     /// The index of the attribute `key`, if it is indexed.
     pub fn index(&self, key: &str) -> Option<&Index> {
-        self.indexes.get(key)
+        self.indexes
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, index)| index)
+    }
+
+    /// How many entries there are, the base included.
+    pub fn entries(&self) -> usize {
+        self.starts.len().saturating_sub(1)
+    }
+
+    /// Entry `n` (0: the base).
+    pub fn entry(&self, n: usize) -> Option<EntryRef<'_>> {
+        let bytes = self
+            .arena
+            .get(*self.starts.get(n)?..*self.starts.get(n + 1)?)?;
+        let ends = self
+            .ends
+            .get(*self.firsts.get(n)?..*self.firsts.get(n + 1)?)?;
+        Some(EntryRef { bytes, ends })
+    }
+
+    /// The position of the entry whose normalised DN is `rdns`.
+    pub fn position(&self, rdns: &[String]) -> Option<usize> {
+        // Every entry is the base or directly under it.
+        if rdns.len() != self.base_rdns.len() && rdns.len() != self.base_rdns.len() + 1 {
+            return None;
+        }
+        let (_, h) = dn_key(rdns);
+        let from = self.by_dn.partition_point(|&(x, _)| x < h);
+        self.by_dn[from..]
+            .iter()
+            .take_while(|&&(x, _)| x == h)
+            .map(|&(_, n)| n as usize)
+            .find(|&n| {
+                self.entry(n)
+                    .and_then(|e| normalise(e.dn()))
+                    .is_some_and(|have| have == rdns)
+            })
     }
 
     /// The entry whose normalised DN is `rdns`.
-    pub fn find(&self, rdns: &[String]) -> Option<&Entry> {
-        self.by_dn.get(rdns).and_then(|&n| self.entries.get(n))
+    pub fn find(&self, rdns: &[String]) -> Option<EntryRef<'_>> {
+        self.position(rdns).and_then(|n| self.entry(n))
+    }
+
+    /// Whether entry `n` is in `scope` of a search from `base` (normalised;
+    /// `target` is its position, [`Snapshot::position`]).
+    pub fn in_scope(
+        &self,
+        n: usize,
+        base: &[String],
+        target: Option<usize>,
+        scope: &LdapSearchScope,
+    ) -> bool {
+        let depth = self.base_rdns.len() + usize::from(n > 0);
+        // Every entry is the base or directly under it: under `base` when
+        // `base` is the GAL's base or above it, or is the entry itself.
+        let under = if base.len() <= self.base_rdns.len() {
+            self.base_rdns.ends_with(base)
+        } else {
+            target == Some(n)
+        };
+        match scope {
+            LdapSearchScope::Base => target == Some(n),
+            LdapSearchScope::OneLevel => under && depth == base.len() + 1,
+            LdapSearchScope::Subtree => under,
+            LdapSearchScope::Children => under && depth > base.len(),
+        }
     }
 
     /// How many GAL entries are served (the base not counted).
     pub fn len(&self) -> usize {
-        self.entries.len().saturating_sub(1)
+        self.entries().saturating_sub(1)
     }
 
     /// Whether the GAL is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The bytes the snapshot holds (its buffers' capacities), for the
+    /// log.
+    pub fn bytes(&self) -> usize {
+        self.arena.capacity()
+            + self.ends.capacity() * 4
+            + (self.starts.capacity() + self.firsts.capacity()) * 8
+            + self.by_dn.capacity() * 16
+            + self
+                .indexes
+                .iter()
+                .map(|(_, i)| {
+                    i.hashes.capacity() * 16 + i.column.capacity() + i.starts.capacity() * 8
+                })
+                .sum::<usize>()
     }
 }
 
@@ -409,7 +613,9 @@ mod tests {
             recipient("ann.lee@x.com", "Ann Lee", RecipientKind::Person),
         ];
         let snapshot = Snapshot::build("ou=gal,dc=x,dc=com", &gal);
-        let dns: Vec<&str> = snapshot.entries.iter().map(|e| e.dn.as_str()).collect();
+        let dns: Vec<&str> = (0..snapshot.entries())
+            .map(|n| snapshot.entry(n).unwrap().dn())
+            .collect();
         assert_eq!(
             dns,
             [
@@ -419,9 +625,12 @@ mod tests {
             ]
         );
         assert_eq!(snapshot.len(), 2);
-        for entry in &snapshot.entries {
-            assert!(snapshot.find(&entry.rdns).is_some());
+        for n in 0..snapshot.entries() {
+            let rdns = normalise(snapshot.entry(n).unwrap().dn()).unwrap();
+            assert_eq!(snapshot.position(&rdns), Some(n));
         }
+        let elsewhere = normalise("cn=Ann Lee,ou=other,dc=x,dc=com").unwrap();
+        assert_eq!(snapshot.position(&elsewhere), None);
     }
 
     #[test]
@@ -433,18 +642,17 @@ mod tests {
             team,
         ];
         let snapshot = Snapshot::build("ou=gal,dc=x,dc=com", &gal);
-        let group = snapshot
-            .entries
-            .iter()
-            .find(|e| e.dn.starts_with("cn=Team"))
+        let group = (0..snapshot.entries())
+            .filter_map(|n| snapshot.entry(n))
+            .find(|e| e.dn().starts_with("cn=Team"))
             .unwrap();
         assert_eq!(
-            group.get("member").unwrap().values,
+            group.get("member").unwrap().values().collect::<Vec<_>>(),
             ["cn=Ann\\, Lee,ou=gal,dc=x,dc=com"]
         );
-        for entry in &snapshot.entries {
-            for attr in &entry.attrs {
-                for value in &attr.values {
+        for entry in (0..snapshot.entries()).filter_map(|n| snapshot.entry(n)) {
+            for attr in entry.attrs() {
+                for value in attr.values() {
                     assert!(
                         !value.contains("anchor") && !value.contains("routing"),
                         "{value}"

@@ -5,7 +5,7 @@
 
 use ldap3_proto::proto::LdapFilter;
 
-use crate::directory::{fold, key, known, Entry, Snapshot};
+use crate::directory::{fold, key, known, EntryRef, Snapshot};
 
 /// A filter compiled once per search: attribute names resolved to their
 /// keys and assertion values folded as the entries' values are.
@@ -48,7 +48,7 @@ impl Filter {
     }
 
     /// Whether `entry` matches: the filter is TRUE for it.
-    pub fn matches(&self, entry: &Entry) -> bool {
+    pub fn matches(&self, entry: EntryRef<'_>) -> bool {
         eval(&self.0, entry) == Some(true)
     }
 
@@ -151,7 +151,7 @@ fn compile(filter: &LdapFilter) -> Node {
     }
 }
 
-fn eval(node: &Node, entry: &Entry) -> Option<bool> {
+fn eval(node: &Node, entry: EntryRef<'_>) -> Option<bool> {
     match node {
         Node::And(items) => {
             let mut result = Some(true);
@@ -183,13 +183,16 @@ fn eval(node: &Node, entry: &Entry) -> Option<bool> {
             want,
             op,
         } => {
-            let test = |have: &String| match op {
-                Op::Equal => have == want,
-                Op::GreaterOrEqual => have >= want,
-                Op::LessOrEqual => have <= want,
+            let test = |have: &str| {
+                let have = fold(key, have);
+                match op {
+                    Op::Equal => have == *want,
+                    Op::GreaterOrEqual => have >= *want,
+                    Op::LessOrEqual => have <= *want,
+                }
             };
             match entry.get(key) {
-                Some(attr) => Some(attr.folded.iter().any(test)),
+                Some(attr) => Some(attr.values().any(test)),
                 // The root DSE and the schema entry carry attributes the
                 // GAL does not know: elsewhere they are Undefined.
                 None if !known => None,
@@ -202,9 +205,8 @@ fn eval(node: &Node, entry: &Entry) -> Option<bool> {
             any,
             last,
         } => Some(entry.get(key).is_some_and(|attr| {
-            attr.folded
-                .iter()
-                .any(|v| substring_matches(v, initial.as_deref(), any, last.as_deref()))
+            attr.values()
+                .any(|v| substring_matches(&fold(key, v), initial.as_deref(), any, last.as_deref()))
         })),
         Node::Constant(value) => *value,
     }
@@ -247,6 +249,7 @@ fn substring_matches(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::directory::Entry;
     use ldap3_proto::parse_ldap_filter_str;
 
     fn person() -> Entry {
@@ -272,13 +275,13 @@ mod tests {
 
     fn check(filter: &str) -> bool {
         let parsed = parse_ldap_filter_str(filter).unwrap();
-        Filter::new(&parsed).matches(&person())
+        Filter::new(&parsed).matches(person().view())
     }
 
     #[test]
     fn equality_ignores_case_of_names_and_values() {
         let spaced = LdapFilter::Equality("CN".into(), "ann  LEE".into());
-        assert!(Filter::new(&spaced).matches(&person()));
+        assert!(Filter::new(&spaced).matches(person().view()));
         assert!(check("(mail=ANN@acmecorp.com)"));
         assert!(check("(objectclass=INETORGPERSON)"));
         assert!(!check("(cn=ann)"));
@@ -311,16 +314,15 @@ mod tests {
 
     #[test]
     fn department_is_matched_as_ou() {
-        let mut entry = person();
-        entry = Entry::new(
-            entry.dn.clone(),
+        let entry = Entry::new(
+            "cn=Ann Lee,ou=gal,dc=acmecorp,dc=com".into(),
             vec![
                 ("department", vec!["Sales".into()]),
                 ("ou", vec!["Sales".into()]),
             ],
         );
         let filter = parse_ldap_filter_str("(department=sales)").unwrap();
-        assert!(Filter::new(&filter).matches(&entry));
+        assert!(Filter::new(&filter).matches(entry.view()));
     }
 
     #[test]
@@ -374,13 +376,13 @@ mod tests {
             "(cn=*)",
         ] {
             let filter = Filter::new(&parse_ldap_filter_str(text).unwrap());
-            let scanned: Vec<u32> = (0..snapshot.entries.len() as u32)
-                .filter(|&n| filter.matches(&snapshot.entries[n as usize]))
+            let scanned: Vec<u32> = (0..snapshot.entries() as u32)
+                .filter(|&n| filter.matches(snapshot.entry(n as usize).unwrap()))
                 .collect();
             if let Some(candidates) = filter.candidates(&snapshot) {
                 let found: Vec<u32> = candidates
                     .into_iter()
-                    .filter(|&n| filter.matches(&snapshot.entries[n as usize]))
+                    .filter(|&n| filter.matches(snapshot.entry(n as usize).unwrap()))
                     .collect();
                 assert_eq!(found, scanned, "{text}");
             }

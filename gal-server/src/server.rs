@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::codec::Framed;
 
-use crate::directory::{key, Entry, Snapshot};
+use crate::directory::{key, Attr, Entry, EntryRef, Snapshot};
 use crate::dn::normalise;
 use crate::filter::Filter;
 use crate::{ServeError, Settings, Verdict, SCHEMA_DN};
@@ -85,12 +85,15 @@ impl GalServer {
     /// swapped in at once (searches under way finish on the old one).
     pub fn replace(&self, gal: &[GalEntry]) {
         let next = Arc::new(Snapshot::build(&self.shared.settings.base, gal));
-        let entries = next.len();
-        match self.shared.snapshot.write() {
-            Ok(mut current) => *current = next,
-            Err(poisoned) => *poisoned.into_inner() = next,
-        }
-        tracing::info!(entries, "serving a new version of the GAL");
+        let (entries, bytes) = (next.len(), next.bytes());
+        // The old directory is dropped here, once no paged search holds it
+        // (a few large buffers: freed at once).
+        let old = match self.shared.snapshot.write() {
+            Ok(mut current) => std::mem::replace(&mut *current, next),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), next),
+        };
+        drop(old);
+        tracing::info!(entries, bytes, "serving a new version of the GAL");
     }
 
     /// How many GAL entries are served.
@@ -421,10 +424,10 @@ impl Selection {
         }
     }
 
-    fn wants(&self, attr: &crate::directory::Attr) -> bool {
+    fn wants(&self, attr: &Attr<'_>) -> bool {
         match self {
             Selection::All => true,
-            Selection::Keys(keys) => keys.contains(&attr.key),
+            Selection::Keys(keys) => keys.iter().any(|k| attr.is(k)),
         }
     }
 }
@@ -439,7 +442,7 @@ where
             Reply::Entries(entries) => {
                 let selection = Selection::of(&entries.attrs);
                 for (n, &index) in entries.matched.iter().enumerate() {
-                    let Some(entry) = entries.snapshot.entries.get(index) else {
+                    let Some(entry) = entries.snapshot.entry(index) else {
                         continue;
                     };
                     if entries.types_only {
@@ -448,11 +451,9 @@ where
                     } else {
                         // Encoded once per snapshot: only the headers are
                         // written here.
-                        entry
-                            .wire
-                            .write(framed.write_buffer_mut(), entries.msgid, |a| {
-                                entry.attrs.get(a).is_some_and(|a| selection.wants(a))
-                            });
+                        entry.write(framed.write_buffer_mut(), entries.msgid, |a| {
+                            selection.wants(a)
+                        });
                     }
                     if (n + 1) % ENTRIES_PER_FLUSH == 0
                         || framed.write_buffer().len() >= FLUSH_BYTES
@@ -723,34 +724,33 @@ fn extended(session: &Session, msgid: i32, request: &LdapExtendedRequest, out: &
 }
 
 /// Which attributes a search asked for.
-fn wanted(attrs: &[String], attr: &crate::directory::Attr) -> bool {
+fn wanted(attrs: &[String], attr: &Attr<'_>) -> bool {
     if attrs.is_empty() || attrs.iter().any(|a| a == "*" || a == "+") {
         return true;
     }
-    attrs.iter().any(|a| key(a) == attr.key)
+    attrs.iter().any(|a| attr.is(&key(a)))
 }
 
-fn to_result_entry(entry: &Entry, attrs: &[String], types_only: bool) -> LdapOp {
+fn to_result_entry(entry: EntryRef<'_>, attrs: &[String], types_only: bool) -> LdapOp {
     let only_none = attrs.len() == 1 && attrs.iter().any(|a| a == "1.1");
     let attributes = if only_none {
         Vec::new()
     } else {
         entry
-            .attrs
-            .iter()
+            .attrs()
             .filter(|a| wanted(attrs, a))
             .map(|a| LdapPartialAttribute {
-                atype: a.name.clone(),
+                atype: a.name.to_string(),
                 vals: if types_only {
                     Vec::new()
                 } else {
-                    a.values.iter().map(|v| v.clone().into_bytes()).collect()
+                    a.values().map(|v| v.as_bytes().to_vec()).collect()
                 },
             })
             .collect()
     };
     LdapOp::SearchResultEntry(LdapSearchResultEntry {
-        dn: entry.dn.clone(),
+        dn: entry.dn().to_string(),
         attributes,
     })
 }
@@ -818,10 +818,10 @@ fn search(
         } else {
             schema_entry()
         };
-        if Filter::new(&request.filter).matches(&entry) {
+        if Filter::new(&request.filter).matches(entry.view()) {
             out.push(reply(
                 msgid,
-                to_result_entry(&entry, &request.attrs, request.typesonly),
+                to_result_entry(entry.view(), &request.attrs, request.typesonly),
             ));
         }
         out.push(done(msgid, LdapResultCode::Success, "", Vec::new()));
@@ -883,15 +883,14 @@ fn matching<'a>(
     scope: &'a LdapSearchScope,
     filter: &'a Filter,
 ) -> Box<dyn Iterator<Item = usize> + 'a> {
+    let target = snapshot.position(base);
     let test = move |n: &usize| {
-        snapshot
-            .entries
-            .get(*n)
-            .is_some_and(|e| in_scope(&e.rdns, base, scope) && filter.matches(e))
+        snapshot.in_scope(*n, base, target, scope)
+            && snapshot.entry(*n).is_some_and(|e| filter.matches(e))
     };
     match filter.candidates(snapshot) {
         Some(candidates) => Box::new(candidates.into_iter().map(|n| n as usize).filter(test)),
-        None => Box::new((0..snapshot.entries.len()).filter(test)),
+        None => Box::new((0..snapshot.entries()).filter(test)),
     }
 }
 
@@ -916,9 +915,8 @@ fn check_base(
     let mut res = result(LdapResultCode::NoSuchObject, "no such entry in the GAL");
     if in_scope(base, &snapshot.base_rdns, &LdapSearchScope::Subtree) {
         res.matcheddn = snapshot
-            .entries
-            .first()
-            .map(|e| e.dn.clone())
+            .entry(0)
+            .map(|e| e.dn().to_string())
             .unwrap_or_default();
     }
     out.push(reply(msgid, LdapOp::SearchResultDone(res)));
