@@ -149,6 +149,23 @@ pub struct SystemConfig {
     /// `[systems.dns]`: what the system publishes in DNS, where it differs
     /// from its kind's defaults.
     pub dns: SystemDns,
+    /// `[systems.address_book]`: a copy of the GAL kept as entries under
+    /// an OU of this (LDAP or AD) system.
+    pub address_book: Option<AddressBookConfig>,
+}
+
+/// A system's `[systems.address_book]` table: the GAL kept as entries
+/// under `base` ([`coexist_model::address_book`]), staged and planned as
+/// the system `id` (`<system>.address_book`), which routes no mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressBookConfig {
+    /// `<system>.address_book`.
+    pub id: String,
+    /// The OU the entries are kept in (`ou=gal,dc=acmecorp,dc=com`); it
+    /// must exist, outside the stub base.
+    pub base: String,
+    /// The line of `base` in the file.
+    pub line: Option<usize>,
 }
 
 /// A system's `[systems.dns]` table: each key given replaces its kind's
@@ -583,6 +600,15 @@ struct RawSystem {
     connection: Option<Spanned<toml::Table>>,
     #[serde(default)]
     dns: Option<RawSystemDns>,
+    #[serde(default)]
+    address_book: Option<Spanned<RawAddressBook>>,
+}
+
+/// `[systems.address_book]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAddressBook {
+    base: Spanned<String>,
 }
 
 /// Where the keys of each `[systems.connection]` table are (read apart
@@ -734,6 +760,42 @@ fn dns_settings(at: &Locator<'_>, raw: &RawDns) -> Result<coexist_dns::Settings,
         settings.timeout = std::time::Duration::from_secs_f64(seconds);
     }
     Ok(settings)
+}
+
+/// A system's `[systems.address_book]` checked: only on LDAP and AD
+/// systems, its base a DN.
+fn address_book(
+    at: &Locator<'_>,
+    n: usize,
+    id: &str,
+    kind: &str,
+    table: &Spanned<RawAddressBook>,
+) -> Result<AddressBookConfig, ConfigError> {
+    if kind != "ldap" && kind != "active_directory" {
+        return Err(at.at(
+            table,
+            format!("systems[{n}].address_book"),
+            format!("a `{kind}` system keeps no address book: only ldap and active_directory systems can"),
+        ));
+    }
+    let base = &table.get_ref().base;
+    let text = base.get_ref().trim();
+    let is_dn = text.split(',').all(|rdn| {
+        rdn.split_once('=')
+            .is_some_and(|(k, v)| !k.trim().is_empty() && !v.trim().is_empty())
+    });
+    if text.is_empty() || !is_dn {
+        return Err(at.at(
+            base,
+            format!("systems[{n}].address_book.base"),
+            format!("`{text}` is not the DN of an OU (like \"ou=gal,dc=acmecorp,dc=com\")"),
+        ));
+    }
+    Ok(AddressBookConfig {
+        id: coexist_model::address_book::address_book_id(id),
+        base: text.to_string(),
+        line: Some(at.line(base.span().start)),
+    })
 }
 
 /// A system's `[systems.dns]` checked: names are domain names (`*.` allowed
@@ -1003,6 +1065,10 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default();
+            let address_book = match &system.address_book {
+                None => None,
+                Some(table) => Some(address_book(&at, n, id, kind.name(), table)?),
+            };
             systems.push(SystemConfig {
                 id: id.clone(),
                 kind,
@@ -1010,6 +1076,7 @@ impl Config {
                 connection_line,
                 connection_keys,
                 dns: system_dns(&at, n, system.dns.as_ref())?,
+                address_book,
             });
             policies.push(SystemPolicy {
                 id: id.clone(),
@@ -1330,6 +1397,15 @@ impl Config {
     /// The system ids in configuration order.
     pub fn system_ids(&self) -> Vec<String> {
         self.systems.iter().map(|s| s.id.clone()).collect()
+    }
+
+    /// The ids of the address books (`<system>.address_book`), in
+    /// configuration order: staged and planned apart from the systems.
+    pub fn address_book_ids(&self) -> Vec<String> {
+        self.systems
+            .iter()
+            .filter_map(|s| s.address_book.as_ref().map(|b| b.id.clone()))
+            .collect()
     }
 
     /// The folder of the configuration file: every relative path in it

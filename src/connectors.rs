@@ -34,7 +34,33 @@ pub fn connect(config: &Config, system: &SystemConfig) -> Result<Arc<dyn Connect
     })
 }
 
-/// The connectors of every configured system, in configuration order.
+/// The connectors of every configured system, in configuration order,
+/// then those of their address books (`[systems.address_book]`; each a
+/// system of its own, `<system>.address_book`, which only the engine's
+/// pulls and plans name).
 pub fn connect_all(config: &Config) -> Result<Vec<Arc<dyn Connector>>, ConfigError> {
-    config.systems.iter().map(|s| connect(config, s)).collect()
+    let mut connectors: Vec<Arc<dyn Connector>> = config
+        .systems
+        .iter()
+        .map(|s| connect(config, s))
+        .collect::<Result<_, _>>()?;
+    for (n, system) in config.systems.iter().enumerate() {
+        let Some(book) = &system.address_book else {
+            continue;
+        };
+        let Some(connector) = connectors.get(n) else {
+            continue;
+        };
+        let book_connector =
+            connector
+                .address_book(&book.id, &book.base)
+                .map_err(|e| ConfigError {
+                    file: config.path.display().to_string(),
+                    line: book.line,
+                    key: format!("systems[{n}].address_book.base"),
+                    message: e.to_string(),
+                })?;
+        connectors.push(book_connector);
+    }
+    Ok(connectors)
 }

@@ -17,6 +17,7 @@
 //! * addresses are joined by their [normalised](normalize_address) form.
 
 pub mod address;
+pub mod address_book;
 pub mod gal;
 pub mod marker;
 pub mod operation;

@@ -6,6 +6,7 @@
 //! turn the stubs it holds into those ([`diff`]). Everything it needs is in
 //! its arguments; everything it decides is in its result.
 
+pub mod address_book;
 pub mod diff;
 pub mod foreign;
 pub mod gal;
@@ -85,6 +86,9 @@ pub enum Reason {
     /// The stub was found outside where the configuration keeps stubs (the
     /// stub base changed): the update moves it there.
     Misplaced,
+    /// The recipient is in the GAL and the address book (an id of
+    /// [`coexist_model::address_book`]) has no entry for it.
+    InTheGal,
 }
 
 /// One operation of a plan, on one system, with the reason for it.
@@ -129,6 +133,9 @@ impl PlannedOperation {
                     _ => String::new(),
                 };
                 format!("{address}'s stub on {system} is outside the stub base{at}; it moves there")
+            }
+            Reason::InTheGal => {
+                format!("{address} is in the GAL; the address book {system} lists it")
             }
             Reason::MailboxHere => format!(
                 "{system} now holds a mailbox for {address}; its stub there would make the address ambiguous (the conflict stays reported)"

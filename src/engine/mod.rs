@@ -401,6 +401,10 @@ impl Engine {
             }
         };
         for read in reads {
+            if coexist_connector::address_book::address_book_of(&read.system).is_some() {
+                // An address book's entries route nothing.
+                continue;
+            }
             let staged = match &read.result {
                 // A complete full read lists every stub the system holds.
                 Ok(pull) if pull.mode == PullMode::Full && pull.complete => Vec::new(),
@@ -659,6 +663,19 @@ impl Engine {
         let fingerprint = self.fingerprint().await?;
         let mut reconciliation = reconcile::reconcile(&staged, &self.config.policy);
         self.store.save_gal(&reconciliation.gal).await?;
+        // The address books, staged apart: one entry per GAL recipient,
+        // planned after every system's stubs (`reconcile::address_book`).
+        let book_ids = self.config.address_book_ids();
+        let books = if book_ids.is_empty() {
+            Staged::default()
+        } else {
+            self.store.load_staged(&book_ids).await?
+        };
+        for book in &books.systems {
+            reconciliation
+                .operations
+                .extend(reconcile::address_book::plan(&reconciliation.gal, book));
+        }
         if let Some(only) = only {
             restrict(&mut reconciliation, only);
         }
@@ -683,6 +700,7 @@ impl Engine {
         let stubs_held: BTreeMap<String, u64> = staged
             .systems
             .iter()
+            .chain(&books.systems)
             .map(|s| (s.id.clone(), s.stubs.len() as u64))
             .collect();
         gates::apply_gates(

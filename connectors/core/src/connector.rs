@@ -193,4 +193,23 @@ pub trait Connector: Send + Sync {
     async fn doctor(&self) -> Vec<Finding> {
         Vec::new()
     }
+
+    /// The connector of an address book of this system under `base` (a
+    /// copy of the GAL as entries there, `[systems.address_book]`; see
+    /// `coexist_model::address_book`), a system of its own named `id`: its
+    /// pulls read the entries under `base` carrying the book's marker and
+    /// nothing else, and its operations write them there without any
+    /// routing attribute. Default: refused, this kind of system keeps no
+    /// address book.
+    fn address_book(
+        &self,
+        id: &str,
+        base: &str,
+    ) -> Result<std::sync::Arc<dyn Connector>, ConnectorError> {
+        let _ = (id, base);
+        Err(ConnectorError::permanent(format!(
+            "{} cannot keep an address book: only LDAP and Active Directory systems can",
+            self.system()
+        )))
+    }
 }

@@ -30,7 +30,7 @@ pub mod secret;
 
 // The data the contract speaks, from the data-only model crate: connectors
 // name it through this crate as before.
-pub use coexist_model::{address, marker, operation, pull, recipient, stub};
+pub use coexist_model::{address, address_book, marker, operation, pull, recipient, stub};
 pub use coexist_model::{
     normalize_address, split_address, AddressError, Applied, Attributes, DisabledMailboxes,
     FoundStub, Operation, Problem, Pull, PullMode, Recipient, RecipientKind, Route, Stub,

@@ -182,6 +182,10 @@ pub enum Classified {
     },
     /// One of coexist's stubs.
     Stub(FoundStub),
+    /// An entry of an address book of coexist's (it carries the book's
+    /// marker, [`coexist_connector::address_book`]): never a recipient, a
+    /// stub or a foreign entry of the system; its own connector reads it.
+    AddressBookEntry,
     /// A malformed entry, skipped.
     Problem(Problem),
 }
@@ -353,6 +357,13 @@ impl Mapper {
                 message,
             })
         };
+        if entry
+            .values(&self.marker_attribute)
+            .iter()
+            .any(|v| coexist_connector::address_book::parse_book_marker(v.trim()).is_some())
+        {
+            return Classified::AddressBookEntry;
+        }
         let Some(anchor) = self.anchor(entry) else {
             return problem(format!(
                 "the entry has no {} (the anchor coexist keys it on); skipped",
@@ -961,6 +972,27 @@ mod tests {
                 }
                 other => panic!("expected a problem: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn address_book_entries_are_neither_recipients_nor_stubs() {
+        for flavor in [Flavor::Openldap, Flavor::ActiveDirectory] {
+            let m = mapper(flavor);
+            let entry = Entry::new("mail=ann@acmecorp.com,ou=gal,dc=acmecorp,dc=com")
+                .with(
+                    "objectClass",
+                    &["top", "person", "inetOrgPerson", "contact"],
+                )
+                .with("entryUUID", &["u-1"])
+                .with_bin("objectGUID", &[7u8; 16])
+                .with("mail", &["ann@acmecorp.com"])
+                .with("cn", &["Ann"])
+                .with("description", &["coexist-gal:google:42"]);
+            assert!(
+                matches!(m.classify(&entry), Classified::AddressBookEntry),
+                "{flavor:?}"
+            );
         }
     }
 

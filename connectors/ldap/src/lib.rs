@@ -14,6 +14,7 @@
 //! marker is never updated or deleted.
 
 pub mod ad_controls;
+pub mod address_book;
 pub mod config;
 pub mod cursor;
 mod doctor;
@@ -171,6 +172,15 @@ impl Connector for LdapConnector {
             .check_password(name, password)
             .instrument(span)
             .await
+    }
+
+    fn address_book(&self, id: &str, base: &str) -> Result<Arc<dyn Connector>, ConnectorError> {
+        Ok(Arc::new(address_book::AddressBook::new(
+            id,
+            base,
+            &self.config,
+            self.endpoint.clone(),
+        )?))
     }
 
     async fn apply(&self, operation: &Operation) -> Result<Applied, ConnectorError> {

@@ -88,6 +88,10 @@ impl Collected {
 
     /// Adds one entry classified already.
     pub fn add_classified(&mut self, mapper: &Mapper, entry: Entry, classified: Classified) {
+        if matches!(classified, Classified::AddressBookEntry) {
+            // The address book's own connector reads it.
+            return;
+        }
         if let Some(dns) = &mut self.dns {
             dns.push(entry.dn.clone());
         }
@@ -112,6 +116,7 @@ impl Collected {
                 self.recipients.push((recipient, member_dns));
             }
             Classified::Stub(s) => self.stubs.push(s),
+            Classified::AddressBookEntry => {}
             Classified::Problem(p) => {
                 // A group without an address can still be nested in one.
                 let members: Vec<String> = mapper
