@@ -71,21 +71,28 @@ impl Store {
         Ok(changed)
     }
 
-    /// The stored GAL, sorted by primary address.
+    /// The stored GAL, sorted by primary address. Each row is decoded as
+    /// it arrives, so the rows' JSON is never held all at once beside the
+    /// entries (`coexist serve-gal` reads 100,000 of them at every change).
     pub async fn load_gal(&self) -> Result<Vec<GalEntry>> {
-        let rows = sqlx::query("SELECT body FROM gal ORDER BY primary_address")
-            .fetch_all(&self.pool)
+        use futures::TryStreamExt;
+        let mut rows =
+            sqlx::query("SELECT body FROM gal ORDER BY primary_address").fetch(&self.pool);
+        let mut gal = Vec::new();
+        while let Some(row) = rows
+            .try_next()
             .await
-            .map_err(query_err("reading the GAL"))?;
-        rows.into_iter()
-            .map(|row| {
-                let body: String = row.try_get(0).map_err(query_err("reading the GAL"))?;
-                serde_json::from_str(&body).map_err(|source| StoreError::Corrupt {
+            .map_err(query_err("reading the GAL"))?
+        {
+            let body: &str = row.try_get(0).map_err(query_err("reading the GAL"))?;
+            gal.push(
+                serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
                     what: "GAL entry",
                     source,
-                })
-            })
-            .collect()
+                })?,
+            );
+        }
+        Ok(gal)
     }
 
     /// Places the recipient with `address` on `system`.

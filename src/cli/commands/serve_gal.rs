@@ -265,11 +265,22 @@ async fn refresh(store: Store, server: GalServer, every: Duration, mut served: O
 }
 
 /// A digest of `gal`, to tell a changed GAL from the one served without
-/// keeping a second copy of it.
+/// keeping a second copy of it (nor its JSON: it is hashed as written).
 fn digest(gal: &[GalEntry]) -> Option<[u8; 32]> {
     use sha2::Digest as _;
-    let bytes = serde_json::to_vec(gal).ok()?;
-    Some(sha2::Sha256::digest(&bytes).into())
+    struct Hashing(sha2::Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hashing = Hashing(sha2::Sha256::new());
+    serde_json::to_writer(&mut hashing, gal).ok()?;
+    Some(hashing.0.finalize().into())
 }
 
 /// Ctrl-C, or SIGTERM on Unix. The handlers are installed when this is
