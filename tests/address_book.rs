@@ -258,6 +258,15 @@ fn an_address_book_ou_on_slapd_is_kept_by_the_plan_and_routes_nothing() {
         .ldapsearch(&s.tree.stubs, "(description=coexist:*)", &["mail"]);
     assert_eq!(stubs.len(), 2);
 
+    // Mail still goes where the stubs say: from the directory holding the
+    // address book, to Google for a Google user, to the mailbox for its own.
+    for (address, home) in [("g0@acmecorp.com", "google"), ("m0@acmecorp.com", "ldap")] {
+        let (code, traced) = s.json(&["route", address, "--from", "ldap"]);
+        assert_eq!(code, 0, "{traced:#}");
+        assert_eq!(traced["outcome"]["result"], "delivered", "{traced:#}");
+        assert_eq!(traced["outcome"]["system"], home, "{traced:#}");
+    }
+
     // Second sync: nothing to do. The address book's entries, inside the
     // directory's base, are not read as people (no address claimed twice,
     // no stub of theirs).
@@ -402,7 +411,7 @@ fn an_address_book_ou_on_samba_ad_holds_contacts_that_route_nothing() {
     let tree = Subtree::new(TestServer::samba());
     let book = format!("OU=gal,{}", tree.dn);
     let mut ldif = ou(&book);
-    ldif.extend((0..2).map(|i| ad_user(&tree, i)));
+    ldif.extend((0..3).map(|i| ad_user(&tree, i)));
     ldif.push_str(&format!(
         "dn: CN=Reception,{book}\nobjectClass: top\nobjectClass: person\n\
          objectClass: organizationalPerson\nobjectClass: contact\ndisplayName: Reception\n\
@@ -458,7 +467,12 @@ state = "cloud-state.jsonl"
         .into_iter()
         .filter(|(system, _, _)| system == "ad.address_book")
         .collect();
-    let gal = ["a0@acmecorp.com", "a1@acmecorp.com", "c0@acmecorp.com"];
+    let gal = [
+        "a0@acmecorp.com",
+        "a1@acmecorp.com",
+        "a2@acmecorp.com",
+        "c0@acmecorp.com",
+    ];
     assert_eq!(
         book_ops,
         gal.map(|a| op("ad.address_book", "create", a)),
@@ -470,7 +484,7 @@ state = "cloud-state.jsonl"
     for e in &entries {
         assert!(e.all("objectClass").contains(&"contact"), "{e:?}");
     }
-    assert_eq!(entries[2].one("displayName"), "Cee Cloud");
+    assert_eq!(entries[3].one("displayName"), "Cee Cloud");
 
     let second = s.sync();
     assert_eq!(operations(&second), [], "{second:#}");
@@ -483,7 +497,21 @@ state = "cloud-state.jsonl"
         operations(&renamed).contains(&op("ad.address_book", "update", "c0@acmecorp.com")),
         "{renamed:#}"
     );
-    assert_eq!(s.coexists()[2].one("displayName"), "Cee Sky");
+    assert_eq!(s.coexists()[3].one("displayName"), "Cee Sky");
+
+    // A person leaves AD: the contact goes, the hand-made one stays.
+    s.tree
+        .server
+        .ldapdelete(&format!("CN=Ann 1,{}", s.tree.people));
+    let left = s.sync();
+    assert!(
+        operations(&left).contains(&op("ad.address_book", "delete", "a1@acmecorp.com")),
+        "{left:#}"
+    );
+    assert_eq!(
+        s.mails(),
+        ["a0@acmecorp.com", "a2@acmecorp.com", "c0@acmecorp.com"]
+    );
     assert!(s
         .book_entries()
         .iter()
