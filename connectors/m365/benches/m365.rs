@@ -348,6 +348,7 @@ async fn personal_contacts(verdicts: &mut Verdicts) -> BenchResult<()> {
 fn main() -> BenchResult<()> {
     let fake_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("fake-m365")
         .enable_all()
         .build()?;
     if FAKE_RUNTIME.set(fake_runtime).is_err() {

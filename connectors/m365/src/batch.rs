@@ -122,7 +122,20 @@ impl Answer {
 
 #[derive(Serialize)]
 struct BatchBody<'a> {
-    requests: &'a [Item],
+    requests: Vec<Numbered<'a>>,
+}
+
+/// An item as one batch sends it: with its index as its id, borrowed
+/// (the bodies are not copied for each batch).
+#[derive(Serialize)]
+struct Numbered<'a> {
+    id: String,
+    method: &'static str,
+    url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<&'a Value>,
 }
 
 #[derive(Deserialize)]
@@ -157,9 +170,12 @@ pub async fn send(
     let mut round = 1u32;
     while !pending.is_empty() {
         let chunks: Vec<Vec<usize>> = pending.chunks(MAX_BATCH).map(<[usize]>::to_vec).collect();
-        // A batch is built only when a request slot is free, on a task of
-        // its own: building and reading batches (JSON of 20 requests and
-        // answers) runs on every worker thread, beside the ones in flight.
+        // Each batch is built, sent and read on a task of its own, so that
+        // building and reading (JSON of 20 requests and answers) runs on
+        // every worker thread. Twice as many tasks as request slots: the
+        // client's semaphore keeps `concurrency` requests in flight, and
+        // the other tasks build their batch before a slot frees and read
+        // their answer after giving theirs back, off the slots' time.
         let sent: Vec<Vec<(usize, Outcome)>> = stream::iter(chunks)
             .map(|chunk| {
                 let (http, endpoint, items, what) = (
@@ -184,7 +200,7 @@ pub async fn send(
                     })
                 }
             })
-            .buffer_unordered(http.concurrency())
+            .buffer_unordered(http.concurrency() * 2)
             .collect()
             .await;
         let mut again: Vec<(usize, ConnectorError)> = Vec::new();
@@ -257,11 +273,14 @@ async fn send_chunk(
     if let Some(error) = http.auth().failure() {
         return fail_all(error);
     }
-    let requests: Vec<Item> = chunk
+    let requests: Vec<Numbered<'_>> = chunk
         .iter()
-        .map(|&i| Item {
+        .map(|&i| Numbered {
             id: i.to_string(),
-            ..items[i].clone()
+            method: items[i].method,
+            url: &items[i].url,
+            headers: items[i].headers.as_ref(),
+            body: items[i].body.as_ref(),
         })
         .collect();
     let label = format!("{what}: $batch of {}", requests.len());
@@ -269,9 +288,7 @@ async fn send_chunk(
         Resource::Graph,
         Method::POST,
         endpoint.clone(),
-        &BatchBody {
-            requests: &requests,
-        },
+        &BatchBody { requests },
     ) {
         Ok(request) => request,
         Err(error) => return fail_all(error),

@@ -46,6 +46,18 @@ pub(crate) struct TypeDef {
 #[derive(Debug, Default)]
 pub(crate) struct Schema {
     types: HashMap<String, TypeDef>,
+    /// Each type's members with its base types' (nearest type first),
+    /// flattened once after parsing: the fake looks members up for every
+    /// property of every request body it checks and every object it renders.
+    flat: HashMap<String, Flattened>,
+}
+
+/// A type's members, its base types' included, and where each is by its
+/// name in lower case (OData matches names without regard to case).
+#[derive(Debug, Default)]
+struct Flattened {
+    members: Vec<Member>,
+    by_lowercase_name: HashMap<String, usize>,
 }
 
 static SCHEMA: OnceLock<Result<Schema, String>> = OnceLock::new();
@@ -167,6 +179,11 @@ impl Schema {
         if schema.types.is_empty() {
             return Err(format!("no type of the {NAMESPACE} namespace found"));
         }
+        schema.flat = schema
+            .types
+            .keys()
+            .map(|name| (name.clone(), schema.flatten(name)))
+            .collect();
         Ok(schema)
     }
 
@@ -191,10 +208,9 @@ impl Schema {
         self.types.contains_key(type_name)
     }
 
-    /// Every property and navigation property of a type, its base types' included
-    /// (nearest type first).
-    pub fn members(&self, type_name: &str) -> Vec<&Member> {
-        let mut out = Vec::new();
+    /// Walks a type and its base types, as OData does.
+    fn flatten(&self, type_name: &str) -> Flattened {
+        let mut members: Vec<Member> = Vec::new();
         let mut next = Some(type_name);
         let mut guard = 0;
         while let Some(name) = next {
@@ -202,21 +218,44 @@ impl Schema {
             let Some(def) = self.types.get(name) else {
                 break;
             };
-            out.extend(def.members.iter());
+            members.extend(def.members.iter().cloned());
             next = def.base.as_deref();
             if guard > 32 {
                 break;
             }
         }
-        out
+        let mut by_lowercase_name = HashMap::with_capacity(members.len());
+        for (at, member) in members.iter().enumerate() {
+            // The nearest declaration of a name wins.
+            by_lowercase_name
+                .entry(member.name.to_ascii_lowercase())
+                .or_insert(at);
+        }
+        Flattened {
+            members,
+            by_lowercase_name,
+        }
+    }
+
+    /// Every property and navigation property of a type, its base types' included
+    /// (nearest type first); none for a type the namespace does not declare.
+    pub fn members(&self, type_name: &str) -> &[Member] {
+        self.flat
+            .get(type_name)
+            .map(|f| f.members.as_slice())
+            .unwrap_or_default()
     }
 
     /// The member of a type with this name (OData names are matched without
     /// regard to case, as Microsoft Graph does).
     pub fn member(&self, type_name: &str, name: &str) -> Option<&Member> {
-        self.members(type_name)
-            .into_iter()
-            .find(|m| m.name.eq_ignore_ascii_case(name))
+        let flat = self.flat.get(type_name)?;
+        let at = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            flat.by_lowercase_name.get(&name.to_ascii_lowercase())
+        } else {
+            flat.by_lowercase_name.get(name)
+        }?;
+        flat.members.get(*at)
     }
 }
 
