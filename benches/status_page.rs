@@ -5,10 +5,13 @@
 //! Prints:
 //! * the first page (it parses the last plan once) and the median of 20
 //!   pages after it (target: < 50 ms);
-//! * the first search (it loads the routing directory `route` reads, once
-//!   per run), then the medians of 20 searches by address (through the
-//!   GAL's index; target: < 50 ms), by name (a scan stopped at the first
-//!   20 hits), and of a search that finds nobody (the whole GAL scanned);
+//! * the first search (it starts loading the routing directory `route`
+//!   reads and the name index, once per run, in the background, and waits
+//!   for it at most `DIRECTORY_WAIT`), how long the load took while
+//!   searches went on answering, then the medians of 20 searches by
+//!   address (through the GAL's index), by name (the name index, in
+//!   memory) and of a search that finds nobody (the whole name index
+//!   searched), each with its target (< 50 ms);
 //! * the resident memory after filling the store (the setup's own, not a
 //!   target) and after the searches.
 //!
@@ -249,13 +252,43 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         verdict(page < Duration::from_millis(50))
     );
 
+    let loading = Instant::now();
     let (first, hit) = timed_get(&client, &format!("{base}/?q=user4242%40acmecorp.com")).await?;
-    if !hit.contains("How mail reaches user4242@acmecorp.com") {
+    if !hit.contains("user4242@acmecorp.com") {
         return Err("the search does not find user4242".into());
     }
     println!(
-        "  search, first (loads the directory):  {:>9.1} ms",
-        ms(first)
+        "  search, first (starts loading the directory, waits for it at most {} ms): {:.1} ms{}",
+        coexist::status::view::DIRECTORY_WAIT.as_millis(),
+        ms(first),
+        if hit.contains("How mail reaches user4242@acmecorp.com") {
+            ", with routes"
+        } else {
+            ", without routes yet"
+        }
+    );
+    // The directory loads in the background: searches answer meanwhile.
+    let mut meanwhile = Vec::new();
+    loop {
+        let (took, hit) = timed_get(&client, &format!("{base}/?q=user4242%40acmecorp.com")).await?;
+        if hit.contains("How mail reaches user4242@acmecorp.com") {
+            break;
+        }
+        meanwhile.push(took);
+        if loading.elapsed() > Duration::from_secs(120) {
+            return Err("the routes were not loaded within 2 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "  directory loaded in the background:   {:>9.1} s after the first search ({} searches answered meanwhile{})",
+        loading.elapsed().as_secs_f64(),
+        meanwhile.len(),
+        if meanwhile.is_empty() {
+            String::new()
+        } else {
+            format!(", slowest {:.1} ms", ms(*meanwhile.iter().max().unwrap_or(&Duration::ZERO)))
+        }
     );
     let mut by_address = Vec::new();
     for k in 0..TIMES {
@@ -280,9 +313,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .0,
         );
     }
+    let by_name = median(by_name);
     println!(
-        "  search by name, median of {TIMES}:       {:>9.1} ms",
-        ms(median(by_name))
+        "  search by name, median of {TIMES}:       {:>9.1} ms  target < 50 ms  {}",
+        ms(by_name),
+        verdict(by_name < Duration::from_millis(50))
     );
     let mut nobody = Vec::new();
     for _ in 0..5 {
@@ -292,9 +327,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .0,
         );
     }
+    let nobody = median(nobody);
     println!(
-        "  search finding nobody, median of 5:   {:>9.1} ms (the whole GAL scanned)",
-        ms(median(nobody))
+        "  search finding nobody, median of 5:   {:>9.1} ms  target < 50 ms  {} (the whole name index searched)",
+        ms(nobody),
+        verdict(nobody < Duration::from_millis(50))
     );
     println!(
         "  resident memory: {:.0} MB after filling the store (setup, not a target), {:.0} MB after the searches",

@@ -271,6 +271,14 @@ async fn ready_after_a_clean_run_and_names_are_escaped() {
         results[0]["hits"][0]["stubs"][0]["system"], "ldap",
         "{body}"
     );
+    // By any part of a name, whatever its case (the name index).
+    let (_, body) = get(&format!("{}/api/search?q=GINA%3C", served.url), None).await;
+    let results: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let hits = results[0]["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{body}");
+    assert_eq!(hits[0]["entry"]["primary_address"], "g0@acmecorp.com");
+    assert_eq!(hits[0]["stubs"][0]["system"], "ldap", "{body}");
+    assert!(hits[0].get("routes_pending").is_none(), "{body}");
     let (code, body) = get(&format!("{}/readyz", served.url), None).await;
     assert_eq!((code, body.as_str()), (200, "ready\n"));
     let (code, page) = get(&format!("{}/?q=g0", served.url), None).await;

@@ -53,6 +53,8 @@ pub enum StatusError {
     },
     #[error("the metrics cannot be encoded: {0}")]
     Metrics(#[from] std::fmt::Error),
+    #[error("the searches' mail directory cannot be built: {0}")]
+    Load(String),
 }
 
 /// What the endpoints serve: the organisations, the token, the metrics,
@@ -106,6 +108,14 @@ impl StatusState {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         *current = organisations.into_iter().map(Arc::new).collect();
+    }
+
+    /// A run of organisation `id` ended: what the page keeps for its
+    /// searches, when kept, is loaded again in the background.
+    pub fn run_ended(&self, id: &str) {
+        if let Some(organisation) = self.organisations().into_iter().find(|o| o.id == id) {
+            self.kept.run_ended(&organisation);
+        }
     }
 
     /// The organisations served, in order.

@@ -137,7 +137,9 @@ fn search_hit(organisation: &str, hit: &SearchHit) -> Markup {
                 p { "Addresses: " (entry.addresses.join(", ")) }
             }
             h4 { "Stubs" }
-            @if hit.stubs.is_empty() {
+            @if hit.routes_pending {
+                p.look { "The mail directory is being read (once after each run): search again in a moment for the stubs and how mail reaches this recipient." }
+            } @else if hit.stubs.is_empty() {
                 p { "No stub of coexist's stands for this recipient." }
             } @else {
                 div.scroll { table.stubs {

@@ -3,10 +3,16 @@
 //! runs, the gates of the last plan and what they hold back, its
 //! conflicts, and GAL searches with each recipient's stubs and mail routes.
 //!
-//! Reads are bounded: the runs by a limit, the GAL by its address index
-//! (and a scan stopped at the limit for names), the staged counts counted
-//! once per run, the last plan parsed once per plan and kept, the routing
-//! directory of the searches loaded once per run and dropped when no
+//! Reads are bounded: the runs by a limit, the GAL by its address index,
+//! the staged counts counted once per run, the last plan parsed once per
+//! plan and kept. The searches' routing directory (the mail directory
+//! `route` reads, the stubs by recipient, and the name index: every
+//! entry's names, addresses, title, department and company, searched for
+//! any part in memory) is loaded in the background once per run, when a
+//! search first needs it and again after each run of the daemon while it
+//! is kept; a search waits for a load at most [`DIRECTORY_WAIT`], then
+//! answers from the previous directory, or without routes (and by a scan
+//! of the GAL for names) when there is none yet. It is dropped when no
 //! search used it for [`DIRECTORY_IDLE`]. Runs change what is staged
 //! (`sync`, `apply`, `provision`, each recorded as a run; `coexist plan`
 //! stages its reads without one, which the cursors' time tells), so what
@@ -18,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::{Organisation, StatusError};
 use crate::engine::gates;
@@ -35,6 +42,9 @@ pub const WITHHELD_SHOWN: usize = 20;
 pub const SEARCH_LIMIT: i64 = 20;
 /// A search's routing directory is dropped after this long unused.
 pub const DIRECTORY_IDLE: Duration = Duration::from_secs(600);
+/// How long a search waits for a routing directory being loaded before it
+/// answers from the previous one (or without routes).
+pub const DIRECTORY_WAIT: Duration = Duration::from_secs(1);
 
 /// One organisation at a glance.
 #[derive(Debug, Clone, Serialize)]
@@ -144,6 +154,11 @@ pub struct SearchHit {
     pub entry: GalEntry,
     pub stubs: Vec<StubView>,
     pub routes: Vec<RouteView>,
+    /// The mail directory is still being loaded (the first search of an
+    /// organisation with a large GAL): no stubs or routes yet, search
+    /// again in a moment.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub routes_pending: bool,
 }
 
 /// A stub of coexist's standing for a recipient in one system.
@@ -219,17 +234,100 @@ pub(super) struct RouteDirectory {
     run: ReadsKey,
     view: StagedView,
     stubs: HashMap<String, Vec<StubView>>,
+    names: NameIndex,
     used: Mutex<Instant>,
 }
 
-/// What the state keeps between requests, per organisation.
+/// Every GAL entry's searchable words, lower case, one line per entry in
+/// the order of primary addresses: `address<TAB>aliases<TAB>names…`. A
+/// search for any part of an entry is one pass over one string.
 #[derive(Default)]
+struct NameIndex {
+    text: String,
+}
+
+impl NameIndex {
+    /// Adds `entry` (entries come in the order of their primary address).
+    fn push(&mut self, entry: &GalEntry) {
+        let attributes = &entry.attributes;
+        let mut line = entry.primary_address.clone();
+        for word in entry.aliases().chain(
+            [
+                &attributes.display_name,
+                &attributes.given_name,
+                &attributes.surname,
+                &attributes.title,
+                &attributes.department,
+                &attributes.company,
+            ]
+            .into_iter()
+            .filter_map(|a| a.as_deref()),
+        ) {
+            line.push('\t');
+            line.push_str(word);
+        }
+        // No line break or tab inside a word: they separate lines and words.
+        let line = line.replace(['\n', '\r'], " ").to_lowercase();
+        self.text.push_str(&line);
+        self.text.push('\n');
+    }
+
+    /// The primary addresses of the first `limit` entries containing
+    /// `query` (lower case), in address order; a query with a line break
+    /// finds nothing (it would match across entries).
+    fn find(&self, query: &str, limit: usize) -> Vec<String> {
+        let mut found = Vec::new();
+        if query.is_empty() || query.contains('\n') {
+            return found;
+        }
+        let mut from = 0;
+        while found.len() < limit {
+            let Some(at) = self.text[from..].find(query).map(|at| from + at) else {
+                break;
+            };
+            let start = self.text[..at].rfind('\n').map_or(0, |i| i + 1);
+            let end = self.text[at..]
+                .find('\n')
+                .map_or(self.text.len(), |i| at + i);
+            let line = &self.text[start..end];
+            found.push(line.split('\t').next().unwrap_or(line).to_string());
+            from = end;
+        }
+        found
+    }
+}
+
+/// An organisation's routing directory: the one kept, and the load going.
+#[derive(Default)]
+struct DirectorySlot {
+    current: Option<Arc<RouteDirectory>>,
+    /// Where the directory being loaded will be sent (`None`: no load).
+    loading: Option<watch::Receiver<Option<Arc<RouteDirectory>>>>,
+}
+
+type Directories = Arc<Mutex<HashMap<String, DirectorySlot>>>;
+
+/// What the state keeps between requests, per organisation.
 pub(super) struct Kept {
     plans: Mutex<HashMap<String, Arc<PlanView>>>,
-    directories: Mutex<HashMap<String, Arc<RouteDirectory>>>,
+    directories: Directories,
     /// Each system's staged counts and last read, with the newest run and
     /// the last read they were counted after.
     reads: Mutex<HashMap<String, (ReadsKey, Vec<SystemRead>)>>,
+    /// The runtime the directories are loaded on (the one the state was
+    /// made in; the daemon's runs end on threads of their own).
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Default for Kept {
+    fn default() -> Self {
+        Kept {
+            plans: Mutex::default(),
+            directories: Directories::default(),
+            reads: Mutex::default(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
 }
 
 /// The newest run of a store, and whether and when it finished: what the
@@ -244,12 +342,90 @@ impl Kept {
     /// Drops the routing directories no search used for [`DIRECTORY_IDLE`].
     pub(super) fn forget_idle(&self) {
         if let Ok(mut directories) = self.directories.lock() {
-            directories.retain(|_, d| {
-                d.used
-                    .lock()
-                    .map(|used| used.elapsed() < DIRECTORY_IDLE)
-                    .unwrap_or(false)
-            });
+            for slot in directories.values_mut() {
+                let idle = slot.current.as_ref().is_some_and(|d| {
+                    d.used
+                        .lock()
+                        .map(|used| used.elapsed() >= DIRECTORY_IDLE)
+                        .unwrap_or(true)
+                });
+                if idle {
+                    slot.current = None;
+                }
+            }
+            directories.retain(|_, slot| slot.current.is_some() || slot.loading.is_some());
+        }
+    }
+
+    /// A run of `organisation` ended: its routing directory, when one is
+    /// kept (a search used it lately), is loaded again in the background,
+    /// so that the next search finds it ready.
+    pub(super) fn run_ended(&self, organisation: &Arc<Organisation>) {
+        self.forget_idle();
+        let kept = self
+            .directories
+            .lock()
+            .ok()
+            .and_then(|d| d.get(&organisation.id).map(|s| s.current.is_some()))
+            .unwrap_or(false);
+        if kept {
+            self.start_loading(organisation);
+        }
+    }
+
+    /// Starts loading `organisation`'s routing directory unless a load is
+    /// going; returns where it will be sent.
+    fn start_loading(
+        &self,
+        organisation: &Arc<Organisation>,
+    ) -> Option<watch::Receiver<Option<Arc<RouteDirectory>>>> {
+        let mut directories = self.directories.lock().ok()?;
+        let slot = directories.entry(organisation.id.clone()).or_default();
+        if let Some(loading) = &slot.loading {
+            return Some(loading.clone());
+        }
+        let runtime = self
+            .runtime
+            .clone()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())?;
+        let (sender, receiver) = watch::channel(None);
+        slot.loading = Some(receiver.clone());
+        runtime.spawn(load_in_background(
+            self.directories.clone(),
+            organisation.clone(),
+            sender,
+        ));
+        Some(receiver)
+    }
+}
+
+/// Loads `organisation`'s routing directory, keeps it and sends it to the
+/// searches waiting for it.
+async fn load_in_background(
+    directories: Directories,
+    organisation: Arc<Organisation>,
+    sender: watch::Sender<Option<Arc<RouteDirectory>>>,
+) {
+    let started = Instant::now();
+    let loaded = load_directory(&organisation).await;
+    let Ok(mut directories) = directories.lock() else {
+        return;
+    };
+    let slot = directories.entry(organisation.id.clone()).or_default();
+    slot.loading = None;
+    match loaded {
+        Ok(directory) => {
+            let directory = Arc::new(directory);
+            tracing::debug!(
+                organisation = %organisation.id,
+                elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "the searches' mail directory is loaded"
+            );
+            slot.current = Some(directory.clone());
+            let _ = sender.send(Some(directory));
+        }
+        Err(error) => {
+            tracing::warn!(organisation = %organisation.id, %error, "the searches' mail directory cannot be loaded: searches answer without routes");
         }
     }
 }
@@ -575,29 +751,35 @@ async fn last_plan(
 }
 
 /// The GAL entries `query` finds in `organisation` (by address prefix
-/// through the index, else by any part of the entry), each with its stubs
-/// and its routes.
+/// through the index, else by any part of the entry: names, addresses,
+/// title, department, company), each with its stubs and its routes.
 pub(super) async fn search(
     kept: &Kept,
-    organisation: &Organisation,
+    organisation: &Arc<Organisation>,
     query: &str,
 ) -> Result<Vec<SearchHit>, StatusError> {
-    let query = query.trim().to_lowercase();
+    let query = query.trim().replace(['\n', '\r', '\t'], " ").to_lowercase();
     if query.is_empty() {
         return Ok(Vec::new());
     }
     let store = &organisation.store;
     // An address (or its beginning) through the GAL's index; only when
-    // no address begins so, any part of the entries (a name, an alias, a
-    // title), a scan stopped at the limit.
+    // no address begins so, any part of the entries, through the name
+    // index of the routing directory (a scan of the GAL while there is
+    // none yet).
     let mut entries = store.gal_by_address_prefix(&query, SEARCH_LIMIT).await?;
-    if entries.is_empty() {
-        entries = store.gal_containing(&query, SEARCH_LIMIT).await?;
-    }
-    if entries.is_empty() {
-        return Ok(Vec::new());
-    }
     let directory = directory(kept, organisation).await?;
+    if entries.is_empty() {
+        entries = match &directory {
+            Some(directory) => {
+                let limit = usize::try_from(SEARCH_LIMIT).unwrap_or(usize::MAX);
+                store
+                    .gal_by_addresses(&directory.names.find(&query, limit))
+                    .await?
+            }
+            None => store.gal_containing(&query, SEARCH_LIMIT).await?,
+        };
+    }
     let mut origins = vec![Origin::Internet];
     origins.extend(
         organisation
@@ -609,6 +791,14 @@ pub(super) async fn search(
     Ok(entries
         .into_iter()
         .map(|entry| {
+            let Some(directory) = &directory else {
+                return SearchHit {
+                    entry,
+                    stubs: Vec::new(),
+                    routes: Vec::new(),
+                    routes_pending: true,
+                };
+            };
             let routes = origins
                 .iter()
                 .map(|origin| RouteView {
@@ -632,62 +822,150 @@ pub(super) async fn search(
                     .unwrap_or_default(),
                 routes,
                 entry,
+                routes_pending: false,
             }
         })
         .collect())
 }
 
-/// The routing directory of `organisation`, loaded again when a run
-/// finished since it was loaded.
-async fn directory(
-    kept: &Kept,
-    organisation: &Organisation,
-) -> Result<Arc<RouteDirectory>, StatusError> {
-    kept.forget_idle();
-    let store = &organisation.store;
-    let newest: ReadsKey = (
+/// The newest run and the last read of `store`: what a routing directory
+/// was loaded after.
+async fn newest_key(store: &crate::store::Store) -> Result<ReadsKey, StatusError> {
+    Ok((
         store
             .runs(1)
             .await?
             .first()
             .map(|r| (r.id, r.finished_at.clone())),
         store.last_read_at().await?,
-    );
-    if let Some(directory) = kept
+    ))
+}
+
+/// The routing directory of `organisation`: the one kept when no run
+/// finished since it was loaded; else a new load is started (unless one
+/// is going) and awaited at most [`DIRECTORY_WAIT`], after which the
+/// previous directory answers, or none (`None`) before the first.
+async fn directory(
+    kept: &Kept,
+    organisation: &Arc<Organisation>,
+) -> Result<Option<Arc<RouteDirectory>>, StatusError> {
+    kept.forget_idle();
+    let newest = newest_key(&organisation.store).await?;
+    let current = kept
         .directories
         .lock()
         .ok()
-        .and_then(|d| d.get(&organisation.id).cloned())
-        .filter(|d| d.run == newest)
-    {
+        .and_then(|d| d.get(&organisation.id).and_then(|s| s.current.clone()));
+    let fresh = match &current {
+        Some(directory) if directory.run == newest => Some(directory.clone()),
+        _ => {
+            let waited = match kept.start_loading(organisation) {
+                Some(mut loading) => {
+                    match tokio::time::timeout(DIRECTORY_WAIT, loading.wait_for(|d| d.is_some()))
+                        .await
+                    {
+                        Ok(Ok(loaded)) => loaded.clone(),
+                        _ => None,
+                    }
+                }
+                None => None,
+            };
+            waited.or(current)
+        }
+    };
+    if let Some(directory) = &fresh {
         if let Ok(mut used) = directory.used.lock() {
             *used = Instant::now();
         }
-        return Ok(directory);
     }
+    Ok(fresh)
+}
+
+/// Reads `organisation`'s routing directory from its store: the staged
+/// mail directory and stubs, and the GAL's name index.
+async fn load_directory(organisation: &Organisation) -> Result<RouteDirectory, StatusError> {
+    let store = &organisation.store;
+    let run = newest_key(store).await?;
     let staged = store.load_staged(&organisation.config.system_ids()).await?;
-    let mut stubs: HashMap<String, Vec<StubView>> = HashMap::new();
-    for system in &staged.systems {
-        for found in &system.stubs {
-            stubs
-                .entry(found.stub.anchor.clone())
-                .or_default()
-                .push(StubView {
-                    system: system.id.clone(),
-                    address: found.stub.primary_address.clone(),
-                    route: found.stub.route.clone(),
-                    locator: found.locator.clone(),
-                });
+    let mut names = NameIndex::default();
+    store.gal_each(|entry| names.push(&entry)).await?;
+    // Building the view takes a while for a large GAL: off the workers
+    // that answer requests.
+    let built = tokio::task::spawn_blocking(move || {
+        let mut stubs: HashMap<String, Vec<StubView>> = HashMap::new();
+        for system in &staged.systems {
+            for found in &system.stubs {
+                stubs
+                    .entry(found.stub.anchor.clone())
+                    .or_default()
+                    .push(StubView {
+                        system: system.id.clone(),
+                        address: found.stub.primary_address.clone(),
+                        route: found.stub.route.clone(),
+                        locator: found.locator.clone(),
+                    });
+            }
+        }
+        (StagedView::new(&staged), stubs)
+    })
+    .await;
+    let (view, stubs) = built.map_err(|e| StatusError::Load(e.to_string()))?;
+    Ok(RouteDirectory {
+        run,
+        view,
+        stubs,
+        names,
+        used: Mutex::new(Instant::now()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coexist_model::{Attributes, RecipientKind};
+
+    fn entry(address: &str, display_name: &str, department: &str) -> GalEntry {
+        GalEntry {
+            anchor: format!("ldap:{address}"),
+            kind: RecipientKind::Person,
+            primary_address: address.into(),
+            addresses: vec![address.into(), format!("alias.{address}")],
+            home: "ldap".into(),
+            attributes: Attributes {
+                display_name: Some(display_name.into()),
+                department: Some(department.into()),
+                ..Attributes::default()
+            },
+            members: Vec::new(),
+            systems: vec!["ldap".into()],
+            routing_address: None,
         }
     }
-    let directory = Arc::new(RouteDirectory {
-        run: newest,
-        view: StagedView::new(&staged),
-        stubs,
-        used: Mutex::new(Instant::now()),
-    });
-    if let Ok(mut directories) = kept.directories.lock() {
-        directories.insert(organisation.id.clone(), directory.clone());
+
+    #[test]
+    fn the_name_index_finds_any_part_of_an_entry_in_address_order() {
+        let mut names = NameIndex::default();
+        names.push(&entry("ann@acme.com", "Ann Ärger", "Sales"));
+        names.push(&entry("bob@acme.com", "Bob\nBuilder", "R&D"));
+        names.push(&entry("carl@acme.com", "Carl Sales", "Finance"));
+        assert_eq!(
+            names.find("ärger", 20),
+            ["ann@acme.com"],
+            "unicode, any case"
+        );
+        assert_eq!(names.find("sales", 20), ["ann@acme.com", "carl@acme.com"]);
+        assert_eq!(
+            names.find("sales", 1),
+            ["ann@acme.com"],
+            "at most the limit"
+        );
+        assert_eq!(names.find("alias.bob", 20), ["bob@acme.com"], "an alias");
+        assert_eq!(names.find("bob builder", 20), ["bob@acme.com"]);
+        assert!(names.find("finance\tann", 20).is_empty());
+        assert!(
+            names.find("r&d\ncarl", 20).is_empty(),
+            "never across entries"
+        );
+        assert!(names.find("nobody", 20).is_empty());
     }
-    Ok(directory)
 }

@@ -1,8 +1,8 @@
 //! What the daemon's status page reads (`crate::status`): each system's
-//! staged counts and last read, the GAL looked up by an index, one
-//! recipient's stubs, and whether the store answers at all. Reads only;
-//! each is bounded (a `LIMIT`, an index), so a page never loads the whole
-//! GAL.
+//! staged counts and last read, the GAL looked up by an index or by
+//! addresses, the GAL streamed entry by entry (for the page's name index,
+//! built once per run), and whether the store answers at all. Reads only;
+//! the page's own reads are bounded (a `LIMIT`, an index).
 
 use serde::Serialize;
 use sqlx::Row;
@@ -135,6 +135,45 @@ impl Store {
         .await
         .map_err(query_err("searching the GAL"))?;
         rows.iter().map(gal_entry).collect()
+    }
+
+    /// The GAL entries whose primary address is one of `addresses`
+    /// (normalised), sorted by it; an address the GAL no longer holds is
+    /// left out.
+    pub async fn gal_by_addresses(&self, addresses: &[String]) -> Result<Vec<GalEntry>> {
+        if addresses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statement = format!(
+            "SELECT body FROM gal WHERE primary_address IN ({}) ORDER BY primary_address",
+            super::Placeholders::new(self.backend).list(addresses.len())
+        );
+        let mut query = sqlx::query(&statement);
+        for address in addresses {
+            query = query.bind(address);
+        }
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("searching the GAL"))?;
+        rows.iter().map(gal_entry).collect()
+    }
+
+    /// Calls `each` with every GAL entry in the order of their primary
+    /// addresses, one row read at a time (the status page's name index is
+    /// built so, without holding the whole GAL).
+    pub async fn gal_each(&self, mut each: impl FnMut(GalEntry)) -> Result<()> {
+        use futures::TryStreamExt;
+        let mut rows =
+            sqlx::query("SELECT body FROM gal ORDER BY primary_address").fetch(&self.pool);
+        while let Some(row) = rows
+            .try_next()
+            .await
+            .map_err(query_err("reading the GAL"))?
+        {
+            each(gal_entry(&row)?);
+        }
+        Ok(())
     }
 
     /// How many entries the GAL holds.

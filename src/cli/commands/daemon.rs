@@ -25,6 +25,7 @@ struct Status(Arc<StatusState>);
 
 impl Observer for Status {
     fn run_ended(&self, organisation: &str, outcome: &RunOutcome) {
+        self.0.run_ended(organisation);
         let metrics = self.0.metrics();
         match outcome {
             RunOutcome::Done { report, .. } => {
