@@ -29,6 +29,10 @@ pub const USER_SELECT: &str = "id,userPrincipalName,mail,proxyAddresses,displayN
 /// on a delta query).
 pub const GROUP_SELECT: &str =
     "id,displayName,mail,mailEnabled,securityEnabled,groupTypes,proxyAddresses,members";
+/// The same properties without `members`, for reading one group
+/// (<https://learn.microsoft.com/graph/api/group-get>).
+pub const GROUP_PROPERTIES: &str =
+    "id,displayName,mail,mailEnabled,securityEnabled,groupTypes,proxyAddresses";
 /// The member properties coexist reads from `transitiveMembers`.
 pub const MEMBER_SELECT: &str = "id,mail";
 
@@ -105,6 +109,16 @@ pub struct MemberRef {
     pub removed: Option<Removed>,
 }
 
+impl MemberRef {
+    /// Whether the member is a group (a group nested in the one listing it).
+    pub fn is_group(&self) -> bool {
+        self.odata_type.as_deref() == Some(GROUP_TYPE)
+    }
+}
+
+/// The `@odata.type` of a group.
+const GROUP_TYPE: &str = "#microsoft.graph.group";
+
 /// The group properties coexist reads.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -160,7 +174,7 @@ pub struct DirectoryObject {
 impl DirectoryObject {
     /// Whether the object is a group (its own members are listed beside it).
     pub fn is_group(&self) -> bool {
-        self.odata_type.as_deref() == Some("#microsoft.graph.group")
+        self.odata_type.as_deref() == Some(GROUP_TYPE)
     }
 }
 

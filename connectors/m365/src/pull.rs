@@ -10,15 +10,23 @@
 //!   Members are resolved here, nested groups included.
 //! * **Delta**: the pages of both delta links. Changed users are looked up
 //!   in Exchange (Get-Recipient filtered on their ids, 50 a call); changed
-//!   groups have their members read again in full
-//!   (`transitiveMembers`, 20 groups a `$batch`); `@removed` objects, and
-//!   objects that lost their last address, are `removed`. A link the
-//!   service no longer knows (410 Gone, `syncStateNotFound`,
-//!   `resyncRequired`) leads to a full read, said in the log. Stubs are
-//!   read at full reads only: they change through coexist's own writes,
-//!   and a stub changed or deleted by hand is found by the next full read
-//!   (`coexist sync --full-read`, nightly). So is a nested group's change
-//!   for the groups that contain it.
+//!   groups have their members read again in full (`transitiveMembers`,
+//!   20 requests a `$batch`), and so have the groups containing a changed
+//!   or deleted group, directly or through others, with their properties
+//!   (`GET /groups/{id}`, in the same batches): Graph reports only the
+//!   group whose direct members changed (a member deleted from the tenant
+//!   included, <https://learn.microsoft.com/graph/delta-query-groups>), so
+//!   the cursor keeps which groups contain which ([`Nesting`]: from the
+//!   full read's direct members, then each delta's `members@delta`).
+//!   `@removed` objects, and objects that lost their last address, are
+//!   `removed`. A link the service no longer knows (410 Gone,
+//!   `syncStateNotFound`, `resyncRequired`) leads to a full read, said in
+//!   the log; so does a cursor of format 1, written before the nesting was
+//!   kept. Stubs are read at full reads only: they change through
+//!   coexist's own writes, and a stub changed or deleted by hand is found
+//!   by the next full read (`coexist sync --full-read`, nightly). So is a
+//!   member's changed address for the groups listing it: the user changes,
+//!   its groups do not.
 //! * A listing that fails part-way leaves the pull incomplete (nothing is
 //!   deleted from it); refused credentials fail the pull with that one
 //!   error; so does Exchange failing to say which users hold a mailbox
@@ -33,14 +41,15 @@ use serde::{Deserialize, Serialize};
 use crate::batch::{self, Item};
 use crate::exchange::{Cmdlet, RecipientRow};
 use crate::graph::{self, DirectoryObject, Group, Listing, Round, User};
-use crate::recipients::{self, MailboxType};
+use crate::recipients::{self, MailboxType, Nesting};
 use crate::M365Connector;
 
 /// How the next pulls find changes, for the run's report.
 pub const INCREMENTAL: &str = "Graph delta queries (/users/delta, /groups/delta): the service \
-    reports changes and deletions (@removed); a changed group's members are read again in full; \
-    coexist's contacts and nested groups' changes for the groups containing them are read at full \
-    reads (sync --full-read)";
+    reports changes and deletions (@removed); a changed group's members are read again in full, \
+    and so are those of every group containing it (directly or through other groups); \
+    coexist's contacts, and a member's changed address for the groups listing it, are read at \
+    full reads (sync --full-read)";
 
 /// The recipient types whose users are read from Exchange.
 const USER_TYPES: &str = "UserMailbox,SharedMailbox,RoomMailbox,EquipmentMailbox,MailUser";
@@ -48,8 +57,9 @@ const USER_TYPES: &str = "UserMailbox,SharedMailbox,RoomMailbox,EquipmentMailbox
 /// Users looked up in one filtered Get-Recipient of a delta.
 const IDS_PER_LOOKUP: usize = 50;
 
-/// The cursor: the delta links of users and groups.
-#[derive(Debug, Serialize, Deserialize)]
+/// The cursor: the delta links of users and groups, and which groups
+/// contain which as of those links.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Cursor {
     format: u32,
     /// The tenant the links belong to (a cursor of another tenant is not
@@ -57,9 +67,13 @@ struct Cursor {
     tenant: String,
     users: String,
     groups: String,
+    /// Absent from cursors of format 1, which are read in full once.
+    #[serde(default)]
+    nesting: Nesting,
 }
 
-const CURSOR_FORMAT: u32 = 1;
+/// 2: with [`Cursor::nesting`]. 1: the delta links alone.
+const CURSOR_FORMAT: u32 = 2;
 
 fn failure_problem(what: &str, error: &ConnectorError) -> Problem {
     Problem {
@@ -83,6 +97,13 @@ impl M365Connector {
         }
         let parsed = cursor.and_then(|text| match serde_json::from_str::<Cursor>(text) {
             Ok(c) if c.format == CURSOR_FORMAT && c.tenant == self.config.tenant_id => Some(c),
+            Ok(c) if c.format == 1 && c.tenant == self.config.tenant_id => {
+                tracing::info!(
+                    "the cursor (format 1) does not say which groups contain which, so a delta \
+                     could not reach the groups containing a changed one: full read, once"
+                );
+                None
+            }
             _ => {
                 tracing::info!("the cursor is not one of this tenant's delta links: full read");
                 None
@@ -217,7 +238,8 @@ impl M365Connector {
                 recipients.push(recipient);
             }
         }
-        let (group_recipients, group_primaries) = groups_with_members(&groups.items, &primaries);
+        let (group_recipients, group_primaries, nesting) =
+            groups_with_members(&groups.items, &primaries);
         primaries.extend(group_primaries);
         recipients.extend(group_recipients);
         let mut stubs = Vec::new();
@@ -251,6 +273,7 @@ impl M365Connector {
                 tenant: self.config.tenant_id.clone(),
                 users: users.clone(),
                 groups: groups.clone(),
+                nesting: nesting.clone(),
             })
             .ok(),
             _ => None,
@@ -258,6 +281,7 @@ impl M365Connector {
         tracing::info!(
             users = users.items.len(),
             groups = groups.items.len(),
+            nested = nesting.len(),
             recipients = recipients.len(),
             stubs = stubs.len(),
             complete,
@@ -355,65 +379,95 @@ impl M365Connector {
             }
         }
         // A group may appear on several pages: its first appearance holds
-        // its properties.
+        // its properties, its member changes are spread over them all.
+        let mut nesting = cursor.nesting.clone();
         let mut latest: HashMap<&str, &Group> = HashMap::new();
         let mut order: Vec<&str> = Vec::new();
         for group in &groups.items {
-            if latest.insert(group.id.as_str(), group).is_none() {
+            if !latest.contains_key(group.id.as_str()) {
+                latest.insert(group.id.as_str(), group);
                 order.push(group.id.as_str());
+            }
+            for member in group.members_delta.as_deref().unwrap_or_default() {
+                if member.removed.is_some() {
+                    nesting.remove(&group.id, &member.id);
+                } else if member.is_group() {
+                    nesting.add(&group.id, &member.id);
+                }
             }
         }
         let mut mail_groups: Vec<&Group> = Vec::new();
-        for id in order {
+        let mut gone: Vec<&str> = Vec::new();
+        for id in &order {
             let Some(group) = latest.get(id) else {
                 continue;
             };
-            if group.removed.is_some() || !group.is_mail_enabled() {
+            if group.removed.is_some() {
+                gone.push(id);
+                removed.push(group.id.clone());
+            } else if !group.is_mail_enabled() {
                 removed.push(group.id.clone());
             } else {
                 mail_groups.push(group);
             }
         }
-        let (members, member_failure) = self.transitive_members(&mail_groups).await;
-        if let Some(error) = member_failure {
+        // The groups containing a changed group, or one deleted (as the
+        // previous round knew it), are read again: their members changed
+        // too. The changed groups themselves are read anyway.
+        let mut containing = cursor.nesting.ancestors(gone.iter().copied());
+        for id in &gone {
+            nesting.forget(id);
+        }
+        containing.extend(nesting.ancestors(order.iter().copied()));
+        containing.retain(|id| !latest.contains_key(id.as_str()));
+        let containing: Vec<String> = containing.into_iter().collect();
+        let reread = self.reread_groups(&mail_groups, &containing).await;
+        if let Some(error) = reread.failure {
             if error.is_authentication() {
                 return Err(error);
             }
             complete = false;
             problems.push(failure_problem(
-                "members of changed Microsoft 365 groups",
+                "members of changed Microsoft 365 groups and of the groups containing them",
                 &error,
             ));
         }
         for group in mail_groups {
-            let Some(list) = members.get(&group.id) else {
+            let Some(list) = reread.members.get(&group.id) else {
                 continue; // Its members could not be read: left as staged.
             };
             if let Some(recipient) = recipients::group_to_recipient(group, list.clone()) {
                 recipients.push(recipient);
             }
         }
+        // A containing group without mail is no recipient, and was none
+        // at the previous round: had it lost its mail since, it would be
+        // on the delta's pages itself.
+        recipients.extend(
+            reread
+                .containing
+                .into_iter()
+                .filter_map(|(group, list)| recipients::group_to_recipient(&group, list)),
+        );
         let returned: HashSet<&str> = recipients.iter().map(|r| r.anchor.as_str()).collect();
         removed.retain(|id| !returned.contains(id.as_str()));
         removed.sort();
         removed.dedup();
         let next = match (&users.delta_link, &groups.delta_link) {
-            (Some(u), Some(g)) if complete => Some(Cursor {
+            (Some(u), Some(g)) if complete => Cursor {
                 format: CURSOR_FORMAT,
                 tenant: self.config.tenant_id.clone(),
                 users: u.clone(),
                 groups: g.clone(),
-            }),
-            // An incomplete delta is read again from the same links.
-            _ => Some(Cursor {
-                format: CURSOR_FORMAT,
-                tenant: cursor.tenant.clone(),
-                users: cursor.users.clone(),
-                groups: cursor.groups.clone(),
-            }),
+                nesting,
+            },
+            // An incomplete delta is read again from the same links, with
+            // the nesting as of those links.
+            _ => cursor.clone(),
         };
         tracing::info!(
             changed = recipients.len(),
+            containing = containing.len(),
             removed = removed.len(),
             complete,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -424,110 +478,164 @@ impl M365Connector {
             recipients,
             stubs: Vec::new(),
             removed,
-            cursor: next.and_then(|c| serde_json::to_string(&c).ok()),
+            cursor: serde_json::to_string(&next).ok(),
             complete,
             problems,
             incremental: Some(INCREMENTAL.to_string()),
         }))
     }
 
-    /// The resolved member addresses of `groups`, read with
-    /// `transitiveMembers` (20 groups a `$batch`, further pages one by
-    /// one); the failure that left some out, if any.
-    async fn transitive_members(
-        &self,
-        groups: &[&Group],
-    ) -> (HashMap<String, Vec<String>>, Option<ConnectorError>) {
-        let mut out = HashMap::new();
-        let mut failure = None;
-        if groups.is_empty() {
-            return (out, None);
+    /// What a delta reads again of the groups: the members of `changed`,
+    /// the properties and members of `containing` (the groups containing
+    /// a changed or deleted one), `transitiveMembers` and `GET
+    /// /groups/{id}` in batches of 20 (further member pages one by one).
+    async fn reread_groups(&self, changed: &[&Group], containing: &[String]) -> Reread {
+        let mut reread = Reread::default();
+        if changed.is_empty() && containing.is_empty() {
+            return reread;
         }
         let top = self.config.page_size;
-        let items: Vec<Item> = groups
-            .iter()
-            .map(|g| {
-                Item::get(format!(
-                    "/groups/{}/transitiveMembers?$select={}&$top={top}",
-                    g.id,
-                    graph::MEMBER_SELECT
-                ))
-            })
-            .collect();
-        let answers = batch::send(
+        let members = |id: &str| {
+            Item::get(format!(
+                "/groups/{id}/transitiveMembers?$select={}&$top={top}",
+                graph::MEMBER_SELECT
+            ))
+        };
+        let mut items: Vec<Item> = changed.iter().map(|g| members(&g.id)).collect();
+        for id in containing {
+            items.push(Item::get(format!(
+                "/groups/{id}?$select={}",
+                graph::GROUP_PROPERTIES
+            )));
+            items.push(members(id));
+        }
+        let mut answers = batch::send(
             &self.http,
             self.graph_url(),
             items,
-            "reading members of changed groups",
+            "reading the members of changed groups and of the groups containing them",
         )
-        .await;
-        for (group, answer) in groups.iter().zip(answers) {
-            let what = format!("reading the members of {}", group.id);
-            let first = match answer {
-                Ok(a) if a.is_success() => a.json::<graph::Page<DirectoryObject>>(&what),
+        .await
+        .into_iter();
+        for group in changed {
+            let Some(answer) = answers.next() else {
+                break;
+            };
+            match self.member_addresses(&group.id, answer).await {
+                Ok(list) => {
+                    reread.members.insert(group.id.clone(), list);
+                }
+                Err(error) => {
+                    reread.failure.get_or_insert(error);
+                }
+            }
+        }
+        for id in containing {
+            let (Some(properties), Some(members)) = (answers.next(), answers.next()) else {
+                break;
+            };
+            // A group deleted since the delta's pages were read: the next
+            // delta reports it.
+            let deleted = |answer: &Result<batch::Answer, ConnectorError>| {
+                answer.as_ref().is_ok_and(|a| a.status == 404)
+            };
+            if deleted(&properties) || deleted(&members) {
+                tracing::debug!(group = %id, "a group containing a changed one is gone");
+                continue;
+            }
+            let what = format!("reading the group {id}, which contains a changed group");
+            let group = match properties {
+                Ok(a) if a.is_success() => a.json::<Group>(&what),
                 Ok(a) => Err(a.error(&what)),
                 Err(e) => Err(e),
             };
-            let mut page = match first {
-                Ok(page) => page,
-                Err(error) => {
-                    failure.get_or_insert(error);
-                    continue;
-                }
-            };
-            let mut objects = std::mem::take(&mut page.value);
-            if let Some(link) = page.next_link.take() {
-                match reqwest::Url::parse(&link) {
-                    Ok(url) => match graph::read_pages::<DirectoryObject>(
-                        &self.http,
-                        url,
-                        &what,
-                        &coexist_connector::NoProgress,
-                        false,
-                    )
+            let read = match group {
+                Ok(group) => self
+                    .member_addresses(id, members)
                     .await
-                    {
-                        Round::Read(rest) => {
-                            objects.extend(rest.items);
-                            if let Some(error) = rest.failure {
-                                failure.get_or_insert(error);
-                                continue;
-                            }
-                        }
-                        Round::Expired(why) => {
-                            failure.get_or_insert(ConnectorError::retryable(why));
-                            continue;
-                        }
-                    },
-                    Err(e) => {
-                        failure.get_or_insert(ConnectorError::permanent(format!(
-                            "{what}: the next link {link}: {e}"
-                        )));
-                        continue;
-                    }
+                    .map(|list| (group, list)),
+                Err(error) => Err(error),
+            };
+            match read {
+                Ok(read) => reread.containing.push(read),
+                Err(error) => {
+                    reread.failure.get_or_insert(error);
                 }
             }
-            let addresses: BTreeSet<String> = objects
-                .iter()
-                .filter(|o| !o.is_group())
-                .filter_map(|o| o.mail.as_deref().map(str::trim).filter(|m| !m.is_empty()))
-                .map(str::to_string)
-                .collect();
-            out.insert(group.id.clone(), addresses.into_iter().collect());
         }
-        (out, failure)
+        reread
     }
+
+    /// The addresses of a group's members (users and contacts with mail;
+    /// nested groups are listed by `transitiveMembers` beside their own
+    /// members), from the batch's `answer` for its first page and the
+    /// further pages read here.
+    async fn member_addresses(
+        &self,
+        group: &str,
+        answer: Result<batch::Answer, ConnectorError>,
+    ) -> Result<Vec<String>, ConnectorError> {
+        let what = format!("reading the members of {group}");
+        let mut page = match answer {
+            Ok(a) if a.is_success() => a.json::<graph::Page<DirectoryObject>>(&what)?,
+            Ok(a) => return Err(a.error(&what)),
+            Err(e) => return Err(e),
+        };
+        let mut objects = std::mem::take(&mut page.value);
+        if let Some(link) = page.next_link.take() {
+            let url = reqwest::Url::parse(&link).map_err(|e| {
+                ConnectorError::permanent(format!("{what}: the next link {link}: {e}"))
+            })?;
+            match graph::read_pages::<DirectoryObject>(
+                &self.http,
+                url,
+                &what,
+                &coexist_connector::NoProgress,
+                false,
+            )
+            .await
+            {
+                Round::Read(rest) => {
+                    objects.extend(rest.items);
+                    if let Some(error) = rest.failure {
+                        return Err(error);
+                    }
+                }
+                Round::Expired(why) => return Err(ConnectorError::retryable(why)),
+            }
+        }
+        let addresses: BTreeSet<String> = objects
+            .iter()
+            .filter(|o| !o.is_group())
+            .filter_map(|o| o.mail.as_deref().map(str::trim).filter(|m| !m.is_empty()))
+            .map(str::to_string)
+            .collect();
+        Ok(addresses.into_iter().collect())
+    }
+}
+
+/// The groups a delta read again.
+#[derive(Default)]
+struct Reread {
+    /// The changed groups' member addresses, by id (a group whose members
+    /// could not be read is missing).
+    members: HashMap<String, Vec<String>>,
+    /// The groups containing a changed one, with their member addresses.
+    containing: Vec<(Group, Vec<String>)>,
+    /// The failure that left some out, if any.
+    failure: Option<ConnectorError>,
 }
 
 /// The mail-enabled groups as recipients, members resolved from the
 /// direct members the first delta round listed (a group may come on
-/// several pages, its members spread over them); and the groups' primary
-/// addresses by id.
+/// several pages, its members spread over them); the groups' primary
+/// addresses by id; which groups contain which.
 fn groups_with_members(
     groups: &[Group],
     users: &HashMap<String, String>,
-) -> (Vec<Recipient>, HashMap<String, String>) {
+) -> (Vec<Recipient>, HashMap<String, String>, Nesting) {
     let mut direct: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut typed_groups: HashSet<String> = HashSet::new();
     let mut latest: HashMap<&str, &Group> = HashMap::new();
     let mut order: Vec<&str> = Vec::new();
     for group in groups.iter().filter(|g| g.removed.is_none()) {
@@ -535,6 +643,9 @@ fn groups_with_members(
         for member in group.members_delta.as_deref().unwrap_or_default() {
             if member.removed.is_none() {
                 members.insert(member.id.clone());
+                if member.is_group() {
+                    typed_groups.insert(member.id.clone());
+                }
             } else {
                 members.remove(&member.id);
             }
@@ -546,6 +657,7 @@ fn groups_with_members(
             order.push(group.id.as_str());
         }
     }
+    let nesting = Nesting::from_direct(&direct, &typed_groups);
     let resolved = recipients::resolve_members(&direct, users);
     let mut out = Vec::new();
     let mut primaries = HashMap::new();
@@ -559,5 +671,5 @@ fn groups_with_members(
             out.push(recipient);
         }
     }
-    (out, primaries)
+    (out, primaries, nesting)
 }

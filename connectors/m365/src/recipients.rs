@@ -16,6 +16,8 @@
 //! * **Groups**: mail-enabled groups (distribution lists, mail-enabled
 //!   security groups, Microsoft 365 groups) with the addresses of their
 //!   members, nested groups replaced by their own members.
+//! * **Nesting** ([`Nesting`]): which groups each group is a direct member
+//!   of, so that a delta re-reads every group containing a changed one.
 //! * **Mail contacts** coexist did not make: directory entries whose mail
 //!   goes to their external address (`mailbox = false`, `forwards_to`),
 //!   which the routing checks follow; they are never changed.
@@ -23,6 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use coexist_connector::{Attributes, Recipient, RecipientKind};
+use serde::{Deserialize, Serialize};
 
 use crate::exchange::MailContactRow;
 use crate::graph::{Group, User};
@@ -262,6 +265,94 @@ pub fn resolve_members(
     resolved
 }
 
+/// Which groups contain which: for each group that is a direct member of
+/// other groups, those groups (by id). Groups without mail are kept too,
+/// since a group without mail may stand between two groups with mail. Kept
+/// in the pull's cursor, so that a delta re-reads the members of every
+/// group containing a changed one (Graph's delta reports only the group
+/// whose direct members changed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Nesting {
+    parents: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Nesting {
+    /// The nesting of `direct` (each group's direct members by id): a
+    /// member is a group when it is a key of `direct` or is in `groups`
+    /// (members Graph typed as groups).
+    pub fn from_direct(
+        direct: &HashMap<String, BTreeSet<String>>,
+        groups: &HashSet<String>,
+    ) -> Self {
+        let mut nesting = Nesting::default();
+        for (parent, members) in direct {
+            for member in members {
+                if direct.contains_key(member) || groups.contains(member) {
+                    nesting.add(parent, member);
+                }
+            }
+        }
+        nesting
+    }
+
+    /// `child` became a direct member of `parent`.
+    pub fn add(&mut self, parent: &str, child: &str) {
+        if parent != child {
+            self.parents
+                .entry(child.to_string())
+                .or_default()
+                .insert(parent.to_string());
+        }
+    }
+
+    /// `child` is no longer a direct member of `parent` (nothing when it
+    /// was not one, or is no group).
+    pub fn remove(&mut self, parent: &str, child: &str) {
+        if let Some(parents) = self.parents.get_mut(child) {
+            parents.remove(parent);
+            if parents.is_empty() {
+                self.parents.remove(child);
+            }
+        }
+    }
+
+    /// A deleted group: neither a member of a group nor containing one.
+    pub fn forget(&mut self, group: &str) {
+        self.parents.remove(group);
+        self.parents.retain(|_, parents| {
+            parents.remove(group);
+            !parents.is_empty()
+        });
+    }
+
+    /// Every group containing one of `groups`, directly or through other
+    /// groups (each once, cycles cut), `groups` themselves left out unless
+    /// one contains another.
+    pub fn ancestors<'a>(&self, groups: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+        let mut found: BTreeSet<String> = BTreeSet::new();
+        let mut stack: Vec<&str> = groups.into_iter().collect();
+        while let Some(current) = stack.pop() {
+            for parent in self.parents.get(current).into_iter().flatten() {
+                if found.insert(parent.clone()) {
+                    stack.push(parent.as_str());
+                }
+            }
+        }
+        found
+    }
+
+    /// How many direct group-in-group memberships are kept.
+    pub fn len(&self) -> usize {
+        self.parents.values().map(BTreeSet::len).sum()
+    }
+
+    /// Whether no group is a member of another.
+    pub fn is_empty(&self) -> bool {
+        self.parents.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,6 +412,35 @@ mod tests {
             Some("info@elsewhere.com")
         );
         assert!(user_to_recipient(&user, None).is_some_and(|r| !r.mailbox));
+    }
+
+    #[test]
+    fn the_nesting_gives_every_group_containing_a_changed_one_and_forgets_deleted_groups() {
+        let direct = HashMap::from([
+            (
+                "company".to_string(),
+                BTreeSet::from(["all".to_string(), "u1".to_string()]),
+            ),
+            ("all".to_string(), BTreeSet::from(["sales".to_string()])),
+            ("sales".to_string(), BTreeSet::from(["company".to_string()])),
+        ]);
+        let mut nesting = Nesting::from_direct(&direct, &HashSet::new());
+        assert_eq!(nesting.len(), 3, "u1 is no group");
+        assert_eq!(
+            nesting.ancestors(["sales"]),
+            BTreeSet::from(["all".into(), "company".into(), "sales".into()]),
+            "a cycle ends, and holds the group itself"
+        );
+        nesting.remove("sales", "company");
+        assert_eq!(
+            nesting.ancestors(["sales"]),
+            BTreeSet::from(["all".into(), "company".into()])
+        );
+        nesting.forget("all");
+        assert!(nesting.ancestors(["sales"]).is_empty());
+        assert!(nesting.is_empty());
+        nesting.add("team", "team");
+        assert!(nesting.is_empty(), "a group is no member of itself");
     }
 
     #[test]

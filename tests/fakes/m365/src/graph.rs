@@ -16,7 +16,11 @@
 //!   `@odata.nextLink` then one `@odata.deltaLink`; `$select` is remembered
 //!   in the links; `id` is always returned; removed objects come as
 //!   `{"id":…,"@removed":{"reason":"changed"|"deleted"}}`; groups carry
-//!   `members@delta` when `members` is selected. `$deltatoken=latest` gives a
+//!   `members@delta` when `members` is selected; a member deleted from the
+//!   tenant leaves its groups, which a later round lists with that member
+//!   `@removed` ("removed from the group - either by removing the membership
+//!   or by deleting the user object itself", delta-query-groups), as does a
+//!   group deleted from the groups containing it. `$deltatoken=latest` gives a
 //!   delta link and no data. A delta link from before
 //!   [`crate::FakeM365::expire_delta_links`] answers 410 Gone,
 //!   `syncStateNotFound`, with a `Location` to start again
