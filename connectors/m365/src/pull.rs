@@ -11,12 +11,13 @@
 //! * **Delta**: the pages of both delta links. Changed users are looked up
 //!   in Exchange (Get-Recipient filtered on their ids, 50 a call); changed
 //!   groups have their members read again in full (`transitiveMembers`,
-//!   20 requests a `$batch`), and so have the groups containing a changed
-//!   or deleted group, directly or through others, with their properties
-//!   (`GET /groups/{id}`, in the same batches): Graph reports only the
-//!   group whose direct members changed (a member deleted from the tenant
-//!   included, <https://learn.microsoft.com/graph/delta-query-groups>), so
-//!   the cursor keeps which groups contain which ([`Nesting`]: from the
+//!   20 requests a `$batch`), and so have the groups containing a group
+//!   whose members changed or one deleted, directly or through others,
+//!   with their properties (`GET /groups/{id}`, in the same batches):
+//!   Graph reports only the group whose direct members changed (a member
+//!   deleted from the tenant included,
+//!   <https://learn.microsoft.com/graph/delta-query-groups>), so the
+//!   cursor keeps which groups contain which ([`Nesting`]: from the
 //!   full read's direct members, then each delta's `members@delta`).
 //!   `@removed` objects, and objects that lost their last address, are
 //!   `removed`. A link the service no longer knows (410 Gone,
@@ -383,12 +384,19 @@ impl M365Connector {
         let mut nesting = cursor.nesting.clone();
         let mut latest: HashMap<&str, &Group> = HashMap::new();
         let mut order: Vec<&str> = Vec::new();
+        // The groups whose direct members changed (a change of properties
+        // alone changes no other group's members).
+        let mut members_changed: BTreeSet<&str> = BTreeSet::new();
         for group in &groups.items {
             if !latest.contains_key(group.id.as_str()) {
                 latest.insert(group.id.as_str(), group);
                 order.push(group.id.as_str());
             }
-            for member in group.members_delta.as_deref().unwrap_or_default() {
+            let changes = group.members_delta.as_deref().unwrap_or_default();
+            if !changes.is_empty() {
+                members_changed.insert(group.id.as_str());
+            }
+            for member in changes {
                 if member.removed.is_some() {
                     nesting.remove(&group.id, &member.id);
                 } else if member.is_group() {
@@ -411,14 +419,15 @@ impl M365Connector {
                 mail_groups.push(group);
             }
         }
-        // The groups containing a changed group, or one deleted (as the
-        // previous round knew it), are read again: their members changed
-        // too. The changed groups themselves are read anyway.
+        // The groups containing a group whose members changed, or one
+        // deleted (as the previous round knew it), are read again: their
+        // members changed too. The changed groups themselves are read
+        // anyway.
         let mut containing = cursor.nesting.ancestors(gone.iter().copied());
         for id in &gone {
             nesting.forget(id);
         }
-        containing.extend(nesting.ancestors(order.iter().copied()));
+        containing.extend(nesting.ancestors(members_changed.iter().copied()));
         containing.retain(|id| !latest.contains_key(id.as_str()));
         let containing: Vec<String> = containing.into_iter().collect();
         let reread = self.reread_groups(&mail_groups, &containing).await;

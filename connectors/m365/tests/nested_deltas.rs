@@ -267,3 +267,24 @@ async fn a_delta_that_could_not_read_the_containing_groups_is_read_again() -> Te
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_nested_group_renamed_changes_no_other_group() -> TestResult {
+    let s = setup().await?;
+    let t = seed(&s.m365);
+    let full = s.connector.pull(None, &NoProgress).await?;
+
+    s.m365
+        .update_group(&t.sales, |g| g.display_name = "Sales EMEA".into());
+    s.m365.reset_counters();
+    let pull = delta(&s, full.cursor.as_deref()).await?;
+
+    assert_eq!(anchors(&pull), [t.sales.as_str()]);
+    let c = s.m365.counters();
+    assert_eq!(
+        (c.graph_requests, c.inner_batch_requests),
+        (3, 1),
+        "its own members only: a group's address is no member address of the groups containing it"
+    );
+    Ok(())
+}
