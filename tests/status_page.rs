@@ -368,17 +368,7 @@ async fn metrics_are_valid_for_promtool_and_count_runs_gates_and_conflicts() {
     let served = serve(&org, None, false).await;
     let metrics = served.state.metrics();
     for report in &reports {
-        metrics.record_run(
-            "acmecorp",
-            report,
-            &[
-                ("pull", std::time::Duration::from_millis(120)),
-                ("pull:google", std::time::Duration::from_millis(80)),
-                ("pull:ldap", std::time::Duration::from_millis(40)),
-                ("plan", std::time::Duration::from_millis(30)),
-                ("apply", std::time::Duration::from_millis(200)),
-            ],
-        );
+        metrics.record_run("acmecorp", report, &report.phases);
     }
     metrics.record_failed_run("acmecorp", 1);
     metrics.record_skipped("acmecorp");
@@ -398,7 +388,20 @@ async fn metrics_are_valid_for_promtool_and_count_runs_gates_and_conflicts() {
         r#"coexist_staged_objects{organisation="acmecorp",system="google",class="recipient"} 21"#,
         r#"coexist_system_readable{organisation="acmecorp",system="ldap"} 1"#,
         r#"coexist_plan_operations{organisation="acmecorp"} 20"#,
+        r#"coexist_run_phase_duration_seconds_count{organisation="acmecorp",phase="pull",system="all"} 2"#,
+        // Per system: each read, and each system's part of the apply.
         r#"coexist_run_phase_duration_seconds_count{organisation="acmecorp",phase="pull",system="google"} 2"#,
+        r#"coexist_run_phase_duration_seconds_count{organisation="acmecorp",phase="pull",system="ldap"} 2"#,
+        r#"coexist_run_phase_duration_seconds_count{organisation="acmecorp",phase="apply",system="ldap"} "#,
+        // What the apply made of each system's operations, per action.
+        r#"coexist_operations_total{organisation="acmecorp",system="ldap",action="create",outcome="done"} 40"#,
+        r#"coexist_operations_total{organisation="acmecorp",system="ldap",action="create",outcome="failed"} 0"#,
+        // The simulated systems count one request per read and operation:
+        // two reads of google and its one create (m0's stub); two reads of
+        // ldap and its 40 creates (its 20 deletes were withheld, not sent).
+        r#"coexist_api_requests_total{organisation="acmecorp",system="google"} 3"#,
+        r#"coexist_api_requests_total{organisation="acmecorp",system="ldap"} 42"#,
+        r#"coexist_api_throttled_requests_total{organisation="acmecorp",system="ldap"} 0"#,
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }

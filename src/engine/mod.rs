@@ -17,6 +17,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use coexist_connector::{
     Applied, Connector, ConnectorError, Operation, Problem, Progress, Pull, PullMode,
+    RequestCounter, RequestCounts,
 };
 
 use crate::config::Config;
@@ -108,6 +109,9 @@ pub struct PullReport {
     pub incremental: Option<String>,
     #[serde(skip)]
     pub health: SourceHealth,
+    /// How long the connector took to read the system.
+    #[serde(skip)]
+    pub elapsed: std::time::Duration,
 }
 
 /// What applying a plan did.
@@ -127,6 +131,20 @@ pub struct ApplyReport {
     /// The systems that could not be read when the plan was made: none of
     /// their operations was sent.
     pub unreadable: Vec<String>,
+    /// Operations done and failed per system and action (the daemon's
+    /// metrics).
+    #[serde(skip)]
+    pub by_system: BTreeMap<(String, &'static str), AppliedCounts>,
+    /// How long each system's part of the apply took.
+    #[serde(skip)]
+    pub durations: Vec<(String, std::time::Duration)>,
+}
+
+/// What became of one system's operations of one action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppliedCounts {
+    pub done: u64,
+    pub failed: u64,
 }
 
 impl ApplyReport {
@@ -236,6 +254,7 @@ struct Read {
     system: String,
     cursor: Option<CursorRecord>,
     result: Result<Pull, ConnectorError>,
+    elapsed: std::time::Duration,
 }
 
 /// The engine of one organisation.
@@ -256,6 +275,8 @@ pub struct Engine {
     /// The baseline write path (`benches/first_sync.rs` only): see
     /// [`Engine::with_per_operation_writes`].
     per_operation_writes: bool,
+    /// The requests each system's connector sent (the daemon's metrics).
+    requests: BTreeMap<String, Arc<RequestCounter>>,
 }
 
 impl Engine {
@@ -266,7 +287,12 @@ impl Engine {
         connectors: Vec<Arc<dyn Connector>>,
         progress: Arc<dyn ProgressSink>,
     ) -> Self {
+        let requests = connectors
+            .iter()
+            .map(|c| (c.system().to_string(), Arc::default()))
+            .collect();
         Engine {
+            requests,
             config,
             store,
             connectors,
@@ -304,6 +330,19 @@ impl Engine {
     pub fn with_per_operation_writes(mut self) -> Self {
         self.per_operation_writes = true;
         self
+    }
+
+    /// What counts the requests of `system`'s connector.
+    fn requests_of(&self, system: &str) -> Arc<RequestCounter> {
+        self.requests.get(system).cloned().unwrap_or_default()
+    }
+
+    /// The requests each system's connector sent since the last call.
+    pub fn take_requests(&self) -> Vec<(String, RequestCounts)> {
+        self.requests
+            .iter()
+            .map(|(system, counter)| (system.clone(), counter.take()))
+            .collect()
     }
 
     /// The connector of `system`, if it is configured.
@@ -344,11 +383,17 @@ impl Engine {
                 } else {
                     cursor.as_ref().and_then(|c| c.cursor.as_deref())
                 };
-                let result = connector.pull(since, progress.as_ref()).await;
+                let started = std::time::Instant::now();
+                let result = coexist_connector::requests::counting(
+                    self.requests_of(&system),
+                    connector.pull(since, progress.as_ref()),
+                )
+                .await;
                 Ok::<_, EngineError>(Read {
                     system,
                     cursor,
                     result,
+                    elapsed: started.elapsed(),
                 })
             }
             .instrument(info_span!("system", id = %connector.system()))
@@ -440,6 +485,7 @@ impl Engine {
         options: &RunOptions,
     ) -> Result<PullReport, EngineError> {
         let system = read.system.as_str();
+        let elapsed = read.elapsed;
         let mut pull = match read.result {
             Ok(pull) => pull,
             Err(error) => {
@@ -454,6 +500,7 @@ impl Engine {
                     problems: Vec::new(),
                     incremental: None,
                     health: SourceHealth::Failed(error.to_string()),
+                    elapsed,
                 });
             }
         };
@@ -480,6 +527,7 @@ impl Engine {
             problems: pull.problems.clone(),
             incremental: pull.incremental.clone(),
             health: health.clone(),
+            elapsed,
         };
         // A full read says everything the connector skipped; a delta only
         // what it read again.
@@ -823,6 +871,7 @@ impl Engine {
         let progress = self.progress.start("applying", Some(total));
 
         for (system, steps) in by_system {
+            let system_started = std::time::Instant::now();
             let connector = self
                 .connector(system)
                 .ok_or_else(|| EngineError::UnknownSystem(system.to_string()))?
@@ -846,10 +895,11 @@ impl Engine {
                     .await?;
                 let operations: Vec<Operation> =
                     chunk.iter().map(|s| s.operation.clone()).collect();
-                let results = connector
-                    .apply_many(&operations)
-                    .instrument(span.clone())
-                    .await;
+                let results = coexist_connector::requests::counting(
+                    self.requests_of(system),
+                    connector.apply_many(&operations).instrument(span.clone()),
+                )
+                .await;
                 // The results of the whole chunk (stub rows, audit, journal
                 // done/failed) go to the store in one transaction; until it
                 // commits, the journal says `started` and a killed run's
@@ -897,6 +947,9 @@ impl Engine {
             for (error, repeats) in failures.repeated(system) {
                 warn!(system, repeats, %error, "more operations failed the same way");
             }
+            report
+                .durations
+                .push((system.to_string(), system_started.elapsed()));
         }
         report.failures = failures.finish();
         let status = if unsettled > 0 {
@@ -965,6 +1018,11 @@ impl Engine {
         )?);
         written.journal(step.seq, &step.system, JournalState::Done, None);
         report.done += 1;
+        report
+            .by_system
+            .entry((step.system.clone(), step.action.as_str()))
+            .or_default()
+            .done += 1;
         Ok(())
     }
 
@@ -989,6 +1047,11 @@ impl Engine {
         }
         written.journal(step.seq, &step.system, JournalState::Failed, Some(message));
         report.failed += 1;
+        report
+            .by_system
+            .entry((step.system.clone(), step.action.as_str()))
+            .or_default()
+            .failed += 1;
     }
 
     /// Plans that an earlier run started applying and never finished.
@@ -1240,6 +1303,10 @@ pub struct SyncReport {
     /// run's journal), `plan`, `apply` (the daemon's metrics).
     #[serde(skip)]
     pub phases: Vec<(&'static str, std::time::Duration)>,
+    /// The requests each system's connector sent during the run, and how
+    /// many its system throttled (the daemon's metrics).
+    #[serde(skip)]
+    pub requests: Vec<(String, RequestCounts)>,
 }
 
 impl SyncReport {
@@ -1319,7 +1386,16 @@ impl Engine {
             let started = std::time::Instant::now();
             let apply = self.apply(&plan, Some(run), options).await?;
             let phases = vec![("pull", pulled), ("plan", planned), ("apply", started.elapsed())];
-            Ok::<_, EngineError>(SyncReport { run, resumed, pulls, plan, apply, phases })
+            let requests = self.take_requests();
+            Ok::<_, EngineError>(SyncReport {
+                run,
+                resumed,
+                pulls,
+                plan,
+                apply,
+                phases,
+                requests,
+            })
         }
         .instrument(info_span!("run", id = run, command = "sync"))
         .await;
@@ -1454,6 +1530,7 @@ mod tests {
             problems: Vec::new(),
             incremental: None,
             health: SourceHealth::Failed("connection refused".into()),
+            elapsed: std::time::Duration::ZERO,
         }
     }
 
@@ -1468,6 +1545,7 @@ mod tests {
                 ..ApplyReport::default()
             },
             phases: Vec::new(),
+            requests: Vec::new(),
         }
     }
 

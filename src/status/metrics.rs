@@ -4,11 +4,16 @@
 //! it had a report ([`Metrics::record_failed_run`]) and each run skipped
 //! because another held the store ([`Metrics::record_skipped`]).
 //!
-//! What the connectors do not count is not shown: they expose no count of
-//! their API requests or throttled requests, and the engine's apply report
-//! counts applied and failed operations per run, not per system and action
-//! (so `coexist_apply_operations_total` has no system label; the plan's
-//! per-system and per-action counts are `coexist_operations_total`).
+//! Operations are counted per system and action in
+//! `coexist_operations_total` (planned, withheld by a gate, and what the
+//! apply made of them: done, failed), phase durations for the whole run
+//! and per system (each system's read and its part of the apply).
+//!
+//! API requests and throttled requests are counted per system as the
+//! connectors report them (`coexist_connector::requests`: every HTTP
+//! request of the cloud connectors, each read and operation of the
+//! simulated system; LDAP and Active Directory connectors count none yet,
+//! so their systems have no such series).
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -124,6 +129,8 @@ pub struct Metrics {
     conflicts: Family<ConflictLabels, Gauge>,
     plan_size: Family<Org, Gauge>,
     gal: Family<Org, Gauge>,
+    requests: Family<OrgSystem, Counter>,
+    throttled: Family<OrgSystem, Counter>,
     pulls: Mutex<HashMap<String, Vec<PullOutcome>>>,
 }
 
@@ -150,6 +157,8 @@ impl Metrics {
             conflicts: Family::default(),
             plan_size: Family::default(),
             gal: Family::default(),
+            requests: Family::default(),
+            throttled: Family::default(),
             pulls: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
@@ -185,7 +194,7 @@ impl Metrics {
         );
         registry.register(
             "operations",
-            "Planned operations per system and action, by outcome (planned, withheld by a safety gate)",
+            "Operations per system and action, by outcome (planned; withheld by a safety gate; done or failed by the apply)",
             metrics.operations.clone(),
         );
         registry.register(
@@ -212,6 +221,16 @@ impl Metrics {
             "gal_recipients",
             "Recipients in the GAL of the last run's plan",
             metrics.gal.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Requests sent to each system's API by its connector (systems whose connector counts them)",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "api_throttled_requests",
+            "Requests each system throttled (HTTP 429 or 503)",
+            metrics.throttled.clone(),
         );
         Metrics {
             registry,
@@ -242,6 +261,36 @@ impl Metrics {
                     system: system.to_string(),
                 })
                 .observe(took.as_secs_f64());
+        }
+        let per_system = report
+            .pulls
+            .iter()
+            .map(|p| ("pull", &p.system, p.elapsed))
+            .chain(
+                report
+                    .apply
+                    .durations
+                    .iter()
+                    .map(|(system, took)| ("apply", system, *took)),
+            );
+        for (phase, system, took) in per_system {
+            self.durations
+                .get_or_create(&Phase {
+                    organisation: organisation.to_string(),
+                    phase: phase.to_string(),
+                    system: system.clone(),
+                })
+                .observe(took.as_secs_f64());
+        }
+        for (system, counts) in report.requests.iter().filter(|(_, c)| c.requests > 0) {
+            let labels = OrgSystem {
+                organisation: organisation.to_string(),
+                system: system.clone(),
+            };
+            self.requests.get_or_create(&labels).inc_by(counts.requests);
+            self.throttled
+                .get_or_create(&labels)
+                .inc_by(counts.throttled);
         }
         let mut pulls = Vec::with_capacity(report.pulls.len());
         for pull in &report.pulls {
@@ -287,6 +336,18 @@ impl Metrics {
             }
         }
         let apply = &report.apply;
+        for ((system, action), counts) in &apply.by_system {
+            for (outcome, count) in [("done", counts.done), ("failed", counts.failed)] {
+                self.operations
+                    .get_or_create(&Operations {
+                        organisation: organisation.to_string(),
+                        system: system.clone(),
+                        action: action.to_string(),
+                        outcome: outcome.to_string(),
+                    })
+                    .inc_by(count);
+            }
+        }
         for (what, count) in [
             ("done", apply.done),
             ("already_done", apply.skipped_already_done),

@@ -881,14 +881,32 @@ async fn directory(
     Ok(fresh)
 }
 
-/// Reads `organisation`'s routing directory from its store: the staged
-/// mail directory and stubs, and the GAL's name index.
-async fn load_directory(organisation: &Organisation) -> Result<RouteDirectory, StatusError> {
-    let store = &organisation.store;
+/// What a routing directory is built from: the run it follows, the
+/// staged mail directory, and the GAL's name index.
+async fn read_directory(
+    organisation: &Organisation,
+    store: &crate::store::Store,
+) -> Result<(ReadsKey, coexist_model::Staged, NameIndex), StatusError> {
     let run = newest_key(store).await?;
     let staged = store.load_staged(&organisation.config.system_ids()).await?;
     let mut names = NameIndex::default();
     store.gal_each(|entry| names.push(&entry)).await?;
+    Ok((run, staged, names))
+}
+
+/// Reads `organisation`'s routing directory from its store: the staged
+/// mail directory and stubs, and the GAL's name index.
+async fn load_directory(organisation: &Organisation) -> Result<RouteDirectory, StatusError> {
+    // On a connection of its own, closed after: the page's store holds
+    // one connection, which the page's other reads need meanwhile.
+    let url = organisation
+        .config
+        .store_url()
+        .map_err(|e| StatusError::Load(e.to_string()))?;
+    let store = crate::store::Store::connect(&url).await?;
+    let read = read_directory(organisation, &store).await;
+    store.close().await;
+    let (run, staged, names) = read?;
     // Building the view takes a while for a large GAL: off the workers
     // that answer requests.
     let built = tokio::task::spawn_blocking(move || {

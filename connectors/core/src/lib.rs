@@ -25,6 +25,7 @@ pub mod connector;
 pub mod error;
 pub mod kind;
 pub mod provision;
+pub mod requests;
 pub mod retry;
 pub mod secret;
 
@@ -41,4 +42,5 @@ pub use connector::{Capacity, Connector, Finding, NoProgress, Progress};
 pub use error::{Cause, ConnectorError};
 pub use kind::{Kind, Place, Setup, SetupError};
 pub use provision::{initial_password, NewAccount, Provisioned};
+pub use requests::{RequestCounter, RequestCounts};
 pub use secret::{Secret, SecretError, SecretRef};

@@ -38,9 +38,12 @@ impl Reply {
 /// prefixed by `what`.
 pub async fn send(request: reqwest::RequestBuilder, what: &str) -> Result<Reply, ConnectorError> {
     let response = request.send().await.map_err(|e| {
+        coexist_connector::requests::request_sent(false);
         ConnectorError::retryable(format!("{what}: {}", describe_transport_error(&e))).caused_by(e)
     })?;
     let status = response.status();
+    // Counted for the daemon's metrics (429 and 503: throttled).
+    coexist_connector::requests::request_sent(matches!(status.as_u16(), 429 | 503));
     let headers = response.headers().clone();
     let body = response.bytes().await.map_err(|e| {
         ConnectorError::retryable(format!(

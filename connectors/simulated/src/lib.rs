@@ -305,6 +305,8 @@ impl Connector for SimulatedConnector {
         _cursor: Option<&str>,
         progress: &dyn Progress,
     ) -> Result<Pull, ConnectorError> {
+        // A read is one request to the simulated system.
+        coexist_connector::requests::request_sent(false);
         let directory = self.lock()?;
         if self.config.pull_returns_nothing {
             return Ok(Pull::full(Vec::new(), Vec::new()));
@@ -434,6 +436,8 @@ impl Connector for SimulatedConnector {
     }
 
     async fn apply(&self, operation: &Operation) -> Result<Applied, ConnectorError> {
+        // Each operation is one request to the simulated system.
+        coexist_connector::requests::request_sent(false);
         if self.config.apply_delay_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(self.config.apply_delay_ms)).await;
         }
