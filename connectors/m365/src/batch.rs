@@ -31,8 +31,16 @@ pub struct Item {
     pub url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub body: Option<Value>,
+    /// Shared: the same contact is written to every mailbox.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "shared_body"
+    )]
+    pub body: Option<Arc<Value>>,
+}
+
+fn shared_body<S: serde::Serializer>(body: &Option<Arc<Value>>, to: S) -> Result<S::Ok, S::Error> {
+    body.as_deref().serialize(to)
 }
 
 impl Item {
@@ -55,6 +63,11 @@ impl Item {
 
     /// A request with a JSON body (`POST`, `PATCH`).
     pub fn with_body(method: &'static str, url: String, body: Value) -> Self {
+        Item::with_shared_body(method, url, Arc::new(body))
+    }
+
+    /// A request with a JSON body shared with other requests.
+    pub fn with_shared_body(method: &'static str, url: String, body: Arc<Value>) -> Self {
         Item {
             id: String::new(),
             method,
@@ -280,7 +293,7 @@ async fn send_chunk(
             method: items[i].method,
             url: &items[i].url,
             headers: items[i].headers.as_ref(),
-            body: items[i].body.as_ref(),
+            body: items[i].body.as_deref(),
         })
         .collect();
     let label = format!("{what}: $batch of {}", requests.len());

@@ -23,6 +23,7 @@
 //! `Retry-After`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use coexist_connector::marker::{marker_value, parse_marker};
 use coexist_connector::{
@@ -493,6 +494,8 @@ impl M365Connector {
                 Operation::Update { before, after, .. } => (before.anchor.as_str(), Some(&**after)),
                 Operation::Delete { stub, .. } => (stub.anchor.as_str(), None),
             };
+            // One body for every mailbox the contact is written to.
+            let body = desired.map(|stub| Arc::new(contact_body(stub)));
             for (m, mailbox) in index.mailboxes.iter().enumerate() {
                 let Some(folder_id) = mailbox.folder.as_deref() else {
                     continue;
@@ -514,16 +517,16 @@ impl M365Connector {
                         );
                     }
                 }
-                match desired {
-                    Some(stub) => {
+                match desired.zip(body.as_ref()) {
+                    Some((stub, body)) => {
                         let mut rest = copies.into_iter();
                         match rest.next() {
                             Some((_, held)) if held == *stub => {}
                             Some((id, _)) => {
-                                items.push(Item::with_body(
+                                items.push(Item::with_shared_body(
                                     "PATCH",
                                     format!("{base}/{id}"),
-                                    contact_body(stub),
+                                    Arc::clone(body),
                                 ));
                                 steps.push((
                                     n,
@@ -534,10 +537,10 @@ impl M365Connector {
                                 ));
                             }
                             None => {
-                                items.push(Item::with_body(
+                                items.push(Item::with_shared_body(
                                     "POST",
                                     base.clone(),
-                                    contact_body(stub),
+                                    Arc::clone(body),
                                 ));
                                 steps.push((n, Step::Post { mailbox: m }));
                             }
