@@ -149,7 +149,9 @@ fn search_hit(organisation: &str, hit: &SearchHit) -> Markup {
                     }
                 } }
             }
-            h4 { "How mail reaches " (entry.primary_address) }
+            @if !hit.routes_pending {
+                h4 { "How mail reaches " (entry.primary_address) }
+            }
             @for route in &hit.routes {
                 div.route {
                     strong { "From " (route.from) ": " }
