@@ -1,0 +1,189 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `coexist move`, run as an admin runs it: the real binary against
+//! simulated systems on disk, stopped after every single change and run
+//! again, with mail to the person traced from every system and from the
+//! internet in between.
+
+mod common;
+
+use common::{person, Org, GOOGLE_AND_LDAP};
+
+/// acmecorp's Google (the MX) and LDAP mail server, and a third system
+/// (`mail2`, routing domain mail2.acmecorp.com, forwarding entries).
+fn three_systems() -> String {
+    format!(
+        r#"{GOOGLE_AND_LDAP}
+[[systems]]
+id = "mail2"
+kind = "simulated"
+routing_domain = "mail2.acmecorp.com"
+stub_style = "routing_address"
+[systems.connection]
+seed = "mail2.json"
+state = "mail2-state.jsonl"
+"#
+    )
+}
+
+const SENDERS: [&str; 4] = ["internet", "google", "ldap", "mail2"];
+
+/// Reads every system (`plan` stages what it reads and changes nothing),
+/// then traces mail to `address` from every sender: where it is delivered.
+fn delivered_at(org: &Org, address: &str) -> Vec<(String, String)> {
+    let (code, plan) = org.json(&["plan"]);
+    assert!(code == 0 || code == 6, "plan exited {code}: {plan}");
+    SENDERS
+        .iter()
+        .map(|from| {
+            let (code, traced) = org.json(&["route", address, "--from", from]);
+            let outcome = &traced["outcome"];
+            assert_eq!(
+                outcome["result"], "delivered",
+                "mail from {from} to {address} is not delivered (exit {code}): {traced}"
+            );
+            (
+                from.to_string(),
+                outcome["system"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn journal_has(org: &Org, system: &str, event: &str) -> bool {
+    std::fs::read_to_string(org.path(&format!("{system}-state.jsonl")))
+        .unwrap_or_default()
+        .contains(&format!("\"event\":\"{event}\""))
+}
+
+/// Runs `args` with `--stop-after 1` until a run makes no change: after
+/// each change, `check` is called with the count of changes so far.
+fn step_by_step(org: &Org, args: &[&str], mut check: impl FnMut(usize)) -> serde_json::Value {
+    let mut changes = 0;
+    loop {
+        let mut stepped = vec!["--output", "json"];
+        stepped.extend_from_slice(args);
+        stepped.extend(["--stop-after", "1"]);
+        let out = org.run(&stepped);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("stopped after 1 changes") {
+            // Stopped before its second change: one change was made.
+            assert_eq!(out.status.code(), Some(4), "{stderr}");
+            changes += 1;
+            eprintln!("{args:?}: change {changes} made");
+            assert!(changes < 20, "the move never completes");
+            check(changes);
+            continue;
+        }
+        let code = out.status.code().unwrap_or(-1);
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+        assert_eq!(code, 0, "{report}");
+        // A run with nothing left to change stops nowhere.
+        check(changes);
+        return report;
+    }
+}
+
+#[test]
+fn after_every_change_of_a_move_mail_is_delivered_at_the_current_home_and_finish_leaves_a_stub() {
+    let org = Org::new(
+        &three_systems(),
+        &[
+            ("google", vec![person("g1", "gus@acmecorp.com")]),
+            ("ldap", vec![person("m1", "ann@acmecorp.com")]),
+            ("mail2", vec![person("x1", "cy@acmecorp.com")]),
+        ],
+    );
+    let (code, report) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{report}");
+    for (from, at) in delivered_at(&org, "ann@acmecorp.com") {
+        assert_eq!(at, "ldap", "from {from} before the move");
+    }
+
+    // --dry-run names the steps and changes nothing.
+    let (code, dry) = org.json(&["move", "ann@acmecorp.com", "--to", "mail2", "--dry-run"]);
+    assert_eq!(code, 0, "{dry}");
+    let steps: Vec<&str> = dry["people"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "placed on ldap (the old home)",
+            "account made on mail2",
+            "the stub on mail2 removed",
+            "placed on mail2",
+            "the old account on ldap forwards to ann@mail2.acmecorp.com",
+            "every other system's stub routes to ann@mail2.acmecorp.com"
+        ]
+    );
+    assert!(!journal_has(&org, "mail2", "account"));
+
+    // The move, one change at a time.
+    let report = step_by_step(&org, &["move", "ann@acmecorp.com", "--to", "mail2"], |n| {
+        let made = journal_has(&org, "mail2", "account");
+        let forwarded = journal_has(&org, "ldap", "forward");
+        for (from, at) in delivered_at(&org, "ann@acmecorp.com") {
+            let expected = if forwarded {
+                "mail2"
+            } else if from == "mail2" && made {
+                // The target's own users reach the new mailbox at once.
+                "mail2"
+            } else {
+                "ldap"
+            };
+            assert_eq!(at, expected, "after change {n}, from {from}");
+        }
+    });
+    assert_eq!(report["people"][0]["state"], "moved", "{report}");
+    assert!(journal_has(&org, "ldap", "forward"));
+    // The old home forwards; no stub of coexist's stands beside it.
+    assert!(org
+        .stubs("ldap")
+        .iter()
+        .all(|s| s.stub.primary_address != "ann@acmecorp.com"));
+    assert!(org
+        .stubs("mail2")
+        .iter()
+        .all(|s| s.stub.primary_address != "ann@acmecorp.com"));
+    let (code, sync) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{sync}");
+    assert_eq!(
+        sync["plan"]["operations"].as_array().unwrap().len(),
+        0,
+        "{sync}"
+    );
+    assert!(
+        sync["plan"]["conflicts"].as_array().unwrap().is_empty(),
+        "{sync}"
+    );
+
+    // --finish, one change at a time: mail stays at the new home.
+    let report = step_by_step(&org, &["move", "--finish", "ann@acmecorp.com"], |n| {
+        for (from, at) in delivered_at(&org, "ann@acmecorp.com") {
+            assert_eq!(at, "mail2", "after change {n} of --finish, from {from}");
+        }
+    });
+    assert_eq!(report["people"][0]["state"], "finished", "{report}");
+    assert!(journal_has(&org, "ldap", "retire"));
+    let stub = org
+        .stubs("ldap")
+        .into_iter()
+        .find(|s| s.stub.primary_address == "ann@acmecorp.com")
+        .expect("an ordinary stub at the old home");
+    assert_eq!(stub.stub.route.target(), Some("ann@mail2.acmecorp.com"));
+    let (code, sync) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{sync}");
+    assert_eq!(
+        sync["plan"]["operations"].as_array().unwrap().len(),
+        0,
+        "{sync}"
+    );
+    assert!(
+        sync["plan"]["conflicts"].as_array().unwrap().is_empty(),
+        "{sync}"
+    );
+}
