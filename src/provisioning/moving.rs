@@ -605,7 +605,10 @@ async fn place_on(
 }
 
 /// Reads every system again, plans for the people's addresses and applies
-/// the plan (one change when it has operations).
+/// the plan (one change when it has operations). With `allow_deletes` the
+/// delete threshold is lifted: step 1's plan removes the target's stubs
+/// of the people moved, which is what the move replaces them with
+/// mailboxes for (every other gate holds).
 async fn settle(
     engine: &Engine,
     addresses: &BTreeSet<String>,
@@ -613,17 +616,20 @@ async fn settle(
     changes: &mut Changes,
     options: &MoveOptions,
     run: i64,
+    allow_deletes: bool,
 ) -> Result<(), ProvisionError> {
-    let pulls = engine.pull_with(&options.run).await?;
+    let mut run_options = options.run.clone();
+    run_options.allow_deletes |= allow_deletes;
+    let pulls = engine.pull_with(&run_options).await?;
     let health = engine.health(&pulls);
     let staged = engine.staged().await?;
     let only = addresses_of(&staged, addresses);
-    let (plan, _) = engine.plan_for(&health, &options.run, Some(&only)).await?;
+    let (plan, _) = engine.plan_for(&health, &run_options, Some(&only)).await?;
     if plan.runnable().next().is_none() {
         return Ok(());
     }
     changes.may()?;
-    let applied = engine.apply(&plan, Some(run), &options.run).await?;
+    let applied = engine.apply(&plan, Some(run), &run_options).await?;
     report.operations += plan.runnable().count();
     report.applied.push(applied);
     changes.made();
@@ -722,7 +728,7 @@ async fn make(
         .flat_map(|(s, _)| s.addresses.iter().cloned())
         .collect();
     if !addresses.is_empty() {
-        settle(engine, &addresses, report, changes, options, run).await?;
+        settle(engine, &addresses, report, changes, options, run, true).await?;
     }
     Ok(())
 }
@@ -796,7 +802,7 @@ async fn flip(
         flipped.extend(standing.addresses.iter().cloned());
     }
     if !flipped.is_empty() {
-        settle(engine, &flipped, report, changes, options, run).await?;
+        settle(engine, &flipped, report, changes, options, run, false).await?;
     }
     Ok(())
 }
@@ -921,7 +927,7 @@ async fn finish(
         .iter()
         .flat_map(|s| s.addresses.iter().cloned())
         .collect();
-    settle(engine, &addresses, report, changes, options, run).await
+    settle(engine, &addresses, report, changes, options, run, false).await
 }
 
 /// `--dry-run`: where each person stands and the steps a run would take.
