@@ -187,3 +187,96 @@ fn after_every_change_of_a_move_mail_is_delivered_at_the_current_home_and_finish
         "{sync}"
     );
 }
+
+#[test]
+fn an_old_home_that_cannot_forward_keeps_the_person_placed_there_and_a_rerun_completes() {
+    let org = Org::new(
+        &three_systems(),
+        &[
+            ("google", vec![person("g1", "gus@acmecorp.com")]),
+            ("ldap", vec![person("m1", "ann@acmecorp.com")]),
+            ("mail2", vec![]),
+        ],
+    );
+    let (code, report) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{report}");
+    // The mail server refuses to change ann's account.
+    let refusing = three_systems().replace(
+        "state = \"ldap-state.jsonl\"",
+        "state = \"ldap-state.jsonl\"\nreject_addresses = [\"ann@acmecorp.com\"]",
+    );
+    org.set_config(&refusing);
+    let (code, report) = org.json(&["move", "ann@acmecorp.com", "--to", "mail2"]);
+    assert_eq!(code, 4, "{report}");
+    let ann = &report["people"][0];
+    assert_eq!(ann["state"], "failed");
+    assert!(
+        ann["error"]
+            .as_str()
+            .unwrap()
+            .contains("stays placed on ldap"),
+        "{ann}"
+    );
+    assert!(journal_has(&org, "mail2", "account"), "step 1 is done");
+    for (from, at) in delivered_at(&org, "ann@acmecorp.com") {
+        let expected = if from == "mail2" { "mail2" } else { "ldap" };
+        assert_eq!(at, expected, "from {from}");
+    }
+    let (_, placed) = org.json(&["place", "ann@acmecorp.com", "ldap"]);
+    assert_eq!(placed["changed"], false, "placed back on the old home");
+
+    org.set_config(&three_systems());
+    let (code, report) = org.json(&["move", "ann@acmecorp.com", "--to", "mail2"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["people"][0]["state"], "moved");
+    for (from, at) in delivered_at(&org, "ann@acmecorp.com") {
+        assert_eq!(at, "mail2", "from {from}");
+    }
+    // Moving it there again changes nothing.
+    let (code, again) = org.json(&["move", "ann@acmecorp.com", "--to", "mail2"]);
+    assert_eq!(code, 0, "{again}");
+    assert!(
+        again["people"][0]["steps"].as_array().unwrap().is_empty(),
+        "{again}"
+    );
+    assert_eq!(again["operations"], 0);
+}
+
+#[test]
+fn move_refuses_what_it_cannot_move_naming_why_and_changes_nothing() {
+    let org = Org::new(
+        &three_systems(),
+        &[
+            ("google", vec![person("g1", "gus@acmecorp.com")]),
+            ("ldap", vec![person("m1", "ann@acmecorp.com")]),
+            ("mail2", vec![]),
+        ],
+    );
+    let (code, report) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{report}");
+    let refused = |args: &[&str], words: &str| {
+        let out = org.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        assert!(stderr.contains(words), "{args:?}: {stderr}");
+    };
+    refused(
+        &["move", "ann@acmecorp.com", "--to", "nowhere"],
+        "not a configured system",
+    );
+    refused(
+        &["move", "zed@acmecorp.com", "--to", "mail2"],
+        "no system holds a mailbox",
+    );
+    refused(
+        &["move", "gus@acmecorp.com", "--to", "google"],
+        "on google already",
+    );
+    refused(
+        &["move", "--finish", "ann@acmecorp.com"],
+        "no move of it to finish",
+    );
+    assert!(!journal_has(&org, "mail2", "account"));
+    let (_, placed) = org.json(&["place", "--clear", "ann@acmecorp.com"]);
+    assert_eq!(placed["changed"], false, "nothing was placed");
+}

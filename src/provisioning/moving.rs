@@ -764,10 +764,22 @@ async fn flip(
             if !standing.forwarding {
                 changes.may()?;
                 if let Err(error) = connector.forward(&standing.old, &standing.forward).await {
+                    // Without the forward the old mailbox would keep what
+                    // reaches it: the placement goes back to the old home,
+                    // where every stub still routes (step 1 stays done).
+                    place_on(
+                        engine,
+                        &standing.primary,
+                        &standing.from,
+                        Some(&standing.to),
+                        run,
+                        actor,
+                    )
+                    .await?;
                     moved.state = "failed";
                     moved.error = Some(format!(
-                        "{} did not forward the old account: {error}; mail to it still reaches a mailbox of the person",
-                        standing.from
+                        "{} did not forward the old account: {error}; the person stays placed on {} (the account on {} is made), where mail is delivered",
+                        standing.from, standing.from, standing.to
                     ));
                     continue;
                 }
