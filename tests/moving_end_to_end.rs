@@ -390,3 +390,129 @@ fn a_batch_of_500_from_slapd_and_samba_to_google_killed_midway_completes_when_ru
         "{sync}"
     );
 }
+
+/// One person on slapd and one on Samba moved to Google one change at a
+/// time (`--stop-after 1`, run again until nothing is left), then
+/// finished so: after every change, mail to each from every system and
+/// from the internet is delivered at the current home, never bounced,
+/// never looping.
+#[test]
+fn after_every_change_of_a_move_from_slapd_and_samba_to_google_mail_is_delivered_at_the_current_home(
+) {
+    let tag = &random()[..6];
+    let google = Google::start();
+    let slapd = Subtree::new(TestServer::slapd());
+    let samba = Subtree::new(TestServer::samba());
+    // mv0 and mv1 move; mv2 and mv3 stay where they are.
+    slapd
+        .server
+        .ldapadd(&(slapd_entry(&slapd, 0, tag) + &slapd_entry(&slapd, 2, tag)));
+    samba
+        .server
+        .ldapadd(&(samba_user(&samba, 1, tag) + &samba_user(&samba, 3, tag)));
+    let password = samba.server.password.clone();
+    let org = Org::new(&config(&google, &slapd, &samba), &[]);
+    std::fs::write(org.path("slapd-password"), &slapd.server.password).unwrap();
+    std::fs::write(
+        org.path("google-key.json"),
+        google.fake.service_account_key_json(),
+    )
+    .unwrap();
+    let (code, report) = json(&org, &password, &["sync"]);
+    assert_eq!(code, 0, "{}", brief(&report));
+    let people = [(address(0, tag), "ldap"), (address(1, tag), "ad")];
+
+    // Where mail to each person is delivered from every sender, read
+    // afresh (`plan` reads every system and changes nothing).
+    let check = |stage: &str| {
+        let (code, plan) = json(&org, &password, &["plan"]);
+        assert!(
+            code == 0 || code == 6,
+            "{stage}: plan exited {code}: {}",
+            brief(&plan)
+        );
+        for (address, old_home) in &people {
+            let on_google = google.fake.user(address).is_some();
+            let forwarded = !json(
+                &org,
+                &password,
+                &["move", address, "--to", "google", "--dry-run"],
+            )
+            .1["people"][0]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s.as_str().unwrap().contains("forwards to"));
+            for from in ["internet", "google", "ldap", "ad"] {
+                let (_, traced) = json(&org, &password, &["route", address, "--from", from]);
+                let outcome = &traced["outcome"];
+                assert_eq!(
+                    outcome["result"], "delivered",
+                    "{stage}: mail from {from} to {address}: {traced}"
+                );
+                // Before the account on Google exists, the old home; once
+                // the old account forwards, Google; in between (the
+                // placement flipped, some stubs retargeted), either.
+                let at = outcome["system"].as_str().unwrap();
+                let expected = if forwarded {
+                    "google"
+                } else if !on_google {
+                    old_home
+                } else if at == "google" {
+                    "google"
+                } else {
+                    old_home
+                };
+                assert_eq!(
+                    outcome["system"], *expected,
+                    "{stage}: mail from {from} to {address}: {traced}"
+                );
+            }
+        }
+    };
+    check("before the move");
+    let mut csv = String::from("address,to\n");
+    for (address, _) in &people {
+        csv.push_str(&format!("{address},google\n"));
+    }
+    std::fs::write(org.path("two.csv"), csv).unwrap();
+    let stepped = |args: &[&str]| -> usize {
+        for n in 1..40 {
+            let out = coexist(&org, &password)
+                .args(["--output", "json"])
+                .args(args)
+                .args(["--stop-after", "1", "--password-file", "passwords.csv"])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if stderr.contains("stopped after 1 changes") {
+                check(&format!("{args:?} after change {n}"));
+                continue;
+            }
+            assert_eq!(out.status.code(), Some(0), "{stderr}");
+            check(&format!("{args:?} done"));
+            eprintln!("{args:?}: stopped after each of {} changes", n - 1);
+            return n - 1;
+        }
+        panic!("{args:?} never completes");
+    };
+    // Placed on the old homes (2), the accounts (2), the Google contacts
+    // removed (1), placed on Google (2), the forwards (2), at least.
+    assert!(stepped(&["move", "--from-csv", "two.csv"]) >= 8);
+    let routing = slapd.server.ldapsearch(
+        &slapd.people,
+        &format!("(uid=mv0.{tag})"),
+        &["mailRoutingAddress"],
+    );
+    assert_eq!(
+        routing[0].one("mailRoutingAddress"),
+        format!("mv0.{tag}@gapps.acmecorp.com")
+    );
+    let mut csv = String::from("address\n");
+    for (address, _) in &people {
+        csv.push_str(&format!("{address}\n"));
+    }
+    std::fs::write(org.path("finish.csv"), csv).unwrap();
+    // The old homes' stubs (1), the old accounts retired (2).
+    assert!(stepped(&["move", "--finish", "--from-csv", "finish.csv"]) >= 2);
+}

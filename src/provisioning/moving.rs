@@ -320,19 +320,32 @@ fn locate(
     let at_target = holders(&to).into_iter().find(|r| r.mailbox);
     let (from, old) = match record {
         Some(record) => {
-            let old = staged
+            let found = staged
                 .systems
                 .iter()
                 .filter(|s| s.id == record.system)
                 .flat_map(|s| s.recipients.iter())
-                .find(|r| r.anchor == record.anchor)
-                .ok_or_else(|| {
-                    format!(
+                .find(|r| r.anchor == record.anchor);
+            let old = match (found, at_target) {
+                (Some(old), _) => old.clone(),
+                // Retired, the old account carries no address and is no
+                // recipient any more: the person's addresses are the new
+                // account's.
+                (None, Some(new)) if record.retired => {
+                    let mut old = new.clone();
+                    old.anchor = record.anchor.clone();
+                    old.locator = None;
+                    old.enabled = false;
+                    old
+                }
+                _ => {
+                    return Err(format!(
                         "{address}: the old account {} on {} was not found",
                         record.anchor, record.system
-                    )
-                })?;
-            (record.system.clone(), old.clone())
+                    ))
+                }
+            };
+            (record.system.clone(), old)
         }
         None => {
             let mut candidates = Vec::new();
@@ -533,7 +546,7 @@ async fn move_in(
                 address: s.primary.clone(),
                 from: Some(s.from.clone()),
                 to: s.to.clone(),
-                state: "moved",
+                state: if s.retired { "finished" } else { "moved" },
                 steps: Vec::new(),
                 initial_password: None,
                 error: None,
@@ -974,7 +987,7 @@ async fn dry_run(
             if placements.get(&standing.primary) != Some(&standing.to) {
                 steps.push(format!("placed on {}", standing.to));
             }
-            if !standing.recorded {
+            if !standing.recorded && !standing.retired {
                 steps.push(format!(
                     "the old account on {} forwards to {}",
                     standing.from, standing.forward
