@@ -196,7 +196,7 @@ pub trait Connector: Send + Sync {
     /// refused, coexist cannot set forwarding in this kind of system.
     async fn forward(&self, recipient: &Recipient, to: &str) -> Result<(), ConnectorError> {
         Err(ConnectorError::permanent(format!(
-            "{} cannot forward {} to {to}: coexist does not set forwarding in this kind of system; set it by hand, then run the move again",
+            "{} cannot forward {} to {to}: coexist does not set forwarding in this kind of system (nor read it); set it by hand, then place the person on the new home (`coexist place`)",
             self.system(),
             recipient.primary_address
         )))

@@ -621,6 +621,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_forward_and_a_retirement_are_journalled_and_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SimulatedConfig {
+            state: Some(dir.path().join("state.jsonl")),
+            ..SimulatedConfig::default()
+        };
+        let mut ann = Recipient::mailbox("m1", RecipientKind::Person, "ann@acmecorp.com");
+        ann.aliases = vec!["a@acmecorp.com".into(), "ann@old.example".into()];
+        let seed = Seed {
+            recipients: vec![ann.clone()],
+            stubs: vec![],
+        };
+        let system = SimulatedConnector::from_seed("ldap", config.clone(), seed.clone()).unwrap();
+        system
+            .forward(&ann, "ann@gapps.acmecorp.com")
+            .await
+            .unwrap();
+        let read = |system: &SimulatedConnector| {
+            let directory = system.lock().unwrap();
+            directory.recipients[0].clone()
+        };
+        let forwarding =
+            read(&SimulatedConnector::from_seed("ldap", config.clone(), seed.clone()).unwrap());
+        assert!(!forwarding.mailbox);
+        assert_eq!(
+            forwarding.forwards_to.as_deref(),
+            Some("ann@gapps.acmecorp.com")
+        );
+
+        let addresses = ["ann@acmecorp.com".to_string(), "a@acmecorp.com".to_string()];
+        system
+            .retire(&ann, &addresses, "ann@gapps.acmecorp.com")
+            .await
+            .unwrap();
+        let retired = read(&SimulatedConnector::from_seed("ldap", config, seed).unwrap());
+        assert!(!retired.enabled);
+        assert!(retired.forwards_to.is_none());
+        assert_eq!(retired.primary_address, "ann@retired.invalid");
+        assert_eq!(retired.aliases, ["ann@old.example"], "other addresses stay");
+        assert_eq!(retired.anchor, "m1", "the account stays");
+    }
+
+    #[tokio::test]
     async fn creating_twice_keeps_one_stub() {
         let system =
             SimulatedConnector::from_seed("ldap", SimulatedConfig::default(), Seed::default())
