@@ -280,3 +280,53 @@ fn move_refuses_what_it_cannot_move_naming_why_and_changes_nothing() {
     let (_, placed) = org.json(&["place", "--clear", "ann@acmecorp.com"]);
     assert_eq!(placed["changed"], false, "nothing was placed");
 }
+
+#[test]
+fn a_person_named_by_an_alias_moves_with_every_address_and_both_reach_the_new_home() {
+    let mut ann = person("m1", "ann@acmecorp.com");
+    ann.aliases = vec!["a.nn@acmecorp.com".into()];
+    ann.attributes.given_name = Some("Ann".into());
+    let org = Org::new(
+        &three_systems(),
+        &[
+            ("google", vec![person("g1", "gus@acmecorp.com")]),
+            ("ldap", vec![ann]),
+            ("mail2", vec![]),
+        ],
+    );
+    let (code, report) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{report}");
+    let (code, report) = org.json(&["move", "A.NN@acmecorp.com", "--to", "mail2"]);
+    assert_eq!(code, 0, "{report}");
+    let moved = &report["people"][0];
+    assert_eq!(moved["address"], "ann@acmecorp.com", "the primary address");
+    assert!(moved["initial_password"].as_str().unwrap().len() >= 16);
+    let journal = std::fs::read_to_string(org.path("mail2-state.jsonl")).unwrap();
+    assert!(
+        journal.contains("a.nn@acmecorp.com"),
+        "the alias on the new account"
+    );
+    assert!(
+        journal.contains("\"given_name\":\"Ann\""),
+        "the names copied"
+    );
+    for address in ["ann@acmecorp.com", "a.nn@acmecorp.com"] {
+        for (from, at) in delivered_at(&org, address) {
+            assert_eq!(at, "mail2", "{address} from {from}");
+        }
+    }
+    let (code, report) = org.json(&["move", "--finish", "a.nn@acmecorp.com"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["people"][0]["state"], "finished");
+    for address in ["ann@acmecorp.com", "a.nn@acmecorp.com"] {
+        for (from, at) in delivered_at(&org, address) {
+            assert_eq!(at, "mail2", "{address} from {from} once finished");
+        }
+    }
+    let stub = org
+        .stubs("ldap")
+        .into_iter()
+        .find(|s| s.stub.primary_address == "ann@acmecorp.com")
+        .expect("the old home's stub");
+    assert_eq!(stub.stub.aliases, ["a.nn@acmecorp.com"]);
+}

@@ -350,8 +350,10 @@ fn locate(
         None => {
             let mut candidates = Vec::new();
             for system in staged.systems.iter().filter(|s| s.id != to) {
-                let forward = forward_address(engine, address, &to).unwrap_or_default();
                 for recipient in system.recipients.iter().filter(|r| carries(r, address)) {
+                    let primary = coexist_connector::normalize_address(&recipient.primary_address)
+                        .unwrap_or_else(|_| address.clone());
+                    let forward = forward_address(engine, &primary, &to).unwrap_or_default();
                     let forwarding = recipient.forwards_to.as_deref().is_some_and(|f| {
                         coexist_connector::normalize_address(f).is_ok_and(|f| f == forward)
                     });
