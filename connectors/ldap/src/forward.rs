@@ -4,8 +4,9 @@
 //! * OpenLDAP: the forward is `mailRoutingAddress` (the object class
 //!   `inetLocalMailRecipient` added where the entry lacks it), which
 //!   Postfix and Sendmail's LDAP routing follow instead of delivering
-//!   locally; on a server without that schema (qmail-ldap),
-//!   `mailForwardingAddress` with `deliveryMode: forwardonly`. Both read
+//!   locally; with `stub_schema = "qmail"`, or on a server without that
+//!   object class, qmail-ldap's `mailForwardingAddress` with
+//!   `deliveryMode: forwardonly` added to the entry's delivery modes. Both read
 //!   back as a forwarding entry.
 //! * Active Directory: `targetAddress` (`SMTP:` and the address), which
 //!   makes the user a mail user whose mail goes there.
@@ -23,7 +24,7 @@ use std::collections::HashSet;
 use coexist_connector::{normalize_address, ConnectorError};
 use ldap3::{Ldap, LdapResult, Mod};
 
-use crate::config::Flavor;
+use crate::config::{Flavor, StubSchema};
 use crate::entry::{strip_smtp, Entry, Mapper};
 use crate::error::{self, rc};
 use crate::provision::{read, ProvisionTemplate};
@@ -81,6 +82,9 @@ pub async fn forward(
                 return Err(refused(system, dn, what, &result));
             }
         }
+        Flavor::Openldap if mapper.schema == StubSchema::Qmail => {
+            qmail_forward(system, ldap, timeout, dn, to).await?;
+        }
         Flavor::Openldap => {
             let found = entry(system, ldap, mapper, timeout, dn).await?;
             let mut mods = Vec::new();
@@ -98,25 +102,49 @@ pub async fn forward(
             match result.rc {
                 rc::SUCCESS => {}
                 // No inetLocalMailRecipient here: qmail-ldap's forward.
-                rc::UNDEFINED_ATTRIBUTE_TYPE | rc::OBJECT_CLASS_VIOLATION => {
-                    let mods = vec![
-                        Mod::Replace(
-                            "mailForwardingAddress".to_string(),
-                            HashSet::from([to.to_string()]),
-                        ),
-                        Mod::Replace(
-                            "deliveryMode".to_string(),
-                            HashSet::from(["forwardonly".to_string()]),
-                        ),
-                    ];
-                    let result = modify(system, ldap, timeout, dn, mods, what).await?;
-                    if result.rc != rc::SUCCESS {
-                        return Err(refused(system, dn, what, &result));
-                    }
+                rc::UNDEFINED_ATTRIBUTE_TYPE
+                | rc::OBJECT_CLASS_VIOLATION
+                | rc::INVALID_ATTRIBUTE_SYNTAX => {
+                    qmail_forward(system, ldap, timeout, dn, to).await?;
                 }
                 _ => return Err(refused(system, dn, what, &result)),
             }
         }
+    }
+    Ok(())
+}
+
+/// qmail-ldap's forward: `mailForwardingAddress` and `deliveryMode:
+/// forwardonly` (no local copy).
+async fn qmail_forward(
+    system: &str,
+    ldap: &mut Ldap,
+    timeout: std::time::Duration,
+    dn: &str,
+    to: &str,
+) -> Result<(), ConnectorError> {
+    let what = "set the forward of";
+    let forward = || {
+        Mod::Replace(
+            "mailForwardingAddress".to_string(),
+            HashSet::from([to.to_string()]),
+        )
+    };
+    // forwardonly added to the entry's delivery modes (the others kept);
+    // when it is there already, the forward alone.
+    let mods = vec![
+        forward(),
+        Mod::Add(
+            "deliveryMode".to_string(),
+            HashSet::from(["forwardonly".to_string()]),
+        ),
+    ];
+    let mut result = modify(system, ldap, timeout, dn, mods, what).await?;
+    if result.rc == rc::ATTRIBUTE_OR_VALUE_EXISTS {
+        result = modify(system, ldap, timeout, dn, vec![forward()], what).await?;
+    }
+    if result.rc != rc::SUCCESS {
+        return Err(refused(system, dn, what, &result));
     }
     Ok(())
 }
