@@ -516,3 +516,138 @@ fn after_every_change_of_a_move_from_slapd_and_samba_to_google_mail_is_delivered
     // The old homes' stubs (1), the old accounts retired (2).
     assert!(stepped(&["move", "--finish", "--from-csv", "finish.csv"]) >= 2);
 }
+
+/// A person on Google (the MX) moved to the mail server (simulated) one
+/// change at a time: Gmail forwarding set on the old user through the
+/// fake's Gmail settings API, the user marked so reads see the forward,
+/// mail delivered at the current home after every change. Google cannot
+/// retire the old user: `--finish` says so (exit 4) and mail still
+/// reaches the new home.
+#[test]
+fn a_move_from_google_forwards_the_old_gmail_and_mail_follows_after_every_change() {
+    let google = Google::start();
+    google.fake.add_user(coexist_fake_google::FakeUser {
+        primary_email: "ann@acmecorp.com".into(),
+        given_name: "Ann".into(),
+        family_name: "Lee".into(),
+        external_ids: vec![("organization".into(), "E-1234".into())],
+        ..Default::default()
+    });
+    let table = format!(
+        r#"[[systems]]
+id = "google"
+kind = "google"
+routing_domain = "gapps.acmecorp.com"
+unknown_recipient = {{ relay = "ldap" }}
+[systems.connection]
+domain = "acmecorp.com"
+admin = "admin@acmecorp.com"
+service_account_key = {{ file = "google-key.json" }}
+directory_url = "{}"
+contacts_url = "{}"
+gmail_url = "{}"
+requests_per_minute = 100000
+retry_base_delay_ms = 5
+retry_max_delay_ms = 50
+[systems.connection.provision]
+org_unit_path = "/"
+"#,
+        google.fake.directory_url(),
+        google.fake.contacts_url(),
+        google.fake.base_url(),
+    );
+    let config =
+        coexist_testenv::acmecorp::config(&table, coexist_testenv::acmecorp::LDAP_SIMULATED);
+    let org = Org::new(&config, &[("ldap", common::people("m", "acmecorp.com", 2))]);
+    std::fs::write(
+        org.path("google-key.json"),
+        google.fake.service_account_key_json(),
+    )
+    .unwrap();
+    let (code, report) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{}", brief(&report));
+
+    let check = |stage: &str| {
+        let (code, plan) = org.json(&["plan"]);
+        assert!(code == 0 || code == 6, "{stage}: {}", brief(&plan));
+        let made = std::fs::read_to_string(org.path("ldap-state.jsonl"))
+            .unwrap_or_default()
+            .contains("\"event\":\"account\"");
+        let forwarded = google
+            .fake
+            .user("ann@acmecorp.com")
+            .unwrap()
+            .auto_forwarding
+            .is_some();
+        for from in ["internet", "google", "ldap"] {
+            let (_, traced) = org.json(&["route", "ann@acmecorp.com", "--from", from]);
+            let outcome = &traced["outcome"];
+            assert_eq!(
+                outcome["result"], "delivered",
+                "{stage}, from {from}: {traced}"
+            );
+            let at = outcome["system"].as_str().unwrap();
+            let expected = if forwarded {
+                "ldap"
+            } else if !made {
+                "google"
+            } else {
+                at
+            };
+            assert!(
+                at == expected && (at == "google" || made),
+                "{stage}, from {from}: {traced}"
+            );
+        }
+    };
+    check("before the move");
+    let mut stops = 0;
+    loop {
+        let out = org.run(&[
+            "--output",
+            "json",
+            "move",
+            "ann@acmecorp.com",
+            "--to",
+            "ldap",
+            "--stop-after",
+            "1",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("stopped after 1 changes") {
+            stops += 1;
+            assert!(stops < 20, "the move never completes");
+            check(&format!("after change {stops}"));
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        check("moved");
+        break;
+    }
+    assert!(stops >= 4, "placed, made, placed, forwarded: {stops}");
+    let ann = google.fake.user("ann@acmecorp.com").unwrap();
+    assert_eq!(
+        ann.auto_forwarding,
+        Some(("ann@mithi.acmecorp.com".into(), "archive".into()))
+    );
+    assert_eq!(ann.forwarding_addresses, ["ann@mithi.acmecorp.com"]);
+    assert!(
+        ann.external_ids
+            .contains(&("organization".into(), "E-1234".into())),
+        "the user's own external id kept: {:?}",
+        ann.external_ids
+    );
+    let (code, sync) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{}", brief(&sync));
+    assert!(sync["plan"]["conflicts"].as_array().unwrap().is_empty());
+
+    // Google cannot retire the old user: said, and mail still follows.
+    let (code, finish) = org.json(&["move", "--finish", "ann@acmecorp.com"]);
+    assert_eq!(code, 4, "{}", brief(&finish));
+    assert_eq!(finish["people"][0]["state"], "failed");
+    assert!(finish["people"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("still forwards"));
+    check("after a refused --finish");
+}
