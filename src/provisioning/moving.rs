@@ -30,7 +30,9 @@
 //!    (`Connector::retire`: suspended, coexist's forward, exactly the value
 //!    it set, and the person's addresses taken off; its mail data stays),
 //!    recorded as `"move_retired"`, and a last restricted plan settles the
-//!    rest.
+//!    rest. An old home that refuses a stub carrying addresses an account
+//!    still holds (`Connector::stub_beside_account`, Exchange Online) gets
+//!    its stub from that last plan, after the retirement.
 //!
 //! Entries coexist did not make are never deleted nor changed, but for the
 //! person's own old account, which the admin asked to move: a forwarding
@@ -387,7 +389,15 @@ fn locate(
             "{address}: no move of it is flipped yet (run `coexist move {address} --to SYSTEM` first)"
         ));
     }
-    let addresses = shared_addresses(engine, &old);
+    // A retired old account that stays a recipient (Exchange Online keeps
+    // the mailbox with the tenant's own addresses) carries none of the
+    // person's: they are the new account's.
+    let mut addresses = shared_addresses(engine, &old);
+    if addresses.is_empty() && record.is_some_and(|r| r.retired) {
+        if let Some(new) = at_target {
+            addresses = shared_addresses(engine, new);
+        }
+    }
     let primary = coexist_connector::normalize_address(&old.primary_address)
         .ok()
         .filter(|p| addresses.contains(p))
@@ -868,10 +878,19 @@ async fn finish(
                     .any(|a| standing.addresses.contains(a))
             })
     };
+    // Where the old home refuses a stub beside the account (Exchange
+    // Online: one address, one recipient), the stub follows the
+    // retirement, in the last plan; mail reaching the old home in between
+    // is an unknown recipient there, relayed by its catch-all.
+    let beside = |standing: &Standing| {
+        engine
+            .connector(&standing.from)
+            .is_some_and(|c| c.stub_beside_account())
+    };
     let need_stub: Vec<&Standing> = left
         .iter()
         .map(|(s, _)| *s)
-        .filter(|s| !stub_held(s))
+        .filter(|s| !stub_held(s) && beside(s))
         .collect();
     if !need_stub.is_empty() {
         let mut after = staged.clone();
@@ -902,9 +921,11 @@ async fn finish(
     }
     for (standing, i) in left {
         let moved = &mut report.people[i];
-        moved
-            .steps
-            .push(format!("stub of coexist's on {}", standing.from));
+        if beside(standing) {
+            moved
+                .steps
+                .push(format!("stub of coexist's on {}", standing.from));
+        }
         let Some(connector) = engine.connector(&standing.from) else {
             continue;
         };
@@ -949,6 +970,12 @@ async fn finish(
             "the old account on {} retired (suspended; its forward and addresses taken off)",
             standing.from
         ));
+        if !beside(standing) {
+            moved.steps.push(format!(
+                "stub of coexist's on {} (once the account no longer holds the addresses)",
+                standing.from
+            ));
+        }
     }
     let addresses: BTreeSet<String> = standings
         .iter()
@@ -972,11 +999,22 @@ async fn dry_run(
         let mut steps = Vec::new();
         if options.finish {
             if !standing.retired {
-                steps.push(format!("stub of coexist's on {}", standing.from));
+                let beside = engine
+                    .connector(&standing.from)
+                    .is_some_and(|c| c.stub_beside_account());
+                if beside {
+                    steps.push(format!("stub of coexist's on {}", standing.from));
+                }
                 steps.push(format!(
                     "the old account on {} retired (suspended; its forward to {} and addresses taken off)",
                     standing.from, standing.forward
                 ));
+                if !beside {
+                    steps.push(format!(
+                        "stub of coexist's on {} (once the account no longer holds the addresses)",
+                        standing.from
+                    ));
+                }
             }
         } else {
             if !standing.made && !standing.recorded && !standing.retired {

@@ -222,6 +222,15 @@ pub trait Connector: Send + Sync {
         )))
     }
 
+    /// Whether coexist's stub may carry addresses an account of this
+    /// system still holds (`coexist move --finish` writes the old home's
+    /// stub before retiring the old account when it may). Exchange Online
+    /// refuses an address two recipients would hold: there the stub
+    /// follows the retirement. Default: it may.
+    fn stub_beside_account(&self) -> bool {
+        true
+    }
+
     /// Checks credentials, routing domains and the settings no API exposes
     /// (`coexist doctor`). The default reports nothing.
     async fn doctor(&self) -> Vec<Finding> {
