@@ -234,6 +234,49 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Move a person's mailbox to another system, make-before-break.
+    ///
+    /// Each step is a change of its own, journalled and audited, and mail
+    /// to the person is delivered at every instant: (1) the person is
+    /// placed on the old home, the account is made on --to (as `provision`
+    /// makes it) and coexist's stub there removed; (2) the placement
+    /// becomes --to, the old account forwards to the person's address at
+    /// --to's routing domain (OpenLDAP: mailRoutingAddress; Active
+    /// Directory: targetAddress), recorded as coexist's, and every other
+    /// system's stub is retargeted. `--finish` (once the data is migrated):
+    /// coexist's stub is written at the old home, then the old account is
+    /// retired (suspended, coexist's forward and the person's addresses
+    /// taken off; its mail data stays). Rerun the same command to complete
+    /// one that stopped. README: what each pair of kinds does, and what is
+    /// left to do by hand.
+    Move {
+        /// An address of the person (or --from-csv).
+        #[arg(required_unless_present = "from_csv", conflicts_with = "from_csv")]
+        address: Option<String>,
+        /// The system the mailbox moves to (with --from-csv: for the rows
+        /// without a `to` column).
+        #[arg(long, value_name = "SYSTEM", required_unless_present_any = ["finish", "from_csv"])]
+        to: Option<String>,
+        /// Finish moves already flipped: the old home's stub, the old
+        /// account retired.
+        #[arg(long)]
+        finish: bool,
+        /// Move every row of FILE (columns `address` and `to`); one run,
+        /// rerun it to complete a run that stopped.
+        #[arg(long, value_name = "FILE")]
+        from_csv: Option<PathBuf>,
+        /// Append the new accounts' initial passwords (`address,password`)
+        /// to FILE, created with mode 0600, instead of printing them.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Read and check every system, print the steps; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Test aid: stop before the change after the first N (as a crash
+        /// between two changes would).
+        #[arg(long, value_name = "N", hide = true)]
+        stop_after: Option<usize>,
+    },
     /// Suspend a person's account at its home and remove its stubs elsewhere.
     ///
     /// Reads every system, finds the mailbox holding ADDRESS (on its

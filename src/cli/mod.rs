@@ -143,6 +143,28 @@ async fn dispatch(cli: &Cli, held: &mut Option<RunLock>) -> Result<i32, Failure>
             };
             commands::provision::run(&engine, people, &options, from_csv.is_some(), output).await
         }
+        Command::Move {
+            address,
+            to,
+            finish,
+            from_csv,
+            password_file,
+            dry_run,
+            stop_after,
+        } => {
+            let people =
+                commands::moving::people(address.as_deref(), to.as_deref(), from_csv.as_deref())?;
+            let engine = locked_engine(cli, "move", held).await?;
+            let options = crate::provisioning::MoveOptions {
+                run: run_options("move", false, false, &[]),
+                finish: *finish,
+                dry_run: *dry_run,
+                password_file: password_file.clone(),
+                progress: progress_sink(output),
+                stop_after: *stop_after,
+            };
+            commands::moving::run(&engine, people, &options, output).await
+        }
         Command::Deprovision {
             address,
             yes,

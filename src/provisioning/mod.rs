@@ -10,6 +10,7 @@
 
 pub mod csv;
 mod deprovision;
+mod moving;
 mod place;
 mod provision;
 
@@ -25,6 +26,7 @@ use crate::reconcile::{self, Staged};
 use crate::store::StoreError;
 
 pub use deprovision::{deprovision, Deprovisioned};
+pub use moving::{move_people, Move, MoveOptions, MoveReport, Moved};
 pub use place::{place, Placed};
 pub use provision::{provision, Person, ProvisionOptions, ProvisionReport, Provisioned};
 
@@ -46,6 +48,10 @@ pub enum ProvisionError {
     /// is not known: nothing was changed.
     #[error("refused, nothing was changed: {0}")]
     Unreadable(String),
+    /// `--stop-after N` (a test aid) stopped the command before its next
+    /// change, as a crash there would: rerunning it goes on.
+    #[error("stopped after {0} changes (--stop-after); run the same command again to go on")]
+    Stopped(usize),
     /// The initial passwords' file could not be written.
     #[error("the password file {path}: {source}")]
     PasswordFile {

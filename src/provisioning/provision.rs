@@ -613,13 +613,13 @@ async fn create(
 
 /// The file the initial passwords are appended to: mode 0600 from its
 /// creation, refused when anyone but its owner may read it.
-struct PasswordFile {
+pub(super) struct PasswordFile {
     path: PathBuf,
     file: std::fs::File,
 }
 
 impl PasswordFile {
-    fn open(path: &Path) -> Result<PasswordFile, ProvisionError> {
+    pub(super) fn open(path: &Path) -> Result<PasswordFile, ProvisionError> {
         let failed = |source| ProvisionError::PasswordFile {
             path: path.display().to_string(),
             source,
@@ -655,7 +655,7 @@ impl PasswordFile {
 
     /// Appends `address,password` and makes sure it is on disk before
     /// the next account is made.
-    fn append(&mut self, address: &str, password: &str) -> Result<(), ProvisionError> {
+    pub(super) fn append(&mut self, address: &str, password: &str) -> Result<(), ProvisionError> {
         let failed = |source| ProvisionError::PasswordFile {
             path: self.path.display().to_string(),
             source,

@@ -203,4 +203,36 @@ impl Store {
             })
             .collect()
     }
+
+    /// The audit records of `coexist move` on old homes (the forward it set
+    /// on an old account, `"move_forward"`, and the account's retirement,
+    /// `"move_retired"`), oldest first, as (system, address, after): what
+    /// tells a rerun and `--finish` which forward is coexist's own.
+    pub async fn move_records(&self) -> Result<Vec<(String, String, serde_json::Value)>> {
+        let rows = sqlx::query(
+            "SELECT system_id, address, after FROM audit WHERE after LIKE $1 ORDER BY id",
+        )
+        .bind("%\"move_%")
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_err("reading the audit log"))?;
+        rows.into_iter()
+            .map(|row| {
+                let after: Option<String> =
+                    row.try_get(2).map_err(query_err("reading the audit log"))?;
+                let after =
+                    serde_json::from_str(after.as_deref().unwrap_or("null")).map_err(|source| {
+                        StoreError::Corrupt {
+                            what: "audit record",
+                            source,
+                        }
+                    })?;
+                Ok((
+                    row.try_get(0).map_err(query_err("reading the audit log"))?,
+                    row.try_get(1).map_err(query_err("reading the audit log"))?,
+                    after,
+                ))
+            })
+            .collect()
+    }
 }

@@ -188,6 +188,49 @@ pub trait Connector: Send + Sync {
         )))
     }
 
+    /// Makes `recipient`'s account in this system, the person's old home
+    /// during `coexist move`, forward all its mail to `to` (an address at
+    /// the new home's routing domain) and keep no copy, so that a read
+    /// lists it as a forwarding entry (`mailbox` false, `forwards_to`
+    /// `to`). Setting the forward it has already succeeds. Default:
+    /// refused, coexist cannot set forwarding in this kind of system.
+    async fn forward(&self, recipient: &Recipient, to: &str) -> Result<(), ConnectorError> {
+        Err(ConnectorError::permanent(format!(
+            "{} cannot forward {} to {to}: coexist does not set forwarding in this kind of system (nor read it); set it by hand, then place the person on the new home (`coexist place`)",
+            self.system(),
+            recipient.primary_address
+        )))
+    }
+
+    /// Retires `recipient`'s account in this system once its person has
+    /// moved away (`coexist move --finish`): the account is suspended,
+    /// the forward coexist set (`forward`, exactly that value) is removed,
+    /// and `addresses` are taken off it, so that an ordinary stub of
+    /// coexist's can carry them. The account and its mail data stay.
+    /// Retiring a retired account succeeds. Default: refused.
+    async fn retire(
+        &self,
+        recipient: &Recipient,
+        addresses: &[String],
+        forward: &str,
+    ) -> Result<(), ConnectorError> {
+        let _ = (addresses, forward);
+        Err(ConnectorError::permanent(format!(
+            "{} cannot retire {}: coexist does not change accounts in this kind of system; suspend it and remove its addresses by hand",
+            self.system(),
+            recipient.primary_address
+        )))
+    }
+
+    /// Whether coexist's stub may carry addresses an account of this
+    /// system still holds (`coexist move --finish` writes the old home's
+    /// stub before retiring the old account when it may). Exchange Online
+    /// refuses an address two recipients would hold: there the stub
+    /// follows the retirement. Default: it may.
+    fn stub_beside_account(&self) -> bool {
+        true
+    }
+
     /// Checks credentials, routing domains and the settings no API exposes
     /// (`coexist doctor`). The default reports nothing.
     async fn doctor(&self) -> Vec<Finding> {

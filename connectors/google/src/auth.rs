@@ -47,6 +47,10 @@ pub const SCOPES: [&str; 4] = [
 /// users and their aliases (Admin SDK Directory API).
 pub const PROVISION_SCOPES: [&str; 1] = ["https://www.googleapis.com/auth/admin.directory.user"];
 
+/// The scope `coexist move` asks for, in a token acting as the user whose
+/// Gmail forwarding it sets (Gmail API users.settings).
+pub const GMAIL_SCOPES: [&str; 1] = ["https://www.googleapis.com/auth/gmail.settings.sharing"];
+
 /// The grant type of the JWT bearer flow (RFC 7523).
 const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
@@ -89,6 +93,7 @@ struct KeyFile {
 }
 
 /// A parsed service-account key.
+#[derive(Clone)]
 pub struct ServiceAccountKey {
     client_email: String,
     private_key_id: Option<String>,

@@ -69,6 +69,10 @@ pub struct GoogleConfig {
     /// `<contacts_url><domain>/full`.
     #[serde(default = "default_contacts_url")]
     pub contacts_url: String,
+    /// The Gmail API base URL, ending in `/` (`coexist move` sets the
+    /// forwarding of an old account through it).
+    #[serde(default = "default_gmail_url")]
+    pub gmail_url: String,
     /// The client-side request budget (Google's default quota is 2,400
     /// queries a minute per user per project). Token requests are not counted.
     #[serde(default = "default_requests_per_minute")]
@@ -152,6 +156,7 @@ impl GoogleConfig {
             service_account_key,
             directory_url: default_directory_url(),
             contacts_url: default_contacts_url(),
+            gmail_url: default_gmail_url(),
             requests_per_minute: default_requests_per_minute(),
             concurrency: default_concurrency(),
             page_size_users: default_page_size_users(),
@@ -227,6 +232,10 @@ fn default_directory_url() -> String {
 
 fn default_contacts_url() -> String {
     "https://www.google.com/m8/feeds/contacts/".to_string()
+}
+
+fn default_gmail_url() -> String {
+    "https://gmail.googleapis.com/".to_string()
 }
 
 fn default_requests_per_minute() -> u32 {

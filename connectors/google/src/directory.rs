@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::http::{Http, Priority, Request};
 
 /// The `fields` selector of `users.list`.
-pub const USER_FIELDS: &str = "nextPageToken,users(id,primaryEmail,name(givenName,familyName,fullName),aliases,nonEditableAliases,suspended,archived,isMailboxSetup,phones(value,type,primary),organizations(name,title,department,primary),etag)";
+pub const USER_FIELDS: &str = "nextPageToken,users(id,primaryEmail,name(givenName,familyName,fullName),aliases,nonEditableAliases,suspended,archived,isMailboxSetup,phones(value,type,primary),organizations(name,title,department,primary),externalIds,etag)";
 /// The `fields` selector of `groups.list`.
 pub const GROUP_FIELDS: &str =
     "nextPageToken,groups(id,email,name,aliases,nonEditableAliases,etag)";
@@ -70,8 +70,35 @@ pub struct User {
     pub phones: Vec<UserPhone>,
     #[serde(default)]
     pub organizations: Vec<UserOrganization>,
+    /// `externalIds` (typed `any` by the discovery document: a list of
+    /// `{type, customType, value}` in practice); coexist's forward mark is
+    /// the one of type [`FORWARD_MARK`].
+    #[serde(default)]
+    pub external_ids: Option<serde_json::Value>,
     #[serde(default)]
     pub etag: Option<String>,
+}
+
+/// The `customType` of the external id coexist gives a user whose Gmail it
+/// made forward (`coexist move`): its value is the forwarding address, and
+/// a read lists the user as a forwarding entry.
+pub const FORWARD_MARK: &str = "coexist-forward";
+
+impl User {
+    /// The address coexist made this user's Gmail forward to, if it did.
+    pub fn coexist_forward(&self) -> Option<String> {
+        self.external_ids
+            .as_ref()?
+            .as_array()?
+            .iter()
+            .find(|id| {
+                id.get("type").and_then(serde_json::Value::as_str) == Some("custom")
+                    && id.get("customType").and_then(serde_json::Value::as_str)
+                        == Some(FORWARD_MARK)
+            })
+            .and_then(|id| id.get("value")?.as_str())
+            .map(str::to_string)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -461,11 +488,11 @@ pub fn user_to_recipient(user: &User) -> Result<Recipient, Problem> {
         kind: RecipientKind::Person,
         aliases: addresses_besides(&primary, &user.aliases, &user.non_editable_aliases),
         primary_address: primary,
-        mailbox: user.is_mailbox_setup.unwrap_or(true),
+        mailbox: user.is_mailbox_setup.unwrap_or(true) && user.coexist_forward().is_none(),
         enabled: !user.suspended && !user.archived,
         attributes,
         members: Vec::new(),
-        forwards_to: None,
+        forwards_to: user.coexist_forward(),
         extra: BTreeMap::new(),
         etag: user.etag.clone(),
     })

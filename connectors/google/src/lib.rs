@@ -33,6 +33,7 @@ mod apply;
 mod contact_index;
 mod doctor;
 mod feed;
+mod forward;
 mod provision;
 mod pull;
 
@@ -80,6 +81,9 @@ pub struct GoogleConnector {
     /// user-management scope ([`auth::PROVISION_SCOPES`]); only with a
     /// `provision` table.
     provisioner: Option<Http>,
+    /// What a Gmail settings client acting as one user is made of
+    /// (`coexist move`); only with a `provision` table.
+    gmail: Option<forward::GmailAccess>,
 }
 
 impl std::fmt::Debug for GoogleConnector {
@@ -138,11 +142,20 @@ impl GoogleConnector {
             base_delay: Duration::from_millis(config.retry_base_delay_ms),
             max_delay: Duration::from_millis(config.retry_max_delay_ms),
         };
+        let gmail_base = parse_url("gmail_url", &trailing_slash(&config.gmail_url))?;
+        let mut gmail = None;
         let provisioner = match &config.provision {
             Some(_) => {
                 let key = ServiceAccountKey::parse(&secret).map_err(|e| {
                     ConnectorError::authentication(format!("system {system_id}: {e}"))
                 })?;
+                gmail = Some(forward::GmailAccess {
+                    key: key.clone(),
+                    client: client.clone(),
+                    retry,
+                    base: gmail_base,
+                    requests_per_minute: config.requests_per_minute,
+                });
                 let tokens = TokenSource::new(key, config.admin.trim(), client.clone(), retry)
                     .with_scopes(&auth::PROVISION_SCOPES);
                 Some(Http::new(
@@ -178,6 +191,7 @@ impl GoogleConnector {
             batch_url,
             index: Mutex::new(ContactIndex::default()),
             provisioner,
+            gmail,
         })
     }
 
@@ -249,6 +263,13 @@ impl Connector for GoogleConnector {
     async fn suspend(&self, recipient: &Recipient) -> Result<(), ConnectorError> {
         let span = tracing::info_span!("google_suspend", system = %self.system, address = %recipient.primary_address);
         self.suspend_user(recipient).instrument(span).await
+    }
+
+    /// Makes the user's Gmail forward to `to` and marks the user so reads
+    /// list it as a forwarding entry (see the `forward` module).
+    async fn forward(&self, recipient: &Recipient, to: &str) -> Result<(), ConnectorError> {
+        let span = tracing::info_span!("google_forward", system = %self.system, address = %recipient.primary_address);
+        self.forward_user(recipient, to).instrument(span).await
     }
 
     /// Checks the credentials and scopes, the routing domain, and explains

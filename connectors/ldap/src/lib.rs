@@ -22,6 +22,7 @@ pub mod endpoint;
 pub mod entry;
 pub mod error;
 pub mod escape;
+pub mod forward;
 pub mod kind;
 pub mod provision;
 pub mod read;
@@ -319,6 +320,63 @@ impl Connector for LdapConnector {
             template,
             self.writer.timeout,
             dn,
+        )
+        .await;
+        if let Err(e) = &result {
+            self.forget_connection(e).await;
+        }
+        result
+    }
+
+    /// Makes the old account forward to `to` (OpenLDAP:
+    /// `mailRoutingAddress`, qmail-ldap: `mailForwardingAddress`; AD:
+    /// `targetAddress`), see [`forward::forward`].
+    async fn forward(&self, recipient: &Recipient, to: &str) -> Result<(), ConnectorError> {
+        let Some(dn) = &recipient.locator else {
+            return Err(ConnectorError::permanent(format!(
+                "LDAP system `{}`: cannot forward {}: the recipient was read without its DN",
+                self.system, recipient.primary_address
+            )));
+        };
+        let mut ldap = self.ldap().await?;
+        let result = forward::forward(
+            &self.system,
+            &mut ldap,
+            &self.writer.mapper,
+            self.writer.timeout,
+            dn,
+            to,
+        )
+        .await;
+        if let Err(e) = &result {
+            self.forget_connection(e).await;
+        }
+        result
+    }
+
+    /// Retires the old account, see [`forward::retire`].
+    async fn retire(
+        &self,
+        recipient: &Recipient,
+        addresses: &[String],
+        forward: &str,
+    ) -> Result<(), ConnectorError> {
+        let Some(dn) = &recipient.locator else {
+            return Err(ConnectorError::permanent(format!(
+                "LDAP system `{}`: cannot retire {}: the recipient was read without its DN",
+                self.system, recipient.primary_address
+            )));
+        };
+        let mut ldap = self.ldap().await?;
+        let result = forward::retire(
+            &self.system,
+            &mut ldap,
+            &self.writer.mapper,
+            self.config.provision.as_ref(),
+            self.writer.timeout,
+            dn,
+            addresses,
+            forward,
         )
         .await;
         if let Err(e) = &result {

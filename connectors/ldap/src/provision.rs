@@ -357,7 +357,7 @@ fn base_attributes(
 }
 
 /// The entry at `dn` with every attribute the mapping reads.
-async fn read(
+pub(crate) async fn read(
     system: &str,
     ldap: &mut Ldap,
     mapper: &Mapper,

@@ -14,7 +14,7 @@
 //!
 //! The cmdlets' reference pages: Get-Recipient, Get-MailContact,
 //! Get-Contact, New-MailContact, Set-MailContact, Set-Contact,
-//! Remove-MailContact, Get-AcceptedDomain under
+//! Remove-MailContact, Get-AcceptedDomain, Get-Mailbox, Set-Mailbox under
 //! <https://learn.microsoft.com/powershell/module/exchange/>.
 
 use coexist_connector::ConnectorError;
@@ -222,7 +222,19 @@ pub struct RecipientRow {
     /// Where a mail user's mail goes (`SMTP:…`).
     #[serde(default)]
     pub external_email_address: Option<String>,
+    /// Where a mailbox forwards (`smtp:…`), when asked for with
+    /// `-Properties` ([`FORWARDING_PROPERTIES`]).
+    #[serde(default)]
+    pub forwarding_smtp_address: Option<String>,
+    /// Whether a forwarding mailbox also keeps a copy.
+    #[serde(default)]
+    pub deliver_to_mailbox_and_forward: Option<bool>,
 }
+
+/// The properties Get-Recipient returns only when asked (`-Properties`):
+/// a mailbox's forwarding, which `coexist move` sets.
+pub const FORWARDING_PROPERTIES: [&str; 2] =
+    ["ForwardingSmtpAddress", "DeliverToMailboxAndForward"];
 
 /// A row of Get-MailContact.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -27,6 +27,7 @@ pub mod auth;
 pub mod batch;
 pub mod config;
 pub mod exchange;
+pub mod forward;
 pub mod graph;
 pub mod http;
 pub mod kind;
@@ -39,6 +40,7 @@ pub mod recipients;
 mod doctor;
 mod pull;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +80,9 @@ pub struct M365Connector {
     /// The user mailboxes and their coexist folder, from the last full
     /// read (or built before the first mailbox-contacts write).
     mailboxes: Mutex<Option<MailboxIndex>>,
+    /// Set by a change Graph's delta does not report (a mailbox's
+    /// forwarding, [`forward`]): the next pull reads in full.
+    full_read_next: AtomicBool,
 }
 
 impl std::fmt::Debug for M365Connector {
@@ -166,6 +171,7 @@ impl M365Connector {
             exchange,
             contacts: Mutex::new(ContactIndex::default()),
             mailboxes: Mutex::new(None),
+            full_read_next: AtomicBool::new(false),
         })
     }
 
@@ -192,6 +198,12 @@ impl Connector for M365Connector {
         progress: &dyn Progress,
     ) -> Result<Pull, ConnectorError> {
         let span = tracing::info_span!("m365_pull", system = %self.system, tenant = %self.config.tenant_id);
+        let cursor = if cursor.is_some() && self.full_read_next.swap(false, Ordering::SeqCst) {
+            tracing::info!("a mailbox's forwarding changed in Exchange, which Graph's delta does not report: full read");
+            None
+        } else {
+            cursor
+        };
         self.read(cursor, progress).instrument(span).await
     }
 
@@ -229,6 +241,33 @@ impl Connector for M365Connector {
     async fn suspend(&self, recipient: &Recipient) -> Result<(), ConnectorError> {
         let span = tracing::info_span!("m365_suspend", system = %self.system, address = %recipient.primary_address);
         self.suspend_user(recipient).instrument(span).await
+    }
+
+    /// Forwards the old mailbox of a person moved away to `to`
+    /// (`Set-Mailbox -ForwardingSmtpAddress`, no copy kept; [`forward`]).
+    async fn forward(&self, recipient: &Recipient, to: &str) -> Result<(), ConnectorError> {
+        let span = tracing::info_span!("m365_forward", system = %self.system, address = %recipient.primary_address);
+        self.forward_mailbox(recipient, to).instrument(span).await
+    }
+
+    /// Takes coexist's forward and the person's addresses off the old
+    /// mailbox and disables its sign-in ([`forward`]).
+    async fn retire(
+        &self,
+        recipient: &Recipient,
+        addresses: &[String],
+        forward: &str,
+    ) -> Result<(), ConnectorError> {
+        let span = tracing::info_span!("m365_retire", system = %self.system, address = %recipient.primary_address);
+        self.retire_mailbox(recipient, addresses, forward)
+            .instrument(span)
+            .await
+    }
+
+    /// Exchange Online refuses a mail contact an address a mailbox holds:
+    /// the old home's stub of a move follows the retirement.
+    fn stub_beside_account(&self) -> bool {
+        false
     }
 
     /// Checks both tokens, the app's permissions, the routing domain and

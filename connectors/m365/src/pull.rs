@@ -40,7 +40,7 @@ use coexist_connector::{ConnectorError, Problem, Progress, Pull, PullMode, Recip
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{self, Item};
-use crate::exchange::{Cmdlet, RecipientRow};
+use crate::exchange::{Cmdlet, RecipientRow, FORWARDING_PROPERTIES};
 use crate::graph::{self, DirectoryObject, Group, Listing, Round, User};
 use crate::recipients::{self, MailboxType, Nesting};
 use crate::M365Connector;
@@ -128,6 +128,7 @@ impl M365Connector {
             None => {
                 let cmdlet = Cmdlet::new("Get-Recipient")
                     .with("RecipientTypeDetails", USER_TYPES)
+                    .with("Properties", FORWARDING_PROPERTIES.to_vec())
                     .with("ResultSize", "Unlimited");
                 self.exchange
                     .run_all(&self.http, &cmdlet)
@@ -146,6 +147,7 @@ impl M365Connector {
                         .join(" -or ");
                     let cmdlet = Cmdlet::new("Get-Recipient")
                         .with("RecipientTypeDetails", USER_TYPES)
+                        .with("Properties", FORWARDING_PROPERTIES.to_vec())
                         .with("Filter", filter)
                         .with("ResultSize", "Unlimited");
                     rows.extend(
@@ -165,7 +167,12 @@ impl M365Connector {
                 let details = row.recipient_type_details?;
                 Some((
                     id,
-                    MailboxType::from_details(&details, row.external_email_address.as_deref()),
+                    MailboxType::from_row(
+                        &details,
+                        row.external_email_address.as_deref(),
+                        row.forwarding_smtp_address.as_deref(),
+                        row.deliver_to_mailbox_and_forward,
+                    ),
                 ))
             })
             .collect())

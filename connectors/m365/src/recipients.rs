@@ -44,6 +44,11 @@ pub enum MailboxType {
     MailUser(Option<String>),
     /// Another recipient type, kept as Exchange spelled it (not homed here).
     Other(String),
+    /// A user mailbox forwarding every message to this address and keeping
+    /// no copy (`ForwardingSmtpAddress`, `DeliverToMailboxAndForward`
+    /// false; `coexist move`'s old mailbox): a forwarding entry, as an LDAP
+    /// account with `mailRoutingAddress` is.
+    Forwarding(String),
 }
 
 impl MailboxType {
@@ -61,6 +66,24 @@ impl MailboxType {
                     .map(str::to_string),
             ),
             other => MailboxType::Other(other.to_string()),
+        }
+    }
+
+    /// The type from a Get-Recipient row read with the forwarding
+    /// properties: a user mailbox that forwards everything and keeps no
+    /// copy is [`MailboxType::Forwarding`].
+    pub fn from_row(
+        details: &str,
+        external: Option<&str>,
+        forwarding: Option<&str>,
+        deliver_and_forward: Option<bool>,
+    ) -> Self {
+        let forwarding = forwarding.map(strip_smtp).filter(|a| !a.is_empty());
+        match (details, forwarding, deliver_and_forward) {
+            ("UserMailbox", Some(to), Some(false) | None) => {
+                MailboxType::Forwarding(to.to_string())
+            }
+            _ => MailboxType::from_details(details, external),
         }
     }
 
@@ -140,6 +163,9 @@ pub fn user_to_recipient(user: &User, mailbox: Option<&MailboxType>) -> Option<R
         Some(MailboxType::Resource) => (RecipientKind::Resource, true, true, None),
         Some(MailboxType::MailUser(external)) => {
             (RecipientKind::Person, false, false, external.clone())
+        }
+        Some(MailboxType::Forwarding(to)) => {
+            (RecipientKind::Person, false, false, Some(to.clone()))
         }
         Some(MailboxType::Other(_)) | None => (RecipientKind::Person, false, false, None),
     };

@@ -100,6 +100,17 @@ enum Event {
     Suspend {
         anchor: String,
     },
+    /// An account `coexist move` made forward its mail (no copy kept).
+    Forward {
+        anchor: String,
+        to: String,
+    },
+    /// An account `coexist move --finish` retired: suspended, its forward
+    /// and `addresses` taken off.
+    Retire {
+        anchor: String,
+        addresses: Vec<String>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -152,6 +163,30 @@ impl Directory {
             Event::Suspend { anchor } => {
                 for recipient in self.recipients.iter_mut().filter(|r| r.anchor == anchor) {
                     recipient.enabled = false;
+                }
+            }
+            Event::Forward { anchor, to } => {
+                for recipient in self.recipients.iter_mut().filter(|r| r.anchor == anchor) {
+                    recipient.mailbox = false;
+                    recipient.forwards_to = Some(to.clone());
+                }
+            }
+            Event::Retire { anchor, addresses } => {
+                let taken = |a: &String| addresses.iter().any(|t| t.eq_ignore_ascii_case(a));
+                for recipient in self.recipients.iter_mut().filter(|r| r.anchor == anchor) {
+                    recipient.enabled = false;
+                    recipient.mailbox = true;
+                    recipient.forwards_to = None;
+                    recipient.aliases.retain(|a| !taken(a));
+                    if taken(&recipient.primary_address) {
+                        // The account keeps a name outside every domain of
+                        // the organisation: it carries no address any more.
+                        let local = recipient
+                            .primary_address
+                            .split_once('@')
+                            .map_or(recipient.primary_address.clone(), |(l, _)| l.to_string());
+                        recipient.primary_address = format!("{local}@retired.invalid");
+                    }
                 }
             }
         }
@@ -241,6 +276,43 @@ impl SimulatedConnector {
         // joins it (replay skips the blank lines).
         file.write_all(format!("\n{line}\n").as_bytes())
             .map_err(|e| ConnectorError::retryable(format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// A change of an account (`move`): delayed and refused as configured,
+    /// journalled, then made.
+    async fn account_change(
+        &self,
+        recipient: &Recipient,
+        event: Event,
+    ) -> Result<(), ConnectorError> {
+        if self.config.apply_delay_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(self.config.apply_delay_ms)).await;
+        }
+        if self
+            .config
+            .reject_addresses
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&recipient.primary_address))
+        {
+            return Err(ConnectorError::permanent(format!(
+                "{} refused to change {} (simulated fault)",
+                self.system, recipient.primary_address
+            )));
+        }
+        let mut directory = self.lock()?;
+        if !directory
+            .recipients
+            .iter()
+            .any(|r| r.anchor == recipient.anchor)
+        {
+            return Err(ConnectorError::permanent(format!(
+                "{} holds no account {}",
+                self.system, recipient.anchor
+            )));
+        }
+        self.record(&event)?;
+        directory.apply(event);
+        Ok(())
     }
 
     fn rejected(&self, operation: &Operation) -> bool {
@@ -425,6 +497,36 @@ impl Connector for SimulatedConnector {
         Ok(())
     }
 
+    /// Turns the account into a forwarding entry, journalled.
+    async fn forward(&self, recipient: &Recipient, to: &str) -> Result<(), ConnectorError> {
+        self.account_change(
+            recipient,
+            Event::Forward {
+                anchor: recipient.anchor.clone(),
+                to: to.to_string(),
+            },
+        )
+        .await
+    }
+
+    /// Suspends the account and takes its forward and `addresses` off,
+    /// journalled.
+    async fn retire(
+        &self,
+        recipient: &Recipient,
+        addresses: &[String],
+        _forward: &str,
+    ) -> Result<(), ConnectorError> {
+        self.account_change(
+            recipient,
+            Event::Retire {
+                anchor: recipient.anchor.clone(),
+                addresses: addresses.to_vec(),
+            },
+        )
+        .await
+    }
+
     fn capacity(&self) -> Option<Capacity> {
         self.config.max_stubs.map(|stubs| Capacity {
             stubs,
@@ -520,6 +622,49 @@ mod tests {
             route: Route::Address(address.replace("acmecorp.com", "gapps.acmecorp.com")),
             attributes: Default::default(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_forward_and_a_retirement_are_journalled_and_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SimulatedConfig {
+            state: Some(dir.path().join("state.jsonl")),
+            ..SimulatedConfig::default()
+        };
+        let mut ann = Recipient::mailbox("m1", RecipientKind::Person, "ann@acmecorp.com");
+        ann.aliases = vec!["a@acmecorp.com".into(), "ann@old.example".into()];
+        let seed = Seed {
+            recipients: vec![ann.clone()],
+            stubs: vec![],
+        };
+        let system = SimulatedConnector::from_seed("ldap", config.clone(), seed.clone()).unwrap();
+        system
+            .forward(&ann, "ann@gapps.acmecorp.com")
+            .await
+            .unwrap();
+        let read = |system: &SimulatedConnector| {
+            let directory = system.lock().unwrap();
+            directory.recipients[0].clone()
+        };
+        let forwarding =
+            read(&SimulatedConnector::from_seed("ldap", config.clone(), seed.clone()).unwrap());
+        assert!(!forwarding.mailbox);
+        assert_eq!(
+            forwarding.forwards_to.as_deref(),
+            Some("ann@gapps.acmecorp.com")
+        );
+
+        let addresses = ["ann@acmecorp.com".to_string(), "a@acmecorp.com".to_string()];
+        system
+            .retire(&ann, &addresses, "ann@gapps.acmecorp.com")
+            .await
+            .unwrap();
+        let retired = read(&SimulatedConnector::from_seed("ldap", config, seed).unwrap());
+        assert!(!retired.enabled);
+        assert!(retired.forwards_to.is_none());
+        assert_eq!(retired.primary_address, "ann@retired.invalid");
+        assert_eq!(retired.aliases, ["ann@old.example"], "other addresses stay");
+        assert_eq!(retired.anchor, "m1", "the account stays");
     }
 
     #[tokio::test]

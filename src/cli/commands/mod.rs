@@ -10,6 +10,7 @@ pub mod deprovision;
 pub mod doctor;
 pub mod export_gal;
 pub mod migrate;
+pub mod moving;
 pub mod place;
 pub mod plan;
 pub mod provision;

@@ -43,6 +43,10 @@ pub fn failure(error: ProvisionError) -> Failure {
             code: exit::PARTIAL,
             message,
         },
+        ProvisionError::Stopped(_) => Failure {
+            code: exit::PARTIAL,
+            message,
+        },
         ProvisionError::PasswordFile { .. } => Failure {
             code: exit::FAILURE,
             message,

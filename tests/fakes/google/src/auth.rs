@@ -250,17 +250,21 @@ fn exchange(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Respons
             "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested.",
         ));
     }
-    match claim("sub") {
+    // The admin for the Directory and contacts; a Gmail settings token acts
+    // as the user whose settings it changes.
+    let gmail_only = scopes.iter().all(|s| s == crate::GMAIL_SETTINGS_SCOPE);
+    let subject = match claim("sub") {
         None => return Err(invalid_grant(
             "Invalid JWT: 'sub' is missing; domain-wide delegation needs the admin to impersonate.",
         )),
-        Some(sub) if sub.to_ascii_lowercase() != shared.admin => {
-            return Err(invalid_grant("Invalid email or User ID"));
+        Some(sub) if sub.to_ascii_lowercase() == shared.admin => sub.to_ascii_lowercase(),
+        Some(sub) if gmail_only && shared.state.lock().find_user_id(sub).is_some() => {
+            sub.to_ascii_lowercase()
         }
-        Some(_) => {}
-    }
+        Some(_) => return Err(invalid_grant("Invalid email or User ID")),
+    };
 
-    let (token, expires_in) = shared.state.lock().issue_token(scopes);
+    let (token, expires_in) = shared.state.lock().issue_token(scopes, subject);
     Ok((
         StatusCode::OK,
         [
@@ -281,6 +285,21 @@ fn exchange(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Respons
 pub(crate) enum Flavor {
     Json,
     GData,
+}
+
+/// The user a bearer token acts as, once [`authorize`] accepted it.
+pub(crate) fn subject(shared: &Shared, headers: &HeaderMap) -> Option<String> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .map(|(_, t)| t.trim().to_owned())?;
+    shared
+        .state
+        .lock()
+        .tokens
+        .get(&token)
+        .map(|i| i.subject.clone())
 }
 
 /// Checks the bearer token (header, or `access_token` / `oauth_token` in the

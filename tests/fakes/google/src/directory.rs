@@ -276,6 +276,8 @@ struct UserOut<'a> {
     phones: Vec<PhoneOut<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     organizations: Vec<OrgOut<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    external_ids: Vec<Value>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     admin: Option<AdminOut<'a>>,
 }
@@ -384,6 +386,25 @@ fn user_out<'a>(shared: &'a Shared, stored: &'a StoredUser, public_view: bool) -
             .map(|(t, v)| PhoneOut { value: v, kind: t })
             .collect(),
         organizations,
+        external_ids: u
+            .external_ids
+            .iter()
+            .map(|(kind, value)| {
+                let standard = [
+                    "account",
+                    "custom",
+                    "customer",
+                    "login_id",
+                    "network",
+                    "organization",
+                ];
+                if standard.contains(&kind.as_str()) {
+                    json!({ "type": kind, "value": value })
+                } else {
+                    json!({ "type": "custom", "customType": kind, "value": value })
+                }
+            })
+            .collect(),
         admin: (!public_view).then(|| AdminOut {
             is_admin: false,
             is_delegated_admin: false,
@@ -746,8 +767,9 @@ pub(crate) async fn users_insert(
 /// PATCH users/{userKey} — <https://developers.google.com/admin-sdk/directory/reference/rest/v1/users/patch>.
 /// The body is checked against the User schema (an unknown field or a
 /// wrong type is a 400, as at Google); of the fields, this fake applies
-/// `suspended` and `changePasswordAtNextLogin` and answers 400 naming any
-/// other it does not implement, rather than pretend to apply it.
+/// `suspended`, `changePasswordAtNextLogin` and `externalIds` (the whole
+/// list, each `{type, customType, value}`) and answers 400 naming any other
+/// it does not implement, rather than pretend to apply it.
 pub(crate) async fn users_patch(
     State(shared): State<Arc<Shared>>,
     Path(user_key): Path<String>,
@@ -760,13 +782,34 @@ pub(crate) async fn users_patch(
         let call = prepare(&shared, &headers, query.as_deref(), "users", "patch")?;
         let body = json_body(&shared, "users", "patch", &body)?;
         if let Some(name) = body.as_object().and_then(|o| {
-            o.keys()
-                .find(|k| !["suspended", "changePasswordAtNextLogin"].contains(&k.as_str()))
+            o.keys().find(|k| {
+                !["suspended", "changePasswordAtNextLogin", "externalIds"].contains(&k.as_str())
+            })
         }) {
             return Err(errors::bad_request(&format!(
                 "this fake does not implement patching {name}"
             )));
         }
+        let external_ids = match body.get("externalIds") {
+            None => None,
+            Some(Value::Array(ids)) => {
+                let mut out = Vec::new();
+                for id in ids {
+                    let text = |k: &str| id.get(k).and_then(Value::as_str).unwrap_or_default();
+                    let kind = match text("type") {
+                        "custom" if text("customType").is_empty() => {
+                            return Err(errors::bad_request("Invalid Input: customType"))
+                        }
+                        "custom" => text("customType"),
+                        "" => return Err(errors::bad_request("Invalid Input: externalIds type")),
+                        other => other,
+                    };
+                    out.push((kind.to_owned(), text("value").to_owned()));
+                }
+                Some(out)
+            }
+            Some(_) => return Err(errors::bad_request("Invalid Input: externalIds")),
+        };
         let mut st = shared.state.lock();
         let id = st
             .find_user_id(&user_key)
@@ -777,6 +820,9 @@ pub(crate) async fn users_patch(
             .map(|u| u.user.primary_email.clone())
             .unwrap_or_default();
         st.update_user(&primary, |u| {
+            if let Some(ids) = external_ids.clone() {
+                u.external_ids = ids;
+            }
             if let Some(suspended) = body.get("suspended").and_then(Value::as_bool) {
                 u.suspended = suspended;
             }

@@ -65,6 +65,7 @@ mod auth;
 mod contacts;
 mod directory;
 mod errors;
+mod gmail;
 mod spec;
 mod state;
 mod unreachable;
@@ -101,7 +102,12 @@ pub const AUTHORIZED_SCOPES: &[&str] = &[
     "https://www.googleapis.com/auth/admin.directory.domain",
     "https://www.googleapis.com/auth/admin.directory.domain.readonly",
     CONTACTS_SCOPE,
+    GMAIL_SETTINGS_SCOPE,
 ];
+
+/// The Gmail scope of the forwarding settings (users.settings.forwardingAddresses,
+/// users.settings.updateAutoForwarding); a token for it acts as one user.
+pub const GMAIL_SETTINGS_SCOPE: &str = "https://www.googleapis.com/auth/gmail.settings.sharing";
 
 /// How the fake is set up.
 #[derive(Debug, Clone)]
@@ -303,7 +309,8 @@ impl FakeGoogle {
     /// request.
     pub fn mint_token(&self, scopes: &[&str]) -> String {
         let scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
-        self.shared.state.lock().issue_token(scopes).0
+        let admin = self.shared.admin.clone();
+        self.shared.state.lock().issue_token(scopes, admin).0
     }
 
     /// Adds (or replaces, same id or primary email) a user. An empty `id` gets
@@ -475,6 +482,14 @@ fn router(shared: Arc<state::Shared>) -> Router {
     let contacts = "/m8/feeds/contacts/{domain}/{projection}";
     Router::new()
         .route("/token", post(auth::token))
+        .route(
+            "/gmail/v1/users/{userId}/settings/forwardingAddresses",
+            post(gmail::forwarding_addresses_create),
+        )
+        .route(
+            "/gmail/v1/users/{userId}/settings/autoForwarding",
+            axum::routing::put(gmail::update_auto_forwarding),
+        )
         .route(
             &format!("{dir}/users"),
             get(directory::users_list).post(directory::users_insert),

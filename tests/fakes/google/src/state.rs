@@ -48,6 +48,14 @@ pub struct FakeUser {
     pub org_unit_path: String,
     /// `changePasswordAtNextLogin` (set by users.insert).
     pub change_password_at_next_login: bool,
+    /// `externalIds[]` as (type, or customType for `custom`, value).
+    pub external_ids: Vec<(String, String)>,
+    /// Gmail: the forwarding addresses created
+    /// (users.settings.forwardingAddresses.create).
+    pub forwarding_addresses: Vec<String>,
+    /// Gmail: automatic forwarding (users.settings.updateAutoForwarding),
+    /// when enabled: (address, disposition).
+    pub auto_forwarding: Option<(String, String)>,
 }
 
 impl Default for FakeUser {
@@ -69,6 +77,9 @@ impl Default for FakeUser {
             organization: String::new(),
             org_unit_path: "/".to_owned(),
             change_password_at_next_login: false,
+            external_ids: Vec::new(),
+            forwarding_addresses: Vec::new(),
+            auto_forwarding: None,
         }
     }
 }
@@ -207,6 +218,8 @@ pub(crate) struct StoredContact {
 
 pub(crate) struct TokenInfo {
     pub scopes: Vec<String>,
+    /// The user the token acts as (the JWT's `sub`).
+    pub subject: String,
     pub expires_at: Instant,
 }
 
@@ -324,7 +337,7 @@ impl State {
     }
 
     /// Issues a token; returns it and its lifetime in seconds.
-    pub fn issue_token(&mut self, scopes: Vec<String>) -> (String, u64) {
+    pub fn issue_token(&mut self, scopes: Vec<String>, subject: String) -> (String, u64) {
         let mut rng = rand::thread_rng();
         let token = format!(
             "ya29.fake-{:016x}{:016x}",
@@ -336,6 +349,7 @@ impl State {
             token.clone(),
             TokenInfo {
                 scopes,
+                subject,
                 expires_at: Instant::now() + lifetime,
             },
         );

@@ -19,6 +19,14 @@
 //! - Set-Contact: <https://learn.microsoft.com/powershell/module/exchange/set-contact>
 //! - Remove-MailContact: <https://learn.microsoft.com/powershell/module/exchange/remove-mailcontact>
 //! - Get-AcceptedDomain: <https://learn.microsoft.com/powershell/module/exchange/get-accepteddomain>
+//! - Get-Mailbox: <https://learn.microsoft.com/powershell/module/exchange/get-mailbox>
+//!   (user, shared, room and equipment mailboxes, with their forwarding)
+//! - Set-Mailbox: <https://learn.microsoft.com/powershell/module/exchange/set-mailbox>
+//!   (`-EmailAddresses`, `-ForwardingSmtpAddress` an SMTP address or
+//!   `$null`, `-DeliverToMailboxAndForward` a Boolean)
+//!
+//! Get-Recipient returns `ForwardingSmtpAddress` and
+//! `DeliverToMailboxAndForward` only when `-Properties` names them.
 //!
 //! Errors come as the service sends them: `error.details[0].message` is
 //! `{id}|{exception type}|{text}`; an unknown identity is 404 `NotFound`
@@ -163,7 +171,25 @@ fn parameters_of(cmdlet: &str) -> Option<&'static [&'static str]> {
             "Confirm",
             "WhatIf",
         ],
-        "Set-Mailbox" => &["Identity", "EmailAddresses", "Confirm", "WhatIf"],
+        "Set-Mailbox" => &[
+            "Identity",
+            "EmailAddresses",
+            "ForwardingSmtpAddress",
+            "DeliverToMailboxAndForward",
+            "Confirm",
+            "WhatIf",
+        ],
+        "Get-Mailbox" => &[
+            "Identity",
+            "Anr",
+            "Filter",
+            "RecipientTypeDetails",
+            "ResultSize",
+            "SortBy",
+            "SoftDeletedMailbox",
+            "InactiveMailboxOnly",
+            "IncludeInactiveMailbox",
+        ],
         "Set-Contact" => &[
             "Identity",
             "FirstName",
@@ -417,6 +443,7 @@ fn execute(shared: &Shared, cmdlet: &str, map: &Map<String, Value>) -> Result<Ro
         "Remove-MailContact",
         "Get-AcceptedDomain",
         "Set-Mailbox",
+        "Get-Mailbox",
     ]
     .into_iter()
     .find(|c| c.eq_ignore_ascii_case(cmdlet));
@@ -445,9 +472,30 @@ fn execute(shared: &Shared, cmdlet: &str, map: &Map<String, Value>) -> Result<Ro
     match cmdlet {
         "Set-Mailbox" => {
             let identity = p.required("Set-Mailbox", "Identity")?;
-            crate::users::set_mailbox(&mut st, &identity, p.get("EmailAddresses"))
-                .map(|()| (Vec::new(), Vec::new()))
+            let forwarding = match p.get("ForwardingSmtpAddress") {
+                None => None,
+                Some(Value::Null) => Some(None),
+                Some(_) => {
+                    let text = p.string("ForwardingSmtpAddress").unwrap_or_default();
+                    if text.trim().is_empty() || text.trim().eq_ignore_ascii_case("$null") {
+                        Some(None)
+                    } else {
+                        let address = smtp_address("ForwardingSmtpAddress", &text)?;
+                        Some(Some(format!("smtp:{}", &address[5..])))
+                    }
+                }
+            };
+            let deliver = p.boolean("DeliverToMailboxAndForward")?;
+            crate::users::set_mailbox(
+                &mut st,
+                &identity,
+                p.get("EmailAddresses"),
+                forwarding,
+                deliver,
+            )
+            .map(|()| (Vec::new(), Vec::new()))
         }
+        "Get-Mailbox" => get_mailbox(&st, &p),
         "Get-Recipient" => get_recipient(shared, &st, &p),
         "Get-MailContact" => get_contacts(&st, &p, mail_contact_json),
         "Get-Contact" => get_contacts(&st, &p, contact_json),
@@ -588,6 +636,7 @@ fn details_filter(p: &Params<'_>) -> Result<Option<Vec<String>>, Reply> {
 fn get_recipient(shared: &Shared, st: &Data, p: &Params<'_>) -> Result<Rows, Reply> {
     let details = details_filter(p)?;
     let recipient_type = p.string("RecipientType");
+    let extra = requested_properties(p);
     let mut rows = Vec::new();
     for s in st.users.values() {
         let u = &s.user;
@@ -622,6 +671,20 @@ fn get_recipient(shared: &Shared, st: &Data, p: &Params<'_>) -> Result<Rows, Rep
             "HiddenFromAddressListsEnabled": false,
             "CustomAttribute1": "",
         }));
+        if let Some(o) = rows.last_mut().and_then(Value::as_object_mut) {
+            let (to, deliver) = forwarding_of(st, &u.id);
+            for name in &extra {
+                match name.as_str() {
+                    "forwardingsmtpaddress" => {
+                        o.insert("ForwardingSmtpAddress".into(), json!(to));
+                    }
+                    "delivertomailboxandforward" => {
+                        o.insert("DeliverToMailboxAndForward".into(), json!(deliver));
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
     for s in st.groups.values() {
         let g = &s.group;
@@ -693,6 +756,100 @@ fn get_recipient(shared: &Shared, st: &Data, p: &Params<'_>) -> Result<Rows, Rep
             "EmailAddresses",
         ],
         &recipient_template(),
+    )
+}
+
+/// The names `-Properties` asks for, lower-cased.
+fn requested_properties(p: &Params<'_>) -> Vec<String> {
+    match p.get("Properties") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|s| s.trim().to_ascii_lowercase())
+            .collect(),
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(|x| x.trim().to_ascii_lowercase())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A mailbox's `ForwardingSmtpAddress` and `DeliverToMailboxAndForward`.
+fn forwarding_of(st: &Data, id: &str) -> (Option<String>, bool) {
+    st.provisioned
+        .forwarding
+        .get(id)
+        .cloned()
+        .unwrap_or((None, false))
+}
+
+/// <https://learn.microsoft.com/powershell/module/exchange/get-mailbox>:
+/// user, shared, room and equipment mailboxes, with their forwarding.
+fn get_mailbox(st: &Data, p: &Params<'_>) -> Result<Rows, Reply> {
+    let details = details_filter(p)?;
+    let mut rows = Vec::new();
+    for s in st.users.values() {
+        let u = &s.user;
+        let Some(det) = u.recipient_type.details() else {
+            continue;
+        };
+        if !matches!(
+            det,
+            "UserMailbox" | "SharedMailbox" | "RoomMailbox" | "EquipmentMailbox"
+        ) {
+            continue;
+        }
+        let (to, deliver) = forwarding_of(st, &u.id);
+        rows.push(json!({
+            "Identity": u.mail_nickname,
+            "Name": u.mail_nickname,
+            "Alias": u.mail_nickname,
+            "DisplayName": u.display_name,
+            "PrimarySmtpAddress": u.mail,
+            "WindowsLiveID": u.user_principal_name,
+            "UserPrincipalName": u.user_principal_name,
+            "EmailAddresses": u.proxy_addresses,
+            "RecipientTypeDetails": det,
+            "ExternalDirectoryObjectId": u.id,
+            "Guid": stable_guid(&u.id, 1),
+            "DistinguishedName": distinguished_name(&u.mail_nickname),
+            "ForwardingAddress": Value::Null,
+            "ForwardingSmtpAddress": to,
+            "DeliverToMailboxAndForward": deliver,
+        }));
+    }
+    if let Some(details) = details {
+        rows.retain(|r| {
+            r.get("RecipientTypeDetails")
+                .and_then(Value::as_str)
+                .is_some_and(|d| details.iter().any(|w| w.eq_ignore_ascii_case(d)))
+        });
+    }
+    let template = rows.first().cloned().unwrap_or_else(|| {
+        json!({
+            "Identity": "", "Name": "", "Alias": "", "DisplayName": "", "PrimarySmtpAddress": "",
+            "WindowsLiveID": "", "UserPrincipalName": "", "EmailAddresses": [],
+            "RecipientTypeDetails": "", "ExternalDirectoryObjectId": "", "Guid": "",
+            "DistinguishedName": "", "ForwardingAddress": null, "ForwardingSmtpAddress": null,
+            "DeliverToMailboxAndForward": false,
+        })
+    });
+    finish(
+        rows,
+        p,
+        &[
+            "Identity",
+            "Name",
+            "Alias",
+            "Guid",
+            "ExternalDirectoryObjectId",
+            "DistinguishedName",
+            "PrimarySmtpAddress",
+            "UserPrincipalName",
+            "EmailAddresses",
+        ],
+        &template,
     )
 }
 

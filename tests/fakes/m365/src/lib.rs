@@ -415,6 +415,15 @@ impl FakeM365 {
         }
     }
 
+    /// The forwarding of the user `id`'s mailbox (an id or a UPN), as
+    /// Set-Mailbox set it: `ForwardingSmtpAddress` (`smtp:…`) and
+    /// `DeliverToMailboxAndForward`; `None` when never set.
+    pub fn forwarding(&self, id: &str) -> Option<(Option<String>, bool)> {
+        let st = self.shared.state.lock();
+        let id = st.user_id(id)?;
+        st.provisioned.forwarding.get(&id).cloned()
+    }
+
     /// The license SKUs assigned to the user `id` (an id or a UPN) through
     /// Graph.
     pub fn licenses(&self, id: &str) -> Vec<String> {

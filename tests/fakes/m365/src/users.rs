@@ -15,7 +15,8 @@
 //!   asynchronously: it appears after [`crate::FakeM365::set_mailbox_delay`]
 //!   Exchange calls, with the tenant's routing-domain proxy address, as
 //!   Exchange Online adds it.
-//! * Exchange `Set-Mailbox -Identity -EmailAddresses`
+//! * Exchange `Set-Mailbox -Identity -EmailAddresses
+//!   -ForwardingSmtpAddress -DeliverToMailboxAndForward`
 //!   (<https://learn.microsoft.com/powershell/module/exchange/set-mailbox>):
 //!   the whole list, exactly one `SMTP:` primary, every domain an accepted
 //!   one.
@@ -51,6 +52,9 @@ pub(crate) struct Provisioning {
 pub(crate) struct Provisioned {
     pub users: HashMap<String, Provisioning>,
     pub mailbox_delay: u32,
+    /// Each mailbox's forwarding, by user id: `ForwardingSmtpAddress`
+    /// (`smtp:…`) and `DeliverToMailboxAndForward`.
+    pub forwarding: HashMap<String, (Option<String>, bool)>,
 }
 
 fn bad_request(message: &str) -> Reply {
@@ -270,11 +274,15 @@ pub(crate) fn settle_mailboxes(st: &mut State, routing_domain: &str) {
     }
 }
 
-/// `Set-Mailbox -Identity -EmailAddresses` (the whole list).
+/// `Set-Mailbox -Identity -EmailAddresses` (the whole list),
+/// `-ForwardingSmtpAddress` (`Some(None)`: `$null`, no forward) and
+/// `-DeliverToMailboxAndForward`.
 pub(crate) fn set_mailbox(
     st: &mut State,
     identity: &str,
     addresses: Option<&Value>,
+    forwarding: Option<Option<String>>,
+    deliver: Option<bool>,
 ) -> Result<(), Reply> {
     let id = st
         .users
@@ -286,6 +294,15 @@ pub(crate) fn set_mailbox(
         .filter(|(_, s)| s.user.recipient_type == RecipientType::UserMailbox)
         .map(|(id, _)| id.clone())
         .ok_or_else(|| errors::exchange_not_found(identity))?;
+    if forwarding.is_some() || deliver.is_some() {
+        let entry = st.provisioned.forwarding.entry(id.clone()).or_default();
+        if let Some(to) = forwarding {
+            entry.0 = to;
+        }
+        if let Some(deliver) = deliver {
+            entry.1 = deliver;
+        }
+    }
     let Some(list) = addresses else {
         return Ok(());
     };

@@ -1,0 +1,653 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `coexist move` against the real slapd, the real Samba AD and the fake
+//! Google: a batch of 500 people moved from the mail server and Active
+//! Directory to Google, the command killed (-9) midway and run again; then
+//! some of the moves finished.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use coexist_testenv::{random, Subtree, TestServer};
+use common::Org;
+
+const SAMBA_PASSWORD: &str = "COEXIST_MOVE_SAMBA_PASSWORD";
+
+struct Google {
+    // Dropped first: the server task is aborted while its runtime still runs.
+    fake: coexist_fake_google::FakeGoogle,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Google {
+    fn start() -> Google {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let fake = runtime
+            .block_on(coexist_fake_google::FakeGoogle::start(
+                coexist_fake_google::FakeOptions {
+                    latency: Duration::ZERO,
+                    ..Default::default()
+                },
+            ))
+            .unwrap();
+        Google {
+            fake,
+            _runtime: runtime,
+        }
+    }
+}
+
+/// Google (the MX, catch-all to the mail server), the mail server on the
+/// real slapd (catch-all to AD), Active Directory on the real Samba.
+fn config(google: &Google, slapd: &Subtree, samba: &Subtree) -> String {
+    format!(
+        r#"[organisation]
+shared_domains = ["acmecorp.com"]
+
+[topology]
+mx = "google"
+
+[[systems]]
+id = "google"
+kind = "google"
+routing_domain = "gapps.acmecorp.com"
+unknown_recipient = {{ relay = "ldap" }}
+[systems.connection]
+domain = "acmecorp.com"
+admin = "admin@acmecorp.com"
+service_account_key = {{ file = "google-key.json" }}
+directory_url = "{directory}"
+contacts_url = "{contacts}"
+requests_per_minute = 100000
+retry_base_delay_ms = 5
+retry_max_delay_ms = 50
+[systems.connection.provision]
+org_unit_path = "/Moved"
+
+[[systems]]
+id = "ldap"
+kind = "ldap"
+routing_domain = "mithi.acmecorp.com"
+stub_style = "routing_address"
+unknown_recipient = {{ relay = "ad" }}
+[systems.connection]
+url = "{slapd_url}"
+starttls = true
+ca_file = "{slapd_ca}"
+bind_dn = "{slapd_bind}"
+password = {{ file = "slapd-password" }}
+base_dns = ["{slapd_people}"]
+stub_base = "{slapd_stubs}"
+[systems.connection.provision]
+base = "{slapd_people}"
+
+[[systems]]
+id = "ad"
+kind = "active_directory"
+routing_domain = "onprem.acmecorp.com"
+stub_style = "routing_address"
+[systems.connection]
+url = "{samba_url}"
+starttls = true
+ca_file = "{samba_ca}"
+bind_dn = "{samba_bind}"
+password = {{ env = "{SAMBA_PASSWORD}" }}
+base_dns = ["{samba_people}"]
+stub_base = "{samba_stubs}"
+"#,
+        directory = google.fake.directory_url(),
+        contacts = google.fake.contacts_url(),
+        slapd_url = slapd.server.url,
+        slapd_ca = slapd.server.ca_file,
+        slapd_bind = slapd.server.bind_dn,
+        slapd_people = slapd.people,
+        slapd_stubs = slapd.stubs,
+        samba_url = samba.server.url,
+        samba_ca = samba.server.ca_file,
+        samba_bind = samba.server.bind_dn,
+        samba_people = samba.people,
+        samba_stubs = samba.stubs,
+    )
+}
+
+/// Person `i` of the batch: even on slapd, odd on Samba.
+fn address(i: usize, tag: &str) -> String {
+    format!("mv{i}.{tag}@acmecorp.com")
+}
+
+fn slapd_entry(t: &Subtree, i: usize, tag: &str) -> String {
+    format!(
+        "dn: uid=mv{i}.{tag},{people}\nobjectClass: inetOrgPerson\nobjectClass: inetLocalMailRecipient\n\
+         uid: mv{i}.{tag}\ncn: Mo {i} Ver\ngivenName: Mo{i}\nsn: Ver\nmail: {address}\n\
+         mailLocalAddress: {address}\n\n",
+        people = t.people,
+        address = address(i, tag),
+    )
+}
+
+fn samba_user(t: &Subtree, i: usize, tag: &str) -> String {
+    format!(
+        "dn: CN=Mo {i} {tag},{people}\nobjectClass: top\nobjectClass: person\n\
+         objectClass: organizationalPerson\nobjectClass: user\nsAMAccountName: mv{tag}{i}\n\
+         userAccountControl: 544\ndisplayName: Mo {i} Ver\ngivenName: Mo{i}\nsn: Ver\n\
+         mail: {address}\nproxyAddresses: SMTP:{address}\n\n",
+        people = t.people,
+        address = address(i, tag),
+    )
+}
+
+fn coexist(org: &Org, password: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(common::binary());
+    command
+        .current_dir(org.dir.path())
+        .env(SAMBA_PASSWORD, password)
+        .arg("--config")
+        .arg(org.config());
+    command
+}
+
+fn json(org: &Org, password: &str, args: &[&str]) -> (i32, serde_json::Value) {
+    let out = coexist(org, password)
+        .args(["--output", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "coexist {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), value)
+}
+
+/// The start of `report`, for a failure's message.
+fn brief(report: &serde_json::Value) -> String {
+    let text = report.to_string();
+    let mut end = text.len().min(3000);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+/// Every route of every person in `report` is delivered at Google.
+fn all_delivered_at_google(report: &serde_json::Value) {
+    for person in report["people"].as_array().unwrap() {
+        for route in person["routes"].as_array().unwrap() {
+            assert_eq!(route["outcome"], "delivered", "{person}");
+            assert_eq!(route["at"], "google", "{person}");
+        }
+    }
+}
+
+/// 500 people, half on slapd and half on Samba, moved to Google in one
+/// `--from-csv` run that is killed while it flips them, then run again:
+/// each account made once on Google, each old account forwarding to
+/// Google's routing domain, every stub retargeted, mail to everyone
+/// delivered at Google; then ten of the moves finished. Prints the times.
+#[test]
+fn a_batch_of_500_from_slapd_and_samba_to_google_killed_midway_completes_when_run_again() {
+    const N: usize = 500;
+    let tag = &random()[..6];
+    let google = Google::start();
+    let slapd = Subtree::new(TestServer::slapd());
+    let samba = Subtree::new(TestServer::samba());
+    let started = Instant::now();
+    let ldif: String = (0..N)
+        .step_by(2)
+        .map(|i| slapd_entry(&slapd, i, tag))
+        .collect();
+    slapd.server.ldapadd(&ldif);
+    let ldif: String = (1..N)
+        .step_by(2)
+        .map(|i| samba_user(&samba, i, tag))
+        .collect();
+    samba.server.ldapadd(&ldif);
+    let password = samba.server.password.clone();
+    let org = Org::new(&config(&google, &slapd, &samba), &[]);
+    std::fs::write(org.path("slapd-password"), &slapd.server.password).unwrap();
+    std::fs::write(
+        org.path("google-key.json"),
+        google.fake.service_account_key_json(),
+    )
+    .unwrap();
+    let (code, report) = json(&org, &password, &["sync"]);
+    assert_eq!(code, 0, "{}", brief(&report));
+    eprintln!(
+        "500 people on slapd and Samba, synced in {:?}",
+        started.elapsed()
+    );
+
+    let mut csv = String::from("address,to\n");
+    for i in 0..N {
+        csv.push_str(&format!("{},google\n", address(i, tag)));
+    }
+    std::fs::write(org.path("moves.csv"), csv).unwrap();
+    let args = [
+        "move",
+        "--from-csv",
+        "moves.csv",
+        "--password-file",
+        "passwords.csv",
+    ];
+    let forwarding = || {
+        slapd
+            .server
+            .ldapsearch(
+                &slapd.people,
+                &format!("(&(uid=mv*.{tag})(mailRoutingAddress=*))"),
+                &["1.1"],
+            )
+            .len()
+    };
+
+    let started = Instant::now();
+    let mut child = coexist(&org, &password)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while forwarding() < 50 {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no old account forwards"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "it ended before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed_after = started.elapsed();
+    let forwarded = forwarding();
+    assert!(
+        (50..N / 2).contains(&forwarded),
+        "killed after {forwarded} forwards"
+    );
+
+    let started = Instant::now();
+    let (code, report) = json(&org, &password, &args);
+    let rerun = started.elapsed();
+    eprintln!(
+        "500 people moved to Google: killed after {killed_after:?} ({forwarded} of 250 slapd forwards), the rerun took {rerun:?}, {} stub operations",
+        report["operations"]
+    );
+    assert_eq!(code, 0, "{}", brief(&report));
+    let people = report["people"].as_array().unwrap();
+    assert_eq!(people.len(), N);
+    assert!(
+        people.iter().all(|p| p["state"] == "moved"),
+        "{}",
+        brief(&report)
+    );
+    all_delivered_at_google(&report);
+    // Each account made once, each old account forwarding.
+    for i in 0..N {
+        let user = google.fake.user(&address(i, tag)).expect("the Google user");
+        assert_eq!(user.org_unit_path, "/Moved");
+    }
+    assert_eq!(forwarding(), N / 2);
+    let targets = samba.server.ldapsearch(
+        &samba.people,
+        &format!("(&(sn=Ver)(mail=mv*.{tag}@acmecorp.com))"),
+        &["targetAddress", "mail"],
+    );
+    assert_eq!(targets.len(), N / 2);
+    for user in &targets {
+        let mail = user.one("mail");
+        let local = mail.split('@').next().unwrap();
+        assert_eq!(
+            user.one("targetAddress"),
+            format!("SMTP:{local}@gapps.acmecorp.com")
+        );
+    }
+    let lines = std::fs::read_to_string(org.path("passwords.csv")).unwrap();
+    assert!(lines.lines().count() >= N - 1, "{}", lines.lines().count());
+    // Nothing left to do, nothing in conflict.
+    let (code, sync) = json(&org, &password, &["sync"]);
+    assert_eq!(code, 0, "{}", brief(&sync));
+    assert_eq!(
+        sync["plan"]["operations"].as_array().unwrap().len(),
+        0,
+        "{sync}"
+    );
+    assert!(
+        sync["plan"]["conflicts"].as_array().unwrap().is_empty(),
+        "{sync}"
+    );
+
+    // Ten moves finished: each old home gets coexist's stub, the old
+    // account is retired, mail still reaches Google.
+    let mut csv = String::from("address\n");
+    for i in 0..10 {
+        csv.push_str(&format!("{}\n", address(i, tag)));
+    }
+    std::fs::write(org.path("finish.csv"), csv).unwrap();
+    let (code, report) = json(
+        &org,
+        &password,
+        &["move", "--finish", "--from-csv", "finish.csv"],
+    );
+    assert_eq!(code, 0, "{}", brief(&report));
+    assert!(report["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["state"] == "finished"));
+    all_delivered_at_google(&report);
+    let old = slapd.server.ldapsearch(
+        &slapd.people,
+        &format!("(uid=mv0.{tag})"),
+        &["mail", "mailRoutingAddress", "mailLocalAddress"],
+    );
+    assert_eq!(old.len(), 1);
+    assert!(old[0].all("mail").is_empty(), "{:?}", old[0].attrs);
+    assert!(old[0].all("mailRoutingAddress").is_empty());
+    let stub = slapd.server.ldapsearch(
+        &slapd.stubs,
+        &format!("(mail={})", address(0, tag)),
+        &["mailRoutingAddress"],
+    );
+    assert_eq!(stub.len(), 1, "coexist's stub at the old home");
+    assert_eq!(
+        stub[0].one("mailRoutingAddress"),
+        format!("mv0.{tag}@gapps.acmecorp.com")
+    );
+    let contact = samba.server.ldapsearch(
+        &samba.stubs,
+        &format!("(mail={})", address(1, tag)),
+        &["targetAddress"],
+    );
+    assert_eq!(contact.len(), 1, "coexist's contact at the old home");
+    let old = samba.server.ldapsearch(
+        &samba.people,
+        "(displayName=Mo 1 Ver)",
+        &["mail", "targetAddress", "userAccountControl"],
+    );
+    assert_eq!(old.len(), 1);
+    assert!(old[0].all("targetAddress").is_empty(), "{:?}", old[0].attrs);
+    assert_eq!(
+        old[0].one("userAccountControl").parse::<u64>().unwrap() & 2,
+        2
+    );
+    let (code, sync) = json(&org, &password, &["sync"]);
+    assert_eq!(code, 0, "{}", brief(&sync));
+    assert_eq!(
+        sync["plan"]["operations"].as_array().unwrap().len(),
+        0,
+        "{sync}"
+    );
+    assert!(
+        sync["plan"]["conflicts"].as_array().unwrap().is_empty(),
+        "{sync}"
+    );
+}
+
+/// One person on slapd and one on Samba moved to Google one change at a
+/// time (`--stop-after 1`, run again until nothing is left), then
+/// finished so: after every change, mail to each from every system and
+/// from the internet is delivered at the current home, never bounced,
+/// never looping.
+#[test]
+fn after_every_change_of_a_move_from_slapd_and_samba_to_google_mail_is_delivered_at_the_current_home(
+) {
+    let tag = &random()[..6];
+    let google = Google::start();
+    let slapd = Subtree::new(TestServer::slapd());
+    let samba = Subtree::new(TestServer::samba());
+    // mv0 and mv1 move; mv2 and mv3 stay where they are.
+    slapd
+        .server
+        .ldapadd(&(slapd_entry(&slapd, 0, tag) + &slapd_entry(&slapd, 2, tag)));
+    samba
+        .server
+        .ldapadd(&(samba_user(&samba, 1, tag) + &samba_user(&samba, 3, tag)));
+    let password = samba.server.password.clone();
+    let org = Org::new(&config(&google, &slapd, &samba), &[]);
+    std::fs::write(org.path("slapd-password"), &slapd.server.password).unwrap();
+    std::fs::write(
+        org.path("google-key.json"),
+        google.fake.service_account_key_json(),
+    )
+    .unwrap();
+    let (code, report) = json(&org, &password, &["sync"]);
+    assert_eq!(code, 0, "{}", brief(&report));
+    let people = [(address(0, tag), "ldap"), (address(1, tag), "ad")];
+
+    // Where mail to each person is delivered from every sender, read
+    // afresh (`plan` reads every system and changes nothing).
+    let check = |stage: &str| {
+        let (code, plan) = json(&org, &password, &["plan"]);
+        assert!(
+            code == 0 || code == 6,
+            "{stage}: plan exited {code}: {}",
+            brief(&plan)
+        );
+        for (address, old_home) in &people {
+            let on_google = google.fake.user(address).is_some();
+            let forwarded = !json(
+                &org,
+                &password,
+                &["move", address, "--to", "google", "--dry-run"],
+            )
+            .1["people"][0]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s.as_str().unwrap().contains("forwards to"));
+            for from in ["internet", "google", "ldap", "ad"] {
+                let (_, traced) = json(&org, &password, &["route", address, "--from", from]);
+                let outcome = &traced["outcome"];
+                assert_eq!(
+                    outcome["result"], "delivered",
+                    "{stage}: mail from {from} to {address}: {traced}"
+                );
+                // Before the account on Google exists, the old home; once
+                // the old account forwards, Google; in between (the
+                // placement flipped, some stubs retargeted), either.
+                let at = outcome["system"].as_str().unwrap();
+                let expected = if forwarded {
+                    "google"
+                } else if !on_google {
+                    old_home
+                } else if at == "google" {
+                    "google"
+                } else {
+                    old_home
+                };
+                assert_eq!(
+                    outcome["system"], *expected,
+                    "{stage}: mail from {from} to {address}: {traced}"
+                );
+            }
+        }
+    };
+    check("before the move");
+    let mut csv = String::from("address,to\n");
+    for (address, _) in &people {
+        csv.push_str(&format!("{address},google\n"));
+    }
+    std::fs::write(org.path("two.csv"), csv).unwrap();
+    let stepped = |args: &[&str]| -> usize {
+        for n in 1..40 {
+            let out = coexist(&org, &password)
+                .args(["--output", "json"])
+                .args(args)
+                .args(["--stop-after", "1", "--password-file", "passwords.csv"])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if stderr.contains("stopped after 1 changes") {
+                check(&format!("{args:?} after change {n}"));
+                continue;
+            }
+            assert_eq!(out.status.code(), Some(0), "{stderr}");
+            check(&format!("{args:?} done"));
+            eprintln!("{args:?}: stopped after each of {} changes", n - 1);
+            return n - 1;
+        }
+        panic!("{args:?} never completes");
+    };
+    // Placed on the old homes (2), the accounts (2), the Google contacts
+    // removed (1), placed on Google (2), the forwards (2), at least.
+    assert!(stepped(&["move", "--from-csv", "two.csv"]) >= 8);
+    let routing = slapd.server.ldapsearch(
+        &slapd.people,
+        &format!("(uid=mv0.{tag})"),
+        &["mailRoutingAddress"],
+    );
+    assert_eq!(
+        routing[0].one("mailRoutingAddress"),
+        format!("mv0.{tag}@gapps.acmecorp.com")
+    );
+    let mut csv = String::from("address\n");
+    for (address, _) in &people {
+        csv.push_str(&format!("{address}\n"));
+    }
+    std::fs::write(org.path("finish.csv"), csv).unwrap();
+    // The old homes' stubs (1), the old accounts retired (2).
+    assert!(stepped(&["move", "--finish", "--from-csv", "finish.csv"]) >= 2);
+}
+
+/// A person on Google (the MX) moved to the mail server (simulated) one
+/// change at a time: Gmail forwarding set on the old user through the
+/// fake's Gmail settings API, the user marked so reads see the forward,
+/// mail delivered at the current home after every change. Google cannot
+/// retire the old user: `--finish` says so (exit 4) and mail still
+/// reaches the new home.
+#[test]
+fn a_move_from_google_forwards_the_old_gmail_and_mail_follows_after_every_change() {
+    let google = Google::start();
+    google.fake.add_user(coexist_fake_google::FakeUser {
+        primary_email: "ann@acmecorp.com".into(),
+        given_name: "Ann".into(),
+        family_name: "Lee".into(),
+        external_ids: vec![("organization".into(), "E-1234".into())],
+        ..Default::default()
+    });
+    let table = format!(
+        r#"[[systems]]
+id = "google"
+kind = "google"
+routing_domain = "gapps.acmecorp.com"
+unknown_recipient = {{ relay = "ldap" }}
+[systems.connection]
+domain = "acmecorp.com"
+admin = "admin@acmecorp.com"
+service_account_key = {{ file = "google-key.json" }}
+directory_url = "{}"
+contacts_url = "{}"
+gmail_url = "{}"
+requests_per_minute = 100000
+retry_base_delay_ms = 5
+retry_max_delay_ms = 50
+[systems.connection.provision]
+org_unit_path = "/"
+"#,
+        google.fake.directory_url(),
+        google.fake.contacts_url(),
+        google.fake.base_url(),
+    );
+    let config =
+        coexist_testenv::acmecorp::config(&table, coexist_testenv::acmecorp::LDAP_SIMULATED);
+    let org = Org::new(&config, &[("ldap", common::people("m", "acmecorp.com", 2))]);
+    std::fs::write(
+        org.path("google-key.json"),
+        google.fake.service_account_key_json(),
+    )
+    .unwrap();
+    let (code, report) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{}", brief(&report));
+
+    let check = |stage: &str| {
+        let (code, plan) = org.json(&["plan"]);
+        assert!(code == 0 || code == 6, "{stage}: {}", brief(&plan));
+        let made = std::fs::read_to_string(org.path("ldap-state.jsonl"))
+            .unwrap_or_default()
+            .contains("\"event\":\"account\"");
+        let forwarded = google
+            .fake
+            .user("ann@acmecorp.com")
+            .unwrap()
+            .auto_forwarding
+            .is_some();
+        for from in ["internet", "google", "ldap"] {
+            let (_, traced) = org.json(&["route", "ann@acmecorp.com", "--from", from]);
+            let outcome = &traced["outcome"];
+            assert_eq!(
+                outcome["result"], "delivered",
+                "{stage}, from {from}: {traced}"
+            );
+            let at = outcome["system"].as_str().unwrap();
+            let expected = if forwarded {
+                "ldap"
+            } else if !made {
+                "google"
+            } else {
+                at
+            };
+            assert!(
+                at == expected && (at == "google" || made),
+                "{stage}, from {from}: {traced}"
+            );
+        }
+    };
+    check("before the move");
+    let mut stops = 0;
+    loop {
+        let out = org.run(&[
+            "--output",
+            "json",
+            "move",
+            "ann@acmecorp.com",
+            "--to",
+            "ldap",
+            "--stop-after",
+            "1",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("stopped after 1 changes") {
+            stops += 1;
+            assert!(stops < 20, "the move never completes");
+            check(&format!("after change {stops}"));
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        check("moved");
+        break;
+    }
+    assert!(stops >= 4, "placed, made, placed, forwarded: {stops}");
+    let ann = google.fake.user("ann@acmecorp.com").unwrap();
+    assert_eq!(
+        ann.auto_forwarding,
+        Some(("ann@mithi.acmecorp.com".into(), "archive".into()))
+    );
+    assert_eq!(ann.forwarding_addresses, ["ann@mithi.acmecorp.com"]);
+    assert!(
+        ann.external_ids
+            .contains(&("organization".into(), "E-1234".into())),
+        "the user's own external id kept: {:?}",
+        ann.external_ids
+    );
+    let (code, sync) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{}", brief(&sync));
+    assert!(sync["plan"]["conflicts"].as_array().unwrap().is_empty());
+
+    // Google cannot retire the old user: said, and mail still follows.
+    let (code, finish) = org.json(&["move", "--finish", "ann@acmecorp.com"]);
+    assert_eq!(code, 4, "{}", brief(&finish));
+    assert_eq!(finish["people"][0]["state"], "failed");
+    assert!(finish["people"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("still forwards"));
+    check("after a refused --finish");
+}
