@@ -10,9 +10,10 @@
 //! entry's names, addresses, title, department and company, searched for
 //! any part in memory) is loaded in the background once per run, when a
 //! search first needs it and again after each run of the daemon while it
-//! is kept; a search waits for a load at most [`DIRECTORY_WAIT`], then
-//! answers from the previous directory, or without routes (and by a scan
-//! of the GAL for names) when there is none yet. It is dropped when no
+//! is kept; the search that starts a load waits for it at most
+//! [`DIRECTORY_WAIT`], then, like every search while it goes, answers
+//! from the previous directory, or without routes (and by a scan of the
+//! GAL for names) when there is none yet. It is dropped when no
 //! search used it for [`DIRECTORY_IDLE`]. Runs change what is staged
 //! (`sync`, `apply`, `provision`, each recorded as a run; `coexist plan`
 //! stages its reads without one, which the cursors' time tells), so what
@@ -297,12 +298,15 @@ impl NameIndex {
     }
 }
 
+/// Where a routing directory being loaded will be sent.
+type Loading = watch::Receiver<Option<Arc<RouteDirectory>>>;
+
 /// An organisation's routing directory: the one kept, and the load going.
 #[derive(Default)]
 struct DirectorySlot {
     current: Option<Arc<RouteDirectory>>,
-    /// Where the directory being loaded will be sent (`None`: no load).
-    loading: Option<watch::Receiver<Option<Arc<RouteDirectory>>>>,
+    /// The load going, if any.
+    loading: Option<Loading>,
 }
 
 type Directories = Arc<Mutex<HashMap<String, DirectorySlot>>>;
@@ -374,15 +378,13 @@ impl Kept {
     }
 
     /// Starts loading `organisation`'s routing directory unless a load is
-    /// going; returns where it will be sent.
-    fn start_loading(
-        &self,
-        organisation: &Arc<Organisation>,
-    ) -> Option<watch::Receiver<Option<Arc<RouteDirectory>>>> {
+    /// going; returns where it will be sent, and whether this call started
+    /// it.
+    fn start_loading(&self, organisation: &Arc<Organisation>) -> Option<(Loading, bool)> {
         let mut directories = self.directories.lock().ok()?;
         let slot = directories.entry(organisation.id.clone()).or_default();
         if let Some(loading) = &slot.loading {
-            return Some(loading.clone());
+            return Some((loading.clone(), false));
         }
         let runtime = self
             .runtime
@@ -395,7 +397,7 @@ impl Kept {
             organisation.clone(),
             sender,
         ));
-        Some(receiver)
+        Some((receiver, true))
     }
 }
 
@@ -842,9 +844,10 @@ async fn newest_key(store: &crate::store::Store) -> Result<ReadsKey, StatusError
 }
 
 /// The routing directory of `organisation`: the one kept when no run
-/// finished since it was loaded; else a new load is started (unless one
-/// is going) and awaited at most [`DIRECTORY_WAIT`], after which the
-/// previous directory answers, or none (`None`) before the first.
+/// finished since it was loaded; else a new load is started and awaited
+/// at most [`DIRECTORY_WAIT`] (while a load is going, it is not awaited
+/// again), after which the previous directory answers, or none (`None`)
+/// before the first.
 async fn directory(
     kept: &Kept,
     organisation: &Arc<Organisation>,
@@ -860,7 +863,9 @@ async fn directory(
         Some(directory) if directory.run == newest => Some(directory.clone()),
         _ => {
             let waited = match kept.start_loading(organisation) {
-                Some(mut loading) => {
+                // Only the search that starts a load waits for it; the
+                // others answer at once from what there is.
+                Some((mut loading, true)) => {
                     match tokio::time::timeout(DIRECTORY_WAIT, loading.wait_for(|d| d.is_some()))
                         .await
                     {
@@ -868,7 +873,7 @@ async fn directory(
                         _ => None,
                     }
                 }
-                None => None,
+                Some((_, false)) | None => None,
             };
             waited.or(current)
         }
