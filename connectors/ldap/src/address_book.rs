@@ -31,6 +31,7 @@ use crate::endpoint::Endpoint;
 use crate::entry::{derived_surname, guid_to_string, Entry, KIND_PREFIX};
 use crate::error::{self, rc};
 use crate::escape::{dn_value, filter_value, normalize_dn, split_rdn};
+use crate::lookup::{read_entry, search_one, Lookup};
 use crate::write::ad_cn;
 
 /// The connector of one system's address book.
@@ -295,26 +296,7 @@ impl AddressBook {
 
     /// Reads the entry at `dn`, `None` when there is none.
     async fn read(&self, ldap: &mut Ldap, dn: &str) -> Result<Option<Entry>, ConnectorError> {
-        let result = ldap
-            .with_timeout(self.timeout)
-            .search(dn, Scope::Base, "(objectClass=*)", self.read_attributes())
-            .await
-            .map_err(|e| error::from_ldap(&self.id, &format!("read {dn}"), e))?;
-        if result.1.rc == rc::NO_SUCH_OBJECT {
-            return Ok(None);
-        }
-        if result.1.rc != rc::SUCCESS {
-            return Err(error::from_result(
-                &self.id,
-                &format!("read {dn}"),
-                &result.1,
-            ));
-        }
-        Ok(result
-            .0
-            .into_iter()
-            .find(|e| !e.is_ref())
-            .map(|e| Entry::from(SearchEntry::construct(e))))
+        read_entry(ldap, self.timeout, &self.id, dn, self.read_attributes()).await
     }
 
     /// The entry carrying the book marker of `anchor`, if any.
@@ -324,26 +306,21 @@ impl AddressBook {
             self.marker_attribute,
             filter_value(&book_marker_value(anchor))
         );
-        let result = ldap
-            .with_timeout(self.timeout)
-            .search(&self.base, Scope::Subtree, &filter, self.read_attributes())
-            .await
-            .map_err(|e| error::from_ldap(&self.id, "look up an entry by its marker", e))?;
-        if result.1.rc == rc::NO_SUCH_OBJECT {
-            return Err(self.missing_base());
+        match search_one(
+            ldap,
+            self.timeout,
+            &self.id,
+            "look up an entry by its marker",
+            &self.base,
+            Scope::Subtree,
+            &filter,
+            self.read_attributes(),
+        )
+        .await?
+        {
+            Lookup::NoSuchBase => Err(self.missing_base()),
+            found => Ok(found.entry()),
         }
-        if result.1.rc != rc::SUCCESS {
-            return Err(error::from_result(
-                &self.id,
-                "look up an entry by its marker",
-                &result.1,
-            ));
-        }
-        Ok(result
-            .0
-            .into_iter()
-            .find(|e| !e.is_ref())
-            .map(|e| Entry::from(SearchEntry::construct(e))))
     }
 
     /// The entry `locator` names, else the one carrying `anchor`'s marker;

@@ -24,6 +24,7 @@ pub mod error;
 pub mod escape;
 pub mod forward;
 pub mod kind;
+mod lookup;
 pub mod provision;
 pub mod read;
 pub mod referral;

@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use coexist_connector::{ConnectorError, NewAccount, Provisioned};
-use ldap3::{Ldap, Mod, Scope, SearchEntry};
+use ldap3::{Ldap, Mod};
 use serde::Deserialize;
 
 use crate::config::Flavor;
@@ -364,20 +364,5 @@ pub(crate) async fn read(
     timeout: std::time::Duration,
     dn: &str,
 ) -> Result<Option<Entry>, ConnectorError> {
-    let result = ldap
-        .with_timeout(timeout)
-        .search(dn, Scope::Base, "(objectClass=*)", mapper.read_attributes())
-        .await
-        .map_err(|e| error::from_ldap(system, &format!("read {dn}"), e))?;
-    if result.1.rc == rc::NO_SUCH_OBJECT {
-        return Ok(None);
-    }
-    if result.1.rc != rc::SUCCESS {
-        return Err(error::from_result(system, &format!("read {dn}"), &result.1));
-    }
-    Ok(result
-        .0
-        .into_iter()
-        .find(|e| !e.is_ref())
-        .map(|e| Entry::from(SearchEntry::construct(e))))
+    crate::lookup::read_entry(ldap, timeout, system, dn, mapper.read_attributes()).await
 }

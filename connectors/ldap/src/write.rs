@@ -14,6 +14,7 @@ use crate::config::StubSchema;
 use crate::entry::{derived_surname, marker_values, Entry, Mapper};
 use crate::error::{self, rc};
 use crate::escape::{dn_value, filter_value, normalize_dn, split_rdn};
+use crate::lookup::{read_entry, search_one, Lookup};
 
 /// What a stub looks like in the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,26 +249,7 @@ impl Writer {
         dn: &str,
         attrs: &[String],
     ) -> Result<Option<Entry>, ConnectorError> {
-        let result = ldap
-            .with_timeout(self.timeout)
-            .search(dn, Scope::Base, "(objectClass=*)", attrs.to_vec())
-            .await
-            .map_err(|e| error::from_ldap(&self.system, &format!("read {dn}"), e))?;
-        if result.1.rc == rc::NO_SUCH_OBJECT {
-            return Ok(None);
-        }
-        if result.1.rc != rc::SUCCESS {
-            return Err(error::from_result(
-                &self.system,
-                &format!("read {dn}"),
-                &result.1,
-            ));
-        }
-        Ok(result
-            .0
-            .into_iter()
-            .find(|e| !e.is_ref())
-            .map(|e| Entry::from(SearchEntry::construct(e))))
+        read_entry(ldap, self.timeout, &self.system, dn, attrs.to_vec()).await
     }
 
     /// Finds the stub that carries the marker of `anchor` under the stub base.
@@ -282,26 +264,22 @@ impl Writer {
             self.mapper.marker_attribute,
             filter_value(&coexist_connector::marker::marker_value(anchor))
         );
-        let result = ldap
-            .with_timeout(self.timeout)
-            .search(&self.stub_base, Scope::Subtree, &filter, attrs.to_vec())
-            .await
-            .map_err(|e| error::from_ldap(&self.system, "look up a stub by its marker", e))?;
-        if result.1.rc == rc::NO_SUCH_OBJECT {
-            return Err(self.missing_stub_base());
+        let what = "look up a stub by its marker";
+        match search_one(
+            ldap,
+            self.timeout,
+            &self.system,
+            what,
+            &self.stub_base,
+            Scope::Subtree,
+            &filter,
+            attrs.to_vec(),
+        )
+        .await?
+        {
+            Lookup::NoSuchBase => Err(self.missing_stub_base()),
+            found => Ok(found.entry()),
         }
-        if result.1.rc != rc::SUCCESS {
-            return Err(error::from_result(
-                &self.system,
-                "look up a stub by its marker",
-                &result.1,
-            ));
-        }
-        Ok(result
-            .0
-            .into_iter()
-            .find(|e| !e.is_ref())
-            .map(|e| Entry::from(SearchEntry::construct(e))))
     }
 
     /// Every stub under the stub base: marker anchor → (DN, object id).
