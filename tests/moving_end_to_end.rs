@@ -519,20 +519,26 @@ fn after_every_change_of_a_move_from_slapd_and_samba_to_google_mail_is_delivered
 
 /// A person on Google (the MX) moved to the mail server (simulated) one
 /// change at a time: Gmail forwarding set on the old user through the
-/// fake's Gmail settings API, the user marked so reads see the forward,
-/// mail delivered at the current home after every change. Google cannot
-/// retire the old user: `--finish` says so (exit 4) and mail still
-/// reaches the new home.
+/// fake's Gmail settings API, the user marked so reads see the forward;
+/// then finished one change at a time with `retire = "rename"`: coexist's
+/// shared contact written beside the old user, the old user renamed to
+/// `retired.ann@acmecorp.com`, the alias Google kept and the person's
+/// other alias deleted, its forward turned off, suspended. After every
+/// change, mail to the person from every system and from the internet is
+/// delivered at the current home.
 #[test]
-fn a_move_from_google_forwards_the_old_gmail_and_mail_follows_after_every_change() {
+fn a_move_from_google_forwards_the_old_gmail_then_finishes_and_mail_follows_after_every_change() {
     let google = Google::start();
     google.fake.add_user(coexist_fake_google::FakeUser {
         primary_email: "ann@acmecorp.com".into(),
         given_name: "Ann".into(),
         family_name: "Lee".into(),
+        aliases: vec!["ann.lee@acmecorp.com".into()],
+        non_editable_aliases: vec!["ann@gapps.acmecorp.com".into()],
         external_ids: vec![("organization".into(), "E-1234".into())],
         ..Default::default()
     });
+    let ann_id = google.fake.user("ann@acmecorp.com").unwrap().id;
     let table = format!(
         r#"[[systems]]
 id = "google"
@@ -551,6 +557,7 @@ retry_base_delay_ms = 5
 retry_max_delay_ms = 50
 [systems.connection.provision]
 org_unit_path = "/"
+retire = "rename"
 "#,
         google.fake.directory_url(),
         google.fake.contacts_url(),
@@ -573,18 +580,18 @@ org_unit_path = "/"
         let made = std::fs::read_to_string(org.path("ldap-state.jsonl"))
             .unwrap_or_default()
             .contains("\"event\":\"account\"");
-        let forwarded = google
-            .fake
-            .user("ann@acmecorp.com")
-            .unwrap()
-            .auto_forwarding
-            .is_some();
-        for from in ["internet", "google", "ldap"] {
-            let (_, traced) = org.json(&["route", "ann@acmecorp.com", "--from", from]);
+        // Forwarding, or renamed by the retirement: mail is for ldap.
+        let old = google.fake.user(&ann_id).unwrap();
+        let forwarded = old.auto_forwarding.is_some() || old.primary_email != "ann@acmecorp.com";
+        for (address, from) in ["ann@acmecorp.com", "ann.lee@acmecorp.com"]
+            .into_iter()
+            .flat_map(|a| ["internet", "google", "ldap"].map(|f| (a, f)))
+        {
+            let (_, traced) = org.json(&["route", address, "--from", from]);
             let outcome = &traced["outcome"];
             assert_eq!(
                 outcome["result"], "delivered",
-                "{stage}, from {from}: {traced}"
+                "{stage}, {address} from {from}: {traced}"
             );
             let at = outcome["system"].as_str().unwrap();
             let expected = if forwarded {
@@ -596,7 +603,7 @@ org_unit_path = "/"
             };
             assert!(
                 at == expected && (at == "google" || made),
-                "{stage}, from {from}: {traced}"
+                "{stage}, {address} from {from}: {traced}"
             );
         }
     };
@@ -641,13 +648,76 @@ org_unit_path = "/"
     assert_eq!(code, 0, "{}", brief(&sync));
     assert!(sync["plan"]["conflicts"].as_array().unwrap().is_empty());
 
-    // Google cannot retire the old user: said, and mail still follows.
-    let (code, finish) = org.json(&["move", "--finish", "ann@acmecorp.com"]);
-    assert_eq!(code, 4, "{}", brief(&finish));
-    assert_eq!(finish["people"][0]["state"], "failed");
-    assert!(finish["people"][0]["error"]
-        .as_str()
-        .unwrap()
-        .contains("still forwards"));
-    check("after a refused --finish");
+    // Finished one change at a time: the contact first (beside the old
+    // user, which Google allows), then the retirement.
+    let mut stops = 0;
+    loop {
+        let out = org.run(&[
+            "--output",
+            "json",
+            "move",
+            "--finish",
+            "ann@acmecorp.com",
+            "--stop-after",
+            "1",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("stopped after 1 changes") {
+            stops += 1;
+            assert!(stops < 20, "the finish never completes");
+            check(&format!("after change {stops} of --finish"));
+            if stops == 1 {
+                let old = google.fake.user(&ann_id).unwrap();
+                assert_eq!(old.primary_email, "ann@acmecorp.com", "not retired yet");
+                assert!(old.auto_forwarding.is_some(), "still forwarding");
+                assert!(
+                    google
+                        .fake
+                        .contacts()
+                        .iter()
+                        .any(|c| c.emails.iter().any(|(e, _)| e == "ann@acmecorp.com")),
+                    "coexist's contact first"
+                );
+            }
+            continue;
+        }
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{stderr} {}", brief(&report));
+        assert_eq!(report["people"][0]["state"], "finished");
+        check("finished");
+        break;
+    }
+    assert!(stops >= 1, "the contact, then the retirement: {stops}");
+    let old = google.fake.user(&ann_id).unwrap();
+    assert_eq!(old.primary_email, "retired.ann@acmecorp.com");
+    assert!(old.aliases.is_empty(), "{:?}", old.aliases);
+    assert_eq!(old.non_editable_aliases, ["retired.ann@gapps.acmecorp.com"]);
+    assert!(old.suspended);
+    assert_eq!(old.auto_forwarding, None);
+    assert_eq!(
+        old.external_ids,
+        [("organization".to_string(), "E-1234".to_string())],
+        "coexist's mark off, the user's own id kept"
+    );
+    let contact = google
+        .fake
+        .contacts()
+        .into_iter()
+        .find(|c| c.emails.iter().any(|(e, _)| e == "ann@acmecorp.com"))
+        .expect("coexist's shared contact for ann at the old home");
+    assert!(contact
+        .emails
+        .iter()
+        .any(|(e, _)| e == "ann.lee@acmecorp.com"));
+
+    // Settled: a sync plans nothing, and a rerun of --finish changes nothing.
+    let (code, sync) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{}", brief(&sync));
+    assert!(sync["plan"]["conflicts"].as_array().unwrap().is_empty());
+    let (code, again) = org.json(&["move", "--finish", "ann@acmecorp.com"]);
+    assert_eq!(code, 0, "{}", brief(&again));
+    assert_eq!(again["people"][0]["state"], "finished");
+    assert_eq!(again["operations"], 0, "{}", brief(&again));
+    assert_eq!(google.fake.user(&ann_id).unwrap(), old);
+    check("after a second --finish");
 }

@@ -28,7 +28,9 @@
 //!    addresses writes the ordinary stub at the old home (it routes where
 //!    the forward routes), then the old account is retired
 //!    (`Connector::retire`: suspended, coexist's forward, exactly the value
-//!    it set, and the person's addresses taken off; its mail data stays),
+//!    it set, and the person's addresses taken off; its mail data stays;
+//!    Google, which frees a user's primary address no other way, renames
+//!    or deletes the user as its `provision` table's `retire` says),
 //!    recorded as `"move_retired"`, and a last restricted plan settles the
 //!    rest. An old home that refuses a stub carrying addresses an account
 //!    still holds (`Connector::stub_beside_account`, Exchange Online) gets
@@ -186,6 +188,8 @@ impl Changes {
 /// What the audit log says of a person's move (the newest record).
 #[derive(Debug, Clone)]
 struct Record {
+    /// The person's primary address, as the move recorded it.
+    address: String,
     /// The old home.
     system: String,
     /// The target.
@@ -207,8 +211,9 @@ fn records(rows: Vec<(String, String, serde_json::Value)>) -> BTreeMap<String, R
             (None, None) => continue,
         };
         out.insert(
-            address,
+            address.clone(),
             Record {
+                address,
                 system,
                 to,
                 forward: text("forward").unwrap_or_default(),
@@ -389,19 +394,33 @@ fn locate(
             "{address}: no move of it is flipped yet (run `coexist move {address} --to SYSTEM` first)"
         ));
     }
+    let mut addresses = shared_addresses(engine, &old);
+    // An old account renamed by its retirement (Google's `retire =
+    // "rename"`, under way or done) carries a name of its own, no address
+    // of the person's.
+    if let (Some(record), Ok(own)) = (
+        record,
+        coexist_connector::normalize_address(&old.primary_address),
+    ) {
+        if own != record.address {
+            addresses.retain(|a| *a != own);
+        }
+    }
     // A retired old account that stays a recipient (Exchange Online keeps
     // the mailbox with the tenant's own addresses) carries none of the
     // person's: they are the new account's.
-    let mut addresses = shared_addresses(engine, &old);
     if addresses.is_empty() && record.is_some_and(|r| r.retired) {
         if let Some(new) = at_target {
             addresses = shared_addresses(engine, new);
         }
     }
-    let primary = coexist_connector::normalize_address(&old.primary_address)
-        .ok()
-        .filter(|p| addresses.contains(p))
-        .unwrap_or_else(|| address.clone());
+    let primary = match record {
+        Some(record) if addresses.contains(&record.address) => record.address.clone(),
+        _ => coexist_connector::normalize_address(&old.primary_address)
+            .ok()
+            .filter(|p| addresses.contains(p))
+            .unwrap_or_else(|| address.clone()),
+    };
     let forward = match record {
         Some(record) => record.forward.clone(),
         None => forward_address(engine, &primary, &to).map_err(|e| e.to_string())?,

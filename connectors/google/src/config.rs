@@ -127,11 +127,14 @@ pub struct GoogleConfig {
 
 /// The `provision` table of a Google connection: users are made with
 /// Directory API users.insert (scope `admin.directory.user`, which the
-/// service account's domain-wide delegation must grant).
+/// service account's domain-wide delegation must grant), and the old
+/// users of people moved away are retired as `retire` says.
 ///
 /// ```toml
 /// [systems.connection.provision]
 /// org_unit_path = "/Management"
+/// retire = "rename"
+/// retired_address = "retired.{local}@{domain}"
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,6 +143,102 @@ pub struct GoogleProvision {
     /// top); `--attribute org_unit=/Path` chooses another for one person.
     #[serde(default)]
     pub org_unit_path: Option<String>,
+    /// How `coexist move --finish` retires the old user of a person moved
+    /// away from Google, whose primary address only a rename or a delete
+    /// frees: `"rename"` (the user renamed to `retired_address`, the
+    /// person's addresses Google keeps as aliases deleted, coexist's
+    /// forward turned off, the user suspended; its mail stays) or
+    /// `"delete"` (users.delete: the user and its mail go, restorable by
+    /// an admin for 20 days). Absent: `--finish` is refused.
+    #[serde(default)]
+    pub retire: Option<String>,
+    /// With `retire = "rename"`: the address the old user is renamed to,
+    /// `{local}` and `{domain}` standing for the parts of its primary
+    /// address (default `retired.{local}@{domain}`). Its domain must be
+    /// the primary or a secondary domain of the Google account (not a
+    /// domain alias).
+    #[serde(default)]
+    pub retired_address: Option<String>,
+}
+
+/// The default of [`GoogleProvision::retired_address`].
+pub const DEFAULT_RETIRED_ADDRESS: &str = "retired.{local}@{domain}";
+
+/// How an old user is retired (`retire` of the `provision` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retirement {
+    /// Renamed to the pattern's address (`{local}`, `{domain}` replaced),
+    /// the person's aliases deleted, suspended.
+    Rename {
+        /// The address pattern.
+        pattern: String,
+    },
+    /// Deleted (users.delete).
+    Delete,
+}
+
+impl Retirement {
+    /// The address the user whose primary address is `primary` is renamed
+    /// to (`None` for a delete, or when `primary` is no address).
+    pub fn renamed(&self, primary: &str) -> Option<String> {
+        let Retirement::Rename { pattern } = self else {
+            return None;
+        };
+        let (local, domain) = primary.rsplit_once('@')?;
+        Some(
+            pattern
+                .replace("{local}", local)
+                .replace("{domain}", domain)
+                .to_ascii_lowercase(),
+        )
+    }
+}
+
+impl GoogleProvision {
+    /// The retirement `retire` and `retired_address` describe, `None`
+    /// without `retire`; `Err` says what is wrong, naming the setting.
+    pub fn retirement(&self) -> Result<Option<Retirement>, String> {
+        match (self.retire.as_deref(), &self.retired_address) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(
+                "`retired_address` is set but `retire` is not: add `retire = \"rename\"` to the `provision` table"
+                    .into(),
+            ),
+            (Some("delete"), Some(_)) => Err(
+                "`retired_address` applies to `retire = \"rename\"` only (a deleted user keeps no address)"
+                    .into(),
+            ),
+            (Some("delete"), None) => Ok(Some(Retirement::Delete)),
+            (Some("rename"), pattern) => {
+                let pattern = pattern
+                    .as_deref()
+                    .unwrap_or(DEFAULT_RETIRED_ADDRESS)
+                    .trim()
+                    .to_string();
+                let valid = pattern.split_once('@').is_some_and(|(local, domain)| {
+                    local.contains("{local}")
+                        && local != "{local}"
+                        && !domain.is_empty()
+                        && !domain.contains('@')
+                        && !domain.contains("{local}")
+                        && !local.contains("{domain}")
+                });
+                let unknown = pattern
+                    .replace("{local}", "")
+                    .replace("{domain}", "")
+                    .contains(['{', '}']);
+                if !valid || unknown {
+                    return Err(format!(
+                        "`retired_address = \"{pattern}\"` must be an address whose local part holds `{{local}}` and something more (so it differs from the person's), and whose domain is `{{domain}}` or a domain of the Google account, such as \"{DEFAULT_RETIRED_ADDRESS}\""
+                    ));
+                }
+                Ok(Some(Retirement::Rename { pattern }))
+            }
+            (Some(other), _) => Err(format!(
+                "`retire = \"{other}\"` is not a way to retire a Google user: expected \"rename\" or \"delete\""
+            )),
+        }
+    }
 }
 
 impl GoogleConfig {
@@ -201,6 +300,11 @@ impl GoogleConfig {
         }
         if self.max_attempts == 0 {
             return Err("`max_attempts` must be at least 1".into());
+        }
+        if let Some(provision) = &self.provision {
+            provision
+                .retirement()
+                .map_err(|e| format!("[provision]: {e}"))?;
         }
         Ok(())
     }

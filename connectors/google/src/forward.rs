@@ -42,7 +42,7 @@ pub(crate) struct GmailAccess {
 
 impl GmailAccess {
     /// A client whose token acts as `user` for the Gmail settings.
-    fn acting_as(&self, user: &str) -> Http {
+    pub(crate) fn acting_as(&self, user: &str) -> Http {
         let tokens = TokenSource::new(self.key.clone(), user, self.client.clone(), self.retry)
             .with_scopes(&GMAIL_SCOPES);
         Http::new(
@@ -54,7 +54,7 @@ impl GmailAccess {
         )
     }
 
-    fn url(&self, user: &str, setting: &str) -> Result<Url, ConnectorError> {
+    pub(crate) fn url(&self, user: &str, setting: &str) -> Result<Url, ConnectorError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|_| {

@@ -45,6 +45,11 @@ impl Kind for GoogleKind {
             ));
         }
         let mut settings: GoogleConfig = setup.settings(setup.connection.clone())?;
+        if let Some(provision) = &settings.provision {
+            provision
+                .retirement()
+                .map_err(|e| SetupError::at("provision", format!("[provision]: {e}")))?;
+        }
         settings.service_account_key = setup.secret(settings.service_account_key);
         // The routing domain is the system's (`coexist doctor` checks it).
         settings.routing_domain = setup.routing_domain.map(str::to_string);
@@ -80,6 +85,35 @@ impl Kind for GoogleKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retirement_google_cannot_carry_out_blames_the_provision_table() {
+        let connection: toml::Table = toml::from_str(
+            r#"
+            domain = "acmecorp.com"
+            admin = "admin@acmecorp.com"
+            service_account_key = { env = "COEXIST_NO_SUCH_KEY" }
+            [provision]
+            retire = "archive"
+        "#,
+        )
+        .unwrap_or_default();
+        let setup = Setup {
+            system: "google",
+            connection: &connection,
+            base: std::path::Path::new("."),
+            routing_domain: None,
+        };
+        let Err(error) = KIND.connect(&setup) else {
+            panic!("retire = \"archive\" was accepted");
+        };
+        assert_eq!(error.key.as_deref(), Some("provision"));
+        assert!(
+            error.message.contains(r#"expected "rename" or "delete""#),
+            "{}",
+            error.message
+        );
+    }
 
     #[test]
     fn google_publishes_its_mx_hosts_spf_include_and_dkim_selector() {

@@ -36,6 +36,7 @@ mod feed;
 mod forward;
 mod provision;
 mod pull;
+mod retire;
 
 use std::time::Duration;
 
@@ -270,6 +271,22 @@ impl Connector for GoogleConnector {
     async fn forward(&self, recipient: &Recipient, to: &str) -> Result<(), ConnectorError> {
         let span = tracing::info_span!("google_forward", system = %self.system, address = %recipient.primary_address);
         self.forward_user(recipient, to).instrument(span).await
+    }
+
+    /// Retires the old user of a person moved away as the `provision`
+    /// table's `retire` says: renamed, the person's aliases deleted,
+    /// coexist's forward turned off, suspended; or deleted (see the
+    /// `retire` module). Refused without `retire`.
+    async fn retire(
+        &self,
+        recipient: &Recipient,
+        addresses: &[String],
+        forward: &str,
+    ) -> Result<(), ConnectorError> {
+        let span = tracing::info_span!("google_retire", system = %self.system, address = %recipient.primary_address);
+        self.retire_user(recipient, addresses, forward)
+            .instrument(span)
+            .await
     }
 
     /// Checks the credentials and scopes, the routing domain, and explains

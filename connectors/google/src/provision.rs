@@ -167,7 +167,7 @@ impl GoogleConnector {
     }
 
     /// users.get of `key` (an address or an id); `None` when there is none.
-    async fn get_user(
+    pub(crate) async fn get_user(
         &self,
         http: &crate::http::Http,
         key: &str,

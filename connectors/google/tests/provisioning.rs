@@ -30,6 +30,7 @@ fn provisioning(org_unit: &str) -> impl FnOnce(&mut coexist_google::GoogleConfig
     move |c| {
         c.provision = Some(GoogleProvision {
             org_unit_path: Some(org_unit),
+            ..GoogleProvision::default()
         })
     }
 }

@@ -249,6 +249,10 @@ fn domain_of(email: &str) -> &str {
     email.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
 }
 
+fn local_of(email: &str) -> &str {
+    email.rsplit_once('@').map_or(email, |(l, _)| l)
+}
+
 fn owns_domain(shared: &Shared, st: &Data, domain: &str) -> bool {
     domain == shared.domain
         || st.secondary_domains.iter().any(|(d, _)| d == domain)
@@ -765,11 +769,8 @@ pub(crate) async fn users_insert(
 }
 
 /// PATCH users/{userKey} — <https://developers.google.com/admin-sdk/directory/reference/rest/v1/users/patch>.
-/// The body is checked against the User schema (an unknown field or a
-/// wrong type is a 400, as at Google); of the fields, this fake applies
-/// `suspended`, `changePasswordAtNextLogin` and `externalIds` (the whole
-/// list, each `{type, customType, value}`) and answers 400 naming any other
-/// it does not implement, rather than pretend to apply it.
+/// See [`change_user`]; as the reference says, patch cannot clear a field
+/// of repeated objects: an empty `externalIds` leaves them as they are.
 pub(crate) async fn users_patch(
     State(shared): State<Arc<Shared>>,
     Path(user_key): Path<String>,
@@ -778,66 +779,229 @@ pub(crate) async fn users_patch(
     body: axum::body::Bytes,
 ) -> Response {
     shared.count(|c| c.user_writes += 1);
-    unify((|| {
-        let call = prepare(&shared, &headers, query.as_deref(), "users", "patch")?;
-        let body = json_body(&shared, "users", "patch", &body)?;
-        if let Some(name) = body.as_object().and_then(|o| {
-            o.keys().find(|k| {
-                !["suspended", "changePasswordAtNextLogin", "externalIds"].contains(&k.as_str())
-            })
-        }) {
-            return Err(errors::bad_request(&format!(
-                "this fake does not implement patching {name}"
-            )));
-        }
-        let external_ids = match body.get("externalIds") {
-            None => None,
-            Some(Value::Array(ids)) => {
-                let mut out = Vec::new();
-                for id in ids {
-                    let text = |k: &str| id.get(k).and_then(Value::as_str).unwrap_or_default();
-                    let kind = match text("type") {
-                        "custom" if text("customType").is_empty() => {
-                            return Err(errors::bad_request("Invalid Input: customType"))
-                        }
-                        "custom" => text("customType"),
-                        "" => return Err(errors::bad_request("Invalid Input: externalIds type")),
-                        other => other,
-                    };
-                    out.push((kind.to_owned(), text("value").to_owned()));
-                }
-                Some(out)
+    unify(change_user(
+        &shared,
+        &user_key,
+        &headers,
+        query.as_deref(),
+        &body,
+        "patch",
+    ))
+}
+
+/// PUT users/{userKey} — <https://developers.google.com/admin-sdk/directory/reference/rest/v1/users/update>.
+/// See [`change_user`]; update has patch semantics too (fields left out
+/// are kept), and an empty `externalIds` clears them.
+pub(crate) async fn users_update(
+    State(shared): State<Arc<Shared>>,
+    Path(user_key): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: axum::body::Bytes,
+) -> Response {
+    shared.count(|c| c.user_writes += 1);
+    unify(change_user(
+        &shared,
+        &user_key,
+        &headers,
+        query.as_deref(),
+        &body,
+        "update",
+    ))
+}
+
+/// users.patch and users.update. The body is checked against the User
+/// schema (an unknown field or a wrong type is a 400, as at Google); of
+/// the fields, this fake applies `primaryEmail`, `suspended`,
+/// `changePasswordAtNextLogin` and `externalIds` (the whole list, each
+/// `{type, customType, value}`) and answers 400 naming any other it does
+/// not implement, rather than pretend to apply it.
+///
+/// A new `primaryEmail` renames the user as Google does (the Directory
+/// API guide, "Update a user": the old primary address stays the user's
+/// alias): it must be in the primary domain or a secondary domain of the
+/// customer (a domain alias is no user's primary domain: 400 otherwise)
+/// and free (409 `duplicate` when another user or a group holds it); the
+/// addresses at the domain aliases follow the new name.
+fn change_user(
+    shared: &Shared,
+    user_key: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &[u8],
+    method: &str,
+) -> Answer {
+    let call = prepare(shared, headers, query, "users", method)?;
+    let body = json_body(shared, "users", method, body)?;
+    if let Some(name) = body.as_object().and_then(|o| {
+        o.keys().find(|k| {
+            ![
+                "primaryEmail",
+                "suspended",
+                "changePasswordAtNextLogin",
+                "externalIds",
+            ]
+            .contains(&k.as_str())
+        })
+    }) {
+        return Err(errors::bad_request(&format!(
+            "this fake does not implement changing {name}"
+        )));
+    }
+    let external_ids = match body.get("externalIds") {
+        None => None,
+        Some(Value::Array(ids)) if ids.is_empty() && method == "patch" => None,
+        Some(Value::Array(ids)) => {
+            let mut out = Vec::new();
+            for id in ids {
+                let text = |k: &str| id.get(k).and_then(Value::as_str).unwrap_or_default();
+                let kind = match text("type") {
+                    "custom" if text("customType").is_empty() => {
+                        return Err(errors::bad_request("Invalid Input: customType"))
+                    }
+                    "custom" => text("customType"),
+                    "" => return Err(errors::bad_request("Invalid Input: externalIds type")),
+                    other => other,
+                };
+                out.push((kind.to_owned(), text("value").to_owned()));
             }
-            Some(_) => return Err(errors::bad_request("Invalid Input: externalIds")),
-        };
+            Some(out)
+        }
+        Some(_) => return Err(errors::bad_request("Invalid Input: externalIds")),
+    };
+    let mut st = shared.state.lock();
+    let id = st
+        .find_user_id(user_key)
+        .ok_or_else(|| errors::resource_not_found("userKey"))?;
+    let primary = st
+        .users
+        .get(&id)
+        .map(|u| u.user.primary_email.clone())
+        .unwrap_or_default();
+    let renamed = match body.get("primaryEmail") {
+        None => None,
+        Some(Value::String(email)) if email.trim().eq_ignore_ascii_case(&primary) => None,
+        Some(Value::String(email)) => {
+            let email = email.trim().to_owned();
+            let domain = domain_of(&email).to_ascii_lowercase();
+            if !email.contains('@') || domain.is_empty() {
+                return Err(errors::bad_request("Invalid Input: primary_user_email"));
+            }
+            let is_domain =
+                domain == shared.domain || st.secondary_domains.iter().any(|(d, _)| *d == domain);
+            if !is_domain {
+                return Err(errors::json_error(
+                    StatusCode::BAD_REQUEST,
+                    "Domain not found.",
+                    "global",
+                    "notFound",
+                    None,
+                ));
+            }
+            if address_taken(&st, &email) {
+                return Err(duplicate());
+            }
+            Some(email)
+        }
+        Some(_) => return Err(errors::bad_request("Invalid Input: primary_user_email")),
+    };
+    st.update_user(&primary, |u| {
+        if let Some(email) = &renamed {
+            let old_local = local_of(&u.primary_email).to_ascii_lowercase();
+            let new_local = local_of(email).to_owned();
+            for alias in &mut u.non_editable_aliases {
+                if local_of(alias).eq_ignore_ascii_case(&old_local) {
+                    *alias = format!("{new_local}@{}", domain_of(alias));
+                }
+            }
+            let old = std::mem::replace(&mut u.primary_email, email.clone());
+            u.aliases.push(old);
+        }
+        if let Some(ids) = external_ids.clone() {
+            u.external_ids = ids;
+        }
+        if let Some(suspended) = body.get("suspended").and_then(Value::as_bool) {
+            u.suspended = suspended;
+        }
+        if let Some(change) = body
+            .get("changePasswordAtNextLogin")
+            .and_then(Value::as_bool)
+        {
+            u.change_password_at_next_login = change;
+        }
+    });
+    let stored = st
+        .users
+        .get(&id)
+        .ok_or_else(|| errors::resource_not_found("userKey"))?;
+    Ok(call.respond_with(&user_out(shared, stored, false)))
+}
+
+/// DELETE users/{userKey} — <https://developers.google.com/admin-sdk/directory/reference/rest/v1/users/delete>.
+/// 204 and no body; the user leaves every listing and its addresses are
+/// free at once (Google keeps it restorable for 20 days, users.undelete,
+/// which this fake does not serve); 404 for an unknown user.
+pub(crate) async fn users_delete(
+    State(shared): State<Arc<Shared>>,
+    Path(user_key): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    shared.count(|c| c.user_writes += 1);
+    unify((|| {
+        prepare(&shared, &headers, query.as_deref(), "users", "delete")?;
         let mut st = shared.state.lock();
         let id = st
             .find_user_id(&user_key)
             .ok_or_else(|| errors::resource_not_found("userKey"))?;
-        let primary = st
-            .users
-            .get(&id)
-            .map(|u| u.user.primary_email.clone())
-            .unwrap_or_default();
-        st.update_user(&primary, |u| {
-            if let Some(ids) = external_ids.clone() {
-                u.external_ids = ids;
-            }
-            if let Some(suspended) = body.get("suspended").and_then(Value::as_bool) {
-                u.suspended = suspended;
-            }
-            if let Some(change) = body
-                .get("changePasswordAtNextLogin")
-                .and_then(Value::as_bool)
-            {
-                u.change_password_at_next_login = change;
-            }
-        });
-        let stored = st
-            .users
-            .get(&id)
+        st.remove_user(&id);
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })())
+}
+
+/// DELETE users/{userKey}/aliases/{alias} — <https://developers.google.com/admin-sdk/directory/reference/rest/v1/users.aliases/delete>.
+/// 204 and no body; 404 for an unknown user, and for an address that is
+/// not one of the user's editable aliases (its primary address, an
+/// address at a domain alias, another user's).
+pub(crate) async fn aliases_delete(
+    State(shared): State<Arc<Shared>>,
+    Path((user_key, alias)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    shared.count(|c| c.user_writes += 1);
+    unify((|| {
+        prepare(
+            &shared,
+            &headers,
+            query.as_deref(),
+            "users.aliases",
+            "delete",
+        )?;
+        let mut st = shared.state.lock();
+        let id = st
+            .find_user_id(&user_key)
             .ok_or_else(|| errors::resource_not_found("userKey"))?;
-        Ok(call.respond_with(&user_out(&shared, stored, false)))
+        let (primary, held) = st
+            .users
+            .get(&id)
+            .map(|u| {
+                (
+                    u.user.primary_email.clone(),
+                    u.user
+                        .aliases
+                        .iter()
+                        .any(|a| a.eq_ignore_ascii_case(alias.trim())),
+                )
+            })
+            .unwrap_or_default();
+        if !held {
+            return Err(errors::resource_not_found("alias"));
+        }
+        st.update_user(&primary, |u| {
+            u.aliases.retain(|a| !a.eq_ignore_ascii_case(alias.trim()));
+        });
+        Ok(StatusCode::NO_CONTENT.into_response())
     })())
 }
 

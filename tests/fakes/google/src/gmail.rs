@@ -1,4 +1,4 @@
-//! The two Gmail settings methods `coexist move` uses on an old account
+//! The Gmail settings methods `coexist move` uses on an old account
 //! (<https://developers.google.com/gmail/api/reference/rest/v1/users.settings>):
 //! users.settings.forwardingAddresses.create (POST
 //! `gmail/v1/users/{userId}/settings/forwardingAddresses`, `{forwardingEmail}`;
@@ -8,7 +8,9 @@
 //! `gmail/v1/users/{userId}/settings/autoForwarding`, `{enabled,
 //! emailAddress, disposition}`; the address must be a forwarding address of
 //! the user, the disposition one of `leaveInInbox`, `archive`, `trash`,
-//! `markRead` when enabled). The token must carry the
+//! `markRead` when enabled), and users.settings.getAutoForwarding (GET
+//! the same path, what `--finish` reads before turning coexist's forward
+//! off). The token must carry the
 //! `gmail.settings.sharing` scope and act as the user (`userId` the user's
 //! address or `me`). No discovery document of the Gmail API is in the
 //! specs; these checks are the reference pages'.
@@ -122,6 +124,31 @@ pub(crate) async fn forwarding_addresses_create(
             ));
         }
         Ok(json!({ "forwardingEmail": address, "verificationStatus": "accepted" }))
+    })())
+}
+
+/// GET users/{userId}/settings/autoForwarding: `{enabled: false}` when
+/// the user does not forward, else the address and the disposition.
+pub(crate) async fn get_auto_forwarding(
+    State(shared): State<Arc<Shared>>,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    shared.count(|c| c.users += 1);
+    answer((|| {
+        let user = acting_user(&shared, &headers, query.as_deref(), &user_id)?;
+        let st = shared.state.lock();
+        let forwarding = st
+            .find_user_id(&user)
+            .and_then(|id| st.users.get(&id))
+            .and_then(|u| u.user.auto_forwarding.clone());
+        Ok(match forwarding {
+            Some((address, disposition)) => {
+                json!({ "enabled": true, "emailAddress": address, "disposition": disposition })
+            }
+            None => json!({ "enabled": false }),
+        })
     })())
 }
 

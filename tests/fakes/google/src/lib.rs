@@ -165,7 +165,7 @@ pub enum Fault {
 pub struct RequestCounts {
     /// POST /token.
     pub token: u64,
-    /// users.list and users.get.
+    /// users.list and users.get, and Gmail's getAutoForwarding.
     pub users: u64,
     /// groups.list and groups.get.
     pub groups: u64,
@@ -175,7 +175,9 @@ pub struct RequestCounts {
     pub domains: u64,
     /// domainAliases.list and domainAliases.get.
     pub domain_aliases: u64,
-    /// users.insert, users.patch and users.aliases.insert.
+    /// users.insert, users.patch, users.update, users.delete,
+    /// users.aliases.insert and users.aliases.delete, and the Gmail
+    /// settings writes.
     pub user_writes: u64,
     /// GET and POST on the contacts feed (`…/full`).
     pub contacts_feed: u64,
@@ -488,7 +490,7 @@ fn router(shared: Arc<state::Shared>) -> Router {
         )
         .route(
             "/gmail/v1/users/{userId}/settings/autoForwarding",
-            axum::routing::put(gmail::update_auto_forwarding),
+            get(gmail::get_auto_forwarding).put(gmail::update_auto_forwarding),
         )
         .route(
             &format!("{dir}/users"),
@@ -499,8 +501,15 @@ fn router(shared: Arc<state::Shared>) -> Router {
             post(directory::aliases_insert),
         )
         .route(
+            &format!("{dir}/users/{{userKey}}/aliases/{{alias}}"),
+            axum::routing::delete(directory::aliases_delete),
+        )
+        .route(
             &format!("{dir}/users/{{userKey}}"),
-            get(directory::users_get).patch(directory::users_patch),
+            get(directory::users_get)
+                .patch(directory::users_patch)
+                .put(directory::users_update)
+                .delete(directory::users_delete),
         )
         .route(&format!("{dir}/groups"), get(directory::groups_list))
         .route(
