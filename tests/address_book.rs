@@ -13,9 +13,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use coexist_testenv::{acmecorp, random, LdifEntry, Subtree, TestServer};
+use coexist_testenv::{acmecorp, random, LdifEntry, Password, Subtree, TestServer};
 use common::{person, Org};
 use serde_json::Value;
 
@@ -31,27 +31,15 @@ struct Scenario {
 
 impl Scenario {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(common::binary())
-            .env(PASSWORD_VARIABLE, &self.tree.server.password)
-            .arg("--config")
-            .arg(self.org.config())
-            .args(args)
-            .output()
-            .expect("coexist runs")
+        common::coexist_with(
+            &self.org.config(),
+            &[(PASSWORD_VARIABLE, &self.tree.server.password)],
+            args,
+        )
     }
 
     fn json(&self, args: &[&str]) -> (i32, Value) {
-        let mut all = vec!["--output", "json"];
-        all.extend_from_slice(args);
-        let out = self.run(&all);
-        let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "coexist {args:?} printed no JSON ({e}):\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out.status.code().unwrap_or(-1), value)
+        common::json(|all| self.run(all), args)
     }
 
     fn sync(&self) -> Value {
@@ -180,27 +168,14 @@ fn slapd_with_book() -> Scenario {
     ));
     tree.server.ldapadd(&ldif);
     let ldap = format!(
-        r#"[[systems]]
-id = "ldap"
-kind = "ldap"
-routing_domain = "mithi.acmecorp.com"
-stub_style = "routing_address"
-[systems.connection]
-url = "{url}"
-starttls = true
-ca_file = "{ca}"
-bind_dn = "{bind_dn}"
-password = {{ env = "{PASSWORD_VARIABLE}" }}
-base_dns = ["{subtree}"]
-stub_base = "{stubs}"
-[systems.address_book]
-base = "{book}"
-"#,
-        url = tree.server.url,
-        ca = tree.server.ca_file,
-        bind_dn = tree.server.bind_dn,
-        subtree = tree.dn,
-        stubs = tree.stubs,
+        "{}[systems.address_book]\nbase = \"{book}\"\n",
+        tree.system_toml(
+            "ldap",
+            "mithi.acmecorp.com",
+            Password::Env(PASSWORD_VARIABLE),
+            &tree.dn,
+            "",
+        )
     );
     let org = Org::new(
         &acmecorp::config(acmecorp::GOOGLE_SIMULATED, &ldap),
@@ -360,26 +335,23 @@ fn an_address_book_overlapping_the_stub_base_or_on_another_kind_is_refused_namin
 
     let tree = Subtree::new(TestServer::slapd());
     let ldap = format!(
-        "[[systems]]\nid = \"ldap\"\nkind = \"ldap\"\nrouting_domain = \"mithi.acmecorp.com\"\n\
-         [systems.connection]\nurl = \"{url}\"\nstarttls = true\nca_file = \"{ca}\"\n\
-         bind_dn = \"{bind_dn}\"\npassword = {{ env = \"{PASSWORD_VARIABLE}\" }}\n\
-         base_dns = [\"{people}\"]\nstub_base = \"{stubs}\"\n[systems.address_book]\n\
-         base = \"ou=gal,{stubs}\"\n",
-        url = tree.server.url,
-        ca = tree.server.ca_file,
-        bind_dn = tree.server.bind_dn,
-        people = tree.people,
+        "{}[systems.address_book]\nbase = \"ou=gal,{stubs}\"\n",
+        tree.system_toml(
+            "ldap",
+            "mithi.acmecorp.com",
+            Password::Env(PASSWORD_VARIABLE),
+            &tree.people,
+            "",
+        ),
         stubs = tree.stubs,
     );
     let config = acmecorp::config(acmecorp::GOOGLE_SIMULATED, &ldap);
     let org = Org::new(&config, &[("google", Vec::new())]);
-    let out = Command::new(common::binary())
-        .env(PASSWORD_VARIABLE, &tree.server.password)
-        .arg("--config")
-        .arg(org.config())
-        .arg("check-config")
-        .output()
-        .unwrap();
+    let out = common::coexist_with(
+        &org.config(),
+        &[(PASSWORD_VARIABLE, &tree.server.password)],
+        &["check-config"],
+    );
     let said = String::from_utf8_lossy(&out.stderr);
     let line = config
         .lines()
@@ -425,21 +397,7 @@ shared_domains = ["acmecorp.com"]
 [topology]
 mx = "ad"
 
-[[systems]]
-id = "ad"
-kind = "active_directory"
-routing_domain = "onprem.acmecorp.com"
-stub_style = "routing_address"
-unknown_recipient = {{ relay = "cloud" }}
-[systems.connection]
-url = "{url}"
-starttls = true
-ca_file = "{ca}"
-bind_dn = "{bind_dn}"
-password = {{ env = "{PASSWORD_VARIABLE}" }}
-base_dns = ["{subtree}"]
-stub_base = "{stubs}"
-[systems.address_book]
+{ad}[systems.address_book]
 base = "{book}"
 
 [[systems]]
@@ -451,11 +409,13 @@ stub_style = "routing_address"
 seed = "cloud.json"
 state = "cloud-state.jsonl"
 "#,
-        url = tree.server.url,
-        ca = tree.server.ca_file,
-        bind_dn = tree.server.bind_dn,
-        subtree = tree.dn,
-        stubs = tree.stubs,
+        ad = tree.system_toml(
+            "ad",
+            "onprem.acmecorp.com",
+            Password::Env(PASSWORD_VARIABLE),
+            &tree.dn,
+            "unknown_recipient = { relay = \"cloud\" }\n",
+        ),
     );
     let mut cloud = person("c-0", "c0@acmecorp.com");
     cloud.attributes.display_name = Some("Cee Cloud".into());

@@ -18,7 +18,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use coexist_testenv::{acmecorp, random, LdifEntry, Subtree, TestServer};
+use coexist_testenv::{acmecorp, random, LdifEntry, Password, Subtree, TestServer};
 use common::{person, Org};
 use serde_json::{json, Value};
 
@@ -51,27 +51,15 @@ struct Scenario {
 
 impl Scenario {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(common::binary())
-            .env(self.password_variable, &self.password)
-            .arg("--config")
-            .arg(self.org.config())
-            .args(args)
-            .output()
-            .expect("coexist runs")
+        common::coexist_with(
+            &self.org.config(),
+            &[(self.password_variable, &self.password)],
+            args,
+        )
     }
 
     fn json(&self, args: &[&str]) -> (i32, Value) {
-        let mut all = vec!["--output", "json"];
-        all.extend_from_slice(args);
-        let out = self.run(&all);
-        let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "coexist {args:?} printed no JSON ({e}):\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out.status.code().unwrap_or(-1), value)
+        common::json(|all| self.run(all), args)
     }
 
     /// `coexist sync`, which must succeed.
@@ -145,26 +133,12 @@ const SLAPD_PASSWORD: &str = "COEXIST_E2E_SLAPD_PASSWORD";
 /// local@gapps.acmecorp.com. Google is acmecorp's simulated one
 /// ([`acmecorp::GOOGLE_SIMULATED`]), the mail server the subtree `t`.
 fn google_and_slapd_config(t: &Subtree) -> String {
-    let ldap = format!(
-        r#"[[systems]]
-id = "ldap"
-kind = "ldap"
-routing_domain = "mithi.acmecorp.com"
-stub_style = "routing_address"
-[systems.connection]
-url = "{url}"
-starttls = true
-ca_file = "{ca}"
-bind_dn = "{bind_dn}"
-password = {{ env = "{SLAPD_PASSWORD}" }}
-base_dns = ["{people}"]
-stub_base = "{stubs}"
-"#,
-        url = t.server.url,
-        ca = t.server.ca_file,
-        bind_dn = t.server.bind_dn,
-        people = t.people,
-        stubs = t.stubs,
+    let ldap = t.system_toml(
+        "ldap",
+        "mithi.acmecorp.com",
+        Password::Env(SLAPD_PASSWORD),
+        &t.people,
+        "",
     );
     acmecorp::config(acmecorp::GOOGLE_SIMULATED, &ldap)
 }
@@ -482,21 +456,7 @@ shared_domains = ["acmecorp.com"]
 [topology]
 mx = "ad"
 
-[[systems]]
-id = "ad"
-kind = "active_directory"
-routing_domain = "onprem.acmecorp.com"
-stub_style = "routing_address"
-unknown_recipient = {{ relay = "cloud" }}
-[systems.connection]
-url = "{url}"
-starttls = true
-ca_file = "{ca}"
-bind_dn = "{bind_dn}"
-password = {{ env = "{SAMBA_PASSWORD}" }}
-base_dns = ["{people}"]
-stub_base = "{stubs}"
-
+{ad}
 [[systems]]
 id = "cloud"
 kind = "simulated"
@@ -506,11 +466,13 @@ stub_style = "routing_address"
 seed = "cloud.json"
 state = "cloud-state.jsonl"
 "#,
-        url = t.server.url,
-        ca = t.server.ca_file,
-        bind_dn = t.server.bind_dn,
-        people = t.people,
-        stubs = t.stubs,
+        ad = t.system_toml(
+            "ad",
+            "onprem.acmecorp.com",
+            Password::Env(SAMBA_PASSWORD),
+            &t.people,
+            "unknown_recipient = { relay = \"cloud\" }\n",
+        ),
     )
 }
 

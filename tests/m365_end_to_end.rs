@@ -12,12 +12,12 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use coexist_fake_google::{FakeGoogle, FakeUser as GoogleUser};
 use coexist_fake_m365::{FakeM365, FakeOptions, FakeUser, RecipientType};
-use coexist_testenv::{random, Subtree, TestServer};
+use coexist_testenv::{random, Password, Subtree, TestServer};
 use serde_json::{json, Value};
 
 // ---- the fakes, running beside the tests -------------------------------------
@@ -86,27 +86,12 @@ const GOOGLE_KEY_FILE: &str = "google-key.json";
 /// The LDAP mail server (SkyConnect): the real slapd subtree `t`, routing
 /// domain mithi.acmecorp.com, forwarding entries.
 fn ldap_system(t: &Subtree, unknown: &str) -> String {
-    format!(
-        r#"[[systems]]
-id = "ldap"
-kind = "ldap"
-routing_domain = "mithi.acmecorp.com"
-stub_style = "routing_address"
-unknown_recipient = {unknown}
-[systems.connection]
-url = "{url}"
-starttls = true
-ca_file = "{ca}"
-bind_dn = "{bind_dn}"
-password = {{ env = "{SLAPD_PASSWORD}" }}
-base_dns = ["{people}"]
-stub_base = "{stubs}"
-"#,
-        url = t.server.url,
-        ca = t.server.ca_file,
-        bind_dn = t.server.bind_dn,
-        people = t.people,
-        stubs = t.stubs,
+    t.system_toml(
+        "ldap",
+        "mithi.acmecorp.com",
+        Password::Env(SLAPD_PASSWORD),
+        &t.people,
+        &format!("unknown_recipient = {unknown}\n"),
     )
 }
 
@@ -210,27 +195,15 @@ impl Scenario {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(common::binary())
-            .env(SLAPD_PASSWORD, &self.tree.server.password)
-            .arg("--config")
-            .arg(self.dir.path().join("coexist.toml"))
-            .args(args)
-            .output()
-            .expect("coexist runs")
+        common::coexist_with(
+            &self.dir.path().join("coexist.toml"),
+            &[(SLAPD_PASSWORD, &self.tree.server.password)],
+            args,
+        )
     }
 
     fn json(&self, args: &[&str]) -> (i32, Value) {
-        let mut all = vec!["--output", "json"];
-        all.extend_from_slice(args);
-        let out = self.run(&all);
-        let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "coexist {args:?} printed no JSON ({e}):\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out.status.code().unwrap_or(-1), value)
+        common::json(|all| self.run(all), args)
     }
 
     fn sync(&self) -> Value {

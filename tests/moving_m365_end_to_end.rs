@@ -13,7 +13,7 @@ mod common;
 use std::time::Duration;
 
 use coexist_fake_m365::{FakeM365, FakeOptions, FakeUser, RecipientType};
-use coexist_testenv::{random, Subtree, TestServer};
+use coexist_testenv::{random, Password, Subtree, TestServer};
 use common::Org;
 use serde_json::Value;
 
@@ -74,21 +74,7 @@ shared_domains = ["acmecorp.com"]
 [topology]
 mx = "ldap"
 
-[[systems]]
-id = "ldap"
-kind = "ldap"
-routing_domain = "mithi.acmecorp.com"
-stub_style = "routing_address"
-unknown_recipient = "reject"
-[systems.connection]
-url = "{slapd_url}"
-starttls = true
-ca_file = "{slapd_ca}"
-bind_dn = "{slapd_bind}"
-password = {{ file = "slapd-password" }}
-base_dns = ["{people}"]
-stub_base = "{stubs}"
-[systems.connection.provision]
+{ldap}[systems.connection.provision]
 base = "{people}"
 
 [[systems]]
@@ -111,11 +97,14 @@ license_sku_id = "{sku}"
 mailbox_wait_seconds = 30
 mailbox_poll_seconds = 1
 "#,
-        slapd_url = slapd.server.url,
-        slapd_ca = slapd.server.ca_file,
-        slapd_bind = slapd.server.bind_dn,
+        ldap = slapd.system_toml(
+            "ldap",
+            "mithi.acmecorp.com",
+            Password::File("slapd-password"),
+            &slapd.people,
+            "unknown_recipient = \"reject\"\n",
+        ),
         people = slapd.people,
-        stubs = slapd.stubs,
         routing = tenant.routing_domain(),
         tenant_id = tenant.tenant_id(),
         client = tenant.client_id(),

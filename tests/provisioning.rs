@@ -585,28 +585,16 @@ fn a_batch_of_500_on_the_real_slapd_killed_midway_completes_when_run_again() {
     let org = Org::new("", &[("google", people("g", "acmecorp.com", 2))]);
     std::fs::write(org.path("slapd-password"), &t.server.password).unwrap();
     let ldap = format!(
-        r#"[[systems]]
-id = "ldap"
-kind = "ldap"
-routing_domain = "mithi.acmecorp.com"
-stub_style = "routing_address"
-[systems.connection]
-url = "{url}"
-starttls = true
-ca_file = "{ca}"
-bind_dn = "{bind_dn}"
-password = {{ file = "slapd-password" }}
-base_dns = ["{people}"]
-stub_base = "{stubs}"
-[systems.connection.provision]
-base = "{people}"
-attributes = {{ mailHost = ["mail.acmecorp.com"] }}
-"#,
-        url = t.server.url,
-        ca = t.server.ca_file,
-        bind_dn = t.server.bind_dn,
+        "{}[systems.connection.provision]\nbase = \"{people}\"\n\
+         attributes = {{ mailHost = [\"mail.acmecorp.com\"] }}\n",
+        t.system_toml(
+            "ldap",
+            "mithi.acmecorp.com",
+            coexist_testenv::Password::File("slapd-password"),
+            &t.people,
+            "",
+        ),
         people = t.people,
-        stubs = t.stubs,
     );
     org.set_config(&coexist_testenv::acmecorp::config(
         coexist_testenv::acmecorp::GOOGLE_SIMULATED,

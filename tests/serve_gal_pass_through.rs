@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Output, Stdio};
 
-use coexist_testenv::{random, Subtree, TestServer};
+use coexist_testenv::{random, Password, Subtree, TestServer};
 
 const SLAPD_PASSWORD: &str = "COEXIST_PT_SLAPD_PASSWORD";
 const SAMBA_PASSWORD: &str = "COEXIST_PT_SAMBA_PASSWORD";
@@ -23,20 +23,7 @@ shared_domains = ["acmecorp.com"]
 [topology]
 mx = "ldap"
 
-[[systems]]
-id = "ldap"
-kind = "ldap"
-routing_domain = "mithi.acmecorp.com"
-stub_style = "routing_address"
-[systems.connection]
-url = "{url}"
-starttls = true
-ca_file = "{ca}"
-bind_dn = "{bind_dn}"
-password = {{ env = "{SLAPD_PASSWORD}" }}
-base_dns = ["{people}"]
-stub_base = "{stubs}"
-
+{ldap}
 [[systems]]
 id = "ad"
 kind = "active_directory"
@@ -55,11 +42,14 @@ stub_base = "{ad_base}"
 listen = "127.0.0.1:0"
 pass_through = "{pass_through}"
 "#,
-        url = t.server.url,
+        ldap = t.system_toml(
+            "ldap",
+            "mithi.acmecorp.com",
+            Password::Env(SLAPD_PASSWORD),
+            &t.people,
+            "",
+        ),
         ca = t.server.ca_file,
-        bind_dn = t.server.bind_dn,
-        people = t.people,
-        stubs = t.stubs,
         ad_url = samba.url,
         ad_bind_dn = samba.bind_dn,
         ad_base = samba.base,

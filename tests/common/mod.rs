@@ -89,17 +89,7 @@ impl Org {
 
     /// Runs with `--output json` and parses stdout.
     pub fn json(&self, args: &[&str]) -> (i32, serde_json::Value) {
-        let mut all = vec!["--output", "json"];
-        all.extend_from_slice(args);
-        let out = self.run(&all);
-        let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "coexist {args:?} printed no JSON ({e}):\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out.status.code().unwrap_or(-1), value)
+        json(|all| self.run(all), args)
     }
 
     /// The stubs a simulated system holds now (seed + state journal).
@@ -122,12 +112,37 @@ pub fn binary() -> PathBuf {
 
 /// Runs the binary with a configuration.
 pub fn coexist(config: &Path, args: &[&str]) -> Output {
+    coexist_with(config, &[], args)
+}
+
+/// Runs the binary with a configuration and the environment variables
+/// `env` set (such as the password a configuration names with
+/// `{ env = "…" }`).
+pub fn coexist_with(config: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     std::process::Command::new(binary())
+        .envs(env.iter().copied())
         .arg("--config")
         .arg(config)
         .args(args)
         .output()
         .expect("coexist runs")
+}
+
+/// Runs `run` with `--output json` before `args` and parses its stdout:
+/// the exit code and the JSON. Panics, showing stdout and stderr, when
+/// stdout is no JSON.
+pub fn json(run: impl FnOnce(&[&str]) -> Output, args: &[&str]) -> (i32, serde_json::Value) {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "coexist {args:?} printed no JSON ({e}):\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), value)
 }
 
 /// The acmecorp topology of google-coexistence.txt, on simulated systems

@@ -44,5 +44,5 @@ mod tools;
 pub use env::{env_file, env_file_path, random, try_var, var};
 pub use ldif::{parse_ldif, LdifEntry};
 pub use server::{postgres_url, slapd_config, Directory, TestServer};
-pub use subtree::Subtree;
+pub use subtree::{Password, Subtree};
 pub use tools::{chromium, promtool};
