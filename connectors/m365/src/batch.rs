@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coexist_connector::ConnectorError;
+use coexist_connector::{requests, ConnectorError};
 use futures::stream::{self, StreamExt};
 use reqwest::{Method, Url};
 use serde::{Deserialize, Serialize};
@@ -198,8 +198,15 @@ pub async fn send(
                     Arc::clone(&what_owned),
                 );
                 let indices = chunk.clone();
+                // The run's request counter is task-local: the batch's
+                // task counts into it too.
+                let counter = requests::current();
                 let task = tokio::spawn(async move {
-                    send_chunk(&http, &endpoint, &items, &chunk, &what).await
+                    let sending = send_chunk(&http, &endpoint, &items, &chunk, &what);
+                    match counter {
+                        Some(counter) => requests::counting(counter, sending).await,
+                        None => sending.await,
+                    }
                 });
                 async move {
                     task.await.unwrap_or_else(|e| {

@@ -138,3 +138,32 @@ async fn a_delete_removes_the_contact_from_every_mailbox_and_leaves_others_alone
     assert!(s.m365.personal_contacts(&ann).is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn every_batch_request_counts_for_the_run_though_batches_are_sent_from_tasks_of_their_own(
+) -> TestResult {
+    let s = tenant().await?;
+    for name in ["ann", "bob", "cat"] {
+        s.m365
+            .add_user(user(name, name, RecipientType::UserMailbox));
+    }
+    s.connector.pull(None, &NoProgress).await?;
+    let operations: Vec<Operation> = (0..30)
+        .map(|i| Operation::Create {
+            stub: personal_stub(&format!("ldap:{i}"), &format!("p{i}@acmecorp.com")),
+        })
+        .collect();
+    s.m365.reset_counters();
+    let counter = std::sync::Arc::new(coexist_connector::RequestCounter::default());
+
+    let results =
+        coexist_connector::requests::counting(counter.clone(), s.connector.apply_many(&operations))
+            .await;
+
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let sent = s.m365.counters();
+    // The folders in one batch, then 90 contacts in five.
+    assert_eq!(sent.batch_requests, 6, "{sent:?}");
+    assert_eq!(counter.take().requests, sent.total);
+    Ok(())
+}
