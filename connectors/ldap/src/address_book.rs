@@ -27,12 +27,12 @@ use coexist_connector::{
 use ldap3::{Ldap, Mod, Scope, SearchEntry};
 
 use crate::config::{Flavor, LdapConfig};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, Reused};
 use crate::entry::{derived_surname, guid_to_string, Entry, KIND_PREFIX};
 use crate::error::{self, rc};
 use crate::escape::{dn_value, filter_value, normalize_dn, split_rdn};
 use crate::lookup::{read_entry, search_one, Lookup};
-use crate::write::ad_cn;
+use crate::write::{ad_cn, add_attributes};
 
 /// The connector of one system's address book.
 pub struct AddressBook {
@@ -45,7 +45,7 @@ pub struct AddressBook {
     page_size: i32,
     timeout: std::time::Duration,
     endpoint: Endpoint,
-    conn: tokio::sync::Mutex<Option<Ldap>>,
+    conn: Reused,
 }
 
 impl std::fmt::Debug for AddressBook {
@@ -98,26 +98,16 @@ impl AddressBook {
             page_size: i32::try_from(config.page_size.clamp(1, 1000)).unwrap_or(1000),
             timeout: std::time::Duration::from_secs(config.timeout_seconds),
             endpoint,
-            conn: tokio::sync::Mutex::new(None),
+            conn: Reused::default(),
         })
     }
 
     async fn ldap(&self) -> Result<Ldap, ConnectorError> {
-        let mut guard = self.conn.lock().await;
-        if let Some(l) = guard.as_mut() {
-            if !l.is_closed() {
-                return Ok(l.clone());
-            }
-        }
-        let l = self.endpoint.ldap3().await?;
-        *guard = Some(l.clone());
-        Ok(l)
+        self.conn.get(&self.endpoint).await
     }
 
     async fn forget_connection(&self, error: &ConnectorError) {
-        if error.is_transient() {
-            *self.conn.lock().await = None;
-        }
+        self.conn.forget_after(error).await
     }
 
     fn anchor_attribute(&self) -> &'static str {
@@ -362,19 +352,7 @@ impl AddressBook {
         if let Some(entry) = self.find(ldap, &stub.anchor).await? {
             return self.converge(ldap, entry, stub, &desired).await;
         }
-        let mut add: Vec<(String, HashSet<String>)> = vec![(
-            "objectClass".into(),
-            desired
-                .object_classes
-                .iter()
-                .map(|c| c.to_string())
-                .collect(),
-        )];
-        for (name, values) in &desired.attributes {
-            if !values.is_empty() {
-                add.push((name.clone(), values.iter().cloned().collect()));
-            }
-        }
+        let add = add_attributes(&desired.object_classes, &desired.attributes);
         let result = ldap
             .with_timeout(self.timeout)
             .add(&desired.dn, add)

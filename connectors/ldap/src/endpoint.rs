@@ -562,6 +562,36 @@ fn rustls_error(error: &std::io::Error) -> Option<&rustls::Error> {
     error.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
+/// The ldap3 connection a connector keeps to its [`Endpoint`]: opened and
+/// bound when first needed, reused while it stays open, and forgotten
+/// after a connection-level failure, so that the next call opens another.
+#[derive(Default)]
+pub(crate) struct Reused(tokio::sync::Mutex<Option<Ldap>>);
+
+impl Reused {
+    /// The connection kept, or a new one to `endpoint` when there is none
+    /// or it has closed.
+    pub(crate) async fn get(&self, endpoint: &Endpoint) -> Result<Ldap, ConnectorError> {
+        let mut guard = self.0.lock().await;
+        if let Some(l) = guard.as_mut() {
+            if !l.is_closed() {
+                return Ok(l.clone());
+            }
+        }
+        let l = endpoint.ldap3().await?;
+        *guard = Some(l.clone());
+        Ok(l)
+    }
+
+    /// Forgets the connection when `error` is a connection-level
+    /// (transient) failure.
+    pub(crate) async fn forget_after(&self, error: &ConnectorError) {
+        if error.is_transient() {
+            *self.0.lock().await = None;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use coexist_connector::SecretRef;

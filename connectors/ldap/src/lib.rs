@@ -62,7 +62,7 @@ pub struct LdapConnector {
     endpoint: Endpoint,
     reader: read::Reader,
     writer: write::Writer,
-    conn: tokio::sync::Mutex<Option<ldap3::Ldap>>,
+    conn: endpoint::Reused,
 }
 
 impl std::fmt::Debug for LdapConnector {
@@ -99,7 +99,7 @@ impl LdapConnector {
             endpoint,
             reader,
             writer,
-            conn: tokio::sync::Mutex::new(None),
+            conn: endpoint::Reused::default(),
         })
     }
 
@@ -110,23 +110,12 @@ impl LdapConnector {
 
     /// A bound connection, reused while it stays open.
     async fn ldap(&self) -> Result<ldap3::Ldap, ConnectorError> {
-        let mut guard = self.conn.lock().await;
-        if let Some(l) = guard.as_mut() {
-            if !l.is_closed() {
-                return Ok(l.clone());
-            }
-        }
-        let l = self.endpoint.ldap3().await?;
-        *guard = Some(l.clone());
-        Ok(l)
+        self.conn.get(&self.endpoint).await
     }
 
     /// Forgets the cached connection after a connection-level failure.
     async fn forget_connection(&self, error: &ConnectorError) {
-        if error.is_transient() {
-            let mut guard = self.conn.lock().await;
-            *guard = None;
-        }
+        self.conn.forget_after(error).await
     }
 }
 

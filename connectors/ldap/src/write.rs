@@ -28,6 +28,25 @@ pub struct Desired {
     pub attributes: BTreeMap<String, Vec<String>>,
 }
 
+/// The attributes of an LDAP add of an entry of `object_classes`: its
+/// `objectClass` values, then every attribute of `attributes` that has
+/// values (an empty list means "absent", so it is left out).
+pub(crate) fn add_attributes(
+    object_classes: &[&str],
+    attributes: &BTreeMap<String, Vec<String>>,
+) -> Vec<(String, HashSet<String>)> {
+    let mut add: Vec<(String, HashSet<String>)> = vec![(
+        "objectClass".into(),
+        object_classes.iter().map(|c| c.to_string()).collect(),
+    )];
+    for (name, values) in attributes {
+        if !values.is_empty() {
+            add.push((name.clone(), values.iter().cloned().collect()));
+        }
+    }
+    add
+}
+
 /// The stubs found under the stub base: marker anchor → (DN, object id).
 pub type StubIndex = HashMap<String, (String, String)>;
 
@@ -405,19 +424,7 @@ impl Writer {
             tracing::debug!(dn = %entry.dn, "create of an existing stub: updating it");
             return self.converge(ldap, entry, stub, &desired).await;
         }
-        let mut add: Vec<(String, HashSet<String>)> = vec![(
-            "objectClass".into(),
-            desired
-                .object_classes
-                .iter()
-                .map(|c| c.to_string())
-                .collect(),
-        )];
-        for (name, values) in &desired.attributes {
-            if !values.is_empty() {
-                add.push((name.clone(), values.iter().cloned().collect()));
-            }
-        }
+        let add = add_attributes(&desired.object_classes, &desired.attributes);
         let anchor_attr = self.mapper.attrs.anchor.clone();
         let handle = ldap.with_timeout(self.timeout);
         if index.is_none() {
