@@ -278,13 +278,10 @@ impl SimulatedConnector {
             .map_err(|e| ConnectorError::retryable(format!("cannot write {}: {e}", path.display())))
     }
 
-    /// A change of an account (`move`): delayed and refused as configured,
-    /// journalled, then made.
-    async fn account_change(
-        &self,
-        recipient: &Recipient,
-        event: Event,
-    ) -> Result<(), ConnectorError> {
+    /// The faults configured for a change (`doing`: `create`, `change`) of
+    /// the account `address`: waits `apply_delay_ms`, then refuses an
+    /// address of `reject_addresses`, as operations on it are refused.
+    async fn account_fault(&self, address: &str, doing: &str) -> Result<(), ConnectorError> {
         if self.config.apply_delay_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(self.config.apply_delay_ms)).await;
         }
@@ -292,13 +289,25 @@ impl SimulatedConnector {
             .config
             .reject_addresses
             .iter()
-            .any(|a| a.eq_ignore_ascii_case(&recipient.primary_address))
+            .any(|a| a.eq_ignore_ascii_case(address))
         {
             return Err(ConnectorError::permanent(format!(
-                "{} refused to change {} (simulated fault)",
-                self.system, recipient.primary_address
+                "{} refused to {doing} {address} (simulated fault)",
+                self.system
             )));
         }
+        Ok(())
+    }
+
+    /// A change of an account (`move`): delayed and refused as configured,
+    /// journalled, then made.
+    async fn account_change(
+        &self,
+        recipient: &Recipient,
+        event: Event,
+    ) -> Result<(), ConnectorError> {
+        self.account_fault(&recipient.primary_address, "change")
+            .await?;
         let mut directory = self.lock()?;
         if !directory
             .recipients
@@ -419,20 +428,8 @@ impl Connector for SimulatedConnector {
     /// journalled in the state file like a stub. An address in
     /// `reject_addresses` is refused, as operations on it are.
     async fn provision(&self, account: &NewAccount) -> Result<Provisioned, ConnectorError> {
-        if self.config.apply_delay_ms > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(self.config.apply_delay_ms)).await;
-        }
-        if self
-            .config
-            .reject_addresses
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(&account.primary_address))
-        {
-            return Err(ConnectorError::permanent(format!(
-                "{} refused to create {} (simulated fault)",
-                self.system, account.primary_address
-            )));
-        }
+        self.account_fault(&account.primary_address, "create")
+            .await?;
         let mut directory = self.lock()?;
         if let Some(existing) = directory.recipients.iter().find(|r| {
             r.mailbox
