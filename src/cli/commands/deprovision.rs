@@ -62,13 +62,6 @@ pub async fn run(
         )?,
     }
     print_plan(&done.plan)?;
-    for route in &done.routes {
-        outln!(
-            "  Mail from {:<10} {:<9} {}",
-            route.from,
-            route.outcome,
-            route.path
-        )?;
-    }
+    super::provision::print_routes(&done.routes)?;
     Ok(code)
 }

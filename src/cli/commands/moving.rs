@@ -103,14 +103,7 @@ pub async fn run(
         for note in &moved.notes {
             outln!("  note: {note}")?;
         }
-        for route in &moved.routes {
-            outln!(
-                "  Mail from {:<10} {:<9} {}",
-                route.from,
-                route.outcome,
-                route.path
-            )?;
-        }
+        super::provision::print_routes(&moved.routes)?;
     }
     outln!(
         "{} people, {} stub operations{}.",

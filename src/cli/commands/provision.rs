@@ -12,7 +12,23 @@ use crate::cli::print::{outln, print_json, print_plan};
 use crate::cli::Output;
 use crate::engine::Engine;
 use crate::exit;
-use crate::provisioning::{csv, normalised, provision, Person, ProvisionError, ProvisionOptions};
+use crate::provisioning::{
+    csv, normalised, provision, Person, ProvisionError, ProvisionOptions, RouteResult,
+};
+
+/// Prints where mail to a person now goes, one `Mail from` line a sender
+/// (`provision`, `deprovision` and `move` print the same).
+pub fn print_routes(routes: &[RouteResult]) -> Result<(), Failure> {
+    for route in routes {
+        outln!(
+            "  Mail from {:<10} {:<9} {}",
+            route.from,
+            route.outcome,
+            route.path
+        )?;
+    }
+    Ok(())
+}
 
 /// The person (or CSV file) the command line names.
 pub struct Request<'a> {
@@ -215,14 +231,7 @@ pub async fn run(
         for note in &person.notes {
             outln!("  Note: {note}")?;
         }
-        for route in &person.routes {
-            outln!(
-                "  Mail from {:<10} {:<9} {}",
-                route.from,
-                route.outcome,
-                route.path
-            )?;
-        }
+        print_routes(&person.routes)?;
     }
     if let Some(file) = &report.password_file {
         outln!("Initial passwords appended to {file} (mode 0600).")?;
