@@ -517,17 +517,11 @@ fn after_every_change_of_a_move_from_slapd_and_samba_to_google_mail_is_delivered
     assert!(stepped(&["move", "--finish", "--from-csv", "finish.csv"]) >= 2);
 }
 
-/// A person on Google (the MX) moved to the mail server (simulated) one
-/// change at a time: Gmail forwarding set on the old user through the
-/// fake's Gmail settings API, the user marked so reads see the forward;
-/// then finished one change at a time with `retire = "rename"`: coexist's
-/// shared contact written beside the old user, the old user renamed to
-/// `retired.ann@acmecorp.com`, the alias Google kept and the person's
-/// other alias deleted, its forward turned off, suspended. After every
-/// change, mail to the person from every system and from the internet is
-/// delivered at the current home.
-#[test]
-fn a_move_from_google_forwards_the_old_gmail_then_finishes_and_mail_follows_after_every_change() {
+/// Ann on the fake Google (the MX, catch-all to the simulated mail
+/// server `ldap`), with an alias and an external id of her own; the
+/// Google connection retires old users by renaming them. Returns the
+/// fake, the organisation and Ann's user id.
+fn ann_on_google() -> (Google, Org, String) {
     let google = Google::start();
     google.fake.add_user(coexist_fake_google::FakeUser {
         primary_email: "ann@acmecorp.com".into(),
@@ -571,6 +565,75 @@ retire = "rename"
         google.fake.service_account_key_json(),
     )
     .unwrap();
+    (google, org, ann_id)
+}
+
+/// Mail to Ann's addresses from every system and from the internet is
+/// delivered at `home`.
+fn delivered_at(org: &Org, home: &str, stage: &str) {
+    for address in ["ann@acmecorp.com", "ann.lee@acmecorp.com"] {
+        for from in ["internet", "google", "ldap"] {
+            let (_, traced) = org.json(&["route", address, "--from", from]);
+            let outcome = &traced["outcome"];
+            assert_eq!(
+                outcome["result"], "delivered",
+                "{stage}, {address} from {from}: {traced}"
+            );
+            assert_eq!(
+                outcome["system"], home,
+                "{stage}, {address} from {from}: {traced}"
+            );
+        }
+    }
+}
+
+/// A `--finish` that died half-way through the retirement of the old
+/// Google user (renamed, the old primary address still its alias, still
+/// forwarding) is completed by the next `--finish`: the renamed user is
+/// the person's old account, its new name no address of the person's.
+#[test]
+fn a_finish_that_died_after_renaming_the_old_google_user_completes_when_run_again() {
+    let (google, org, ann_id) = ann_on_google();
+    let (code, report) = org.json(&["move", "ann@acmecorp.com", "--to", "ldap"]);
+    assert_eq!(code, 0, "{}", brief(&report));
+    // What the dead run left: the rename done, nothing after it.
+    google.fake.update_user(&ann_id, |u| {
+        u.primary_email = "retired.ann@acmecorp.com".into();
+        u.aliases.push("ann@acmecorp.com".into());
+    });
+    delivered_at(&org, "ldap", "after the rename");
+
+    let (code, finish) = org.json(&["move", "--finish", "ann@acmecorp.com"]);
+
+    assert_eq!(code, 0, "{}", brief(&finish));
+    let person = &finish["people"][0];
+    assert_eq!(person["address"], "ann@acmecorp.com", "{}", brief(&finish));
+    assert_eq!(person["state"], "finished");
+    let old = google.fake.user(&ann_id).unwrap();
+    assert_eq!(
+        old.primary_email, "retired.ann@acmecorp.com",
+        "not renamed twice"
+    );
+    assert!(old.aliases.is_empty(), "{:?}", old.aliases);
+    assert!(old.suspended && old.auto_forwarding.is_none());
+    delivered_at(&org, "ldap", "finished");
+    let (code, sync) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{}", brief(&sync));
+    assert!(sync["plan"]["conflicts"].as_array().unwrap().is_empty());
+}
+
+/// A person on Google (the MX) moved to the mail server (simulated) one
+/// change at a time: Gmail forwarding set on the old user through the
+/// fake's Gmail settings API, the user marked so reads see the forward;
+/// then finished one change at a time with `retire = "rename"`: coexist's
+/// shared contact written beside the old user, the old user renamed to
+/// `retired.ann@acmecorp.com`, the alias Google kept and the person's
+/// other alias deleted, its forward turned off, suspended. After every
+/// change, mail to the person from every system and from the internet is
+/// delivered at the current home.
+#[test]
+fn a_move_from_google_forwards_the_old_gmail_then_finishes_and_mail_follows_after_every_change() {
+    let (google, org, ann_id) = ann_on_google();
     let (code, report) = org.json(&["sync"]);
     assert_eq!(code, 0, "{}", brief(&report));
 
