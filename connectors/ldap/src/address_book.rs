@@ -353,6 +353,7 @@ impl AddressBook {
             return self.converge(ldap, entry, stub, &desired).await;
         }
         let add = add_attributes(&desired.object_classes, &desired.attributes);
+        error::request_sent();
         let result = ldap
             .with_timeout(self.timeout)
             .add(&desired.dn, add)
@@ -397,6 +398,7 @@ impl AddressBook {
         let id = self.id_of(&entry);
         if normalize_dn(&entry.dn) != normalize_dn(&desired.dn) {
             let (new_rdn, _) = split_rdn(&desired.dn);
+            error::request_sent();
             let result = ldap
                 .with_timeout(self.timeout)
                 .modifydn(&entry.dn, &new_rdn, true, None)
@@ -435,6 +437,7 @@ impl AddressBook {
             });
         }
         if !mods.is_empty() {
+            error::request_sent();
             let result = ldap
                 .with_timeout(self.timeout)
                 .modify(&entry.dn, mods)
@@ -471,6 +474,7 @@ impl AddressBook {
                 let Some(entry) = self.locate(ldap, locator, &[stub.anchor.as_str()]).await? else {
                     return Ok(Applied { found: None });
                 };
+                error::request_sent();
                 let result = ldap
                     .with_timeout(self.timeout)
                     .delete(&entry.dn)
@@ -533,6 +537,7 @@ impl Connector for AddressBook {
             filter_value(coexist_connector::address_book::BOOK_MARKER_PREFIX)
         );
         let read = async {
+            error::request_sent();
             let mut stream = ldap
                 .with_timeout(self.timeout)
                 .streaming_search_with(

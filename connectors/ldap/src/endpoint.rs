@@ -275,6 +275,7 @@ impl Endpoint {
         let mut ldap = self.ldap3_unbound().await?;
         let Bind::Simple { dn, .. } = &self.bind;
         let password = self.password()?;
+        error::request_sent();
         let result = ldap
             .simple_bind(dn, password.expose())
             .await
@@ -371,6 +372,7 @@ impl Endpoint {
         let mut conn = WireConn::new(&self.system, io, next_id, self.timeout);
         let Bind::Simple { dn, .. } = &self.bind;
         let password = self.password()?;
+        error::request_sent();
         let result = conn
             .simple_bind(dn, password.expose())
             .await

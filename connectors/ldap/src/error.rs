@@ -143,3 +143,12 @@ pub fn connection_failed(system: &str, what: &str, detail: &str) -> ConnectorErr
         "LDAP system `{system}`: {what}: the connection failed ({detail}); the server may have restarted, coexist will retry"
     ))
 }
+
+/// One LDAP request is being sent to the server (a bind, a search, or one
+/// change), counted for the run's metrics (`coexist_api_requests_total`,
+/// through coexist-connector's task-local counter). A paged search counts
+/// each page on the lean reader, once on ldap3's stream. LDAP servers do
+/// not throttle the way HTTP APIs do, so none counts as throttled.
+pub fn request_sent() {
+    coexist_connector::requests::request_sent(false);
+}

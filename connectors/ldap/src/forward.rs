@@ -37,6 +37,7 @@ async fn modify(
     mods: Vec<Mod<String>>,
     what: &str,
 ) -> Result<LdapResult, ConnectorError> {
+    error::request_sent();
     ldap.with_timeout(timeout)
         .modify(dn, mods)
         .await

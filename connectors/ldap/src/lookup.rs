@@ -46,6 +46,7 @@ pub(crate) async fn search_one(
     filter: &str,
     attributes: Vec<String>,
 ) -> Result<Lookup, ConnectorError> {
+    error::request_sent();
     let ldap3::SearchResult(entries, result) = ldap
         .with_timeout(timeout)
         .search(base, scope, filter, attributes)

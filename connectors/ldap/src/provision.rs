@@ -179,6 +179,7 @@ pub async fn provision(
         .filter(|(_, values)| !values.is_empty())
         .map(|(name, values)| (name.into_bytes(), values.into_iter().collect()))
         .collect();
+    error::request_sent();
     let result = ldap
         .with_timeout(timeout)
         .add(&dn, add)
@@ -220,6 +221,7 @@ pub async fn provision(
                 old_pass: None,
                 new_pass: Some(password.expose()),
             };
+            error::request_sent();
             let done = ldap
                 .with_timeout(timeout)
                 .extended(modify)
@@ -261,6 +263,7 @@ pub async fn suspend(
     let modify = |mods: Vec<Mod<String>>, what: &'static str| {
         let mut ldap = handle.clone();
         async move {
+            error::request_sent();
             let result = ldap
                 .with_timeout(timeout)
                 .modify(dn, mods)

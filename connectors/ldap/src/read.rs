@@ -198,6 +198,7 @@ impl Reader {
         if !controls.is_empty() {
             handle.with_controls(controls);
         }
+        error::request_sent();
         let mut stream = handle
             .streaming_search_with(adapters, base, scope, filter, attrs.to_vec())
             .await

@@ -623,6 +623,7 @@ impl WireConn {
                 },
                 Some(&controls),
             );
+            crate::error::request_sent();
             tokio::time::timeout(self.timeout, self.io.write_all(&request))
                 .await
                 .map_err(|_| stop(WireError::Timeout, n))?

@@ -304,6 +304,7 @@ impl Writer {
     /// Every stub under the stub base: marker anchor → (DN, object id).
     pub async fn stub_index(&self, ldap: &mut Ldap) -> Result<StubIndex, ConnectorError> {
         let filter = format!("({}=coexist:*)", self.mapper.marker_attribute);
+        error::request_sent();
         let mut stream = ldap
             .with_timeout(self.timeout)
             .streaming_search_with(
@@ -432,6 +433,7 @@ impl Writer {
             // bulk the caller lists the ids once afterwards instead.
             handle.with_controls(PostRead::new(vec![anchor_attr.as_str()]));
         }
+        error::request_sent();
         let result = handle
             .add(&desired.dn, add)
             .await
@@ -519,6 +521,7 @@ impl Writer {
             let (_, old_parent) = split_rdn(&entry.dn);
             let superior = (normalize_dn(&new_parent) != normalize_dn(&old_parent))
                 .then_some(new_parent.as_str());
+            error::request_sent();
             let result = ldap
                 .with_timeout(self.timeout)
                 .modifydn(&entry.dn, &new_rdn, true, superior)
@@ -537,6 +540,7 @@ impl Writer {
         }
         let mods = self.diff(&entry, desired);
         if !mods.is_empty() {
+            error::request_sent();
             let result = ldap
                 .with_timeout(self.timeout)
                 .modify(&entry.dn, mods)
@@ -572,6 +576,7 @@ impl Writer {
                 self.system, entry.dn, stub.anchor, self.mapper.marker_attribute
             )));
         }
+        error::request_sent();
         let result = ldap
             .with_timeout(self.timeout)
             .delete(&entry.dn)

@@ -718,3 +718,42 @@ async fn both_entries_claiming_one_primary_address_are_returned_named_by_their_d
     assert_eq!(delta.recipients.len(), 1, "{:?}", delta.recipients);
     assert_eq!(delta.recipients[0].locator.as_deref(), Some(one.as_str()));
 }
+
+#[tokio::test]
+async fn every_ldap_request_of_a_pull_and_of_a_write_counts_for_the_run() {
+    let t = Subtree::new(TestServer::slapd()).await;
+    for i in 0..20 {
+        t.person(
+            &format!("user{i}"),
+            &format!("user{i}@acmecorp.com"),
+            vec![],
+        )
+        .await;
+    }
+    let connector = LdapConnector::new("mail", t.config()).unwrap();
+    let counter = std::sync::Arc::new(coexist_connector::RequestCounter::default());
+
+    let pull =
+        coexist_connector::requests::counting(counter.clone(), connector.pull(None, &NoProgress))
+            .await
+            .unwrap();
+    assert!(pull.recipients.len() >= 20);
+    let read = counter.take();
+    // A bind, then twenty people in pages of seven: three pages at least.
+    assert!(read.requests >= 4, "{read:?}");
+    assert_eq!(read.throttled, 0, "LDAP servers do not throttle");
+
+    let s = stub("google:7", "counted@acmecorp.com");
+    coexist_connector::requests::counting(counter.clone(), connector.apply(&create(&s)))
+        .await
+        .unwrap();
+    let written = counter.take();
+    assert!(written.requests >= 1, "{written:?}");
+
+    connector.pull(None, &NoProgress).await.unwrap();
+    assert_eq!(
+        counter.take().requests,
+        0,
+        "nothing is counted outside a counted call"
+    );
+}
