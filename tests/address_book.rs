@@ -16,7 +16,7 @@ mod common;
 use std::process::Output;
 
 use coexist_testenv::{acmecorp, random, LdifEntry, Password, Subtree, TestServer};
-use common::{person, Org};
+use common::{op, operations, person, Org};
 use serde_json::Value;
 
 const PASSWORD_VARIABLE: &str = "COEXIST_BOOK_DIRECTORY_PASSWORD";
@@ -80,28 +80,6 @@ impl Scenario {
             .map(|e| e.one("mail").to_string())
             .collect()
     }
-}
-
-/// The operations planned as `(system, action, address)`, sorted.
-fn operations(report: &Value) -> Vec<(String, String, String)> {
-    let mut ops: Vec<_> = report["plan"]["operations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["system"].as_str().unwrap().to_string(),
-                o["action"].as_str().unwrap().to_string(),
-                o["address"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    ops.sort();
-    ops
-}
-
-fn op(system: &str, action: &str, address: &str) -> (String, String, String) {
-    (system.into(), action.into(), address.into())
 }
 
 fn ou(dn: &str) -> String {

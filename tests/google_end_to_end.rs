@@ -23,7 +23,7 @@ use coexist_fake_google::{
     FakeContact, FakeGoogle, FakeGroup, FakeOptions, FakeUser, Fault, MemberType,
 };
 use coexist_testenv::acmecorp;
-use common::Org;
+use common::{op, operations, Org};
 use serde_json::Value;
 
 // ---- the fake Google, running beside the tests ------------------------------
@@ -289,28 +289,6 @@ fn marker(contact: &FakeContact) -> Option<&str> {
 
 const REL_WORK: &str = "http://schemas.google.com/g/2005#work";
 const REL_MOBILE: &str = "http://schemas.google.com/g/2005#mobile";
-
-/// The operations of a sync report as (system, action, address).
-fn operations(report: &Value) -> Vec<(String, String, String)> {
-    let mut ops: Vec<_> = report["plan"]["operations"]
-        .as_array()
-        .unwrap_or_else(|| panic!("a plan: {report:#}"))
-        .iter()
-        .map(|op| {
-            (
-                op["system"].as_str().unwrap().to_string(),
-                op["action"].as_str().unwrap().to_string(),
-                op["address"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    ops.sort();
-    ops
-}
-
-fn op(system: &str, action: &str, address: &str) -> (String, String, String) {
-    (system.into(), action.into(), address.into())
-}
 
 /// A second sync right after a first one finds nothing to do.
 fn assert_converged(acme: &Acme) {

@@ -19,7 +19,7 @@ mod common;
 use std::process::{Command, Output};
 
 use coexist_testenv::{acmecorp, random, LdifEntry, Password, Subtree, TestServer};
-use common::{person, Org};
+use common::{op, operations, person, Org};
 use serde_json::{json, Value};
 
 // ---- what coexist wrote -------------------------------------------------------
@@ -85,28 +85,6 @@ fn pull_mode(report: &Value, system: &str) -> String {
         .find(|p| p["system"] == system)
         .unwrap_or_else(|| panic!("no pull of {system}: {report:#}"));
     pull["mode"].as_str().unwrap().to_string()
-}
-
-/// The planned operations as `(system, action, address)`, sorted.
-fn operations(report: &Value) -> Vec<(String, String, String)> {
-    let mut ops: Vec<_> = report["plan"]["operations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["system"].as_str().unwrap().to_string(),
-                o["action"].as_str().unwrap().to_string(),
-                o["address"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    ops.sort();
-    ops
-}
-
-fn op(system: &str, action: &str, address: &str) -> (String, String, String) {
-    (system.into(), action.into(), address.into())
 }
 
 fn delivered(system: &str, hops: u64) -> Value {

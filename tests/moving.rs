@@ -6,23 +6,22 @@
 
 mod common;
 
-use common::{person, Org, GOOGLE_AND_LDAP};
+use common::{person, three_systems, Org};
 
-/// acmecorp's Google (the MX) and LDAP mail server, and a third system
-/// (`mail2`, routing domain mail2.acmecorp.com, forwarding entries).
-fn three_systems() -> String {
-    format!(
-        r#"{GOOGLE_AND_LDAP}
-[[systems]]
-id = "mail2"
-kind = "simulated"
-routing_domain = "mail2.acmecorp.com"
-stub_style = "routing_address"
-[systems.connection]
-seed = "mail2.json"
-state = "mail2-state.jsonl"
-"#
-    )
+/// gus on Google, ann on the mail server, nobody on `mail2`
+/// ([`three_systems`]), synced once.
+fn ann_on_ldap_synced() -> Org {
+    let org = Org::new(
+        &three_systems(),
+        &[
+            ("google", vec![person("g1", "gus@acmecorp.com")]),
+            ("ldap", vec![person("m1", "ann@acmecorp.com")]),
+            ("mail2", vec![]),
+        ],
+    );
+    let (code, report) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{report}");
+    org
 }
 
 const SENDERS: [&str; 4] = ["internet", "google", "ldap", "mail2"];
@@ -190,16 +189,7 @@ fn after_every_change_of_a_move_mail_is_delivered_at_the_current_home_and_finish
 
 #[test]
 fn an_old_home_that_cannot_forward_keeps_the_person_placed_there_and_a_rerun_completes() {
-    let org = Org::new(
-        &three_systems(),
-        &[
-            ("google", vec![person("g1", "gus@acmecorp.com")]),
-            ("ldap", vec![person("m1", "ann@acmecorp.com")]),
-            ("mail2", vec![]),
-        ],
-    );
-    let (code, report) = org.json(&["sync"]);
-    assert_eq!(code, 0, "{report}");
+    let org = ann_on_ldap_synced();
     // The mail server refuses to change ann's account.
     let refusing = three_systems().replace(
         "state = \"ldap-state.jsonl\"",
@@ -244,16 +234,7 @@ fn an_old_home_that_cannot_forward_keeps_the_person_placed_there_and_a_rerun_com
 
 #[test]
 fn move_refuses_what_it_cannot_move_naming_why_and_changes_nothing() {
-    let org = Org::new(
-        &three_systems(),
-        &[
-            ("google", vec![person("g1", "gus@acmecorp.com")]),
-            ("ldap", vec![person("m1", "ann@acmecorp.com")]),
-            ("mail2", vec![]),
-        ],
-    );
-    let (code, report) = org.json(&["sync"]);
-    assert_eq!(code, 0, "{report}");
+    let org = ann_on_ldap_synced();
     let refused = |args: &[&str], words: &str| {
         let out = org.run(args);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -6,24 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{people, person, Org, GOOGLE_AND_LDAP};
-
-/// acmecorp's Google and LDAP mail server, and a third system (`mail2`,
-/// routing domain mail2.acmecorp.com, forwarding entries).
-fn three_systems() -> String {
-    format!(
-        r#"{GOOGLE_AND_LDAP}
-[[systems]]
-id = "mail2"
-kind = "simulated"
-routing_domain = "mail2.acmecorp.com"
-stub_style = "routing_address"
-[systems.connection]
-seed = "mail2.json"
-state = "mail2-state.jsonl"
-"#
-    )
-}
+use common::{people, person, three_systems, Org, GOOGLE_AND_LDAP};
 
 fn stub_addresses(org: &Org, system: &str) -> Vec<String> {
     let mut addresses: Vec<String> = org

@@ -148,3 +148,45 @@ pub fn json(run: impl FnOnce(&[&str]) -> Output, args: &[&str]) -> (i32, serde_j
 /// The acmecorp topology of google-coexistence.txt, on simulated systems
 /// (kept in the test environment crate, beside its pieces).
 pub const GOOGLE_AND_LDAP: &str = coexist_testenv::acmecorp::GOOGLE_AND_LDAP;
+
+/// acmecorp's Google (the MX) and LDAP mail server ([`GOOGLE_AND_LDAP`]),
+/// and a third system (`mail2`, routing domain mail2.acmecorp.com,
+/// forwarding entries).
+pub fn three_systems() -> String {
+    format!(
+        r#"{GOOGLE_AND_LDAP}
+[[systems]]
+id = "mail2"
+kind = "simulated"
+routing_domain = "mail2.acmecorp.com"
+stub_style = "routing_address"
+[systems.connection]
+seed = "mail2.json"
+state = "mail2-state.jsonl"
+"#
+    )
+}
+
+/// The operations a report's plan holds as `(system, action, address)`,
+/// sorted.
+pub fn operations(report: &serde_json::Value) -> Vec<(String, String, String)> {
+    let mut ops: Vec<_> = report["plan"]["operations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a plan: {report:#}"))
+        .iter()
+        .map(|op| {
+            (
+                op["system"].as_str().unwrap().to_string(),
+                op["action"].as_str().unwrap().to_string(),
+                op["address"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    ops.sort();
+    ops
+}
+
+/// One operation as [`operations`] lists it.
+pub fn op(system: &str, action: &str, address: &str) -> (String, String, String) {
+    (system.into(), action.into(), address.into())
+}
