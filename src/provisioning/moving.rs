@@ -986,7 +986,7 @@ async fn finish(
             })
             .await?;
         moved.steps.push(format!(
-            "the old account on {} retired (suspended; its forward and addresses taken off)",
+            "the old account on {} retired (its forward and the person's addresses taken off and the account suspended, or the account deleted where the system's `retire` says so)",
             standing.from
         ));
         if !beside(standing) {
@@ -1025,7 +1025,7 @@ async fn dry_run(
                     steps.push(format!("stub of coexist's on {}", standing.from));
                 }
                 steps.push(format!(
-                    "the old account on {} retired (suspended; its forward to {} and addresses taken off)",
+                    "the old account on {} retired (its forward to {} and the person's addresses taken off and the account suspended, or the account deleted where the system's `retire` says so)",
                     standing.from, standing.forward
                 ));
                 if !beside {

@@ -206,8 +206,10 @@ pub trait Connector: Send + Sync {
     /// moved away (`coexist move --finish`): the account is suspended,
     /// the forward coexist set (`forward`, exactly that value) is removed,
     /// and `addresses` are taken off it, so that an ordinary stub of
-    /// coexist's can carry them. The account and its mail data stay.
-    /// Retiring a retired account succeeds. Default: refused.
+    /// coexist's can carry them. The account and its mail data stay,
+    /// unless the system's configuration says to delete the account
+    /// (Google's `retire = "delete"`). Retiring a retired account
+    /// succeeds. Default: refused.
     async fn retire(
         &self,
         recipient: &Recipient,
