@@ -23,47 +23,23 @@ use coexist_fake_google::{
     FakeContact, FakeGoogle, FakeGroup, FakeOptions, FakeUser, Fault, MemberType,
 };
 use coexist_testenv::acmecorp;
-use common::{op, operations, Org};
+use common::{op, operations, Org, Served};
 use serde_json::Value;
 
 // ---- the fake Google, running beside the tests ------------------------------
 
-/// A fake Google on its own runtime: its server keeps answering while the
-/// test thread waits for the `coexist` subprocess.
-struct Google {
-    // Dropped first: the server task is aborted while its runtime still runs.
-    fake: FakeGoogle,
-    _runtime: tokio::runtime::Runtime,
-}
+/// The fake Google, served beside the test.
+type Google = Served<FakeGoogle>;
 
-impl Google {
-    /// An empty acmecorp.com customer (admin@acmecorp.com), no latency.
-    fn start() -> Google {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let fake = runtime
-            .block_on(FakeGoogle::start(FakeOptions {
-                latency: Duration::ZERO,
-                ..FakeOptions::default()
-            }))
-            .unwrap();
-        // 429s ask for a one-second wait; the config caps waits far lower.
-        fake.set_retry_after(1);
-        Google {
-            fake,
-            _runtime: runtime,
-        }
-    }
-}
-
-impl std::ops::Deref for Google {
-    type Target = FakeGoogle;
-    fn deref(&self) -> &FakeGoogle {
-        &self.fake
-    }
+/// An empty acmecorp.com customer (admin@acmecorp.com), no latency.
+fn google() -> Google {
+    let google = Served::start(FakeGoogle::start(FakeOptions {
+        latency: Duration::ZERO,
+        ..FakeOptions::default()
+    }));
+    // 429s ask for a one-second wait; the config caps waits far lower.
+    google.set_retry_after(1);
+    google
 }
 
 // ---- the organisation -------------------------------------------------------
@@ -169,7 +145,7 @@ impl Acme {
     /// Like [`Acme::new`], with `setup` run on the fake before anything else
     /// and `extra` Google connection settings.
     fn with(setup: impl FnOnce(&FakeGoogle), extra: &str) -> Acme {
-        let google = Google::start();
+        let google = google();
         setup(&google);
         google.add_user(FakeUser {
             aliases: vec!["ann.lee@acmecorp.com".into()],
@@ -419,7 +395,7 @@ fn a_sync_lists_every_mail_server_person_in_googles_gal_and_forwards_googles_rec
 
 #[test]
 fn the_acmecorp_of_the_seeds_100_on_google_and_900_on_the_mail_server_settles_in_one_run() {
-    let google = Google::start();
+    let google = google();
     google.seed_synthetic(100, 1, 100); // group0@ has every Google user
     google.add_domain_alias("gapps.acmecorp.com");
     let org = Org::new(
@@ -829,7 +805,7 @@ fn doctor_finds_the_routing_domain_alias_and_explains_the_manual_catch_all() {
 fn doctor_fails_when_the_routing_domain_is_not_a_domain_alias_of_the_customer() {
     let acme = Acme::new();
     // The admin has not added gapps.acmecorp.com: a fresh fake without it.
-    let bare = Google::start();
+    let bare = google();
     bare.add_user(google_user("Ann", "Lee"));
     acme.org.set_config(&config(&bare, ""));
     std::fs::write(acme.org.path(KEY_FILE), bare.service_account_key_json()).unwrap();

@@ -18,63 +18,28 @@ use std::time::Duration;
 use coexist_fake_google::{FakeGoogle, FakeUser as GoogleUser};
 use coexist_fake_m365::{FakeM365, FakeOptions, FakeUser, RecipientType};
 use coexist_testenv::{random, Password, Subtree, TestServer};
+use common::Served;
 use serde_json::{json, Value};
 
 // ---- the fakes, running beside the tests -------------------------------------
 
-/// A fake served on its own runtime, so it keeps answering while the test
-/// thread waits for the `coexist` subprocess.
-struct Served<T> {
-    // Dropped first: the server task is aborted while its runtime still runs.
-    fake: T,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl<T> std::ops::Deref for Served<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.fake
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// An acmecorp tenant (acmecorp.onmicrosoft.com, routing domain
 /// acmecorp.mail.onmicrosoft.com), no latency.
 fn tenant() -> Served<FakeM365> {
-    let runtime = runtime();
-    let fake = runtime
-        .block_on(FakeM365::start(FakeOptions {
-            latency: Duration::ZERO,
-            ..FakeOptions::default()
-        }))
-        .unwrap();
-    Served {
-        fake,
-        _runtime: runtime,
-    }
+    Served::start(FakeM365::start(FakeOptions {
+        latency: Duration::ZERO,
+        ..FakeOptions::default()
+    }))
 }
 
 fn google() -> Served<FakeGoogle> {
-    let runtime = runtime();
-    let fake = runtime
-        .block_on(FakeGoogle::start(coexist_fake_google::FakeOptions {
-            latency: Duration::ZERO,
-            ..coexist_fake_google::FakeOptions::default()
-        }))
-        .unwrap();
-    fake.set_retry_after(1);
-    fake.add_domain_alias("gapps.acmecorp.com");
-    Served {
-        fake,
-        _runtime: runtime,
-    }
+    let google = Served::start(FakeGoogle::start(coexist_fake_google::FakeOptions {
+        latency: Duration::ZERO,
+        ..coexist_fake_google::FakeOptions::default()
+    }));
+    google.set_retry_after(1);
+    google.add_domain_alias("gapps.acmecorp.com");
+    google
 }
 
 // ---- the organisation --------------------------------------------------------

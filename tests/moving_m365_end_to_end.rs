@@ -14,33 +14,21 @@ use std::time::Duration;
 
 use coexist_fake_m365::{FakeM365, FakeOptions, FakeUser, RecipientType};
 use coexist_testenv::{random, Password, Subtree, TestServer};
-use common::Org;
+use common::{Org, Served};
 use serde_json::Value;
 
-struct Tenant {
-    // Dropped first: the server task is aborted while its runtime still runs.
-    fake: FakeM365,
-    _runtime: tokio::runtime::Runtime,
-}
+/// The fake tenant, served beside the test.
+type Tenant = Served<FakeM365>;
 
-impl Tenant {
+impl Served<FakeM365> {
     /// acmecorp.onmicrosoft.com, whose app may also create users.
-    fn start() -> Tenant {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+    fn start_tenant() -> Tenant {
         let mut options = FakeOptions {
             latency: Duration::ZERO,
             ..FakeOptions::default()
         };
         options.graph_roles.push("User.ReadWrite.All".into());
-        let fake = runtime.block_on(FakeM365::start(options)).unwrap();
-        Tenant {
-            fake,
-            _runtime: runtime,
-        }
+        Served::start(FakeM365::start(options))
     }
 
     /// A user mailbox `<local>@acmecorp.com` with its routing-domain
@@ -139,7 +127,7 @@ fn after_every_change_of_moves_between_m365_and_slapd_mail_is_delivered_at_the_c
     let tag = &random()[..6];
     let ann = format!("ann{tag}");
     let mia = format!("mia{tag}");
-    let tenant = Tenant::start();
+    let tenant = Tenant::start_tenant();
     let ann_id = tenant.mailbox(&ann);
     tenant.mailbox(&format!("bob{tag}"));
     let slapd = Subtree::new(TestServer::slapd());

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{people, person, three_systems, Org, GOOGLE_AND_LDAP};
+use common::{people, person, three_systems, Org, Served, GOOGLE_AND_LDAP};
 
 fn stub_addresses(org: &Org, system: &str) -> Vec<String> {
     let mut addresses: Vec<String> = org
@@ -438,39 +438,19 @@ fn a_csv_batch_needs_a_password_file_and_well_formed_rows() {
 
 // ---- Google as the home: the fake Google beside the binary ----------------
 
-/// A fake Google on its own runtime, answering while the test thread waits
-/// for the `coexist` subprocess.
-struct Google {
-    // Dropped first: the server task is aborted while its runtime still runs.
-    fake: coexist_fake_google::FakeGoogle,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl Google {
-    fn start() -> Google {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let fake = runtime
-            .block_on(coexist_fake_google::FakeGoogle::start(
-                coexist_fake_google::FakeOptions {
-                    latency: Duration::ZERO,
-                    ..Default::default()
-                },
-            ))
-            .unwrap();
-        Google {
-            fake,
-            _runtime: runtime,
-        }
-    }
+/// A fake Google without latency, served beside the test.
+fn google() -> Served<coexist_fake_google::FakeGoogle> {
+    Served::start(coexist_fake_google::FakeGoogle::start(
+        coexist_fake_google::FakeOptions {
+            latency: Duration::ZERO,
+            ..Default::default()
+        },
+    ))
 }
 
 #[test]
 fn provision_on_google_inserts_the_user_and_the_mail_server_gets_its_stub() {
-    let google = Google::start();
+    let google = google();
     let table = format!(
         r#"[[systems]]
 id = "google"

@@ -190,3 +190,38 @@ pub fn operations(report: &serde_json::Value) -> Vec<(String, String, String)> {
 pub fn op(system: &str, action: &str, address: &str) -> (String, String, String) {
     (system.into(), action.into(), address.into())
 }
+
+/// A fake server (the fake Google, the fake Microsoft 365) on a runtime of
+/// its own, so that it keeps answering while the test thread waits for the
+/// `coexist` subprocess.
+pub struct Served<T> {
+    // Dropped first: the server task is aborted while its runtime still runs.
+    pub fake: T,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl<T> Served<T> {
+    /// Runs `start` (the fake's `start(options)`) on a new runtime of two
+    /// worker threads, which then serves the fake until it is dropped.
+    pub fn start<E: std::fmt::Debug>(
+        start: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Served<T> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let fake = runtime.block_on(start).unwrap();
+        Served {
+            fake,
+            _runtime: runtime,
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Served<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.fake
+    }
+}
