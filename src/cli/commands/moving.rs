@@ -8,7 +8,7 @@ use crate::cli::failure::Failure;
 use crate::cli::print::{outln, print_json};
 use crate::cli::Output;
 use crate::engine::Engine;
-use crate::provisioning::{csv, move_people, Move, MoveOptions};
+use crate::provisioning::{move_people, Move, MoveOptions};
 
 /// The people the command line names: one, or one per CSV row (columns
 /// `address` and, unless `--to` says it for all, `to`).
@@ -18,10 +18,7 @@ pub fn people(
     from_csv: Option<&Path>,
 ) -> Result<Vec<Move>, Failure> {
     if let Some(path) = from_csv {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
-        let rows =
-            csv::parse(&text).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+        let rows = super::provision::csv_rows(path)?;
         return rows
             .into_iter()
             .map(|row| {

@@ -70,13 +70,18 @@ pub fn failure(error: ProvisionError) -> Failure {
     }
 }
 
+/// The rows of the CSV file `path` (`--from-csv`); a file that cannot be
+/// read or parsed is a usage error naming it.
+pub fn csv_rows(path: &Path) -> Result<Vec<csv::Row>, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    csv::parse(&text).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))
+}
+
 /// The people to provision: one from the flags, or one per CSV row.
 pub fn people(request: &Request<'_>) -> Result<Vec<Person>, Failure> {
     if let Some(path) = request.from_csv {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
-        let rows =
-            csv::parse(&text).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+        let rows = csv_rows(path)?;
         return rows
             .into_iter()
             .map(|row| {
