@@ -16,7 +16,7 @@ mod common;
 use std::process::Output;
 
 use coexist_testenv::{acmecorp, random, LdifEntry, Password, Subtree, TestServer};
-use common::{op, operations, person, Org};
+use common::{op, operations, person, Org, SIMULATED_CLOUD};
 use serde_json::Value;
 
 const PASSWORD_VARIABLE: &str = "COEXIST_BOOK_DIRECTORY_PASSWORD";
@@ -378,15 +378,7 @@ mx = "ad"
 {ad}[systems.address_book]
 base = "{book}"
 
-[[systems]]
-id = "cloud"
-kind = "simulated"
-routing_domain = "acmecorp.mail.onmicrosoft.com"
-stub_style = "routing_address"
-[systems.connection]
-seed = "cloud.json"
-state = "cloud-state.jsonl"
-"#,
+{SIMULATED_CLOUD}"#,
         ad = tree.system_toml(
             "ad",
             "onprem.acmecorp.com",

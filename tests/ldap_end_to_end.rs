@@ -19,7 +19,7 @@ mod common;
 use std::process::{Command, Output};
 
 use coexist_testenv::{acmecorp, random, LdifEntry, Password, Subtree, TestServer};
-use common::{op, operations, person, Org};
+use common::{op, operations, person, Org, SIMULATED_CLOUD};
 use serde_json::{json, Value};
 
 // ---- what coexist wrote -------------------------------------------------------
@@ -435,15 +435,7 @@ shared_domains = ["acmecorp.com"]
 mx = "ad"
 
 {ad}
-[[systems]]
-id = "cloud"
-kind = "simulated"
-routing_domain = "acmecorp.mail.onmicrosoft.com"
-stub_style = "routing_address"
-[systems.connection]
-seed = "cloud.json"
-state = "cloud-state.jsonl"
-"#,
+{SIMULATED_CLOUD}"#,
         ad = t.system_toml(
             "ad",
             "onprem.acmecorp.com",

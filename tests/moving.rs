@@ -8,6 +8,21 @@ mod common;
 
 use common::{person, three_systems, Org};
 
+/// A sync of `org` succeeds, plans no operation and finds no conflict.
+fn assert_a_sync_changes_nothing(org: &Org) {
+    let (code, sync) = org.json(&["sync"]);
+    assert_eq!(code, 0, "{sync}");
+    assert_eq!(
+        sync["plan"]["operations"].as_array().unwrap().len(),
+        0,
+        "{sync}"
+    );
+    assert!(
+        sync["plan"]["conflicts"].as_array().unwrap().is_empty(),
+        "{sync}"
+    );
+}
+
 /// gus on Google, ann on the mail server, nobody on `mail2`
 /// ([`three_systems`]), synced once.
 fn ann_on_ldap_synced() -> Org {
@@ -148,17 +163,7 @@ fn after_every_change_of_a_move_mail_is_delivered_at_the_current_home_and_finish
         .stubs("mail2")
         .iter()
         .all(|s| s.stub.primary_address != "ann@acmecorp.com"));
-    let (code, sync) = org.json(&["sync"]);
-    assert_eq!(code, 0, "{sync}");
-    assert_eq!(
-        sync["plan"]["operations"].as_array().unwrap().len(),
-        0,
-        "{sync}"
-    );
-    assert!(
-        sync["plan"]["conflicts"].as_array().unwrap().is_empty(),
-        "{sync}"
-    );
+    assert_a_sync_changes_nothing(&org);
 
     // --finish, one change at a time: mail stays at the new home.
     let report = step_by_step(&org, &["move", "--finish", "ann@acmecorp.com"], |n| {
@@ -174,17 +179,7 @@ fn after_every_change_of_a_move_mail_is_delivered_at_the_current_home_and_finish
         .find(|s| s.stub.primary_address == "ann@acmecorp.com")
         .expect("an ordinary stub at the old home");
     assert_eq!(stub.stub.route.target(), Some("ann@mail2.acmecorp.com"));
-    let (code, sync) = org.json(&["sync"]);
-    assert_eq!(code, 0, "{sync}");
-    assert_eq!(
-        sync["plan"]["operations"].as_array().unwrap().len(),
-        0,
-        "{sync}"
-    );
-    assert!(
-        sync["plan"]["conflicts"].as_array().unwrap().is_empty(),
-        "{sync}"
-    );
+    assert_a_sync_changes_nothing(&org);
 }
 
 #[test]

@@ -225,3 +225,16 @@ impl<T> std::ops::Deref for Served<T> {
         &self.fake
     }
 }
+
+/// A simulated cloud system `cloud` (routing domain
+/// acmecorp.mail.onmicrosoft.com, forwarding entries) seeded from
+/// `cloud.json`, beside a directory on a real server.
+pub const SIMULATED_CLOUD: &str = r#"[[systems]]
+id = "cloud"
+kind = "simulated"
+routing_domain = "acmecorp.mail.onmicrosoft.com"
+stub_style = "routing_address"
+[systems.connection]
+seed = "cloud.json"
+state = "cloud-state.jsonl"
+"#;
