@@ -24,14 +24,14 @@ use coexist_connector::{
     split_address, Applied, Attributes, Connector, ConnectorError, FoundStub, Operation, Progress,
     Pull, RecipientKind, Route, Stub,
 };
-use ldap3::{Ldap, Mod, Scope, SearchEntry};
+use ldap3::{Ldap, Mod, Scope};
 
 use crate::config::{Flavor, LdapConfig};
 use crate::endpoint::{Endpoint, Reused};
 use crate::entry::{derived_surname, guid_to_string, Entry, KIND_PREFIX};
 use crate::error::{self, rc};
 use crate::escape::{dn_value, filter_value, normalize_dn, split_rdn};
-use crate::lookup::{read_entry, search_one, Lookup};
+use crate::lookup::{read_entry, search_one, search_paged, Lookup};
 use crate::write::{ad_cn, add_attributes};
 
 /// The connector of one system's address book.
@@ -537,43 +537,30 @@ impl Connector for AddressBook {
             filter_value(coexist_connector::address_book::BOOK_MARKER_PREFIX)
         );
         let read = async {
-            error::request_sent();
-            let mut stream = ldap
-                .with_timeout(self.timeout)
-                .streaming_search_with(
-                    ldap3::adapters::PagedResults::new(self.page_size),
-                    &self.base,
-                    Scope::Subtree,
-                    &filter,
-                    self.read_attributes(),
-                )
-                .await
-                .map_err(|e| error::from_ldap(&self.id, "read the address book", e))?;
             let mut found = Vec::new();
             let mut problems = Vec::new();
-            loop {
-                match stream.next().await {
-                    Ok(Some(e)) if e.is_ref() || e.is_intermediate() => continue,
-                    Ok(Some(e)) => {
-                        let entry = Entry::from(SearchEntry::construct(e));
-                        match self.found(&entry) {
-                            Some(f) => found.push(f),
-                            None => problems.push(coexist_connector::Problem {
-                                object: entry.dn.clone(),
-                                message: "an address-book entry of coexist's without mail; it is written again".into(),
-                            }),
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => return Err(error::from_ldap(&self.id, "read the address book", e)),
-                }
-            }
-            let res = stream.finish().await;
-            if res.rc == rc::NO_SUCH_OBJECT {
+            let base_exists = search_paged(
+                &mut ldap,
+                self.timeout,
+                &self.id,
+                "read the address book",
+                self.page_size,
+                &self.base,
+                &filter,
+                self.read_attributes(),
+                |entry| match self.found(&entry) {
+                    Some(f) => found.push(f),
+                    None => problems.push(coexist_connector::Problem {
+                        object: entry.dn.clone(),
+                        message:
+                            "an address-book entry of coexist's without mail; it is written again"
+                                .into(),
+                    }),
+                },
+            )
+            .await?;
+            if !base_exists {
                 return Err(self.missing_base());
-            }
-            if res.rc != rc::SUCCESS {
-                return Err(error::from_result(&self.id, "read the address book", &res));
             }
             let mut pull = Pull::full(Vec::new(), found);
             pull.problems = problems;

@@ -63,6 +63,51 @@ pub(crate) async fn search_one(
     }
 }
 
+/// A paged subtree search of `system` below `base` (pages of `page_size`,
+/// each bounded by `timeout`), every entry it finds given to `each` in
+/// turn (search references and intermediate messages are skipped);
+/// `what` names it in errors (`list the stubs`). `Ok(false)` when `base`
+/// does not exist (`noSuchObject`), which the caller explains.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn search_paged(
+    ldap: &mut Ldap,
+    timeout: Duration,
+    system: &str,
+    what: &str,
+    page_size: i32,
+    base: &str,
+    filter: &str,
+    attributes: Vec<String>,
+    mut each: impl FnMut(Entry),
+) -> Result<bool, ConnectorError> {
+    error::request_sent();
+    let mut stream = ldap
+        .with_timeout(timeout)
+        .streaming_search_with(
+            ldap3::adapters::PagedResults::new(page_size),
+            base,
+            Scope::Subtree,
+            filter,
+            attributes,
+        )
+        .await
+        .map_err(|e| error::from_ldap(system, what, e))?;
+    loop {
+        match stream.next().await {
+            Ok(Some(e)) if e.is_ref() || e.is_intermediate() => continue,
+            Ok(Some(e)) => each(Entry::from(SearchEntry::construct(e))),
+            Ok(None) => break,
+            Err(e) => return Err(error::from_ldap(system, what, e)),
+        }
+    }
+    let res = stream.finish().await;
+    match res.rc {
+        rc::SUCCESS => Ok(true),
+        rc::NO_SUCH_OBJECT => Ok(false),
+        _ => Err(error::from_result(system, what, &res)),
+    }
+}
+
 /// The entry at `dn` with `attributes`, `None` when there is none.
 pub(crate) async fn read_entry(
     ldap: &mut Ldap,

@@ -8,13 +8,13 @@ use coexist_connector::{
     split_address, Applied, ConnectorError, FoundStub, Operation, RecipientKind, Route, Stub,
 };
 use ldap3::controls::{Control, PostRead, PostReadResp};
-use ldap3::{Ldap, Mod, Scope, SearchEntry};
+use ldap3::{Ldap, Mod, Scope};
 
 use crate::config::StubSchema;
 use crate::entry::{derived_surname, marker_values, Entry, Mapper};
 use crate::error::{self, rc};
 use crate::escape::{dn_value, filter_value, normalize_dn, split_rdn};
-use crate::lookup::{read_entry, search_one, Lookup};
+use crate::lookup::{read_entry, search_one, search_paged, Lookup};
 
 /// What a stub looks like in the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,42 +304,29 @@ impl Writer {
     /// Every stub under the stub base: marker anchor → (DN, object id).
     pub async fn stub_index(&self, ldap: &mut Ldap) -> Result<StubIndex, ConnectorError> {
         let filter = format!("({}=coexist:*)", self.mapper.marker_attribute);
-        error::request_sent();
-        let mut stream = ldap
-            .with_timeout(self.timeout)
-            .streaming_search_with(
-                ldap3::adapters::PagedResults::new(1000),
-                &self.stub_base,
-                Scope::Subtree,
-                &filter,
-                vec![
-                    self.mapper.marker_attribute.clone(),
-                    self.mapper.attrs.anchor.clone(),
-                ],
-            )
-            .await
-            .map_err(|e| error::from_ldap(&self.system, "list the stubs", e))?;
         let mut index = HashMap::new();
-        loop {
-            match stream.next().await {
-                Ok(Some(e)) if e.is_ref() || e.is_intermediate() => continue,
-                Ok(Some(e)) => {
-                    let entry = Entry::from(SearchEntry::construct(e));
-                    if let Some(anchor) = self.mapper.marker_anchor(&entry) {
-                        let id = self.mapper.anchor(&entry).unwrap_or_default();
-                        index.insert(anchor, (entry.dn.clone(), id));
-                    }
+        let base_exists = search_paged(
+            ldap,
+            self.timeout,
+            &self.system,
+            "list the stubs",
+            1000,
+            &self.stub_base,
+            &filter,
+            vec![
+                self.mapper.marker_attribute.clone(),
+                self.mapper.attrs.anchor.clone(),
+            ],
+            |entry| {
+                if let Some(anchor) = self.mapper.marker_anchor(&entry) {
+                    let id = self.mapper.anchor(&entry).unwrap_or_default();
+                    index.insert(anchor, (entry.dn.clone(), id));
                 }
-                Ok(None) => break,
-                Err(e) => return Err(error::from_ldap(&self.system, "list the stubs", e)),
-            }
-        }
-        let res = stream.finish().await;
-        if res.rc == rc::NO_SUCH_OBJECT {
+            },
+        )
+        .await?;
+        if !base_exists {
             return Err(self.missing_stub_base());
-        }
-        if res.rc != rc::SUCCESS {
-            return Err(error::from_result(&self.system, "list the stubs", &res));
         }
         Ok(index)
     }
