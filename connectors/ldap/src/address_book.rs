@@ -399,18 +399,11 @@ impl AddressBook {
         if normalize_dn(&entry.dn) != normalize_dn(&desired.dn) {
             let (new_rdn, _) = split_rdn(&desired.dn);
             error::request_sent();
-            let result = ldap
+            let outcome = ldap
                 .with_timeout(self.timeout)
                 .modifydn(&entry.dn, &new_rdn, true, None)
-                .await
-                .map_err(|e| error::from_ldap(&self.id, &format!("rename {}", entry.dn), e))?;
-            if result.rc != rc::SUCCESS {
-                return Err(error::from_result(
-                    &self.id,
-                    &format!("rename {}", entry.dn),
-                    &result,
-                ));
-            }
+                .await;
+            error::change_done(&self.id, &format!("rename {}", entry.dn), outcome)?;
             entry = self.read(ldap, &desired.dn).await?.ok_or_else(|| {
                 ConnectorError::retryable(format!(
                     "address book `{}`: {} vanished right after its rename",
@@ -438,18 +431,11 @@ impl AddressBook {
         }
         if !mods.is_empty() {
             error::request_sent();
-            let result = ldap
+            let outcome = ldap
                 .with_timeout(self.timeout)
                 .modify(&entry.dn, mods)
-                .await
-                .map_err(|e| error::from_ldap(&self.id, &format!("modify {}", entry.dn), e))?;
-            if result.rc != rc::SUCCESS {
-                return Err(error::from_result(
-                    &self.id,
-                    &format!("modify {}", entry.dn),
-                    &result,
-                ));
-            }
+                .await;
+            error::change_done(&self.id, &format!("modify {}", entry.dn), outcome)?;
         }
         Ok(applied(id, entry.dn, stub))
     }

@@ -87,6 +87,21 @@ pub fn search_done(system: &str, what: &str, result: &LdapResult) -> Result<(), 
     }
 }
 
+/// `Ok` for a change (`what`: `rename {dn}`, `modify {dn}`) the server
+/// made; the client's error or the server's refusal, in words, otherwise.
+pub fn change_done(
+    system: &str,
+    what: &str,
+    outcome: Result<LdapResult, LdapError>,
+) -> Result<(), ConnectorError> {
+    let result = outcome.map_err(|e| from_ldap(system, what, e))?;
+    if result.rc == rc::SUCCESS {
+        Ok(())
+    } else {
+        Err(from_result(system, what, &result))
+    }
+}
+
 /// Turns a failed result of operation `what` into an error naming the
 /// system, with advice on what to do.
 pub fn from_result(system: &str, what: &str, result: &LdapResult) -> ConnectorError {
