@@ -575,8 +575,10 @@ mod tests {
     use super::*;
     use coexist_connector::SecretRef;
 
-    fn book(flavor: Flavor) -> AddressBook {
-        let config = LdapConfig::new(
+    /// A system of `dc=x,dc=com` on a port nothing listens on, its stubs in
+    /// `ou=stubs,dc=x,dc=com`.
+    fn config(flavor: Flavor) -> LdapConfig {
+        LdapConfig::new(
             flavor,
             "ldap://127.0.0.1:1",
             "cn=admin,dc=x,dc=com",
@@ -585,7 +587,11 @@ mod tests {
             },
             vec!["dc=x,dc=com".into()],
             "ou=stubs,dc=x,dc=com",
-        );
+        )
+    }
+
+    fn book(flavor: Flavor) -> AddressBook {
+        let config = config(flavor);
         let endpoint = Endpoint::new("ldap", &config);
         AddressBook::new("ldap.address_book", "ou=gal,dc=x,dc=com", &config, endpoint).unwrap()
     }
@@ -664,16 +670,7 @@ mod tests {
 
     #[test]
     fn a_base_overlapping_the_stub_base_is_refused() {
-        let config = LdapConfig::new(
-            Flavor::Openldap,
-            "ldap://127.0.0.1:1",
-            "cn=admin,dc=x,dc=com",
-            SecretRef::Env {
-                env: "UNUSED".into(),
-            },
-            vec!["dc=x,dc=com".into()],
-            "ou=stubs,dc=x,dc=com",
-        );
+        let config = config(Flavor::Openldap);
         for base in [
             "ou=stubs,dc=x,dc=com",
             "ou=gal,ou=stubs,dc=x,dc=com",
