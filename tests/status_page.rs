@@ -111,6 +111,28 @@ async fn get(url: &str, token: Option<&str>) -> (u16, String) {
     (status, response.text().await.unwrap())
 }
 
+/// Searches `query` through the API until the routes are there: a
+/// search waits for the routing directory only briefly (the page answers
+/// in under 50 ms) and answers without routes while it loads.
+async fn search_once_routes_are_loaded(url: &str, query: &str) -> (u16, String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (code, body) = get(&format!("{url}/api/search?q={query}"), None).await;
+        let pending = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|results| {
+                results[0]["hits"]
+                    .as_array()
+                    .map(|hits| hits.iter().any(|hit| hit["routes_pending"] == true))
+            })
+            .unwrap_or(false);
+        if code != 200 || !pending || std::time::Instant::now() > deadline {
+            return (code, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 async fn post(url: &str, token: Option<&str>) -> u16 {
     let mut request = reqwest::Client::new().post(url);
     if let Some(token) = token {
@@ -189,7 +211,7 @@ async fn health_readiness_and_the_json_twins_tell_what_the_store_holds() {
     assert_eq!(runs["acmecorp"][0]["status"], "withheld");
 
     // The search: who is where, which stubs, how mail reaches them.
-    let (code, body) = get(&format!("{url}/api/search?q=g1%40acmecorp.com"), None).await;
+    let (code, body) = search_once_routes_are_loaded(&url, "g1%40acmecorp.com").await;
     assert_eq!(code, 200, "{body}");
     let results: serde_json::Value = serde_json::from_str(&body).unwrap();
     let hits = results[0]["hits"].as_array().unwrap();
@@ -265,7 +287,7 @@ async fn ready_after_a_clean_run_and_names_are_escaped() {
     assert_eq!(status[0]["systems"][0]["health"], "ok", "{body}");
     assert_eq!(status[0]["systems"][0]["recipients"], 2);
     assert_eq!(status[0]["systems"][0]["stubs"], 2);
-    let (_, body) = get(&format!("{}/api/search?q=g0", served.url), None).await;
+    let (_, body) = search_once_routes_are_loaded(&served.url, "g0").await;
     let results: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         results[0]["hits"][0]["stubs"][0]["system"], "ldap",
@@ -561,6 +583,7 @@ async fn the_status_page_in_headless_chromium() {
     .await;
 
     // The search: who is where, stubs, how mail reaches them.
+    search_once_routes_are_loaded(&url, "g1%40acmecorp.com").await;
     let dom = dump_dom(profile.path(), format!("{url}/?q=g1%40acmecorp.com")).await;
     for shown in [
         "Search: g1@acmecorp.com",

@@ -44,8 +44,10 @@ pub const SEARCH_LIMIT: i64 = 20;
 /// A search's routing directory is dropped after this long unused.
 pub const DIRECTORY_IDLE: Duration = Duration::from_secs(600);
 /// How long a search waits for a routing directory being loaded before it
-/// answers from the previous one (or without routes).
-pub const DIRECTORY_WAIT: Duration = Duration::from_secs(1);
+/// answers from the previous one (or without routes, saying they are
+/// being read): short enough for the page to answer in under 50 ms; a
+/// small organisation's directory is there by then.
+pub const DIRECTORY_WAIT: Duration = Duration::from_millis(30);
 
 /// One organisation at a glance.
 #[derive(Debug, Clone, Serialize)]
