@@ -13,8 +13,6 @@
 
 mod common;
 
-use std::process::Output;
-
 use coexist_testenv::{acmecorp, random, LdifEntry, Password, Subtree, TestServer};
 use common::{op, operations, person, Org, SIMULATED_CLOUD};
 use serde_json::Value;
@@ -29,25 +27,14 @@ struct Scenario {
     book: String,
 }
 
+impl std::ops::Deref for Scenario {
+    type Target = Org;
+    fn deref(&self) -> &Org {
+        &self.org
+    }
+}
+
 impl Scenario {
-    fn run(&self, args: &[&str]) -> Output {
-        common::coexist_with(
-            &self.org.config(),
-            &[(PASSWORD_VARIABLE, &self.tree.server.password)],
-            args,
-        )
-    }
-
-    fn json(&self, args: &[&str]) -> (i32, Value) {
-        common::json(|all| self.run(all), args)
-    }
-
-    fn sync(&self) -> Value {
-        let (code, report) = self.json(&["sync"]);
-        assert_eq!(code, 0, "{report:#}");
-        report
-    }
-
     /// Every entry under the address-book OU, coexist's and not.
     fn book_entries(&self) -> Vec<LdifEntry> {
         let mut entries = self.tree.server.ldapsearch(
@@ -155,10 +142,11 @@ fn slapd_with_book() -> Scenario {
             "",
         )
     );
-    let org = Org::new(
+    let mut org = Org::new(
         &acmecorp::config(acmecorp::GOOGLE_SIMULATED, &ldap),
         &[("google", google_users(&["Gina Green", "Gus Grey"]))],
     );
+    org.set_env(PASSWORD_VARIABLE, &tree.server.password);
     Scenario { org, tree, book }
 }
 
@@ -324,12 +312,9 @@ fn an_address_book_overlapping_the_stub_base_or_on_another_kind_is_refused_namin
         stubs = tree.stubs,
     );
     let config = acmecorp::config(acmecorp::GOOGLE_SIMULATED, &ldap);
-    let org = Org::new(&config, &[("google", Vec::new())]);
-    let out = common::coexist_with(
-        &org.config(),
-        &[(PASSWORD_VARIABLE, &tree.server.password)],
-        &["check-config"],
-    );
+    let mut org = Org::new(&config, &[("google", Vec::new())]);
+    org.set_env(PASSWORD_VARIABLE, &tree.server.password);
+    let out = org.run(&["check-config"]);
     let said = String::from_utf8_lossy(&out.stderr);
     let line = config
         .lines()
@@ -389,7 +374,8 @@ base = "{book}"
     );
     let mut cloud = person("c-0", "c0@acmecorp.com");
     cloud.attributes.display_name = Some("Cee Cloud".into());
-    let org = Org::new(&config, &[("cloud", vec![cloud.clone()])]);
+    let mut org = Org::new(&config, &[("cloud", vec![cloud.clone()])]);
+    org.set_env(PASSWORD_VARIABLE, &tree.server.password);
     let s = Scenario { org, tree, book };
 
     let first = s.sync();

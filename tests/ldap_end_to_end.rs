@@ -16,7 +16,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use coexist_testenv::{acmecorp, random, LdifEntry, Password, Subtree, TestServer};
 use common::{op, operations, person, Org, SIMULATED_CLOUD};
@@ -45,34 +45,20 @@ fn stub_for<'a>(stubs: &'a [LdifEntry], mail: &str) -> &'a LdifEntry {
 struct Scenario {
     org: Org,
     tree: Subtree,
-    password_variable: &'static str,
-    password: String,
 }
 
 impl Scenario {
-    fn run(&self, args: &[&str]) -> Output {
-        common::coexist_with(
-            &self.org.config(),
-            &[(self.password_variable, &self.password)],
-            args,
-        )
+    /// `org`, run with `password` in the environment variable `variable`.
+    fn new(mut org: Org, tree: Subtree, variable: &str, password: &str) -> Scenario {
+        org.set_env(variable, password);
+        Scenario { org, tree }
     }
+}
 
-    fn json(&self, args: &[&str]) -> (i32, Value) {
-        common::json(|all| self.run(all), args)
-    }
-
-    /// `coexist sync`, which must succeed.
-    fn sync(&self) -> Value {
-        let (code, report) = self.json(&["sync"]);
-        assert_eq!(code, 0, "{report:#}");
-        report
-    }
-
-    fn route(&self, from: &str, address: &str) -> Value {
-        let (code, traced) = self.json(&["route", address, "--from", from]);
-        assert_eq!(code, 0, "{traced:#}");
-        traced["outcome"].clone()
+impl std::ops::Deref for Scenario {
+    type Target = Org;
+    fn deref(&self) -> &Org {
+        &self.org
     }
 }
 
@@ -177,12 +163,7 @@ fn google_and_slapd() -> Scenario {
         &[("google", google_users(3))],
     );
     let password = tree.server.password.clone();
-    Scenario {
-        org,
-        tree,
-        password_variable: SLAPD_PASSWORD,
-        password,
-    }
+    Scenario::new(org, tree, SLAPD_PASSWORD, &password)
 }
 
 #[test]
@@ -479,12 +460,7 @@ fn ad_and_cloud() -> Scenario {
     tree.server.ldapadd(&ldif);
     let org = Org::new(&ad_and_cloud_config(&tree), &[("cloud", cloud_users(3))]);
     let password = tree.server.password.clone();
-    Scenario {
-        org,
-        tree,
-        password_variable: SAMBA_PASSWORD,
-        password,
-    }
+    Scenario::new(org, tree, SAMBA_PASSWORD, &password)
 }
 
 fn contacts(t: &Subtree) -> Vec<LdifEntry> {
@@ -667,7 +643,7 @@ fn a_wrong_bind_password_names_the_system_and_deletes_nothing() {
     s.sync();
     // g2 leaves Google, and the LDAP password is wrong from now on.
     s.org.seed("google", google_users(2));
-    s.password = "not-the-password".into();
+    s.org.set_env(SLAPD_PASSWORD, "not-the-password");
 
     let out = s.run(&["sync"]);
     assert_ne!(out.status.code(), Some(0));
@@ -707,7 +683,7 @@ fn a_wrong_bind_password_names_the_system_and_deletes_nothing() {
     assert_eq!(s.org.stubs("google").len(), 4);
 
     // With the password right again, the delete goes through.
-    s.password = s.tree.server.password.clone();
+    s.org.set_env(SLAPD_PASSWORD, &s.tree.server.password);
     let report = s.sync();
     assert_eq!(
         operations(&report),
@@ -798,12 +774,7 @@ fn values_with_spaces_around_them_are_written_as_ad_stores_them_and_not_planned_
     users[0].attributes.given_name = Some(" ".into());
     let org = Org::new(&ad_and_cloud_config(&tree), &[("cloud", users)]);
     let password = tree.server.password.clone();
-    let s = Scenario {
-        org,
-        tree,
-        password_variable: SAMBA_PASSWORD,
-        password,
-    };
+    let s = Scenario::new(org, tree, SAMBA_PASSWORD, &password);
     s.sync();
     let stub = stub_for(&contacts(&s.tree), "c0@acmecorp.com").clone();
     assert_eq!(stub.all("displayName"), ["Cee Spaced"], "{stub:#?}");
@@ -921,12 +892,7 @@ fn a_user_deleted_from_ad_loses_its_stubs_at_the_next_delta_without_replication_
     );
     assert!(config.contains(&reader));
     let org = Org::new(&config, &[("cloud", vec![])]);
-    let s = Scenario {
-        org,
-        tree,
-        password_variable: SAMBA_PASSWORD,
-        password,
-    };
+    let s = Scenario::new(org, tree, SAMBA_PASSWORD, &password);
     let first = s.sync();
     assert_eq!(stub_addresses(&s.org, "cloud").len(), 3, "{first:#}");
 
@@ -976,14 +942,9 @@ fn a_sync_killed_while_writing_to_slapd_is_reconciled_by_the_next_run() {
         &[("google", google_users(PEOPLE))],
     );
     let password = tree.server.password.clone();
-    let s = Scenario {
-        org,
-        tree,
-        password_variable: SLAPD_PASSWORD,
-        password,
-    };
+    let s = Scenario::new(org, tree, SLAPD_PASSWORD, &password);
     let mut child = Command::new(common::binary())
-        .env(s.password_variable, &s.password)
+        .env(SLAPD_PASSWORD, &password)
         .arg("--config")
         .arg(s.org.config())
         .arg("sync")
@@ -1069,12 +1030,7 @@ fn stubs_route_to_the_routing_address_each_home_lists_when_its_local_part_differ
     );
     let org = Org::new(&config, &[("cloud", vec![mary])]);
     let password = tree.server.password.clone();
-    let s = Scenario {
-        org,
-        tree,
-        password_variable: SAMBA_PASSWORD,
-        password,
-    };
+    let s = Scenario::new(org, tree, SAMBA_PASSWORD, &password);
     s.sync();
     let contact = stub_for(&contacts(&s.tree), "mary.major@acmecorp.com").clone();
     assert_eq!(

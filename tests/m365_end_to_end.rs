@@ -12,13 +12,12 @@
 
 mod common;
 
-use std::process::Output;
 use std::time::Duration;
 
 use coexist_fake_google::{FakeGoogle, FakeUser as GoogleUser};
 use coexist_fake_m365::{FakeM365, FakeOptions, FakeUser, RecipientType};
 use coexist_testenv::{random, Password, Subtree, TestServer};
-use common::Served;
+use common::{Org, Served};
 use serde_json::{json, Value};
 
 // ---- the fakes, running beside the tests -------------------------------------
@@ -143,49 +142,27 @@ fn tenant_user(m365: &FakeM365, local: &str, alias: &str, kind: RecipientType) -
 /// An organisation on disk, the slapd subtree it uses, and how to run the
 /// binary on it.
 struct Scenario {
-    dir: tempfile::TempDir,
+    org: Org,
     tree: Subtree,
+}
+
+impl std::ops::Deref for Scenario {
+    type Target = Org;
+    fn deref(&self) -> &Org {
+        &self.org
+    }
 }
 
 impl Scenario {
     fn new(tree: Subtree, config: &str, m365: &FakeM365) -> Scenario {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("coexist.toml"), config).unwrap();
-        std::fs::write(
-            dir.path().join(SECRET_FILE),
-            format!("{}\n", m365.client_secret()),
-        )
-        .unwrap();
-        Scenario { dir, tree }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        common::coexist_with(
-            &self.dir.path().join("coexist.toml"),
-            &[(SLAPD_PASSWORD, &self.tree.server.password)],
-            args,
-        )
-    }
-
-    fn json(&self, args: &[&str]) -> (i32, Value) {
-        common::json(|all| self.run(all), args)
-    }
-
-    fn sync(&self) -> Value {
-        let (code, report) = self.json(&["sync"]);
-        assert_eq!(code, 0, "{report:#}");
-        report
+        let mut org = Org::new(config, &[]);
+        org.set_env(SLAPD_PASSWORD, &tree.server.password);
+        std::fs::write(org.path(SECRET_FILE), format!("{}\n", m365.client_secret())).unwrap();
+        Scenario { org, tree }
     }
 
     fn operations(&self, report: &Value) -> usize {
         report["plan"]["operations"].as_array().unwrap().len()
-    }
-
-    /// `coexist route ADDRESS --from FROM` (`internet` for outside mail).
-    fn route(&self, from: &str, address: &str) -> Value {
-        let (code, traced) = self.json(&["route", address, "--from", from]);
-        assert_eq!(code, 0, "{traced:#}");
-        traced["outcome"].clone()
     }
 
     /// The mail-server stub (forwarding entry) for `address`: its
@@ -342,11 +319,7 @@ fn a_three_system_organisation_converges_and_delivers_everyone_at_home_from_ever
         m365_system(&m365),
     );
     let s = Scenario::new(tree, &config, &m365);
-    std::fs::write(
-        s.dir.path().join(GOOGLE_KEY_FILE),
-        g.service_account_key_json(),
-    )
-    .unwrap();
+    std::fs::write(s.org.path(GOOGLE_KEY_FILE), g.service_account_key_json()).unwrap();
 
     let first = s.sync();
     // Each system holds a stub for the people of the two others: Google 3

@@ -42,6 +42,8 @@ pub fn people(prefix: &str, domain: &str, n: usize) -> Vec<Recipient> {
 /// An organisation on disk: a configuration and seed files.
 pub struct Org {
     pub dir: tempfile::TempDir,
+    /// The environment variables every run of the binary gets.
+    env: Vec<(String, String)>,
 }
 
 impl Org {
@@ -49,7 +51,10 @@ impl Org {
     pub fn new(config: &str, seeds: &[(&str, Vec<Recipient>)]) -> Org {
         let dir = tempfile::tempdir().expect("a temporary folder");
         std::fs::write(dir.path().join("coexist.toml"), config).expect("the configuration");
-        let org = Org { dir };
+        let org = Org {
+            dir,
+            env: Vec::new(),
+        };
         for (system, recipients) in seeds {
             org.seed(system, recipients.clone());
         }
@@ -82,14 +87,42 @@ impl Org {
         std::fs::write(self.config(), config).expect("the configuration");
     }
 
+    /// Sets the environment variable `name` to `value` for every run of the
+    /// binary from now on (a password the configuration names with
+    /// `{ env = "…" }`).
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.retain(|(n, _)| n != name);
+        self.env.push((name.into(), value.into()));
+    }
+
     /// Runs `coexist --config <org> ARGS`.
     pub fn run(&self, args: &[&str]) -> Output {
-        coexist(&self.config(), args)
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        coexist_with(&self.config(), &env, args)
     }
 
     /// Runs with `--output json` and parses stdout.
     pub fn json(&self, args: &[&str]) -> (i32, serde_json::Value) {
         json(|all| self.run(all), args)
+    }
+
+    /// `coexist sync`, which must succeed: its report.
+    pub fn sync(&self) -> serde_json::Value {
+        let (code, report) = self.json(&["sync"]);
+        assert_eq!(code, 0, "{report:#}");
+        report
+    }
+
+    /// Where mail to `address` from `from` (`internet` for outside mail)
+    /// goes, as `coexist route`, which must succeed, says: its outcome.
+    pub fn route(&self, from: &str, address: &str) -> serde_json::Value {
+        let (code, traced) = self.json(&["route", address, "--from", from]);
+        assert_eq!(code, 0, "{traced:#}");
+        traced["outcome"].clone()
     }
 
     /// The stubs a simulated system holds now (seed + state journal).
