@@ -23,7 +23,7 @@ use coexist_fake_google::{
     FakeContact, FakeGoogle, FakeGroup, FakeOptions, FakeUser, Fault, MemberType,
 };
 use coexist_testenv::acmecorp;
-use common::{op, operations, Org, Served};
+use common::{google_system, op, operations, Org, Served, GOOGLE_KEY_FILE};
 use serde_json::Value;
 
 // ---- the fake Google, running beside the tests ------------------------------
@@ -44,35 +44,13 @@ fn google() -> Google {
 
 // ---- the organisation -------------------------------------------------------
 
-/// The key file's name beside coexist.toml (written from the fake's key).
-const KEY_FILE: &str = "google-key.json";
-
 /// acmecorp's coexist.toml: a `google` system talking to the fake (fast: a
 /// high request budget, short backoff), MX on Google with the catch-all
 /// relaying unknown recipients to the mail server, and the mail server as a
 /// `simulated` system ([`acmecorp::LDAP_SIMULATED`]). `extra` is added to
 /// Google's `[systems.connection]`.
 fn config(google: &FakeGoogle, extra: &str) -> String {
-    let google = format!(
-        r#"[[systems]]
-id = "google"
-kind = "google"
-routing_domain = "gapps.acmecorp.com"
-unknown_recipient = {{ relay = "ldap" }}
-[systems.connection]
-domain = "acmecorp.com"
-admin = "admin@acmecorp.com"
-service_account_key = {{ file = "{KEY_FILE}" }}
-directory_url = "{directory}"
-contacts_url = "{contacts}"
-requests_per_minute = 100000
-retry_base_delay_ms = 5
-retry_max_delay_ms = 50
-{extra}
-"#,
-        directory = google.directory_url(),
-        contacts = google.contacts_url(),
-    );
+    let google = format!("{}{extra}\n", google_system(google));
     acmecorp::config(&google, acmecorp::LDAP_SIMULATED)
 }
 
@@ -166,7 +144,7 @@ impl Acme {
         google.add_domain_alias("gapps.acmecorp.com");
         google.add_contact(supplier());
         let org = Org::new(&config(&google, extra), &[("ldap", ldap_people())]);
-        std::fs::write(org.path(KEY_FILE), google.service_account_key_json()).unwrap();
+        std::fs::write(org.path(GOOGLE_KEY_FILE), google.service_account_key_json()).unwrap();
         Acme { google, org }
     }
 
@@ -402,7 +380,7 @@ fn the_acmecorp_of_the_seeds_100_on_google_and_900_on_the_mail_server_settles_in
         &config(&google, "page_size_users = 30\npage_size_contacts = 250"),
         &[("ldap", common::people("m", "acmecorp.com", 900))],
     );
-    std::fs::write(org.path(KEY_FILE), google.service_account_key_json()).unwrap();
+    std::fs::write(org.path(GOOGLE_KEY_FILE), google.service_account_key_json()).unwrap();
 
     let (code, report) = org.json(&["sync"]);
     assert_eq!(code, 0, "{report:#}");
@@ -808,7 +786,11 @@ fn doctor_fails_when_the_routing_domain_is_not_a_domain_alias_of_the_customer() 
     let bare = google();
     bare.add_user(google_user("Ann", "Lee"));
     acme.org.set_config(&config(&bare, ""));
-    std::fs::write(acme.org.path(KEY_FILE), bare.service_account_key_json()).unwrap();
+    std::fs::write(
+        acme.org.path(GOOGLE_KEY_FILE),
+        bare.service_account_key_json(),
+    )
+    .unwrap();
 
     let (code, report, google) = doctor(&acme);
     let routing = finding(&google, "routing domain");
@@ -887,12 +869,12 @@ fn check_config_names_the_line_of_a_misspelt_google_setting() {
 #[test]
 fn check_config_names_a_missing_service_account_key_file() {
     let acme = Acme::new();
-    std::fs::remove_file(acme.org.path(KEY_FILE)).unwrap();
+    std::fs::remove_file(acme.org.path(GOOGLE_KEY_FILE)).unwrap();
     let out = acme.org.run(&["check-config"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("systems[0].connection") && stderr.contains(KEY_FILE),
+        stderr.contains("systems[0].connection") && stderr.contains(GOOGLE_KEY_FILE),
         "{stderr}"
     );
 }

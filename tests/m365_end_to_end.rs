@@ -17,7 +17,7 @@ use std::time::Duration;
 use coexist_fake_google::{FakeGoogle, FakeUser as GoogleUser};
 use coexist_fake_m365::{FakeM365, FakeOptions, FakeUser, RecipientType};
 use coexist_testenv::{random, Password, Subtree, TestServer};
-use common::{Org, Served};
+use common::{google_system, Org, Served, GOOGLE_KEY_FILE};
 use serde_json::{json, Value};
 
 // ---- the fakes, running beside the tests -------------------------------------
@@ -45,7 +45,6 @@ fn google() -> Served<FakeGoogle> {
 
 const SLAPD_PASSWORD: &str = "COEXIST_E2E_SLAPD_PASSWORD";
 const SECRET_FILE: &str = "m365-secret";
-const GOOGLE_KEY_FILE: &str = "google-key.json";
 
 /// The LDAP mail server (SkyConnect): the real slapd subtree `t`, routing
 /// domain mithi.acmecorp.com, forwarding entries.
@@ -82,29 +81,6 @@ retry_max_delay_ms = 50
         authority = m365.base_url(),
         graph = m365.graph_url(),
         exchange = m365.exchange_url(),
-    )
-}
-
-/// The Google customer of the fake, MX and catch-all to the mail server.
-fn google_system(google: &FakeGoogle) -> String {
-    format!(
-        r#"[[systems]]
-id = "google"
-kind = "google"
-routing_domain = "gapps.acmecorp.com"
-unknown_recipient = {{ relay = "ldap" }}
-[systems.connection]
-domain = "acmecorp.com"
-admin = "admin@acmecorp.com"
-service_account_key = {{ file = "{GOOGLE_KEY_FILE}" }}
-directory_url = "{directory}"
-contacts_url = "{contacts}"
-requests_per_minute = 100000
-retry_base_delay_ms = 5
-retry_max_delay_ms = 50
-"#,
-        directory = google.directory_url(),
-        contacts = google.contacts_url(),
     )
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{people, person, three_systems, Org, Served, GOOGLE_AND_LDAP};
+use common::{google_system, people, person, three_systems, Org, Served, GOOGLE_AND_LDAP};
 
 fn stub_addresses(org: &Org, system: &str) -> Vec<String> {
     let mut addresses: Vec<String> = org
@@ -452,25 +452,8 @@ fn google() -> Served<coexist_fake_google::FakeGoogle> {
 fn provision_on_google_inserts_the_user_and_the_mail_server_gets_its_stub() {
     let google = google();
     let table = format!(
-        r#"[[systems]]
-id = "google"
-kind = "google"
-routing_domain = "gapps.acmecorp.com"
-unknown_recipient = {{ relay = "ldap" }}
-[systems.connection]
-domain = "acmecorp.com"
-admin = "admin@acmecorp.com"
-service_account_key = {{ file = "google-key.json" }}
-directory_url = "{}"
-contacts_url = "{}"
-requests_per_minute = 100000
-retry_base_delay_ms = 5
-retry_max_delay_ms = 50
-[systems.connection.provision]
-org_unit_path = "/Management"
-"#,
-        google.fake.directory_url(),
-        google.fake.contacts_url()
+        "{}[systems.connection.provision]\norg_unit_path = \"/Management\"\n",
+        google_system(&google)
     );
     let config =
         coexist_testenv::acmecorp::config(&table, coexist_testenv::acmecorp::LDAP_SIMULATED);

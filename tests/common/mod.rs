@@ -271,3 +271,34 @@ stub_style = "routing_address"
 seed = "cloud.json"
 state = "cloud-state.jsonl"
 "#;
+
+/// The file, beside coexist.toml, of the fake Google's service-account key
+/// that [`google_system`] names.
+pub const GOOGLE_KEY_FILE: &str = "google-key.json";
+
+/// The `[[systems]]` table of acmecorp's Google on the fake `google`:
+/// routing domain gapps.acmecorp.com, unknown recipients relayed to
+/// `ldap`, the key in [`GOOGLE_KEY_FILE`], fast (a high request budget,
+/// short backoff). Ends inside `[systems.connection]`, so that a caller
+/// may add connection keys or `[systems.connection.provision]`.
+pub fn google_system(google: &coexist_fake_google::FakeGoogle) -> String {
+    format!(
+        r#"[[systems]]
+id = "google"
+kind = "google"
+routing_domain = "gapps.acmecorp.com"
+unknown_recipient = {{ relay = "ldap" }}
+[systems.connection]
+domain = "acmecorp.com"
+admin = "admin@acmecorp.com"
+service_account_key = {{ file = "{GOOGLE_KEY_FILE}" }}
+directory_url = "{directory}"
+contacts_url = "{contacts}"
+requests_per_minute = 100000
+retry_base_delay_ms = 5
+retry_max_delay_ms = 50
+"#,
+        directory = google.directory_url(),
+        contacts = google.contacts_url(),
+    )
+}
