@@ -572,37 +572,28 @@ fn a_batch_of_500_on_the_real_slapd_killed_midway_completes_when_run_again() {
     };
 
     let started = Instant::now();
-    let mut child = std::process::Command::new(common::binary())
-        .current_dir(org.dir.path())
-        .arg("--config")
-        .arg(org.config())
+    let mut child = org
+        .command()
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    while accounts() < 100 {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no accounts made"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "it ended before the kill"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    common::kill_when(
+        &mut child,
+        started,
+        Duration::from_secs(120),
+        Duration::from_millis(20),
+        "no accounts made",
+        || accounts() >= 100,
+    );
     let killed_after = started.elapsed();
     let made = accounts();
     assert!((100..N).contains(&made), "killed after {made} accounts");
 
     let started = Instant::now();
-    let out = std::process::Command::new(common::binary())
-        .current_dir(org.dir.path())
-        .arg("--config")
-        .arg(org.config())
+    let out = org
+        .command()
         .args(["--output", "json"])
         .args(args)
         .output()

@@ -95,6 +95,19 @@ impl Org {
         self.env.push((name.into(), value.into()));
     }
 
+    /// `coexist --config <org>` with the organisation's environment, run in
+    /// its folder (where relative paths such as `--password-file` land),
+    /// for a test to add arguments and run or spawn.
+    pub fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(binary());
+        command
+            .current_dir(self.dir.path())
+            .envs(self.env.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+            .arg("--config")
+            .arg(self.config());
+        command
+    }
+
     /// Runs `coexist --config <org> ARGS`.
     pub fn run(&self, args: &[&str]) -> Output {
         let env: Vec<(&str, &str)> = self
@@ -136,6 +149,30 @@ impl Org {
             .expect("the simulated system")
             .stubs()
     }
+}
+
+/// Waits, polling every `poll`, until `reached()` holds while `child` (a
+/// `coexist` run) still runs, then kills it (-9) and reaps it. Panics with
+/// `never` when `within` has passed since `started` first, and when the
+/// child ends before the kill.
+pub fn kill_when(
+    child: &mut std::process::Child,
+    started: std::time::Instant,
+    within: std::time::Duration,
+    poll: std::time::Duration,
+    never: &str,
+    mut reached: impl FnMut() -> bool,
+) {
+    while !reached() {
+        assert!(started.elapsed() < within, "{never}");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "it ended before the kill"
+        );
+        std::thread::sleep(poll);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 /// The path of the built binary.
