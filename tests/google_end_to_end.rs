@@ -19,9 +19,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use coexist_connector::{Attributes, Recipient, RecipientKind, Route};
-use coexist_fake_google::{
-    FakeContact, FakeGoogle, FakeGroup, FakeOptions, FakeUser, Fault, MemberType,
-};
+use coexist_fake_google::{FakeContact, FakeGoogle, FakeGroup, FakeUser, Fault, MemberType};
 use coexist_testenv::acmecorp;
 use common::{google_system, op, operations, Org, Served, GOOGLE_KEY_FILE};
 use serde_json::Value;
@@ -33,10 +31,7 @@ type Google = Served<FakeGoogle>;
 
 /// An empty acmecorp.com customer (admin@acmecorp.com), no latency.
 fn google() -> Google {
-    let google = Served::start(FakeGoogle::start(FakeOptions {
-        latency: Duration::ZERO,
-        ..FakeOptions::default()
-    }));
+    let google = common::fake_google();
     // 429s ask for a one-second wait; the config caps waits far lower.
     google.set_retry_after(1);
     google
@@ -144,7 +139,7 @@ impl Acme {
         google.add_domain_alias("gapps.acmecorp.com");
         google.add_contact(supplier());
         let org = Org::new(&config(&google, extra), &[("ldap", ldap_people())]);
-        std::fs::write(org.path(GOOGLE_KEY_FILE), google.service_account_key_json()).unwrap();
+        org.write_google_key(&google);
         Acme { google, org }
     }
 
@@ -380,7 +375,7 @@ fn the_acmecorp_of_the_seeds_100_on_google_and_900_on_the_mail_server_settles_in
         &config(&google, "page_size_users = 30\npage_size_contacts = 250"),
         &[("ldap", common::people("m", "acmecorp.com", 900))],
     );
-    std::fs::write(org.path(GOOGLE_KEY_FILE), google.service_account_key_json()).unwrap();
+    org.write_google_key(&google);
 
     let (code, report) = org.json(&["sync"]);
     assert_eq!(code, 0, "{report:#}");
@@ -786,11 +781,7 @@ fn doctor_fails_when_the_routing_domain_is_not_a_domain_alias_of_the_customer() 
     let bare = google();
     bare.add_user(google_user("Ann", "Lee"));
     acme.org.set_config(&config(&bare, ""));
-    std::fs::write(
-        acme.org.path(GOOGLE_KEY_FILE),
-        bare.service_account_key_json(),
-    )
-    .unwrap();
+    acme.org.write_google_key(&bare);
 
     let (code, report, google) = doctor(&acme);
     let routing = finding(&google, "routing domain");

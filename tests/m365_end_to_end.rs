@@ -17,7 +17,7 @@ use std::time::Duration;
 use coexist_fake_google::{FakeGoogle, FakeUser as GoogleUser};
 use coexist_fake_m365::{FakeM365, FakeOptions, FakeUser, RecipientType};
 use coexist_testenv::{random, Password, Subtree, TestServer};
-use common::{google_system, Org, Served, GOOGLE_KEY_FILE};
+use common::{google_system, Org, Served};
 use serde_json::{json, Value};
 
 // ---- the fakes, running beside the tests -------------------------------------
@@ -32,10 +32,7 @@ fn tenant() -> Served<FakeM365> {
 }
 
 fn google() -> Served<FakeGoogle> {
-    let google = Served::start(FakeGoogle::start(coexist_fake_google::FakeOptions {
-        latency: Duration::ZERO,
-        ..coexist_fake_google::FakeOptions::default()
-    }));
+    let google = common::fake_google();
     google.set_retry_after(1);
     google.add_domain_alias("gapps.acmecorp.com");
     google
@@ -295,7 +292,7 @@ fn a_three_system_organisation_converges_and_delivers_everyone_at_home_from_ever
         m365_system(&m365),
     );
     let s = Scenario::new(tree, &config, &m365);
-    std::fs::write(s.org.path(GOOGLE_KEY_FILE), g.service_account_key_json()).unwrap();
+    s.org.write_google_key(&g);
 
     let first = s.sync();
     // Each system holds a stub for the people of the two others: Google 3

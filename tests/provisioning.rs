@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{google_system, people, person, three_systems, Org, Served, GOOGLE_AND_LDAP};
+use common::{google_system, people, person, three_systems, Org, GOOGLE_AND_LDAP};
 
 fn stub_addresses(org: &Org, system: &str) -> Vec<String> {
     let mut addresses: Vec<String> = org
@@ -438,19 +438,9 @@ fn a_csv_batch_needs_a_password_file_and_well_formed_rows() {
 
 // ---- Google as the home: the fake Google beside the binary ----------------
 
-/// A fake Google without latency, served beside the test.
-fn google() -> Served<coexist_fake_google::FakeGoogle> {
-    Served::start(coexist_fake_google::FakeGoogle::start(
-        coexist_fake_google::FakeOptions {
-            latency: Duration::ZERO,
-            ..Default::default()
-        },
-    ))
-}
-
 #[test]
 fn provision_on_google_inserts_the_user_and_the_mail_server_gets_its_stub() {
-    let google = google();
+    let google = common::fake_google();
     let table = format!(
         "{}[systems.connection.provision]\norg_unit_path = \"/Management\"\n",
         google_system(&google)
@@ -458,11 +448,7 @@ fn provision_on_google_inserts_the_user_and_the_mail_server_gets_its_stub() {
     let config =
         coexist_testenv::acmecorp::config(&table, coexist_testenv::acmecorp::LDAP_SIMULATED);
     let org = Org::new(&config, &[("ldap", people("m", "acmecorp.com", 2))]);
-    std::fs::write(
-        org.path("google-key.json"),
-        google.fake.service_account_key_json(),
-    )
-    .unwrap();
+    org.write_google_key(&google);
     let (code, report) = org.json(&["sync"]);
     assert_eq!(code, 0, "{report}");
 

@@ -138,6 +138,16 @@ impl Org {
         traced["outcome"].clone()
     }
 
+    /// Writes the fake `google`'s service-account key where
+    /// [`google_system`] names it.
+    pub fn write_google_key(&self, google: &coexist_fake_google::FakeGoogle) {
+        std::fs::write(
+            self.path(GOOGLE_KEY_FILE),
+            google.service_account_key_json(),
+        )
+        .expect("the key file");
+    }
+
     /// The stubs a simulated system holds now (seed + state journal).
     pub fn stubs(&self, system: &str) -> Vec<coexist_connector::FoundStub> {
         let config = coexist_simulated::SimulatedConfig {
@@ -308,6 +318,16 @@ stub_style = "routing_address"
 seed = "cloud.json"
 state = "cloud-state.jsonl"
 "#;
+
+/// The fake Google without latency, served beside the test.
+pub fn fake_google() -> Served<coexist_fake_google::FakeGoogle> {
+    Served::start(coexist_fake_google::FakeGoogle::start(
+        coexist_fake_google::FakeOptions {
+            latency: std::time::Duration::ZERO,
+            ..Default::default()
+        },
+    ))
+}
 
 /// The file, beside coexist.toml, of the fake Google's service-account key
 /// that [`google_system`] names.
