@@ -12,15 +12,7 @@ use common::{person, three_systems, Org};
 fn assert_a_sync_changes_nothing(org: &Org) {
     let (code, sync) = org.json(&["sync"]);
     assert_eq!(code, 0, "{sync}");
-    assert_eq!(
-        sync["plan"]["operations"].as_array().unwrap().len(),
-        0,
-        "{sync}"
-    );
-    assert!(
-        sync["plan"]["conflicts"].as_array().unwrap().is_empty(),
-        "{sync}"
-    );
+    common::assert_nothing_planned(&sync);
 }
 
 /// gus on Google, ann on the mail server, nobody on `mail2`

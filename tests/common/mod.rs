@@ -266,6 +266,19 @@ pub fn operations(report: &serde_json::Value) -> Vec<(String, String, String)> {
     ops
 }
 
+/// A report (of `sync`) whose plan holds no operation and no conflict.
+pub fn assert_nothing_planned(report: &serde_json::Value) {
+    assert_eq!(
+        report["plan"]["operations"].as_array().unwrap().len(),
+        0,
+        "{report}"
+    );
+    assert!(
+        report["plan"]["conflicts"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+}
+
 /// One operation as [`operations`] lists it.
 pub fn op(system: &str, action: &str, address: &str) -> (String, String, String) {
     (system.into(), action.into(), address.into())
