@@ -211,7 +211,7 @@ async fn health_readiness_and_the_json_twins_tell_what_the_store_holds() {
     assert_eq!(runs["acmecorp"][0]["status"], "withheld");
 
     // The search: who is where, which stubs, how mail reaches them.
-    let (code, body) = search_once_routes_are_loaded(&url, "g1%40acmecorp.com").await;
+    let (code, body) = search_once_routes_are_loaded(url, "g1%40acmecorp.com").await;
     assert_eq!(code, 200, "{body}");
     let results: serde_json::Value = serde_json::from_str(&body).unwrap();
     let hits = results[0]["hits"].as_array().unwrap();
@@ -583,7 +583,7 @@ async fn the_status_page_in_headless_chromium() {
     .await;
 
     // The search: who is where, stubs, how mail reaches them.
-    search_once_routes_are_loaded(&url, "g1%40acmecorp.com").await;
+    search_once_routes_are_loaded(url, "g1%40acmecorp.com").await;
     let dom = dump_dom(profile.path(), format!("{url}/?q=g1%40acmecorp.com")).await;
     for shown in [
         "Search: g1@acmecorp.com",

@@ -313,13 +313,21 @@ struct DirectorySlot {
 
 type Directories = Arc<Mutex<HashMap<String, DirectorySlot>>>;
 
+/// The last plan of each organisation, parsed once (shared with the task
+/// that parses it after a run).
+type Plans = Arc<Mutex<HashMap<String, Arc<PlanView>>>>;
+
+/// Each organisation's staged counts and last read per system, with the
+/// newest run and last read they were counted after.
+type Reads = Arc<Mutex<HashMap<String, (ReadsKey, Vec<SystemRead>)>>>;
+
 /// What the state keeps between requests, per organisation.
 pub(super) struct Kept {
-    plans: Mutex<HashMap<String, Arc<PlanView>>>,
+    plans: Plans,
     directories: Directories,
     /// Each system's staged counts and last read, with the newest run and
     /// the last read they were counted after.
-    reads: Mutex<HashMap<String, (ReadsKey, Vec<SystemRead>)>>,
+    reads: Reads,
     /// The runtime the directories are loaded on (the one the state was
     /// made in; the daemon's runs end on threads of their own).
     runtime: Option<tokio::runtime::Handle>,
@@ -328,9 +336,9 @@ pub(super) struct Kept {
 impl Default for Kept {
     fn default() -> Self {
         Kept {
-            plans: Mutex::default(),
+            plans: Plans::default(),
             directories: Directories::default(),
-            reads: Mutex::default(),
+            reads: Reads::default(),
             runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
@@ -368,6 +376,30 @@ impl Kept {
     /// so that the next search finds it ready.
     pub(super) fn run_ended(&self, organisation: &Arc<Organisation>) {
         self.forget_idle();
+        // The run's plan is parsed and each system's staged objects counted
+        // now, in the background, rather than by the first page asked after
+        // the run (a third of a second after a first sync of 100,000
+        // recipients).
+        if let Some(runtime) = self
+            .runtime
+            .clone()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
+        {
+            let (plans, reads, organisation) =
+                (self.plans.clone(), self.reads.clone(), organisation.clone());
+            runtime.spawn(async move {
+                let parsed = match organisation.store.runs(RUNS_SHOWN).await {
+                    Ok(runs) => match last_plan(&plans, &organisation, &runs).await {
+                        Ok(_) => system_reads(&reads, &organisation, &runs).await.map(|_| ()),
+                        Err(error) => Err(error),
+                    },
+                    Err(error) => Err(error.into()),
+                };
+                if let Err(error) = parsed {
+                    tracing::debug!(organisation = %organisation.id, %error, "the last plan was not parsed after the run; the page will");
+                }
+            });
+        }
         let kept = self
             .directories
             .lock()
@@ -504,8 +536,8 @@ pub(super) async fn organisation_status(
             reasons.push(format!("run {} ({}): {why}", last.id, last.command));
         }
     }
-    let plan = last_plan(kept, organisation, &runs).await?;
-    let reads = system_reads(kept, organisation, &runs).await?;
+    let plan = last_plan(&kept.plans, organisation, &runs).await?;
+    let reads = system_reads(&kept.reads, organisation, &runs).await?;
     let systems = reads
         .into_iter()
         .map(|read| {
@@ -655,7 +687,7 @@ fn run_view(run: &RunRecord) -> RunView {
 /// Each system's staged counts and last read, counted once per run and
 /// read (counting scans every staged row).
 async fn system_reads(
-    kept: &Kept,
+    kept: &Reads,
     organisation: &Organisation,
     runs: &[RunRecord],
 ) -> Result<Vec<SystemRead>, StatusError> {
@@ -664,7 +696,7 @@ async fn system_reads(
         organisation.store.last_read_at().await?,
     );
     let systems = organisation.config.system_ids();
-    if let Some(reads) = kept.reads.lock().ok().and_then(|reads| {
+    if let Some(reads) = kept.lock().ok().and_then(|reads| {
         reads
             .get(&organisation.id)
             .filter(|(run, reads)| {
@@ -677,7 +709,7 @@ async fn system_reads(
         return Ok(reads);
     }
     let reads = organisation.store.system_reads(&systems).await?;
-    if let Ok(mut kept) = kept.reads.lock() {
+    if let Ok(mut kept) = kept.lock() {
         kept.insert(organisation.id.clone(), (newest, reads.clone()));
     }
     Ok(reads)
@@ -685,7 +717,7 @@ async fn system_reads(
 
 /// The plan of the newest run that made one, parsed once per plan.
 async fn last_plan(
-    kept: &Kept,
+    plans: &Plans,
     organisation: &Organisation,
     runs: &[RunRecord],
 ) -> Result<Option<Arc<PlanView>>, StatusError> {
@@ -698,8 +730,7 @@ async fn last_plan(
     }) else {
         return Ok(None);
     };
-    if let Some(view) = kept
-        .plans
+    if let Some(view) = plans
         .lock()
         .ok()
         .and_then(|plans| plans.get(&organisation.id).cloned())
@@ -748,7 +779,7 @@ async fn last_plan(
             .collect(),
         withheld_operations,
     });
-    if let Ok(mut plans) = kept.plans.lock() {
+    if let Ok(mut plans) = plans.lock() {
         plans.insert(organisation.id.clone(), view.clone());
     }
     Ok(Some(view))
