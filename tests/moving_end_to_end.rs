@@ -8,38 +8,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use coexist_testenv::{random, Subtree, TestServer};
-use common::Org;
+use coexist_testenv::{random, Password, Subtree, TestServer};
+use common::{google_system, Org, Served};
 
 const SAMBA_PASSWORD: &str = "COEXIST_MOVE_SAMBA_PASSWORD";
 
-struct Google {
-    // Dropped first: the server task is aborted while its runtime still runs.
-    fake: coexist_fake_google::FakeGoogle,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl Google {
-    fn start() -> Google {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let fake = runtime
-            .block_on(coexist_fake_google::FakeGoogle::start(
-                coexist_fake_google::FakeOptions {
-                    latency: Duration::ZERO,
-                    ..Default::default()
-                },
-            ))
-            .unwrap();
-        Google {
-            fake,
-            _runtime: runtime,
-        }
-    }
-}
+/// The fake Google, served beside the test.
+type Google = Served<coexist_fake_google::FakeGoogle>;
 
 /// Google (the MX, catch-all to the mail server), the mail server on the
 /// real slapd (catch-all to AD), Active Directory on the real Samba.
@@ -51,67 +26,40 @@ shared_domains = ["acmecorp.com"]
 [topology]
 mx = "google"
 
-[[systems]]
-id = "google"
-kind = "google"
-routing_domain = "gapps.acmecorp.com"
-unknown_recipient = {{ relay = "ldap" }}
-[systems.connection]
-domain = "acmecorp.com"
-admin = "admin@acmecorp.com"
-service_account_key = {{ file = "google-key.json" }}
-directory_url = "{directory}"
-contacts_url = "{contacts}"
-requests_per_minute = 100000
-retry_base_delay_ms = 5
-retry_max_delay_ms = 50
-[systems.connection.provision]
+{google}[systems.connection.provision]
 org_unit_path = "/Moved"
 
-[[systems]]
-id = "ldap"
-kind = "ldap"
-routing_domain = "mithi.acmecorp.com"
-stub_style = "routing_address"
-unknown_recipient = {{ relay = "ad" }}
-[systems.connection]
-url = "{slapd_url}"
-starttls = true
-ca_file = "{slapd_ca}"
-bind_dn = "{slapd_bind}"
-password = {{ file = "slapd-password" }}
-base_dns = ["{slapd_people}"]
-stub_base = "{slapd_stubs}"
-[systems.connection.provision]
+{ldap}[systems.connection.provision]
 base = "{slapd_people}"
 
-[[systems]]
-id = "ad"
-kind = "active_directory"
-routing_domain = "onprem.acmecorp.com"
-stub_style = "routing_address"
-[systems.connection]
-url = "{samba_url}"
-starttls = true
-ca_file = "{samba_ca}"
-bind_dn = "{samba_bind}"
-password = {{ env = "{SAMBA_PASSWORD}" }}
-base_dns = ["{samba_people}"]
-stub_base = "{samba_stubs}"
-"#,
-        directory = google.fake.directory_url(),
-        contacts = google.fake.contacts_url(),
-        slapd_url = slapd.server.url,
-        slapd_ca = slapd.server.ca_file,
-        slapd_bind = slapd.server.bind_dn,
+{ad}"#,
+        google = google_system(google),
+        ldap = slapd.system_toml(
+            "ldap",
+            "mithi.acmecorp.com",
+            Password::File("slapd-password"),
+            &slapd.people,
+            "unknown_recipient = { relay = \"ad\" }\n",
+        ),
         slapd_people = slapd.people,
-        slapd_stubs = slapd.stubs,
-        samba_url = samba.server.url,
-        samba_ca = samba.server.ca_file,
-        samba_bind = samba.server.bind_dn,
-        samba_people = samba.people,
-        samba_stubs = samba.stubs,
+        ad = samba.system_toml(
+            "ad",
+            "onprem.acmecorp.com",
+            Password::Env(SAMBA_PASSWORD),
+            &samba.people,
+            "",
+        ),
     )
+}
+
+/// The organisation of [`config`] on disk, with the slapd password file,
+/// the Samba password in its variable and the fake Google's key.
+fn org_on_disk(google: &Google, slapd: &Subtree, samba: &Subtree) -> Org {
+    let mut org = Org::new(&config(google, slapd, samba), &[]);
+    org.set_env(SAMBA_PASSWORD, &samba.server.password);
+    std::fs::write(org.path("slapd-password"), &slapd.server.password).unwrap();
+    org.write_google_key(google);
+    org
 }
 
 /// Person `i` of the batch: even on slapd, odd on Samba.
@@ -140,29 +88,9 @@ fn samba_user(t: &Subtree, i: usize, tag: &str) -> String {
     )
 }
 
-fn coexist(org: &Org, password: &str) -> std::process::Command {
-    let mut command = std::process::Command::new(common::binary());
-    command
-        .current_dir(org.dir.path())
-        .env(SAMBA_PASSWORD, password)
-        .arg("--config")
-        .arg(org.config());
-    command
-}
-
-fn json(org: &Org, password: &str, args: &[&str]) -> (i32, serde_json::Value) {
-    let out = coexist(org, password)
-        .args(["--output", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "coexist {args:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), value)
+/// `coexist --output json ARGS` in the organisation's folder.
+fn json(org: &Org, args: &[&str]) -> (i32, serde_json::Value) {
+    common::json(|all| org.command().args(all).output().unwrap(), args)
 }
 
 /// The start of `report`, for a failure's message.
@@ -194,7 +122,7 @@ fn all_delivered_at_google(report: &serde_json::Value) {
 fn a_batch_of_500_from_slapd_and_samba_to_google_killed_midway_completes_when_run_again() {
     const N: usize = 500;
     let tag = &random()[..6];
-    let google = Google::start();
+    let google = common::fake_google();
     let slapd = Subtree::new(TestServer::slapd());
     let samba = Subtree::new(TestServer::samba());
     let started = Instant::now();
@@ -208,15 +136,8 @@ fn a_batch_of_500_from_slapd_and_samba_to_google_killed_midway_completes_when_ru
         .map(|i| samba_user(&samba, i, tag))
         .collect();
     samba.server.ldapadd(&ldif);
-    let password = samba.server.password.clone();
-    let org = Org::new(&config(&google, &slapd, &samba), &[]);
-    std::fs::write(org.path("slapd-password"), &slapd.server.password).unwrap();
-    std::fs::write(
-        org.path("google-key.json"),
-        google.fake.service_account_key_json(),
-    )
-    .unwrap();
-    let (code, report) = json(&org, &password, &["sync"]);
+    let org = org_on_disk(&google, &slapd, &samba);
+    let (code, report) = json(&org, &["sync"]);
     assert_eq!(code, 0, "{}", brief(&report));
     eprintln!(
         "500 people on slapd and Samba, synced in {:?}",
@@ -247,25 +168,21 @@ fn a_batch_of_500_from_slapd_and_samba_to_google_killed_midway_completes_when_ru
     };
 
     let started = Instant::now();
-    let mut child = coexist(&org, &password)
+    let mut child = org
+        .command()
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    while forwarding() < 50 {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "no old account forwards"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "it ended before the kill"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    common::kill_when(
+        &mut child,
+        started,
+        Duration::from_secs(600),
+        Duration::from_millis(50),
+        "no old account forwards",
+        || forwarding() >= 50,
+    );
     let killed_after = started.elapsed();
     let forwarded = forwarding();
     assert!(
@@ -274,7 +191,7 @@ fn a_batch_of_500_from_slapd_and_samba_to_google_killed_midway_completes_when_ru
     );
 
     let started = Instant::now();
-    let (code, report) = json(&org, &password, &args);
+    let (code, report) = json(&org, &args);
     let rerun = started.elapsed();
     eprintln!(
         "500 people moved to Google: killed after {killed_after:?} ({forwarded} of 250 slapd forwards), the rerun took {rerun:?}, {} stub operations",
@@ -312,17 +229,9 @@ fn a_batch_of_500_from_slapd_and_samba_to_google_killed_midway_completes_when_ru
     let lines = std::fs::read_to_string(org.path("passwords.csv")).unwrap();
     assert!(lines.lines().count() >= N - 1, "{}", lines.lines().count());
     // Nothing left to do, nothing in conflict.
-    let (code, sync) = json(&org, &password, &["sync"]);
+    let (code, sync) = json(&org, &["sync"]);
     assert_eq!(code, 0, "{}", brief(&sync));
-    assert_eq!(
-        sync["plan"]["operations"].as_array().unwrap().len(),
-        0,
-        "{sync}"
-    );
-    assert!(
-        sync["plan"]["conflicts"].as_array().unwrap().is_empty(),
-        "{sync}"
-    );
+    common::assert_nothing_planned(&sync);
 
     // Ten moves finished: each old home gets coexist's stub, the old
     // account is retired, mail still reaches Google.
@@ -331,11 +240,7 @@ fn a_batch_of_500_from_slapd_and_samba_to_google_killed_midway_completes_when_ru
         csv.push_str(&format!("{}\n", address(i, tag)));
     }
     std::fs::write(org.path("finish.csv"), csv).unwrap();
-    let (code, report) = json(
-        &org,
-        &password,
-        &["move", "--finish", "--from-csv", "finish.csv"],
-    );
+    let (code, report) = json(&org, &["move", "--finish", "--from-csv", "finish.csv"]);
     assert_eq!(code, 0, "{}", brief(&report));
     assert!(report["people"]
         .as_array()
@@ -378,17 +283,9 @@ fn a_batch_of_500_from_slapd_and_samba_to_google_killed_midway_completes_when_ru
         old[0].one("userAccountControl").parse::<u64>().unwrap() & 2,
         2
     );
-    let (code, sync) = json(&org, &password, &["sync"]);
+    let (code, sync) = json(&org, &["sync"]);
     assert_eq!(code, 0, "{}", brief(&sync));
-    assert_eq!(
-        sync["plan"]["operations"].as_array().unwrap().len(),
-        0,
-        "{sync}"
-    );
-    assert!(
-        sync["plan"]["conflicts"].as_array().unwrap().is_empty(),
-        "{sync}"
-    );
+    common::assert_nothing_planned(&sync);
 }
 
 /// One person on slapd and one on Samba moved to Google one change at a
@@ -400,7 +297,7 @@ fn a_batch_of_500_from_slapd_and_samba_to_google_killed_midway_completes_when_ru
 fn after_every_change_of_a_move_from_slapd_and_samba_to_google_mail_is_delivered_at_the_current_home(
 ) {
     let tag = &random()[..6];
-    let google = Google::start();
+    let google = common::fake_google();
     let slapd = Subtree::new(TestServer::slapd());
     let samba = Subtree::new(TestServer::samba());
     // mv0 and mv1 move; mv2 and mv3 stay where they are.
@@ -410,22 +307,15 @@ fn after_every_change_of_a_move_from_slapd_and_samba_to_google_mail_is_delivered
     samba
         .server
         .ldapadd(&(samba_user(&samba, 1, tag) + &samba_user(&samba, 3, tag)));
-    let password = samba.server.password.clone();
-    let org = Org::new(&config(&google, &slapd, &samba), &[]);
-    std::fs::write(org.path("slapd-password"), &slapd.server.password).unwrap();
-    std::fs::write(
-        org.path("google-key.json"),
-        google.fake.service_account_key_json(),
-    )
-    .unwrap();
-    let (code, report) = json(&org, &password, &["sync"]);
+    let org = org_on_disk(&google, &slapd, &samba);
+    let (code, report) = json(&org, &["sync"]);
     assert_eq!(code, 0, "{}", brief(&report));
     let people = [(address(0, tag), "ldap"), (address(1, tag), "ad")];
 
     // Where mail to each person is delivered from every sender, read
     // afresh (`plan` reads every system and changes nothing).
     let check = |stage: &str| {
-        let (code, plan) = json(&org, &password, &["plan"]);
+        let (code, plan) = json(&org, &["plan"]);
         assert!(
             code == 0 || code == 6,
             "{stage}: plan exited {code}: {}",
@@ -433,18 +323,14 @@ fn after_every_change_of_a_move_from_slapd_and_samba_to_google_mail_is_delivered
         );
         for (address, old_home) in &people {
             let on_google = google.fake.user(address).is_some();
-            let forwarded = !json(
-                &org,
-                &password,
-                &["move", address, "--to", "google", "--dry-run"],
-            )
-            .1["people"][0]["steps"]
+            let forwarded = !json(&org, &["move", address, "--to", "google", "--dry-run"]).1
+                ["people"][0]["steps"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .any(|s| s.as_str().unwrap().contains("forwards to"));
             for from in ["internet", "google", "ldap", "ad"] {
-                let (_, traced) = json(&org, &password, &["route", address, "--from", from]);
+                let (_, traced) = json(&org, &["route", address, "--from", from]);
                 let outcome = &traced["outcome"];
                 assert_eq!(
                     outcome["result"], "delivered",
@@ -478,7 +364,8 @@ fn after_every_change_of_a_move_from_slapd_and_samba_to_google_mail_is_delivered
     std::fs::write(org.path("two.csv"), csv).unwrap();
     let stepped = |args: &[&str]| -> usize {
         for n in 1..40 {
-            let out = coexist(&org, &password)
+            let out = org
+                .command()
                 .args(["--output", "json"])
                 .args(args)
                 .args(["--stop-after", "1", "--password-file", "passwords.csv"])
@@ -522,7 +409,7 @@ fn after_every_change_of_a_move_from_slapd_and_samba_to_google_mail_is_delivered
 /// Google connection retires old users by renaming them. Returns the
 /// fake, the organisation and Ann's user id.
 fn ann_on_google() -> (Google, Org, String) {
-    let google = Google::start();
+    let google = common::fake_google();
     google.fake.add_user(coexist_fake_google::FakeUser {
         primary_email: "ann@acmecorp.com".into(),
         given_name: "Ann".into(),
@@ -534,37 +421,15 @@ fn ann_on_google() -> (Google, Org, String) {
     });
     let ann_id = google.fake.user("ann@acmecorp.com").unwrap().id;
     let table = format!(
-        r#"[[systems]]
-id = "google"
-kind = "google"
-routing_domain = "gapps.acmecorp.com"
-unknown_recipient = {{ relay = "ldap" }}
-[systems.connection]
-domain = "acmecorp.com"
-admin = "admin@acmecorp.com"
-service_account_key = {{ file = "google-key.json" }}
-directory_url = "{}"
-contacts_url = "{}"
-gmail_url = "{}"
-requests_per_minute = 100000
-retry_base_delay_ms = 5
-retry_max_delay_ms = 50
-[systems.connection.provision]
-org_unit_path = "/"
-retire = "rename"
-"#,
-        google.fake.directory_url(),
-        google.fake.contacts_url(),
+        "{}gmail_url = \"{}\"\n[systems.connection.provision]\norg_unit_path = \"/\"\n\
+         retire = \"rename\"\n",
+        google_system(&google),
         google.fake.base_url(),
     );
     let config =
         coexist_testenv::acmecorp::config(&table, coexist_testenv::acmecorp::LDAP_SIMULATED);
     let org = Org::new(&config, &[("ldap", common::people("m", "acmecorp.com", 2))]);
-    std::fs::write(
-        org.path("google-key.json"),
-        google.fake.service_account_key_json(),
-    )
-    .unwrap();
+    org.write_google_key(&google);
     (google, org, ann_id)
 }
 
