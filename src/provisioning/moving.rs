@@ -225,6 +225,28 @@ fn records(rows: Vec<(String, String, serde_json::Value)>) -> BTreeMap<String, R
     out
 }
 
+/// The audit record of a change coexist made in `run` to the old
+/// account of `standing` (its forward, its retirement): `before` and
+/// `after` are what the account was and is.
+fn old_account_audit(
+    run: i64,
+    actor: &str,
+    standing: &Standing,
+    before: serde_json::Value,
+    after: serde_json::Value,
+) -> AuditRecord {
+    AuditRecord {
+        at: crate::store::now(),
+        run_id: Some(run),
+        actor: actor.to_string(),
+        system: standing.from.clone(),
+        action: Action::Update,
+        address: standing.primary.clone(),
+        before: Some(before),
+        after: Some(after),
+    }
+}
+
 /// Where one person's move stands, from the systems and the audit log.
 #[derive(Debug, Clone)]
 struct Standing {
@@ -829,26 +851,19 @@ async fn flip(
                 }
                 changes.made();
             }
+            let before = serde_json::json!({
+                "account": standing.old.locator,
+                "forwards_to": standing.old.forwards_to,
+            });
+            let after = serde_json::json!({
+                "account": standing.old.locator,
+                "anchor": standing.old.anchor,
+                "forward": standing.forward,
+                "move_forward": standing.to,
+            });
             engine
                 .store
-                .audit(&AuditRecord {
-                    at: crate::store::now(),
-                    run_id: Some(run),
-                    actor: actor.clone(),
-                    system: standing.from.clone(),
-                    action: Action::Update,
-                    address: standing.primary.clone(),
-                    before: Some(serde_json::json!({
-                        "account": standing.old.locator,
-                        "forwards_to": standing.old.forwards_to,
-                    })),
-                    after: Some(serde_json::json!({
-                        "account": standing.old.locator,
-                        "anchor": standing.old.anchor,
-                        "forward": standing.forward,
-                        "move_forward": standing.to,
-                    })),
-                })
+                .audit(&old_account_audit(run, actor, standing, before, after))
                 .await?;
             moved.steps.push(format!(
                 "the old account on {} forwards to {}",
@@ -961,29 +976,22 @@ async fn finish(
             continue;
         }
         changes.made();
+        let before = serde_json::json!({
+            "account": standing.old.locator,
+            "forwards_to": standing.forward,
+            "addresses": standing.addresses,
+            "enabled": standing.old.enabled,
+        });
+        let after = serde_json::json!({
+            "account": standing.old.locator,
+            "anchor": standing.old.anchor,
+            "forward": standing.forward,
+            "move_retired": standing.to,
+            "enabled": false,
+        });
         engine
             .store
-            .audit(&AuditRecord {
-                at: crate::store::now(),
-                run_id: Some(run),
-                actor: actor.clone(),
-                system: standing.from.clone(),
-                action: Action::Update,
-                address: standing.primary.clone(),
-                before: Some(serde_json::json!({
-                    "account": standing.old.locator,
-                    "forwards_to": standing.forward,
-                    "addresses": standing.addresses,
-                    "enabled": standing.old.enabled,
-                })),
-                after: Some(serde_json::json!({
-                    "account": standing.old.locator,
-                    "anchor": standing.old.anchor,
-                    "forward": standing.forward,
-                    "move_retired": standing.to,
-                    "enabled": false,
-                })),
-            })
+            .audit(&old_account_audit(run, actor, standing, before, after))
             .await?;
         moved.steps.push(format!(
             "the old account on {} retired (its forward and the person's addresses taken off and the account suspended, or the account deleted where the system's `retire` says so)",
